@@ -1,0 +1,28 @@
+//! sipnotify: send SIP NOTIFY requests (resync, reboot, XML-Service, ...) to SIP phones,
+//! answer their digest challenges, and report what really happened to each one.
+//!
+//! # Layout
+//!
+//! - [`proto`] is the SIP protocol core. It is sans-IO: no sockets, no clock reads, no tokio.
+//!   Time comes in as an [`std::time::Instant`] argument, bytes in and out as buffers.
+//!   - [`proto::codec`] parses and frames everything received, tolerantly and within bounds.
+//!   - [`proto::digest`] computes and verifies digest answers (MD5, SHA-256, -sess, qop).
+//!   - [`proto::request`] builds the NOTIFY requests with rsip's types.
+//!   - [`proto::target`] parses the phone addresses users type.
+//!   - [`proto::transaction`] is the RFC 3261 non-INVITE client transaction and its timers.
+//!   - [`proto::flow`] drives one target from first NOTIFY to its [`Outcome`], answering
+//!     401/407 challenges.
+//!   - [`proto::endpoint`] multiplexes many flows: routes responses by Via branch, keeps one
+//!     timer queue, and hands out datagrams to send.
+//! - [`net`] is the thin tokio layer: a UDP socket and TCP connections pumped into an
+//!   endpoint, behind the async [`Notifier`] API.
+//! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
+//!   the tests, the demo and users' own integration tests.
+//!
+//! The command-line interface lives in the binary (`src/main.rs`, `src/cli/`) and uses only
+//! this public API.
+#![warn(missing_docs)]
+
+pub mod net;
+pub mod phone;
+pub mod proto;

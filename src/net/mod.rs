@@ -1,0 +1,1 @@
+//! The tokio layer: sockets pumped into the sans-IO [`crate::proto`] core.
