@@ -60,7 +60,10 @@ pub struct Message {
 impl Message {
     /// The first value of the header `name` (compared case-insensitively with canonical names).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers(name).next()
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
     }
 
     /// Every value of the header `name`, in order.
