@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod digest;
+pub mod transaction;
 
 use std::fmt;
 use std::str::FromStr;
