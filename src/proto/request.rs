@@ -1,0 +1,459 @@
+//! Building NOTIFY requests. Each attempt is serialized once; retransmissions resend the
+//! same bytes.
+
+use super::target::Target;
+use super::Transport;
+use rsip::headers::UntypedHeader;
+use std::net::SocketAddr;
+
+/// The User-Agent every request carries.
+pub const USER_AGENT: &str = concat!("sipnotify/", env!("CARGO_PKG_VERSION"));
+
+/// Why an event or header given by the user cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// XML-Service needs an http(s) URL.
+    #[error("`{0}` is not an http:// or https:// URL; XML-Service phones only fetch http(s) URLs")]
+    NotHttpUrl(String),
+    /// A URL with white space or control characters would be cut by the phone.
+    #[error("the URL contains white space or control characters; percent-encode them (e.g. %20)")]
+    UrlWhitespace,
+    /// An event token that is not a token.
+    #[error("`{0}` is not a valid event (letters, digits and -._!%*+`'~, then ;params)")]
+    BadEvent(String),
+    /// A `--header` that is not `Name: value`.
+    #[error("`{0}` is not a header: write 'Name: value' on one line")]
+    BadHeader(String),
+    /// A header the agent writes itself.
+    #[error("the {0} header is written by sipnotify itself and cannot be set with --header")]
+    ManagedHeader(String),
+}
+
+/// What the phone is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `Event: resync`: re-fetch the configuration profile, from `profile` when given (MPP).
+    Resync {
+        /// An explicit profile URL (`;profile="..."`).
+        profile: Option<String>,
+    },
+    /// `Event: reboot_now`: cold restart.
+    Reboot,
+    /// `Event: restart_now`: warm restart.
+    Restart,
+    /// `Event: report`: upload a configuration report.
+    Report,
+    /// `Event: XML-Service` with the URL as the whole body.
+    XmlService {
+        /// The validated http(s) URL.
+        url: String,
+    },
+    /// Any event, with an optional body and content type.
+    Custom {
+        /// The Event header value (type and parameters).
+        event: String,
+        /// The body, sent byte for byte.
+        body: Vec<u8>,
+        /// The Content-Type, when there is a body.
+        content_type: Option<String>,
+    },
+}
+
+impl Event {
+    /// `Event: resync`, optionally with an MPP profile URL.
+    pub fn resync(profile: Option<&str>) -> Result<Event, RequestError> {
+        let profile = profile.map(check_http_url).transpose()?;
+        Ok(Event::Resync { profile })
+    }
+
+    /// `Event: XML-Service` for `url`, which must be http(s) and contain no white space.
+    pub fn xml_service(url: &str) -> Result<Event, RequestError> {
+        Ok(Event::XmlService {
+            url: check_http_url(url)?,
+        })
+    }
+
+    /// Any event; `event` is checked to be a token with optional parameters.
+    pub fn custom(
+        event: &str,
+        body: Vec<u8>,
+        content_type: Option<String>,
+    ) -> Result<Event, RequestError> {
+        let event = event.trim();
+        let token = event.split(';').next().unwrap_or_default().trim();
+        let token_ok = !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._!%*+`'~".contains(&b));
+        if !token_ok || event.bytes().any(|b| b.is_ascii_control()) {
+            return Err(RequestError::BadEvent(event.into()));
+        }
+        if let Some(ct) = &content_type {
+            check_header_value("Content-Type", ct)?;
+        }
+        Ok(Event::Custom {
+            event: event.into(),
+            body,
+            content_type,
+        })
+    }
+
+    /// The event type, as reported (`resync`, `reboot_now`, `XML-Service`, ...).
+    pub fn name(&self) -> &str {
+        match self {
+            Event::Resync { .. } => "resync",
+            Event::Reboot => "reboot_now",
+            Event::Restart => "restart_now",
+            Event::Report => "report",
+            Event::XmlService { .. } => "XML-Service",
+            Event::Custom { event, .. } => event.split(';').next().unwrap_or(event).trim(),
+        }
+    }
+
+    /// The Event header value.
+    pub fn header_value(&self) -> String {
+        match self {
+            Event::Resync {
+                profile: Some(url),
+            } => format!("resync;profile=\"{url}\""),
+            Event::Custom { event, .. } => event.clone(),
+            other => other.name().to_string(),
+        }
+    }
+
+    /// The body. For XML-Service it is the URL alone, with no trailing CR or LF: the phone
+    /// silently ignores the request otherwise.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Event::XmlService { url } => url.as_bytes(),
+            Event::Custom { body, .. } => body,
+            _ => &[],
+        }
+    }
+
+    fn content_type(&self) -> Option<&str> {
+        match self {
+            Event::XmlService { .. } => Some("text/plain"),
+            Event::Custom {
+                content_type: Some(ct),
+                ..
+            } => Some(ct),
+            Event::Custom { body, .. } if !body.is_empty() => Some("text/plain"),
+            _ => None,
+        }
+    }
+}
+
+fn check_http_url(url: &str) -> Result<String, RequestError> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
+        _ => return Err(RequestError::NotHttpUrl(url.into())),
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+    {
+        return Err(RequestError::UrlWhitespace);
+    }
+    Ok(url.to_string())
+}
+
+/// Headers sipnotify writes itself; a user header with one of these names is refused.
+const MANAGED: &[&str] = &[
+    "Via",
+    "Max-Forwards",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Event",
+    "Content-Length",
+    "Content-Type",
+    "Authorization",
+    "Proxy-Authorization",
+];
+
+/// Headers sipnotify writes by default that a user header of the same name replaces.
+const DEFAULTED: &[&str] = &["Contact", "Subscription-State", "User-Agent"];
+
+/// An extra header from the user, checked once when it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraHeader {
+    name: String,
+    value: String,
+}
+
+impl ExtraHeader {
+    /// Parses `Name: value`.
+    pub fn parse(line: &str) -> Result<ExtraHeader, RequestError> {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| RequestError::BadHeader(line.into()))?;
+        let (name, value) = (name.trim(), value.trim());
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._!%*+`'~".contains(&b));
+        if !name_ok {
+            return Err(RequestError::BadHeader(line.into()));
+        }
+        if let Some(m) = MANAGED.iter().find(|m| m.eq_ignore_ascii_case(name)) {
+            return Err(RequestError::ManagedHeader((*m).into()));
+        }
+        check_header_value(name, value)?;
+        Ok(ExtraHeader {
+            name: name.into(),
+            value: value.into(),
+        })
+    }
+
+    fn replaces(&self, default: &str) -> bool {
+        self.name.eq_ignore_ascii_case(default)
+    }
+}
+
+fn check_header_value(name: &str, value: &str) -> Result<(), RequestError> {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(RequestError::BadHeader(format!("{name}: {value}")));
+    }
+    Ok(())
+}
+
+/// Everything that goes into one NOTIFY attempt.
+#[derive(Debug, Clone)]
+pub struct NotifyRequest<'a> {
+    /// The phone line (Request-URI and To).
+    pub target: &'a Target,
+    /// The From URI (without tag).
+    pub from: &'a str,
+    /// The From tag, the same for every attempt of one target.
+    pub from_tag: &'a str,
+    /// The Call-ID, the same for every attempt of one target.
+    pub call_id: &'a str,
+    /// CSeq number, one higher for each attempt.
+    pub cseq: u32,
+    /// The Via branch, new for each attempt (a new transaction).
+    pub branch: &'a str,
+    /// The local address the phone can answer to (Via sent-by and Contact).
+    pub local: SocketAddr,
+    /// The transport, written in Via and Contact.
+    pub transport: Transport,
+    /// What to ask.
+    pub event: &'a Event,
+    /// Additional headers.
+    pub extra: &'a [ExtraHeader],
+    /// `(proxy, value)`: Authorization (or Proxy-Authorization when `proxy`) values.
+    pub authorization: &'a [(bool, String)],
+}
+
+impl NotifyRequest<'_> {
+    /// The request as rsip's type.
+    pub fn to_rsip(&self) -> rsip::Request {
+        use rsip::headers as h;
+        let mut headers = rsip::Headers::default();
+        let transport = self.transport.as_str();
+        headers.push(
+            h::Via::new(format!(
+                "SIP/2.0/{transport} {};branch={};rport",
+                self.local, self.branch
+            ))
+            .into(),
+        );
+        headers.push(h::MaxForwards::new("70").into());
+        headers.push(h::From::new(format!("<{}>;tag={}", self.from, self.from_tag)).into());
+        headers.push(h::To::new(format!("<{}>", self.target.as_str())).into());
+        headers.push(h::CallId::new(self.call_id).into());
+        headers.push(h::CSeq::new(format!("{} NOTIFY", self.cseq)).into());
+        let user_set = |name: &str| self.extra.iter().any(|e| e.replaces(name));
+        if !user_set(DEFAULTED[0]) {
+            let param = match self.transport {
+                Transport::Udp => "",
+                Transport::Tcp => ";transport=tcp",
+            };
+            headers.push(h::Contact::new(format!("<sip:sipnotify@{}{param}>", self.local)).into());
+        }
+        headers.push(h::Event::new(self.event.header_value()).into());
+        if !user_set(DEFAULTED[1]) {
+            headers.push(h::SubscriptionState::new("terminated").into());
+        }
+        for (proxy, value) in self.authorization {
+            headers.push(if *proxy {
+                h::ProxyAuthorization::new(value.as_str()).into()
+            } else {
+                h::Authorization::new(value.as_str()).into()
+            });
+        }
+        if !user_set(DEFAULTED[2]) {
+            headers.push(h::UserAgent::new(USER_AGENT).into());
+        }
+        for e in self.extra {
+            headers.push(rsip::Header::Other(e.name.clone(), e.value.clone()));
+        }
+        let body = self.event.body();
+        if let Some(ct) = self.event.content_type() {
+            headers.push(h::ContentType::new(ct).into());
+        }
+        headers.push(h::ContentLength::new(body.len().to_string()).into());
+        rsip::Request {
+            method: rsip::Method::Notify,
+            uri: self.target.uri().clone(),
+            version: rsip::Version::V2,
+            headers,
+            body: body.to_vec(),
+        }
+    }
+
+    /// The bytes on the wire. rsip's `Display` writes the body through a lossy UTF-8
+    /// conversion, so the body is appended here as raw bytes instead.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut request = self.to_rsip();
+        let body = std::mem::take(&mut request.body);
+        let mut bytes = request.to_string().into_bytes();
+        bytes.extend_from_slice(&body);
+        bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::codec;
+
+    fn build(event: &Event, transport: Transport, extra: &[ExtraHeader]) -> Vec<u8> {
+        let target = Target::parse("sip:159@192.168.0.10:5061").unwrap();
+        NotifyRequest {
+            target: &target,
+            from: "sip:sipnotify@192.168.0.5",
+            from_tag: "tag1",
+            call_id: "cid1",
+            cseq: 7,
+            branch: "z9hG4bKabc",
+            local: "192.168.0.5:5062".parse().unwrap(),
+            transport,
+            event,
+            extra,
+            authorization: &[(false, "Digest username=\"159\"".into())],
+        }
+        .to_bytes()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn notify_has_every_required_header() {
+        let s = text(&build(&Event::resync(None).unwrap(), Transport::Udp, &[]));
+        assert!(s.starts_with("NOTIFY sip:159@192.168.0.10:5061 SIP/2.0\r\n"), "{s}");
+        for line in [
+            "Via: SIP/2.0/UDP 192.168.0.5:5062;branch=z9hG4bKabc;rport\r\n",
+            "Max-Forwards: 70\r\n",
+            "From: <sip:sipnotify@192.168.0.5>;tag=tag1\r\n",
+            "To: <sip:159@192.168.0.10:5061>\r\n",
+            "Call-ID: cid1\r\n",
+            "CSeq: 7 NOTIFY\r\n",
+            "Contact: <sip:sipnotify@192.168.0.5:5062>\r\n",
+            "Event: resync\r\n",
+            "Subscription-State: terminated\r\n",
+            "Authorization: Digest username=\"159\"\r\n",
+            "User-Agent: sipnotify/",
+            "Content-Length: 0\r\n\r\n",
+        ] {
+            assert!(s.contains(line), "missing {line:?} in {s}");
+        }
+        assert!(s.ends_with("\r\n\r\n"));
+        assert!(!s.contains("INVITE"));
+    }
+
+    #[test]
+    fn event_header_for_each_command() {
+        let cases = [
+            (Event::resync(None).unwrap(), "Event: resync\r\n"),
+            (
+                Event::resync(Some("http://p/x.xml")).unwrap(),
+                "Event: resync;profile=\"http://p/x.xml\"\r\n",
+            ),
+            (Event::Reboot, "Event: reboot_now\r\n"),
+            (Event::Restart, "Event: restart_now\r\n"),
+            (Event::Report, "Event: report\r\n"),
+            (
+                Event::xml_service("http://h/x").unwrap(),
+                "Event: XML-Service\r\n",
+            ),
+        ];
+        for (event, line) in cases {
+            let s = text(&build(&event, Transport::Udp, &[]));
+            assert!(s.contains(line), "{line:?} in {s}");
+        }
+    }
+
+    #[test]
+    fn xml_service_body_is_the_url_with_no_trailing_newline_and_exact_length() {
+        let url = "http://10.0.0.1/services/menu.xml";
+        let bytes = build(&Event::xml_service(url).unwrap(), Transport::Udp, &[]);
+        assert!(bytes.ends_with(url.as_bytes()), "last byte is the URL's last");
+        let s = text(&bytes);
+        assert!(s.contains(&format!("Content-Length: {}\r\n", url.len())));
+        assert!(s.contains("Content-Type: text/plain\r\n"));
+        let parsed = codec::parse(&bytes).unwrap();
+        assert_eq!(parsed.body, url.as_bytes());
+    }
+
+    #[test]
+    fn xml_service_refuses_what_is_not_an_http_url() {
+        for bad in ["ftp://h/x", "h/x", "http://", "<CiscoIPPhoneText/>", "file:///etc"] {
+            assert!(
+                matches!(Event::xml_service(bad), Err(RequestError::NotHttpUrl(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            Event::xml_service("http://h/x\n"),
+            Err(RequestError::UrlWhitespace)
+        );
+        assert!(Event::xml_service("HTTPS://h/x").is_ok());
+    }
+
+    #[test]
+    fn custom_body_is_sent_byte_for_byte_with_exact_length() {
+        let body = vec![0xffu8, b'a', b'\n'];
+        let event = Event::custom("check-sync;reboot=false", body.clone(), None).unwrap();
+        let bytes = build(&event, Transport::Tcp, &[]);
+        assert!(bytes.ends_with(&body));
+        let s = String::from_utf8_lossy(&bytes);
+        assert!(s.contains("Content-Length: 3\r\n"));
+        assert!(s.contains("Event: check-sync;reboot=false\r\n"));
+        assert!(s.contains("Via: SIP/2.0/TCP "));
+        assert!(s.contains(";transport=tcp>"));
+        assert_eq!(codec::parse(&bytes).unwrap().body, body);
+    }
+
+    #[test]
+    fn bad_events_and_headers_are_refused() {
+        assert!(Event::custom("", vec![], None).is_err());
+        assert!(Event::custom("a b", vec![], None).is_err());
+        assert!(Event::custom("x\r\nVia: evil", vec![], None).is_err());
+        assert!(ExtraHeader::parse("NoColon").is_err());
+        assert!(ExtraHeader::parse("Bad Name: v").is_err());
+        assert_eq!(
+            ExtraHeader::parse("call-id: x"),
+            Err(RequestError::ManagedHeader("Call-ID".into()))
+        );
+    }
+
+    #[test]
+    fn user_headers_are_added_and_replace_defaults() {
+        let extra = [
+            ExtraHeader::parse("Subscription-State: active;expires=60").unwrap(),
+            ExtraHeader::parse("X-Campaign: 42").unwrap(),
+        ];
+        let s = text(&build(&Event::Reboot, Transport::Udp, &extra));
+        assert!(s.contains("Subscription-State: active;expires=60\r\n"));
+        assert!(!s.contains("terminated"));
+        assert!(s.contains("X-Campaign: 42\r\n"));
+    }
+}

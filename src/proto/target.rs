@@ -1,0 +1,190 @@
+//! The phone addresses users type: `sip:159@192.168.0.10:5061;transport=tcp` or
+//! `159@192.168.0.10[:port]`.
+
+use super::Transport;
+use std::fmt;
+
+/// The SIP port used when a target names none.
+pub const DEFAULT_PORT: u16 = 5060;
+
+/// Why a target could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Empty input.
+    #[error("the target is empty: give a SIP URI such as sip:159@192.168.0.10:5060")]
+    Empty,
+    /// `sips:` needs TLS, which sipnotify does not speak.
+    #[error("`{0}` is a sips: URI, which needs TLS; sipnotify sends over udp or tcp: use sip:")]
+    Sips(String),
+    /// rsip 0.4 cannot parse bracketed IPv6 hosts.
+    #[error("`{0}`: IPv6 targets are not supported yet; use an IPv4 address or a host name")]
+    Ipv6(String),
+    /// Not a URI at all.
+    #[error("`{0}` is not a SIP URI: write sip:USER@HOST[:PORT][;transport=tcp] or USER@HOST[:PORT]")]
+    Invalid(String),
+    /// The `transport` parameter names something other than udp or tcp.
+    #[error("`{0}` asks for transport `{1}`: sipnotify sends over udp or tcp")]
+    Transport(String, String),
+}
+
+/// A phone line to notify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    uri: rsip::Uri,
+    text: String,
+    host: String,
+    port: u16,
+    transport: Option<Transport>,
+}
+
+impl Target {
+    /// Parses a target. A missing `sip:` scheme is added.
+    pub fn parse(input: &str) -> Result<Target, TargetError> {
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(TargetError::Empty);
+        }
+        let lower = input.to_ascii_lowercase();
+        if lower.starts_with("sips:") {
+            return Err(TargetError::Sips(input.into()));
+        }
+        if input.contains('[') {
+            return Err(TargetError::Ipv6(input.into()));
+        }
+        let with_scheme = if lower.starts_with("sip:") {
+            input.to_string()
+        } else {
+            format!("sip:{input}")
+        };
+        if with_scheme.contains(char::is_whitespace) {
+            return Err(TargetError::Invalid(input.into()));
+        }
+        let uri =
+            rsip::Uri::try_from(with_scheme.as_str()).map_err(|_| TargetError::Invalid(input.into()))?;
+        let host = uri.host().to_string();
+        if host.is_empty() || host.contains(['@', ':', ';', '?']) {
+            return Err(TargetError::Invalid(input.into()));
+        }
+        let port = uri.port().map(|p| *p.value()).unwrap_or(DEFAULT_PORT);
+        let transport = match transport_param(&with_scheme) {
+            None => None,
+            Some(t) => Some(
+                t.parse::<Transport>()
+                    .map_err(|_| TargetError::Transport(input.into(), t.to_string()))?,
+            ),
+        };
+        let text = uri.to_string();
+        Ok(Target {
+            uri,
+            text,
+            host,
+            port,
+            transport,
+        })
+    }
+
+    /// The Request-URI, as rsip's type.
+    pub fn uri(&self) -> &rsip::Uri {
+        &self.uri
+    }
+
+    /// The Request-URI exactly as it goes on the wire (and into the digest `uri`).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The user part (the line's SIP user ID), if any.
+    pub fn user(&self) -> Option<&str> {
+        self.uri.user()
+    }
+
+    /// The host name or address.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, 5060 when none is given.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The `transport` URI parameter, if given.
+    pub fn transport(&self) -> Option<Transport> {
+        self.transport
+    }
+}
+
+/// Reads the `transport` parameter from the text, because rsip maps unknown values (such as
+/// `sctp`) to its own variants and would hide the user's mistake.
+fn transport_param(uri: &str) -> Option<&str> {
+    uri.split(';').skip(1).find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("transport")
+            .then(|| value.split(['?', '>']).next().unwrap_or(value).trim())
+    })
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = TargetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Target::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_uri_with_port_and_transport() {
+        let t = Target::parse("sip:159@192.168.0.10:5061;transport=tcp").unwrap();
+        assert_eq!(t.user(), Some("159"));
+        assert_eq!(t.host(), "192.168.0.10");
+        assert_eq!(t.port(), 5061);
+        assert_eq!(t.transport(), Some(Transport::Tcp));
+        assert!(t.as_str().starts_with("sip:159@192.168.0.10:5061;transport="));
+    }
+
+    #[test]
+    fn user_at_host_gets_scheme_and_default_port() {
+        let t = Target::parse("159@10.0.0.7").unwrap();
+        assert_eq!(t.as_str(), "sip:159@10.0.0.7");
+        assert_eq!(t.port(), 5060);
+        assert_eq!(t.transport(), None);
+        let t = Target::parse("  SIP:201@phone.example.com:5070 ").unwrap();
+        assert_eq!(t.user(), Some("201"));
+        assert_eq!(t.host(), "phone.example.com");
+        assert_eq!(t.port(), 5070);
+    }
+
+    #[test]
+    fn bad_targets_say_what_is_wrong() {
+        assert_eq!(Target::parse(""), Err(TargetError::Empty));
+        assert!(matches!(Target::parse("sips:1@h"), Err(TargetError::Sips(_))));
+        assert!(matches!(Target::parse("1@h:99999"), Err(TargetError::Invalid(_))));
+        assert!(matches!(Target::parse("1@h x"), Err(TargetError::Invalid(_))));
+        assert!(matches!(
+            Target::parse("1@h;transport=sctp"),
+            Err(TargetError::Transport(_, _))
+        ));
+        let msg = Target::parse("1@h;transport=sctp").unwrap_err().to_string();
+        assert!(msg.contains("udp or tcp"), "{msg}");
+    }
+
+    #[test]
+    fn rsip_cannot_parse_bracketed_ipv6_which_is_why_we_refuse_it_clearly() {
+        assert!(rsip::Uri::try_from("sip:159@[::1]:5060").is_err());
+        assert!(matches!(
+            Target::parse("159@[::1]:5060"),
+            Err(TargetError::Ipv6(_))
+        ));
+    }
+}
