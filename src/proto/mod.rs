@@ -2,6 +2,8 @@
 
 pub mod codec;
 pub mod digest;
+pub mod flow;
+pub mod outcome;
 pub mod request;
 pub mod target;
 pub mod transaction;
