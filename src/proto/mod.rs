@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod digest;
+pub mod endpoint;
 pub mod flow;
 pub mod outcome;
 pub mod request;
