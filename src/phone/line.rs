@@ -626,3 +626,394 @@ fn reason_phrase(code: u16) -> &'static str {
         _ => "Global Failure",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::digest::{authorization, parse_challenge, Answer, Challenge};
+
+    const URI: &str = "sip:159@127.0.0.1:5060";
+
+
+    fn phone(config: PhoneConfig, t0: Instant) -> Phone {
+        Phone::new(config, 7, t0)
+    }
+
+    /// A NOTIFY as a sender writes it; `extra` is inserted verbatim before Content-Length.
+    fn request(method: &str, uri: &str, extra: &str, body: &str) -> Vec<u8> {
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-1;rport\r\n\
+             Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-0\r\n\
+             From: <sip:sipnotify@10.0.0.1>;tag=abc\r\n\
+             To: <{uri}>\r\n\
+             Call-ID: call-1@10.0.0.1\r\n\
+             CSeq: 7 {method}\r\n\
+             Max-Forwards: 70\r\n\
+             {extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn notify(event: &str, extra: &str, body: &str) -> Vec<u8> {
+        request("NOTIFY", URI, &format!("Event: {event}\r\n{extra}"), body)
+    }
+
+    fn send(phone: &mut Phone, now: Instant, bytes: &[u8]) -> (Message, Exchange) {
+        let mut out = Vec::new();
+        match phone.handle(now, bytes, &mut out) {
+            Handled::Answered(exchange) => (codec::parse(&out).expect("response parses"), exchange),
+            other => panic!("not answered: {other:?}"),
+        }
+    }
+
+    fn challenges(response: &Message) -> Vec<Challenge> {
+        response.headers("WWW-Authenticate").map(|v| parse_challenge(v).unwrap()).collect()
+    }
+
+    fn credentials(challenge: &Challenge, user: &str, password: &str, body: &str) -> String {
+        let password = Password::new(password);
+        let answer = Answer {
+            username: user,
+            password: &password,
+            method: "NOTIFY",
+            uri: URI,
+            body: body.as_bytes(),
+            cnonce: "0a4f113b",
+            nc: 1,
+        };
+        format!("Authorization: {}\r\n", authorization(challenge, &answer))
+    }
+
+    fn code(response: &Message) -> u16 {
+        response.status().unwrap()
+    }
+
+    #[test]
+    fn md5_challenge_then_correct_answer_is_accepted() {
+        let t0 = Instant::now();
+        let mut phone = phone(PhoneConfig::default(), t0);
+        let (response, exchange) = send(&mut phone, t0, &notify("resync", "", ""));
+        assert_eq!(code(&response), 401);
+        assert_eq!(exchange.auth, AuthOutcome::Missing);
+        assert!(!exchange.credentials);
+        let header = response.header("WWW-Authenticate").unwrap();
+        assert!(header.contains("algorithm=md5") && !header.contains("qop") && !header.contains("opaque"));
+
+        let auth = credentials(&challenges(&response)[0], "159", "pw-159", "");
+        let (response, exchange) = send(&mut phone, t0 + Duration::from_secs(2), &notify("resync", &auth, ""));
+        assert_eq!(code(&response), 200);
+        assert!(exchange.authenticated() && exchange.credentials && exchange.delivered());
+        assert_eq!(exchange.user.as_deref(), Some("159"));
+        assert_eq!(exchange.event.as_deref(), Some("resync"));
+        assert_eq!((exchange.call_id.as_str(), exchange.cseq), ("call-1@10.0.0.1", 7));
+    }
+
+    #[test]
+    fn md5_qop_challenge_carries_qop_and_opaque() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { challenge: ChallengeMode::Md5Qop, ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        let (response, _) = send(&mut phone, t0, &notify("reboot_now", "", ""));
+        let challenge = &challenges(&response)[0];
+        assert_eq!(challenge.qop, vec![digest::Qop::Auth]);
+        assert!(challenge.opaque.is_some());
+        let auth = credentials(challenge, "159", "pw-159", "");
+        let (response, _) = send(&mut phone, t0, &notify("reboot_now", &auth, ""));
+        assert_eq!(code(&response), 200);
+
+        // Dropping the opaque is not an answer to our challenge.
+        let no_opaque = Challenge { opaque: None, ..challenge.clone() };
+        let auth = credentials(&no_opaque, "159", "pw-159", "");
+        let (response, exchange) = send(&mut phone, t0, &notify("reboot_now", &auth, ""));
+        assert_eq!((code(&response), exchange.auth), (401, AuthOutcome::Invalid));
+    }
+
+    #[test]
+    fn sha256_mode_offers_sha256_then_md5_and_accepts_both() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { challenge: ChallengeMode::Sha256, ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
+        let offered = challenges(&response);
+        assert_eq!(offered.len(), 2);
+        assert_eq!(offered[0].algorithm, Algorithm::Sha256);
+        assert_eq!(offered[1].algorithm, Algorithm::Md5);
+        for challenge in &offered {
+            assert_eq!(challenge.qop, vec![digest::Qop::Auth]);
+            let auth = credentials(challenge, "159", "pw-159", "");
+            let (response, _) = send(&mut phone, t0, &notify("resync", &auth, ""));
+            assert_eq!(code(&response), 200, "{:?}", challenge.algorithm);
+        }
+    }
+
+    #[test]
+    fn wrong_password_or_user_is_forbidden() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { users: vec!["159".parse().unwrap(), "160".parse().unwrap()], ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
+        let challenge = &challenges(&response)[0];
+        for (user, password) in [("159", "wrong"), ("160", "pw-160")] {
+            let auth = credentials(challenge, user, password, "");
+            let (response, exchange) = send(&mut phone, t0, &notify("resync", &auth, ""));
+            assert_eq!((code(&response), exchange.auth), (403, AuthOutcome::Failed));
+        }
+    }
+
+    #[test]
+    fn expired_nonce_gets_stale_challenge() {
+        let t0 = Instant::now();
+        let mut phone = phone(PhoneConfig::default(), t0);
+        let (response, _) = send(&mut phone, t0 + Duration::from_secs(5), &notify("resync", "", ""));
+        let auth = credentials(&challenges(&response)[0], "159", "pw-159", "");
+
+        let (response, _) = send(&mut phone, t0 + Duration::from_secs(35), &notify("resync", &auth, ""));
+        assert_eq!(code(&response), 200, "30 s old is still fresh");
+        let (response, exchange) = send(&mut phone, t0 + Duration::from_secs(36), &notify("resync", &auth, ""));
+        assert_eq!((code(&response), exchange.auth), (401, AuthOutcome::Stale));
+        let fresh = &challenges(&response)[0];
+        assert!(fresh.stale);
+
+        let auth = credentials(fresh, "159", "pw-159", "");
+        let (response, _) = send(&mut phone, t0 + Duration::from_secs(37), &notify("resync", &auth, ""));
+        assert_eq!(code(&response), 200);
+    }
+
+    #[test]
+    fn forged_nonce_or_wrong_realm_is_challenged_again() {
+        let t0 = Instant::now();
+        let mut phone = phone(PhoneConfig::default(), t0);
+        let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
+        let genuine = challenges(&response).remove(0);
+        let forged = Challenge { nonce: format!("{}0", &genuine.nonce[..23]), ..genuine.clone() };
+        let future = Challenge { nonce: format!("0000ffff{}", &genuine.nonce[8..]), ..genuine.clone() };
+        let other_realm = Challenge { realm: "elsewhere".to_owned(), ..genuine };
+        for challenge in [forged, future, other_realm] {
+            let auth = credentials(&challenge, "159", "pw-159", "");
+            let (response, exchange) = send(&mut phone, t0, &notify("resync", &auth, ""));
+            assert_eq!((code(&response), exchange.auth), (401, AuthOutcome::Invalid));
+            assert!(!challenges(&response)[0].stale);
+        }
+    }
+
+    #[test]
+    fn unknown_or_missing_event_is_489_before_auth() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { accept_events: vec!["check-sync".to_owned()], ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        for event in ["presence", "Resync", ""] {
+            let (response, exchange) = send(&mut phone, t0, &notify(event, "", ""));
+            assert_eq!((code(&response), exchange.auth), (489, AuthOutcome::NotChecked), "{event:?}");
+            assert_eq!(response.start, StartLine::Response { code: 489, reason: "Bad Event".to_owned() });
+        }
+        let (response, _) = send(&mut phone, t0, &request("NOTIFY", URI, "", ""));
+        assert_eq!(code(&response), 489);
+        for event in ["resync;profile=\"http://prov/x.xml\"", "check-sync", "XML-Service ; id=1"] {
+            let body = if event.starts_with("XML") { "http://x/y.xml" } else { "" };
+            let (response, _) = send(&mut phone, t0, &notify(event, "", body));
+            assert_eq!(code(&response), 401, "{event:?}");
+        }
+    }
+
+    #[test]
+    fn bad_xml_service_body_is_400_with_reason() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { challenge: ChallengeMode::None, ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        for (body, why) in [
+            ("http://10.0.0.5/menu.xml\n", "ends with CR/LF/space/tab"),
+            ("http://10.0.0.5/menu.xml\r\n", "ends with CR/LF/space/tab"),
+            ("<CiscoIPPhoneText/>", "not an http(s) URL"),
+            ("ftp://10.0.0.5/x", "not an http(s) URL"),
+            ("http://", "not an http(s) URL"),
+            ("", "not an http(s) URL"),
+        ] {
+            let (response, _) = send(&mut phone, t0, &notify("XML-Service", "", body));
+            let StartLine::Response { code, reason } = &response.start else { unreachable!() };
+            assert_eq!(*code, 400, "{body:?}");
+            assert!(reason.contains(why), "{body:?}: {reason}");
+        }
+        for body in ["http://10.0.0.5/menu.xml", "HTTPS://prov.example.com:8443/a?b=c"] {
+            let (response, exchange) = send(&mut phone, t0, &notify("XML-Service", "", body));
+            assert_eq!((code(&response), exchange.auth), (200, AuthOutcome::NotChecked), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_user_is_404_and_user_falls_back_to_to() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { users: vec!["1000-1999".parse().unwrap()], ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        let uri_for = |user: &str| format!("sip:{user}@127.0.0.1");
+        for (user, status) in [("1500", 401), ("1000", 401), ("1999", 401), ("2000", 404), ("999", 404), ("01500", 404)] {
+            let bytes = request("NOTIFY", &uri_for(user), "Event: resync\r\n", "");
+            let (response, exchange) = send(&mut phone, t0, &bytes);
+            assert_eq!(code(&response), status, "{user}");
+            assert_eq!(exchange.user.as_deref(), Some(user));
+        }
+        // No user in the Request-URI: the To user decides.
+        let bytes = String::from_utf8(request("NOTIFY", "sip:127.0.0.1", "Event: resync\r\n", ""))
+            .unwrap()
+            .replace("To: <sip:127.0.0.1>", "To: \"Desk\" <sip:1234@127.0.0.1>");
+        let (response, exchange) = send(&mut phone, t0, bytes.as_bytes());
+        assert_eq!((code(&response), exchange.user.as_deref()), (401, Some("1234")));
+    }
+
+    #[test]
+    fn user_ranges_parse_and_match_without_expanding() {
+        let range: UserRange = "1000-1999".parse().unwrap();
+        assert_eq!(range, UserRange::Range { first: 1000, last: 1999, width: 0 });
+        assert!(range.contains("1500") && !range.contains("2000") && !range.contains("15a0"));
+        let fleet: UserRange = "0-99999".parse().unwrap();
+        assert!(fleet.contains("0") && fleet.contains("99999") && !fleet.contains("00001"));
+        let padded: UserRange = "0100-0199".parse().unwrap();
+        assert!(padded.contains("0150") && !padded.contains("150"));
+        assert_eq!(padded.to_string(), "0100-0199");
+        assert_eq!("front-desk".parse::<UserRange>(), Ok(UserRange::One("front-desk".to_owned())));
+        assert!("1999-1000".parse::<UserRange>().is_err());
+        assert!("a b".parse::<UserRange>().is_err());
+    }
+
+    #[test]
+    fn password_template_is_per_user() {
+        let t0 = Instant::now();
+        let config = PhoneConfig {
+            users: vec!["100-200".parse().unwrap()],
+            password_template: "s3cret-{user}-x".to_owned(),
+            ..PhoneConfig::default()
+        };
+        let mut phone = phone(config, t0);
+        let uri = "sip:150@127.0.0.1";
+        let (response, _) = send(&mut phone, t0, &request("NOTIFY", uri, "Event: resync\r\n", ""));
+        let password = Password::new("s3cret-150-x");
+        let answer = Answer { username: "150", password: &password, method: "NOTIFY", uri, body: b"", cnonce: "c", nc: 1 };
+        let auth = format!("Event: resync\r\nAuthorization: {}\r\n", authorization(&challenges(&response)[0], &answer));
+        let (response, _) = send(&mut phone, t0, &request("NOTIFY", uri, &auth, ""));
+        assert_eq!(code(&response), 200);
+    }
+
+    #[test]
+    fn response_copies_dialog_headers_and_adds_a_stable_to_tag() {
+        let t0 = Instant::now();
+        let mut phone = phone(PhoneConfig::default(), t0);
+        let bytes = notify("resync", "", "");
+        let mut first = Vec::new();
+        phone.handle(t0, &bytes, &mut first);
+        let response = codec::parse(&first).unwrap();
+        let vias: Vec<_> = response.headers("Via").collect();
+        assert_eq!(
+            vias,
+            ["SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-1;rport", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-0"]
+        );
+        assert_eq!(response.header("From"), Some("<sip:sipnotify@10.0.0.1>;tag=abc"));
+        let to = response.header("To").unwrap();
+        assert!(to.starts_with("<sip:159@127.0.0.1:5060>;tag="), "{to}");
+        assert_eq!(response.header("Call-ID"), Some("call-1@10.0.0.1"));
+        assert_eq!(response.header("CSeq"), Some("7 NOTIFY"));
+        assert_eq!(response.header("Server"), Some(SERVER));
+        assert_eq!(response.header("Content-Length"), Some("0"));
+
+        // A retransmission gets the same answer, tag included.
+        let mut second = Vec::new();
+        phone.handle(t0, &bytes, &mut second);
+        assert_eq!(first, second);
+
+        // An existing To tag is kept as is.
+        let tagged = String::from_utf8(bytes).unwrap().replace("To: <sip:159@127.0.0.1:5060>", "To: <sip:159@127.0.0.1:5060>;tag=x1");
+        let (response, _) = send(&mut phone, t0, tagged.as_bytes());
+        assert_eq!(response.header("To"), Some("<sip:159@127.0.0.1:5060>;tag=x1"));
+    }
+
+    #[test]
+    fn retransmitted_authenticated_notify_is_accepted_again() {
+        let t0 = Instant::now();
+        let mut phone = phone(PhoneConfig::default(), t0);
+        let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
+        let bytes = notify("resync", &credentials(&challenges(&response)[0], "159", "pw-159", ""), "");
+        let mut first = Vec::new();
+        let mut second = Vec::new();
+        phone.handle(t0, &bytes, &mut first);
+        phone.handle(t0 + Duration::from_millis(500), &bytes, &mut second);
+        assert_eq!(first, second);
+        assert_eq!(code(&codec::parse(&first).unwrap()), 200);
+    }
+
+    #[test]
+    fn other_methods_and_non_requests() {
+        let t0 = Instant::now();
+        let mut phone = phone(PhoneConfig::default(), t0);
+        let (response, _) = send(&mut phone, t0, &request("OPTIONS", URI, "", ""));
+        assert_eq!((code(&response), response.header("Allow")), (200, Some("NOTIFY, OPTIONS")));
+        let (response, exchange) = send(&mut phone, t0, &request("INFO", URI, "", ""));
+        assert_eq!((code(&response), response.header("Allow")), (405, Some("NOTIFY, OPTIONS")));
+        assert_eq!(exchange.method, "INFO");
+
+        let mut out = Vec::new();
+        assert_eq!(phone.handle(t0, &request("ACK", URI, "", ""), &mut out), Handled::Ignored);
+        assert_eq!(phone.handle(t0, b"garbage\r\n\r\n", &mut out), Handled::Ignored);
+        let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
+To: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(phone.handle(t0, response, &mut out), Handled::Ignored);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn challenge_none_accepts_without_credentials() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { challenge: ChallengeMode::None, ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        let (response, exchange) = send(&mut phone, t0, &notify("reboot_now", "", ""));
+        assert_eq!((code(&response), exchange.auth), (200, AuthOutcome::NotChecked));
+        assert!(exchange.delivered() && !exchange.authenticated());
+    }
+
+    #[test]
+    fn drop_percent_100_drops_everything() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { drop_percent: 100.0, ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            assert_eq!(phone.handle(t0, &notify("resync", "", ""), &mut out), Handled::Dropped);
+        }
+    }
+
+    #[test]
+    fn drop_percent_is_deterministic_per_seed() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { drop_percent: 50.0, ..PhoneConfig::default() };
+        let run = |seed| {
+            let mut phone = Phone::new(config.clone(), seed, t0);
+            let mut out = Vec::new();
+            (0..200).map(|_| phone.handle(t0, &notify("resync", "", ""), &mut out) == Handled::Dropped).collect::<Vec<_>>()
+        };
+        let dropped = run(1);
+        assert_eq!(dropped, run(1));
+        let count = dropped.iter().filter(|d| **d).count();
+        assert!((60..140).contains(&count), "{count}");
+    }
+
+    #[test]
+    fn fail_percent_100_fails_only_after_auth() {
+        let t0 = Instant::now();
+        let config = PhoneConfig { fail_percent: 100.0, ..PhoneConfig::default() };
+        let mut phone = phone(config, t0);
+        let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
+        assert_eq!(code(&response), 401);
+        let auth = credentials(&challenges(&response)[0], "159", "pw-159", "");
+        let (response, exchange) = send(&mut phone, t0, &notify("resync", &auth, ""));
+        assert_eq!((code(&response), exchange.auth), (503, AuthOutcome::Accepted));
+        assert_eq!(response.header("Retry-After"), Some("1"));
+        assert!(!exchange.delivered());
+    }
+
+    #[test]
+    fn challenge_mode_parses() {
+        for mode in [ChallengeMode::None, ChallengeMode::Md5, ChallengeMode::Md5Qop, ChallengeMode::Sha256] {
+            assert_eq!(mode.to_string().parse::<ChallengeMode>(), Ok(mode));
+        }
+        assert!("basic".parse::<ChallengeMode>().is_err());
+    }
+}
