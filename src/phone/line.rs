@@ -29,7 +29,13 @@ use crate::proto::codec::{self, Message, StartLine};
 use crate::proto::digest::{self, Algorithm, Password};
 
 /// Event types every SPA/MPP line accepts (the token before any `;params`, case-sensitive).
-pub const BUILTIN_EVENTS: &[&str] = &["resync", "reboot_now", "restart_now", "report", "XML-Service"];
+pub const BUILTIN_EVENTS: &[&str] = &[
+    "resync",
+    "reboot_now",
+    "restart_now",
+    "report",
+    "XML-Service",
+];
 
 /// The `Server` header value of every response.
 pub const SERVER: &str = "sipnotify-phone";
@@ -66,7 +72,10 @@ impl UserRange {
                 } else {
                     user.len() == *width
                 };
-                shape_ok && user.parse::<u64>().is_ok_and(|n| (*first..=*last).contains(&n))
+                shape_ok
+                    && user
+                        .parse::<u64>()
+                        .is_ok_and(|n| (*first..=*last).contains(&n))
             }
         }
     }
@@ -84,12 +93,20 @@ impl FromStr for UserRange {
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         match s.split_once('-') {
             Some((a, b)) if digits(a) && digits(b) => {
-                let first: u64 = a.parse().map_err(|_| format!("user range `{s}` too large"))?;
-                let last: u64 = b.parse().map_err(|_| format!("user range `{s}` too large"))?;
+                let first: u64 = a
+                    .parse()
+                    .map_err(|_| format!("user range `{s}` too large"))?;
+                let last: u64 = b
+                    .parse()
+                    .map_err(|_| format!("user range `{s}` too large"))?;
                 if first > last {
                     return Err(format!("user range `{s}` is empty"));
                 }
-                let width = if a.len() > 1 && a.starts_with('0') { a.len() } else { 0 };
+                let width = if a.len() > 1 && a.starts_with('0') {
+                    a.len()
+                } else {
+                    0
+                };
                 Ok(UserRange::Range { first, last, width })
             }
             _ => Ok(UserRange::One(s.to_owned())),
@@ -139,7 +156,9 @@ impl FromStr for ChallengeMode {
             "md5" => Ok(ChallengeMode::Md5),
             "md5-qop" => Ok(ChallengeMode::Md5Qop),
             "sha256" | "sha-256" => Ok(ChallengeMode::Sha256),
-            _ => Err(format!("unknown challenge `{s}`: use none, md5, md5-qop or sha256")),
+            _ => Err(format!(
+                "unknown challenge `{s}`: use none, md5, md5-qop or sha256"
+            )),
         }
     }
 }
@@ -313,7 +332,11 @@ enum Extra {
 
 impl Reply {
     fn new(code: u16) -> Reply {
-        Reply { code, reason: reason_phrase(code), extra: Extra::None }
+        Reply {
+            code,
+            reason: reason_phrase(code),
+            extra: Extra::None,
+        }
     }
 }
 
@@ -325,13 +348,24 @@ impl Phone {
         let mut secret = [0u8; 16];
         rng.fill_bytes(&mut secret);
         let opaque = format!("{:016x}", keyed_hash(&secret, b"opaque"));
-        Phone { shared: Arc::new(Shared { config, secret, opaque, start: now }), rng }
+        Phone {
+            shared: Arc::new(Shared {
+                config,
+                secret,
+                opaque,
+                start: now,
+            }),
+            rng,
+        }
     }
 
     /// Another handle on the same line (same config, secret and start) with its own fault
     /// generator, for one more socket or connection task.
     pub fn fork(&self, seed: u64) -> Phone {
-        Phone { shared: Arc::clone(&self.shared), rng: StdRng::seed_from_u64(seed) }
+        Phone {
+            shared: Arc::clone(&self.shared),
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// The line's configuration.
@@ -380,8 +414,14 @@ impl Phone {
         };
         let reply = match method.as_str() {
             "NOTIFY" => self.notify(now, &msg, uri, &mut exchange),
-            "OPTIONS" => Reply { extra: Extra::Allow, ..Reply::new(200) },
-            _ => Reply { extra: Extra::Allow, ..Reply::new(405) },
+            "OPTIONS" => Reply {
+                extra: Extra::Allow,
+                ..Reply::new(200)
+            },
+            _ => Reply {
+                extra: Extra::Allow,
+                ..Reply::new(405)
+            },
         };
         exchange.status = reply.code;
         // Writing into a Vec cannot fail.
@@ -396,31 +436,51 @@ impl Phone {
         let Some(user) = user.filter(|u| config.has_user(u)) else {
             return Reply::new(404);
         };
-        let event = msg.header("Event").map(|v| v.split(';').next().unwrap_or("").trim());
+        let event = msg
+            .header("Event")
+            .map(|v| v.split(';').next().unwrap_or("").trim());
         exchange.event = event.map(str::to_owned);
         let Some(event) = event.filter(|e| config.accepts_event(e)) else {
             return Reply::new(489);
         };
         if event == "XML-Service" {
             if let Err(reason) = check_xml_service(&msg.body) {
-                return Reply { reason, ..Reply::new(400) };
+                return Reply {
+                    reason,
+                    ..Reply::new(400)
+                };
             }
         }
 
         exchange.auth = self.authenticate(now, msg, user);
         match exchange.auth {
             AuthOutcome::Missing | AuthOutcome::Invalid => {
-                return Reply { extra: Extra::Challenge { stale: false }, ..Reply::new(401) }
+                return Reply {
+                    extra: Extra::Challenge { stale: false },
+                    ..Reply::new(401)
+                }
             }
-            AuthOutcome::Stale => return Reply { extra: Extra::Challenge { stale: true }, ..Reply::new(401) },
+            AuthOutcome::Stale => {
+                return Reply {
+                    extra: Extra::Challenge { stale: true },
+                    ..Reply::new(401)
+                }
+            }
             AuthOutcome::Failed => return Reply::new(403),
             AuthOutcome::NotChecked | AuthOutcome::Accepted => {}
         }
 
         let fail_status = self.shared.config.fail_status;
         if roll(&mut self.rng, self.shared.config.fail_percent) {
-            let extra = if fail_status == 503 { Extra::RetryAfter } else { Extra::None };
-            return Reply { extra, ..Reply::new(fail_status) };
+            let extra = if fail_status == 503 {
+                Extra::RetryAfter
+            } else {
+                Extra::None
+            };
+            return Reply {
+                extra,
+                ..Reply::new(fail_status)
+            };
         }
         Reply::new(200)
     }
@@ -443,7 +503,10 @@ impl Phone {
         };
         let opaque_ok = config.challenge != ChallengeMode::Md5Qop
             || credentials.opaque.as_deref() == Some(shared.opaque.as_str());
-        if credentials.realm != config.realm || !config.challenge.offers(credentials.algorithm) || !opaque_ok {
+        if credentials.realm != config.realm
+            || !config.challenge.offers(credentials.algorithm)
+            || !opaque_ok
+        {
             return AuthOutcome::Invalid;
         }
         if credentials.username != user
@@ -468,7 +531,11 @@ impl Phone {
 
     /// The issue time of a nonce we made, or `None` for a forged or future one.
     fn check_nonce(&self, nonce: &str, now_secs: u32) -> Option<u32> {
-        if nonce.len() != 24 || !nonce.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if nonce.len() != 24
+            || !nonce
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return None;
         }
         let issued = u32::from_str_radix(&nonce[..8], 16).ok()?;
@@ -491,7 +558,11 @@ impl Phone {
         write!(out, "From: {from}\r\nTo: {to}")?;
         if !has_tag(to) {
             // Derived from the Call-ID so a retransmission gets the same tag.
-            write!(out, ";tag={:016x}", keyed_hash(&self.shared.secret, call_id.as_bytes()))?;
+            write!(
+                out,
+                ";tag={:016x}",
+                keyed_hash(&self.shared.secret, call_id.as_bytes())
+            )?;
         }
         write!(out, "\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n")?;
         match reply.extra {
@@ -540,7 +611,11 @@ fn roll(rng: &mut StdRng, percent: f64) -> bool {
 
 /// First 8 bytes of SHA-256(secret ":" data).
 fn keyed_hash(secret: &[u8; 16], data: &[u8]) -> u64 {
-    let digest = Sha256::new().chain_update(secret).chain_update(b":").chain_update(data).finalize();
+    let digest = Sha256::new()
+        .chain_update(secret)
+        .chain_update(b":")
+        .chain_update(data)
+        .finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first)
@@ -582,7 +657,10 @@ fn has_tag(to: &str) -> bool {
 
 /// Real firmware silently ignores a bad XML-Service URL; the simulator says why in a 400.
 fn check_xml_service(body: &[u8]) -> Result<(), &'static str> {
-    if body.last().is_some_and(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t')) {
+    if body
+        .last()
+        .is_some_and(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
+    {
         return Err("Bad Request - XML-Service URL ends with CR/LF/space/tab");
     }
     let not_url = "Bad Request - XML-Service body is not an http(s) URL";
@@ -595,12 +673,16 @@ fn check_xml_service(body: &[u8]) -> Result<(), &'static str> {
     } else {
         return Err(not_url);
     };
-    if rest.is_empty() || rest.starts_with('/') || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if rest.is_empty()
+        || rest.starts_with('/')
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(not_url);
     }
     Ok(())
 }
 
+/// The phrase for a status the line sends; `fail_status` may be any code, hence the classes.
 fn reason_phrase(code: u16) -> &'static str {
     match code {
         200 => "OK",
@@ -618,12 +700,14 @@ fn reason_phrase(code: u16) -> &'static str {
         504 => "Server Time-out",
         600 => "Busy Everywhere",
         603 => "Decline",
-        100..=199 => "Trying",
-        200..=299 => "OK",
-        300..=399 => "Redirect",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
-        _ => "Global Failure",
+        _ => match code / 100 {
+            1 => "Trying",
+            2 => "OK",
+            3 => "Redirect",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
     }
 }
 
@@ -633,7 +717,6 @@ mod tests {
     use crate::proto::digest::{authorization, parse_challenge, Answer, Challenge};
 
     const URI: &str = "sip:159@127.0.0.1:5060";
-
 
     fn phone(config: PhoneConfig, t0: Instant) -> Phone {
         Phone::new(config, 7, t0)
@@ -669,7 +752,10 @@ mod tests {
     }
 
     fn challenges(response: &Message) -> Vec<Challenge> {
-        response.headers("WWW-Authenticate").map(|v| parse_challenge(v).unwrap()).collect()
+        response
+            .headers("WWW-Authenticate")
+            .map(|v| parse_challenge(v).unwrap())
+            .collect()
     }
 
     fn credentials(challenge: &Challenge, user: &str, password: &str, body: &str) -> String {
@@ -699,21 +785,35 @@ mod tests {
         assert_eq!(exchange.auth, AuthOutcome::Missing);
         assert!(!exchange.credentials);
         let header = response.header("WWW-Authenticate").unwrap();
-        assert!(header.contains("algorithm=md5") && !header.contains("qop") && !header.contains("opaque"));
+        assert!(
+            header.contains("algorithm=md5")
+                && !header.contains("qop")
+                && !header.contains("opaque")
+        );
 
         let auth = credentials(&challenges(&response)[0], "159", "pw-159", "");
-        let (response, exchange) = send(&mut phone, t0 + Duration::from_secs(2), &notify("resync", &auth, ""));
+        let (response, exchange) = send(
+            &mut phone,
+            t0 + Duration::from_secs(2),
+            &notify("resync", &auth, ""),
+        );
         assert_eq!(code(&response), 200);
         assert!(exchange.authenticated() && exchange.credentials && exchange.delivered());
         assert_eq!(exchange.user.as_deref(), Some("159"));
         assert_eq!(exchange.event.as_deref(), Some("resync"));
-        assert_eq!((exchange.call_id.as_str(), exchange.cseq), ("call-1@10.0.0.1", 7));
+        assert_eq!(
+            (exchange.call_id.as_str(), exchange.cseq),
+            ("call-1@10.0.0.1", 7)
+        );
     }
 
     #[test]
     fn md5_qop_challenge_carries_qop_and_opaque() {
         let t0 = Instant::now();
-        let config = PhoneConfig { challenge: ChallengeMode::Md5Qop, ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            challenge: ChallengeMode::Md5Qop,
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         let (response, _) = send(&mut phone, t0, &notify("reboot_now", "", ""));
         let challenge = &challenges(&response)[0];
@@ -724,16 +824,25 @@ mod tests {
         assert_eq!(code(&response), 200);
 
         // Dropping the opaque is not an answer to our challenge.
-        let no_opaque = Challenge { opaque: None, ..challenge.clone() };
+        let no_opaque = Challenge {
+            opaque: None,
+            ..challenge.clone()
+        };
         let auth = credentials(&no_opaque, "159", "pw-159", "");
         let (response, exchange) = send(&mut phone, t0, &notify("reboot_now", &auth, ""));
-        assert_eq!((code(&response), exchange.auth), (401, AuthOutcome::Invalid));
+        assert_eq!(
+            (code(&response), exchange.auth),
+            (401, AuthOutcome::Invalid)
+        );
     }
 
     #[test]
     fn sha256_mode_offers_sha256_then_md5_and_accepts_both() {
         let t0 = Instant::now();
-        let config = PhoneConfig { challenge: ChallengeMode::Sha256, ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            challenge: ChallengeMode::Sha256,
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let offered = challenges(&response);
@@ -751,7 +860,10 @@ mod tests {
     #[test]
     fn wrong_password_or_user_is_forbidden() {
         let t0 = Instant::now();
-        let config = PhoneConfig { users: vec!["159".parse().unwrap(), "160".parse().unwrap()], ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            users: vec!["159".parse().unwrap(), "160".parse().unwrap()],
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let challenge = &challenges(&response)[0];
@@ -766,18 +878,34 @@ mod tests {
     fn expired_nonce_gets_stale_challenge() {
         let t0 = Instant::now();
         let mut phone = phone(PhoneConfig::default(), t0);
-        let (response, _) = send(&mut phone, t0 + Duration::from_secs(5), &notify("resync", "", ""));
+        let (response, _) = send(
+            &mut phone,
+            t0 + Duration::from_secs(5),
+            &notify("resync", "", ""),
+        );
         let auth = credentials(&challenges(&response)[0], "159", "pw-159", "");
 
-        let (response, _) = send(&mut phone, t0 + Duration::from_secs(35), &notify("resync", &auth, ""));
+        let (response, _) = send(
+            &mut phone,
+            t0 + Duration::from_secs(35),
+            &notify("resync", &auth, ""),
+        );
         assert_eq!(code(&response), 200, "30 s old is still fresh");
-        let (response, exchange) = send(&mut phone, t0 + Duration::from_secs(36), &notify("resync", &auth, ""));
+        let (response, exchange) = send(
+            &mut phone,
+            t0 + Duration::from_secs(36),
+            &notify("resync", &auth, ""),
+        );
         assert_eq!((code(&response), exchange.auth), (401, AuthOutcome::Stale));
         let fresh = &challenges(&response)[0];
         assert!(fresh.stale);
 
         let auth = credentials(fresh, "159", "pw-159", "");
-        let (response, _) = send(&mut phone, t0 + Duration::from_secs(37), &notify("resync", &auth, ""));
+        let (response, _) = send(
+            &mut phone,
+            t0 + Duration::from_secs(37),
+            &notify("resync", &auth, ""),
+        );
         assert_eq!(code(&response), 200);
     }
 
@@ -787,13 +915,25 @@ mod tests {
         let mut phone = phone(PhoneConfig::default(), t0);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let genuine = challenges(&response).remove(0);
-        let forged = Challenge { nonce: format!("{}0", &genuine.nonce[..23]), ..genuine.clone() };
-        let future = Challenge { nonce: format!("0000ffff{}", &genuine.nonce[8..]), ..genuine.clone() };
-        let other_realm = Challenge { realm: "elsewhere".to_owned(), ..genuine };
+        let forged = Challenge {
+            nonce: format!("{}0", &genuine.nonce[..23]),
+            ..genuine.clone()
+        };
+        let future = Challenge {
+            nonce: format!("0000ffff{}", &genuine.nonce[8..]),
+            ..genuine.clone()
+        };
+        let other_realm = Challenge {
+            realm: "elsewhere".to_owned(),
+            ..genuine
+        };
         for challenge in [forged, future, other_realm] {
             let auth = credentials(&challenge, "159", "pw-159", "");
             let (response, exchange) = send(&mut phone, t0, &notify("resync", &auth, ""));
-            assert_eq!((code(&response), exchange.auth), (401, AuthOutcome::Invalid));
+            assert_eq!(
+                (code(&response), exchange.auth),
+                (401, AuthOutcome::Invalid)
+            );
             assert!(!challenges(&response)[0].stale);
         }
     }
@@ -801,17 +941,38 @@ mod tests {
     #[test]
     fn unknown_or_missing_event_is_489_before_auth() {
         let t0 = Instant::now();
-        let config = PhoneConfig { accept_events: vec!["check-sync".to_owned()], ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            accept_events: vec!["check-sync".to_owned()],
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         for event in ["presence", "Resync", ""] {
             let (response, exchange) = send(&mut phone, t0, &notify(event, "", ""));
-            assert_eq!((code(&response), exchange.auth), (489, AuthOutcome::NotChecked), "{event:?}");
-            assert_eq!(response.start, StartLine::Response { code: 489, reason: "Bad Event".to_owned() });
+            assert_eq!(
+                (code(&response), exchange.auth),
+                (489, AuthOutcome::NotChecked),
+                "{event:?}"
+            );
+            assert_eq!(
+                response.start,
+                StartLine::Response {
+                    code: 489,
+                    reason: "Bad Event".to_owned()
+                }
+            );
         }
         let (response, _) = send(&mut phone, t0, &request("NOTIFY", URI, "", ""));
         assert_eq!(code(&response), 489);
-        for event in ["resync;profile=\"http://prov/x.xml\"", "check-sync", "XML-Service ; id=1"] {
-            let body = if event.starts_with("XML") { "http://x/y.xml" } else { "" };
+        for event in [
+            "resync;profile=\"http://prov/x.xml\"",
+            "check-sync",
+            "XML-Service ; id=1",
+        ] {
+            let body = if event.starts_with("XML") {
+                "http://x/y.xml"
+            } else {
+                ""
+            };
             let (response, _) = send(&mut phone, t0, &notify(event, "", body));
             assert_eq!(code(&response), 401, "{event:?}");
         }
@@ -820,7 +981,10 @@ mod tests {
     #[test]
     fn bad_xml_service_body_is_400_with_reason() {
         let t0 = Instant::now();
-        let config = PhoneConfig { challenge: ChallengeMode::None, ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            challenge: ChallengeMode::None,
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         for (body, why) in [
             ("http://10.0.0.5/menu.xml\n", "ends with CR/LF/space/tab"),
@@ -831,23 +995,42 @@ mod tests {
             ("", "not an http(s) URL"),
         ] {
             let (response, _) = send(&mut phone, t0, &notify("XML-Service", "", body));
-            let StartLine::Response { code, reason } = &response.start else { unreachable!() };
+            let StartLine::Response { code, reason } = &response.start else {
+                unreachable!()
+            };
             assert_eq!(*code, 400, "{body:?}");
             assert!(reason.contains(why), "{body:?}: {reason}");
         }
-        for body in ["http://10.0.0.5/menu.xml", "HTTPS://prov.example.com:8443/a?b=c"] {
+        for body in [
+            "http://10.0.0.5/menu.xml",
+            "HTTPS://prov.example.com:8443/a?b=c",
+        ] {
             let (response, exchange) = send(&mut phone, t0, &notify("XML-Service", "", body));
-            assert_eq!((code(&response), exchange.auth), (200, AuthOutcome::NotChecked), "{body:?}");
+            assert_eq!(
+                (code(&response), exchange.auth),
+                (200, AuthOutcome::NotChecked),
+                "{body:?}"
+            );
         }
     }
 
     #[test]
     fn unknown_user_is_404_and_user_falls_back_to_to() {
         let t0 = Instant::now();
-        let config = PhoneConfig { users: vec!["1000-1999".parse().unwrap()], ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            users: vec!["1000-1999".parse().unwrap()],
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         let uri_for = |user: &str| format!("sip:{user}@127.0.0.1");
-        for (user, status) in [("1500", 401), ("1000", 401), ("1999", 401), ("2000", 404), ("999", 404), ("01500", 404)] {
+        for (user, status) in [
+            ("1500", 401),
+            ("1000", 401),
+            ("1999", 401),
+            ("2000", 404),
+            ("999", 404),
+            ("01500", 404),
+        ] {
             let bytes = request("NOTIFY", &uri_for(user), "Event: resync\r\n", "");
             let (response, exchange) = send(&mut phone, t0, &bytes);
             assert_eq!(code(&response), status, "{user}");
@@ -858,20 +1041,33 @@ mod tests {
             .unwrap()
             .replace("To: <sip:127.0.0.1>", "To: \"Desk\" <sip:1234@127.0.0.1>");
         let (response, exchange) = send(&mut phone, t0, bytes.as_bytes());
-        assert_eq!((code(&response), exchange.user.as_deref()), (401, Some("1234")));
+        assert_eq!(
+            (code(&response), exchange.user.as_deref()),
+            (401, Some("1234"))
+        );
     }
 
     #[test]
     fn user_ranges_parse_and_match_without_expanding() {
         let range: UserRange = "1000-1999".parse().unwrap();
-        assert_eq!(range, UserRange::Range { first: 1000, last: 1999, width: 0 });
+        assert_eq!(
+            range,
+            UserRange::Range {
+                first: 1000,
+                last: 1999,
+                width: 0
+            }
+        );
         assert!(range.contains("1500") && !range.contains("2000") && !range.contains("15a0"));
         let fleet: UserRange = "0-99999".parse().unwrap();
         assert!(fleet.contains("0") && fleet.contains("99999") && !fleet.contains("00001"));
         let padded: UserRange = "0100-0199".parse().unwrap();
         assert!(padded.contains("0150") && !padded.contains("150"));
         assert_eq!(padded.to_string(), "0100-0199");
-        assert_eq!("front-desk".parse::<UserRange>(), Ok(UserRange::One("front-desk".to_owned())));
+        assert_eq!(
+            "front-desk".parse::<UserRange>(),
+            Ok(UserRange::One("front-desk".to_owned()))
+        );
         assert!("1999-1000".parse::<UserRange>().is_err());
         assert!("a b".parse::<UserRange>().is_err());
     }
@@ -886,10 +1082,25 @@ mod tests {
         };
         let mut phone = phone(config, t0);
         let uri = "sip:150@127.0.0.1";
-        let (response, _) = send(&mut phone, t0, &request("NOTIFY", uri, "Event: resync\r\n", ""));
+        let (response, _) = send(
+            &mut phone,
+            t0,
+            &request("NOTIFY", uri, "Event: resync\r\n", ""),
+        );
         let password = Password::new("s3cret-150-x");
-        let answer = Answer { username: "150", password: &password, method: "NOTIFY", uri, body: b"", cnonce: "c", nc: 1 };
-        let auth = format!("Event: resync\r\nAuthorization: {}\r\n", authorization(&challenges(&response)[0], &answer));
+        let answer = Answer {
+            username: "150",
+            password: &password,
+            method: "NOTIFY",
+            uri,
+            body: b"",
+            cnonce: "c",
+            nc: 1,
+        };
+        let auth = format!(
+            "Event: resync\r\nAuthorization: {}\r\n",
+            authorization(&challenges(&response)[0], &answer)
+        );
         let (response, _) = send(&mut phone, t0, &request("NOTIFY", uri, &auth, ""));
         assert_eq!(code(&response), 200);
     }
@@ -905,9 +1116,15 @@ mod tests {
         let vias: Vec<_> = response.headers("Via").collect();
         assert_eq!(
             vias,
-            ["SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-1;rport", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-0"]
+            [
+                "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-1;rport",
+                "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-0"
+            ]
         );
-        assert_eq!(response.header("From"), Some("<sip:sipnotify@10.0.0.1>;tag=abc"));
+        assert_eq!(
+            response.header("From"),
+            Some("<sip:sipnotify@10.0.0.1>;tag=abc")
+        );
         let to = response.header("To").unwrap();
         assert!(to.starts_with("<sip:159@127.0.0.1:5060>;tag="), "{to}");
         assert_eq!(response.header("Call-ID"), Some("call-1@10.0.0.1"));
@@ -921,9 +1138,15 @@ mod tests {
         assert_eq!(first, second);
 
         // An existing To tag is kept as is.
-        let tagged = String::from_utf8(bytes).unwrap().replace("To: <sip:159@127.0.0.1:5060>", "To: <sip:159@127.0.0.1:5060>;tag=x1");
+        let tagged = String::from_utf8(bytes).unwrap().replace(
+            "To: <sip:159@127.0.0.1:5060>",
+            "To: <sip:159@127.0.0.1:5060>;tag=x1",
+        );
         let (response, _) = send(&mut phone, t0, tagged.as_bytes());
-        assert_eq!(response.header("To"), Some("<sip:159@127.0.0.1:5060>;tag=x1"));
+        assert_eq!(
+            response.header("To"),
+            Some("<sip:159@127.0.0.1:5060>;tag=x1")
+        );
     }
 
     #[test]
@@ -931,7 +1154,11 @@ mod tests {
         let t0 = Instant::now();
         let mut phone = phone(PhoneConfig::default(), t0);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
-        let bytes = notify("resync", &credentials(&challenges(&response)[0], "159", "pw-159", ""), "");
+        let bytes = notify(
+            "resync",
+            &credentials(&challenges(&response)[0], "159", "pw-159", ""),
+            "",
+        );
         let mut first = Vec::new();
         let mut second = Vec::new();
         phone.handle(t0, &bytes, &mut first);
@@ -945,15 +1172,28 @@ mod tests {
         let t0 = Instant::now();
         let mut phone = phone(PhoneConfig::default(), t0);
         let (response, _) = send(&mut phone, t0, &request("OPTIONS", URI, "", ""));
-        assert_eq!((code(&response), response.header("Allow")), (200, Some("NOTIFY, OPTIONS")));
+        assert_eq!(
+            (code(&response), response.header("Allow")),
+            (200, Some("NOTIFY, OPTIONS"))
+        );
         let (response, exchange) = send(&mut phone, t0, &request("INFO", URI, "", ""));
-        assert_eq!((code(&response), response.header("Allow")), (405, Some("NOTIFY, OPTIONS")));
+        assert_eq!(
+            (code(&response), response.header("Allow")),
+            (405, Some("NOTIFY, OPTIONS"))
+        );
         assert_eq!(exchange.method, "INFO");
 
         let mut out = Vec::new();
-        assert_eq!(phone.handle(t0, &request("ACK", URI, "", ""), &mut out), Handled::Ignored);
-        assert_eq!(phone.handle(t0, b"garbage\r\n\r\n", &mut out), Handled::Ignored);
-        let response = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
+        assert_eq!(
+            phone.handle(t0, &request("ACK", URI, "", ""), &mut out),
+            Handled::Ignored
+        );
+        assert_eq!(
+            phone.handle(t0, b"garbage\r\n\r\n", &mut out),
+            Handled::Ignored
+        );
+        let response =
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
 To: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(phone.handle(t0, response, &mut out), Handled::Ignored);
         assert!(out.is_empty());
@@ -962,32 +1202,49 @@ To: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n";
     #[test]
     fn challenge_none_accepts_without_credentials() {
         let t0 = Instant::now();
-        let config = PhoneConfig { challenge: ChallengeMode::None, ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            challenge: ChallengeMode::None,
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         let (response, exchange) = send(&mut phone, t0, &notify("reboot_now", "", ""));
-        assert_eq!((code(&response), exchange.auth), (200, AuthOutcome::NotChecked));
+        assert_eq!(
+            (code(&response), exchange.auth),
+            (200, AuthOutcome::NotChecked)
+        );
         assert!(exchange.delivered() && !exchange.authenticated());
     }
 
     #[test]
     fn drop_percent_100_drops_everything() {
         let t0 = Instant::now();
-        let config = PhoneConfig { drop_percent: 100.0, ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            drop_percent: 100.0,
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         let mut out = Vec::new();
         for _ in 0..20 {
-            assert_eq!(phone.handle(t0, &notify("resync", "", ""), &mut out), Handled::Dropped);
+            assert_eq!(
+                phone.handle(t0, &notify("resync", "", ""), &mut out),
+                Handled::Dropped
+            );
         }
     }
 
     #[test]
     fn drop_percent_is_deterministic_per_seed() {
         let t0 = Instant::now();
-        let config = PhoneConfig { drop_percent: 50.0, ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            drop_percent: 50.0,
+            ..PhoneConfig::default()
+        };
         let run = |seed| {
             let mut phone = Phone::new(config.clone(), seed, t0);
             let mut out = Vec::new();
-            (0..200).map(|_| phone.handle(t0, &notify("resync", "", ""), &mut out) == Handled::Dropped).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| phone.handle(t0, &notify("resync", "", ""), &mut out) == Handled::Dropped)
+                .collect::<Vec<_>>()
         };
         let dropped = run(1);
         assert_eq!(dropped, run(1));
@@ -998,20 +1255,31 @@ To: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n";
     #[test]
     fn fail_percent_100_fails_only_after_auth() {
         let t0 = Instant::now();
-        let config = PhoneConfig { fail_percent: 100.0, ..PhoneConfig::default() };
+        let config = PhoneConfig {
+            fail_percent: 100.0,
+            ..PhoneConfig::default()
+        };
         let mut phone = phone(config, t0);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         assert_eq!(code(&response), 401);
         let auth = credentials(&challenges(&response)[0], "159", "pw-159", "");
         let (response, exchange) = send(&mut phone, t0, &notify("resync", &auth, ""));
-        assert_eq!((code(&response), exchange.auth), (503, AuthOutcome::Accepted));
+        assert_eq!(
+            (code(&response), exchange.auth),
+            (503, AuthOutcome::Accepted)
+        );
         assert_eq!(response.header("Retry-After"), Some("1"));
         assert!(!exchange.delivered());
     }
 
     #[test]
     fn challenge_mode_parses() {
-        for mode in [ChallengeMode::None, ChallengeMode::Md5, ChallengeMode::Md5Qop, ChallengeMode::Sha256] {
+        for mode in [
+            ChallengeMode::None,
+            ChallengeMode::Md5,
+            ChallengeMode::Md5Qop,
+            ChallengeMode::Sha256,
+        ] {
             assert_eq!(mode.to_string().parse::<ChallengeMode>(), Ok(mode));
         }
         assert!("basic".parse::<ChallengeMode>().is_err());

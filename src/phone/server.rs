@@ -146,7 +146,10 @@ impl RunningPhone {
 
     /// The first bound address of `transport`.
     pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
-        self.addrs.iter().find(|(_, t)| *t == transport).map(|(a, _)| *a)
+        self.addrs
+            .iter()
+            .find(|(_, t)| *t == transport)
+            .map(|(a, _)| *a)
     }
 
     /// The counters so far.
@@ -180,7 +183,10 @@ impl RunningPhone {
 ///
 /// The nonce secret and fault decisions are seeded from entropy; use [`Phone`] directly
 /// for deterministic runs.
-pub async fn spawn(config: PhoneConfig, listen: &[(SocketAddr, Transport)]) -> io::Result<RunningPhone> {
+pub async fn spawn(
+    config: PhoneConfig,
+    listen: &[(SocketAddr, Transport)],
+) -> io::Result<RunningPhone> {
     let mut seeds = StdRng::from_entropy();
     let (log, log_writer) = match &config.log {
         Some(path) => {
@@ -191,7 +197,10 @@ pub async fn spawn(config: PhoneConfig, listen: &[(SocketAddr, Transport)]) -> i
     };
     let phone = Phone::new(config, seeds.gen(), Instant::now());
     let counters = Arc::new(Counters::default());
-    let ctx = Arc::new(Ctx { counters: Arc::clone(&counters), log });
+    let ctx = Arc::new(Ctx {
+        counters: Arc::clone(&counters),
+        log,
+    });
     let (stop, _) = watch::channel(false);
 
     let mut addrs = Vec::with_capacity(listen.len());
@@ -203,22 +212,37 @@ pub async fn spawn(config: PhoneConfig, listen: &[(SocketAddr, Transport)]) -> i
             Transport::Udp => {
                 let socket = bind_udp(addr)?;
                 addrs.push((socket.local_addr()?, transport));
-                tokio::spawn(until_stopped(stop.subscribe(), serve_udp(socket, fork, ctx)))
+                tokio::spawn(until_stopped(
+                    stop.subscribe(),
+                    serve_udp(socket, fork, ctx),
+                ))
             }
             Transport::Tcp => {
                 let listener = TcpListener::bind(addr).await?;
                 addrs.push((listener.local_addr()?, transport));
                 let seeds = StdRng::seed_from_u64(seeds.gen());
-                tokio::spawn(until_stopped(stop.subscribe(), serve_tcp(listener, fork, seeds, ctx)))
+                tokio::spawn(until_stopped(
+                    stop.subscribe(),
+                    serve_tcp(listener, fork, seeds, ctx),
+                ))
             }
         };
         tasks.push(task);
     }
-    Ok(RunningPhone { addrs, counters, stop, tasks, log_writer })
+    Ok(RunningPhone {
+        addrs,
+        counters,
+        stop,
+        tasks,
+        log_writer,
+    })
 }
 
 /// Runs `work` until the stop flag is raised or its sender is dropped.
-async fn until_stopped(mut stop: watch::Receiver<bool>, work: impl std::future::Future<Output = ()>) {
+async fn until_stopped(
+    mut stop: watch::Receiver<bool>,
+    work: impl std::future::Future<Output = ()>,
+) {
     tokio::select! {
         _ = stop.wait_for(|stopped| *stopped) => {}
         () = work => {}
@@ -366,4 +390,147 @@ fn open_log(path: &Path) -> io::Result<(std_mpsc::Sender<String>, thread::JoinHa
         }
     })?;
     Ok((tx, writer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notify(transport: Transport, call_id: &str) -> Vec<u8> {
+        format!(
+            "NOTIFY sip:159@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/{} 127.0.0.1:5070;branch=z9hG4bK-{call_id}\r\n\
+             From: <sip:sipnotify@127.0.0.1>;tag=a\r\n\
+             To: <sip:159@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 NOTIFY\r\n\
+             Event: resync\r\n\
+             Content-Length: 0\r\n\r\n",
+            transport.as_str()
+        )
+        .into_bytes()
+    }
+
+    fn assert_challenge(bytes: &[u8], call_id: &str) {
+        let response = codec::parse(bytes).expect("response parses");
+        assert_eq!(response.status(), Some(401));
+        assert_eq!(response.header("Call-ID"), Some(call_id));
+        assert!(response.header("WWW-Authenticate").is_some());
+    }
+
+    #[tokio::test]
+    async fn answers_over_udp_and_tcp_and_logs_json() {
+        let log =
+            std::env::temp_dir().join(format!("sipnotify-phone-test-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let config = PhoneConfig {
+            log: Some(log.clone()),
+            ..PhoneConfig::default()
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let phone = spawn(config, &[(any, Transport::Udp), (any, Transport::Tcp)])
+            .await
+            .unwrap();
+        let udp_addr = phone.local_addr(Transport::Udp).unwrap();
+        let tcp_addr = phone.local_addr(Transport::Tcp).unwrap();
+        assert_ne!(udp_addr.port(), 0);
+        assert_ne!(tcp_addr.port(), 0);
+
+        let client = UdpSocket::bind(any).await.unwrap();
+        client
+            .send_to(&notify(Transport::Udp, "udp-1"), udp_addr)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("UDP answer")
+            .unwrap();
+        assert_eq!(from, udp_addr);
+        assert_challenge(&buf[..len], "udp-1");
+
+        // Two requests in one write: both are framed and answered, in order.
+        let mut stream = TcpStream::connect(tcp_addr).await.unwrap();
+        let mut two = notify(Transport::Tcp, "tcp-1");
+        two.extend(notify(Transport::Tcp, "tcp-2"));
+        stream.write_all(&two).await.unwrap();
+        let mut received = Vec::new();
+        for call_id in ["tcp-1", "tcp-2"] {
+            let len = loop {
+                if let Some(len) = codec::frame(&received).unwrap() {
+                    break len;
+                }
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), stream.read_buf(&mut received));
+                assert_ne!(
+                    read.await.expect("TCP answer").unwrap(),
+                    0,
+                    "connection closed"
+                );
+            };
+            assert_challenge(&received[..len], call_id);
+            received.drain(..len);
+        }
+
+        assert_eq!(
+            phone.stats(),
+            PhoneStats {
+                requests: 3,
+                challenged: 3,
+                ..PhoneStats::default()
+            }
+        );
+        phone.shutdown().await;
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["user"], "159");
+        assert_eq!(lines[0]["event"], "resync");
+        assert_eq!(lines[0]["status"], 401);
+        assert_eq!(lines[0]["authenticated"], false);
+        assert_eq!(lines[2]["call_id"], "tcp-2");
+    }
+
+    #[tokio::test]
+    async fn delay_postpones_the_answer_and_malformed_tcp_closes() {
+        let config = PhoneConfig {
+            delay: Duration::from_millis(200),
+            ..PhoneConfig::default()
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let phone = spawn(config, &[(any, Transport::Udp), (any, Transport::Tcp)])
+            .await
+            .unwrap();
+
+        let client = UdpSocket::bind(any).await.unwrap();
+        let sent = Instant::now();
+        client
+            .send_to(
+                &notify(Transport::Udp, "late"),
+                phone.local_addr(Transport::Udp).unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let (len, _) = client.recv_from(&mut buf).await.unwrap();
+        assert!(sent.elapsed() >= Duration::from_millis(200));
+        assert_challenge(&buf[..len], "late");
+
+        let mut stream = TcpStream::connect(phone.local_addr(Transport::Tcp).unwrap())
+            .await
+            .unwrap();
+        stream
+            .write_all(b"NOTIFY sip:159@h SIP/2.0\r\nContent-Length: nope\r\n\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest));
+        assert!(read.await.expect("connection closed").is_ok());
+        assert!(rest.is_empty());
+        phone.shutdown().await;
+    }
 }
