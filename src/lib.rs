@@ -26,3 +26,10 @@
 pub mod net;
 pub mod phone;
 pub mod proto;
+
+pub use net::{Credentials, Notifier, NotifierConfig, Notify};
+pub use proto::digest::Password;
+pub use proto::outcome::{Outcome, OutcomeKind};
+pub use proto::request::{Event, ExtraHeader};
+pub use proto::target::Target;
+pub use proto::Transport;
