@@ -307,13 +307,15 @@ impl Flow {
                     r.nc = 0;
                     r.stale_retried = true;
                 }
-                Some(r) => return Err((
-                    OutcomeKind::AuthFailed,
-                    format!(
+                Some(r) => {
+                    return Err((
+                        OutcomeKind::AuthFailed,
+                        format!(
                         "realm \"{}\" refused the credentials: check --auth-user and the password",
                         r.challenge.realm
                     ),
-                )),
+                    ))
+                }
             }
         }
         Ok(())
