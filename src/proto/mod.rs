@@ -2,6 +2,9 @@
 
 pub mod codec;
 pub mod digest;
+pub mod endpoint;
+pub mod flow;
+pub mod outcome;
 pub mod request;
 pub mod target;
 pub mod transaction;

@@ -1,0 +1,536 @@
+//! The tokio layer of the phone simulator: a [`Phone`] on UDP sockets and TCP listeners.
+//!
+//! Each UDP socket and each TCP connection gets its own [`Phone::fork`], so no lock sits on
+//! the request path; forks share the nonce secret, so a nonce issued on one socket verifies
+//! on any other. Counters are atomics shared by all tasks.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::line::{Handled, Phone, PhoneConfig};
+use crate::proto::codec::{self, MAX_MESSAGE};
+use crate::proto::Transport;
+
+/// A snapshot of what a running phone has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PhoneStats {
+    /// Requests received and parsed (dropped ones included; ACKs excluded).
+    pub requests: u64,
+    /// 401 challenges sent.
+    pub challenged: u64,
+    /// NOTIFYs answered 2xx: the phone acted on them.
+    pub delivered: u64,
+    /// 403 answers (wrong credentials).
+    pub forbidden: u64,
+    /// Other final failures: 400, 404, 405, 489, the `fail_status` fault, ...
+    pub rejected: u64,
+    /// Requests ignored by the `drop_percent` fault.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    challenged: AtomicU64,
+    delivered: AtomicU64,
+    forbidden: AtomicU64,
+    rejected: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// What every serving task shares.
+struct Ctx {
+    counters: Arc<Counters>,
+    /// JSON lines for the log writer thread; dropped with the last task, which ends it.
+    log: Option<std_mpsc::Sender<String>>,
+}
+
+/// One line of the JSON exchange log.
+#[derive(serde::Serialize)]
+struct LogLine<'a> {
+    method: &'a str,
+    user: Option<&'a str>,
+    event: Option<&'a str>,
+    call_id: &'a str,
+    cseq: u32,
+    status: u16,
+    authenticated: bool,
+}
+
+impl Ctx {
+    /// Counts and logs one handled message; true if there is a response to send.
+    fn record(&self, handled: &Handled, peer: SocketAddr, transport: Transport) -> bool {
+        let c = &self.counters;
+        let ex = match handled {
+            Handled::Ignored => return false,
+            Handled::Dropped => {
+                c.requests.fetch_add(1, Relaxed);
+                c.dropped.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, %transport, "phone dropped a request (fault)");
+                return false;
+            }
+            Handled::Answered(ex) => ex,
+        };
+        c.requests.fetch_add(1, Relaxed);
+        let counter = match ex.status {
+            401 => Some(&c.challenged),
+            403 => Some(&c.forbidden),
+            _ if ex.delivered() => Some(&c.delivered),
+            300.. => Some(&c.rejected),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Relaxed);
+        }
+        tracing::info!(
+            %peer,
+            %transport,
+            method = %ex.method,
+            user = ex.user.as_deref().unwrap_or("-"),
+            event = ex.event.as_deref().unwrap_or("-"),
+            call_id = %ex.call_id,
+            cseq = ex.cseq,
+            status = ex.status,
+            auth = ?ex.auth,
+            "phone answered"
+        );
+        if let Some(log) = &self.log {
+            let line = LogLine {
+                method: &ex.method,
+                user: ex.user.as_deref(),
+                event: ex.event.as_deref(),
+                call_id: &ex.call_id,
+                cseq: ex.cseq,
+                status: ex.status,
+                authenticated: ex.authenticated(),
+            };
+            if let Ok(line) = serde_json::to_string(&line) {
+                // The writer only goes away after a write error it has already reported.
+                let _ = log.send(line);
+            }
+        }
+        true
+    }
+}
+
+/// A phone serving on its sockets. Dropping it stops it without waiting;
+/// [`shutdown`](RunningPhone::shutdown) stops it and waits until the log is flushed.
+#[derive(Debug)]
+pub struct RunningPhone {
+    addrs: Vec<(SocketAddr, Transport)>,
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    log_writer: Option<thread::JoinHandle<()>>,
+}
+
+impl RunningPhone {
+    /// The addresses actually bound (port 0 resolved), in the order requested.
+    pub fn local_addrs(&self) -> &[(SocketAddr, Transport)] {
+        &self.addrs
+    }
+
+    /// The first bound address of `transport`.
+    pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.addrs
+            .iter()
+            .find(|(_, t)| *t == transport)
+            .map(|(a, _)| *a)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> PhoneStats {
+        let c = &self.counters;
+        PhoneStats {
+            requests: c.requests.load(Relaxed),
+            challenged: c.challenged.load(Relaxed),
+            delivered: c.delivered.load(Relaxed),
+            forbidden: c.forbidden.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
+            dropped: c.dropped.load(Relaxed),
+        }
+    }
+
+    /// Stops serving (closing sockets and connections) and waits until every task has ended
+    /// and the exchange log is flushed.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        if let Some(writer) = self.log_writer.take() {
+            // The writer ends once the last task has released its sender.
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+/// Starts a phone on every `(address, transport)` in `listen` (port 0 picks a free port).
+///
+/// The nonce secret and fault decisions are seeded from entropy; use [`Phone`] directly
+/// for deterministic runs.
+pub async fn spawn(
+    config: PhoneConfig,
+    listen: &[(SocketAddr, Transport)],
+) -> io::Result<RunningPhone> {
+    let mut seeds = StdRng::from_entropy();
+    let (log, log_writer) = match &config.log {
+        Some(path) => {
+            let (tx, writer) = open_log(path)?;
+            (Some(tx), Some(writer))
+        }
+        None => (None, None),
+    };
+    let phone = Phone::new(config, seeds.gen(), Instant::now());
+    let counters = Arc::new(Counters::default());
+    let ctx = Arc::new(Ctx {
+        counters: Arc::clone(&counters),
+        log,
+    });
+    let (stop, _) = watch::channel(false);
+
+    let mut addrs = Vec::with_capacity(listen.len());
+    let mut tasks = Vec::with_capacity(listen.len());
+    for &(addr, transport) in listen {
+        let fork = phone.fork(seeds.gen());
+        let ctx = Arc::clone(&ctx);
+        let task = match transport {
+            Transport::Udp => {
+                let socket = bind_udp(addr)?;
+                addrs.push((socket.local_addr()?, transport));
+                tokio::spawn(until_stopped(
+                    stop.subscribe(),
+                    serve_udp(socket, fork, ctx),
+                ))
+            }
+            Transport::Tcp => {
+                let listener = TcpListener::bind(addr).await?;
+                addrs.push((listener.local_addr()?, transport));
+                let seeds = StdRng::seed_from_u64(seeds.gen());
+                tokio::spawn(until_stopped(
+                    stop.subscribe(),
+                    serve_tcp(listener, fork, seeds, ctx),
+                ))
+            }
+        };
+        tasks.push(task);
+    }
+    Ok(RunningPhone {
+        addrs,
+        counters,
+        stop,
+        tasks,
+        log_writer,
+    })
+}
+
+/// Runs `work` until the stop flag is raised or its sender is dropped.
+async fn until_stopped(
+    mut stop: watch::Receiver<bool>,
+    work: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = stop.wait_for(|stopped| *stopped) => {}
+        () = work => {}
+    }
+}
+
+/// A UDP socket with a large receive buffer: a burst of thousands of NOTIFYs would overflow
+/// the default one before the task gets to read it.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps it (net.core.rmem_max on Linux).
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Answers datagrams to their source address. With a delay, responses queue (in deadline
+/// order, since the delay is constant) for a sender running alongside the receiver.
+async fn serve_udp(socket: UdpSocket, mut phone: Phone, ctx: Arc<Ctx>) {
+    let delay = phone.config().delay;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, SocketAddr, Vec<u8>)>();
+    let receive = async {
+        let mut buf = vec![0u8; 65_536];
+        let mut out = Vec::with_capacity(1024);
+        loop {
+            let (len, peer) = match socket.recv_from(&mut buf).await {
+                Ok(received) => received,
+                // E.g. an ICMP port unreachable reported for an earlier send: keep serving.
+                Err(err) => {
+                    tracing::debug!(%err, "phone UDP receive error");
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            let handled = phone.handle(now, &buf[..len], &mut out);
+            if !ctx.record(&handled, peer, Transport::Udp) {
+                continue;
+            }
+            if delay.is_zero() {
+                if let Err(err) = socket.send_to(&out, peer).await {
+                    tracing::debug!(%err, %peer, "phone UDP send error");
+                }
+            } else {
+                let _ = tx.send((now + delay, peer, out.clone()));
+            }
+        }
+    };
+    let send_delayed = async {
+        while let Some((at, peer, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at.into()).await;
+            if let Err(err) = socket.send_to(&bytes, peer).await {
+                tracing::debug!(%err, %peer, "phone UDP send error");
+            }
+        }
+    };
+    tokio::join!(receive, send_delayed);
+}
+
+/// Accepts connections; each is served by its own task, aborted when this one stops.
+async fn serve_tcp(listener: TcpListener, phone: Phone, mut seeds: StdRng, ctx: Arc<Ctx>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let fork = phone.fork(seeds.gen());
+                    connections.spawn(serve_connection(stream, peer, fork, Arc::clone(&ctx)));
+                }
+                Err(err) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%err, "phone TCP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Reads a stream, cuts it into messages with [`codec::frame`] and answers on the same
+/// connection. A malformed frame closes the connection: the stream cannot be resynchronised.
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut phone: Phone, ctx: Arc<Ctx>) {
+    let _ = stream.set_nodelay(true);
+    let delay = phone.config().delay;
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let receive = async move {
+        let mut buf = Vec::with_capacity(8192);
+        let mut out = Vec::new();
+        loop {
+            loop {
+                match codec::frame(&buf) {
+                    Ok(Some(len)) => {
+                        let now = Instant::now();
+                        let handled = phone.handle(now, &buf[..len], &mut out);
+                        if ctx.record(&handled, peer, Transport::Tcp) {
+                            let _ = tx.send((now + delay, std::mem::take(&mut out)));
+                        }
+                        buf.drain(..len);
+                    }
+                    Ok(None) if buf.len() <= MAX_MESSAGE => break,
+                    Ok(None) | Err(_) => {
+                        tracing::debug!(%peer, "phone closing TCP connection: malformed frame");
+                        return;
+                    }
+                }
+            }
+            match reader.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let send = async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            if !delay.is_zero() {
+                tokio::time::sleep_until(at.into()).await;
+            }
+            if writer.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::join!(receive, send);
+}
+
+/// Opens the JSON exchange log for appending and starts its writer thread, which flushes
+/// whenever its queue runs dry so readers see lines promptly.
+fn open_log(path: &Path) -> io::Result<(std_mpsc::Sender<String>, thread::JoinHandle<()>)> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let (tx, rx) = std_mpsc::channel::<String>();
+    let path = path.to_owned();
+    let writer = thread::Builder::new().name("phone-log".to_owned()).spawn(move || {
+        let mut out = BufWriter::new(file);
+        while let Ok(first) = rx.recv() {
+            let written = std::iter::once(first)
+                .chain(rx.try_iter())
+                .try_for_each(|line| writeln!(out, "{line}"))
+                .and_then(|()| out.flush());
+            if let Err(err) = written {
+                tracing::warn!(%err, path = %path.display(), "phone exchange log write failed; logging stops");
+                return;
+            }
+        }
+    })?;
+    Ok((tx, writer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notify(transport: Transport, call_id: &str) -> Vec<u8> {
+        format!(
+            "NOTIFY sip:159@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/{} 127.0.0.1:5070;branch=z9hG4bK-{call_id}\r\n\
+             From: <sip:sipnotify@127.0.0.1>;tag=a\r\n\
+             To: <sip:159@127.0.0.1>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 NOTIFY\r\n\
+             Event: resync\r\n\
+             Content-Length: 0\r\n\r\n",
+            transport.as_str()
+        )
+        .into_bytes()
+    }
+
+    fn assert_challenge(bytes: &[u8], call_id: &str) {
+        let response = codec::parse(bytes).expect("response parses");
+        assert_eq!(response.status(), Some(401));
+        assert_eq!(response.header("Call-ID"), Some(call_id));
+        assert!(response.header("WWW-Authenticate").is_some());
+    }
+
+    #[tokio::test]
+    async fn answers_over_udp_and_tcp_and_logs_json() {
+        let log =
+            std::env::temp_dir().join(format!("sipnotify-phone-test-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let config = PhoneConfig {
+            log: Some(log.clone()),
+            ..PhoneConfig::default()
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let phone = spawn(config, &[(any, Transport::Udp), (any, Transport::Tcp)])
+            .await
+            .unwrap();
+        let udp_addr = phone.local_addr(Transport::Udp).unwrap();
+        let tcp_addr = phone.local_addr(Transport::Tcp).unwrap();
+        assert_ne!(udp_addr.port(), 0);
+        assert_ne!(tcp_addr.port(), 0);
+
+        let client = UdpSocket::bind(any).await.unwrap();
+        client
+            .send_to(&notify(Transport::Udp, "udp-1"), udp_addr)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("UDP answer")
+            .unwrap();
+        assert_eq!(from, udp_addr);
+        assert_challenge(&buf[..len], "udp-1");
+
+        // Two requests in one write: both are framed and answered, in order.
+        let mut stream = TcpStream::connect(tcp_addr).await.unwrap();
+        let mut two = notify(Transport::Tcp, "tcp-1");
+        two.extend(notify(Transport::Tcp, "tcp-2"));
+        stream.write_all(&two).await.unwrap();
+        let mut received = Vec::new();
+        for call_id in ["tcp-1", "tcp-2"] {
+            let len = loop {
+                if let Some(len) = codec::frame(&received).unwrap() {
+                    break len;
+                }
+                let read =
+                    tokio::time::timeout(Duration::from_secs(5), stream.read_buf(&mut received));
+                assert_ne!(
+                    read.await.expect("TCP answer").unwrap(),
+                    0,
+                    "connection closed"
+                );
+            };
+            assert_challenge(&received[..len], call_id);
+            received.drain(..len);
+        }
+
+        assert_eq!(
+            phone.stats(),
+            PhoneStats {
+                requests: 3,
+                challenged: 3,
+                ..PhoneStats::default()
+            }
+        );
+        phone.shutdown().await;
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        std::fs::remove_file(&log).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0]["user"], "159");
+        assert_eq!(lines[0]["event"], "resync");
+        assert_eq!(lines[0]["status"], 401);
+        assert_eq!(lines[0]["authenticated"], false);
+        assert_eq!(lines[2]["call_id"], "tcp-2");
+    }
+
+    #[tokio::test]
+    async fn delay_postpones_the_answer_and_malformed_tcp_closes() {
+        let config = PhoneConfig {
+            delay: Duration::from_millis(200),
+            ..PhoneConfig::default()
+        };
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let phone = spawn(config, &[(any, Transport::Udp), (any, Transport::Tcp)])
+            .await
+            .unwrap();
+
+        let client = UdpSocket::bind(any).await.unwrap();
+        let sent = Instant::now();
+        client
+            .send_to(
+                &notify(Transport::Udp, "late"),
+                phone.local_addr(Transport::Udp).unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let (len, _) = client.recv_from(&mut buf).await.unwrap();
+        assert!(sent.elapsed() >= Duration::from_millis(200));
+        assert_challenge(&buf[..len], "late");
+
+        let mut stream = TcpStream::connect(phone.local_addr(Transport::Tcp).unwrap())
+            .await
+            .unwrap();
+        stream
+            .write_all(b"NOTIFY sip:159@h SIP/2.0\r\nContent-Length: nope\r\n\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest));
+        assert!(read.await.expect("connection closed").is_ok());
+        assert!(rest.is_empty());
+        phone.shutdown().await;
+    }
+}

@@ -1,0 +1,311 @@
+//! Many flows behind one socket: responses routed by Via branch, one timer queue for all.
+//!
+//! Like quinn-proto's `Endpoint`: inputs are `start`, `handle`, `handle_timeout` and
+//! `handle_transport_error`; outputs come from `poll_transmit`, `poll_timeout` and
+//! `poll_event`. Call the `poll_*` methods after every input.
+
+use super::codec;
+use super::flow::{Flow, Job};
+use super::outcome::Outcome;
+use super::Transport;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Identifies one target within an endpoint.
+pub type FlowId = u64;
+
+/// A message to put on the wire.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// The flow it belongs to (for reporting transport errors back).
+    pub flow: FlowId,
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// Over what.
+    pub transport: Transport,
+    /// The bytes; retransmissions share the buffer of the first send.
+    pub payload: Bytes,
+}
+
+/// Counters of what arrived and was not used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Responses whose branch is not one of ours (late, or not for us).
+    pub unmatched: u64,
+    /// Responses with one of our branches from an address the request did not go to.
+    pub wrong_source: u64,
+    /// Bytes that were not a SIP message.
+    pub malformed: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    flow: Flow,
+    /// The deadline last pushed on the timer queue, so an unchanged one is not pushed again.
+    scheduled: Option<Instant>,
+}
+
+/// The sans-IO agent for any number of concurrent targets.
+#[derive(Debug)]
+pub struct Endpoint {
+    rng: StdRng,
+    next_id: FlowId,
+    flows: HashMap<FlowId, Entry>,
+    branches: HashMap<String, FlowId>,
+    // Entries go stale when a flow's deadline moves or it ends; they are skipped on pop.
+    timers: BinaryHeap<Reverse<(Instant, FlowId)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<(FlowId, Outcome)>,
+    stats: Stats,
+}
+
+impl Endpoint {
+    /// A new endpoint. `rng` must be a cryptographic generator (branches, tags, cnonces).
+    pub fn new(rng: StdRng) -> Endpoint {
+        Endpoint {
+            rng,
+            next_id: 0,
+            flows: HashMap::new(),
+            branches: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Starts a target; its first request is available from `poll_transmit` at once.
+    pub fn start(&mut self, now: Instant, job: Job) -> FlowId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let flow = Flow::new(now, job, &mut self.rng);
+        self.flows.insert(
+            id,
+            Entry {
+                flow,
+                scheduled: None,
+            },
+        );
+        self.after_input(now, id, None);
+        id
+    }
+
+    /// Targets not yet ended.
+    pub fn in_flight(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// What was received and not used.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Feeds bytes received from `from` (a datagram, or one frame of a stream).
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let id = match codec::route_key(bytes) {
+            Some((branch, _)) => self.branches.get(branch).copied(),
+            None => match codec::parse(bytes) {
+                Ok(msg) => msg
+                    .top_via_branch()
+                    .and_then(|b| self.branches.get(b).copied()),
+                Err(_) => {
+                    self.stats.malformed += 1;
+                    return;
+                }
+            },
+        };
+        let Some(id) = id else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let Some(Entry { flow, .. }) = self.flows.get_mut(&id) else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        if flow.destination() != from {
+            self.stats.wrong_source += 1;
+            return;
+        }
+        let Ok(msg) = codec::parse(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let old_branch = flow.branch().to_string();
+        flow.handle_response(now, &msg, bytes, &mut self.rng);
+        self.after_input(now, id, Some(old_branch));
+    }
+
+    /// The transport failed for this flow (connect refused, connection closed, send error).
+    pub fn handle_transport_error(&mut self, now: Instant, id: FlowId, reason: &str) {
+        if let Some(Entry { flow, .. }) = self.flows.get_mut(&id) {
+            flow.handle_transport_error(now, reason);
+            self.after_input(now, id, None);
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.flows.get_mut(&id) else {
+                continue;
+            };
+            if entry.scheduled == Some(at) {
+                entry.scheduled = None;
+            }
+            let flow = &mut entry.flow;
+            if flow.poll_timeout().is_some_and(|t| t <= now) {
+                flow.handle_timeout(now);
+                self.after_input(now, id, None);
+            }
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next. May be early (a stale entry): calling
+    /// `handle_timeout` then is harmless.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The next target that ended.
+    pub fn poll_event(&mut self) -> Option<(FlowId, Outcome)> {
+        self.events.pop_front()
+    }
+
+    /// Collects what a flow wants after an input: sends, a new branch, a timer, its end.
+    fn after_input(&mut self, now: Instant, id: FlowId, old_branch: Option<String>) {
+        let Some(Entry { flow, scheduled }) = self.flows.get_mut(&id) else {
+            return;
+        };
+        if let Some(payload) = flow.poll_transmit(now) {
+            self.transmits.push_back(Transmit {
+                flow: id,
+                destination: flow.destination(),
+                transport: flow.transport(),
+                payload,
+            });
+        }
+        if old_branch.as_deref() != Some(flow.branch()) {
+            if let Some(old) = old_branch {
+                self.branches.remove(&old);
+            }
+            self.branches.insert(flow.branch().to_string(), id);
+        }
+        if let Some(outcome) = flow.take_outcome() {
+            self.branches.remove(flow.branch());
+            self.flows.remove(&id);
+            self.events.push_back((id, outcome));
+        } else if let Some(at) = flow.poll_timeout() {
+            if *scheduled != Some(at) {
+                *scheduled = Some(at);
+                self.timers.push(Reverse((at, id)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::outcome::OutcomeKind;
+    use crate::proto::request::Event;
+    use crate::proto::target::Target;
+    use crate::proto::transaction::Timers;
+    use rand::SeedableRng;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn job(port: u16) -> Job {
+        Job {
+            target: Target::parse(&format!("sip:{port}@127.0.0.1:{port}")).unwrap(),
+            event: Arc::new(Event::Reboot),
+            extra: Arc::from(Vec::new()),
+            auth_user: None,
+            password: None,
+            from: None,
+            transport: Transport::Udp,
+            destination: SocketAddr::from(([127, 0, 0, 1], port)),
+            local: "127.0.0.1:40000".parse().unwrap(),
+            timers: Timers::default(),
+            timeout: None,
+            trace: false,
+        }
+    }
+
+    fn ok_for(request: &[u8]) -> Vec<u8> {
+        let req = codec::parse(request).unwrap();
+        let mut s = String::from("SIP/2.0 200 OK\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            s += &format!("{name}: {}\r\n", req.header(name).unwrap());
+        }
+        s += "Content-Length: 0\r\n\r\n";
+        s.into_bytes()
+    }
+
+    #[test]
+    fn responses_are_routed_by_branch_and_checked_for_source() {
+        let mut ep = Endpoint::new(StdRng::seed_from_u64(1));
+        let now = Instant::now();
+        let ids: Vec<FlowId> = (5060..5063).map(|p| ep.start(now, job(p))).collect();
+        let sent: Vec<Transmit> = std::iter::from_fn(|| ep.poll_transmit()).collect();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(ep.in_flight(), 3);
+
+        // The answer to the second target, but from the first target's address.
+        ep.handle(now, sent[0].destination, &ok_for(&sent[1].payload));
+        assert_eq!(ep.stats().wrong_source, 1);
+        ep.handle(now, sent[1].destination, b"garbage");
+        assert_eq!(ep.stats().malformed, 1);
+        let mut foreign = String::from_utf8(ok_for(&sent[2].payload)).unwrap();
+        foreign = foreign.replace("branch=z9hG4bK", "branch=z9hG4bKx");
+        ep.handle(now, sent[2].destination, foreign.as_bytes());
+        assert_eq!(ep.stats().unmatched, 1);
+        assert!(ep.poll_event().is_none());
+
+        ep.handle(now, sent[1].destination, &ok_for(&sent[1].payload));
+        let (id, outcome) = ep.poll_event().unwrap();
+        assert_eq!((id, outcome.kind), (ids[1], OutcomeKind::Delivered));
+        // A retransmitted 200 for a finished target is not routed anywhere.
+        ep.handle(now, sent[1].destination, &ok_for(&sent[1].payload));
+        assert_eq!(ep.stats().unmatched, 2);
+        assert_eq!(ep.in_flight(), 2);
+    }
+
+    #[test]
+    fn one_timer_queue_drives_every_flow_to_its_end() {
+        let mut ep = Endpoint::new(StdRng::seed_from_u64(2));
+        let start = Instant::now();
+        for p in 0..100 {
+            ep.start(start + Duration::from_millis(p), job(6000 + p as u16));
+        }
+        let mut sends = 0;
+        let mut now = start;
+        while let Some(at) = ep.poll_timeout() {
+            now = now.max(at);
+            ep.handle_timeout(now);
+            while ep.poll_transmit().is_some() {
+                sends += 1;
+            }
+        }
+        // Each target: the first send (drained above only from the second loop on) + 10
+        // retransmissions, then a timeout.
+        let outcomes: Vec<_> = std::iter::from_fn(|| ep.poll_event()).collect();
+        assert_eq!(outcomes.len(), 100);
+        assert!(outcomes.iter().all(|(_, o)| o.kind == OutcomeKind::Timeout));
+        assert_eq!(sends, 100 + 100 * 10);
+        assert_eq!(ep.in_flight(), 0);
+        assert!(ep.timers.len() < 10, "stale timer entries are drained");
+    }
+}

@@ -1,0 +1,613 @@
+//! One target, from the first NOTIFY to its [`Outcome`], answering 401/407 challenges.
+//!
+//! Each attempt is a new client transaction (new branch, CSeq + 1) on the same Call-ID and
+//! From tag. Credentials accumulate per realm, so a 407 from an outbound proxy followed by a
+//! 401 from the phone are both answered in the same request.
+
+use super::codec::Message;
+use super::digest::{self, Answer, Challenge, Password};
+use super::outcome::{hint_for, Direction, Outcome, OutcomeKind, TraceEntry};
+use super::request::{Event, ExtraHeader, NotifyRequest};
+use super::target::Target;
+use super::transaction::{ClientTransaction, Timers, TxEvent};
+use super::Transport;
+use bytes::Bytes;
+use rand::RngCore;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How many challenge rounds a target may go through before it is `auth_failed`.
+pub const MAX_AUTH_ROUNDS: u32 = 4;
+
+/// What the agent does for one target. Event and extra headers are shared between the many
+/// jobs of a campaign.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The phone line (Request-URI).
+    pub target: Target,
+    /// What to ask.
+    pub event: Arc<Event>,
+    /// Additional headers.
+    pub extra: Arc<[ExtraHeader]>,
+    /// Digest user name; the target's user part when `None`.
+    pub auth_user: Option<String>,
+    /// The line password, if any.
+    pub password: Option<Password>,
+    /// The From URI; `sip:sipnotify@<local ip>` when `None`.
+    pub from: Option<String>,
+    /// Transport of the requests.
+    pub transport: Transport,
+    /// Where requests go (the phone, or an outbound proxy); responses from elsewhere are ignored.
+    pub destination: SocketAddr,
+    /// The local address written in Via and Contact.
+    pub local: SocketAddr,
+    /// RFC 3261 timers.
+    pub timers: Timers,
+    /// An overall limit, shorter than Timer F when set.
+    pub timeout: Option<Duration>,
+    /// Keep every message for a ladder.
+    pub trace: bool,
+}
+
+#[derive(Debug)]
+struct RealmAuth {
+    proxy: bool,
+    challenge: Challenge,
+    nc: u32,
+    stale_retried: bool,
+}
+
+/// The state of one target.
+#[derive(Debug)]
+pub struct Flow {
+    job: Job,
+    from: String,
+    from_tag: String,
+    call_id: String,
+    cseq: u32,
+    branch: String,
+    request: Bytes,
+    tx: ClientTransaction,
+    realms: Vec<RealmAuth>,
+    rounds: u32,
+    attempts: u32,
+    retransmissions: u32,
+    started: Instant,
+    deadline: Option<Instant>,
+    provisional: bool,
+    outcome: Option<Outcome>,
+    ladder: Vec<TraceEntry>,
+}
+
+/// A random token of `bytes` random bytes in lower-case hex.
+fn token(rng: &mut dyn RngCore, bytes: usize, prefix: &str) -> String {
+    let mut raw = [0u8; 16];
+    let raw = &mut raw[..bytes.min(16)];
+    rng.fill_bytes(raw);
+    let mut s = String::with_capacity(prefix.len() + raw.len() * 2);
+    s.push_str(prefix);
+    for b in raw.iter() {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+impl Flow {
+    /// Starts a target at `now`: the first [`poll_transmit`](Self::poll_transmit) returns the
+    /// NOTIFY. Branch (96 bits), tag (64 bits) and Call-ID (128 bits) come from `rng`, which
+    /// must be a cryptographic generator.
+    pub fn new(now: Instant, job: Job, rng: &mut dyn RngCore) -> Flow {
+        let from = job
+            .from
+            .clone()
+            .unwrap_or_else(|| format!("sip:sipnotify@{}", job.local.ip()));
+        let deadline = job.timeout.map(|t| now + t);
+        let tx = ClientTransaction::new(now, job.timers, job.transport.is_reliable());
+        let mut flow = Flow {
+            from,
+            from_tag: token(rng, 8, ""),
+            call_id: token(rng, 16, ""),
+            cseq: 1,
+            branch: String::new(),
+            request: Bytes::new(),
+            tx,
+            realms: Vec::new(),
+            rounds: 0,
+            attempts: 0,
+            retransmissions: 0,
+            started: now,
+            deadline,
+            provisional: false,
+            outcome: None,
+            ladder: Vec::new(),
+            job,
+        };
+        flow.new_attempt(rng);
+        flow
+    }
+
+    /// The Via branch of the current attempt: responses carrying another are not ours.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// Where the requests go.
+    pub fn destination(&self) -> SocketAddr {
+        self.job.destination
+    }
+
+    /// The transport of the requests.
+    pub fn transport(&self) -> Transport {
+        self.job.transport
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The result, once the target has ended.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the result, once the target has ended.
+    pub fn take_outcome(&mut self) -> Option<Outcome> {
+        self.outcome.take()
+    }
+
+    /// The request bytes to send now, if any. Call after `new` and every `handle_*`.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Bytes> {
+        if self.outcome.is_some() || !self.tx.poll_transmit() {
+            return None;
+        }
+        let direction = if self.tx.retransmissions() > 0 {
+            self.retransmissions += 1;
+            Direction::Retransmitted
+        } else {
+            Direction::Sent
+        };
+        self.trace(now, direction, self.request.clone());
+        Some(self.request.clone())
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next; `None` once ended.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.outcome.is_some() {
+            return None;
+        }
+        match (self.tx.poll_timeout(), self.deadline) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
+        }
+    }
+
+    /// Fires whatever timers are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            let limit = self.deadline.map(|d| d - self.started).unwrap_or_default();
+            self.finish_timeout(now, limit);
+            return;
+        }
+        if self.tx.handle_timeout(now) == Some(TxEvent::Timeout) {
+            self.finish_timeout(now, self.job.timers.timer_f());
+        }
+    }
+
+    /// The request could not be sent, or its connection failed.
+    pub fn handle_transport_error(&mut self, now: Instant, reason: &str) {
+        if self.outcome.is_none() {
+            self.finish(now, OutcomeKind::Unreachable, None, reason.to_string());
+        }
+    }
+
+    /// Feeds a response routed to this flow (its Via branch matched, from the destination).
+    /// `raw` is kept for the ladder when tracing.
+    pub fn handle_response(&mut self, now: Instant, msg: &Message, raw: &[u8], rng: &mut dyn RngCore) {
+        if self.outcome.is_some() {
+            return;
+        }
+        let Some(status) = msg.status() else { return };
+        match msg.cseq() {
+            Some((n, method)) if n == self.cseq && method.eq_ignore_ascii_case("NOTIFY") => {}
+            _ => return,
+        }
+        self.trace(now, Direction::Received, Bytes::copy_from_slice(raw));
+        match self.tx.handle_response(now, status) {
+            Some(TxEvent::Provisional(_)) => self.provisional = true,
+            Some(TxEvent::Final(code)) => self.on_final(now, code, msg, rng),
+            Some(TxEvent::Timeout) | None => {}
+        }
+    }
+
+    fn on_final(&mut self, now: Instant, code: u16, msg: &Message, rng: &mut dyn RngCore) {
+        let reason = match &msg.start {
+            super::codec::StartLine::Response { reason, .. } => reason.clone(),
+            super::codec::StartLine::Request { .. } => String::new(),
+        };
+        match code {
+            200..=299 => self.finish(now, OutcomeKind::Delivered, Some(code), reason),
+            401 | 407 => match self.answer_challenge(code, msg) {
+                Ok(()) => {
+                    self.cseq += 1;
+                    self.tx = ClientTransaction::new(
+                        now,
+                        self.job.timers,
+                        self.job.transport.is_reliable(),
+                    );
+                    self.new_attempt(rng);
+                }
+                Err((kind, why)) => self.finish(now, kind, Some(code), format!("{reason}: {why}")),
+            },
+            403 => self.finish(now, OutcomeKind::AuthFailed, Some(code), reason),
+            _ => self.finish(now, OutcomeKind::Rejected, Some(code), reason),
+        }
+    }
+
+    /// Records the challenges of a 401/407, or says why the target ends here.
+    fn answer_challenge(&mut self, code: u16, msg: &Message) -> Result<(), (OutcomeKind, String)> {
+        let proxy = code == 407;
+        let header = if proxy {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        let challenges = digest::select(msg.headers(header));
+        if challenges.is_empty() {
+            return Err((
+                OutcomeKind::AuthFailed,
+                format!("no {header} digest challenge that sipnotify supports"),
+            ));
+        }
+        if self.job.password.is_none() {
+            return Err((
+                OutcomeKind::NoCredentials,
+                "the phone asks for a password: give --password-file or SIPNOTIFY_PASSWORD".into(),
+            ));
+        }
+        if self.job.auth_user.is_none() && self.job.target.user().is_none() {
+            return Err((
+                OutcomeKind::NoCredentials,
+                "the target has no user part: give --auth-user".into(),
+            ));
+        }
+        self.rounds += 1;
+        if self.rounds > MAX_AUTH_ROUNDS {
+            return Err((
+                OutcomeKind::AuthFailed,
+                format!("still challenged after {MAX_AUTH_ROUNDS} rounds"),
+            ));
+        }
+        for challenge in challenges {
+            let known = self
+                .realms
+                .iter_mut()
+                .find(|r| r.proxy == proxy && r.challenge.realm == challenge.realm);
+            match known {
+                None => self.realms.push(RealmAuth {
+                    proxy,
+                    challenge,
+                    nc: 0,
+                    stale_retried: false,
+                }),
+                // RFC 7616 §3.3: stale means the credentials were right but the nonce expired.
+                Some(r) if challenge.stale && !r.stale_retried => {
+                    r.challenge = challenge;
+                    r.nc = 0;
+                    r.stale_retried = true;
+                }
+                Some(r) => {
+                    return Err((
+                        OutcomeKind::AuthFailed,
+                        format!(
+                            "realm \"{}\" refused the credentials: check --auth-user and the password",
+                            r.challenge.realm
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds and serializes the request of a new attempt (new branch, current CSeq).
+    fn new_attempt(&mut self, rng: &mut dyn RngCore) {
+        self.attempts += 1;
+        self.branch = token(rng, 12, "z9hG4bK");
+        let user = self
+            .job
+            .auth_user
+            .as_deref()
+            .or(self.job.target.user())
+            .unwrap_or_default();
+        let mut authorization = Vec::with_capacity(self.realms.len());
+        if let Some(password) = &self.job.password {
+            for realm in &mut self.realms {
+                realm.nc += 1;
+                let cnonce = token(rng, 8, "");
+                let answer = Answer {
+                    username: user,
+                    password,
+                    method: "NOTIFY",
+                    uri: self.job.target.as_str(),
+                    body: self.job.event.body(),
+                    cnonce: &cnonce,
+                    nc: realm.nc,
+                };
+                authorization.push((realm.proxy, digest::authorization(&realm.challenge, &answer)));
+            }
+        }
+        self.request = NotifyRequest {
+            target: &self.job.target,
+            from: &self.from,
+            from_tag: &self.from_tag,
+            call_id: &self.call_id,
+            cseq: self.cseq,
+            branch: &self.branch,
+            local: self.job.local,
+            transport: self.job.transport,
+            event: &self.job.event,
+            extra: &self.job.extra,
+            authorization: &authorization,
+        }
+        .to_bytes()
+        .into();
+    }
+
+    fn finish_timeout(&mut self, now: Instant, after: Duration) {
+        let reason = if self.provisional {
+            format!("only provisional responses in {:.1} s", after.as_secs_f64())
+        } else {
+            format!("no response in {:.1} s", after.as_secs_f64())
+        };
+        self.finish(now, OutcomeKind::Timeout, None, reason);
+    }
+
+    fn finish(&mut self, now: Instant, kind: OutcomeKind, status: Option<u16>, reason: String) {
+        self.outcome = Some(Outcome {
+            kind,
+            status,
+            reason,
+            hint: status.and_then(hint_for).filter(|_| kind != OutcomeKind::Delivered),
+            attempts: self.attempts,
+            retransmissions: self.retransmissions,
+            elapsed: now - self.started,
+            call_id: self.call_id.clone(),
+            ladder: std::mem::take(&mut self.ladder),
+        });
+    }
+
+    fn trace(&mut self, now: Instant, direction: Direction, bytes: Bytes) {
+        if self.job.trace {
+            self.ladder.push(TraceEntry {
+                at: now - self.started,
+                direction,
+                bytes,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::codec;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const PHONE: &str = "127.0.0.1:5060";
+
+    fn job(password: Option<&str>, transport: Transport) -> Job {
+        Job {
+            target: Target::parse("sip:159@127.0.0.1:5060").unwrap(),
+            event: Arc::new(Event::xml_service("http://h/menu.xml").unwrap()),
+            extra: Arc::from(Vec::new()),
+            auth_user: None,
+            password: password.map(Password::new),
+            from: None,
+            transport,
+            destination: PHONE.parse().unwrap(),
+            local: "127.0.0.1:40000".parse().unwrap(),
+            timers: Timers::default(),
+            timeout: None,
+            trace: false,
+        }
+    }
+
+    /// A response to `request` as a phone would write it.
+    fn respond(request: &[u8], status: u16, extra: &str) -> Vec<u8> {
+        let req = codec::parse(request).unwrap();
+        let mut s = format!("SIP/2.0 {status} Reason\r\n");
+        for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+            s += &format!("{name}: {}\r\n", req.header(name).unwrap());
+        }
+        s += extra;
+        s += "Content-Length: 0\r\n\r\n";
+        s.into_bytes()
+    }
+
+    fn feed(flow: &mut Flow, rng: &mut StdRng, now: Instant, bytes: &[u8]) {
+        let msg = codec::parse(bytes).unwrap();
+        flow.handle_response(now, &msg, bytes, rng);
+    }
+
+    fn start(job: Job) -> (Flow, StdRng, Instant, Bytes) {
+        let mut rng = StdRng::seed_from_u64(7);
+        let now = Instant::now();
+        let mut flow = Flow::new(now, job, &mut rng);
+        let first = flow.poll_transmit(now).expect("first NOTIFY");
+        (flow, rng, now, first)
+    }
+
+    const MD5_QOP: &str =
+        "WWW-Authenticate: Digest realm=\"phone\", nonce=\"n1\", qop=\"auth\", opaque=\"o1\", algorithm=MD5\r\n";
+
+    #[test]
+    fn challenge_then_200_is_delivered_on_same_dialog_with_higher_cseq() {
+        let (mut flow, mut rng, now, first) = start(job(Some("secret"), Transport::Udp));
+        feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
+        let second = flow.poll_transmit(now).expect("authenticated retry");
+        let (a, b) = (codec::parse(&first).unwrap(), codec::parse(&second).unwrap());
+        assert_eq!(a.header("Call-ID"), b.header("Call-ID"));
+        assert_eq!(a.header("From"), b.header("From"));
+        assert_eq!(a.cseq(), Some((1, "NOTIFY")));
+        assert_eq!(b.cseq(), Some((2, "NOTIFY")));
+        assert_ne!(a.top_via_branch(), b.top_via_branch());
+        assert!(b.top_via_branch().unwrap().starts_with("z9hG4bK"));
+        let creds = digest::parse_authorization(b.header("Authorization").unwrap()).unwrap();
+        assert_eq!(creds.uri, "sip:159@127.0.0.1:5060");
+        assert_eq!(creds.username, "159");
+        assert_eq!(creds.opaque.as_deref(), Some("o1"));
+        assert!(digest::verify(&creds, &Password::new("secret"), "NOTIFY", &b.body));
+        assert!(!String::from_utf8_lossy(&second).contains("secret"));
+        feed(&mut flow, &mut rng, now, &respond(&second, 200, ""));
+        let outcome = flow.outcome().unwrap();
+        assert_eq!(outcome.kind, OutcomeKind::Delivered);
+        assert_eq!(outcome.status, Some(200));
+        assert_eq!(outcome.attempts, 2);
+        assert_eq!(outcome.call_id, flow.call_id());
+        assert!(flow.poll_timeout().is_none());
+    }
+
+    #[test]
+    fn proxy_and_phone_challenges_are_answered_together() {
+        let (mut flow, mut rng, now, first) = start(job(Some("secret"), Transport::Udp));
+        let proxy = "Proxy-Authenticate: Digest realm=\"proxy\", nonce=\"p1\", qop=\"auth\"\r\n";
+        feed(&mut flow, &mut rng, now, &respond(&first, 407, proxy));
+        let second = flow.poll_transmit(now).unwrap();
+        feed(&mut flow, &mut rng, now, &respond(&second, 401, MD5_QOP));
+        let third = codec::parse(&flow.poll_transmit(now).unwrap()).unwrap();
+        let p = digest::parse_authorization(third.header("Proxy-Authorization").unwrap()).unwrap();
+        let w = digest::parse_authorization(third.header("Authorization").unwrap()).unwrap();
+        assert_eq!((p.realm.as_str(), p.nc.as_deref()), ("proxy", Some("00000002")));
+        assert_eq!((w.realm.as_str(), w.nc.as_deref()), ("phone", Some("00000001")));
+        assert_eq!(third.cseq(), Some((3, "NOTIFY")));
+    }
+
+    #[test]
+    fn stale_nonce_gets_one_more_retry_then_auth_fails() {
+        let (mut flow, mut rng, now, first) = start(job(Some("secret"), Transport::Udp));
+        feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
+        let stale = "WWW-Authenticate: Digest realm=\"phone\", nonce=\"n2\", qop=\"auth\", stale=true\r\n";
+        let second = flow.poll_transmit(now).unwrap();
+        feed(&mut flow, &mut rng, now, &respond(&second, 401, stale));
+        let third = flow.poll_transmit(now).expect("stale retry");
+        let creds = codec::parse(&third).unwrap();
+        let creds = digest::parse_authorization(creds.header("Authorization").unwrap()).unwrap();
+        assert_eq!(creds.nonce, "n2");
+        feed(&mut flow, &mut rng, now, &respond(&third, 401, stale));
+        assert_eq!(flow.outcome().unwrap().kind, OutcomeKind::AuthFailed);
+        assert!(flow.poll_transmit(now).is_none());
+    }
+
+    #[test]
+    fn challenge_after_credentials_is_auth_failed_and_403_too() {
+        let (mut flow, mut rng, now, first) = start(job(Some("wrong"), Transport::Udp));
+        feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
+        let second = flow.poll_transmit(now).unwrap();
+        feed(&mut flow, &mut rng, now, &respond(&second, 401, MD5_QOP));
+        let o = flow.outcome().unwrap();
+        assert_eq!((o.kind, o.status), (OutcomeKind::AuthFailed, Some(401)));
+        assert!(o.reason.contains("realm \"phone\""), "{}", o.reason);
+
+        let (mut flow, mut rng, now, first) = start(job(Some("wrong"), Transport::Udp));
+        feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
+        let second = flow.poll_transmit(now).unwrap();
+        feed(&mut flow, &mut rng, now, &respond(&second, 403, ""));
+        assert_eq!(flow.outcome().unwrap().kind, OutcomeKind::AuthFailed);
+    }
+
+    #[test]
+    fn auth_rounds_are_bounded_when_every_round_names_a_new_realm() {
+        let (mut flow, mut rng, now, mut req) = start(job(Some("pw"), Transport::Udp));
+        for i in 0..10 {
+            let ch = format!("WWW-Authenticate: Digest realm=\"r{i}\", nonce=\"n\"\r\n");
+            feed(&mut flow, &mut rng, now, &respond(&req, 401, &ch));
+            match flow.poll_transmit(now) {
+                Some(next) => req = next,
+                None => break,
+            }
+        }
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::AuthFailed);
+        assert_eq!(o.attempts, MAX_AUTH_ROUNDS + 1);
+    }
+
+    #[test]
+    fn challenge_without_password_is_no_credentials() {
+        let (mut flow, mut rng, now, first) = start(job(None, Transport::Udp));
+        feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::NoCredentials);
+        assert_eq!(o.kind.exit_code(), 2);
+    }
+
+    #[test]
+    fn bad_event_is_rejected_with_a_hint() {
+        let (mut flow, mut rng, now, first) = start(job(None, Transport::Tcp));
+        feed(&mut flow, &mut rng, now, &respond(&first, 489, ""));
+        let o = flow.outcome().unwrap();
+        assert_eq!((o.kind, o.status), (OutcomeKind::Rejected, Some(489)));
+        assert!(o.hint.unwrap().contains("Resync From SIP"));
+    }
+
+    #[test]
+    fn responses_for_another_cseq_or_method_are_ignored() {
+        let (mut flow, mut rng, now, first) = start(job(None, Transport::Udp));
+        let text = String::from_utf8(respond(&first, 200, "")).unwrap();
+        feed(&mut flow, &mut rng, now, text.replace("CSeq: 1 NOTIFY", "CSeq: 9 NOTIFY").as_bytes());
+        feed(&mut flow, &mut rng, now, text.replace("CSeq: 1 NOTIFY", "CSeq: 1 OPTIONS").as_bytes());
+        assert!(flow.outcome().is_none());
+        feed(&mut flow, &mut rng, now, text.as_bytes());
+        assert_eq!(flow.outcome().unwrap().kind, OutcomeKind::Delivered);
+    }
+
+    #[test]
+    fn unanswered_udp_target_retransmits_then_times_out_at_timer_f() {
+        let (mut flow, _rng, start, _first) = start(job(None, Transport::Udp));
+        let mut now = start;
+        let mut sends = 1;
+        while let Some(t) = flow.poll_timeout() {
+            now = t;
+            flow.handle_timeout(now);
+            while flow.poll_transmit(now).is_some() {
+                sends += 1;
+            }
+        }
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Timeout);
+        assert_eq!(now - start, Duration::from_secs(32));
+        assert_eq!((sends, o.retransmissions), (11, 10));
+        assert!(o.reason.contains("no response"));
+    }
+
+    #[test]
+    fn overall_timeout_ends_early_and_mentions_provisionals() {
+        let mut j = job(None, Transport::Tcp);
+        j.timeout = Some(Duration::from_secs(2));
+        let (mut flow, mut rng, now, first) = start(j);
+        feed(&mut flow, &mut rng, now, &respond(&first, 100, ""));
+        assert_eq!(flow.poll_timeout(), Some(now + Duration::from_secs(2)));
+        flow.handle_timeout(now + Duration::from_secs(2));
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Timeout);
+        assert!(o.reason.contains("only provisional"), "{}", o.reason);
+    }
+
+    #[test]
+    fn trace_keeps_the_ladder() {
+        let mut j = job(None, Transport::Udp);
+        j.trace = true;
+        let (mut flow, mut rng, now, first) = start(j);
+        flow.handle_timeout(now + Duration::from_millis(500));
+        assert!(flow.poll_transmit(now + Duration::from_millis(500)).is_some());
+        feed(&mut flow, &mut rng, now, &respond(&first, 200, ""));
+        let dirs: Vec<Direction> = flow.outcome().unwrap().ladder.iter().map(|e| e.direction).collect();
+        assert_eq!(dirs, [Direction::Sent, Direction::Retransmitted, Direction::Received]);
+    }
+}
