@@ -19,6 +19,31 @@
 //! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
 //!   the tests, the demo and users' own integration tests.
 //!
+//! # Example
+//!
+//! Resync one line. Here the phone is the built-in simulator, so the example runs anywhere.
+//!
+//! ```
+//! use sipnotify::phone::{self, PhoneConfig};
+//! use sipnotify::{Event, Notifier, NotifierConfig, Notify, OutcomeKind, Password, Target, Transport};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = PhoneConfig { password_template: "secret".into(), ..PhoneConfig::default() };
+//! let phone = phone::spawn(config, &[("127.0.0.1:0".parse()?, Transport::Udp)]).await?;
+//! let target = Target::parse(&format!("sip:159@{}", phone.local_addrs()[0].0))?;
+//!
+//! let notifier = Notifier::bind(NotifierConfig::default()).await?;
+//! let notify = Notify::new(target, Event::resync(None)?)
+//!     .with_credentials(None, Password::new("secret"));
+//! let outcome = notifier.send(notify).await;
+//! assert_eq!(outcome.kind, OutcomeKind::Delivered);
+//! assert_eq!(outcome.attempts, 2); // challenged with 401, then answered
+//! # phone.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The command-line interface lives in the binary (`src/main.rs`, `src/cli/`) and uses only
 //! this public API.
 #![warn(missing_docs)]
@@ -26,3 +51,10 @@
 pub mod net;
 pub mod phone;
 pub mod proto;
+
+pub use net::{Credentials, Notifier, NotifierConfig, Notify};
+pub use proto::digest::Password;
+pub use proto::outcome::{Outcome, OutcomeKind};
+pub use proto::request::{Event, ExtraHeader};
+pub use proto::target::Target;
+pub use proto::Transport;

@@ -208,7 +208,13 @@ impl Flow {
 
     /// Feeds a response routed to this flow (its Via branch matched, from the destination).
     /// `raw` is kept for the ladder when tracing.
-    pub fn handle_response(&mut self, now: Instant, msg: &Message, raw: &[u8], rng: &mut dyn RngCore) {
+    pub fn handle_response(
+        &mut self,
+        now: Instant,
+        msg: &Message,
+        raw: &[u8],
+        rng: &mut dyn RngCore,
+    ) {
         if self.outcome.is_some() {
             return;
         }
@@ -305,9 +311,9 @@ impl Flow {
                     return Err((
                         OutcomeKind::AuthFailed,
                         format!(
-                            "realm \"{}\" refused the credentials: check --auth-user and the password",
-                            r.challenge.realm
-                        ),
+                        "realm \"{}\" refused the credentials: check --auth-user and the password",
+                        r.challenge.realm
+                    ),
                     ))
                 }
             }
@@ -339,7 +345,10 @@ impl Flow {
                     cnonce: &cnonce,
                     nc: realm.nc,
                 };
-                authorization.push((realm.proxy, digest::authorization(&realm.challenge, &answer)));
+                authorization.push((
+                    realm.proxy,
+                    digest::authorization(&realm.challenge, &answer),
+                ));
             }
         }
         self.request = NotifyRequest {
@@ -373,7 +382,9 @@ impl Flow {
             kind,
             status,
             reason,
-            hint: status.and_then(hint_for).filter(|_| kind != OutcomeKind::Delivered),
+            hint: status
+                .and_then(hint_for)
+                .filter(|_| kind != OutcomeKind::Delivered),
             attempts: self.attempts,
             retransmissions: self.retransmissions,
             elapsed: now - self.started,
@@ -452,7 +463,10 @@ mod tests {
         let (mut flow, mut rng, now, first) = start(job(Some("secret"), Transport::Udp));
         feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
         let second = flow.poll_transmit(now).expect("authenticated retry");
-        let (a, b) = (codec::parse(&first).unwrap(), codec::parse(&second).unwrap());
+        let (a, b) = (
+            codec::parse(&first).unwrap(),
+            codec::parse(&second).unwrap(),
+        );
         assert_eq!(a.header("Call-ID"), b.header("Call-ID"));
         assert_eq!(a.header("From"), b.header("From"));
         assert_eq!(a.cseq(), Some((1, "NOTIFY")));
@@ -463,7 +477,12 @@ mod tests {
         assert_eq!(creds.uri, "sip:159@127.0.0.1:5060");
         assert_eq!(creds.username, "159");
         assert_eq!(creds.opaque.as_deref(), Some("o1"));
-        assert!(digest::verify(&creds, &Password::new("secret"), "NOTIFY", &b.body));
+        assert!(digest::verify(
+            &creds,
+            &Password::new("secret"),
+            "NOTIFY",
+            &b.body
+        ));
         assert!(!String::from_utf8_lossy(&second).contains("secret"));
         feed(&mut flow, &mut rng, now, &respond(&second, 200, ""));
         let outcome = flow.outcome().unwrap();
@@ -484,8 +503,14 @@ mod tests {
         let third = codec::parse(&flow.poll_transmit(now).unwrap()).unwrap();
         let p = digest::parse_authorization(third.header("Proxy-Authorization").unwrap()).unwrap();
         let w = digest::parse_authorization(third.header("Authorization").unwrap()).unwrap();
-        assert_eq!((p.realm.as_str(), p.nc.as_deref()), ("proxy", Some("00000002")));
-        assert_eq!((w.realm.as_str(), w.nc.as_deref()), ("phone", Some("00000001")));
+        assert_eq!(
+            (p.realm.as_str(), p.nc.as_deref()),
+            ("proxy", Some("00000002"))
+        );
+        assert_eq!(
+            (w.realm.as_str(), w.nc.as_deref()),
+            ("phone", Some("00000001"))
+        );
         assert_eq!(third.cseq(), Some((3, "NOTIFY")));
     }
 
@@ -493,7 +518,8 @@ mod tests {
     fn stale_nonce_gets_one_more_retry_then_auth_fails() {
         let (mut flow, mut rng, now, first) = start(job(Some("secret"), Transport::Udp));
         feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
-        let stale = "WWW-Authenticate: Digest realm=\"phone\", nonce=\"n2\", qop=\"auth\", stale=true\r\n";
+        let stale =
+            "WWW-Authenticate: Digest realm=\"phone\", nonce=\"n2\", qop=\"auth\", stale=true\r\n";
         let second = flow.poll_transmit(now).unwrap();
         feed(&mut flow, &mut rng, now, &respond(&second, 401, stale));
         let third = flow.poll_transmit(now).expect("stale retry");
@@ -560,8 +586,18 @@ mod tests {
     fn responses_for_another_cseq_or_method_are_ignored() {
         let (mut flow, mut rng, now, first) = start(job(None, Transport::Udp));
         let text = String::from_utf8(respond(&first, 200, "")).unwrap();
-        feed(&mut flow, &mut rng, now, text.replace("CSeq: 1 NOTIFY", "CSeq: 9 NOTIFY").as_bytes());
-        feed(&mut flow, &mut rng, now, text.replace("CSeq: 1 NOTIFY", "CSeq: 1 OPTIONS").as_bytes());
+        feed(
+            &mut flow,
+            &mut rng,
+            now,
+            text.replace("CSeq: 1 NOTIFY", "CSeq: 9 NOTIFY").as_bytes(),
+        );
+        feed(
+            &mut flow,
+            &mut rng,
+            now,
+            text.replace("CSeq: 1 NOTIFY", "CSeq: 1 OPTIONS").as_bytes(),
+        );
         assert!(flow.outcome().is_none());
         feed(&mut flow, &mut rng, now, text.as_bytes());
         assert_eq!(flow.outcome().unwrap().kind, OutcomeKind::Delivered);
@@ -605,9 +641,24 @@ mod tests {
         j.trace = true;
         let (mut flow, mut rng, now, first) = start(j);
         flow.handle_timeout(now + Duration::from_millis(500));
-        assert!(flow.poll_transmit(now + Duration::from_millis(500)).is_some());
+        assert!(flow
+            .poll_transmit(now + Duration::from_millis(500))
+            .is_some());
         feed(&mut flow, &mut rng, now, &respond(&first, 200, ""));
-        let dirs: Vec<Direction> = flow.outcome().unwrap().ladder.iter().map(|e| e.direction).collect();
-        assert_eq!(dirs, [Direction::Sent, Direction::Retransmitted, Direction::Received]);
+        let dirs: Vec<Direction> = flow
+            .outcome()
+            .unwrap()
+            .ladder
+            .iter()
+            .map(|e| e.direction)
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                Direction::Sent,
+                Direction::Retransmitted,
+                Direction::Received
+            ]
+        );
     }
 }

@@ -99,6 +99,23 @@ pub struct Outcome {
     pub ladder: Vec<TraceEntry>,
 }
 
+impl Outcome {
+    /// A target that ended before anything was sent (name resolution, connection refused).
+    pub fn unsent(kind: OutcomeKind, reason: impl Into<String>) -> Outcome {
+        Outcome {
+            kind,
+            status: None,
+            reason: reason.into(),
+            hint: None,
+            attempts: 0,
+            retransmissions: 0,
+            elapsed: Duration::ZERO,
+            call_id: String::new(),
+            ladder: Vec::new(),
+        }
+    }
+}
+
 /// Advice for final responses that usually mean a phone setting.
 pub fn hint_for(status: u16) -> Option<&'static str> {
     Some(match status {

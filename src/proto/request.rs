@@ -113,9 +113,7 @@ impl Event {
     /// The Event header value.
     pub fn header_value(&self) -> String {
         match self {
-            Event::Resync {
-                profile: Some(url),
-            } => format!("resync;profile=\"{url}\""),
+            Event::Resync { profile: Some(url) } => format!("resync;profile=\"{url}\""),
             Event::Custom { event, .. } => event.clone(),
             other => other.name().to_string(),
         }
@@ -348,7 +346,10 @@ mod tests {
     #[test]
     fn notify_has_every_required_header() {
         let s = text(&build(&Event::resync(None).unwrap(), Transport::Udp, &[]));
-        assert!(s.starts_with("NOTIFY sip:159@192.168.0.10:5061 SIP/2.0\r\n"), "{s}");
+        assert!(
+            s.starts_with("NOTIFY sip:159@192.168.0.10:5061 SIP/2.0\r\n"),
+            "{s}"
+        );
         for line in [
             "Via: SIP/2.0/UDP 192.168.0.5:5062;branch=z9hG4bKabc;rport\r\n",
             "Max-Forwards: 70\r\n",
@@ -395,7 +396,10 @@ mod tests {
     fn xml_service_body_is_the_url_with_no_trailing_newline_and_exact_length() {
         let url = "http://10.0.0.1/services/menu.xml";
         let bytes = build(&Event::xml_service(url).unwrap(), Transport::Udp, &[]);
-        assert!(bytes.ends_with(url.as_bytes()), "last byte is the URL's last");
+        assert!(
+            bytes.ends_with(url.as_bytes()),
+            "last byte is the URL's last"
+        );
         let s = text(&bytes);
         assert!(s.contains(&format!("Content-Length: {}\r\n", url.len())));
         assert!(s.contains("Content-Type: text/plain\r\n"));
@@ -405,7 +409,13 @@ mod tests {
 
     #[test]
     fn xml_service_refuses_what_is_not_an_http_url() {
-        for bad in ["ftp://h/x", "h/x", "http://", "<CiscoIPPhoneText/>", "file:///etc"] {
+        for bad in [
+            "ftp://h/x",
+            "h/x",
+            "http://",
+            "<CiscoIPPhoneText/>",
+            "file:///etc",
+        ] {
             assert!(
                 matches!(Event::xml_service(bad), Err(RequestError::NotHttpUrl(_))),
                 "{bad}"

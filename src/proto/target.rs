@@ -20,7 +20,9 @@ pub enum TargetError {
     #[error("`{0}`: IPv6 targets are not supported yet; use an IPv4 address or a host name")]
     Ipv6(String),
     /// Not a URI at all.
-    #[error("`{0}` is not a SIP URI: write sip:USER@HOST[:PORT][;transport=tcp] or USER@HOST[:PORT]")]
+    #[error(
+        "`{0}` is not a SIP URI: write sip:USER@HOST[:PORT][;transport=tcp] or USER@HOST[:PORT]"
+    )]
     Invalid(String),
     /// The `transport` parameter names something other than udp or tcp.
     #[error("`{0}` asks for transport `{1}`: sipnotify sends over udp or tcp")]
@@ -59,8 +61,8 @@ impl Target {
         if with_scheme.contains(char::is_whitespace) {
             return Err(TargetError::Invalid(input.into()));
         }
-        let uri =
-            rsip::Uri::try_from(with_scheme.as_str()).map_err(|_| TargetError::Invalid(input.into()))?;
+        let uri = rsip::Uri::try_from(with_scheme.as_str())
+            .map_err(|_| TargetError::Invalid(input.into()))?;
         let host = uri.host().to_string();
         if host.is_empty() || host.contains(['@', ':', ';', '?']) {
             return Err(TargetError::Invalid(input.into()));
@@ -150,7 +152,9 @@ mod tests {
         assert_eq!(t.host(), "192.168.0.10");
         assert_eq!(t.port(), 5061);
         assert_eq!(t.transport(), Some(Transport::Tcp));
-        assert!(t.as_str().starts_with("sip:159@192.168.0.10:5061;transport="));
+        assert!(t
+            .as_str()
+            .starts_with("sip:159@192.168.0.10:5061;transport="));
     }
 
     #[test]
@@ -168,9 +172,18 @@ mod tests {
     #[test]
     fn bad_targets_say_what_is_wrong() {
         assert_eq!(Target::parse(""), Err(TargetError::Empty));
-        assert!(matches!(Target::parse("sips:1@h"), Err(TargetError::Sips(_))));
-        assert!(matches!(Target::parse("1@h:99999"), Err(TargetError::Invalid(_))));
-        assert!(matches!(Target::parse("1@h x"), Err(TargetError::Invalid(_))));
+        assert!(matches!(
+            Target::parse("sips:1@h"),
+            Err(TargetError::Sips(_))
+        ));
+        assert!(matches!(
+            Target::parse("1@h:99999"),
+            Err(TargetError::Invalid(_))
+        ));
+        assert!(matches!(
+            Target::parse("1@h x"),
+            Err(TargetError::Invalid(_))
+        ));
         assert!(matches!(
             Target::parse("1@h;transport=sctp"),
             Err(TargetError::Transport(_, _))

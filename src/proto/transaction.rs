@@ -195,7 +195,9 @@ mod tests {
             while tx.poll_transmit() {
                 sends.push(now - start);
             }
-            now = tx.poll_timeout().expect("an unanswered transaction has a deadline");
+            now = tx
+                .poll_timeout()
+                .expect("an unanswered transaction has a deadline");
             if tx.handle_timeout(now) == Some(TxEvent::Timeout) {
                 assert_eq!(tx.state(), State::Terminated);
                 assert!(!tx.poll_transmit());
@@ -207,12 +209,10 @@ mod tests {
     #[test]
     fn udp_retransmits_on_the_rfc_schedule_and_times_out_at_64_t1() {
         let (sends, timeout) = run_unanswered(false, Timers::default());
-        let expected: Vec<Duration> = [
-            0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5,
-        ]
-        .iter()
-        .map(|s| secs(*s))
-        .collect();
+        let expected: Vec<Duration> = [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+            .iter()
+            .map(|s| secs(*s))
+            .collect();
         assert_eq!(sends, expected);
         assert_eq!(timeout, secs(32.0));
     }
@@ -232,7 +232,10 @@ mod tests {
             t4: Duration::from_secs(1),
         };
         let (sends, timeout) = run_unanswered(false, timers);
-        assert_eq!(&sends[..5], &[secs(0.0), secs(0.1), secs(0.3), secs(0.6), secs(0.9)]);
+        assert_eq!(
+            &sends[..5],
+            &[secs(0.0), secs(0.1), secs(0.3), secs(0.6), secs(0.9)]
+        );
         assert_eq!(timeout, secs(6.4));
     }
 
@@ -262,7 +265,11 @@ mod tests {
         assert_eq!(tx.retransmissions(), 1);
         let t = start + secs(0.6);
         assert_eq!(tx.handle_response(t, 401), Some(TxEvent::Final(401)));
-        assert_eq!(tx.handle_response(t, 401), None, "retransmitted final is absorbed");
+        assert_eq!(
+            tx.handle_response(t, 401),
+            None,
+            "retransmitted final is absorbed"
+        );
         assert_eq!(tx.handle_response(t, 180), None);
         assert_eq!(tx.state(), State::Completed);
         assert_eq!(tx.poll_timeout(), Some(t + secs(5.0)));
@@ -288,6 +295,9 @@ mod tests {
         let mut tx = ClientTransaction::new(start, Timers::default(), true);
         assert!(tx.poll_transmit());
         tx.handle_response(start, 100);
-        assert_eq!(tx.handle_timeout(start + secs(32.0)), Some(TxEvent::Timeout));
+        assert_eq!(
+            tx.handle_timeout(start + secs(32.0)),
+            Some(TxEvent::Timeout)
+        );
     }
 }

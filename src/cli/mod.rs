@@ -1,0 +1,182 @@
+//! Command-line parsing, dispatch and exit codes.
+
+mod demo;
+mod output;
+mod phone;
+mod send;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+const EXAMPLES: &str = "\
+Examples:
+  sipnotify demo
+  SIPNOTIFY_PASSWORD=secret sipnotify resync sip:159@192.168.0.10
+  sipnotify reboot 159@192.168.0.10:5061 --password-file ~/.line159 --transport tcp
+  sipnotify xml-service sip:159@192.168.0.10 http://10.0.0.1/menu.xml --output json
+  sipnotify notify sip:201@10.0.0.7 --event 'check-sync;reboot=false'
+  sipnotify phone --listen 127.0.0.1:5060 --user 159 --password-template secret
+
+Exit codes: 0 delivered, 2 bad input or no password when challenged, 3 auth failed,
+4 rejected, 5 timeout or unreachable, 1 local failure (cannot bind).";
+
+/// Send SIP NOTIFY (resync, reboot, XML-Service, ...) to SIP phones, answer their digest
+/// challenges, and report what each phone really answered.
+#[derive(Debug, Parser)]
+#[command(name = "sipnotify", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// More detail: -v prints every message sent and received (the ladder), -vv adds debug
+    /// logs on stderr. Passwords are never shown.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Output format: one line per target for people, or one JSON object per target.
+    #[arg(long, value_enum, default_value_t = Format::Human, global = true)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A line per target, and the ladder with -v.
+    Human,
+    /// One JSON object per target.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make the phone re-fetch its configuration profile (Event: resync).
+    Resync {
+        #[command(flatten)]
+        send: send::SendArgs,
+        /// Resync from this profile URL instead of Profile_Rule (MPP: Event: resync;profile="URL").
+        #[arg(long, value_name = "URL")]
+        profile: Option<String>,
+    },
+    /// Cold restart (Event: reboot_now).
+    Reboot {
+        #[command(flatten)]
+        send: send::SendArgs,
+    },
+    /// Warm restart (Event: restart_now).
+    Restart {
+        #[command(flatten)]
+        send: send::SendArgs,
+    },
+    /// Upload a configuration report per Report_Rule (Event: report).
+    Report {
+        #[command(flatten)]
+        send: send::SendArgs,
+    },
+    /// Open an XML service: the phone fetches URL (Event: XML-Service, the URL as the body,
+    /// with no trailing newline).
+    XmlService {
+        #[command(flatten)]
+        send: send::SendArgs,
+        /// The http:// or https:// URL the phone fetches.
+        url: String,
+    },
+    /// Any event, with an optional body.
+    Notify {
+        #[command(flatten)]
+        send: send::SendArgs,
+        #[command(flatten)]
+        custom: send::CustomArgs,
+    },
+    /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
+    Phone(phone::PhoneArgs),
+    /// Start a simulated phone on loopback and send it resync, reboot, restart and
+    /// XML-Service, printing every message: the whole job with no phone and no setup.
+    Demo,
+}
+
+/// A failure of the command itself (not of a phone), with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// Bad input: exit 2, nothing sent.
+    pub fn input(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// A local failure such as a socket that cannot be bound: exit 1.
+    pub fn local(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses the command line, runs, and maps the result to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The simulator reports each exchange at info level; the agent only warns by default.
+    let quiet = if matches!(cli.command, Command::Phone(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.verbose, quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let out = output::Printer::new(cli.output, cli.verbose);
+    match cli.command {
+        Command::Resync { send, profile } => {
+            let event = sipnotify::Event::resync(profile.as_deref())
+                .map_err(|e| Failure::input(format!("--profile: {e}")))?;
+            send::run(send, event, &out).await
+        }
+        Command::Reboot { send } => send::run(send, sipnotify::Event::Reboot, &out).await,
+        Command::Restart { send } => send::run(send, sipnotify::Event::Restart, &out).await,
+        Command::Report { send } => send::run(send, sipnotify::Event::Report, &out).await,
+        Command::XmlService { send, url } => {
+            let event =
+                sipnotify::Event::xml_service(&url).map_err(|e| Failure::input(e.to_string()))?;
+            send::run(send, event, &out).await
+        }
+        Command::Notify { send, custom } => {
+            let event = custom.event()?;
+            send::run(send, event, &out).await
+        }
+        Command::Phone(args) => phone::run(args).await,
+        Command::Demo => demo::run().await,
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: &str) {
+    let level = if verbose >= 2 { "debug" } else { quiet };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIPNOTIFY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

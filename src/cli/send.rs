@@ -1,0 +1,242 @@
+//! The single-target sending commands: options shared by all of them, input checks, and
+//! the one send.
+
+use super::output::Printer;
+use super::Failure;
+use clap::Args;
+use sipnotify::proto::transaction::Timers;
+use sipnotify::{
+    Event, ExtraHeader, Notifier, NotifierConfig, Notify, Password, Target, Transport,
+};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of every sending command.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The phone line: a SIP URI (sip:159@192.168.0.10:5061;transport=tcp) or USER@HOST[:PORT].
+    pub target: String,
+    /// Digest user name (the line's Auth ID); default: the target's user part.
+    #[arg(long, value_name = "NAME")]
+    pub auth_user: Option<String>,
+    /// Read the line password from this file (a final newline is ignored). Also:
+    /// the SIPNOTIFY_PASSWORD environment variable.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// The line password on the command line: visible to other users of the machine in the
+    /// process list; prefer --password-file or SIPNOTIFY_PASSWORD.
+    #[arg(long, value_name = "VALUE")]
+    pub password: Option<String>,
+    /// Transport; default: the target's transport parameter, else udp.
+    #[arg(long, value_name = "udp|tcp")]
+    pub transport: Option<Transport>,
+    /// Send through this outbound proxy; the Request-URI stays the target.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub proxy: Option<String>,
+    /// Local address to send from (ADDR or ADDR:PORT).
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub bind: Option<String>,
+    /// The From URI; default sip:sipnotify@<local address>.
+    #[arg(long, value_name = "URI")]
+    pub from: Option<String>,
+    /// Give up after this many seconds (default: Timer F, 64*T1 = 32 s).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// RFC 3261 T1 in milliseconds (first retransmission interval over udp).
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub t1: u64,
+    /// RFC 3261 T2 in milliseconds (longest retransmission interval).
+    #[arg(long, value_name = "MS", default_value_t = 4000)]
+    pub t2: u64,
+    /// An extra header, 'Name: value' (repeatable).
+    #[arg(long = "header", value_name = "'NAME: VALUE'")]
+    pub headers: Vec<String>,
+    /// Print the exact request that would be sent, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// The event and body of `sipnotify notify`.
+#[derive(Debug, Args)]
+pub struct CustomArgs {
+    /// The Event header value, e.g. check-sync or 'check-sync;reboot=true'.
+    #[arg(long, value_name = "EVENT")]
+    event: String,
+    /// The body, as given.
+    #[arg(long, value_name = "TEXT", conflicts_with = "body_file")]
+    body: Option<String>,
+    /// Read the body from a file, byte for byte except a final newline.
+    #[arg(long, value_name = "FILE")]
+    body_file: Option<PathBuf>,
+    /// Keep the body file's final newline (by default it is removed, unlike sipsak).
+    #[arg(long, requires = "body_file")]
+    keep_final_newline: bool,
+    /// The body's Content-Type (default text/plain when there is a body).
+    #[arg(long, value_name = "TYPE")]
+    content_type: Option<String>,
+}
+
+impl CustomArgs {
+    /// Checks the event and reads the body.
+    pub fn event(&self) -> Result<Event, Failure> {
+        let body = match (&self.body, &self.body_file) {
+            (Some(text), _) => text.clone().into_bytes(),
+            (None, Some(path)) => {
+                let mut bytes = std::fs::read(path).map_err(|e| {
+                    Failure::input(format!("cannot read the body file {}: {e}", path.display()))
+                })?;
+                if !self.keep_final_newline {
+                    strip_final_newline(&mut bytes);
+                }
+                bytes
+            }
+            (None, None) => Vec::new(),
+        };
+        Event::custom(&self.event, body, self.content_type.clone())
+            .map_err(|e| Failure::input(format!("--event: {e}")))
+    }
+}
+
+/// Removes one final LF or CRLF, the newline editors add to a file.
+fn strip_final_newline(bytes: &mut Vec<u8>) {
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+    }
+}
+
+/// The password from the file, the environment, or the command line, in that order.
+pub fn password(args: &SendArgs) -> Result<Option<Password>, Failure> {
+    if let Some(path) = &args.password_file {
+        warn_if_shared(path);
+        let mut bytes = std::fs::read(path).map_err(|e| {
+            Failure::input(format!(
+                "cannot read the password file {}: {e}",
+                path.display()
+            ))
+        })?;
+        strip_final_newline(&mut bytes);
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Failure::input(format!(
+                "the password file {} is not UTF-8 text",
+                path.display()
+            ))
+        })?;
+        return Ok(Some(Password::new(text)));
+    }
+    if let Ok(value) = std::env::var("SIPNOTIFY_PASSWORD") {
+        return Ok(Some(Password::new(value)));
+    }
+    if let Some(value) = &args.password {
+        eprintln!(
+            "warning: --password is visible to other users of this machine (ps, /proc); \
+             prefer --password-file or SIPNOTIFY_PASSWORD"
+        );
+        return Ok(Some(Password::new(value.clone())));
+    }
+    Ok(None)
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "warning: the password file {} is readable by other users: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_path: &Path) {}
+
+/// Parses `ADDR` or `ADDR:PORT` for --bind.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, Failure> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 0))
+        })
+        .map_err(|_| {
+            Failure::input(format!(
+                "--bind `{text}` is not ADDR or ADDR:PORT (e.g. 192.168.0.5:5062)"
+            ))
+        })
+}
+
+/// Checks every option and builds the notifier configuration and the NOTIFY, before
+/// anything is bound or sent.
+pub fn prepare(
+    args: &SendArgs,
+    event: Event,
+    trace: bool,
+) -> Result<(NotifierConfig, Notify), Failure> {
+    let target = Target::parse(&args.target).map_err(|e| Failure::input(e.to_string()))?;
+    let extra = args
+        .headers
+        .iter()
+        .map(|h| ExtraHeader::parse(h).map_err(|e| Failure::input(format!("--header: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = password(args)?;
+    let bind = args.bind.as_deref().map(parse_bind).transpose()?;
+    if let Some(proxy) = &args.proxy {
+        sipnotify::net::split_host_port(proxy)
+            .map_err(|e| Failure::input(format!("--proxy: {e}")))?;
+    }
+    let timeout = match args.timeout {
+        Some(s) if !(s > 0.0 && s.is_finite()) => {
+            return Err(Failure::input(
+                "--timeout must be a positive number of seconds",
+            ))
+        }
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    if args.t1 == 0 || args.t2 < args.t1 {
+        return Err(Failure::input(
+            "--t1 must be at least 1 ms and --t2 at least --t1",
+        ));
+    }
+    let timers = Timers {
+        t1: Duration::from_millis(args.t1),
+        t2: Duration::from_millis(args.t2),
+        ..Timers::default()
+    };
+    let mut notify = Notify::new(target, event);
+    notify.extra = Arc::from(extra);
+    if let Some(password) = password {
+        notify = notify.with_credentials(args.auth_user.as_deref(), password);
+    }
+    notify.transport = args.transport;
+    notify.proxy = args.proxy.clone();
+    notify.from = args.from.clone();
+    notify.timeout = timeout;
+    notify.trace = trace;
+    Ok((NotifierConfig { bind, timers }, notify))
+}
+
+/// Sends one NOTIFY (or shows it with --dry-run), prints the result, returns the exit code.
+pub async fn run(args: SendArgs, event: Event, out: &Printer) -> Result<u8, Failure> {
+    let (config, notify) = prepare(&args, event, out.wants_ladder())?;
+    let notifier = Notifier::bind(config)
+        .await
+        .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
+    if args.dry_run {
+        let request = notifier.preview(notify).await.map_err(Failure::input)?;
+        out.dry_run(&request);
+        return Ok(0);
+    }
+    let target = notify.target.to_string();
+    let event_name = notify.event.name().to_string();
+    let outcome = notifier.send(notify).await;
+    out.outcome(&target, &event_name, None, &outcome);
+    Ok(outcome.kind.exit_code())
+}

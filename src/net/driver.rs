@@ -1,0 +1,87 @@
+//! The one task that owns the endpoint: it pumps the UDP socket, the TCP events and the
+//! timer into the sans-IO core, and hands each outcome back to whoever started the target.
+
+use super::tcp::{StreamEvent, TcpPool};
+use crate::proto::endpoint::{Endpoint, FlowId};
+use crate::proto::flow::Job;
+use crate::proto::outcome::Outcome;
+use crate::proto::Transport;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// A target handed to the driver.
+pub(crate) struct Start {
+    pub job: Job,
+    pub reply: oneshot::Sender<Outcome>,
+}
+
+/// Runs until every [`Start`] sender is gone and no target is in flight.
+pub(crate) async fn run(
+    mut endpoint: Endpoint,
+    udp: Arc<UdpSocket>,
+    tcp: Arc<TcpPool>,
+    mut starts: mpsc::UnboundedReceiver<Start>,
+    mut streams: mpsc::UnboundedReceiver<StreamEvent>,
+) {
+    let mut waiting: HashMap<FlowId, oneshot::Sender<Outcome>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let mut accepting = true;
+    loop {
+        while let Some(t) = endpoint.poll_transmit() {
+            let sent = match t.transport {
+                Transport::Udp => udp
+                    .send_to(&t.payload, t.destination)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("cannot send to {} over udp: {e}", t.destination)),
+                Transport::Tcp => tcp.send(t.destination, t.payload),
+            };
+            if let Err(reason) = sent {
+                endpoint.handle_transport_error(Instant::now().into_std(), t.flow, &reason);
+            }
+        }
+        while let Some((id, outcome)) = endpoint.poll_event() {
+            if let Some(reply) = waiting.remove(&id) {
+                let _ = reply.send(outcome);
+            }
+        }
+        if !accepting && waiting.is_empty() {
+            return;
+        }
+        let deadline = endpoint.poll_timeout();
+        tokio::select! {
+            start = starts.recv(), if accepting => match start {
+                Some(Start { job, reply }) => {
+                    let id = endpoint.start(Instant::now().into_std(), job);
+                    waiting.insert(id, reply);
+                }
+                None => accepting = false,
+            },
+            received = udp.recv_from(&mut buf) => match received {
+                Ok((n, from)) => endpoint.handle(Instant::now().into_std(), from, &buf[..n]),
+                // ICMP errors surface here on some systems; the transaction timers decide.
+                Err(e) => tracing::debug!("udp receive error: {e}"),
+            },
+            Some(event) = streams.recv() => match event {
+                StreamEvent::Message { from, bytes } => {
+                    endpoint.handle(Instant::now().into_std(), from, &bytes)
+                }
+                StreamEvent::Closed { from, reason } => {
+                    endpoint.handle_connection_lost(Instant::now().into_std(), from, &reason)
+                }
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                endpoint.handle_timeout(Instant::now().into_std());
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    if let Some(d) = deadline {
+        tokio::time::sleep_until(Instant::from_std(d)).await;
+    }
+}

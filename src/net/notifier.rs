@@ -1,0 +1,252 @@
+//! The async API: bind once, then `send` any number of NOTIFYs concurrently.
+
+use super::driver::{self, Start};
+use super::tcp::TcpPool;
+use crate::proto::digest::Password;
+use crate::proto::endpoint::Endpoint;
+use crate::proto::flow::{Flow, Job};
+use crate::proto::outcome::{Outcome, OutcomeKind};
+use crate::proto::request::{Event, ExtraHeader};
+use crate::proto::target::{Target, DEFAULT_PORT};
+use crate::proto::transaction::Timers;
+use crate::proto::Transport;
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// How a [`Notifier`] is set up.
+#[derive(Debug, Clone, Default)]
+pub struct NotifierConfig {
+    /// Local address for the UDP socket (and the source IP of TCP connections); any
+    /// address and a free port when `None`.
+    pub bind: Option<SocketAddr>,
+    /// RFC 3261 timers (T1, T2, T4).
+    pub timers: Timers,
+}
+
+/// The credentials of a phone line.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The digest user name (Auth ID); the target's user part when `None`.
+    pub user: Option<String>,
+    /// The line password.
+    pub password: Password,
+}
+
+/// One NOTIFY to send.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    /// The phone line.
+    pub target: Target,
+    /// What to ask. Shared, so a campaign holds one copy.
+    pub event: Arc<Event>,
+    /// Additional headers.
+    pub extra: Arc<[ExtraHeader]>,
+    /// The line's credentials, used only if the phone challenges.
+    pub credentials: Option<Credentials>,
+    /// The transport; the target's `transport` parameter, else UDP, when `None`.
+    pub transport: Option<Transport>,
+    /// An outbound proxy `HOST[:PORT]`: requests go there, the Request-URI stays the target.
+    pub proxy: Option<String>,
+    /// The From URI; `sip:sipnotify@<local ip>` when `None`.
+    pub from: Option<String>,
+    /// An overall limit for this target, shorter than Timer F (32 s by default).
+    pub timeout: Option<Duration>,
+    /// Keep every message in [`Outcome::ladder`].
+    pub trace: bool,
+}
+
+impl Notify {
+    /// A NOTIFY with no credentials, extra headers, proxy or limits.
+    pub fn new(target: Target, event: Event) -> Notify {
+        Notify {
+            target,
+            event: Arc::new(event),
+            extra: Arc::from(Vec::new()),
+            credentials: None,
+            transport: None,
+            proxy: None,
+            from: None,
+            timeout: None,
+            trace: false,
+        }
+    }
+
+    /// Adds the line's credentials.
+    pub fn with_credentials(mut self, user: Option<&str>, password: Password) -> Notify {
+        self.credentials = Some(Credentials {
+            user: user.map(str::to_string),
+            password,
+        });
+        self
+    }
+
+    /// The transport this NOTIFY will use.
+    pub fn transport(&self) -> Transport {
+        self.transport
+            .or(self.target.transport())
+            .unwrap_or(Transport::Udp)
+    }
+}
+
+/// Sends NOTIFYs and reports their outcomes. Cheap to clone; all clones share one UDP
+/// socket, one TCP connection per destination, and one driver task.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    starts: mpsc::UnboundedSender<Start>,
+    udp_local: SocketAddr,
+    tcp: Arc<TcpPool>,
+    timers: Timers,
+    routes: Arc<Mutex<HashMap<IpAddr, IpAddr>>>,
+}
+
+impl Notifier {
+    /// Binds the UDP socket and starts the driver task. Must be called within a tokio
+    /// runtime. The task ends when every clone is dropped and no target is in flight.
+    pub async fn bind(config: NotifierConfig) -> io::Result<Notifier> {
+        let bind = config
+            .bind
+            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        let udp = Arc::new(UdpSocket::bind(bind).await?);
+        let udp_local = udp.local_addr()?;
+        let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());
+        let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip));
+        let (starts, starts_rx) = mpsc::unbounded_channel();
+        let endpoint = Endpoint::new(StdRng::from_entropy());
+        tokio::spawn(driver::run(
+            endpoint,
+            udp,
+            tcp.clone(),
+            starts_rx,
+            stream_rx,
+        ));
+        Ok(Notifier {
+            starts,
+            udp_local,
+            tcp,
+            timers: config.timers,
+            routes: Arc::default(),
+        })
+    }
+
+    /// The local UDP address (the Via port for UDP requests).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.udp_local
+    }
+
+    /// Sends one NOTIFY, answering challenges, and waits for its outcome. Network faults are
+    /// outcomes (`timeout`, `unreachable`), never errors.
+    pub async fn send(&self, notify: Notify) -> Outcome {
+        let job = match self.prepare(notify, true).await {
+            Ok(job) => job,
+            Err(reason) => return Outcome::unsent(OutcomeKind::Unreachable, reason),
+        };
+        let (reply, outcome) = oneshot::channel();
+        if self.starts.send(Start { job, reply }).is_err() {
+            return Outcome::unsent(OutcomeKind::Unreachable, "the notifier has stopped");
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Outcome::unsent(OutcomeKind::Unreachable, "the notifier has stopped")
+        })
+    }
+
+    /// The exact first request `send` would put on the wire, sending nothing. Over TCP the
+    /// Via port is the UDP socket's, since no connection is opened.
+    pub async fn preview(&self, notify: Notify) -> Result<Bytes, String> {
+        let job = self.prepare(notify, false).await?;
+        let mut flow = Flow::new(std::time::Instant::now(), job, &mut StdRng::from_entropy());
+        Ok(flow
+            .poll_transmit(std::time::Instant::now())
+            .expect("a new flow sends its first request"))
+    }
+
+    /// Resolves where the NOTIFY goes and from which local address; connects over TCP when
+    /// `connect` is set.
+    async fn prepare(&self, notify: Notify, connect: bool) -> Result<Job, String> {
+        let transport = notify.transport();
+        let destination = self.destination(&notify).await?;
+        let local = match transport {
+            Transport::Tcp if connect => self.tcp.connect(destination).await?,
+            _ => SocketAddr::new(self.route_ip(destination.ip()), self.udp_local.port()),
+        };
+        let (auth_user, password) = match notify.credentials {
+            Some(c) => (c.user, Some(c.password)),
+            None => (None, None),
+        };
+        Ok(Job {
+            target: notify.target,
+            event: notify.event,
+            extra: notify.extra,
+            auth_user,
+            password,
+            from: notify.from,
+            transport,
+            destination,
+            local,
+            timers: self.timers,
+            timeout: notify.timeout,
+            trace: notify.trace,
+        })
+    }
+
+    /// Resolves the proxy, or else the target's host.
+    async fn destination(&self, notify: &Notify) -> Result<SocketAddr, String> {
+        let (host, port) = match &notify.proxy {
+            Some(proxy) => split_host_port(proxy)?,
+            None => (notify.target.host().to_string(), notify.target.port()),
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| format!("{host} has no address"))
+    }
+
+    /// The local IP that routes to `dest`: what the phone must see in Via, never 0.0.0.0.
+    fn route_ip(&self, dest: IpAddr) -> IpAddr {
+        if !self.udp_local.ip().is_unspecified() {
+            return self.udp_local.ip();
+        }
+        let mut routes = self.routes.lock().expect("route cache lock");
+        *routes.entry(dest).or_insert_with(|| {
+            // Connecting a UDP socket sends nothing; it only asks the kernel for the route.
+            std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+                .and_then(|s| s.connect((dest, 9)).and_then(|()| s.local_addr()))
+                .map(|a| a.ip())
+                .unwrap_or(Ipv4Addr::LOCALHOST.into())
+        })
+    }
+}
+
+/// Splits `HOST[:PORT]`, the form of `--proxy`.
+pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
+    let text = text.trim().trim_start_matches("sip:");
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("`{text}`: the port must be a number from 1 to 65535"))?,
+        ),
+        None => (text, DEFAULT_PORT),
+    };
+    if host.is_empty() || port == 0 {
+        return Err(format!("`{text}` is not HOST[:PORT]"));
+    }
+    Ok((host.to_string(), port))
+}
