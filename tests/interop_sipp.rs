@@ -128,7 +128,9 @@ fn tail(path: &Path) -> String {
     match text {
         Ok(t) => {
             let start = t.len().saturating_sub(4000);
-            let start = (start..t.len()).find(|&i| t.is_char_boundary(i)).unwrap_or(0);
+            let start = (start..t.len())
+                .find(|&i| t.is_char_boundary(i))
+                .unwrap_or(0);
             t[start..].to_string()
         }
         Err(e) => format!("<cannot read {}: {e}>", path.display()),
@@ -195,6 +197,15 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         self.kill();
+        // Keep the log of a failed test (its tail is in the panic message);
+        // remove the others.
+        if let Some(log) = &self.log {
+            if thread::panicking() {
+                eprintln!("{} log kept at {}", self.name, log.display());
+            } else {
+                let _ = fs::remove_file(log);
+            }
+        }
     }
 }
 
@@ -361,8 +372,15 @@ fn run_agent(transport: Transport, port: u16, password: &str) -> (i32, Report, S
         report.str("target").contains(&port.to_string()),
         "target does not name the phone\n{context}"
     );
-    assert!(!report.str("call_id").is_empty(), "empty call_id\n{context}");
-    report.u64("elapsed_ms");
+    assert!(
+        !report.str("call_id").is_empty(),
+        "empty call_id\n{context}"
+    );
+    let elapsed = report.json["elapsed_ms"].as_f64();
+    assert!(
+        elapsed.is_some_and(|ms| (0.0..60_000.0).contains(&ms)),
+        "elapsed_ms is not a plausible number of milliseconds\n{context}"
+    );
     report.str("reason");
     (code, report, context)
 }
@@ -510,7 +528,14 @@ fn sipp_uac_vs_phone(
 #[test]
 fn agent_udp_md5_no_qop_right_password_is_delivered() {
     require_sipp!("agent_udp_md5_no_qop_right_password_is_delivered");
-    agent_vs_sipp_uas("uas_auth.xml", Transport::Udp, PASSWORD, 0, "delivered", 200);
+    agent_vs_sipp_uas(
+        "uas_auth.xml",
+        Transport::Udp,
+        PASSWORD,
+        0,
+        "delivered",
+        200,
+    );
 }
 
 #[test]
@@ -555,7 +580,14 @@ fn agent_udp_md5_qop_wrong_password_is_auth_failed() {
 #[test]
 fn agent_tcp_md5_no_qop_right_password_is_delivered() {
     require_sipp!("agent_tcp_md5_no_qop_right_password_is_delivered");
-    agent_vs_sipp_uas("uas_auth.xml", Transport::Tcp, PASSWORD, 0, "delivered", 200);
+    agent_vs_sipp_uas(
+        "uas_auth.xml",
+        Transport::Tcp,
+        PASSWORD,
+        0,
+        "delivered",
+        200,
+    );
 }
 
 #[test]
