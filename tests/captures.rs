@@ -22,7 +22,7 @@ fn normalize(ladder: &str) -> String {
         (r"127\.0\.0\.1:\d+", "127.0.0.1:<port>"),
         (r"at [0-9.]+ ms", "at <t> ms"),
         (r", [0-9.]+ ms\)", ", <t> ms)"),
-        (r"sipnotify/[0-9.]+", "sipnotify/<version>"),
+        (r"sipnotify/[0-9A-Za-z.+-]+", "sipnotify/<version>"),
     ];
     let mut text = ladder.replace("\r\n", "\n");
     for (pattern, with) in rules {
