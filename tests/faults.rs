@@ -1,0 +1,252 @@
+//! Phones that misbehave: every fault ends as one outcome, in bounded time, without a panic.
+//! Each fake phone is a thread on a loopback socket that answers from a script.
+
+mod common;
+
+use common::{bin, json_line};
+use rand::{Rng, SeedableRng};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A response to `request` with `status`, the request's Via/From/To/Call-ID/CSeq copied and
+/// `extra` headers added.
+fn answer(request: &[u8], status: &str, extra: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(request);
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for line in text.lines() {
+        for name in ["Via:", "From:", "To:", "Call-ID:", "CSeq:"] {
+            if line.starts_with(name) {
+                out += line;
+                out += "\r\n";
+            }
+        }
+    }
+    out += extra;
+    out += "Content-Length: 0\r\n\r\n";
+    out.into_bytes()
+}
+
+/// A UDP phone that calls `script(n, request, socket, from)` for the n-th request received.
+fn udp_phone(script: impl Fn(usize, &[u8], &UdpSocket, SocketAddr) + Send + 'static) -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut n = 0;
+        while let Ok((len, from)) = sock.recv_from(&mut buf) {
+            script(n, &buf[..len], &sock, from);
+            n += 1;
+        }
+    });
+    addr
+}
+
+/// A TCP phone: for each connection, reads one request and calls `script`.
+fn tcp_phone(script: impl Fn(&[u8], &mut std::net::TcpStream) + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut len = 0;
+            while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf[len..]) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => len += n,
+                }
+            }
+            script(&buf[..len], &mut stream);
+        }
+    });
+    addr
+}
+
+/// Runs a resync to `addr` and returns the JSON result, the exit code and the wall time.
+fn resync(addr: SocketAddr, extra: &[&str]) -> (serde_json::Value, Option<i32>, Duration) {
+    let start = Instant::now();
+    let out = bin()
+        .arg("resync")
+        .arg(format!("sip:159@{addr}"))
+        .args(["--output", "json", "--t1", "50"])
+        .args(extra)
+        .env("SIPNOTIFY_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    (json_line(&out.stdout), out.status.code(), start.elapsed())
+}
+
+#[test]
+fn a_phone_that_never_answers_times_out_at_timer_f() {
+    let addr = udp_phone(|_, _, _, _| {});
+    let (v, code, took) = resync(addr, &[]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("timeout"), Some(5)),
+        "{v}"
+    );
+    // T1 = 50 ms: Timer F = 3.2 s, retransmissions at 50, 150, 350, 750, 1550, 3150 ms.
+    assert!(
+        took >= Duration::from_millis(3200) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    assert_eq!(v["retransmissions"], 6, "{v}");
+}
+
+#[test]
+fn only_100_trying_ends_as_timeout_that_says_so() {
+    let addr = udp_phone(|_, req, sock, from| {
+        sock.send_to(&answer(req, "100 Trying", ""), from).unwrap();
+    });
+    let (v, code, _) = resync(addr, &[]);
+    assert_eq!(code, Some(5), "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("only provisional"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_phone_that_challenges_forever_is_auth_failed_in_bounded_rounds() {
+    // The same realm again: refused credentials after the first answer.
+    let addr = udp_phone(|n, req, sock, from| {
+        let ch = format!("WWW-Authenticate: Digest realm=\"r\", nonce=\"n{n}\"\r\n");
+        sock.send_to(&answer(req, "401 Unauthorized", &ch), from)
+            .unwrap();
+    });
+    let (v, code, _) = resync(addr, &[]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("auth_failed"), Some(3)),
+        "{v}"
+    );
+    assert_eq!(v["attempts"], 2);
+
+    // A new realm every time: stopped by the round limit.
+    let addr = udp_phone(|n, req, sock, from| {
+        let ch = format!("WWW-Authenticate: Digest realm=\"r{n}\", nonce=\"n\"\r\n");
+        sock.send_to(&answer(req, "401 Unauthorized", &ch), from)
+            .unwrap();
+    });
+    let (v, code, _) = resync(addr, &[]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("auth_failed"), Some(3)),
+        "{v}"
+    );
+    assert_eq!(v["attempts"], 5, "{v}");
+}
+
+#[test]
+fn answers_with_another_branch_or_from_another_address_are_ignored() {
+    let addr = udp_phone(|n, req, sock, from| {
+        if n > 0 {
+            return; // retransmissions
+        }
+        let text = String::from_utf8_lossy(&answer(req, "200 OK", "")).into_owned();
+        let forged = text.replace("branch=z9hG4bK", "branch=z9hG4bKforged");
+        sock.send_to(forged.as_bytes(), from).unwrap();
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        other.send_to(&answer(req, "200 OK", ""), from).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        // Only this one counts.
+        sock.send_to(&answer(req, "603 Decline", ""), from).unwrap();
+    });
+    let (v, code, _) = resync(addr, &[]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("rejected"), Some(4)),
+        "{v}"
+    );
+    assert_eq!(v["status"], 603);
+}
+
+#[test]
+fn a_tcp_connection_closed_mid_message_is_unreachable() {
+    let addr = tcp_phone(|req, stream| {
+        let full = answer(req, "200 OK", "");
+        stream.write_all(&full[..full.len() / 2]).unwrap();
+    });
+    let (v, code, took) = resync(addr, &["--transport", "tcp"]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("unreachable"), Some(5)),
+        "{v}"
+    );
+    assert!(v["reason"].as_str().unwrap().contains("closed"), "{v}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
+fn a_response_over_64_kib_is_refused_without_waiting_for_it() {
+    let addr = tcp_phone(|req, stream| {
+        let text = String::from_utf8_lossy(&answer(req, "200 OK", "")).into_owned();
+        let huge = text.replace("Content-Length: 0", "Content-Length: 70000");
+        stream.write_all(huge.as_bytes()).unwrap();
+        let _ = stream.write_all(&vec![b'x'; 70000]);
+        thread::sleep(Duration::from_millis(500));
+    });
+    let (v, code, _) = resync(addr, &["--transport", "tcp"]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("unreachable"), Some(5)),
+        "{v}"
+    );
+    assert!(
+        v["reason"].as_str().unwrap().contains("unusable message"),
+        "{v}"
+    );
+
+    // Over UDP an oversized or broken datagram is dropped and the timer decides.
+    let addr = udp_phone(|_, _, sock, from| {
+        let _ = sock.send_to(&vec![b'A'; 65_000], from);
+    });
+    let (v, code, _) = resync(addr, &["--timeout", "1"]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("timeout"), Some(5)),
+        "{v}"
+    );
+}
+
+#[test]
+fn random_bytes_never_crash_the_agent() {
+    let addr = udp_phone(|n, _, sock, from| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(n as u64);
+        for _ in 0..20 {
+            let len = rng.gen_range(0..2000);
+            let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let _ = sock.send_to(&junk, from);
+        }
+        let _ = sock.send_to(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP x;branch=z9hG4bK\r\n\r\n",
+            from,
+        );
+    });
+    let (v, code, _) = resync(addr, &["--timeout", "1"]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("timeout"), Some(5)),
+        "{v}"
+    );
+
+    let addr = tcp_phone(|_, stream| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let junk: Vec<u8> = (0..5000).map(|_| rng.gen()).collect();
+        let _ = stream.write_all(&junk);
+        thread::sleep(Duration::from_millis(1500));
+    });
+    let (v, code, _) = resync(addr, &["--transport", "tcp", "--timeout", "1"]);
+    assert!(code == Some(5), "{v}");
+    assert!(
+        ["timeout", "unreachable"].contains(&v["outcome"].as_str().unwrap()),
+        "{v}"
+    );
+}
