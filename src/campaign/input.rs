@@ -366,7 +366,10 @@ mod tests {
         let bad = got[1].as_ref().unwrap_err();
         assert_eq!((bad.line, bad.index), (3, 1));
         let b = got[2].as_ref().unwrap();
-        assert_eq!((b.line, b.index, b.event.as_deref()), (4, 2, Some("reboot")));
+        assert_eq!(
+            (b.line, b.index, b.event.as_deref()),
+            (4, 2, Some("reboot"))
+        );
         assert_eq!(got[3].as_ref().unwrap_err().line, 5);
     }
 

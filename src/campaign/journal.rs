@@ -181,7 +181,8 @@ mod tests {
     use super::*;
 
     fn temp(name: &str) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!("sipnotify-journal-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("sipnotify-journal-{}-{name}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         path
     }
@@ -222,11 +223,15 @@ mod tests {
         }
         // A torn record, as after kill -9 in the middle of a write.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"{\"type\":\"result\",\"key\":\"c\",\"outc").unwrap();
+        f.write_all(b"{\"type\":\"result\",\"key\":\"c\",\"outc")
+            .unwrap();
         drop(f);
         let (j, state) = Journal::open(&path).unwrap();
         assert_eq!(state.delivered, HashSet::from(["a".to_string()]));
-        assert_eq!(state.unknown, HashSet::from(["c".to_string(), "d".to_string()]));
+        assert_eq!(
+            state.unknown,
+            HashSet::from(["c".to_string(), "d".to_string()])
+        );
         assert_eq!(state.unreadable, 1);
         j.result(&result("d", "delivered")).unwrap();
         drop(j);

@@ -82,12 +82,30 @@ mod tests {
     #[test]
     fn only_transient_failures_are_retried() {
         assert!(RetryPolicy::retryable(&outcome(OutcomeKind::Timeout, None)));
-        assert!(RetryPolicy::retryable(&outcome(OutcomeKind::Unreachable, None)));
-        assert!(RetryPolicy::retryable(&outcome(OutcomeKind::Rejected, Some(503))));
-        assert!(!RetryPolicy::retryable(&outcome(OutcomeKind::Rejected, Some(486))));
-        assert!(!RetryPolicy::retryable(&outcome(OutcomeKind::Rejected, Some(500))));
-        assert!(!RetryPolicy::retryable(&outcome(OutcomeKind::Delivered, Some(200))));
-        assert!(!RetryPolicy::retryable(&outcome(OutcomeKind::AuthFailed, Some(403))));
+        assert!(RetryPolicy::retryable(&outcome(
+            OutcomeKind::Unreachable,
+            None
+        )));
+        assert!(RetryPolicy::retryable(&outcome(
+            OutcomeKind::Rejected,
+            Some(503)
+        )));
+        assert!(!RetryPolicy::retryable(&outcome(
+            OutcomeKind::Rejected,
+            Some(486)
+        )));
+        assert!(!RetryPolicy::retryable(&outcome(
+            OutcomeKind::Rejected,
+            Some(500)
+        )));
+        assert!(!RetryPolicy::retryable(&outcome(
+            OutcomeKind::Delivered,
+            Some(200)
+        )));
+        assert!(!RetryPolicy::retryable(&outcome(
+            OutcomeKind::AuthFailed,
+            Some(403)
+        )));
     }
 
     #[test]

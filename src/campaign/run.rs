@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, Semaphore};
 #[derive(Debug)]
 pub enum Item {
     /// A target.
-    Job(Job),
+    Job(Box<Job>),
     /// A row that could not be used.
     Bad(RowError),
 }
@@ -175,8 +175,7 @@ pub fn quota(rate: f64) -> Option<Quota> {
     if !(rate > 0.0 && rate.is_finite()) {
         return None;
     }
-    Quota::with_period(Duration::from_secs_f64(1.0 / rate))
-        .map(|q| q.allow_burst(NonZeroU32::MIN))
+    Quota::with_period(Duration::from_secs_f64(1.0 / rate)).map(|q| q.allow_burst(NonZeroU32::MIN))
 }
 
 impl Campaign {
@@ -221,7 +220,7 @@ impl Campaign {
                     let _ = records.send(record).await;
                     continue;
                 }
-                Item::Job(job) => job,
+                Item::Job(job) => *job,
             };
             let skip = if self.resume.delivered.contains(&job.key) {
                 Some(Verdict::AlreadyDelivered)

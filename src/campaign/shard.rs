@@ -50,7 +50,10 @@ mod tests {
 
     #[test]
     fn shards_partition_the_rows() {
-        let shards: Vec<Shard> = ["0/3", "1/3", "2/3"].iter().map(|s| s.parse().unwrap()).collect();
+        let shards: Vec<Shard> = ["0/3", "1/3", "2/3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
         for i in 0..100 {
             assert_eq!(shards.iter().filter(|s| s.takes(i)).count(), 1);
         }

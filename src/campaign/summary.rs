@@ -112,7 +112,8 @@ impl Summary {
 
     /// The `n` most frequent failure reasons (prefixed with their outcome) and counts.
     pub fn top_reasons(&self, n: usize) -> Vec<(&str, u64)> {
-        let mut all: Vec<(&str, u64)> = self.reasons.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let mut all: Vec<(&str, u64)> =
+            self.reasons.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         all.truncate(n);
         all
@@ -124,7 +125,9 @@ fn bucket(latency: Duration) -> usize {
     if micros <= MIN_MICROS {
         return 0;
     }
-    ((micros / MIN_MICROS).ln() / GROWTH.ln()).ceil().min((BUCKETS - 1) as f64) as usize
+    ((micros / MIN_MICROS).ln() / GROWTH.ln())
+        .ceil()
+        .min((BUCKETS - 1) as f64) as usize
 }
 
 /// The upper bound of a bucket.
@@ -153,11 +156,19 @@ mod tests {
     fn reasons_are_ranked_and_bounded() {
         let mut s = Summary::new();
         for _ in 0..3 {
-            s.add("timeout", Some(Duration::from_secs(1)), Some("no response in 1.0 s"));
+            s.add(
+                "timeout",
+                Some(Duration::from_secs(1)),
+                Some("no response in 1.0 s"),
+            );
         }
         s.add("rejected", None, Some("Busy Here"));
         for i in 0..2000 {
-            s.add("unreachable", None, Some(&format!("cannot resolve host-{i}")));
+            s.add(
+                "unreachable",
+                None,
+                Some(&format!("cannot resolve host-{i}")),
+            );
         }
         s.add_bad_row(7, "the row has no target");
         let top = s.top_reasons(2);

@@ -12,12 +12,19 @@ use std::time::Duration;
 /// What a row gets when a cell is missing.
 #[derive(Debug, Clone)]
 pub struct Defaults {
-    /// The event of rows with no `event` (and no `url`).
-    pub event: Arc<Event>,
+    /// The event name of rows with no `event`: `resync`, `reboot`, `restart`, `report`,
+    /// `xml-service`, or any other event (sent with `body`).
+    pub event_name: String,
+    /// The default event, built once and shared, when it needs nothing from the row.
+    event: Option<Arc<Event>>,
     /// The resync profile URL for rows asking `resync` with no `url`.
     pub profile: Option<String>,
     /// The XML-Service URL for rows asking `xml-service` with no `url`.
     pub url: Option<String>,
+    /// The body of a custom event.
+    pub body: Vec<u8>,
+    /// The Content-Type of a custom event's body.
+    pub content_type: Option<String>,
     /// The digest user name.
     pub auth_user: Option<String>,
     /// The password.
@@ -35,12 +42,16 @@ pub struct Defaults {
 }
 
 impl Defaults {
-    /// Defaults with this event and nothing else.
-    pub fn new(event: Event) -> Defaults {
+    /// Defaults with this event name and nothing else; set the other fields, then call
+    /// [`Defaults::check`].
+    pub fn new(event_name: &str) -> Defaults {
         Defaults {
-            event: Arc::new(event),
+            event_name: event_name.to_string(),
+            event: None,
             profile: None,
             url: None,
+            body: Vec::new(),
+            content_type: None,
             auth_user: None,
             password: None,
             proxy: None,
@@ -49,6 +60,19 @@ impl Defaults {
             from: None,
             timeout: None,
         }
+    }
+
+    /// Checks the default event and builds it once when rows need not complete it; an error
+    /// names what is wrong (a bad event name or URL).
+    pub fn check(&mut self) -> Result<(), String> {
+        self.event = None;
+        match self.build(&self.event_name.clone(), None) {
+            Ok(event) => self.event = Some(event),
+            // Rows may still give the URL.
+            Err(_) if self.url.is_none() && is_xml_service(&self.event_name) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// The NOTIFY for a row, or why the row is bad. Never quotes the password.
@@ -82,33 +106,39 @@ impl Defaults {
 
     /// The row's event: the default one, shared, unless the row names one or a URL.
     fn event_for(&self, row: &Row) -> Result<Arc<Event>, String> {
-        let name = match (&row.event, &row.url) {
-            (None, None) => return Ok(self.event.clone()),
-            (Some(name), _) => name.as_str(),
-            (None, Some(_)) => match &*self.event {
-                Event::Resync { .. } => "resync",
-                Event::XmlService { .. } => "xml-service",
-                _ => return Err("a url is given but the event takes none".into()),
-            },
-        };
-        let url = row.url.as_deref();
+        if let (None, None, Some(event)) = (&row.event, &row.url, &self.event) {
+            return Ok(event.clone());
+        }
+        let name = row.event.as_deref().unwrap_or(&self.event_name);
+        self.build(name, row.url.as_deref())
+    }
+
+    /// Builds an event by name, with the row's URL or else the defaults.
+    fn build(&self, name: &str, url: Option<&str>) -> Result<Arc<Event>, String> {
         let event = match name.to_ascii_lowercase().as_str() {
             "resync" => Event::resync(url.or(self.profile.as_deref())),
             "reboot" | "reboot_now" => Ok(no_url(url, Event::Reboot)?),
             "restart" | "restart_now" => Ok(no_url(url, Event::Restart)?),
             "report" => Ok(no_url(url, Event::Report)?),
-            "xml-service" | "xml_service" => {
-                let url = url.or(self.url.as_deref()).ok_or(
-                    "event xml-service needs a url (a `url` cell or --url)".to_string(),
-                )?;
+            _ if is_xml_service(name) => {
+                let url = url
+                    .or(self.url.as_deref())
+                    .ok_or("event xml-service needs a url (a `url` cell or --url)".to_string())?;
                 Event::xml_service(url)
             }
-            _ => no_url(url, Event::custom(name, Vec::new(), None))?,
+            _ => no_url(
+                url,
+                Event::custom(name, self.body.clone(), self.content_type.clone()),
+            )?,
         };
         event
             .map(Arc::new)
             .map_err(|e| format!("event `{name}`: {e}"))
     }
+}
+
+fn is_xml_service(name: &str) -> bool {
+    ["xml-service", "xml_service"].contains(&name.to_ascii_lowercase().as_str())
 }
 
 fn no_url<T>(url: Option<&str>, value: T) -> Result<T, String> {
@@ -140,13 +170,17 @@ mod tests {
 
     #[test]
     fn missing_cells_fall_back_to_the_defaults() {
-        let mut d = Defaults::new(Event::Reboot);
+        let mut d = Defaults::new("reboot");
+        d.check().unwrap();
         d.password = Some(Password::new("default"));
         d.auth_user = Some("admin".into());
         let n = d.notify(&row("159@10.0.0.1")).unwrap();
         assert_eq!(n.event.name(), "reboot_now");
         let c = n.credentials.unwrap();
-        assert_eq!((c.user.as_deref(), c.password.expose()), (Some("admin"), "default"));
+        assert_eq!(
+            (c.user.as_deref(), c.password.expose()),
+            (Some("admin"), "default")
+        );
 
         let mut r = row("sip:160@10.0.0.2");
         r.password = Some(Password::new("own"));
@@ -162,7 +196,8 @@ mod tests {
 
     #[test]
     fn bad_rows_say_why() {
-        let d = Defaults::new(Event::Reboot);
+        let mut d = Defaults::new("reboot");
+        d.check().unwrap();
         assert!(d.notify(&row("not a target")).is_err());
         let mut r = row("159@h");
         r.event = Some("xml-service".into());
@@ -179,8 +214,28 @@ mod tests {
     }
 
     #[test]
+    fn default_events_are_checked() {
+        assert!(Defaults::new("bad event!").check().is_err());
+        let mut d = Defaults::new("xml-service");
+        d.check().unwrap();
+        let mut r = row("159@h");
+        assert!(d.notify(&r).is_err());
+        r.url = Some("http://x/m.xml".into());
+        assert_eq!(d.notify(&r).unwrap().event.name(), "XML-Service");
+        d.url = Some("ftp://x".into());
+        assert!(d.check().is_err());
+        let mut d = Defaults::new("check-sync;reboot=false");
+        d.check().unwrap();
+        assert_eq!(
+            d.notify(&row("1@h")).unwrap().event.header_value(),
+            "check-sync;reboot=false"
+        );
+    }
+
+    #[test]
     fn keys_use_the_id_else_target_and_event() {
-        let d = Defaults::new(Event::Reboot);
+        let mut d = Defaults::new("reboot");
+        d.check().unwrap();
         let mut r = row("159@h");
         let n = d.notify(&r).unwrap();
         assert_eq!(key(&r, &n), "sip:159@h reboot_now");

@@ -135,7 +135,9 @@ pub struct BatchArgs {
 /// Parses `90`, `90s`, `250ms`, `30m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let value: f64 = number
         .parse()
@@ -192,7 +194,9 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
     }
     if let Some(rate) = args.rate {
         if sipnotify::campaign::run::quota(rate).is_none() {
-            return Err(Failure::input("--rate must be a positive number per second"));
+            return Err(Failure::input(
+                "--rate must be a positive number per second",
+            ));
         }
     }
     let spread = args
@@ -206,7 +210,8 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
             "--spread needs a file, not stdin: the rows are counted first",
         ));
     }
-    let backoff = parse_duration(&args.backoff).map_err(|e| Failure::input(format!("--backoff: {e}")))?;
+    let backoff =
+        parse_duration(&args.backoff).map_err(|e| Failure::input(format!("--backoff: {e}")))?;
     let retry = RetryPolicy {
         retries: args.retries,
         base: backoff,
@@ -230,7 +235,10 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
 
 /// Opens the input, guessing the format from the first character when neither --format
 /// nor the extension says.
-fn open_input(args: &BatchArgs, format: InputFormat) -> Result<(Box<dyn BufRead + Send>, InputFormat), Failure> {
+fn open_input(
+    args: &BatchArgs,
+    format: InputFormat,
+) -> Result<(Box<dyn BufRead + Send>, InputFormat), Failure> {
     let mut reader: Box<dyn BufRead + Send> = if args.input == "-" {
         Box::new(BufReader::with_capacity(64 * 1024, std::io::stdin()))
     } else {
@@ -257,7 +265,8 @@ fn open_input(args: &BatchArgs, format: InputFormat) -> Result<(Box<dyn BufRead 
 pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Failure> {
     let plan = plan(&args)?;
     let (reader, format) = open_input(&args, plan.format)?;
-    let rows = RowReader::new(reader, format).map_err(|e| Failure::input(format!("{}: {e}", args.input)))?;
+    let rows = RowReader::new(reader, format)
+        .map_err(|e| Failure::input(format!("{}: {e}", args.input)))?;
     let progress = std::io::stderr().is_terminal();
     // The rows of this shard, counted in a first pass over the file (constant memory).
     let total = if args.input != "-" && (plan.spread.is_some() || progress) {
@@ -312,12 +321,12 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
                 let item = match row {
                     Err(e) => Item::Bad(e),
                     Ok(row) => match defaults.notify(&row) {
-                        Ok(notify) => Item::Job(Job {
+                        Ok(notify) => Item::Job(Box::new(Job {
                             line: row.line,
                             key: key(&row, &notify),
                             id: row.id.clone(),
                             notify,
-                        }),
+                        })),
                         Err(message) => Item::Bad(sipnotify::campaign::RowError {
                             line: row.line,
                             index,
@@ -338,7 +347,9 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         let journal = journal.clone();
         tokio::spawn(async move {
             wait_for_stop().await;
-            eprintln!("stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)");
+            eprintln!(
+                "stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)"
+            );
             stop.stop();
             wait_for_stop().await;
             // Hold the journal so no record is half written, then leave.
@@ -353,7 +364,11 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let printer = Printer::new(Format::Json, 0);
     let consumer = {
         let bar = bar.clone();
-        let input_name = if args.input == "-" { "stdin".to_string() } else { args.input.clone() };
+        let input_name = if args.input == "-" {
+            "stdin".to_string()
+        } else {
+            args.input.clone()
+        };
         tokio::task::spawn_blocking(move || {
             let mut summary = Summary::new();
             let mut out = Output::new(output, verbose, printer);
@@ -448,7 +463,9 @@ fn progress_bar(total: Option<u64>) -> ProgressBar {
     } else {
         "{spinner} {pos} {msg}  {per_sec}"
     };
-    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
@@ -507,7 +524,11 @@ impl Output {
 }
 
 fn human(record: &Record) -> String {
-    let id = record.id.as_deref().map(|id| format!(" [{id}]")).unwrap_or_default();
+    let id = record
+        .id
+        .as_deref()
+        .map(|id| format!(" [{id}]"))
+        .unwrap_or_default();
     match &record.verdict {
         Verdict::Sent { outcome, tries, .. } => {
             let mut line = human_line(&record.target, &record.event, outcome);
@@ -592,21 +613,22 @@ fn csv_fields(record: &Record) -> [String; 12] {
 
 /// `--report FILE`: CSV or JSON Lines.
 enum Report {
-    Csv(csv::Writer<File>),
+    Csv(Box<csv::Writer<File>>),
     Jsonl(BufWriter<File>),
 }
 
 impl Report {
     fn create(path: &Path) -> Result<Report, Failure> {
-        let file = File::create(path)
-            .map_err(|e| Failure::input(format!("cannot create the report {}: {e}", path.display())))?;
+        let file = File::create(path).map_err(|e| {
+            Failure::input(format!("cannot create the report {}: {e}", path.display()))
+        })?;
         let csv = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         Ok(if csv {
             let mut w = csv::Writer::from_writer(file);
             let _ = w.write_record(CSV_HEADER);
-            Report::Csv(w)
+            Report::Csv(Box::new(w))
         } else {
             Report::Jsonl(BufWriter::new(file))
         })
@@ -645,12 +667,16 @@ fn print_summary(summary: &Summary, end: &RunEnd, format: Format) {
     text += &format!(
         "summary: {} targets: {}\n",
         summary.total(),
-        if counts.is_empty() { "none".to_string() } else { counts.join(", ") }
+        if counts.is_empty() {
+            "none".to_string()
+        } else {
+            counts.join(", ")
+        }
     );
     let ms = |p: f64| {
-        summary
-            .percentile(p)
-            .map_or("-".to_string(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0))
+        summary.percentile(p).map_or("-".to_string(), |d| {
+            format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+        })
     };
     if summary.percentile(0.5).is_some() {
         text += &format!(
@@ -673,7 +699,11 @@ fn print_summary(summary: &Summary, end: &RunEnd, format: Format) {
             "bad rows skipped at line{} {}{}\n",
             if lines.len() == 1 { "" } else { "s" },
             lines.join(", "),
-            if summary.count("bad_row") > lines.len() as u64 { ", ..." } else { "" }
+            if summary.count("bad_row") > lines.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            }
         );
     }
     if end.interrupted {

@@ -55,7 +55,15 @@ impl Printer {
             Format::Csv => {
                 let mut csv = csv::Writer::from_writer(&mut stdout);
                 let _ = csv.write_record(CSV_HEADER);
-                let _ = csv.write_record(csv_record(target, event, id, None, outcome.kind.as_str(), Some(outcome), 1));
+                let _ = csv.write_record(csv_record(
+                    target,
+                    event,
+                    id,
+                    None,
+                    outcome.kind.as_str(),
+                    Some(outcome),
+                    1,
+                ));
                 csv.flush()
             }
         };

@@ -312,13 +312,15 @@ impl Flow {
                     r.nc = 0;
                     r.stale_retried = true;
                 }
-                Some(r) => return Err((
-                    OutcomeKind::AuthFailed,
-                    format!(
+                Some(r) => {
+                    return Err((
+                        OutcomeKind::AuthFailed,
+                        format!(
                         "realm \"{}\" refused the credentials: check --auth-user and the password",
                         r.challenge.realm
                     ),
-                )),
+                    ))
+                }
             }
         }
         Ok(())
@@ -679,7 +681,10 @@ mod tests {
     #[test]
     fn retry_after_reads_delta_seconds() {
         assert_eq!(retry_after("1"), Some(Duration::from_secs(1)));
-        assert_eq!(retry_after(" 120 (busy);duration=60"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after(" 120 (busy);duration=60"),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(retry_after("Fri, 31 Dec 1999 23:59:59 GMT"), None);
     }
 }
