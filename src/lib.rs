@@ -16,6 +16,9 @@
 //!     timer queue, and hands out datagrams to send.
 //! - [`net`] is the thin tokio layer: a UDP socket and TCP connections pumped into an
 //!   endpoint, behind the async [`Notifier`] API.
+//! - [`campaign`] sends one event to many phones from a streamed CSV or JSON Lines file:
+//!   sharding, pacing (concurrency, rate, spread), retries, and a crash-safe journal that
+//!   lets a campaign resume without sending twice.
 //! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
 //!   the tests, the demo and users' own integration tests.
 //!
@@ -48,6 +51,7 @@
 //! this public API.
 #![warn(missing_docs)]
 
+pub mod campaign;
 pub mod net;
 pub mod phone;
 pub mod proto;

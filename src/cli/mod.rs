@@ -1,5 +1,6 @@
 //! Command-line parsing, dispatch and exit codes.
 
+mod batch;
 mod demo;
 mod output;
 mod phone;
@@ -43,6 +44,8 @@ pub enum Format {
     Human,
     /// One JSON object per target.
     Json,
+    /// A CSV header, then one row per target.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +88,9 @@ enum Command {
         #[command(flatten)]
         custom: send::CustomArgs,
     },
+    /// Send one event to many phones listed in a CSV or JSON Lines file (or - for stdin),
+    /// paced, retried, journaled for resuming, with a report.
+    Batch(batch::BatchArgs),
     /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
     Phone(phone::PhoneArgs),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
@@ -166,6 +172,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let event = custom.event()?;
             send::run(send, event, &out).await
         }
+        Command::Batch(args) => batch::run(args, cli.output, cli.verbose).await,
         Command::Phone(args) => phone::run(args).await,
         Command::Demo => demo::run().await,
     }

@@ -31,7 +31,7 @@ impl Printer {
                 let _ = stdout.write_all(request);
                 let _ = writeln!(stdout);
             }
-            Format::Json => {
+            Format::Json | Format::Csv => {
                 let value = serde_json::json!({
                     "dry_run": true,
                     "request": String::from_utf8_lossy(request),
@@ -52,6 +52,20 @@ impl Printer {
                 writeln!(stdout, "{}", human_line(target, event, outcome))
             }
             Format::Json => writeln!(stdout, "{}", self.json(target, event, id, outcome)),
+            Format::Csv => {
+                let mut csv = csv::Writer::from_writer(&mut stdout);
+                let _ = csv.write_record(CSV_HEADER);
+                let _ = csv.write_record(csv_record(
+                    target,
+                    event,
+                    id,
+                    None,
+                    outcome.kind.as_str(),
+                    Some(outcome),
+                    1,
+                ));
+                csv.flush()
+            }
         };
     }
 
@@ -93,6 +107,50 @@ impl Printer {
         }
         value
     }
+}
+
+/// The columns of `--output csv`.
+pub const CSV_HEADER: [&str; 12] = [
+    "line",
+    "id",
+    "target",
+    "event",
+    "outcome",
+    "status",
+    "reason",
+    "attempts",
+    "tries",
+    "retransmissions",
+    "elapsed_ms",
+    "call_id",
+];
+
+/// One CSV row, in the order of [`CSV_HEADER`]; `outcome` may be absent for rows that
+/// were not sent (bad rows, resumed ones), whose reason is then given in `label`'s place.
+pub fn csv_record(
+    target: &str,
+    event: &str,
+    id: Option<&str>,
+    line: Option<u64>,
+    label: &str,
+    outcome: Option<&Outcome>,
+    tries: u32,
+) -> [String; 12] {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    [
+        opt(line.map(|l| l.to_string())),
+        id.unwrap_or_default().to_string(),
+        target.to_string(),
+        event.to_string(),
+        label.to_string(),
+        opt(outcome.and_then(|o| o.status).map(|s| s.to_string())),
+        opt(outcome.map(|o| o.reason.clone())),
+        opt(outcome.map(|o| o.attempts.to_string())),
+        opt(outcome.map(|_| tries.to_string())),
+        opt(outcome.map(|o| o.retransmissions.to_string())),
+        opt(outcome.map(|o| format!("{:.1}", o.elapsed.as_secs_f64() * 1000.0))),
+        opt(outcome.map(|o| o.call_id.clone())),
+    ]
 }
 
 /// `delivered  sip:159@10.0.0.7  resync  200 OK  (2 attempts, 3.1 ms)` and a hint line.

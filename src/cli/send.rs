@@ -111,7 +111,16 @@ fn strip_final_newline(bytes: &mut Vec<u8>) {
 
 /// The password from the file, the environment, or the command line, in that order.
 pub fn password(args: &SendArgs) -> Result<Option<Password>, Failure> {
-    if let Some(path) = &args.password_file {
+    password_from(args.password_file.as_deref(), args.password.as_deref())
+}
+
+/// The password from `--password-file`, SIPNOTIFY_PASSWORD, or `--password`, in that order
+/// (shared by the single-target commands and `batch`).
+pub fn password_from(
+    file: Option<&Path>,
+    value: Option<&str>,
+) -> Result<Option<Password>, Failure> {
+    if let Some(path) = file {
         warn_if_shared(path);
         let mut bytes = std::fs::read(path).map_err(|e| {
             Failure::input(format!(
@@ -131,12 +140,12 @@ pub fn password(args: &SendArgs) -> Result<Option<Password>, Failure> {
     if let Ok(value) = std::env::var("SIPNOTIFY_PASSWORD") {
         return Ok(Some(Password::new(value)));
     }
-    if let Some(value) = &args.password {
+    if let Some(value) = value {
         eprintln!(
             "warning: --password is visible to other users of this machine (ps, /proc); \
              prefer --password-file or SIPNOTIFY_PASSWORD"
         );
-        return Ok(Some(Password::new(value.clone())));
+        return Ok(Some(Password::new(value.to_string())));
     }
     Ok(None)
 }
@@ -172,6 +181,39 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, Failure> {
         })
 }
 
+/// Checks the `--header` values.
+pub fn parse_headers(headers: &[String]) -> Result<Vec<ExtraHeader>, Failure> {
+    headers
+        .iter()
+        .map(|h| ExtraHeader::parse(h).map_err(|e| Failure::input(format!("--header: {e}"))))
+        .collect()
+}
+
+/// Checks `--timeout`.
+pub fn parse_timeout(timeout: Option<f64>) -> Result<Option<Duration>, Failure> {
+    match timeout {
+        Some(s) if !(s > 0.0 && s.is_finite()) => Err(Failure::input(
+            "--timeout must be a positive number of seconds",
+        )),
+        Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+        None => Ok(None),
+    }
+}
+
+/// Checks `--t1` and `--t2`.
+pub fn timers(t1: u64, t2: u64) -> Result<Timers, Failure> {
+    if t1 == 0 || t2 < t1 {
+        return Err(Failure::input(
+            "--t1 must be at least 1 ms and --t2 at least --t1",
+        ));
+    }
+    Ok(Timers {
+        t1: Duration::from_millis(t1),
+        t2: Duration::from_millis(t2),
+        ..Timers::default()
+    })
+}
+
 /// Checks every option and builds the notifier configuration and the NOTIFY, before
 /// anything is bound or sent.
 pub fn prepare(
@@ -180,36 +222,15 @@ pub fn prepare(
     trace: bool,
 ) -> Result<(NotifierConfig, Notify), Failure> {
     let target = Target::parse(&args.target).map_err(|e| Failure::input(e.to_string()))?;
-    let extra = args
-        .headers
-        .iter()
-        .map(|h| ExtraHeader::parse(h).map_err(|e| Failure::input(format!("--header: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let extra = parse_headers(&args.headers)?;
     let password = password(args)?;
     let bind = args.bind.as_deref().map(parse_bind).transpose()?;
     if let Some(proxy) = &args.proxy {
         sipnotify::net::split_host_port(proxy)
             .map_err(|e| Failure::input(format!("--proxy: {e}")))?;
     }
-    let timeout = match args.timeout {
-        Some(s) if !(s > 0.0 && s.is_finite()) => {
-            return Err(Failure::input(
-                "--timeout must be a positive number of seconds",
-            ))
-        }
-        Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
-    };
-    if args.t1 == 0 || args.t2 < args.t1 {
-        return Err(Failure::input(
-            "--t1 must be at least 1 ms and --t2 at least --t1",
-        ));
-    }
-    let timers = Timers {
-        t1: Duration::from_millis(args.t1),
-        t2: Duration::from_millis(args.t2),
-        ..Timers::default()
-    };
+    let timeout = parse_timeout(args.timeout)?;
+    let timers = timers(args.t1, args.t2)?;
     let mut notify = Notify::new(target, event);
     notify.extra = Arc::from(extra);
     if let Some(password) = password {

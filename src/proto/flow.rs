@@ -251,7 +251,12 @@ impl Flow {
                 Err((kind, why)) => self.finish(now, kind, Some(code), format!("{reason}: {why}")),
             },
             403 => self.finish(now, OutcomeKind::AuthFailed, Some(code), reason),
-            _ => self.finish(now, OutcomeKind::Rejected, Some(code), reason),
+            _ => {
+                self.finish(now, OutcomeKind::Rejected, Some(code), reason);
+                if let Some(outcome) = &mut self.outcome {
+                    outcome.retry_after = msg.header("Retry-After").and_then(retry_after);
+                }
+            }
         }
     }
 
@@ -390,6 +395,7 @@ impl Flow {
             elapsed: now - self.started,
             call_id: self.call_id.clone(),
             ladder: std::mem::take(&mut self.ladder),
+            retry_after: None,
         });
     }
 
@@ -402,6 +408,16 @@ impl Flow {
             });
         }
     }
+}
+
+/// The delta-seconds of a Retry-After value (`120`, `120 (busy);duration=60`); HTTP dates,
+/// which SIP does not use, are ignored.
+fn retry_after(value: &str) -> Option<Duration> {
+    let digits: &str = value.trim_start();
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse::<u64>().ok().map(Duration::from_secs)
 }
 
 #[cfg(test)]
@@ -660,5 +676,15 @@ mod tests {
                 Direction::Received
             ]
         );
+    }
+
+    #[test]
+    fn retry_after_reads_delta_seconds() {
+        assert_eq!(retry_after("1"), Some(Duration::from_secs(1)));
+        assert_eq!(
+            retry_after(" 120 (busy);duration=60"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(retry_after("Fri, 31 Dec 1999 23:59:59 GMT"), None);
     }
 }

@@ -97,6 +97,8 @@ pub struct Outcome {
     pub call_id: String,
     /// The messages, when tracing was on.
     pub ladder: Vec<TraceEntry>,
+    /// The delta-seconds of a `Retry-After` header in the final response (e.g. with 503).
+    pub retry_after: Option<Duration>,
 }
 
 impl Outcome {
@@ -112,6 +114,7 @@ impl Outcome {
             elapsed: Duration::ZERO,
             call_id: String::new(),
             ladder: Vec::new(),
+            retry_after: None,
         }
     }
 }

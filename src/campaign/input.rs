@@ -1,0 +1,385 @@
+//! Streaming rows from CSV (with a header row) or JSON Lines.
+
+use crate::proto::digest::Password;
+use serde::Deserialize;
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+/// The input file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// Comma-separated values with a header row naming the columns.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+impl InputFormat {
+    /// The format a file name suggests: `.jsonl`, `.ndjson` and `.json` are JSON Lines,
+    /// `.csv` is CSV.
+    pub fn from_path(path: &Path) -> Option<InputFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Some(InputFormat::Csv),
+            "jsonl" | "ndjson" | "json" => Some(InputFormat::Jsonl),
+            _ => None,
+        }
+    }
+}
+
+/// One input row: a target and the per-target options that override the command line.
+/// The password is wrapped so that it never shows in `Debug` output.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Row {
+    /// The 1-based line of the file where the row starts (filled in by the reader).
+    #[serde(skip)]
+    pub line: u64,
+    /// The 0-based record index, bad rows included (filled in by the reader); sharding
+    /// uses it.
+    #[serde(skip)]
+    pub index: u64,
+    /// An opaque label copied to the output and used as the journal key.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub id: Option<String>,
+    /// The phone line (required).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub target: Option<String>,
+    /// The digest user name.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub auth_user: Option<String>,
+    /// The line password.
+    #[serde(default, deserialize_with = "opt_password")]
+    pub password: Option<Password>,
+    /// The event (`resync`, `reboot`, `restart`, `report`, `xml-service`, or any event).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub event: Option<String>,
+    /// The XML-Service URL (or the resync profile URL).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub url: Option<String>,
+    /// An outbound proxy, `HOST[:PORT]`.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub proxy: Option<String>,
+    /// `udp` or `tcp`.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub transport: Option<String>,
+}
+
+/// Empty strings and nulls are missing cells; numbers are accepted as text (`"id": 7`).
+fn opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Cell {
+        Text(String),
+        Int(i64),
+        Float(f64),
+    }
+    Ok(match Option::<Cell>::deserialize(d)? {
+        None => None,
+        Some(Cell::Text(s)) if s.trim().is_empty() => None,
+        Some(Cell::Text(s)) => Some(s.trim().to_string()),
+        Some(Cell::Int(i)) => Some(i.to_string()),
+        Some(Cell::Float(f)) => Some(f.to_string()),
+    })
+}
+
+/// Passwords are taken as given (no trimming), but an empty cell is a missing one.
+fn opt_password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?
+        .filter(|s| !s.is_empty())
+        .map(Password::new))
+}
+
+/// A row that could not be read; the campaign reports it and goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    /// The 1-based line where the row starts.
+    pub line: u64,
+    /// The 0-based record index, as for [`Row::index`].
+    pub index: u64,
+    /// What is wrong, never quoting a password.
+    pub message: String,
+}
+
+/// A problem with the whole input (unreadable, no header, no `target` column): nothing can
+/// be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
+
+/// Streams rows; memory stays bounded by the longest row.
+pub struct RowReader {
+    inner: Inner,
+    index: u64,
+}
+
+enum Inner {
+    Csv {
+        reader: Box<csv::Reader<Box<dyn Read + Send>>>,
+        headers: csv::StringRecord,
+        record: csv::StringRecord,
+    },
+    Jsonl {
+        lines: Box<dyn BufRead + Send>,
+        line: u64,
+        buf: String,
+    },
+}
+
+impl std::fmt::Debug for RowReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowReader")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowReader {
+    /// Starts reading. For CSV the header row is read and checked now.
+    pub fn new(
+        reader: Box<dyn BufRead + Send>,
+        format: InputFormat,
+    ) -> Result<RowReader, InputError> {
+        let inner = match format {
+            InputFormat::Csv => {
+                let mut csv = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .trim(csv::Trim::Headers)
+                    .comment(Some(b'#'))
+                    .from_reader(Box::new(reader) as Box<dyn Read + Send>);
+                let headers = csv
+                    .headers()
+                    .map_err(|e| InputError(format!("cannot read the CSV header row: {e}")))?;
+                if !headers.iter().any(|h| h == "target") {
+                    return Err(InputError(format!(
+                        "the CSV header row has no `target` column (found: {})",
+                        headers.iter().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                let headers = headers.clone();
+                Inner::Csv {
+                    reader: Box::new(csv),
+                    headers,
+                    record: csv::StringRecord::new(),
+                }
+            }
+            InputFormat::Jsonl => Inner::Jsonl {
+                lines: reader,
+                line: 0,
+                buf: String::new(),
+            },
+        };
+        Ok(RowReader { inner, index: 0 })
+    }
+}
+
+impl Iterator for RowReader {
+    type Item = Result<Row, RowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let index = self.index;
+        let result = match &mut self.inner {
+            Inner::Csv {
+                reader,
+                headers,
+                record,
+            } => match reader.read_record(record) {
+                Ok(false) => return None,
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    match record.deserialize::<Row>(Some(headers)) {
+                        Ok(row) => Ok(Row { line, ..row }),
+                        Err(e) => Err(RowError {
+                            line,
+                            index,
+                            message: csv_message(&e),
+                        }),
+                    }
+                }
+                Err(e) if e.is_io_error() => {
+                    let message = format!("cannot read the input: {e}");
+                    // An I/O error ends the input; it is still reported as a row.
+                    self.inner = Inner::Jsonl {
+                        lines: Box::new(std::io::empty()),
+                        line: 0,
+                        buf: String::new(),
+                    };
+                    Err(RowError {
+                        line: 0,
+                        index,
+                        message,
+                    })
+                }
+                Err(e) => Err(RowError {
+                    line: e.position().map_or(0, |p| p.line()),
+                    index,
+                    message: csv_message(&e),
+                }),
+            },
+            Inner::Jsonl { lines, line, buf } => loop {
+                buf.clear();
+                *line += 1;
+                match lines.read_line(buf) {
+                    Ok(0) => return None,
+                    Ok(_) => {}
+                    Err(e) => {
+                        // Skip to the end of a line that is not UTF-8, or stop on a read error.
+                        if e.kind() == std::io::ErrorKind::InvalidData {
+                            let mut skip = Vec::new();
+                            let _ = lines.read_until(b'\n', &mut skip);
+                            break Err(RowError {
+                                line: *line,
+                                index,
+                                message: "the line is not UTF-8 text".into(),
+                            });
+                        }
+                        *lines = Box::new(std::io::empty());
+                        break Err(RowError {
+                            line: *line,
+                            index,
+                            message: format!("cannot read the input: {e}"),
+                        });
+                    }
+                }
+                let text = buf.trim();
+                if text.is_empty() || text.starts_with('#') {
+                    continue;
+                }
+                break match serde_json::from_str::<Row>(text) {
+                    Ok(row) => Ok(Row { line: *line, ..row }),
+                    Err(e) => Err(RowError {
+                        line: *line,
+                        index,
+                        message: format!("not a JSON object with the expected fields: {e}"),
+                    }),
+                };
+            },
+        };
+        self.index += 1;
+        Some(result.and_then(|row| {
+            if row.target.is_none() {
+                return Err(RowError {
+                    line: row.line,
+                    index,
+                    message: "the row has no target".into(),
+                });
+            }
+            Ok(Row { index, ..row })
+        }))
+    }
+}
+
+/// A CSV error without the record's contents (which may hold a password).
+fn csv_message(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "the row is not UTF-8 text".into(),
+        csv::ErrorKind::Deserialize { err, .. } => match err.field() {
+            Some(field) => format!("column {}: {}", field + 1, err.kind()),
+            None => err.kind().to_string(),
+        },
+        _ => "the row is not valid CSV".into(),
+    }
+}
+
+/// Counts the records [`RowReader`] would yield, in constant memory, for progress and
+/// `--spread`.
+pub fn count_records(reader: Box<dyn BufRead + Send>, format: InputFormat) -> u64 {
+    match format {
+        InputFormat::Csv => {
+            let mut csv = csv::ReaderBuilder::new()
+                .flexible(true)
+                .comment(Some(b'#'))
+                .from_reader(reader);
+            let mut record = csv::ByteRecord::new();
+            let mut n = 0;
+            while let Ok(true) = csv.read_byte_record(&mut record) {
+                n += 1;
+            }
+            n
+        }
+        InputFormat::Jsonl => {
+            let mut reader = reader;
+            let mut buf = Vec::new();
+            let mut n = 0;
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => return n,
+                    Ok(_) => {
+                        let text = buf.trim_ascii();
+                        if !text.is_empty() && !text.starts_with(b"#") {
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(text: &str, format: InputFormat) -> Vec<Result<Row, RowError>> {
+        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text.to_string()));
+        RowReader::new(reader, format).unwrap().collect()
+    }
+
+    #[test]
+    fn csv_rows_with_lines_and_missing_cells() {
+        let text = "target,password,event,id\n\
+                    159@10.0.0.1,secret,reboot,a\n\
+                    160@10.0.0.2,,,\n\
+                    ,x,,c\n\
+                    \"161@10.0.0.3\",\"pw,with,commas\",resync,7\n";
+        let got = rows(text, InputFormat::Csv);
+        assert_eq!(got.len(), 4);
+        let a = got[0].as_ref().unwrap();
+        assert_eq!((a.line, a.index), (2, 0));
+        assert_eq!(a.target.as_deref(), Some("159@10.0.0.1"));
+        assert_eq!(a.password.as_ref().unwrap().expose(), "secret");
+        assert_eq!(a.id.as_deref(), Some("a"));
+        let b = got[1].as_ref().unwrap();
+        assert!(b.password.is_none() && b.event.is_none() && b.id.is_none());
+        assert_eq!(b.line, 3);
+        let c = got[2].as_ref().unwrap_err();
+        assert_eq!((c.line, c.index), (4, 2));
+        let d = got[3].as_ref().unwrap();
+        assert_eq!(d.password.as_ref().unwrap().expose(), "pw,with,commas");
+        assert_eq!(d.line, 5);
+        assert!(!format!("{d:?}").contains("pw,with"));
+    }
+
+    #[test]
+    fn csv_needs_a_target_column() {
+        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new("host,pw\na,b\n"));
+        assert!(RowReader::new(reader, InputFormat::Csv).is_err());
+    }
+
+    #[test]
+    fn jsonl_rows_skip_blank_lines_and_report_bad_ones() {
+        let text = "{\"target\":\"159@h\",\"id\":1}\n\n{not json\n{\"target\":\"160@h\",\"password\":\"p\",\"event\":\"reboot\",\"extra\":true}\n{\"id\":\"x\"}\n";
+        let got = rows(text, InputFormat::Jsonl);
+        assert_eq!(got.len(), 4);
+        let a = got[0].as_ref().unwrap();
+        assert_eq!((a.line, a.index, a.id.as_deref()), (1, 0, Some("1")));
+        let bad = got[1].as_ref().unwrap_err();
+        assert_eq!((bad.line, bad.index), (3, 1));
+        let b = got[2].as_ref().unwrap();
+        assert_eq!(
+            (b.line, b.index, b.event.as_deref()),
+            (4, 2, Some("reboot"))
+        );
+        assert_eq!(got[3].as_ref().unwrap_err().line, 5);
+    }
+
+    #[test]
+    fn counts_match_the_reader() {
+        let csv = "target\na\n\"b\nc\"\n\nd\n";
+        let n = count_records(Box::new(std::io::Cursor::new(csv)), InputFormat::Csv);
+        assert_eq!(n as usize, rows(csv, InputFormat::Csv).len());
+        let jsonl = "{}\n\n{\"target\":\"a\"}\n";
+        let n = count_records(Box::new(std::io::Cursor::new(jsonl)), InputFormat::Jsonl);
+        assert_eq!(n as usize, rows(jsonl, InputFormat::Jsonl).len());
+    }
+}

@@ -1,0 +1,377 @@
+//! The tokio runner: rows in, records out, with concurrency, rate, spread, retries, the
+//! journal, and a graceful stop.
+
+use super::input::RowError;
+use super::journal::{Finished, Intent, Journal, ResumeState};
+use super::pace::Spread;
+use super::retry::RetryPolicy;
+use crate::net::{Notifier, Notify};
+use crate::proto::outcome::Outcome;
+use governor::{Quota, RateLimiter};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+
+/// One input item: a target ready to send, or a bad row to report.
+#[derive(Debug)]
+pub enum Item {
+    /// A target.
+    Job(Box<Job>),
+    /// A row that could not be used.
+    Bad(RowError),
+}
+
+/// A target ready to send.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The input line.
+    pub line: u64,
+    /// The journal key ([`super::target::key`]).
+    pub key: String,
+    /// The row's `id`.
+    pub id: Option<String>,
+    /// The NOTIFY.
+    pub notify: Notify,
+}
+
+/// How a target ended.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Sent (perhaps several times); the last try's outcome.
+    Sent {
+        /// The last try.
+        outcome: Outcome,
+        /// Tries made (1 + retries).
+        tries: u32,
+        /// From the first send to the end, backoff included.
+        total: Duration,
+    },
+    /// Journaled delivered by a previous run: not sent again.
+    AlreadyDelivered,
+    /// Journaled as started by a previous run with no result: it may or may not have been
+    /// sent, so it is not sent again (unless asked).
+    Unknown,
+    /// The row could not be used.
+    BadRow(String),
+    /// The journal could not be written, so the target was not sent.
+    JournalError(String),
+}
+
+impl Verdict {
+    /// The label used in outputs and counts.
+    pub fn label(&self) -> &str {
+        match self {
+            Verdict::Sent { outcome, .. } => outcome.kind.as_str(),
+            Verdict::AlreadyDelivered => "already_delivered",
+            Verdict::Unknown => "unknown",
+            Verdict::BadRow(_) => "bad_row",
+            Verdict::JournalError(_) => "journal_error",
+        }
+    }
+
+    /// Whether this counts as delivered (now or before).
+    pub fn is_delivered(&self) -> bool {
+        matches!(self.label(), "delivered" | "already_delivered")
+    }
+}
+
+/// One output record per input row.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The input line.
+    pub line: u64,
+    /// The row's `id`.
+    pub id: Option<String>,
+    /// The target (as sent, or as written for a bad row).
+    pub target: String,
+    /// The event name (empty for a bad row).
+    pub event: String,
+    /// How it ended.
+    pub verdict: Verdict,
+}
+
+/// A stop request shared by the runner, its tasks and the signal handler.
+#[derive(Debug, Default)]
+pub struct Stop {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Stop {
+    /// A stop not yet requested.
+    pub fn new() -> Arc<Stop> {
+        Arc::default()
+    }
+
+    /// Requests the stop: no new target starts, no retry is waited for.
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the stop request.
+    pub async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.is_stopped() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// How a campaign runs.
+#[derive(Debug)]
+pub struct Campaign {
+    /// Sends the NOTIFYs.
+    pub notifier: Notifier,
+    /// Targets in flight at once (at least 1).
+    pub concurrency: usize,
+    /// New targets per second, if limited.
+    pub rate: Option<f64>,
+    /// Spread the starts over this window, given the number of targets.
+    pub spread: Option<(Duration, u64)>,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// The journal, if any.
+    pub journal: Option<Arc<Journal>>,
+    /// What the journal said at the start.
+    pub resume: ResumeState,
+    /// Send targets that a previous run started with no result.
+    pub resend_unknown: bool,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    /// A stop was requested before the input ended.
+    pub interrupted: bool,
+    /// The first journal write error, which stopped the campaign.
+    pub journal_error: Option<String>,
+}
+
+struct Shared {
+    notifier: Notifier,
+    retry: RetryPolicy,
+    journal: Option<Arc<Journal>>,
+    stop: Arc<Stop>,
+    records: mpsc::Sender<Record>,
+    journal_error: Mutex<Option<String>>,
+}
+
+/// The governor quota for `rate` starts per second, with no burst: starts are spaced
+/// evenly from the first one.
+pub fn quota(rate: f64) -> Option<Quota> {
+    if !(rate > 0.0 && rate.is_finite()) {
+        return None;
+    }
+    Quota::with_period(Duration::from_secs_f64(1.0 / rate)).map(|q| q.allow_burst(NonZeroU32::MIN))
+}
+
+impl Campaign {
+    /// Runs until the items end or `stop` is requested, then waits for the targets in
+    /// flight. One [`Record`] per item goes to `records`, in completion order.
+    pub async fn run(
+        self,
+        mut items: mpsc::Receiver<Item>,
+        records: mpsc::Sender<Record>,
+        stop: Arc<Stop>,
+    ) -> RunEnd {
+        let concurrency = self.concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let limiter = self.rate.and_then(quota).map(RateLimiter::direct);
+        let mut spread = self.spread.map(|(w, total)| Spread::new(w, total));
+        let mut rng = StdRng::from_entropy();
+        let shared = Arc::new(Shared {
+            notifier: self.notifier,
+            retry: self.retry,
+            journal: self.journal,
+            stop: stop.clone(),
+            records: records.clone(),
+            journal_error: Mutex::new(None),
+        });
+        let started = tokio::time::Instant::now();
+        let mut end = RunEnd::default();
+        'input: loop {
+            let item = tokio::select! {
+                biased;
+                _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                item = items.recv() => match item { Some(item) => item, None => break 'input },
+            };
+            let job = match item {
+                Item::Bad(e) => {
+                    let record = Record {
+                        line: e.line,
+                        id: None,
+                        target: String::new(),
+                        event: String::new(),
+                        verdict: Verdict::BadRow(e.message),
+                    };
+                    let _ = records.send(record).await;
+                    continue;
+                }
+                Item::Job(job) => *job,
+            };
+            let skip = if self.resume.delivered.contains(&job.key) {
+                Some(Verdict::AlreadyDelivered)
+            } else if !self.resend_unknown && self.resume.unknown.contains(&job.key) {
+                Some(Verdict::Unknown)
+            } else {
+                None
+            };
+            if let Some(verdict) = skip {
+                let _ = records.send(record(&job, verdict)).await;
+                continue;
+            }
+            if let Some(spread) = &mut spread {
+                let at = started + spread.next_offset(&mut rng);
+                tokio::select! {
+                    biased;
+                    _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            let permit = tokio::select! {
+                biased;
+                _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+            };
+            if let Some(limiter) = &limiter {
+                tokio::select! {
+                    biased;
+                    _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                    _ = limiter.until_ready() => {}
+                }
+            }
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let record = shared.target(job).await;
+                let _ = shared.records.send(record).await;
+                drop(permit);
+            });
+        }
+        // Every slot back means every target in flight has ended and been reported.
+        let _ = slots.acquire_many(concurrency as u32).await;
+        end.journal_error = shared.journal_error.lock().expect("lock").take();
+        end
+    }
+}
+
+fn record(job: &Job, verdict: Verdict) -> Record {
+    Record {
+        line: job.line,
+        id: job.id.clone(),
+        target: job.notify.target.as_str().to_string(),
+        event: job.notify.event.name().to_string(),
+        verdict,
+    }
+}
+
+impl Shared {
+    /// One target: intent, tries with backoff, result.
+    async fn target(&self, job: Job) -> Record {
+        let target = job.notify.target.as_str();
+        let event = job.notify.event.name();
+        if let Some(journal) = &self.journal {
+            let intent = Intent {
+                key: &job.key,
+                target,
+                event,
+                id: job.id.as_deref(),
+                line: job.line,
+            };
+            if let Err(e) = journal.intent(&intent) {
+                return record(&job, Verdict::JournalError(self.journal_failed(e)));
+            }
+        }
+        let first = Instant::now();
+        let mut tries = 0;
+        let outcome = loop {
+            tries += 1;
+            let outcome = self.notifier.send(job.notify.clone()).await;
+            let delay = self
+                .retry
+                .next_delay(tries, &outcome, &mut rand::thread_rng());
+            match delay {
+                None => break outcome,
+                Some(_) if self.stop.is_stopped() => break outcome,
+                Some(delay) => tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.stop.stopped() => break outcome,
+                },
+            }
+        };
+        let total = first.elapsed();
+        if let Some(journal) = &self.journal {
+            let finished = Finished {
+                key: &job.key,
+                outcome: outcome.kind.as_str(),
+                status: outcome.status,
+                reason: &outcome.reason,
+                attempts: outcome.attempts,
+                tries,
+                elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
+            };
+            if let Err(e) = journal.result(&finished) {
+                self.journal_failed(e);
+            }
+        }
+        record(
+            &job,
+            Verdict::Sent {
+                outcome,
+                tries,
+                total,
+            },
+        )
+    }
+
+    /// Records the first journal error and stops the campaign: without a journal, a resumed
+    /// campaign could send twice.
+    fn journal_failed(&self, e: std::io::Error) -> String {
+        let message = format!("cannot write the journal: {e}");
+        let mut first = self.journal_error.lock().expect("lock");
+        if first.is_none() {
+            *first = Some(message.clone());
+        }
+        self.stop.stop();
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_spaces_starts_evenly() {
+        let q = quota(50.0).unwrap();
+        assert_eq!(q.replenish_interval(), Duration::from_millis(20));
+        assert_eq!(q.burst_size().get(), 1);
+        assert!(quota(0.0).is_none() && quota(f64::NAN).is_none());
+    }
+
+    #[tokio::test]
+    async fn stop_wakes_waiters_and_stays_set() {
+        let stop = Stop::new();
+        let waiter = {
+            let stop = stop.clone();
+            tokio::spawn(async move { stop.stopped().await })
+        };
+        tokio::task::yield_now().await;
+        stop.stop();
+        waiter.await.unwrap();
+        stop.stopped().await;
+        assert!(stop.is_stopped());
+    }
+}

@@ -1,0 +1,245 @@
+//! From a row and the command-line defaults to a [`Notify`], and the row's journal key.
+
+use super::input::Row;
+use crate::net::{split_host_port, Notify};
+use crate::proto::digest::Password;
+use crate::proto::request::{Event, ExtraHeader};
+use crate::proto::target::Target;
+use crate::proto::Transport;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a row gets when a cell is missing.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// The event name of rows with no `event`: `resync`, `reboot`, `restart`, `report`,
+    /// `xml-service`, or any other event (sent with `body`).
+    pub event_name: String,
+    /// The default event, built once and shared, when it needs nothing from the row.
+    event: Option<Arc<Event>>,
+    /// The resync profile URL for rows asking `resync` with no `url`.
+    pub profile: Option<String>,
+    /// The XML-Service URL for rows asking `xml-service` with no `url`.
+    pub url: Option<String>,
+    /// The body of a custom event.
+    pub body: Vec<u8>,
+    /// The Content-Type of a custom event's body.
+    pub content_type: Option<String>,
+    /// The digest user name.
+    pub auth_user: Option<String>,
+    /// The password.
+    pub password: Option<Password>,
+    /// The outbound proxy.
+    pub proxy: Option<String>,
+    /// The transport.
+    pub transport: Option<Transport>,
+    /// Extra headers for every NOTIFY.
+    pub extra: Arc<[ExtraHeader]>,
+    /// The From URI.
+    pub from: Option<String>,
+    /// The per-attempt limit.
+    pub timeout: Option<Duration>,
+}
+
+impl Defaults {
+    /// Defaults with this event name and nothing else; set the other fields, then call
+    /// [`Defaults::check`].
+    pub fn new(event_name: &str) -> Defaults {
+        Defaults {
+            event_name: event_name.to_string(),
+            event: None,
+            profile: None,
+            url: None,
+            body: Vec::new(),
+            content_type: None,
+            auth_user: None,
+            password: None,
+            proxy: None,
+            transport: None,
+            extra: Arc::from(Vec::new()),
+            from: None,
+            timeout: None,
+        }
+    }
+
+    /// Checks the default event and builds it once when rows need not complete it; an error
+    /// names what is wrong (a bad event name or URL).
+    pub fn check(&mut self) -> Result<(), String> {
+        self.event = None;
+        match self.build(&self.event_name.clone(), None) {
+            Ok(event) => self.event = Some(event),
+            // Rows may still give the URL.
+            Err(_) if self.url.is_none() && is_xml_service(&self.event_name) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The NOTIFY for a row, or why the row is bad. Never quotes the password.
+    pub fn notify(&self, row: &Row) -> Result<Notify, String> {
+        let text = row.target.as_deref().ok_or("the row has no target")?;
+        let target = Target::parse(text).map_err(|e| e.to_string())?;
+        let event = self.event_for(row)?;
+        let mut notify = Notify::new(target, Event::Report);
+        notify.event = event;
+        notify.extra = self.extra.clone();
+        let password = row.password.clone().or_else(|| self.password.clone());
+        if let Some(password) = password {
+            let user = row.auth_user.as_deref().or(self.auth_user.as_deref());
+            notify = notify.with_credentials(user, password);
+        }
+        notify.transport = match &row.transport {
+            Some(t) => Some(t.parse::<Transport>()?),
+            None => self.transport,
+        };
+        notify.proxy = match &row.proxy {
+            Some(p) => {
+                split_host_port(p).map_err(|e| format!("proxy: {e}"))?;
+                Some(p.clone())
+            }
+            None => self.proxy.clone(),
+        };
+        notify.from = self.from.clone();
+        notify.timeout = self.timeout;
+        Ok(notify)
+    }
+
+    /// The row's event: the default one, shared, unless the row names one or a URL.
+    fn event_for(&self, row: &Row) -> Result<Arc<Event>, String> {
+        if let (None, None, Some(event)) = (&row.event, &row.url, &self.event) {
+            return Ok(event.clone());
+        }
+        let name = row.event.as_deref().unwrap_or(&self.event_name);
+        self.build(name, row.url.as_deref())
+    }
+
+    /// Builds an event by name, with the row's URL or else the defaults.
+    fn build(&self, name: &str, url: Option<&str>) -> Result<Arc<Event>, String> {
+        let event = match name.to_ascii_lowercase().as_str() {
+            "resync" => Event::resync(url.or(self.profile.as_deref())),
+            "reboot" | "reboot_now" => Ok(no_url(url, Event::Reboot)?),
+            "restart" | "restart_now" => Ok(no_url(url, Event::Restart)?),
+            "report" => Ok(no_url(url, Event::Report)?),
+            _ if is_xml_service(name) => {
+                let url = url
+                    .or(self.url.as_deref())
+                    .ok_or("event xml-service needs a url (a `url` cell or --url)".to_string())?;
+                Event::xml_service(url)
+            }
+            _ => no_url(
+                url,
+                Event::custom(name, self.body.clone(), self.content_type.clone()),
+            )?,
+        };
+        event
+            .map(Arc::new)
+            .map_err(|e| format!("event `{name}`: {e}"))
+    }
+}
+
+fn is_xml_service(name: &str) -> bool {
+    ["xml-service", "xml_service"].contains(&name.to_ascii_lowercase().as_str())
+}
+
+fn no_url<T>(url: Option<&str>, value: T) -> Result<T, String> {
+    match url {
+        Some(_) => Err("a url is given but the event takes none".into()),
+        None => Ok(value),
+    }
+}
+
+/// The journal key of a row: its `id` when given, else `target event`, so the same phone
+/// may get different events in one file.
+pub fn key(row: &Row, notify: &Notify) -> String {
+    match &row.id {
+        Some(id) => format!("id:{id}"),
+        None => format!("{} {}", notify.target.as_str(), notify.event.header_value()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(target: &str) -> Row {
+        Row {
+            target: Some(target.into()),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn missing_cells_fall_back_to_the_defaults() {
+        let mut d = Defaults::new("reboot");
+        d.check().unwrap();
+        d.password = Some(Password::new("default"));
+        d.auth_user = Some("admin".into());
+        let n = d.notify(&row("159@10.0.0.1")).unwrap();
+        assert_eq!(n.event.name(), "reboot_now");
+        let c = n.credentials.unwrap();
+        assert_eq!(
+            (c.user.as_deref(), c.password.expose()),
+            (Some("admin"), "default")
+        );
+
+        let mut r = row("sip:160@10.0.0.2");
+        r.password = Some(Password::new("own"));
+        r.auth_user = Some("160a".into());
+        r.event = Some("xml-service".into());
+        r.url = Some("http://10.0.0.9/menu.xml".into());
+        r.transport = Some("tcp".into());
+        let n = d.notify(&r).unwrap();
+        assert_eq!(n.event.name(), "XML-Service");
+        assert_eq!(n.transport, Some(Transport::Tcp));
+        assert_eq!(n.credentials.unwrap().password.expose(), "own");
+    }
+
+    #[test]
+    fn bad_rows_say_why() {
+        let mut d = Defaults::new("reboot");
+        d.check().unwrap();
+        assert!(d.notify(&row("not a target")).is_err());
+        let mut r = row("159@h");
+        r.event = Some("xml-service".into());
+        assert!(d.notify(&r).unwrap_err().contains("needs a url"));
+        r.event = Some("bad event!".into());
+        assert!(d.notify(&r).is_err());
+        let mut r = row("159@h");
+        r.transport = Some("sctp".into());
+        assert!(d.notify(&r).is_err());
+        let mut r = row("159@h");
+        r.password = Some(Password::new("hunter2"));
+        r.proxy = Some("proxy:notaport".into());
+        assert!(!d.notify(&r).unwrap_err().contains("hunter2"));
+    }
+
+    #[test]
+    fn default_events_are_checked() {
+        assert!(Defaults::new("bad event!").check().is_err());
+        let mut d = Defaults::new("xml-service");
+        d.check().unwrap();
+        let mut r = row("159@h");
+        assert!(d.notify(&r).is_err());
+        r.url = Some("http://x/m.xml".into());
+        assert_eq!(d.notify(&r).unwrap().event.name(), "XML-Service");
+        d.url = Some("ftp://x".into());
+        assert!(d.check().is_err());
+        let mut d = Defaults::new("check-sync;reboot=false");
+        d.check().unwrap();
+        assert_eq!(
+            d.notify(&row("1@h")).unwrap().event.header_value(),
+            "check-sync;reboot=false"
+        );
+    }
+
+    #[test]
+    fn keys_use_the_id_else_target_and_event() {
+        let mut d = Defaults::new("reboot");
+        d.check().unwrap();
+        let mut r = row("159@h");
+        let n = d.notify(&r).unwrap();
+        assert_eq!(key(&r, &n), "sip:159@h reboot_now");
+        r.id = Some("desk-7".into());
+        assert_eq!(key(&r, &n), "id:desk-7");
+    }
+}

@@ -1,0 +1,546 @@
+//! `sipnotify batch` end to end: the real binary against `sipnotify phone` on loopback.
+
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sipnotify");
+
+/// A simulated phone on a free loopback UDP port, killed on drop.
+struct Phone {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Phone {
+    fn start(dir: &Path, extra: &[&str]) -> Phone {
+        let log = dir.join("phone.log");
+        let mut child = Command::new(BIN)
+            .args(["phone", "--listen", "127.0.0.1:0", "--transport", "udp"])
+            .args(["--users", "1000-99999", "--password-template", "pw-{user}"])
+            .arg("--log")
+            .arg(&log)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the phone");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("phone said {line:?}"));
+        Phone { child, port, log }
+    }
+
+    fn target(&self, user: u32) -> String {
+        format!("{user}@127.0.0.1:{}", self.port)
+    }
+
+    /// The 2xx answers to NOTIFY per user, from the phone's log.
+    fn deliveries(&self) -> HashMap<String, u32> {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut counts = HashMap::new();
+        for line in read_lines(&self.log) {
+            if line["method"] == "NOTIFY" && line["status"].as_u64().unwrap() / 100 == 2 {
+                *counts
+                    .entry(line["user"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    fn events(&self) -> HashMap<String, String> {
+        std::thread::sleep(Duration::from_millis(300));
+        read_lines(&self.log)
+            .into_iter()
+            .filter(|l| l["status"] == 200)
+            .map(|l| {
+                (
+                    l["user"].as_str().unwrap().to_string(),
+                    l["event"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sipnotify-batch-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+fn batch(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("batch")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn write_targets(dir: &Path, phone: &Phone, users: std::ops::Range<u32>) -> PathBuf {
+    let path = dir.join("targets.csv");
+    let mut text = String::from("target,password\n");
+    for user in users {
+        text += &format!("{},pw-{user}\n", phone.target(user));
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Journal intents' times, in seconds.
+fn intent_times(journal: &Path) -> Vec<f64> {
+    let mut at: Vec<f64> = read_lines(journal)
+        .iter()
+        .filter(|r| r["type"] == "intent")
+        .map(|r| r["at"].as_f64().unwrap())
+        .collect();
+    at.sort_by(f64::total_cmp);
+    at
+}
+
+#[test]
+fn csv_with_per_row_credentials_events_and_a_bad_row() {
+    let dir = temp_dir("csv");
+    let phone = Phone::start(&dir, &[]);
+    let input = dir.join("in.csv");
+    let pwfile = dir.join("default.pw");
+    std::fs::write(&pwfile, "pw-1003\n").unwrap();
+    std::fs::write(
+        &input,
+        format!(
+            "id,target,auth_user,password,event,url\n\
+             a,{},,pw-1000,reboot,\n\
+             b,{},1001,pw-1001,xml-service,http://10.0.0.1/menu.xml\n\
+             c,not a target,,secret-c,,\n\
+             d,{},,,restart,\n\
+             e,{},,wrong-pw,,\n",
+            phone.target(1000),
+            phone.target(1001),
+            phone.target(1003),
+            phone.target(1004),
+        ),
+    )
+    .unwrap();
+    let report = dir.join("report.csv");
+    let journal = dir.join("journal.jsonl");
+    let out = batch(&[
+        input.to_str().unwrap(),
+        "--password-file",
+        pwfile.to_str().unwrap(),
+        "--output",
+        "json",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+    let records = json_lines(&out.stdout);
+    let by_id: HashMap<&str, &Value> = records
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap_or("-"), r))
+        .collect();
+    assert_eq!(records.len(), 5);
+    assert_eq!(by_id["a"]["outcome"], "delivered");
+    assert_eq!(by_id["b"]["outcome"], "delivered");
+    assert_eq!(by_id["d"]["outcome"], "delivered");
+    assert_eq!(by_id["e"]["outcome"], "auth_failed");
+    let bad = records.iter().find(|r| r["outcome"] == "bad_row").unwrap();
+    assert_eq!(bad["line"], 4);
+    let events = phone.events();
+    assert_eq!(events["1000"], "reboot_now");
+    assert_eq!(events["1001"], "XML-Service");
+    assert_eq!(events["1003"], "restart_now");
+    assert!(stderr.contains("summary: 5 targets"), "{stderr}");
+    assert!(stderr.contains("p95"), "{stderr}");
+    // Passwords never leave the input.
+    for text in [
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr.to_string(),
+        std::fs::read_to_string(&report).unwrap(),
+        std::fs::read_to_string(&journal).unwrap(),
+    ] {
+        for secret in ["pw-1000", "pw-1001", "secret-c", "pw-1003", "wrong-pw"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+    }
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(report.starts_with("line,id,target,event,outcome"));
+    assert_eq!(report.lines().count(), 6);
+}
+
+#[test]
+fn jsonl_from_stdin_with_per_row_events() {
+    let dir = temp_dir("jsonl");
+    let phone = Phone::start(&dir, &[]);
+    let input = format!(
+        "{{\"target\":\"{}\",\"password\":\"pw-1100\",\"event\":\"report\",\"id\":1}}\n\n\
+         {{\"target\":\"{}\",\"password\":\"pw-1101\"}}\n\
+         {{\"target\":\"{}\",\"password\":\"pw-1102\",\"event\":\"xml-service\",\"url\":\"http://h/x.xml\"}}\n",
+        phone.target(1100),
+        phone.target(1101),
+        phone.target(1102)
+    );
+    let mut child = Command::new(BIN)
+        .args([
+            "batch", "-", "--format", "jsonl", "--event", "reboot", "--output", "csv",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",delivered,200,")),
+        "{csv}"
+    );
+    let events = phone.events();
+    assert_eq!(events["1100"], "report");
+    assert_eq!(events["1101"], "reboot_now");
+    assert_eq!(events["1102"], "XML-Service");
+}
+
+#[test]
+fn rate_holds_the_start_rate() {
+    let dir = temp_dir("rate");
+    let phone = Phone::start(&dir, &["--challenge", "none"]);
+    let input = write_targets(&dir, &phone, 2000..2070);
+    let journal = dir.join("j.jsonl");
+    let out = batch(&[
+        input.to_str().unwrap(),
+        "--rate",
+        "30",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let at = intent_times(&journal);
+    assert_eq!(at.len(), 70);
+    // Starts in the 2-second window from the first: 60 at 30 per second.
+    let in_window = at.iter().filter(|t| **t < at[0] + 2.0).count();
+    assert!((54..=66).contains(&in_window), "{in_window} starts in 2 s");
+}
+
+#[test]
+fn spread_scatters_the_starts_over_the_window() {
+    let dir = temp_dir("spread");
+    let phone = Phone::start(&dir, &["--challenge", "none"]);
+    let input = write_targets(&dir, &phone, 3000..3040);
+    let journal = dir.join("j.jsonl");
+    let begin = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let out = batch(&[
+        input.to_str().unwrap(),
+        "--spread",
+        "2s",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let at = intent_times(&journal);
+    assert_eq!(at.len(), 40);
+    let span = at[39] - at[0];
+    assert!(span > 1.2 && span < 2.1, "starts spanned {span:.2} s");
+    assert!(at[39] - begin < 2.8, "the last start came late");
+    // Not bunched: each half-second holds some starts.
+    for q in 0..3 {
+        let from = at[0] + 0.5 * q as f64;
+        assert!(at.iter().any(|t| (from..from + 0.5).contains(t)), "{at:?}");
+    }
+}
+
+#[test]
+fn retries_503_honouring_retry_after() {
+    let dir = temp_dir("retry");
+    let phone = Phone::start(&dir, &["--fail-percent", "50", "--fail-status", "503"]);
+    let input = write_targets(&dir, &phone, 4000..4010);
+    let journal = dir.join("j.jsonl");
+    let out = batch(&[
+        input.to_str().unwrap(),
+        "--retries",
+        "10",
+        "--backoff",
+        "100ms",
+        "--output",
+        "json",
+        "--journal",
+        journal.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let records = json_lines(&out.stdout);
+    assert!(records.iter().all(|r| r["outcome"] == "delivered"));
+    let retried: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["tries"].as_u64() > Some(1))
+        .collect();
+    assert!(!retried.is_empty(), "no 503 in 10 targets at 50 %?");
+    // Retry-After: 1 means a retried target took at least a second per retry.
+    let lines = read_lines(&journal);
+    for r in retried {
+        let key = format!(
+            "sip:{} resync",
+            r["target"].as_str().unwrap().trim_start_matches("sip:")
+        );
+        let time = |kind: &str| {
+            lines
+                .iter()
+                .find(|l| l["type"] == kind && l["key"] == key.as_str())
+                .unwrap()["at"]
+                .as_f64()
+                .unwrap()
+        };
+        let tries = r["tries"].as_f64().unwrap();
+        assert!(time("result") - time("intent") >= (tries - 1.0) * 0.99);
+    }
+    // Every user got exactly one delivery.
+    let counts = phone.deliveries();
+    assert_eq!(counts.len(), 10);
+    assert!(counts.values().all(|n| *n == 1));
+}
+
+#[test]
+fn shards_cover_every_row_once() {
+    let dir = temp_dir("shard");
+    let phone = Phone::start(&dir, &["--challenge", "none"]);
+    let input = write_targets(&dir, &phone, 5000..5031);
+    let mut seen = Vec::new();
+    for k in 0..3 {
+        let shard = format!("{k}/3");
+        let out = batch(&[
+            input.to_str().unwrap(),
+            "--shard",
+            &shard,
+            "--output",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(0));
+        let records = json_lines(&out.stdout);
+        assert!((10..=11).contains(&records.len()));
+        seen.extend(
+            records
+                .iter()
+                .map(|r| r["target"].as_str().unwrap().to_string()),
+        );
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), unique.len()), (31, 31));
+    let counts = phone.deliveries();
+    assert_eq!(counts.len(), 31);
+    assert!(counts.values().all(|n| *n == 1));
+}
+
+#[test]
+fn resume_after_kill_9_never_sends_twice() {
+    let dir = temp_dir("kill9");
+    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "100"]);
+    let input = write_targets(&dir, &phone, 10000..15000);
+    let journal = dir.join("j.jsonl");
+    let args = [
+        input.to_str().unwrap(),
+        "--concurrency",
+        "200",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    let mut first = Command::new(BIN)
+        .arg("batch")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let mut delivered_before = HashSet::new();
+    let mut started = HashSet::new();
+    for line in std::fs::read_to_string(&journal).unwrap().lines() {
+        let Ok(r) = serde_json::from_str::<Value>(line) else {
+            continue; // a torn last line
+        };
+        let key = r["key"].as_str().unwrap().to_string();
+        match r["type"].as_str() {
+            Some("intent") => {
+                started.insert(key);
+            }
+            _ if r["outcome"] == "delivered" => {
+                delivered_before.insert(key);
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        !delivered_before.is_empty() && delivered_before.len() < 5000,
+        "{} delivered, {} started before kill -9",
+        delivered_before.len(),
+        started.len()
+    );
+
+    let out = batch(&args);
+    let records = json_lines(&out.stdout);
+    assert_eq!(records.len(), 5000);
+    let counts = phone.deliveries();
+    let mut unknown = 0;
+    for r in &records {
+        let target = r["target"].as_str().unwrap();
+        let user = &target[4..9];
+        let key = format!("{target} resync");
+        let sent = counts.get(user).copied().unwrap_or(0);
+        assert!(sent <= 1, "{user} delivered {sent} times");
+        match r["outcome"].as_str().unwrap() {
+            "already_delivered" => {
+                assert!(delivered_before.contains(&key));
+                assert_eq!(sent, 1);
+            }
+            "delivered" => {
+                assert!(!delivered_before.contains(&key));
+                assert_eq!(sent, 1);
+            }
+            "unknown" => {
+                assert!(started.contains(&key) && !delivered_before.contains(&key));
+                unknown += 1;
+            }
+            other => panic!("{user}: {other}"),
+        }
+    }
+    assert_eq!(out.status.code(), Some(if unknown > 0 { 1 } else { 0 }));
+}
+
+fn signal(child: &Child, sig: i32) {
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
+    let dir = temp_dir("sigterm");
+    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "200"]);
+    let input = write_targets(&dir, &phone, 20000..22000);
+    let journal = dir.join("j.jsonl");
+    let child = Command::new(BIN)
+        .arg("batch")
+        .arg(&input)
+        .args(["--concurrency", "50", "--output", "json", "--journal"])
+        .arg(&journal)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let sent_at = Instant::now();
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(sent_at.elapsed() < Duration::from_secs(3));
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let lines = read_lines(&journal); // every line parses
+    let intents: HashSet<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "intent")
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    let results: HashSet<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "result")
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    assert!(!intents.is_empty() && intents.len() < 2000);
+    assert_eq!(intents, results, "in-flight targets were not finished");
+    assert_eq!(json_lines(&out.stdout).len(), results.len());
+}
+
+#[test]
+fn second_ctrl_c_exits_at_once() {
+    let dir = temp_dir("ctrlc2");
+    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "5000"]);
+    let input = write_targets(&dir, &phone, 30000..30100);
+    let journal = dir.join("j.jsonl");
+    let mut child = Command::new(BIN)
+        .arg("batch")
+        .arg(&input)
+        .args(["--concurrency", "20", "--journal"])
+        .arg(&journal)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let sent_at = Instant::now();
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert!(sent_at.elapsed() < Duration::from_secs(2));
+    assert_eq!(status.code(), Some(130));
+    let lines = read_lines(&journal);
+    let intents = lines.iter().filter(|l| l["type"] == "intent").count();
+    assert_eq!(intents, 20);
+    assert!(lines.iter().all(|l| l["type"] == "intent"));
+    drop(phone);
+}
