@@ -133,7 +133,7 @@ pub fn main() -> ExitCode {
         "warn"
     };
     init_tracing(cli.verbose, quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -7,6 +7,7 @@ use crate::proto::flow::Job;
 use crate::proto::outcome::Outcome;
 use crate::proto::Transport;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -32,11 +33,7 @@ pub(crate) async fn run(
     loop {
         while let Some(t) = endpoint.poll_transmit() {
             let sent = match t.transport {
-                Transport::Udp => udp
-                    .send_to(&t.payload, t.destination)
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("cannot send to {} over udp: {e}", t.destination)),
+                Transport::Udp => send_udp(&udp, &t.payload, t.destination).await,
                 Transport::Tcp => tcp.send(t.destination, t.payload),
             };
             if let Err(reason) = sent {
@@ -61,7 +58,17 @@ pub(crate) async fn run(
                 None => accepting = false,
             },
             received = udp.recv_from(&mut buf) => match received {
-                Ok((n, from)) => endpoint.handle(Instant::now().into_std(), from, &buf[..n]),
+                Ok((n, from)) => {
+                    let now = Instant::now().into_std();
+                    endpoint.handle(now, from, &buf[..n]);
+                    // Drain what else is queued without another trip through the reactor.
+                    for _ in 0..RECV_BATCH {
+                        match udp.try_recv_from(&mut buf) {
+                            Ok((n, from)) => endpoint.handle(now, from, &buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 // ICMP errors surface here on some systems; the transaction timers decide.
                 Err(e) => tracing::debug!("udp receive error: {e}"),
             },
@@ -78,6 +85,19 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Datagrams read per wake-up beyond the first, so timers and sends still get their turn.
+const RECV_BATCH: usize = 64;
+
+/// Sends at once when the socket buffer has room, and waits for room otherwise.
+async fn send_udp(udp: &UdpSocket, payload: &[u8], to: SocketAddr) -> Result<(), String> {
+    let sent = match udp.try_send_to(payload, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => udp.send_to(payload, to).await,
+        other => other,
+    };
+    sent.map(drop)
+        .map_err(|e| format!("cannot send to {to} over udp: {e}"))
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {

@@ -6,5 +6,6 @@
 mod driver;
 mod notifier;
 mod tcp;
+pub mod udp;
 
 pub use notifier::{split_host_port, Credentials, Notifier, NotifierConfig, Notify};

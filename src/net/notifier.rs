@@ -18,7 +18,6 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 /// How a [`Notifier`] is set up.
@@ -114,7 +113,7 @@ impl Notifier {
         let bind = config
             .bind
             .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
-        let udp = Arc::new(UdpSocket::bind(bind).await?);
+        let udp = Arc::new(super::udp::bind(bind)?);
         let udp_local = udp.local_addr()?;
         let (stream_tx, stream_rx) = mpsc::unbounded_channel();
         let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -210,7 +209,7 @@ pub async fn spawn(
         let ctx = Arc::clone(&ctx);
         let task = match transport {
             Transport::Udp => {
-                let socket = bind_udp(addr)?;
+                let socket = crate::net::udp::bind(addr)?;
                 addrs.push((socket.local_addr()?, transport));
                 tokio::spawn(until_stopped(
                     stop.subscribe(),
@@ -247,17 +246,6 @@ async fn until_stopped(
         _ = stop.wait_for(|stopped| *stopped) => {}
         () = work => {}
     }
-}
-
-/// A UDP socket with a large receive buffer: a burst of thousands of NOTIFYs would overflow
-/// the default one before the task gets to read it.
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps it (net.core.rmem_max on Linux).
-    let _ = socket.set_recv_buffer_size(8 << 20);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
 }
 
 /// Answers datagrams to their source address. With a delay, responses queue (in deadline
