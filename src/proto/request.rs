@@ -3,7 +3,6 @@
 
 use super::target::Target;
 use super::Transport;
-use rsip::headers::UntypedHeader;
 use std::net::SocketAddr;
 
 /// The User-Agent every request carries.
@@ -249,70 +248,78 @@ pub struct NotifyRequest<'a> {
 }
 
 impl NotifyRequest<'_> {
-    /// The request as rsip's type.
-    pub fn to_rsip(&self) -> rsip::Request {
-        use rsip::headers as h;
-        let mut headers = rsip::Headers::default();
-        let transport = self.transport.as_str();
-        headers.push(
-            h::Via::new(format!(
-                "SIP/2.0/{transport} {};branch={};rport",
-                self.local, self.branch
-            ))
-            .into(),
-        );
-        headers.push(h::MaxForwards::new("70").into());
-        headers.push(h::From::new(format!("<{}>;tag={}", self.from, self.from_tag)).into());
-        headers.push(h::To::new(format!("<{}>", self.target.as_str())).into());
-        headers.push(h::CallId::new(self.call_id).into());
-        headers.push(h::CSeq::new(format!("{} NOTIFY", self.cseq)).into());
+    /// The bytes on the wire: the one place a NOTIFY is written. Written straight into one
+    /// buffer, since this runs for every attempt of every target; [`to_rsip`](Self::to_rsip)
+    /// gives rsip's typed view of the same bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = self.event.body();
+        let target = self.target.as_str();
+        let mut out = Vec::with_capacity(512 + body.len());
+        out.extend_from_slice(b"NOTIFY ");
+        out.extend_from_slice(target.as_bytes());
+        out.extend_from_slice(b" SIP/2.0\r\n");
+        let mut line = |name: &str, parts: &[&str]| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            for part in parts {
+                out.extend_from_slice(part.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+        };
+        let local = self.local.to_string();
         let user_set = |name: &str| self.extra.iter().any(|e| e.replaces(name));
+        let via = [
+            "SIP/2.0/",
+            self.transport.as_str(),
+            " ",
+            &local,
+            ";branch=",
+            self.branch,
+            ";rport",
+        ];
+        line("Via", &via);
+        line("Max-Forwards", &["70"]);
+        line("From", &["<", self.from, ">;tag=", self.from_tag]);
+        line("To", &["<", target, ">"]);
+        line("Call-ID", &[self.call_id]);
+        line("CSeq", &[&self.cseq.to_string(), " NOTIFY"]);
         if !user_set(DEFAULTED[0]) {
             let param = match self.transport {
                 Transport::Udp => "",
                 Transport::Tcp => ";transport=tcp",
             };
-            headers.push(h::Contact::new(format!("<sip:sipnotify@{}{param}>", self.local)).into());
+            line("Contact", &["<sip:sipnotify@", &local, param, ">"]);
         }
-        headers.push(h::Event::new(self.event.header_value()).into());
+        line("Event", &[&self.event.header_value()]);
         if !user_set(DEFAULTED[1]) {
-            headers.push(h::SubscriptionState::new("terminated").into());
+            line("Subscription-State", &["terminated"]);
         }
         for (proxy, value) in self.authorization {
-            headers.push(if *proxy {
-                h::ProxyAuthorization::new(value.as_str()).into()
+            let name = if *proxy {
+                "Proxy-Authorization"
             } else {
-                h::Authorization::new(value.as_str()).into()
-            });
+                "Authorization"
+            };
+            line(name, &[value]);
         }
         if !user_set(DEFAULTED[2]) {
-            headers.push(h::UserAgent::new(USER_AGENT).into());
+            line("User-Agent", &[USER_AGENT]);
         }
         for e in self.extra {
-            headers.push(rsip::Header::Other(e.name.clone(), e.value.clone()));
+            line(&e.name, &[&e.value]);
         }
-        let body = self.event.body();
         if let Some(ct) = self.event.content_type() {
-            headers.push(h::ContentType::new(ct).into());
+            line("Content-Type", &[ct]);
         }
-        headers.push(h::ContentLength::new(body.len().to_string()).into());
-        rsip::Request {
-            method: rsip::Method::Notify,
-            uri: self.target.uri().clone(),
-            version: rsip::Version::V2,
-            headers,
-            body: body.to_vec(),
-        }
+        line("Content-Length", &[&body.len().to_string()]);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        out
     }
 
-    /// The bytes on the wire. rsip's `Display` writes the body through a lossy UTF-8
-    /// conversion, so the body is appended here as raw bytes instead.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut request = self.to_rsip();
-        let body = std::mem::take(&mut request.body);
-        let mut bytes = request.to_string().into_bytes();
-        bytes.extend_from_slice(&body);
-        bytes
+    /// The request as rsip's type, parsed from [`to_bytes`](Self::to_bytes).
+    pub fn to_rsip(&self) -> Result<rsip::Request, rsip::Error> {
+        rsip::Request::try_from(self.to_bytes())
     }
 }
 
@@ -341,6 +348,48 @@ mod tests {
 
     fn text(bytes: &[u8]) -> String {
         String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn rsip_reads_back_every_request_we_write() {
+        let events = [
+            Event::resync(Some("http://p/x.xml")).unwrap(),
+            Event::Reboot,
+            Event::xml_service("http://h/x").unwrap(),
+            Event::custom("check-sync;reboot=true", b"a=b".to_vec(), None).unwrap(),
+        ];
+        let target = Target::parse("sip:159@192.168.0.10:5061;transport=tcp").unwrap();
+        let extra = [ExtraHeader::parse("X-Campaign: 7").unwrap()];
+        for event in &events {
+            let auth = [(true, "Digest username=\"a\"".to_string())];
+            let request = NotifyRequest {
+                target: &target,
+                from: "sip:sipnotify@10.0.0.1",
+                from_tag: "t",
+                call_id: "c",
+                cseq: 3,
+                branch: "z9hG4bKb",
+                local: "10.0.0.1:5062".parse().unwrap(),
+                transport: Transport::Tcp,
+                event,
+                extra: &extra,
+                authorization: &auth,
+            };
+            let typed = request.to_rsip().expect("rsip parses what we write");
+            assert_eq!(typed.method, rsip::Method::Notify);
+            assert_eq!(&typed.uri, target.uri());
+            assert_eq!(typed.body, event.body());
+            let ours = codec::parse(&request.to_bytes()).unwrap();
+            assert_eq!(typed.headers.iter().count(), ours.headers.len());
+            let text = typed.to_string();
+            for h in &ours.headers {
+                assert!(
+                    text.contains(&format!("{}: {}\r\n", h.name, h.value)),
+                    "{}",
+                    h.name
+                );
+            }
+        }
     }
 
     #[test]

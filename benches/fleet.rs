@@ -1,0 +1,197 @@
+//! The fleet benchmark: a `sipnotify phone` fleet and a `sipnotify batch` campaign as two
+//! processes on loopback, measured from outside.
+//!
+//! `cargo bench --bench fleet` runs campaigns of 1,000, 10,000 and 100,000 distinct users
+//! (set `FLEET_SIZES=1000,50000` to choose) and prints, for each: targets/s, the agent's CPU
+//! per delivered target (user + sys from wait4), the simulator's CPU per target, p50/p99
+//! latency, the agent's peak RSS, and timeouts/retransmissions. Then the heap held per
+//! target in flight by the protocol core, at 10,000 and 50,000 in flight.
+
+use sipnotify::campaign::summary::Summary;
+use sipnotify::proto::endpoint::Endpoint;
+use sipnotify::proto::flow::Job;
+use sipnotify::proto::transaction::Timers;
+use sipnotify::{Event, Password, Target, Transport};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Counts live heap bytes, for the per-target heap figure.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const FIRST_USER: u64 = 100_000;
+
+struct Usage {
+    cpu: Duration,
+    max_rss_kib: i64,
+}
+
+/// Waits for `child` and returns its CPU time and peak RSS.
+fn wait_usage(child: &mut Child) -> Usage {
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid, "wait4");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Usage {
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+fn phone(users: u64) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
+        .args(["phone", "--listen", "127.0.0.1:0", "--transport", "udp"])
+        .args([
+            "--users",
+            &format!("{FIRST_USER}-{}", FIRST_USER + users - 1),
+        ])
+        .args(["--password-template", "pw-{user}", "--challenge", "md5-qop"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the phone");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+    (child, addr)
+}
+
+fn campaign(size: u64) {
+    let (mut phone, addr) = phone(size);
+    let dir = std::env::temp_dir().join(format!("sipnotify-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("fleet.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    writeln!(file, "target,password").unwrap();
+    for user in FIRST_USER..FIRST_USER + size {
+        writeln!(file, "sip:{user}@{addr},pw-{user}").unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+
+    let output = dir.join("out.jsonl");
+    let start = Instant::now();
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
+        .args(["batch", input.to_str().unwrap(), "--output", "json"])
+        .args(["--concurrency", "1024"])
+        .stdout(std::fs::File::create(&output).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the campaign");
+    let agent_usage = wait_usage(&mut agent);
+    let wall = start.elapsed();
+    unsafe { libc::kill(phone.id() as libc::pid_t, libc::SIGTERM) };
+    let phone_usage = wait_usage(&mut phone);
+
+    let mut summary = Summary::new();
+    let (mut delivered, mut retransmissions) = (0u64, 0u64);
+    for line in BufReader::new(std::fs::File::open(&output).unwrap()).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let outcome = v["outcome"].as_str().unwrap_or("?");
+        delivered += u64::from(outcome == "delivered");
+        retransmissions += v["retransmissions"].as_u64().unwrap_or(0);
+        let latency = v["elapsed_ms"]
+            .as_f64()
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0));
+        summary.add(outcome, latency, None);
+    }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / size as f64;
+    let ms = |p: f64| {
+        summary
+            .percentile(p / 100.0)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{size:>7} targets: {:>8.0} targets/s | agent {:>5.1} µs CPU/target | phone {:>5.1} µs CPU/target | p50 {:>6.1} ms p99 {:>6.1} ms | agent peak RSS {:>6} KiB | delivered {delivered} | retransmissions {retransmissions}",
+        size as f64 / wall.as_secs_f64(),
+        per(agent_usage.cpu),
+        per(phone_usage.cpu),
+        ms(50.0),
+        ms(99.0),
+        agent_usage.max_rss_kib,
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Heap held by the protocol core per target in flight: flows started and never answered.
+fn heap_per_target(in_flight: u64) {
+    let event = Arc::new(Event::resync(None).unwrap());
+    let extra: Arc<[sipnotify::ExtraHeader]> = Arc::from(Vec::new());
+    let mut endpoint = Endpoint::new(rand::SeedableRng::seed_from_u64(1));
+    let now = std::time::Instant::now();
+    let before = LIVE.load(Ordering::Relaxed);
+    for user in FIRST_USER..FIRST_USER + in_flight {
+        let job = Job {
+            target: Target::parse(&format!("sip:{user}@127.0.0.1:5060")).unwrap(),
+            event: event.clone(),
+            extra: extra.clone(),
+            auth_user: None,
+            password: Some(Password::new(format!("pw-{user}"))),
+            from: None,
+            transport: Transport::Udp,
+            destination: "127.0.0.1:5060".parse().unwrap(),
+            local: "127.0.0.1:40000".parse().unwrap(),
+            timers: Timers::default(),
+            timeout: None,
+            trace: false,
+        };
+        endpoint.start(now, job);
+        while endpoint.poll_transmit().is_some() {}
+    }
+    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "{in_flight:>7} in flight: {:.0} bytes of heap per target in the protocol core",
+        bytes as f64 / in_flight as f64
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` runs it with no flag: keep that quick.
+    let full = std::env::args().any(|a| a == "--bench");
+    let sizes: Vec<u64> = std::env::var("FLEET_SIZES")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .map(|n| n.trim().parse().expect("FLEET_SIZES: numbers"))
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            if full {
+                vec![1_000, 10_000, 100_000]
+            } else {
+                vec![200]
+            }
+        });
+    println!(
+        "fleet benchmark: sipnotify batch -> sipnotify phone (udp, md5-qop challenge), loopback"
+    );
+    for size in sizes {
+        campaign(size);
+    }
+    for n in [10_000, 50_000] {
+        heap_per_target(n);
+    }
+}
