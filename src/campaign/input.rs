@@ -82,9 +82,16 @@ fn opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
     })
 }
 
-/// Passwords are taken as given (no trimming), but an empty cell is a missing one.
+/// Passwords are taken as given (no trimming), but an empty cell is a missing one. Any
+/// error is replaced by one that does not quote the value: serde's own message would show
+/// it (`invalid type: integer `1234`, expected a string`), and it is a password.
 fn opt_password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?
+    Ok(Option::<String>::deserialize(d)
+        .map_err(|_| {
+            <D::Error as serde::de::Error>::custom(
+                "the password must be a string in double quotes (its value is not shown)",
+            )
+        })?
         .filter(|s| !s.is_empty())
         .map(Password::new))
 }
@@ -348,6 +355,24 @@ mod tests {
         assert_eq!(d.password.as_ref().unwrap().expose(), "pw,with,commas");
         assert_eq!(d.line, 5);
         assert!(!format!("{d:?}").contains("pw,with"));
+    }
+
+    #[test]
+    fn a_password_that_is_not_a_string_is_refused_without_quoting_it() {
+        let text = "{\"target\":\"159@10.0.0.1\",\"password\":8675309421}\n\
+                    {\"target\":\"160@10.0.0.1\",\"password\":[\"s3cr3t-in-array\"]}\n\
+                    {\"target\":\"161@10.0.0.1\",\"password\":\"ok\"}\n";
+        let got = rows(text, InputFormat::Jsonl);
+        for bad in &got[..2] {
+            let message = &bad.as_ref().unwrap_err().message;
+            assert!(message.contains("must be a string"), "{message}");
+            assert!(
+                !message.contains("8675309421") && !message.contains("s3cr3t"),
+                "{message}"
+            );
+        }
+        let ok = got[2].as_ref().unwrap();
+        assert_eq!(ok.password.as_ref().unwrap().expose(), "ok");
     }
 
     #[test]
