@@ -399,11 +399,10 @@ fn no_command_ever_shows_a_password() {
                     expect.push("NOTIFY sip:159@".to_string());
                 } else {
                     expect.push("delivered".to_string());
-                    if margs.contains(&"-v") || margs.contains(&"-vv") {
-                        if !margs.contains(&"csv") {
-                            // The ladder is shown: the answer to the challenge with it.
-                            expect.push("Authorization: Digest".to_string());
-                        }
+                    let verbose = margs.contains(&"-v") || margs.contains(&"-vv");
+                    if verbose && !margs.contains(&"csv") {
+                        // The ladder is shown: the answer to the challenge with it.
+                        expect.push("Authorization: Digest".to_string());
                     }
                 }
                 jobs.push(Job {
@@ -698,4 +697,21 @@ fn a_password_file_readable_by_others_is_warned_about() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("chmod 600"), "batch: no warning: {stderr}");
+}
+
+#[test]
+fn the_demo_never_shows_its_password() {
+    // src/cli/demo.rs: the simulated phone and the agent share "demo-password".
+    let out = bin()
+        .arg("demo")
+        .env("SIPNOTIFY_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Authorization: Digest"), "{stdout}");
+    let mut leaks = Leaks::new();
+    scan("demo stdout", &out.stdout, &["demo-password"], &mut leaks);
+    scan("demo stderr", &out.stderr, &["demo-password"], &mut leaks);
+    report(leaks);
 }
