@@ -82,9 +82,16 @@ fn opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
     })
 }
 
-/// Passwords are taken as given (no trimming), but an empty cell is a missing one.
+/// Passwords are taken as given (no trimming), but an empty cell is a missing one. Any
+/// error is replaced by one that does not quote the value: serde's own message would show
+/// it (`invalid type: integer `1234`, expected a string`), and it is a password.
 fn opt_password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?
+    Ok(Option::<String>::deserialize(d)
+        .map_err(|_| {
+            <D::Error as serde::de::Error>::custom(
+                "the password must be a string in double quotes (its value is not shown)",
+            )
+        })?
         .filter(|s| !s.is_empty())
         .map(Password::new))
 }
@@ -186,14 +193,10 @@ impl Iterator for RowReader {
                 Ok(false) => return None,
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
-                    match record.deserialize::<Row>(Some(headers)) {
-                        Ok(row) => Ok(Row { line, ..row }),
-                        Err(e) => Err(RowError {
-                            line,
-                            index,
-                            message: csv_message(&e),
-                        }),
-                    }
+                    Ok(Row {
+                        line,
+                        ..csv_row(headers, record)
+                    })
                 }
                 Err(e) if e.is_io_error() => {
                     let message = format!("cannot read the input: {e}");
@@ -266,6 +269,28 @@ impl Iterator for RowReader {
             Ok(Row { index, ..row })
         }))
     }
+}
+
+/// A CSV record as a row, cell by cell, each cell the text as written: deserializing it with
+/// serde would read `0123` as the number 123 (an `auth_user` of `0123` became `123`).
+fn csv_row(headers: &csv::StringRecord, record: &csv::StringRecord) -> Row {
+    let mut row = Row::default();
+    for (name, cell) in headers.iter().zip(record.iter()) {
+        let text = || Some(cell.trim().to_string()).filter(|t| !t.is_empty());
+        match name {
+            "id" => row.id = text(),
+            "target" => row.target = text(),
+            "auth_user" => row.auth_user = text(),
+            // Taken as given (no trimming); an empty cell is a missing one.
+            "password" => row.password = (!cell.is_empty()).then(|| Password::new(cell)),
+            "event" => row.event = text(),
+            "url" => row.url = text(),
+            "proxy" => row.proxy = text(),
+            "transport" => row.transport = text(),
+            _ => {}
+        }
+    }
+    row
 }
 
 /// A CSV error without the record's contents (which may hold a password).
@@ -348,6 +373,37 @@ mod tests {
         assert_eq!(d.password.as_ref().unwrap().expose(), "pw,with,commas");
         assert_eq!(d.line, 5);
         assert!(!format!("{d:?}").contains("pw,with"));
+    }
+
+    #[test]
+    fn a_password_that_is_not_a_string_is_refused_without_quoting_it() {
+        let text = "{\"target\":\"159@10.0.0.1\",\"password\":8675309421}\n\
+                    {\"target\":\"160@10.0.0.1\",\"password\":[\"s3cr3t-in-array\"]}\n\
+                    {\"target\":\"161@10.0.0.1\",\"password\":\"ok\"}\n";
+        let got = rows(text, InputFormat::Jsonl);
+        for bad in &got[..2] {
+            let message = &bad.as_ref().unwrap_err().message;
+            assert!(message.contains("must be a string"), "{message}");
+            assert!(
+                !message.contains("8675309421") && !message.contains("s3cr3t"),
+                "{message}"
+            );
+        }
+        let ok = got[2].as_ref().unwrap();
+        assert_eq!(ok.password.as_ref().unwrap().expose(), "ok");
+    }
+
+    #[test]
+    fn csv_cells_are_text_as_written() {
+        let text = "target,auth_user,id,password,url\n\
+                    0123@10.0.0.1,0123,007,0042, 1.50 \n";
+        let got = rows(text, InputFormat::Csv);
+        let row = got[0].as_ref().unwrap();
+        assert_eq!(row.target.as_deref(), Some("0123@10.0.0.1"));
+        assert_eq!(row.auth_user.as_deref(), Some("0123"));
+        assert_eq!(row.id.as_deref(), Some("007"));
+        assert_eq!(row.password.as_ref().unwrap().expose(), "0042");
+        assert_eq!(row.url.as_deref(), Some("1.50"));
     }
 
     #[test]

@@ -1,0 +1,323 @@
+//! Interoperability with Kamailio (Debian package `kamailio`, auth module) as an outbound
+//! proxy that challenges with 407 in front of the phone simulator, which challenges with
+//! 401: the agent must answer both realms, and Kamailio's digest implementation (not ours)
+//! decides whether the proxy credentials are right. Config: `tests/peers/kamailio/`.
+//!
+//! If `kamailio` cannot be found, the tests fail when `CI` is set and otherwise print why
+//! and return early.
+
+mod common;
+
+use common::{bin, json_line, PhoneProcess, PASSWORD};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn kamailio_binary(test: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from));
+    if let Some(found) = dirs
+        .into_iter()
+        .map(|d| d.join("kamailio"))
+        .find(|p| p.is_file())
+    {
+        return Some(found);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: `kamailio` is not installed, and CI is set, so the Kamailio interop tests \
+             must run. Install it with `apt-get install -y kamailio` (see .ci/run)."
+        );
+    }
+    eprintln!(
+        "{test}: SKIPPED: `kamailio` is not installed (Debian package `kamailio`). This is a \
+         failure when CI is set."
+    );
+    None
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP.
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Kamailio in the foreground, in its own process group (it forks workers); the whole
+/// group is stopped on drop.
+struct Kamailio {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl Kamailio {
+    fn start(binary: &Path, name: &str, proxy_password: &str) -> Kamailio {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("kamailio-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/kamailio/kamailio.cfg");
+        let port = free_port();
+        let log = dir.join("kamailio.log");
+        let child = Command::new(binary)
+            .arg("-f")
+            .arg(&cfg)
+            .args(["-DD", "-E", "-n", "2", "-m", "32", "-M", "4"])
+            .args(["-l", &format!("udp:127.0.0.1:{port}")])
+            .args(["-l", &format!("tcp:127.0.0.1:{port}")])
+            .arg("-Y")
+            .arg(&dir)
+            .arg("-w")
+            .arg(&dir)
+            .args(["-A", &format!("PROXY_PASSWORD=\"{proxy_password}\"")])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("kamailio.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .process_group(0)
+            .spawn()
+            .expect("start kamailio");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let kamailio = Kamailio { child, addr, log };
+        kamailio.wait_ready();
+        kamailio
+    }
+
+    /// Sends OPTIONS until Kamailio answers (the config answers it 405).
+    fn wait_ready(&self) {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let me = sock.local_addr().unwrap();
+        let options = format!(
+            "OPTIONS sip:ping@{a} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKping\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:t@{me}>;tag=1\r\nTo: <sip:ping@{a}>\r\n\
+             Call-ID: ping-{me}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            a = self.addr
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            sock.send_to(options.as_bytes(), self.addr).unwrap();
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                if buf[..n].starts_with(b"SIP/2.0 ") {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "kamailio did not answer within 10 s:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let group = self.child.id() as i32;
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Whatever is left of the group (workers included).
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// A phone whose line password is `password` (PhoneProcess has the shared one).
+struct OtherPhone {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl OtherPhone {
+    fn start(password: &str) -> OtherPhone {
+        let mut child = bin()
+            .args(["phone", "--listen", "127.0.0.1:0", "--transport", "udp"])
+            .args(["--user", "159", "--password-template", password])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .trim_start_matches("phone listening on udp ")
+            .parse()
+            .unwrap_or_else(|_| panic!("unexpected first line: {line}"));
+        OtherPhone { child, addr }
+    }
+}
+
+impl Drop for OtherPhone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sipnotify resync` through the proxy; returns the JSON result (with the ladder) and the
+/// exit code.
+fn resync(phone: SocketAddr, proxy: SocketAddr, transport: &str, password: &str) -> (Value, i32) {
+    let out = bin()
+        .arg("resync")
+        .arg(format!("sip:159@{phone}"))
+        .args(["--proxy", &proxy.to_string(), "--transport", transport])
+        .args(["--output", "json", "-v", "--t1", "100", "--timeout", "10"])
+        .env("SIPNOTIFY_PASSWORD", password)
+        .output()
+        .unwrap();
+    (json_line(&out.stdout), out.status.code().unwrap())
+}
+
+/// The messages of the ladder: (direction, first line, whole text).
+fn ladder(v: &Value) -> Vec<(String, String, String)> {
+    v["ladder"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ladder: {v}"))
+        .iter()
+        .map(|e| {
+            let text = e["message"].as_str().unwrap().to_string();
+            let first = text.lines().next().unwrap_or_default().to_string();
+            (
+                e["direction"].as_str().unwrap_or_default().to_string(),
+                first,
+                text,
+            )
+        })
+        .collect()
+}
+
+fn right_password_through_kamailio(transport: &str) {
+    let test = format!("kamailio_{transport}_right_password");
+    let Some(binary) = kamailio_binary(&test) else {
+        return;
+    };
+    let phone = PhoneProcess::start(&["--transport", "both"]);
+    let kamailio = Kamailio::start(&binary, &test, PASSWORD);
+    let (v, code) = resync(phone.addr("udp"), kamailio.addr, transport, PASSWORD);
+    let log = kamailio.log();
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("delivered"), 0),
+        "{v}\n{log}"
+    );
+    // NOTIFY -> 407 (Kamailio), NOTIFY + Proxy-Authorization -> 401 (the phone, relayed),
+    // NOTIFY + both -> 200.
+    assert_eq!(v["attempts"], 3, "{v}");
+    let received: Vec<String> = ladder(&v)
+        .into_iter()
+        .filter(|(d, _, _)| d == "received")
+        .map(|(_, first, _)| first)
+        .collect();
+    assert_eq!(
+        received,
+        [
+            "SIP/2.0 407 Proxy Authentication Required",
+            "SIP/2.0 401 Unauthorized",
+            "SIP/2.0 200 OK"
+        ],
+        "{v}"
+    );
+    let last_sent = ladder(&v)
+        .into_iter()
+        .rfind(|(d, _, _)| d == "sent")
+        .unwrap()
+        .2;
+    assert!(
+        last_sent.contains("Proxy-Authorization: Digest")
+            && last_sent.contains("realm=\"kamailio-proxy\"")
+            && last_sent.contains("\r\nAuthorization: Digest"),
+        "{last_sent}"
+    );
+    assert!(
+        log.contains("authenticated 159, relaying NOTIFY"),
+        "Kamailio did not log the authentication:\n{log}"
+    );
+}
+
+fn wrong_password_refused_by_kamailio(transport: &str) {
+    let test = format!("kamailio_{transport}_wrong_password");
+    let Some(binary) = kamailio_binary(&test) else {
+        return;
+    };
+    let phone = PhoneProcess::start(&["--transport", "both"]);
+    let kamailio = Kamailio::start(&binary, &test, PASSWORD);
+    let (v, code) = resync(
+        phone.addr("udp"),
+        kamailio.addr,
+        transport,
+        "not-the-password",
+    );
+    let log = kamailio.log();
+    assert_eq!(
+        (v["outcome"].as_str(), code, v["status"].as_u64()),
+        (Some("auth_failed"), 3, Some(403)),
+        "{v}\n{log}"
+    );
+    assert_eq!(v["attempts"], 2, "{v}");
+    assert!(log.contains("auth failed -2 for 159"), "{log}");
+}
+
+#[test]
+fn kamailio_udp_407_then_phone_401_right_password_is_delivered() {
+    right_password_through_kamailio("udp");
+}
+
+#[test]
+fn kamailio_tcp_407_then_phone_401_right_password_is_delivered() {
+    right_password_through_kamailio("tcp");
+}
+
+#[test]
+fn kamailio_udp_wrong_password_is_auth_failed_at_the_proxy() {
+    wrong_password_refused_by_kamailio("udp");
+}
+
+#[test]
+fn kamailio_tcp_wrong_password_is_auth_failed_at_the_proxy() {
+    wrong_password_refused_by_kamailio("tcp");
+}
+
+/// The proxy accepts the password, the phone behind it does not: the 403 comes from the
+/// phone, relayed, after three attempts.
+#[test]
+fn kamailio_accepts_but_the_phone_refuses() {
+    let test = "kamailio_accepts_but_the_phone_refuses";
+    let Some(binary) = kamailio_binary(test) else {
+        return;
+    };
+    let phone = OtherPhone::start("the-phones-own-password");
+    let kamailio = Kamailio::start(&binary, test, PASSWORD);
+    let (v, code) = resync(phone.addr, kamailio.addr, "udp", PASSWORD);
+    let log = kamailio.log();
+    assert_eq!(
+        (v["outcome"].as_str(), code, v["status"].as_u64()),
+        (Some("auth_failed"), 3, Some(403)),
+        "{v}\n{log}"
+    );
+    assert_eq!(v["attempts"], 3, "{v}");
+    assert!(log.contains("authenticated 159, relaying NOTIFY"), "{log}");
+}
