@@ -32,6 +32,13 @@ pub(crate) async fn run(
     let mut accepting = true;
     loop {
         while let Some(t) = endpoint.poll_transmit() {
+            tracing::debug!(
+                to = %t.destination,
+                transport = %t.transport,
+                bytes = t.payload.len(),
+                "sending {}",
+                first_line(&t.payload)
+            );
             let sent = match t.transport {
                 Transport::Udp => send_udp(&udp, &t.payload, t.destination).await,
                 Transport::Tcp => tcp.send(t.destination, t.payload),
@@ -41,6 +48,13 @@ pub(crate) async fn run(
             }
         }
         while let Some((id, outcome)) = endpoint.poll_event() {
+            tracing::debug!(
+                call_id = %outcome.call_id,
+                status = ?outcome.status,
+                attempts = outcome.attempts,
+                "target ended: {}",
+                outcome.kind
+            );
             if let Some(reply) = waiting.remove(&id) {
                 let _ = reply.send(outcome);
             }
@@ -60,6 +74,7 @@ pub(crate) async fn run(
             received = udp.recv_from(&mut buf) => match received {
                 Ok((n, from)) => {
                     let now = Instant::now().into_std();
+                    tracing::debug!(%from, bytes = n, "received {}", first_line(&buf[..n]));
                     endpoint.handle(now, from, &buf[..n]);
                     // Drain what else is queued without another trip through the reactor.
                     for _ in 0..RECV_BATCH {
@@ -85,6 +100,12 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// The start line, for logs.
+fn first_line(message: &[u8]) -> std::borrow::Cow<'_, str> {
+    let end = message.iter().position(|&b| b == b'\r' || b == b'\n');
+    String::from_utf8_lossy(&message[..end.unwrap_or(message.len())])
 }
 
 /// Datagrams read per wake-up beyond the first, so timers and sends still get their turn.
