@@ -7,6 +7,8 @@
 //! header lines, compact names, spaces before `;`, LF-only line ends), so received bytes are
 //! parsed here rather than by rsip.
 
+use std::borrow::Cow;
+
 /// The largest message accepted, headers and body together.
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
@@ -73,7 +75,7 @@ pub enum StartLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// The canonical long name (`Via`, `Call-ID`, `WWW-Authenticate`, ...), whatever form was received.
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// The value with surrounding white space removed.
     pub value: String,
 }
@@ -154,9 +156,10 @@ pub fn parse(bytes: &[u8]) -> Result<Message, CodecError> {
         if canonical == Some("Content-Length") {
             content_length = merge_length(content_length, value.as_bytes())?;
         }
+        // Known names borrow the static canonical spelling: no allocation per header.
         let name = match canonical {
-            Some(canonical) => canonical.to_owned(),
-            None => text(name)?.to_owned(),
+            Some(canonical) => Cow::Borrowed(canonical),
+            None => Cow::Owned(text(name)?.to_owned()),
         };
         headers.push(Header { name, value });
     }
@@ -225,10 +228,16 @@ pub fn route_key(bytes: &[u8]) -> Option<(&str, u32)> {
     let (_, rest) = split_line(head);
     let (mut via, mut cseq) = (None, None);
     for (name, raw_value) in RawHeaders(rest).flatten() {
-        match canonical_name(name) {
-            Some("Via") if via.is_none() => via = Some(raw_value),
-            Some("CSeq") if cseq.is_none() => cseq = Some(raw_value),
-            _ => continue,
+        // Only two names matter here: compare them directly rather than canonicalising all.
+        let is = |long: &[u8], compact: &[u8]| {
+            name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(compact)
+        };
+        if via.is_none() && is(b"Via", b"v") {
+            via = Some(raw_value);
+        } else if cseq.is_none() && is(b"CSeq", b"CSeq") {
+            cseq = Some(raw_value);
+        } else {
+            continue;
         }
         if via.is_some() && cseq.is_some() {
             break;
@@ -341,7 +350,7 @@ fn canonical_name(name: &[u8]) -> Option<&'static str> {
     }
     LONG_NAMES
         .iter()
-        .find(|long| long.as_bytes().eq_ignore_ascii_case(name))
+        .find(|long| long.len() == name.len() && long.as_bytes().eq_ignore_ascii_case(name))
         .copied()
 }
 

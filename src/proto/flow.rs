@@ -13,7 +13,6 @@ use super::transaction::{ClientTransaction, Timers, TxEvent};
 use super::Transport;
 use bytes::Bytes;
 use rand::RngCore;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,10 +85,12 @@ fn token(rng: &mut dyn RngCore, bytes: usize, prefix: &str) -> String {
     let mut raw = [0u8; 16];
     let raw = &mut raw[..bytes.min(16)];
     rng.fill_bytes(raw);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(prefix.len() + raw.len() * 2);
     s.push_str(prefix);
     for b in raw.iter() {
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
     }
     s
 }
