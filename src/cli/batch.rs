@@ -1,7 +1,7 @@
 //! `sipnotify batch`: one event to many phones from a CSV or JSON Lines file, paced,
 //! retried, journaled, with progress, a report and a summary.
 
-use super::output::{csv_record, human_line, Printer, CSV_HEADER};
+use super::output::{csv_record, human_line, JsonRecord, Printer, CSV_HEADER};
 use super::phone::wait_for_stop;
 use super::send::{parse_bind, parse_headers, parse_timeout, password_from, timers};
 use super::{Failure, Format};
@@ -505,7 +505,7 @@ impl Output {
                 }
             }
             Format::Json => {
-                let _ = writeln!(self.stdout, "{}", json(&self.printer, record));
+                let _ = json(&self.printer, record).write_line(&mut self.stdout);
             }
             Format::Csv => {
                 if let Some(csv) = &mut self.csv {
@@ -560,27 +560,31 @@ fn verdict_reason(verdict: &Verdict) -> &str {
     }
 }
 
-fn json(printer: &Printer, record: &Record) -> serde_json::Value {
+fn json<'a>(printer: &Printer, record: &'a Record) -> JsonRecord<'a> {
     let mut value = match &record.verdict {
         Verdict::Sent { outcome, tries, .. } => {
             let mut v = printer.json(&record.target, &record.event, record.id.as_deref(), outcome);
-            v["tries"] = (*tries).into();
+            v.tries = Some(*tries);
             v
         }
-        other => {
-            let mut v = serde_json::json!({
-                "target": record.target,
-                "event": record.event,
-                "outcome": other.label(),
-                "reason": verdict_reason(other),
-            });
-            if let Some(id) = &record.id {
-                v["id"] = id.as_str().into();
-            }
-            v
-        }
+        other => JsonRecord {
+            target: &record.target,
+            event: &record.event,
+            id: record.id.as_deref(),
+            outcome: other.label(),
+            status: None,
+            reason: verdict_reason(other),
+            hint: None,
+            attempts: None,
+            retransmissions: None,
+            elapsed_ms: None,
+            call_id: None,
+            tries: None,
+            line: None,
+            ladder: Vec::new(),
+        },
     };
-    value["line"] = record.line.into();
+    value.line = Some(record.line);
     value
 }
 
@@ -640,7 +644,7 @@ impl Report {
                 let _ = w.write_record(csv_fields(record));
             }
             Report::Jsonl(w) => {
-                let _ = writeln!(w, "{}", json(printer, record));
+                let _ = json(printer, record).write_line(w);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! How results are shown: a line per target for people, JSON for scripts, and the ladder.
 
 use super::Format;
-use sipnotify::proto::outcome::Direction;
+use serde::Serialize;
+use sipnotify::proto::outcome::{Direction, TraceEntry};
 use sipnotify::{Outcome, OutcomeKind};
 use std::io::Write;
 
@@ -51,7 +52,9 @@ impl Printer {
                 }
                 writeln!(stdout, "{}", human_line(target, event, outcome))
             }
-            Format::Json => writeln!(stdout, "{}", self.json(target, event, id, outcome)),
+            Format::Json => self
+                .json(target, event, id, outcome)
+                .write_line(&mut stdout),
             Format::Csv => {
                 let mut csv = csv::Writer::from_writer(&mut stdout);
                 let _ = csv.write_record(CSV_HEADER);
@@ -69,43 +72,102 @@ impl Printer {
         };
     }
 
-    /// The JSON record of one target.
-    pub fn json(
+    /// The JSON record of one target that was sent.
+    pub fn json<'a>(
         &self,
-        target: &str,
-        event: &str,
-        id: Option<&str>,
-        o: &Outcome,
-    ) -> serde_json::Value {
-        let mut value = serde_json::json!({
-            "target": target,
-            "event": event,
-            "outcome": o.kind,
-            "status": o.status,
-            "reason": o.reason,
-            "hint": o.hint,
-            "attempts": o.attempts,
-            "retransmissions": o.retransmissions,
-            "elapsed_ms": o.elapsed.as_secs_f64() * 1000.0,
-            "call_id": o.call_id,
-        });
-        if let Some(id) = id {
-            value["id"] = id.into();
+        target: &'a str,
+        event: &'a str,
+        id: Option<&'a str>,
+        o: &'a Outcome,
+    ) -> JsonRecord<'a> {
+        JsonRecord {
+            target,
+            event,
+            id,
+            outcome: o.kind.as_str(),
+            status: o.status,
+            reason: &o.reason,
+            hint: o.hint,
+            attempts: Some(o.attempts),
+            retransmissions: Some(o.retransmissions),
+            elapsed_ms: Some(o.elapsed.as_secs_f64() * 1000.0),
+            call_id: Some(&o.call_id),
+            tries: None,
+            line: None,
+            ladder: if self.wants_ladder() {
+                o.ladder.iter().map(LadderJson::from).collect()
+            } else {
+                Vec::new()
+            },
         }
-        if self.wants_ladder() {
-            value["ladder"] = o
-                .ladder
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "at_ms": e.at.as_secs_f64() * 1000.0,
-                        "direction": e.direction,
-                        "message": String::from_utf8_lossy(&e.bytes),
-                    })
-                })
-                .collect();
+    }
+}
+
+/// One target as a JSON object. Serialized straight from borrowed fields: campaigns print
+/// one per target.
+#[derive(Debug, Serialize)]
+pub struct JsonRecord<'a> {
+    /// The Request-URI.
+    pub target: &'a str,
+    /// The event type.
+    pub event: &'a str,
+    /// The batch row's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    /// How it ended.
+    pub outcome: &'a str,
+    /// The final SIP status.
+    pub status: Option<u16>,
+    /// The reason phrase, or what went wrong.
+    pub reason: &'a str,
+    /// Advice for the user.
+    pub hint: Option<&'static str>,
+    /// NOTIFY requests sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Timer E retransmissions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmissions: Option<u32>,
+    /// From the first send to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<f64>,
+    /// The Call-ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<&'a str>,
+    /// Batch: tries, retries included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tries: Option<u32>,
+    /// Batch: the input line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// With -v: every message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ladder: Vec<LadderJson<'a>>,
+}
+
+impl JsonRecord<'_> {
+    /// Writes the record as one line of JSON Lines.
+    pub fn write_line(&self, w: &mut impl Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *w, self)?;
+        w.write_all(b"\n")
+    }
+}
+
+/// One message of the ladder in JSON.
+#[derive(Debug, Serialize)]
+pub struct LadderJson<'a> {
+    at_ms: f64,
+    direction: Direction,
+    message: std::borrow::Cow<'a, str>,
+}
+
+impl<'a> From<&'a TraceEntry> for LadderJson<'a> {
+    fn from(e: &'a TraceEntry) -> Self {
+        LadderJson {
+            at_ms: e.at.as_secs_f64() * 1000.0,
+            direction: e.direction,
+            message: String::from_utf8_lossy(&e.bytes),
         }
-        value
     }
 }
 
