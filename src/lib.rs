@@ -7,15 +7,16 @@
 //!   Time comes in as an [`std::time::Instant`] argument, bytes in and out as buffers.
 //!   - [`proto::codec`] parses and frames everything received, tolerantly and within bounds.
 //!   - [`proto::digest`] computes and verifies digest answers (MD5, SHA-256, -sess, qop).
-//!   - [`proto::request`] builds the NOTIFY requests with rsip's types.
+//!   - [`proto::request`] writes the NOTIFY requests, once per attempt, into one buffer;
+//!     rsip parses them back as the typed view.
 //!   - [`proto::target`] parses the phone addresses users type.
 //!   - [`proto::transaction`] is the RFC 3261 non-INVITE client transaction and its timers.
 //!   - [`proto::flow`] drives one target from first NOTIFY to its [`Outcome`], answering
 //!     401/407 challenges.
 //!   - [`proto::endpoint`] multiplexes many flows: routes responses by Via branch, keeps one
 //!     timer queue, and hands out datagrams to send.
-//! - [`net`] is the thin tokio layer: a UDP socket and TCP connections pumped into an
-//!   endpoint, behind the async [`Notifier`] API.
+//! - [`net`] is the thin tokio layer: one driver task pumps a UDP socket, TCP connections
+//!   and one timer into an endpoint, behind the async [`Notifier`] API.
 //! - [`campaign`] sends one event to many phones from a streamed CSV or JSON Lines file:
 //!   sharding, pacing (concurrency, rate, spread), retries, and a crash-safe journal that
 //!   lets a campaign resume without sending twice.
