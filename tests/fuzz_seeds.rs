@@ -61,3 +61,21 @@ fn every_challenge_seed_line_is_a_digest_header() {
         }
     }
 }
+
+#[test]
+fn every_batch_input_seed_reads_to_its_end_without_quoting_a_password() {
+    use sipnotify::campaign::input::{InputFormat, RowReader};
+    for (path, bytes) in seeds("batch_input") {
+        for format in [InputFormat::Csv, InputFormat::Jsonl] {
+            let input = Box::new(std::io::Cursor::new(bytes.clone()));
+            let Ok(reader) = RowReader::new(input, format) else {
+                continue;
+            };
+            let items: Vec<_> = reader.take(bytes.len() + 2).collect();
+            assert!(items.len() <= bytes.len() + 1, "{}", path.display());
+            for item in items.iter().filter_map(|i| i.as_ref().err()) {
+                assert!(!item.message.contains("fuzz-secret"), "{}", path.display());
+            }
+        }
+    }
+}

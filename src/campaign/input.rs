@@ -82,16 +82,10 @@ fn opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
     })
 }
 
-/// Passwords are taken as given (no trimming), but an empty cell is a missing one. Any
-/// error is replaced by one that does not quote the value: serde's own message would show
-/// it (`invalid type: integer `1234`, expected a string`), and it is a password.
+/// Passwords are taken as given (no trimming), but an empty cell is a missing one. A
+/// password that is not a string is an error whose text is never shown ([`json_message`]).
 fn opt_password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
-    Ok(Option::<String>::deserialize(d)
-        .map_err(|_| {
-            <D::Error as serde::de::Error>::custom(
-                "the password must be a string in double quotes (its value is not shown)",
-            )
-        })?
+    Ok(Option::<String>::deserialize(d)?
         .filter(|s| !s.is_empty())
         .map(Password::new))
 }
@@ -252,7 +246,7 @@ impl Iterator for RowReader {
                     Err(e) => Err(RowError {
                         line: *line,
                         index,
-                        message: format!("not a JSON object with the expected fields: {e}"),
+                        message: json_message(&e),
                     }),
                 };
             },
@@ -291,6 +285,21 @@ fn csv_row(headers: &csv::StringRecord, record: &csv::StringRecord) -> Row {
         }
     }
     row
+}
+
+/// A JSON error without the line's contents: serde quotes the offending value, which may
+/// be a password (a bare string line, or a password cell of the wrong type).
+fn json_message(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let column = e.column();
+    match e.classify() {
+        Category::Eof => "the JSON object is cut short".into(),
+        Category::Syntax => format!("not valid JSON (column {column})"),
+        Category::Data | Category::Io => format!(
+            "not a JSON object with string fields target, id, auth_user, password, event, url, \
+             proxy, transport (column {column})"
+        ),
+    }
 }
 
 /// A CSV error without the record's contents (which may hold a password).
@@ -379,17 +388,18 @@ mod tests {
     fn a_password_that_is_not_a_string_is_refused_without_quoting_it() {
         let text = "{\"target\":\"159@10.0.0.1\",\"password\":8675309421}\n\
                     {\"target\":\"160@10.0.0.1\",\"password\":[\"s3cr3t-in-array\"]}\n\
+                    \"a line that is only a string: s3cr3t-bare\"\n\
                     {\"target\":\"161@10.0.0.1\",\"password\":\"ok\"}\n";
         let got = rows(text, InputFormat::Jsonl);
-        for bad in &got[..2] {
+        for bad in &got[..3] {
             let message = &bad.as_ref().unwrap_err().message;
-            assert!(message.contains("must be a string"), "{message}");
+            assert!(message.contains("string fields"), "{message}");
             assert!(
                 !message.contains("8675309421") && !message.contains("s3cr3t"),
                 "{message}"
             );
         }
-        let ok = got[2].as_ref().unwrap();
+        let ok = got[3].as_ref().unwrap();
         assert_eq!(ok.password.as_ref().unwrap().expose(), "ok");
     }
 
