@@ -2,7 +2,8 @@
 //! processes on loopback, measured from outside.
 //!
 //! `cargo bench --bench fleet` runs campaigns of 1,000, 10,000 and 100,000 distinct users
-//! (set `FLEET_SIZES=1000,50000` to choose) and prints, for each: targets/s, the agent's CPU
+//! (set `FLEET_SIZES=1000,50000` to choose, `FLEET_CONCURRENCY` for the targets in flight,
+//! default 256) and prints, for each: targets/s, the agent's CPU
 //! per delivered target (user + sys from wait4), the simulator's CPU per target, p50/p99
 //! latency, the agent's peak RSS, and timeouts/retransmissions. Then the heap held per
 //! target in flight by the protocol core, at 10,000 and 50,000 in flight.
@@ -96,7 +97,7 @@ fn campaign(size: u64) {
     let start = Instant::now();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
         .args(["batch", input.to_str().unwrap(), "--output", "json"])
-        .args(["--concurrency", "1024"])
+        .args(["--concurrency", &concurrency().to_string()])
         .stdout(std::fs::File::create(&output).unwrap())
         .stderr(Stdio::null())
         .spawn()
@@ -168,6 +169,14 @@ fn heap_per_target(in_flight: u64) {
     );
 }
 
+/// Targets in flight in the campaigns: `FLEET_CONCURRENCY`, else batch's default.
+fn concurrency() -> usize {
+    std::env::var("FLEET_CONCURRENCY")
+        .ok()
+        .map(|c| c.parse().expect("FLEET_CONCURRENCY: a number"))
+        .unwrap_or(256)
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` runs it with no flag: keep that quick.
     let full = std::env::args().any(|a| a == "--bench");
@@ -175,6 +184,7 @@ fn main() {
         .ok()
         .map(|s| {
             s.split(',')
+                .filter(|n| !n.trim().is_empty())
                 .map(|n| n.trim().parse().expect("FLEET_SIZES: numbers"))
                 .collect()
         })
@@ -186,7 +196,8 @@ fn main() {
             }
         });
     println!(
-        "fleet benchmark: sipnotify batch -> sipnotify phone (udp, md5-qop challenge), loopback"
+        "fleet benchmark: sipnotify batch (concurrency {}) -> sipnotify phone (udp, md5-qop challenge), loopback",
+        concurrency()
     );
     for size in sizes {
         campaign(size);

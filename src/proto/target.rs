@@ -32,8 +32,8 @@ pub enum TargetError {
 /// A phone line to notify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    uri: rsip::Uri,
     text: String,
+    user: Option<String>,
     host: String,
     port: u16,
     transport: Option<Transport>,
@@ -75,19 +75,15 @@ impl Target {
                     .map_err(|_| TargetError::Transport(input.into(), t.to_string()))?,
             ),
         };
-        let text = uri.to_string();
+        // Only the parts are kept, not rsip's Uri: a campaign holds one Target per target in
+        // flight, and the URI's own allocations would double its size.
         Ok(Target {
-            uri,
-            text,
+            text: uri.to_string(),
+            user: uri.user().map(str::to_string),
             host,
             port,
             transport,
         })
-    }
-
-    /// The Request-URI, as rsip's type.
-    pub fn uri(&self) -> &rsip::Uri {
-        &self.uri
     }
 
     /// The Request-URI exactly as it goes on the wire (and into the digest `uri`).
@@ -97,7 +93,7 @@ impl Target {
 
     /// The user part (the line's SIP user ID), if any.
     pub fn user(&self) -> Option<&str> {
-        self.uri.user()
+        self.user.as_deref()
     }
 
     /// The host name or address.
