@@ -44,7 +44,8 @@ pub struct Stats {
 
 #[derive(Debug)]
 struct Entry {
-    flow: Flow,
+    /// Boxed, so that the map's spare capacity costs a pointer per slot, not a whole flow.
+    flow: Box<Flow>,
     /// The deadline last pushed on the timer queue, so an unchanged one is not pushed again.
     scheduled: Option<Instant>,
 }
@@ -86,7 +87,7 @@ impl Endpoint {
         self.flows.insert(
             id,
             Entry {
-                flow,
+                flow: Box::new(flow),
                 scheduled: None,
             },
         );
