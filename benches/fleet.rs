@@ -15,6 +15,7 @@ use sipnotify::proto::transaction::Timers;
 use sipnotify::{Event, Password, Target, Transport};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -60,7 +61,7 @@ fn wait_usage(child: &mut Child) -> Usage {
     }
 }
 
-fn phone(users: u64) -> (Child, String) {
+fn phone(users: u64, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
         .args(["phone", "--listen", "127.0.0.1:0", "--transport", "udp"])
         .args([
@@ -68,6 +69,7 @@ fn phone(users: u64) -> (Child, String) {
             &format!("{FIRST_USER}-{}", FIRST_USER + users - 1),
         ])
         .args(["--password-template", "pw-{user}", "--challenge", "md5-qop"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -80,9 +82,9 @@ fn phone(users: u64) -> (Child, String) {
     (child, addr)
 }
 
-fn campaign(size: u64) {
-    let (mut phone, addr) = phone(size);
-    let dir = std::env::temp_dir().join(format!("sipnotify-fleet-{}", std::process::id()));
+/// A CSV of `size` distinct users of the phone at `addr`, in a fresh temporary folder.
+fn fleet_file(size: u64, addr: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sipnotify-fleet-{}-{size}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("fleet.csv");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
@@ -91,21 +93,35 @@ fn campaign(size: u64) {
         writeln!(file, "sip:{user}@{addr},pw-{user}").unwrap();
     }
     file.flush().unwrap();
-    drop(file);
+    (dir, input)
+}
 
-    let output = dir.join("out.jsonl");
+/// Runs `sipnotify batch` on `input` with JSON records to `output`; its usage and wall time.
+fn batch(input: &Path, output: &Path, extra: &[&str]) -> (Usage, Duration) {
     let start = Instant::now();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
         .args(["batch", input.to_str().unwrap(), "--output", "json"])
-        .args(["--concurrency", &concurrency().to_string()])
-        .stdout(std::fs::File::create(&output).unwrap())
+        .args(extra)
+        .stdout(std::fs::File::create(output).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .expect("start the campaign");
-    let agent_usage = wait_usage(&mut agent);
-    let wall = start.elapsed();
+    let usage = wait_usage(&mut agent);
+    (usage, start.elapsed())
+}
+
+fn stop(mut phone: Child) -> Usage {
     unsafe { libc::kill(phone.id() as libc::pid_t, libc::SIGTERM) };
-    let phone_usage = wait_usage(&mut phone);
+    wait_usage(&mut phone)
+}
+
+fn campaign(size: u64) {
+    let (phone, addr) = phone(size, &[]);
+    let (dir, input) = fleet_file(size, &addr);
+    let output = dir.join("out.jsonl");
+    let concurrency = concurrency().to_string();
+    let (agent_usage, wall) = batch(&input, &output, &["--concurrency", &concurrency]);
+    let phone_usage = stop(phone);
 
     let mut summary = Summary::new();
     let (mut delivered, mut retransmissions) = (0u64, 0u64);
@@ -169,6 +185,34 @@ fn heap_per_target(in_flight: u64) {
     );
 }
 
+/// The whole agent's memory per target in flight: campaigns of `n` targets all in flight at
+/// once against a phone that answers after a second, compared by peak RSS.
+fn process_memory_per_target(low: u64, high: u64) {
+    let rss = |n: u64| {
+        let (phone, addr) = phone(n, &["--delay", "1000"]);
+        let (dir, input) = fleet_file(n, &addr);
+        let n_text = n.to_string();
+        // T1 above the phone's delay: no retransmission while it holds its answers.
+        let args = [
+            "--concurrency",
+            n_text.as_str(),
+            "--t1",
+            "2000",
+            "--t2",
+            "4000",
+        ];
+        let (usage, _) = batch(&input, &dir.join("out.jsonl"), &args);
+        stop(phone);
+        std::fs::remove_dir_all(dir).unwrap();
+        usage.max_rss_kib
+    };
+    let (a, b) = (rss(low), rss(high));
+    println!(
+        "agent peak RSS with {low} in flight: {a} KiB, with {high}: {b} KiB: {:.0} bytes per target in flight",
+        (b - a) as f64 * 1024.0 / (high - low) as f64
+    );
+}
+
 /// Targets in flight in the campaigns: `FLEET_CONCURRENCY`, else batch's default.
 fn concurrency() -> usize {
     std::env::var("FLEET_CONCURRENCY")
@@ -204,5 +248,8 @@ fn main() {
     }
     for n in [10_000, 50_000] {
         heap_per_target(n);
+    }
+    if full {
+        process_memory_per_target(10_000, 50_000);
     }
 }

@@ -194,12 +194,28 @@ fn bad_input_exits_2_with_a_clear_message_and_sends_nothing() {
             vec!["resync", &t, "--proxy", "h:notaport"],
             "port must be a number",
         ),
+        (
+            vec!["resync", "sip:159:Hunter2@10.0.0.1"],
+            "holds a password",
+        ),
+        (
+            vec!["resync", &t, "--from", "noc@example.com"],
+            "is not a SIP URI",
+        ),
+        (
+            vec!["resync", &t, "--header", "l: 0"],
+            "written by sipnotify itself",
+        ),
     ];
     for (args, message) in cases {
         let out = send(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(message), "{args:?}: {err}");
+        assert!(
+            !err.contains("Hunter2"),
+            "a password in the URI is repeated: {err}"
+        );
     }
     let mut buf = [0u8; 2048];
     assert!(listener.recv_from(&mut buf).is_err(), "nothing was sent");

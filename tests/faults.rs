@@ -250,3 +250,32 @@ fn random_bytes_never_crash_the_agent() {
         "{v}"
     );
 }
+
+#[test]
+fn a_tcp_connect_that_gets_no_answer_is_bounded_by_the_timeout() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, as a firewall
+    // that silently discards would.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let (v, code, took) = resync(addr, &["--transport", "tcp", "--timeout", "1"]);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("unreachable"), Some(5)),
+        "{v}"
+    );
+    assert!(v["reason"].as_str().unwrap().contains("no answer"), "{v}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(v["elapsed_ms"].as_f64().unwrap() >= 900.0, "{v}");
+}

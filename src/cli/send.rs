@@ -39,7 +39,7 @@ pub struct SendArgs {
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub bind: Option<String>,
     /// The From URI; default sip:sipnotify@<local address>.
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", value_parser = parse_from)]
     pub from: Option<String>,
     /// Give up after this many seconds (default: Timer F, 64*T1 = 32 s).
     #[arg(long, value_name = "SECS")]
@@ -120,7 +120,19 @@ pub fn password_from(
     file: Option<&Path>,
     value: Option<&str>,
 ) -> Result<Option<Password>, Failure> {
+    if value.is_some() {
+        eprintln!(
+            "warning: --password is visible to other users of this machine (ps, /proc); \
+             prefer --password-file or SIPNOTIFY_PASSWORD"
+        );
+    }
+    let ignored = |by: &str| {
+        if value.is_some() {
+            eprintln!("warning: --password is ignored: {by} comes first");
+        }
+    };
     if let Some(path) = file {
+        ignored("--password-file");
         warn_if_shared(path);
         let mut bytes = std::fs::read(path).map_err(|e| {
             Failure::input(format!(
@@ -137,17 +149,11 @@ pub fn password_from(
         })?;
         return Ok(Some(Password::new(text)));
     }
-    if let Ok(value) = std::env::var("SIPNOTIFY_PASSWORD") {
-        return Ok(Some(Password::new(value)));
+    if let Ok(from_env) = std::env::var("SIPNOTIFY_PASSWORD") {
+        ignored("SIPNOTIFY_PASSWORD");
+        return Ok(Some(Password::new(from_env)));
     }
-    if let Some(value) = value {
-        eprintln!(
-            "warning: --password is visible to other users of this machine (ps, /proc); \
-             prefer --password-file or SIPNOTIFY_PASSWORD"
-        );
-        return Ok(Some(Password::new(value.to_string())));
-    }
-    Ok(None)
+    Ok(value.map(Password::new))
 }
 
 #[cfg(unix)]
@@ -166,6 +172,13 @@ fn warn_if_shared(path: &Path) {
 
 #[cfg(not(unix))]
 fn warn_if_shared(_path: &Path) {}
+
+/// Checks `--from` when the command line is parsed, so a bad one sends nothing.
+pub fn parse_from(text: &str) -> Result<String, String> {
+    sipnotify::proto::request::check_from(text)
+        .map(|()| text.to_string())
+        .map_err(|e| e.to_string())
+}
 
 /// Parses `ADDR` or `ADDR:PORT` for --bind.
 pub fn parse_bind(text: &str) -> Result<SocketAddr, Failure> {

@@ -144,9 +144,14 @@ impl Notifier {
     /// Sends one NOTIFY, answering challenges, and waits for its outcome. Network faults are
     /// outcomes (`timeout`, `unreachable`), never errors.
     pub async fn send(&self, notify: Notify) -> Outcome {
+        let started = std::time::Instant::now();
         let job = match self.prepare(notify, true).await {
             Ok(job) => job,
-            Err(reason) => return Outcome::unsent(OutcomeKind::Unreachable, reason),
+            Err(reason) => {
+                let mut outcome = Outcome::unsent(OutcomeKind::Unreachable, reason);
+                outcome.elapsed = started.elapsed();
+                return outcome;
+            }
         };
         let (reply, outcome) = oneshot::channel();
         if self.starts.send(Start { job, reply }).is_err() {
@@ -173,8 +178,24 @@ impl Notifier {
         let transport = notify.transport();
         let destination = self.destination(&notify).await?;
         let local = match transport {
-            Transport::Tcp if connect => self.tcp.connect(destination).await?,
-            _ => SocketAddr::new(self.route_ip(destination.ip()), self.udp_local.port()),
+            Transport::Tcp if connect => {
+                // The connect happens before the transaction exists, so Timer F and
+                // --timeout must bound it here: a firewall that drops SYNs would otherwise
+                // hold the target for the kernel's two minutes.
+                let limit = notify
+                    .timeout
+                    .unwrap_or(self.timers.timer_f())
+                    .min(self.timers.timer_f());
+                tokio::time::timeout(limit, self.tcp.connect(destination))
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "cannot connect to {destination} over tcp: no answer in {:.1} s",
+                            limit.as_secs_f64()
+                        )
+                    })??
+            }
+            _ => SocketAddr::new(self.route_ip(destination.ip())?, self.udp_local.port()),
         };
         let (auth_user, password) = match notify.credentials {
             Some(c) => (c.user, Some(c.password)),
@@ -218,18 +239,35 @@ impl Notifier {
     }
 
     /// The local IP that routes to `dest`: what the phone must see in Via, never 0.0.0.0.
-    fn route_ip(&self, dest: IpAddr) -> IpAddr {
+    fn route_ip(&self, dest: IpAddr) -> Result<IpAddr, String> {
         if !self.udp_local.ip().is_unspecified() {
-            return self.udp_local.ip();
+            return Ok(self.udp_local.ip());
         }
         let mut routes = self.routes.lock().expect("route cache lock");
-        *routes.entry(dest).or_insert_with(|| {
-            // Connecting a UDP socket sends nothing; it only asks the kernel for the route.
-            std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-                .and_then(|s| s.connect((dest, 9)).and_then(|()| s.local_addr()))
-                .map(|a| a.ip())
-                .unwrap_or(Ipv4Addr::LOCALHOST.into())
-        })
+        if let Some(ip) = routes.get(&dest) {
+            return Ok(*ip);
+        }
+        // Connecting a UDP socket sends nothing; it only asks the kernel for the route.
+        let ip = std::net::UdpSocket::bind(SocketAddr::new(unspecified(dest), 0))
+            .and_then(|s| s.connect((dest, 9)).and_then(|()| s.local_addr()))
+            .map(|a| a.ip())
+            .map_err(|e| format!("no route to {dest}: {e}"))?;
+        // A fleet has many phones but few routes: bound the cache, not the fleet.
+        if routes.len() >= MAX_ROUTES {
+            routes.clear();
+        }
+        routes.insert(dest, ip);
+        Ok(ip)
+    }
+}
+
+/// Destinations whose local address is remembered.
+const MAX_ROUTES: usize = 4096;
+
+fn unspecified(like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
     }
 }
 

@@ -229,12 +229,9 @@ pub fn route_key(bytes: &[u8]) -> Option<(&str, u32)> {
     let (mut via, mut cseq) = (None, None);
     for (name, raw_value) in RawHeaders(rest).flatten() {
         // Only two names matter here: compare them directly rather than canonicalising all.
-        let is = |long: &[u8], compact: &[u8]| {
-            name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(compact)
-        };
-        if via.is_none() && is(b"Via", b"v") {
+        if via.is_none() && (name.eq_ignore_ascii_case(b"Via") || name.eq_ignore_ascii_case(b"v")) {
             via = Some(raw_value);
-        } else if cseq.is_none() && is(b"CSeq", b"CSeq") {
+        } else if cseq.is_none() && name.eq_ignore_ascii_case(b"CSeq") {
             cseq = Some(raw_value);
         } else {
             continue;
@@ -340,7 +337,7 @@ const LONG_NAMES: &[&str] = &[
 ];
 
 /// The canonical long name of a received header name, `None` for names not known here.
-fn canonical_name(name: &[u8]) -> Option<&'static str> {
+pub(crate) fn canonical_name(name: &[u8]) -> Option<&'static str> {
     if let [letter] = name {
         let letter = letter.to_ascii_lowercase();
         return COMPACT_NAMES

@@ -104,7 +104,8 @@ impl Flow {
             .from
             .clone()
             .unwrap_or_else(|| format!("sip:sipnotify@{}", job.local.ip()));
-        let deadline = job.timeout.map(|t| now + t);
+        // A limit too far away to represent is no limit: Timer F ends the target first.
+        let deadline = job.timeout.and_then(|t| now.checked_add(t));
         let tx = ClientTransaction::new(now, job.timers, job.transport.is_reliable());
         let mut flow = Flow {
             from,

@@ -23,6 +23,9 @@ pub enum RequestError {
     /// A `--header` that is not `Name: value`.
     #[error("`{0}` is not a header: write 'Name: value' on one line")]
     BadHeader(String),
+    /// A From URI that would break the header.
+    #[error("--from `{0}` is not a SIP URI: write sip:USER@HOST (no spaces, no <>)")]
+    BadFrom(String),
     /// A header the agent writes itself.
     #[error("the {0} header is written by sipnotify itself and cannot be set with --header")]
     ManagedHeader(String),
@@ -159,6 +162,21 @@ fn check_http_url(url: &str) -> Result<String, RequestError> {
     Ok(url.to_string())
 }
 
+/// Checks a From URI given by the user: it goes between `<` and `>` as is.
+pub fn check_from(uri: &str) -> Result<(), RequestError> {
+    let scheme_ok = ["sip:", "sips:", "tel:"]
+        .iter()
+        .any(|s| uri.len() > s.len() && uri[..s.len()].eq_ignore_ascii_case(s));
+    let chars_ok = !uri
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'));
+    if scheme_ok && chars_ok {
+        Ok(())
+    } else {
+        Err(RequestError::BadFrom(uri.into()))
+    }
+}
+
 /// Headers sipnotify writes itself; a user header with one of these names is refused.
 const MANAGED: &[&str] = &[
     "Via",
@@ -198,6 +216,8 @@ impl ExtraHeader {
         if !name_ok {
             return Err(RequestError::BadHeader(line.into()));
         }
+        // Compact forms (`l:`, `v:`, `m:` ...) name the same headers as the long ones.
+        let name = super::codec::canonical_name(name.as_bytes()).unwrap_or(name);
         if let Some(m) = MANAGED.iter().find(|m| m.eq_ignore_ascii_case(name)) {
             return Err(RequestError::ManagedHeader((*m).into()));
         }
@@ -502,11 +522,31 @@ mod tests {
             ExtraHeader::parse("call-id: x"),
             Err(RequestError::ManagedHeader("Call-ID".into()))
         );
+        for (compact, long) in [
+            ("l", "Content-Length"),
+            ("v", "Via"),
+            ("i", "Call-ID"),
+            ("f", "From"),
+            ("t", "To"),
+            ("o", "Event"),
+            ("c", "Content-Type"),
+        ] {
+            assert_eq!(
+                ExtraHeader::parse(&format!("{compact}: 1")),
+                Err(RequestError::ManagedHeader(long.into())),
+                "{compact}"
+            );
+        }
+        assert!(check_from("sip:noc@example.com").is_ok());
+        for bad in ["noc@example.com", "sip:a b@h", "sip:a@h>\r\nVia: x", "sip:"] {
+            assert!(check_from(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn user_headers_are_added_and_replace_defaults() {
         let extra = [
+            ExtraHeader::parse("m: <sip:noc@10.0.0.1>").unwrap(),
             ExtraHeader::parse("Subscription-State: active;expires=60").unwrap(),
             ExtraHeader::parse("X-Campaign: 42").unwrap(),
         ];
@@ -514,5 +554,11 @@ mod tests {
         assert!(s.contains("Subscription-State: active;expires=60\r\n"));
         assert!(!s.contains("terminated"));
         assert!(s.contains("X-Campaign: 42\r\n"));
+        assert_eq!(
+            s.matches("Contact:").count(),
+            1,
+            "the compact m: replaced our Contact"
+        );
+        assert!(s.contains("Contact: <sip:noc@10.0.0.1>\r\n"));
     }
 }

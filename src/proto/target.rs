@@ -13,6 +13,10 @@ pub enum TargetError {
     /// Empty input.
     #[error("the target is empty: give a SIP URI such as sip:159@192.168.0.10:5060")]
     Empty,
+    /// `user:password@host`: the password would be sent in the Request-URI and shown in every
+    /// report, so the target is refused without repeating it.
+    #[error("the target holds a password (user:password@host); never put it in the URI: give it with --password-file or SIPNOTIFY_PASSWORD")]
+    Password,
     /// `sips:` needs TLS, which sipnotify does not speak.
     #[error("`{0}` is a sips: URI, which needs TLS; sipnotify sends over udp or tcp: use sip:")]
     Sips(String),
@@ -49,6 +53,15 @@ impl Target {
         let lower = input.to_ascii_lowercase();
         if lower.starts_with("sips:") {
             return Err(TargetError::Sips(input.into()));
+        }
+        let without_scheme = input
+            .get(4..)
+            .filter(|_| lower.starts_with("sip:"))
+            .unwrap_or(input);
+        if let Some((userinfo, _)) = without_scheme.rsplit_once('@') {
+            if userinfo.contains(':') {
+                return Err(TargetError::Password);
+            }
         }
         if input.contains('[') {
             return Err(TargetError::Ipv6(input.into()));
@@ -186,6 +199,20 @@ mod tests {
         ));
         let msg = Target::parse("1@h;transport=sctp").unwrap_err().to_string();
         assert!(msg.contains("udp or tcp"), "{msg}");
+    }
+
+    #[test]
+    fn a_password_in_the_uri_is_refused_without_repeating_it() {
+        for input in [
+            "sip:159:s3cret@10.0.0.1",
+            "159:s3cret@10.0.0.1:5060",
+            "SIP:1:x@h",
+        ] {
+            let err = Target::parse(input).unwrap_err();
+            assert_eq!(err, TargetError::Password);
+            assert!(!err.to_string().contains("s3cret"));
+        }
+        assert!(Target::parse("sip:159@10.0.0.1:5060").is_ok());
     }
 
     #[test]

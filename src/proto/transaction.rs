@@ -138,7 +138,9 @@ impl ClientTransaction {
                         State::Trying => (self.interval * 2).min(self.timers.t2),
                         _ => self.timers.t2,
                     };
-                    self.timer_e = Some(e + self.interval);
+                    // From now, not from the missed deadline: after a stall (a suspended
+                    // process) one retransmission goes out, not a burst of catch-ups.
+                    self.timer_e = Some(now.max(e) + self.interval);
                     self.send_pending = true;
                 }
                 None
@@ -287,6 +289,22 @@ mod tests {
         assert_eq!(tx.handle_response(start, 200), Some(TxEvent::Final(200)));
         assert_eq!(tx.state(), State::Terminated);
         assert_eq!(tx.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_late_wake_up_sends_one_retransmission_not_a_burst() {
+        let start = Instant::now();
+        let mut tx = ClientTransaction::new(start, Timers::default(), false);
+        assert!(tx.poll_transmit());
+        let late = start + secs(10.0);
+        tx.handle_timeout(late);
+        assert!(tx.poll_transmit());
+        assert!(
+            tx.poll_timeout().unwrap() > late,
+            "the next send is in the future"
+        );
+        tx.handle_timeout(late);
+        assert!(!tx.poll_transmit());
     }
 
     #[test]
