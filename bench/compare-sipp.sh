@@ -134,9 +134,10 @@ measure() {
 }
 
 ROWS=()
-row() { # tool delivered wall agent_cpu_us phone_cpu_us retransmissions
+row() { # tool delivered wall agent_cpu_us phone_cpu_us retransmissions (rates per delivered target)
     ROWS+=("$(awk -v t="$1" -v n="$N" -v d="$2" -v w="$3" -v a="$4" -v p="$5" -v r="$6" 'BEGIN {
-        printf "%-10s %8d %9d %7.2f %10.0f %12.1f %12.1f %8d", t, n, d, w, n / w, a / n, p / n, r }')")
+        per = d > 0 ? d : n
+        printf "%-10s %8d %9d %7.2f %10.0f %12.1f %12.1f %8d", t, n, d, w, d / w, a / per, p / per, r }')")
 }
 
 echo "compare-sipp: $N targets (users $FIRST-$LAST), sipnotify phone udp md5-qop on 127.0.0.1, $(nproc) CPUs"
@@ -204,8 +205,9 @@ printf '%-10s %8s %9s %7s %10s %12s %12s %8s\n' tool targets delivered 'wall s' 
     'agent µs/t' 'phone µs/t' retrans
 printf '%s\n' "${ROWS[@]}"
 awk -v a="$SIPP_CPU" -v b="$SN_CPU" -v sa="$SIPP_OK" -v sb="$SN_OK" 'BEGIN {
-    if (b > 0) printf "\nagent CPU per target, SIPp / sipnotify: %.1fx\n", a / b
-    else print "\nagent CPU per target, SIPp / sipnotify: n/a (sipnotify used no measurable CPU)" }'
+    if (b > 0 && sa > 0 && sb > 0)
+        printf "\nagent CPU per delivered target, SIPp / sipnotify: %.1fx\n", (a / sa) / (b / sb)
+    else print "\nagent CPU per delivered target, SIPp / sipnotify: n/a (nothing delivered or no CPU measured)" }'
 
 status=0
 for pair in "sipp:$SIPP_OK" "sipnotify:$SN_OK"; do

@@ -21,12 +21,13 @@ case "$secs" in
 esac
 
 cd "$(dirname "$0")"
-export RUSTC_BOOTSTRAP=1
-
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "installing cargo-fuzz" >&2
-    cargo install cargo-fuzz --locked
+    # Pinned: the version checked with this toolchain. Installed before RUSTC_BOOTSTRAP is
+    # set, so its build scripts see a plain stable compiler.
+    cargo install cargo-fuzz --version 0.13.2 --locked
 fi
+export RUSTC_BOOTSTRAP=1
 
 sanitizer="${FUZZ_SANITIZER:-address}"
 if ! cargo fuzz build --sanitizer "$sanitizer"; then

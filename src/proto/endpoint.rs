@@ -201,6 +201,9 @@ impl Endpoint {
     }
 
     /// Collects what a flow wants after an input: sends, a new branch, a timer, its end.
+    /// A flow is dropped at its outcome: a retransmitted final response then matches no
+    /// branch and is dropped too, which is all the Completed state (Timer K) would do for a
+    /// NOTIFY, without holding the flow for T4.
     fn after_input(&mut self, now: Instant, id: FlowId, old_branch: Option<String>) {
         let Some(Entry { flow, scheduled }) = self.flows.get_mut(&id) else {
             return;
