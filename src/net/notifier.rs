@@ -117,7 +117,9 @@ impl Notifier {
         let udp_local = udp.local_addr()?;
         let (stream_tx, stream_rx) = mpsc::unbounded_channel();
         let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());
-        let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip));
+        // Idle longer than Timer F, no transaction can still wait for an answer on it.
+        let idle = config.timers.timer_f() + Duration::from_secs(1);
+        let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, idle));
         let (starts, starts_rx) = mpsc::unbounded_channel();
         let endpoint = Endpoint::new(StdRng::from_entropy());
         tokio::spawn(driver::run(

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, OnceCell};
+use tokio::time::Instant;
 
 /// What a connection reports to the driver.
 #[derive(Debug)]
@@ -33,14 +35,21 @@ pub(crate) struct TcpPool {
     conns: Mutex<HashMap<SocketAddr, Slot>>,
     events: mpsc::UnboundedSender<StreamEvent>,
     bind: Option<IpAddr>,
+    idle: Duration,
 }
 
 impl TcpPool {
-    pub(crate) fn new(events: mpsc::UnboundedSender<StreamEvent>, bind: Option<IpAddr>) -> Self {
+    /// A pool whose connections close after `idle` without a write.
+    pub(crate) fn new(
+        events: mpsc::UnboundedSender<StreamEvent>,
+        bind: Option<IpAddr>,
+        idle: Duration,
+    ) -> Self {
         TcpPool {
             conns: Mutex::new(HashMap::new()),
             events,
             bind,
+            idle,
         }
     }
 
@@ -93,6 +102,57 @@ impl TcpPool {
         }
     }
 
+    /// Writes what is queued and reads what arrives until the connection breaks (the reason
+    /// is returned) or has been idle longer than any transaction can wait for an answer
+    /// (`None`): a campaign over TCP to many phones must not keep a descriptor per phone.
+    async fn serve(
+        &self,
+        stream: TcpStream,
+        mut queue: mpsc::UnboundedReceiver<Bytes>,
+        destination: SocketAddr,
+    ) -> Option<String> {
+        let (mut read, mut write) = stream.into_split();
+        let mut buf = BytesMut::with_capacity(8192);
+        let mut last_write = Instant::now();
+        loop {
+            match codec::frame(&buf) {
+                Ok(Some(n)) => {
+                    let bytes = buf.split_to(n).freeze();
+                    let _ = self.events.send(StreamEvent::Message {
+                        from: destination,
+                        bytes,
+                    });
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => return Some(format!("the phone sent an unusable message over tcp: {e}")),
+            }
+            tokio::select! {
+                read = read.read_buf(&mut buf) => match read {
+                    Ok(0) => return Some("the phone closed the tcp connection".into()),
+                    Ok(_) => {}
+                    Err(e) => return Some(format!("tcp connection error: {e}")),
+                },
+                payload = queue.recv() => match payload {
+                    Some(payload) => {
+                        if let Err(e) = write.write_all(&payload).await {
+                            return Some(format!("cannot send over tcp: {e}"));
+                        }
+                        last_write = Instant::now();
+                    }
+                    None => return None,
+                },
+                _ = tokio::time::sleep_until(last_write + self.idle) => {
+                    // Refuse new sends first, so none is accepted and then dropped.
+                    queue.close();
+                    if queue.is_empty() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     async fn open(self: &Arc<Self>, destination: SocketAddr) -> io::Result<Conn> {
         let socket = match destination {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -104,42 +164,18 @@ impl TcpPool {
         let stream = socket.connect(destination).await?;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
-        let (mut read, mut write) = stream.into_split();
-        let (writer, mut queue) = mpsc::unbounded_channel::<Bytes>();
+        let (writer, queue) = mpsc::unbounded_channel::<Bytes>();
         let pool = self.clone();
         let slot = self.slot(destination);
         tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(8192);
-            let reason = loop {
-                match codec::frame(&buf) {
-                    Ok(Some(n)) => {
-                        let bytes = buf.split_to(n).freeze();
-                        let _ = pool.events.send(StreamEvent::Message {
-                            from: destination,
-                            bytes,
-                        });
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(e) => break format!("the phone sent an unusable message over tcp: {e}"),
-                }
-                match read.read_buf(&mut buf).await {
-                    Ok(0) => break "the phone closed the tcp connection".to_string(),
-                    Ok(_) => {}
-                    Err(e) => break format!("tcp connection error: {e}"),
-                }
-            };
-            pool.forget(destination, &slot);
-            let _ = pool.events.send(StreamEvent::Closed {
-                from: destination,
-                reason,
-            });
-        });
-        tokio::spawn(async move {
-            while let Some(payload) = queue.recv().await {
-                if write.write_all(&payload).await.is_err() {
-                    break;
-                }
+            if let Some(reason) = pool.serve(stream, queue, destination).await {
+                pool.forget(destination, &slot);
+                let _ = pool.events.send(StreamEvent::Closed {
+                    from: destination,
+                    reason,
+                });
+            } else {
+                pool.forget(destination, &slot);
             }
         });
         Ok(Conn { writer, local })
