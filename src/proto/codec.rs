@@ -374,7 +374,7 @@ fn leading_line_ends(buf: &[u8]) -> usize {
 /// where `head_end` is the `\n` ending the last header line. Any mix of CRLF and LF.
 fn find_head_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
-    while let Some(offset) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
+    while let Some(offset) = memchr::memchr(b'\n', buf.get(i..)?) {
         i += offset;
         match (buf.get(i + 1), buf.get(i + 2)) {
             (Some(b'\n'), _) => return Some((i, i + 2)),
@@ -397,7 +397,7 @@ fn split_message(bytes: &[u8]) -> (&[u8], &[u8]) {
 
 /// The first line (without its `\n`) and the rest.
 fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
-    match bytes.iter().position(|&b| b == b'\n') {
+    match memchr::memchr(b'\n', bytes) {
         Some(i) => (&bytes[..i], &bytes[i + 1..]),
         None => (bytes, &[]),
     }
@@ -417,19 +417,16 @@ impl<'a> Iterator for RawHeaders<'a> {
         if rest.is_empty() {
             return None;
         }
-        let line_end = |from: usize| {
-            rest[from..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest.len(), |i| from + i)
-        };
+        // memchr: this scan runs over every byte of every response received.
+        let line_end =
+            |from: usize| memchr::memchr(b'\n', &rest[from..]).map_or(rest.len(), |i| from + i);
         let mut end = line_end(0);
         while matches!(rest.get(end + 1), Some(b' ' | b'\t')) {
             end = line_end(end + 1);
         }
         let line = &rest[..end];
         self.0 = rest.get(end + 1..).unwrap_or_default();
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             return Some(Err(CodecError::BadHeader));
         };
         let name = line[..colon].trim_ascii_end();
