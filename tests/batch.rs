@@ -544,3 +544,43 @@ fn second_ctrl_c_exits_at_once() {
     assert!(lines.iter().all(|l| l["type"] == "intent"));
     drop(phone);
 }
+
+/// A journal that can no longer be written (here: past the file size limit, EFBIG) stops
+/// the campaign with exit 1 and says why; it is not taken for Ctrl-C (exit 130).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_journal_write_error_is_exit_1_with_its_message() {
+    use std::os::unix::process::CommandExt;
+    let dir = temp_dir("journalerr");
+    let phone = Phone::start(&dir, &["--challenge", "none"]);
+    let input = write_targets(&dir, &phone, 6000..6200);
+    let journal = dir.join("j.jsonl");
+    let mut command = Command::new(BIN);
+    command
+        .arg("batch")
+        .arg(&input)
+        .args(["--concurrency", "4", "--journal"])
+        .arg(&journal);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            // Writing past the limit fails with EFBIG instead of raising SIGXFSZ.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 2000,
+                rlim_max: 2000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write the journal"), "{stderr}");
+    assert!(!stderr.contains("interrupted"), "{stderr}");
+    let written = std::fs::metadata(&journal).unwrap().len();
+    assert!(written <= 2000, "{written}");
+}

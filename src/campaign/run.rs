@@ -154,9 +154,10 @@ pub struct Campaign {
 /// How the run ended.
 #[derive(Debug, Clone, Default)]
 pub struct RunEnd {
-    /// A stop was requested before the input ended.
+    /// A stop was requested (a signal) before the input ended.
     pub interrupted: bool,
-    /// The first journal write error, which stopped the campaign.
+    /// The first journal write error, which stopped the campaign (not counted as
+    /// `interrupted`).
     pub journal_error: Option<String>,
 }
 
@@ -164,7 +165,11 @@ struct Shared {
     notifier: Notifier,
     retry: RetryPolicy,
     journal: Option<Arc<Journal>>,
+    /// The stop requested from outside (a signal).
     stop: Arc<Stop>,
+    /// The stop after a journal write error, kept apart from `stop` so that the end tells
+    /// which one it was.
+    halt: Arc<Stop>,
     records: mpsc::Sender<Record>,
     journal_error: Mutex<Option<String>>,
 }
@@ -197,15 +202,18 @@ impl Campaign {
             retry: self.retry,
             journal: self.journal,
             stop: stop.clone(),
+            halt: Stop::new(),
             records: records.clone(),
             journal_error: Mutex::new(None),
         });
+        let halt = shared.halt.clone();
         let started = tokio::time::Instant::now();
         let mut end = RunEnd::default();
         'input: loop {
             let item = tokio::select! {
                 biased;
                 _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                _ = halt.stopped() => break 'input,
                 item = items.recv() => match item { Some(item) => item, None => break 'input },
             };
             let job = match item {
@@ -238,18 +246,21 @@ impl Campaign {
                 tokio::select! {
                     biased;
                     _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                    _ = halt.stopped() => break 'input,
                     _ = tokio::time::sleep_until(at) => {}
                 }
             }
             let permit = tokio::select! {
                 biased;
                 _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                _ = halt.stopped() => break 'input,
                 permit = slots.clone().acquire_owned() => permit.expect("never closed"),
             };
             if let Some(limiter) = &limiter {
                 tokio::select! {
                     biased;
                     _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                    _ = halt.stopped() => break 'input,
                     _ = limiter.until_ready() => {}
                 }
             }
@@ -304,10 +315,11 @@ impl Shared {
                 .next_delay(tries, &outcome, &mut rand::thread_rng());
             match delay {
                 None => break outcome,
-                Some(_) if self.stop.is_stopped() => break outcome,
+                Some(_) if self.stop.is_stopped() || self.halt.is_stopped() => break outcome,
                 Some(delay) => tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = self.stop.stopped() => break outcome,
+                    _ = self.halt.stopped() => break outcome,
                 },
             }
         };
@@ -344,7 +356,7 @@ impl Shared {
         if first.is_none() {
             *first = Some(message.clone());
         }
-        self.stop.stop();
+        self.halt.stop();
         message
     }
 }

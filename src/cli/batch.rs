@@ -441,16 +441,32 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     }
     signals.abort();
     print_summary(&summary, &end, output);
-    if end.interrupted {
-        return Ok(130);
+    if let Some(e) = &end.journal_error {
+        eprintln!(
+            "error: {e}: the campaign stopped, the rest of the input was not started; once the \
+             journal can be written, run the same command to resume"
+        );
     }
-    if let Some(e) = end.journal_error {
-        eprintln!("error: {e}");
-        return Ok(1);
+    Ok(exit_code(&end, &summary))
+}
+
+/// 1 after a journal write error (the campaign stopped itself; checked first, so that it
+/// is not taken for a signal), 130 when stopped by a signal, else 0 when every row was
+/// delivered and 1 when not.
+fn exit_code(end: &RunEnd, summary: &Summary) -> u8 {
+    if end.journal_error.is_some() {
+        return 1;
+    }
+    if end.interrupted {
+        return 130;
     }
     let all = summary.total();
     let delivered = summary.count("delivered") + summary.count("already_delivered");
-    Ok(if all == delivered { 0 } else { 1 })
+    if all == delivered {
+        0
+    } else {
+        1
+    }
 }
 
 fn progress_bar(total: Option<u64>) -> ProgressBar {
@@ -724,6 +740,25 @@ fn print_summary(summary: &Summary, end: &RunEnd, format: Format) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journal_error_is_exit_1_even_when_the_stop_looks_like_an_interruption() {
+        let summary = Summary::new();
+        let journal_error = Some("cannot write the journal: disk full".to_string());
+        for interrupted in [false, true] {
+            let end = RunEnd {
+                interrupted,
+                journal_error: journal_error.clone(),
+            };
+            assert_eq!(exit_code(&end, &summary), 1);
+        }
+        let end = RunEnd {
+            interrupted: true,
+            journal_error: None,
+        };
+        assert_eq!(exit_code(&end, &summary), 130);
+        assert_eq!(exit_code(&RunEnd::default(), &summary), 0);
+    }
 
     #[test]
     fn durations() {
