@@ -584,3 +584,55 @@ fn a_journal_write_error_is_exit_1_with_its_message() {
     let written = std::fs::metadata(&journal).unwrap().len();
     assert!(written <= 2000, "{written}");
 }
+
+/// An unquoted comma in a password shifts the cells: the row is refused as a bad row and
+/// no part of the password is sent, printed or written (it used to become the event).
+#[test]
+fn a_csv_row_with_an_extra_cell_is_a_bad_row_and_leaks_nothing() {
+    let dir = temp_dir("cells");
+    let phone = Phone::start(&dir, &[]);
+    let input = dir.join("in.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "target,password,event\n{},pw-6300,reboot\n{},s3cr3t,tail9,\n",
+            phone.target(6300),
+            phone.target(6301),
+        ),
+    )
+    .unwrap();
+    let report = dir.join("report.jsonl");
+    let journal = dir.join("j.jsonl");
+    for output in ["human", "json", "csv"] {
+        let _ = std::fs::remove_file(&journal);
+        let out = batch(&[
+            input.to_str().unwrap(),
+            "--output",
+            output,
+            "--journal",
+            journal.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("line 3: expected 3 cells as in the header row, found 4"),
+            "{stderr}"
+        );
+        for text in [
+            &stdout,
+            &stderr,
+            &std::fs::read_to_string(&report).unwrap(),
+            &std::fs::read_to_string(&journal).unwrap(),
+        ] {
+            for secret in ["s3cr3t", "tail9", "pw-6300"] {
+                assert!(!text.contains(secret), "{secret} leaked: {text}");
+            }
+        }
+    }
+    let events = phone.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events["6300"], "reboot_now");
+}

@@ -187,10 +187,25 @@ impl Iterator for RowReader {
                 Ok(false) => return None,
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
-                    Ok(Row {
-                        line,
-                        ..csv_row(headers, record)
-                    })
+                    if record.len() == headers.len() {
+                        Ok(Row {
+                            line,
+                            ..csv_row(headers, record)
+                        })
+                    } else {
+                        // Cells would be shifted (an unquoted comma in a password makes
+                        // its tail the next column): refused, never quoted.
+                        Err(RowError {
+                            line,
+                            index,
+                            message: format!(
+                                "expected {} cells as in the header row, found {} (a cell \
+                                 holding a comma must be quoted)",
+                                headers.len(),
+                                record.len()
+                            ),
+                        })
+                    }
                 }
                 Err(e) if e.is_io_error() => {
                     let message = format!("cannot read the input: {e}");
@@ -401,6 +416,29 @@ mod tests {
         }
         let ok = got[3].as_ref().unwrap();
         assert_eq!(ok.password.as_ref().unwrap().expose(), "ok");
+    }
+
+    #[test]
+    fn csv_rows_with_the_wrong_number_of_cells_are_bad_rows_never_quoted() {
+        // An unquoted comma in the password: `tail9` would have become the event.
+        let text = "target,password,event\n\
+                    159@10.0.0.1,s3cr3t,tail9,\n\
+                    160@10.0.0.1\n\
+                    161@10.0.0.1,ok,reboot\n";
+        let got = rows(text, InputFormat::Csv);
+        assert_eq!(got.len(), 3);
+        let long = got[0].as_ref().unwrap_err();
+        assert_eq!((long.line, long.index), (2, 0));
+        assert_eq!(
+            long.message,
+            "expected 3 cells as in the header row, found 4 (a cell holding a comma must be \
+             quoted)"
+        );
+        let short = got[1].as_ref().unwrap_err();
+        assert_eq!((short.line, short.index), (3, 1));
+        assert!(short.message.contains("found 1"), "{}", short.message);
+        let ok = got[2].as_ref().unwrap();
+        assert_eq!(ok.event.as_deref(), Some("reboot"));
     }
 
     #[test]
