@@ -636,3 +636,75 @@ fn a_csv_row_with_an_extra_cell_is_a_bad_row_and_leaks_nothing() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events["6300"], "reboot_now");
 }
+
+/// Out-of-range rates and durations are refused before anything is sent (exit 2, with a
+/// message), never a panic.
+#[test]
+fn out_of_range_rates_and_durations_are_exit_2_with_a_message() {
+    let dir = temp_dir("ranges");
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "target\n1000@127.0.0.1:9\n").unwrap();
+    for (args, message) in [
+        (
+            &["--rate", "1e-20"][..],
+            "--rate must be between 0.001 and 1000000",
+        ),
+        (
+            &["--rate", "1e12"],
+            "--rate must be between 0.001 and 1000000",
+        ),
+        (&["--rate", "0"], "--rate must be between"),
+        (
+            &["--timeout", "1e20"],
+            "--timeout must be a positive number",
+        ),
+        (
+            &["--timeout", "1e12"],
+            "--timeout must be a positive number",
+        ),
+        (&["--timeout", "33"], "longer than Timer F (32 s"),
+        (
+            &["--timeout", "40", "--t1", "100"],
+            "longer than Timer F (6.4 s",
+        ),
+        (&["--backoff", "1000000000"], "--backoff: at most 60 s"),
+        (
+            &["--backoff", "99999999999999"],
+            "--backoff: `99999999999999` is too long",
+        ),
+        (
+            &["--spread", "1e300"],
+            "--spread: `1e300`: the unit must be",
+        ),
+        (
+            &["--spread", "99999999999999h"],
+            "--spread: `99999999999999h` is too long",
+        ),
+    ] {
+        let mut all = vec![input.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = batch(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // The bounds themselves are accepted (the one row has no target: nothing is sent).
+    let input = dir.join("bad-row.csv");
+    std::fs::write(&input, "target,id\n,x\n").unwrap();
+    for args in [
+        &["--rate", "0.001", "--timeout", "0.2"][..],
+        &["--rate", "1000000", "--timeout", "32", "--backoff", "60s"],
+    ] {
+        let mut all = vec![input.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = batch(&all);
+        // A bad row: exit 1, not 2.
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

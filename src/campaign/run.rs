@@ -175,13 +175,21 @@ struct Shared {
 }
 
 /// The governor quota for `rate` starts per second, with no burst: starts are spaced
-/// evenly from the first one.
+/// evenly from the first one. `None` when the rate is not a positive number or its period
+/// does not fit a [`Duration`] (too small a rate) or rounds to zero (too large a rate);
+/// the command line keeps it within [`MIN_RATE`] and [`MAX_RATE`].
 pub fn quota(rate: f64) -> Option<Quota> {
     if !(rate > 0.0 && rate.is_finite()) {
         return None;
     }
-    Quota::with_period(Duration::from_secs_f64(1.0 / rate)).map(|q| q.allow_burst(NonZeroU32::MIN))
+    let period = Duration::try_from_secs_f64(1.0 / rate).ok()?;
+    Quota::with_period(period).map(|q| q.allow_burst(NonZeroU32::MIN))
 }
+
+/// The lowest `--rate`: one start in 1000 seconds.
+pub const MIN_RATE: f64 = 0.001;
+/// The highest `--rate`: a start every microsecond.
+pub const MAX_RATE: f64 = 1_000_000.0;
 
 impl Campaign {
     /// Runs until the items end or `stop` is requested, then waits for the targets in
@@ -192,7 +200,10 @@ impl Campaign {
         records: mpsc::Sender<Record>,
         stop: Arc<Stop>,
     ) -> RunEnd {
-        let concurrency = self.concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        // At most u32::MAX: the end waits for all the slots with one acquire_many(u32).
+        let concurrency = self
+            .concurrency
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let slots = Arc::new(Semaphore::new(concurrency));
         let limiter = self.rate.and_then(quota).map(RateLimiter::direct);
         let mut spread = self.spread.map(|(w, total)| Spread::new(w, total));
@@ -371,6 +382,12 @@ mod tests {
         assert_eq!(q.replenish_interval(), Duration::from_millis(20));
         assert_eq!(q.burst_size().get(), 1);
         assert!(quota(0.0).is_none() && quota(f64::NAN).is_none());
+        // Periods that do not fit a Duration, or round to zero: no panic, no quota.
+        assert!(quota(1e-20).is_none() && quota(1e12).is_none());
+        let q = quota(MIN_RATE).unwrap();
+        assert_eq!(q.replenish_interval(), Duration::from_secs(1000));
+        let q = quota(MAX_RATE).unwrap();
+        assert_eq!(q.replenish_interval(), Duration::from_micros(1));
     }
 
     #[tokio::test]

@@ -152,7 +152,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs > 1e9 {
         return Err(format!("`{text}` is too long"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a valid duration"))
 }
 
 struct Plan {
@@ -189,13 +189,25 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
         bind: args.bind.as_deref().map(parse_bind).transpose()?,
         timers: timers(args.t1, args.t2)?,
     };
+    if let Some(timeout) = defaults.timeout {
+        let timer_f = config.timers.timer_f();
+        if timeout > timer_f {
+            return Err(Failure::input(format!(
+                "--timeout {} s is longer than Timer F ({} s, 64 x --t1), which ends a try \
+                 anyway: --timeout is for giving up sooner; leave it out or raise --t1",
+                timeout.as_secs_f64(),
+                timer_f.as_secs_f64()
+            )));
+        }
+    }
     if args.concurrency == 0 {
         return Err(Failure::input("--concurrency must be at least 1"));
     }
     if let Some(rate) = args.rate {
-        if sipnotify::campaign::run::quota(rate).is_none() {
+        use sipnotify::campaign::run::{quota, MAX_RATE, MIN_RATE};
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) || quota(rate).is_none() {
             return Err(Failure::input(
-                "--rate must be a positive number per second",
+                "--rate must be between 0.001 and 1000000 starts per second",
             ));
         }
     }
@@ -217,6 +229,12 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
         base: backoff,
         ..RetryPolicy::default()
     };
+    if retry.base > retry.max {
+        return Err(Failure::input(format!(
+            "--backoff: at most {} s (the longest backoff)",
+            retry.max.as_secs()
+        )));
+    }
     let format = match args.format {
         Some(FileFormat::Csv) => InputFormat::Csv,
         Some(FileFormat::Jsonl) => InputFormat::Jsonl,
