@@ -1,7 +1,7 @@
 //! `sipnotify batch`: one event to many phones from a CSV or JSON Lines file, paced,
 //! retried, journaled, with progress, a report and a summary.
 
-use super::output::{csv_record, human_line, JsonRecord, Printer, CSV_HEADER};
+use super::output::{csv_record, human_line_tries, JsonRecord, Printer, CSV_HEADER};
 use super::phone::wait_for_stop;
 use super::send::{parse_bind, parse_headers, parse_timeout, password_from, timers};
 use super::{Failure, Format};
@@ -565,10 +565,7 @@ fn human(record: &Record) -> String {
         .unwrap_or_default();
     match &record.verdict {
         Verdict::Sent { outcome, tries, .. } => {
-            let mut line = human_line(&record.target, &record.event, outcome);
-            if *tries > 1 {
-                line = line.replacen(')', &format!(", {tries} tries)"), 1);
-            }
+            let line = human_line_tries(&record.target, &record.event, outcome, *tries);
             match line.split_once('\n') {
                 Some((first, rest)) => format!("{first}{id}\n{rest}"),
                 None => format!("{line}{id}"),
@@ -776,6 +773,42 @@ mod tests {
         };
         assert_eq!(exit_code(&end, &summary), 130);
         assert_eq!(exit_code(&RunEnd::default(), &summary), 0);
+    }
+
+    #[test]
+    fn the_tries_go_in_the_outcome_parentheses_not_in_the_reason() {
+        let outcome = sipnotify::Outcome {
+            attempts: 1,
+            elapsed: Duration::from_micros(1500),
+            ..sipnotify::Outcome::unsent(
+                sipnotify::OutcomeKind::Unreachable,
+                "connection refused (os error 111)",
+            )
+        };
+        let record = |tries| Record {
+            line: 2,
+            id: Some("desk-7".into()),
+            target: "sip:159@10.0.0.7".into(),
+            event: "resync".into(),
+            verdict: Verdict::Sent {
+                outcome: outcome.clone(),
+                tries,
+                total: Duration::from_secs(3),
+            },
+        };
+        let line = human(&record(3));
+        assert!(
+            line.starts_with(
+                "unreachable  sip:159@10.0.0.7  resync  connection refused (os error 111)  \
+                 (1 attempt, 1.5 ms, 3 tries) [desk-7]"
+            ),
+            "{line}"
+        );
+        let line = human(&record(1));
+        assert!(
+            line.contains("(os error 111)  (1 attempt, 1.5 ms) [desk-7]"),
+            "{line}"
+        );
     }
 
     #[test]
