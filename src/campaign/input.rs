@@ -107,7 +107,42 @@ pub struct RowError {
 #[error("{0}")]
 pub struct InputError(pub String);
 
-/// Streams rows; memory stays bounded by the longest row.
+/// The longest JSON Lines line, newline excluded: a longer one is a bad row, skipped
+/// without being kept in memory.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads one line of at most [`MAX_LINE`] bytes (plus its newline) into `buf`. `Ok(None)`
+/// at the end of the input; `Ok(Some(false))` for a line that was too long, whose rest has
+/// been skipped up to and including its newline (`buf` then holds only its start).
+fn read_bounded_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let n = reader.take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.len() <= MAX_LINE || buf.ends_with(b"\n") {
+        return Ok(Some(true));
+    }
+    // Too long: skip to the next newline, a buffer at a time.
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(Some(false));
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(Some(false));
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// Streams rows; memory stays bounded by the longest row (for JSON Lines, [`MAX_LINE`]).
 pub struct RowReader {
     inner: Inner,
     index: u64,
@@ -122,7 +157,7 @@ enum Inner {
     Jsonl {
         lines: Box<dyn BufRead + Send>,
         line: u64,
-        buf: String,
+        buf: Vec<u8>,
     },
 }
 
@@ -166,7 +201,7 @@ impl RowReader {
             InputFormat::Jsonl => Inner::Jsonl {
                 lines: reader,
                 line: 0,
-                buf: String::new(),
+                buf: Vec::new(),
             },
         };
         Ok(RowReader { inner, index: 0 })
@@ -213,7 +248,7 @@ impl Iterator for RowReader {
                     self.inner = Inner::Jsonl {
                         lines: Box::new(std::io::empty()),
                         line: 0,
-                        buf: String::new(),
+                        buf: Vec::new(),
                     };
                     Err(RowError {
                         line: 0,
@@ -228,22 +263,20 @@ impl Iterator for RowReader {
                 }),
             },
             Inner::Jsonl { lines, line, buf } => loop {
-                buf.clear();
                 *line += 1;
-                match lines.read_line(buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
+                match read_bounded_line(lines, buf) {
+                    Ok(None) => return None,
+                    Ok(Some(true)) => {}
+                    Ok(Some(false)) => {
+                        // Never quoted: it may hold a password.
+                        break Err(RowError {
+                            line: *line,
+                            index,
+                            message: format!("the line is longer than {MAX_LINE} bytes"),
+                        });
+                    }
                     Err(e) => {
-                        // Skip to the end of a line that is not UTF-8, or stop on a read error.
-                        if e.kind() == std::io::ErrorKind::InvalidData {
-                            let mut skip = Vec::new();
-                            let _ = lines.read_until(b'\n', &mut skip);
-                            break Err(RowError {
-                                line: *line,
-                                index,
-                                message: "the line is not UTF-8 text".into(),
-                            });
-                        }
+                        // Stop on a read error.
                         *lines = Box::new(std::io::empty());
                         break Err(RowError {
                             line: *line,
@@ -252,7 +285,14 @@ impl Iterator for RowReader {
                         });
                     }
                 }
-                let text = buf.trim();
+                let Ok(text) = std::str::from_utf8(buf) else {
+                    break Err(RowError {
+                        line: *line,
+                        index,
+                        message: "the line is not UTF-8 text".into(),
+                    });
+                };
+                let text = text.trim();
                 if text.is_empty() || text.starts_with('#') {
                     continue;
                 }
@@ -350,10 +390,11 @@ pub fn count_records(reader: Box<dyn BufRead + Send>, format: InputFormat) -> u6
             let mut buf = Vec::new();
             let mut n = 0;
             loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => return n,
-                    Ok(_) => {
+                match read_bounded_line(&mut reader, &mut buf) {
+                    Ok(None) | Err(_) => return n,
+                    // A line too long is a (bad) row.
+                    Ok(Some(false)) => n += 1,
+                    Ok(Some(true)) => {
                         let text = buf.trim_ascii();
                         if !text.is_empty() && !text.starts_with(b"#") {
                             n += 1;
@@ -475,6 +516,60 @@ mod tests {
             (4, 2, Some("reboot"))
         );
         assert_eq!(got[3].as_ref().unwrap_err().line, 5);
+    }
+
+    #[test]
+    fn an_over_long_jsonl_line_is_a_bad_row_not_quoted_and_the_next_line_is_read() {
+        let long = format!(
+            "{{\"target\":\"159@h\",\"password\":\"s3cr3t{}\"}}",
+            "x".repeat(MAX_LINE)
+        );
+        let exact = format!(
+            "{{\"target\":\"160@h\",\"id\":\"{}\"}}",
+            "y".repeat(MAX_LINE - 30)
+        );
+        let exact = format!("{exact}{}", " ".repeat(MAX_LINE - exact.len()));
+        assert_eq!(exact.len(), MAX_LINE);
+        // Long lines at the end, with and without a newline.
+        for end in ["\n", ""] {
+            let text = format!("{long}{long}\n{{\"target\":\"161@h\"}}\n{exact}\n{long}{end}");
+            let got = rows(&text, InputFormat::Jsonl);
+            assert_eq!(got.len(), 4);
+            let bad = got[0].as_ref().unwrap_err();
+            assert_eq!((bad.line, bad.index), (1, 0));
+            assert_eq!(
+                bad.message,
+                format!("the line is longer than {MAX_LINE} bytes")
+            );
+            let next = got[1].as_ref().unwrap();
+            assert_eq!((next.line, next.target.as_deref()), (2, Some("161@h")));
+            let exact = got[2].as_ref().unwrap();
+            assert_eq!((exact.line, exact.target.as_deref()), (3, Some("160@h")));
+            let last = got[3].as_ref().unwrap_err();
+            assert_eq!(last.line, 4);
+            assert!(!format!("{got:?}").contains("s3cr3t"));
+            let n = count_records(
+                Box::new(std::io::Cursor::new(text.clone())),
+                InputFormat::Jsonl,
+            );
+            assert_eq!(n, 4);
+        }
+    }
+
+    #[test]
+    fn a_jsonl_line_that_is_not_utf8_is_a_bad_row() {
+        let mut text = b"{\"target\":\"\xff\"}\n".to_vec();
+        text.extend_from_slice(b"{\"target\":\"162@h\"}\n");
+        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text));
+        let got: Vec<_> = RowReader::new(reader, InputFormat::Jsonl)
+            .unwrap()
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].as_ref().unwrap_err().message,
+            "the line is not UTF-8 text"
+        );
+        assert_eq!(got[1].as_ref().unwrap().line, 2);
     }
 
     #[test]
