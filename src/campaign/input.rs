@@ -177,10 +177,11 @@ impl RowReader {
     ) -> Result<RowReader, InputError> {
         let inner = match format {
             InputFormat::Csv => {
+                // No comment lines in CSV: a row whose first cell starts with `#` (an id
+                // such as `#12`) is a row, never silently dropped.
                 let mut csv = csv::ReaderBuilder::new()
                     .flexible(true)
                     .trim(csv::Trim::Headers)
-                    .comment(Some(b'#'))
                     .from_reader(Box::new(reader) as Box<dyn Read + Send>);
                 let headers = csv
                     .headers()
@@ -374,10 +375,7 @@ fn csv_message(e: &csv::Error) -> String {
 pub fn count_records(reader: Box<dyn BufRead + Send>, format: InputFormat) -> u64 {
     match format {
         InputFormat::Csv => {
-            let mut csv = csv::ReaderBuilder::new()
-                .flexible(true)
-                .comment(Some(b'#'))
-                .from_reader(reader);
+            let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
             let mut record = csv::ByteRecord::new();
             let mut n = 0;
             while let Ok(true) = csv.read_byte_record(&mut record) {
@@ -480,6 +478,30 @@ mod tests {
         assert!(short.message.contains("found 1"), "{}", short.message);
         let ok = got[2].as_ref().unwrap();
         assert_eq!(ok.event.as_deref(), Some("reboot"));
+    }
+
+    #[test]
+    fn a_csv_row_starting_with_a_hash_is_a_row_not_a_comment() {
+        let text = "id,target\n#12,159@10.0.0.1\n# not a comment,160@10.0.0.1\n";
+        let got = rows(text, InputFormat::Csv);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap().id.as_deref(), Some("#12"));
+        assert_eq!(
+            got[1].as_ref().unwrap().id.as_deref(),
+            Some("# not a comment")
+        );
+        let n = count_records(Box::new(std::io::Cursor::new(text)), InputFormat::Csv);
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn jsonl_lines_starting_with_a_hash_are_comments() {
+        let text = "# a comment\n  #another\n{\"target\":\"159@h\"}\n";
+        let got = rows(text, InputFormat::Jsonl);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().unwrap().line, 3);
+        let n = count_records(Box::new(std::io::Cursor::new(text)), InputFormat::Jsonl);
+        assert_eq!(n, 1);
     }
 
     #[test]
