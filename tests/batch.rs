@@ -521,11 +521,14 @@ fn second_ctrl_c_exits_at_once() {
     let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "5000"]);
     let input = write_targets(&dir, &phone, 30000..30100);
     let journal = dir.join("j.jsonl");
+    let report = dir.join("report.csv");
     let mut child = Command::new(BIN)
         .arg("batch")
         .arg(&input)
         .args(["--concurrency", "20", "--journal"])
         .arg(&journal)
+        .arg("--report")
+        .arg(&report)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -542,6 +545,12 @@ fn second_ctrl_c_exits_at_once() {
     let intents = lines.iter().filter(|l| l["type"] == "intent").count();
     assert_eq!(intents, 20);
     assert!(lines.iter().all(|l| l["type"] == "intent"));
+    // The report was flushed before the exit: its header at least.
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        report.starts_with("line,id,target,event,outcome"),
+        "{report:?}"
+    );
     drop(phone);
 }
 
@@ -706,5 +715,77 @@ fn out_of_range_rates_and_durations_are_exit_2_with_a_message() {
             "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// A resumed campaign (its --journal exists) appends to the report, with one CSV header;
+/// without a journal to resume, the report is replaced.
+#[test]
+fn a_resumed_campaign_appends_to_its_report() {
+    let dir = temp_dir("report");
+    let phone = Phone::start(&dir, &["--challenge", "none"]);
+    let input = write_targets(&dir, &phone, 7000..7003);
+    let journal = dir.join("j.jsonl");
+    for name in ["report.csv", "report.jsonl"] {
+        let report = dir.join(name);
+        let _ = std::fs::remove_file(&journal);
+        let run = |with_journal: bool| {
+            let mut command = Command::new(BIN);
+            command
+                .arg("batch")
+                .arg(&input)
+                .arg("--report")
+                .arg(&report);
+            if with_journal {
+                command.arg("--journal").arg(&journal);
+            }
+            let out = command.stdin(Stdio::null()).output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // The outcomes in the report, and how many CSV header rows it has.
+        let outcomes = || -> (Vec<String>, usize) {
+            let text = std::fs::read_to_string(&report).unwrap();
+            if name.ends_with(".csv") {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(text.as_bytes());
+                let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+                let headers = rows.iter().filter(|r| &r[0] == "line").count();
+                let column = rows[0].iter().position(|c| c == "outcome").unwrap();
+                let outcomes = rows
+                    .iter()
+                    .filter(|r| &r[0] != "line")
+                    .map(|r| r[column].to_string())
+                    .collect();
+                (outcomes, headers)
+            } else {
+                let outcomes = read_lines(&report)
+                    .iter()
+                    .map(|r| r["outcome"].as_str().unwrap().to_string())
+                    .collect();
+                (outcomes, 0)
+            }
+        };
+        let header = usize::from(name.ends_with(".csv"));
+        run(true);
+        run(true);
+        let (got, headers) = outcomes();
+        let count = |label: &str| got.iter().filter(|o| *o == label).count();
+        assert_eq!(got.len(), 6, "{name}: {got:?}");
+        assert_eq!(
+            (count("delivered"), count("already_delivered"), headers),
+            (3, 3, header),
+            "{name}: {got:?}"
+        );
+        // No journal: a new report.
+        run(false);
+        let (got, headers) = outcomes();
+        assert_eq!(got, vec!["delivered"; 3], "{name}");
+        assert_eq!(headers, header, "{name}");
     }
 }

@@ -12,10 +12,10 @@ use sipnotify::campaign::run::{Campaign, Item, Job, Record, RunEnd, Stop, Verdic
 use sipnotify::campaign::target::key;
 use sipnotify::campaign::{Defaults, Journal, ResumeState, RetryPolicy, Shard, Summary};
 use sipnotify::{Notifier, NotifierConfig, Transport};
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -127,7 +127,8 @@ pub struct BatchArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     /// Also write one record per target to this file: CSV if it ends in .csv, else JSON
-    /// Lines.
+    /// Lines. Replaced, unless --journal names an existing journal (a resume): then
+    /// appended to.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 }
@@ -296,6 +297,9 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     } else {
         None
     };
+    // A journal that exists already means a resume: the report goes on after the earlier
+    // runs' records instead of replacing them.
+    let resuming = args.journal.as_deref().is_some_and(Path::exists);
     let (journal, resume) = match &args.journal {
         Some(path) => {
             let (journal, resume) = Journal::open(path).map_err(|e| {
@@ -312,8 +316,8 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         }
         None => (None, ResumeState::default()),
     };
-    let mut report = match &args.report {
-        Some(path) => Some(Report::create(path)?),
+    let report = match &args.report {
+        Some(path) => Some(Arc::new(Mutex::new(Report::open(path, resuming)?))),
         None => None,
     };
     let notifier = Notifier::bind(plan.config)
@@ -363,6 +367,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let signals = {
         let stop = stop.clone();
         let journal = journal.clone();
+        let report = report.clone();
         tokio::spawn(async move {
             wait_for_stop().await;
             eprintln!(
@@ -372,6 +377,13 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
             wait_for_stop().await;
             // Hold the journal so no record is half written, then leave.
             let _held = journal.as_ref().map(|j| j.lock());
+            // Whole records only: the output task writes one under the same lock.
+            if let Some(report) = &report {
+                report
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .flush();
+            }
             eprintln!("exiting now: targets in flight are journaled with no result (unknown)");
             std::process::exit(130);
         })
@@ -424,8 +436,11 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
                     Some(bar) => bar.suspend(|| out.record(&record)),
                     None => out.record(&record),
                 }
-                if let Some(report) = &mut report {
-                    report.record(&printer, &record);
+                if let Some(report) = &report {
+                    report
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .record(&printer, &record);
                 }
                 if let Some(bar) = &bar {
                     bar.inc(1);
@@ -433,8 +448,11 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
                 }
             }
             out.flush();
-            if let Some(report) = &mut report {
-                report.flush();
+            if let Some(report) = &report {
+                report
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .flush();
             }
             summary
         })
@@ -653,16 +671,41 @@ enum Report {
 }
 
 impl Report {
-    fn create(path: &Path) -> Result<Report, Failure> {
-        let file = File::create(path).map_err(|e| {
-            Failure::input(format!("cannot create the report {}: {e}", path.display()))
-        })?;
+    /// Creates (or truncates) the report; when `append` (a resumed campaign), opens it to
+    /// append after the earlier runs' records instead, with no second CSV header.
+    fn open(path: &Path, append: bool) -> Result<Report, Failure> {
+        let cannot = |e: std::io::Error| {
+            Failure::input(format!("cannot open the report {}: {e}", path.display()))
+        };
+        let (file, empty) = if append {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(cannot)?;
+            let len = file.seek(SeekFrom::End(0)).map_err(cannot)?;
+            if len > 0 {
+                // End a torn last record (a run killed mid-write) before appending.
+                let mut last = [0u8];
+                file.seek(SeekFrom::Start(len - 1)).map_err(cannot)?;
+                file.read_exact(&mut last).map_err(cannot)?;
+                if last[0] != b'\n' {
+                    file.write_all(b"\n").map_err(cannot)?;
+                }
+            }
+            (file, len == 0)
+        } else {
+            (File::create(path).map_err(cannot)?, true)
+        };
         let csv = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         Ok(if csv {
             let mut w = csv::Writer::from_writer(file);
-            let _ = w.write_record(CSV_HEADER);
+            if empty {
+                let _ = w.write_record(CSV_HEADER);
+            }
             Report::Csv(Box::new(w))
         } else {
             Report::Jsonl(BufWriter::new(file))
