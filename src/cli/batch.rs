@@ -364,17 +364,20 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         .map_err(|e| Failure::local(format!("cannot start the input thread: {e}")))?;
 
     let stop = Stop::new();
+    // Listening from here on, before the first target starts (not from the task's first
+    // poll): a signal sent once the journal has a line is never the default action.
+    let mut listener = StopSignals::listen();
     let signals = {
         let stop = stop.clone();
         let journal = journal.clone();
         let report = report.clone();
         tokio::spawn(async move {
-            wait_for_stop().await;
+            listener.recv().await;
             eprintln!(
                 "stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)"
             );
             stop.stop();
-            wait_for_stop().await;
+            listener.recv().await;
             // Hold the journal so no record is half written, then leave.
             let _held = journal.as_ref().map(|j| j.lock());
             // Whole records only: the output task writes one under the same lock.
@@ -502,6 +505,55 @@ fn exit_code(end: &RunEnd, summary: &Summary) -> u8 {
         0
     } else {
         1
+    }
+}
+
+/// Ctrl-C and SIGTERM.
+enum StopSignals {
+    /// Listening since [`StopSignals::listen`].
+    #[cfg(unix)]
+    Unix {
+        interrupt: tokio::signal::unix::Signal,
+        terminate: tokio::signal::unix::Signal,
+    },
+    /// Listening from the first poll of [`StopSignals::recv`].
+    Later,
+}
+
+impl StopSignals {
+    /// Installs the handlers now (on Unix).
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(interrupt), Ok(terminate)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                return StopSignals::Unix {
+                    interrupt,
+                    terminate,
+                };
+            }
+        }
+        StopSignals::Later
+    }
+
+    /// Waits for the next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        match self {
+            #[cfg(unix)]
+            StopSignals::Unix {
+                interrupt,
+                terminate,
+            } => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            StopSignals::Later => wait_for_stop().await,
+        }
     }
 }
 
