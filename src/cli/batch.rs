@@ -40,7 +40,8 @@ Examples:
   sipnotify batch phones.csv --event reboot --spread 30m --shard $JOB_COMPLETION_INDEX/4
 
 Exit codes: 0 every row delivered, 1 any row not delivered (bad rows and unknown ones
-included), 2 bad input before anything was sent, 130 interrupted (Ctrl-C or SIGTERM).")]
+included) or a journal write error, 2 bad input before anything was sent, 130 interrupted
+(Ctrl-C or SIGTERM).")]
 pub struct BatchArgs {
     /// The CSV or JSON Lines file, or - for standard input.
     pub input: String,
