@@ -46,25 +46,43 @@ impl Phone {
         format!("{user}@127.0.0.1:{}", self.port)
     }
 
-    /// The 2xx answers to NOTIFY per user, from the phone's log.
-    fn deliveries(&self) -> HashMap<String, u32> {
-        std::thread::sleep(Duration::from_millis(300));
-        let mut counts = HashMap::new();
-        for line in read_lines(&self.log) {
-            if line["method"] == "NOTIFY" && line["status"].as_u64().unwrap() / 100 == 2 {
-                *counts
-                    .entry(line["user"].as_str().unwrap().to_string())
-                    .or_default() += 1;
+    /// The log lines that `keep`, once there are at least `expected` of them or after
+    /// 10 s: the phone writes its log on a thread of its own, a little after answering.
+    fn logged(&self, expected: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // A line being written may be cut short: skipped until it is whole.
+            let lines: Vec<Value> = std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|l| keep(l))
+                .collect();
+            if lines.len() >= expected || Instant::now() > deadline {
+                return lines;
             }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The 2xx answers to NOTIFY per user, from the phone's log, once it holds `expected`.
+    fn deliveries(&self, expected: usize) -> HashMap<String, u32> {
+        let mut counts = HashMap::new();
+        let delivered =
+            |l: &Value| l["method"] == "NOTIFY" && l["status"].as_u64().unwrap() / 100 == 2;
+        for line in self.logged(expected, delivered) {
+            *counts
+                .entry(line["user"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
         counts
     }
 
-    fn events(&self) -> HashMap<String, String> {
-        std::thread::sleep(Duration::from_millis(300));
-        read_lines(&self.log)
+    /// The event of each 200 answer per user, from the phone's log, once it holds
+    /// `expected`.
+    fn events(&self, expected: usize) -> HashMap<String, String> {
+        self.logged(expected, |l| l["status"] == 200)
             .into_iter()
-            .filter(|l| l["status"] == 200)
             .map(|l| {
                 (
                     l["user"].as_str().unwrap().to_string(),
@@ -73,6 +91,28 @@ impl Phone {
             })
             .collect()
     }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `limit`.
+fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The journal's whole lines that parse (the last one may be being written).
+fn journal_so_far(journal: &Path) -> Vec<Value> {
+    std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn count_type(lines: &[Value], kind: &str) -> usize {
+    lines.iter().filter(|l| l["type"] == kind).count()
 }
 
 impl Drop for Phone {
@@ -186,7 +226,7 @@ fn csv_with_per_row_credentials_events_and_a_bad_row() {
     assert_eq!(by_id["e"]["outcome"], "auth_failed");
     let bad = records.iter().find(|r| r["outcome"] == "bad_row").unwrap();
     assert_eq!(bad["line"], 4);
-    let events = phone.events();
+    let events = phone.events(3);
     assert_eq!(events["1000"], "reboot_now");
     assert_eq!(events["1001"], "XML-Service");
     assert_eq!(events["1003"], "restart_now");
@@ -249,7 +289,7 @@ fn jsonl_from_stdin_with_per_row_events() {
         csv.lines().skip(1).all(|l| l.contains(",delivered,200,")),
         "{csv}"
     );
-    let events = phone.events();
+    let events = phone.events(3);
     assert_eq!(events["1100"], "report");
     assert_eq!(events["1101"], "reboot_now");
     assert_eq!(events["1102"], "XML-Service");
@@ -271,9 +311,13 @@ fn rate_holds_the_start_rate() {
     assert_eq!(out.status.code(), Some(0));
     let at = intent_times(&journal);
     assert_eq!(at.len(), 70);
-    // Starts in the 2-second window from the first: 60 at 30 per second.
+    // Starts in the 2-second window from the first: 60 at 30 per second. The limiter
+    // makes more impossible (the margin is for the journal's clock); fewer means a slow
+    // machine, so the lower bound only tells a limit from none.
     let in_window = at.iter().filter(|t| **t < at[0] + 2.0).count();
-    assert!((54..=66).contains(&in_window), "{in_window} starts in 2 s");
+    assert!((30..=63).contains(&in_window), "{in_window} starts in 2 s");
+    let span = at[69] - at[0];
+    assert!(span >= 69.0 / 30.0 * 0.95, "70 starts in {span:.2} s");
 }
 
 #[test]
@@ -297,8 +341,10 @@ fn spread_scatters_the_starts_over_the_window() {
     let at = intent_times(&journal);
     assert_eq!(at.len(), 40);
     let span = at[39] - at[0];
-    assert!(span > 1.2 && span < 2.1, "starts spanned {span:.2} s");
-    assert!(at[39] - begin < 2.8, "the last start came late");
+    // 40 uniform starts over 2 s span less than 1.2 s with probability ~1e-7; the upper
+    // bounds leave room for a slow machine.
+    assert!(span > 1.2 && span < 3.0, "starts spanned {span:.2} s");
+    assert!(at[39] - begin < 6.0, "the last start came late");
     // Not bunched: each half-second holds some starts.
     for q in 0..3 {
         let from = at[0] + 0.5 * q as f64;
@@ -355,7 +401,7 @@ fn retries_503_honouring_retry_after() {
         assert!(time("result") - time("intent") >= (tries - 1.0) * 0.99);
     }
     // Every user got exactly one delivery.
-    let counts = phone.deliveries();
+    let counts = phone.deliveries(10);
     assert_eq!(counts.len(), 10);
     assert!(counts.values().all(|n| *n == 1));
 }
@@ -386,7 +432,7 @@ fn shards_cover_every_row_once() {
     }
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!((seen.len(), unique.len()), (31, 31));
-    let counts = phone.deliveries();
+    let counts = phone.deliveries(31);
     assert_eq!(counts.len(), 31);
     assert!(counts.values().all(|n| *n == 1));
 }
@@ -413,7 +459,13 @@ fn resume_after_kill_9_never_sends_twice() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Killed once some targets are journaled delivered, well before the end (5000 at 200
+    // in flight and 100 ms each take 2.5 s at least).
+    wait_until(
+        Duration::from_secs(30),
+        "100 results in the journal",
+        || count_type(&journal_so_far(&journal), "result") >= 100,
+    );
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
@@ -444,7 +496,11 @@ fn resume_after_kill_9_never_sends_twice() {
     let out = batch(&args);
     let records = json_lines(&out.stdout);
     assert_eq!(records.len(), 5000);
-    let counts = phone.deliveries();
+    let answered = records
+        .iter()
+        .filter(|r| r["outcome"] == "delivered" || r["outcome"] == "already_delivered")
+        .count();
+    let counts = phone.deliveries(answered);
     let mut unknown = 0;
     for r in &records {
         let target = r["target"].as_str().unwrap();
@@ -491,11 +547,15 @@ fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // A journal line means the signal handlers are installed (before the first start).
+    wait_until(Duration::from_secs(30), "60 intents in the journal", || {
+        count_type(&journal_so_far(&journal), "intent") >= 60
+    });
     let sent_at = Instant::now();
     signal(&child, libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
-    assert!(sent_at.elapsed() < Duration::from_secs(3));
+    // The 50 in flight end within 200 ms; the whole input would take 8 s.
+    assert!(sent_at.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
@@ -518,29 +578,294 @@ fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
 #[test]
 fn second_ctrl_c_exits_at_once() {
     let dir = temp_dir("ctrlc2");
-    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "5000"]);
+    // The phone answers after 30 s: waiting for the targets in flight would take that.
+    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "30000"]);
     let input = write_targets(&dir, &phone, 30000..30100);
     let journal = dir.join("j.jsonl");
+    let report = dir.join("report.csv");
     let mut child = Command::new(BIN)
         .arg("batch")
         .arg(&input)
         .args(["--concurrency", "20", "--journal"])
         .arg(&journal)
+        .arg("--report")
+        .arg(&report)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    // Every slot taken (and the signal handlers installed before the first one).
+    wait_until(Duration::from_secs(30), "20 intents in the journal", || {
+        count_type(&journal_so_far(&journal), "intent") >= 20
+    });
     let sent_at = Instant::now();
     signal(&child, libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(200));
+    // The second Ctrl-C once the first is handled (two at once may be seen as one).
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no 'stopping' line after the first Ctrl-C");
+        if line.starts_with("stopping:") {
+            break;
+        }
+    }
     signal(&child, libc::SIGINT);
     let status = child.wait().unwrap();
-    assert!(sent_at.elapsed() < Duration::from_secs(2));
+    // At once, not after the 30 s the targets in flight would take.
+    assert!(sent_at.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
     let lines = read_lines(&journal);
     let intents = lines.iter().filter(|l| l["type"] == "intent").count();
     assert_eq!(intents, 20);
     assert!(lines.iter().all(|l| l["type"] == "intent"));
+    // The report was flushed before the exit: its header at least.
+    let report = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        report.starts_with("line,id,target,event,outcome"),
+        "{report:?}"
+    );
     drop(phone);
+}
+
+/// A journal that can no longer be written (here: past the file size limit, EFBIG) stops
+/// the campaign with exit 1 and says why; it is not taken for Ctrl-C (exit 130).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_journal_write_error_is_exit_1_with_its_message() {
+    use std::os::unix::process::CommandExt;
+    let dir = temp_dir("journalerr");
+    let phone = Phone::start(&dir, &["--challenge", "none"]);
+    let input = write_targets(&dir, &phone, 6000..6200);
+    let journal = dir.join("j.jsonl");
+    let mut command = Command::new(BIN);
+    command
+        .arg("batch")
+        .arg(&input)
+        .args(["--concurrency", "4", "--journal"])
+        .arg(&journal);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            // Writing past the limit fails with EFBIG instead of raising SIGXFSZ.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 2000,
+                rlim_max: 2000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = command.stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write the journal"), "{stderr}");
+    assert!(!stderr.contains("interrupted"), "{stderr}");
+    let written = std::fs::metadata(&journal).unwrap().len();
+    assert!(written <= 2000, "{written}");
+}
+
+/// An unquoted comma in a password shifts the cells: the row is refused as a bad row and
+/// no part of the password is sent, printed or written (it used to become the event).
+#[test]
+fn a_csv_row_with_an_extra_cell_is_a_bad_row_and_leaks_nothing() {
+    let dir = temp_dir("cells");
+    let phone = Phone::start(&dir, &[]);
+    let input = dir.join("in.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "target,password,event\n{},pw-6300,reboot\n{},s3cr3t,tail9,\n",
+            phone.target(6300),
+            phone.target(6301),
+        ),
+    )
+    .unwrap();
+    let report = dir.join("report.jsonl");
+    let journal = dir.join("j.jsonl");
+    for output in ["human", "json", "csv"] {
+        let _ = std::fs::remove_file(&journal);
+        let out = batch(&[
+            input.to_str().unwrap(),
+            "--output",
+            output,
+            "--journal",
+            journal.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("line 3: expected 3 cells as in the header row, found 4"),
+            "{stderr}"
+        );
+        for text in [
+            &stdout,
+            &stderr,
+            &std::fs::read_to_string(&report).unwrap(),
+            &std::fs::read_to_string(&journal).unwrap(),
+        ] {
+            for secret in ["s3cr3t", "tail9", "pw-6300"] {
+                assert!(!text.contains(secret), "{secret} leaked: {text}");
+            }
+        }
+    }
+    let events = phone.events(1);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events["6300"], "reboot_now");
+}
+
+/// Out-of-range rates and durations are refused before anything is sent (exit 2, with a
+/// message), never a panic.
+#[test]
+fn out_of_range_rates_and_durations_are_exit_2_with_a_message() {
+    let dir = temp_dir("ranges");
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "target\n1000@127.0.0.1:9\n").unwrap();
+    for (args, message) in [
+        (
+            &["--rate", "1e-20"][..],
+            "--rate must be between 0.001 and 1000000",
+        ),
+        (
+            &["--rate", "1e12"],
+            "--rate must be between 0.001 and 1000000",
+        ),
+        (&["--rate", "0"], "--rate must be between"),
+        (
+            &["--timeout", "1e20"],
+            "--timeout must be a positive number",
+        ),
+        (
+            &["--timeout", "1e12"],
+            "--timeout must be a positive number",
+        ),
+        (&["--timeout", "33"], "longer than Timer F (32 s"),
+        (
+            &["--timeout", "40", "--t1", "100"],
+            "longer than Timer F (6.4 s",
+        ),
+        (&["--backoff", "1000000000"], "--backoff: at most 60 s"),
+        (
+            &["--backoff", "99999999999999"],
+            "--backoff: `99999999999999` is too long",
+        ),
+        (
+            &["--spread", "1e300"],
+            "--spread: `1e300`: the unit must be",
+        ),
+        (
+            &["--spread", "99999999999999h"],
+            "--spread: `99999999999999h` is too long",
+        ),
+    ] {
+        let mut all = vec![input.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = batch(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // The bounds themselves are accepted (the one row has no target: nothing is sent).
+    let input = dir.join("bad-row.csv");
+    std::fs::write(&input, "target,id\n,x\n").unwrap();
+    for args in [
+        &["--rate", "0.001", "--timeout", "0.2"][..],
+        &["--rate", "1000000", "--timeout", "32", "--backoff", "60s"],
+    ] {
+        let mut all = vec![input.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = batch(&all);
+        // A bad row: exit 1, not 2.
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A resumed campaign (its --journal exists) appends to the report, with one CSV header;
+/// without a journal to resume, the report is replaced.
+#[test]
+fn a_resumed_campaign_appends_to_its_report() {
+    let dir = temp_dir("report");
+    let phone = Phone::start(&dir, &["--challenge", "none"]);
+    let input = write_targets(&dir, &phone, 7000..7003);
+    let journal = dir.join("j.jsonl");
+    for name in ["report.csv", "report.jsonl"] {
+        let report = dir.join(name);
+        let _ = std::fs::remove_file(&journal);
+        let run = |with_journal: bool| {
+            let mut command = Command::new(BIN);
+            command
+                .arg("batch")
+                .arg(&input)
+                .arg("--report")
+                .arg(&report);
+            if with_journal {
+                command.arg("--journal").arg(&journal);
+            }
+            let out = command.stdin(Stdio::null()).output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // The outcomes in the report, and how many CSV header rows it has.
+        let outcomes = || -> (Vec<String>, usize) {
+            let text = std::fs::read_to_string(&report).unwrap();
+            if name.ends_with(".csv") {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(text.as_bytes());
+                let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+                let headers = rows.iter().filter(|r| &r[0] == "line").count();
+                let column = rows[0].iter().position(|c| c == "outcome").unwrap();
+                let outcomes = rows
+                    .iter()
+                    .filter(|r| &r[0] != "line")
+                    .map(|r| r[column].to_string())
+                    .collect();
+                (outcomes, headers)
+            } else {
+                let outcomes = read_lines(&report)
+                    .iter()
+                    .map(|r| r["outcome"].as_str().unwrap().to_string())
+                    .collect();
+                (outcomes, 0)
+            }
+        };
+        let header = usize::from(name.ends_with(".csv"));
+        run(true);
+        run(true);
+        let (got, headers) = outcomes();
+        let count = |label: &str| got.iter().filter(|o| *o == label).count();
+        assert_eq!(got.len(), 6, "{name}: {got:?}");
+        assert_eq!(
+            (count("delivered"), count("already_delivered"), headers),
+            (3, 3, header),
+            "{name}: {got:?}"
+        );
+        // No journal: a new report.
+        run(false);
+        let (got, headers) = outcomes();
+        assert_eq!(got, vec!["delivered"; 3], "{name}");
+        assert_eq!(headers, header, "{name}");
+    }
 }

@@ -107,7 +107,42 @@ pub struct RowError {
 #[error("{0}")]
 pub struct InputError(pub String);
 
-/// Streams rows; memory stays bounded by the longest row.
+/// The longest JSON Lines line, newline excluded: a longer one is a bad row, skipped
+/// without being kept in memory.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads one line of at most [`MAX_LINE`] bytes (plus its newline) into `buf`. `Ok(None)`
+/// at the end of the input; `Ok(Some(false))` for a line that was too long, whose rest has
+/// been skipped up to and including its newline (`buf` then holds only its start).
+fn read_bounded_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let n = reader.take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.len() <= MAX_LINE || buf.ends_with(b"\n") {
+        return Ok(Some(true));
+    }
+    // Too long: skip to the next newline, a buffer at a time.
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(Some(false));
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(Some(false));
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// Streams rows; memory stays bounded by the longest row (for JSON Lines, [`MAX_LINE`]).
 pub struct RowReader {
     inner: Inner,
     index: u64,
@@ -122,7 +157,7 @@ enum Inner {
     Jsonl {
         lines: Box<dyn BufRead + Send>,
         line: u64,
-        buf: String,
+        buf: Vec<u8>,
     },
 }
 
@@ -142,10 +177,11 @@ impl RowReader {
     ) -> Result<RowReader, InputError> {
         let inner = match format {
             InputFormat::Csv => {
+                // No comment lines in CSV: a row whose first cell starts with `#` (an id
+                // such as `#12`) is a row, never silently dropped.
                 let mut csv = csv::ReaderBuilder::new()
                     .flexible(true)
                     .trim(csv::Trim::Headers)
-                    .comment(Some(b'#'))
                     .from_reader(Box::new(reader) as Box<dyn Read + Send>);
                 let headers = csv
                     .headers()
@@ -166,7 +202,7 @@ impl RowReader {
             InputFormat::Jsonl => Inner::Jsonl {
                 lines: reader,
                 line: 0,
-                buf: String::new(),
+                buf: Vec::new(),
             },
         };
         Ok(RowReader { inner, index: 0 })
@@ -187,10 +223,25 @@ impl Iterator for RowReader {
                 Ok(false) => return None,
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
-                    Ok(Row {
-                        line,
-                        ..csv_row(headers, record)
-                    })
+                    if record.len() == headers.len() {
+                        Ok(Row {
+                            line,
+                            ..csv_row(headers, record)
+                        })
+                    } else {
+                        // Cells would be shifted (an unquoted comma in a password makes
+                        // its tail the next column): refused, never quoted.
+                        Err(RowError {
+                            line,
+                            index,
+                            message: format!(
+                                "expected {} cells as in the header row, found {} (a cell \
+                                 holding a comma must be quoted)",
+                                headers.len(),
+                                record.len()
+                            ),
+                        })
+                    }
                 }
                 Err(e) if e.is_io_error() => {
                     let message = format!("cannot read the input: {e}");
@@ -198,7 +249,7 @@ impl Iterator for RowReader {
                     self.inner = Inner::Jsonl {
                         lines: Box::new(std::io::empty()),
                         line: 0,
-                        buf: String::new(),
+                        buf: Vec::new(),
                     };
                     Err(RowError {
                         line: 0,
@@ -213,22 +264,20 @@ impl Iterator for RowReader {
                 }),
             },
             Inner::Jsonl { lines, line, buf } => loop {
-                buf.clear();
                 *line += 1;
-                match lines.read_line(buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
+                match read_bounded_line(lines, buf) {
+                    Ok(None) => return None,
+                    Ok(Some(true)) => {}
+                    Ok(Some(false)) => {
+                        // Never quoted: it may hold a password.
+                        break Err(RowError {
+                            line: *line,
+                            index,
+                            message: format!("the line is longer than {MAX_LINE} bytes"),
+                        });
+                    }
                     Err(e) => {
-                        // Skip to the end of a line that is not UTF-8, or stop on a read error.
-                        if e.kind() == std::io::ErrorKind::InvalidData {
-                            let mut skip = Vec::new();
-                            let _ = lines.read_until(b'\n', &mut skip);
-                            break Err(RowError {
-                                line: *line,
-                                index,
-                                message: "the line is not UTF-8 text".into(),
-                            });
-                        }
+                        // Stop on a read error.
                         *lines = Box::new(std::io::empty());
                         break Err(RowError {
                             line: *line,
@@ -237,7 +286,14 @@ impl Iterator for RowReader {
                         });
                     }
                 }
-                let text = buf.trim();
+                let Ok(text) = std::str::from_utf8(buf) else {
+                    break Err(RowError {
+                        line: *line,
+                        index,
+                        message: "the line is not UTF-8 text".into(),
+                    });
+                };
+                let text = text.trim();
                 if text.is_empty() || text.starts_with('#') {
                     continue;
                 }
@@ -319,10 +375,7 @@ fn csv_message(e: &csv::Error) -> String {
 pub fn count_records(reader: Box<dyn BufRead + Send>, format: InputFormat) -> u64 {
     match format {
         InputFormat::Csv => {
-            let mut csv = csv::ReaderBuilder::new()
-                .flexible(true)
-                .comment(Some(b'#'))
-                .from_reader(reader);
+            let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
             let mut record = csv::ByteRecord::new();
             let mut n = 0;
             while let Ok(true) = csv.read_byte_record(&mut record) {
@@ -335,10 +388,11 @@ pub fn count_records(reader: Box<dyn BufRead + Send>, format: InputFormat) -> u6
             let mut buf = Vec::new();
             let mut n = 0;
             loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => return n,
-                    Ok(_) => {
+                match read_bounded_line(&mut reader, &mut buf) {
+                    Ok(None) | Err(_) => return n,
+                    // A line too long is a (bad) row.
+                    Ok(Some(false)) => n += 1,
+                    Ok(Some(true)) => {
                         let text = buf.trim_ascii();
                         if !text.is_empty() && !text.starts_with(b"#") {
                             n += 1;
@@ -404,6 +458,53 @@ mod tests {
     }
 
     #[test]
+    fn csv_rows_with_the_wrong_number_of_cells_are_bad_rows_never_quoted() {
+        // An unquoted comma in the password: `tail9` would have become the event.
+        let text = "target,password,event\n\
+                    159@10.0.0.1,s3cr3t,tail9,\n\
+                    160@10.0.0.1\n\
+                    161@10.0.0.1,ok,reboot\n";
+        let got = rows(text, InputFormat::Csv);
+        assert_eq!(got.len(), 3);
+        let long = got[0].as_ref().unwrap_err();
+        assert_eq!((long.line, long.index), (2, 0));
+        assert_eq!(
+            long.message,
+            "expected 3 cells as in the header row, found 4 (a cell holding a comma must be \
+             quoted)"
+        );
+        let short = got[1].as_ref().unwrap_err();
+        assert_eq!((short.line, short.index), (3, 1));
+        assert!(short.message.contains("found 1"), "{}", short.message);
+        let ok = got[2].as_ref().unwrap();
+        assert_eq!(ok.event.as_deref(), Some("reboot"));
+    }
+
+    #[test]
+    fn a_csv_row_starting_with_a_hash_is_a_row_not_a_comment() {
+        let text = "id,target\n#12,159@10.0.0.1\n# not a comment,160@10.0.0.1\n";
+        let got = rows(text, InputFormat::Csv);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap().id.as_deref(), Some("#12"));
+        assert_eq!(
+            got[1].as_ref().unwrap().id.as_deref(),
+            Some("# not a comment")
+        );
+        let n = count_records(Box::new(std::io::Cursor::new(text)), InputFormat::Csv);
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn jsonl_lines_starting_with_a_hash_are_comments() {
+        let text = "# a comment\n  #another\n{\"target\":\"159@h\"}\n";
+        let got = rows(text, InputFormat::Jsonl);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].as_ref().unwrap().line, 3);
+        let n = count_records(Box::new(std::io::Cursor::new(text)), InputFormat::Jsonl);
+        assert_eq!(n, 1);
+    }
+
+    #[test]
     fn csv_cells_are_text_as_written() {
         let text = "target,auth_user,id,password,url\n\
                     0123@10.0.0.1,0123,007,0042, 1.50 \n";
@@ -437,6 +538,60 @@ mod tests {
             (4, 2, Some("reboot"))
         );
         assert_eq!(got[3].as_ref().unwrap_err().line, 5);
+    }
+
+    #[test]
+    fn an_over_long_jsonl_line_is_a_bad_row_not_quoted_and_the_next_line_is_read() {
+        let long = format!(
+            "{{\"target\":\"159@h\",\"password\":\"s3cr3t{}\"}}",
+            "x".repeat(MAX_LINE)
+        );
+        let exact = format!(
+            "{{\"target\":\"160@h\",\"id\":\"{}\"}}",
+            "y".repeat(MAX_LINE - 30)
+        );
+        let exact = format!("{exact}{}", " ".repeat(MAX_LINE - exact.len()));
+        assert_eq!(exact.len(), MAX_LINE);
+        // Long lines at the end, with and without a newline.
+        for end in ["\n", ""] {
+            let text = format!("{long}{long}\n{{\"target\":\"161@h\"}}\n{exact}\n{long}{end}");
+            let got = rows(&text, InputFormat::Jsonl);
+            assert_eq!(got.len(), 4);
+            let bad = got[0].as_ref().unwrap_err();
+            assert_eq!((bad.line, bad.index), (1, 0));
+            assert_eq!(
+                bad.message,
+                format!("the line is longer than {MAX_LINE} bytes")
+            );
+            let next = got[1].as_ref().unwrap();
+            assert_eq!((next.line, next.target.as_deref()), (2, Some("161@h")));
+            let exact = got[2].as_ref().unwrap();
+            assert_eq!((exact.line, exact.target.as_deref()), (3, Some("160@h")));
+            let last = got[3].as_ref().unwrap_err();
+            assert_eq!(last.line, 4);
+            assert!(!format!("{got:?}").contains("s3cr3t"));
+            let n = count_records(
+                Box::new(std::io::Cursor::new(text.clone())),
+                InputFormat::Jsonl,
+            );
+            assert_eq!(n, 4);
+        }
+    }
+
+    #[test]
+    fn a_jsonl_line_that_is_not_utf8_is_a_bad_row() {
+        let mut text = b"{\"target\":\"\xff\"}\n".to_vec();
+        text.extend_from_slice(b"{\"target\":\"162@h\"}\n");
+        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text));
+        let got: Vec<_> = RowReader::new(reader, InputFormat::Jsonl)
+            .unwrap()
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].as_ref().unwrap_err().message,
+            "the line is not UTF-8 text"
+        );
+        assert_eq!(got[1].as_ref().unwrap().line, 2);
     }
 
     #[test]

@@ -154,9 +154,10 @@ pub struct Campaign {
 /// How the run ended.
 #[derive(Debug, Clone, Default)]
 pub struct RunEnd {
-    /// A stop was requested before the input ended.
+    /// A stop was requested (a signal) before the input ended.
     pub interrupted: bool,
-    /// The first journal write error, which stopped the campaign.
+    /// The first journal write error, which stopped the campaign (not counted as
+    /// `interrupted`).
     pub journal_error: Option<String>,
 }
 
@@ -164,19 +165,31 @@ struct Shared {
     notifier: Notifier,
     retry: RetryPolicy,
     journal: Option<Arc<Journal>>,
+    /// The stop requested from outside (a signal).
     stop: Arc<Stop>,
+    /// The stop after a journal write error, kept apart from `stop` so that the end tells
+    /// which one it was.
+    halt: Arc<Stop>,
     records: mpsc::Sender<Record>,
     journal_error: Mutex<Option<String>>,
 }
 
 /// The governor quota for `rate` starts per second, with no burst: starts are spaced
-/// evenly from the first one.
+/// evenly from the first one. `None` when the rate is not a positive number or its period
+/// does not fit a [`Duration`] (too small a rate) or rounds to zero (too large a rate);
+/// the command line keeps it within [`MIN_RATE`] and [`MAX_RATE`].
 pub fn quota(rate: f64) -> Option<Quota> {
     if !(rate > 0.0 && rate.is_finite()) {
         return None;
     }
-    Quota::with_period(Duration::from_secs_f64(1.0 / rate)).map(|q| q.allow_burst(NonZeroU32::MIN))
+    let period = Duration::try_from_secs_f64(1.0 / rate).ok()?;
+    Quota::with_period(period).map(|q| q.allow_burst(NonZeroU32::MIN))
 }
+
+/// The lowest `--rate`: one start in 1000 seconds.
+pub const MIN_RATE: f64 = 0.001;
+/// The highest `--rate`: a start every microsecond.
+pub const MAX_RATE: f64 = 1_000_000.0;
 
 impl Campaign {
     /// Runs until the items end or `stop` is requested, then waits for the targets in
@@ -187,7 +200,10 @@ impl Campaign {
         records: mpsc::Sender<Record>,
         stop: Arc<Stop>,
     ) -> RunEnd {
-        let concurrency = self.concurrency.clamp(1, Semaphore::MAX_PERMITS);
+        // At most u32::MAX: the end waits for all the slots with one acquire_many(u32).
+        let concurrency = self
+            .concurrency
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let slots = Arc::new(Semaphore::new(concurrency));
         let limiter = self.rate.and_then(quota).map(RateLimiter::direct);
         let mut spread = self.spread.map(|(w, total)| Spread::new(w, total));
@@ -197,15 +213,18 @@ impl Campaign {
             retry: self.retry,
             journal: self.journal,
             stop: stop.clone(),
+            halt: Stop::new(),
             records: records.clone(),
             journal_error: Mutex::new(None),
         });
+        let halt = shared.halt.clone();
         let started = tokio::time::Instant::now();
         let mut end = RunEnd::default();
         'input: loop {
             let item = tokio::select! {
                 biased;
                 _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                _ = halt.stopped() => break 'input,
                 item = items.recv() => match item { Some(item) => item, None => break 'input },
             };
             let job = match item {
@@ -238,18 +257,21 @@ impl Campaign {
                 tokio::select! {
                     biased;
                     _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                    _ = halt.stopped() => break 'input,
                     _ = tokio::time::sleep_until(at) => {}
                 }
             }
             let permit = tokio::select! {
                 biased;
                 _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                _ = halt.stopped() => break 'input,
                 permit = slots.clone().acquire_owned() => permit.expect("never closed"),
             };
             if let Some(limiter) = &limiter {
                 tokio::select! {
                     biased;
                     _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                    _ = halt.stopped() => break 'input,
                     _ = limiter.until_ready() => {}
                 }
             }
@@ -304,10 +326,11 @@ impl Shared {
                 .next_delay(tries, &outcome, &mut rand::thread_rng());
             match delay {
                 None => break outcome,
-                Some(_) if self.stop.is_stopped() => break outcome,
+                Some(_) if self.stop.is_stopped() || self.halt.is_stopped() => break outcome,
                 Some(delay) => tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = self.stop.stopped() => break outcome,
+                    _ = self.halt.stopped() => break outcome,
                 },
             }
         };
@@ -344,7 +367,7 @@ impl Shared {
         if first.is_none() {
             *first = Some(message.clone());
         }
-        self.stop.stop();
+        self.halt.stop();
         message
     }
 }
@@ -359,6 +382,12 @@ mod tests {
         assert_eq!(q.replenish_interval(), Duration::from_millis(20));
         assert_eq!(q.burst_size().get(), 1);
         assert!(quota(0.0).is_none() && quota(f64::NAN).is_none());
+        // Periods that do not fit a Duration, or round to zero: no panic, no quota.
+        assert!(quota(1e-20).is_none() && quota(1e12).is_none());
+        let q = quota(MIN_RATE).unwrap();
+        assert_eq!(q.replenish_interval(), Duration::from_secs(1000));
+        let q = quota(MAX_RATE).unwrap();
+        assert_eq!(q.replenish_interval(), Duration::from_micros(1));
     }
 
     #[tokio::test]

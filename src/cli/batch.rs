@@ -1,7 +1,7 @@
 //! `sipnotify batch`: one event to many phones from a CSV or JSON Lines file, paced,
 //! retried, journaled, with progress, a report and a summary.
 
-use super::output::{csv_record, human_line, JsonRecord, Printer, CSV_HEADER};
+use super::output::{csv_record, human_line_tries, JsonRecord, Printer, CSV_HEADER};
 use super::phone::wait_for_stop;
 use super::send::{parse_bind, parse_headers, parse_timeout, password_from, timers};
 use super::{Failure, Format};
@@ -12,10 +12,10 @@ use sipnotify::campaign::run::{Campaign, Item, Job, Record, RunEnd, Stop, Verdic
 use sipnotify::campaign::target::key;
 use sipnotify::campaign::{Defaults, Journal, ResumeState, RetryPolicy, Shard, Summary};
 use sipnotify::{Notifier, NotifierConfig, Transport};
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -40,7 +40,8 @@ Examples:
   sipnotify batch phones.csv --event reboot --spread 30m --shard $JOB_COMPLETION_INDEX/4
 
 Exit codes: 0 every row delivered, 1 any row not delivered (bad rows and unknown ones
-included), 2 bad input before anything was sent, 130 interrupted (Ctrl-C or SIGTERM).")]
+included) or a journal write error, 2 bad input before anything was sent, 130 interrupted
+(Ctrl-C or SIGTERM).")]
 pub struct BatchArgs {
     /// The CSV or JSON Lines file, or - for standard input.
     pub input: String,
@@ -127,7 +128,8 @@ pub struct BatchArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
     /// Also write one record per target to this file: CSV if it ends in .csv, else JSON
-    /// Lines.
+    /// Lines. Replaced, unless --journal names an existing journal (a resume): then
+    /// appended to.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 }
@@ -152,7 +154,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs > 1e9 {
         return Err(format!("`{text}` is too long"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a valid duration"))
 }
 
 struct Plan {
@@ -189,13 +191,25 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
         bind: args.bind.as_deref().map(parse_bind).transpose()?,
         timers: timers(args.t1, args.t2)?,
     };
+    if let Some(timeout) = defaults.timeout {
+        let timer_f = config.timers.timer_f();
+        if timeout > timer_f {
+            return Err(Failure::input(format!(
+                "--timeout {} s is longer than Timer F ({} s, 64 x --t1), which ends a try \
+                 anyway: --timeout is for giving up sooner; leave it out or raise --t1",
+                timeout.as_secs_f64(),
+                timer_f.as_secs_f64()
+            )));
+        }
+    }
     if args.concurrency == 0 {
         return Err(Failure::input("--concurrency must be at least 1"));
     }
     if let Some(rate) = args.rate {
-        if sipnotify::campaign::run::quota(rate).is_none() {
+        use sipnotify::campaign::run::{quota, MAX_RATE, MIN_RATE};
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) || quota(rate).is_none() {
             return Err(Failure::input(
-                "--rate must be a positive number per second",
+                "--rate must be between 0.001 and 1000000 starts per second",
             ));
         }
     }
@@ -217,6 +231,12 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
         base: backoff,
         ..RetryPolicy::default()
     };
+    if retry.base > retry.max {
+        return Err(Failure::input(format!(
+            "--backoff: at most {} s (the longest backoff)",
+            retry.max.as_secs()
+        )));
+    }
     let format = match args.format {
         Some(FileFormat::Csv) => InputFormat::Csv,
         Some(FileFormat::Jsonl) => InputFormat::Jsonl,
@@ -278,6 +298,9 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     } else {
         None
     };
+    // A journal that exists already means a resume: the report goes on after the earlier
+    // runs' records instead of replacing them.
+    let resuming = args.journal.as_deref().is_some_and(Path::exists);
     let (journal, resume) = match &args.journal {
         Some(path) => {
             let (journal, resume) = Journal::open(path).map_err(|e| {
@@ -294,8 +317,8 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         }
         None => (None, ResumeState::default()),
     };
-    let mut report = match &args.report {
-        Some(path) => Some(Report::create(path)?),
+    let report = match &args.report {
+        Some(path) => Some(Arc::new(Mutex::new(Report::open(path, resuming)?))),
         None => None,
     };
     let notifier = Notifier::bind(plan.config)
@@ -342,18 +365,29 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         .map_err(|e| Failure::local(format!("cannot start the input thread: {e}")))?;
 
     let stop = Stop::new();
+    // Listening from here on, before the first target starts (not from the task's first
+    // poll): a signal sent once the journal has a line is never the default action.
+    let mut listener = StopSignals::listen();
     let signals = {
         let stop = stop.clone();
         let journal = journal.clone();
+        let report = report.clone();
         tokio::spawn(async move {
-            wait_for_stop().await;
+            listener.recv().await;
             eprintln!(
                 "stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)"
             );
             stop.stop();
-            wait_for_stop().await;
+            listener.recv().await;
             // Hold the journal so no record is half written, then leave.
             let _held = journal.as_ref().map(|j| j.lock());
+            // Whole records only: the output task writes one under the same lock.
+            if let Some(report) = &report {
+                report
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .flush();
+            }
             eprintln!("exiting now: targets in flight are journaled with no result (unknown)");
             std::process::exit(130);
         })
@@ -406,8 +440,11 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
                     Some(bar) => bar.suspend(|| out.record(&record)),
                     None => out.record(&record),
                 }
-                if let Some(report) = &mut report {
-                    report.record(&printer, &record);
+                if let Some(report) = &report {
+                    report
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .record(&printer, &record);
                 }
                 if let Some(bar) = &bar {
                     bar.inc(1);
@@ -415,8 +452,11 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
                 }
             }
             out.flush();
-            if let Some(report) = &mut report {
-                report.flush();
+            if let Some(report) = &report {
+                report
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .flush();
             }
             summary
         })
@@ -441,16 +481,81 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     }
     signals.abort();
     print_summary(&summary, &end, output);
-    if end.interrupted {
-        return Ok(130);
+    if let Some(e) = &end.journal_error {
+        eprintln!(
+            "error: {e}: the campaign stopped, the rest of the input was not started; once the \
+             journal can be written, run the same command to resume"
+        );
     }
-    if let Some(e) = end.journal_error {
-        eprintln!("error: {e}");
-        return Ok(1);
+    Ok(exit_code(&end, &summary))
+}
+
+/// 1 after a journal write error (the campaign stopped itself; checked first, so that it
+/// is not taken for a signal), 130 when stopped by a signal, else 0 when every row was
+/// delivered and 1 when not.
+fn exit_code(end: &RunEnd, summary: &Summary) -> u8 {
+    if end.journal_error.is_some() {
+        return 1;
+    }
+    if end.interrupted {
+        return 130;
     }
     let all = summary.total();
     let delivered = summary.count("delivered") + summary.count("already_delivered");
-    Ok(if all == delivered { 0 } else { 1 })
+    if all == delivered {
+        0
+    } else {
+        1
+    }
+}
+
+/// Ctrl-C and SIGTERM.
+enum StopSignals {
+    /// Listening since [`StopSignals::listen`].
+    #[cfg(unix)]
+    Unix {
+        interrupt: tokio::signal::unix::Signal,
+        terminate: tokio::signal::unix::Signal,
+    },
+    /// Listening from the first poll of [`StopSignals::recv`].
+    Later,
+}
+
+impl StopSignals {
+    /// Installs the handlers now (on Unix).
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(interrupt), Ok(terminate)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                return StopSignals::Unix {
+                    interrupt,
+                    terminate,
+                };
+            }
+        }
+        StopSignals::Later
+    }
+
+    /// Waits for the next Ctrl-C or SIGTERM.
+    async fn recv(&mut self) {
+        match self {
+            #[cfg(unix)]
+            StopSignals::Unix {
+                interrupt,
+                terminate,
+            } => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            StopSignals::Later => wait_for_stop().await,
+        }
+    }
 }
 
 fn progress_bar(total: Option<u64>) -> ProgressBar {
@@ -531,10 +636,7 @@ fn human(record: &Record) -> String {
         .unwrap_or_default();
     match &record.verdict {
         Verdict::Sent { outcome, tries, .. } => {
-            let mut line = human_line(&record.target, &record.event, outcome);
-            if *tries > 1 {
-                line = line.replacen(')', &format!(", {tries} tries)"), 1);
-            }
+            let line = human_line_tries(&record.target, &record.event, outcome, *tries);
             match line.split_once('\n') {
                 Some((first, rest)) => format!("{first}{id}\n{rest}"),
                 None => format!("{line}{id}"),
@@ -622,16 +724,41 @@ enum Report {
 }
 
 impl Report {
-    fn create(path: &Path) -> Result<Report, Failure> {
-        let file = File::create(path).map_err(|e| {
-            Failure::input(format!("cannot create the report {}: {e}", path.display()))
-        })?;
+    /// Creates (or truncates) the report; when `append` (a resumed campaign), opens it to
+    /// append after the earlier runs' records instead, with no second CSV header.
+    fn open(path: &Path, append: bool) -> Result<Report, Failure> {
+        let cannot = |e: std::io::Error| {
+            Failure::input(format!("cannot open the report {}: {e}", path.display()))
+        };
+        let (file, empty) = if append {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(cannot)?;
+            let len = file.seek(SeekFrom::End(0)).map_err(cannot)?;
+            if len > 0 {
+                // End a torn last record (a run killed mid-write) before appending.
+                let mut last = [0u8];
+                file.seek(SeekFrom::Start(len - 1)).map_err(cannot)?;
+                file.read_exact(&mut last).map_err(cannot)?;
+                if last[0] != b'\n' {
+                    file.write_all(b"\n").map_err(cannot)?;
+                }
+            }
+            (file, len == 0)
+        } else {
+            (File::create(path).map_err(cannot)?, true)
+        };
         let csv = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
         Ok(if csv {
             let mut w = csv::Writer::from_writer(file);
-            let _ = w.write_record(CSV_HEADER);
+            if empty {
+                let _ = w.write_record(CSV_HEADER);
+            }
             Report::Csv(Box::new(w))
         } else {
             Report::Jsonl(BufWriter::new(file))
@@ -724,6 +851,61 @@ fn print_summary(summary: &Summary, end: &RunEnd, format: Format) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_journal_error_is_exit_1_even_when_the_stop_looks_like_an_interruption() {
+        let summary = Summary::new();
+        let journal_error = Some("cannot write the journal: disk full".to_string());
+        for interrupted in [false, true] {
+            let end = RunEnd {
+                interrupted,
+                journal_error: journal_error.clone(),
+            };
+            assert_eq!(exit_code(&end, &summary), 1);
+        }
+        let end = RunEnd {
+            interrupted: true,
+            journal_error: None,
+        };
+        assert_eq!(exit_code(&end, &summary), 130);
+        assert_eq!(exit_code(&RunEnd::default(), &summary), 0);
+    }
+
+    #[test]
+    fn the_tries_go_in_the_outcome_parentheses_not_in_the_reason() {
+        let outcome = sipnotify::Outcome {
+            attempts: 1,
+            elapsed: Duration::from_micros(1500),
+            ..sipnotify::Outcome::unsent(
+                sipnotify::OutcomeKind::Unreachable,
+                "connection refused (os error 111)",
+            )
+        };
+        let record = |tries| Record {
+            line: 2,
+            id: Some("desk-7".into()),
+            target: "sip:159@10.0.0.7".into(),
+            event: "resync".into(),
+            verdict: Verdict::Sent {
+                outcome: outcome.clone(),
+                tries,
+                total: Duration::from_secs(3),
+            },
+        };
+        let line = human(&record(3));
+        assert!(
+            line.starts_with(
+                "unreachable  sip:159@10.0.0.7  resync  connection refused (os error 111)  \
+                 (1 attempt, 1.5 ms, 3 tries) [desk-7]"
+            ),
+            "{line}"
+        );
+        let line = human(&record(1));
+        assert!(
+            line.contains("(os error 111)  (1 attempt, 1.5 ms) [desk-7]"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn durations() {

@@ -217,6 +217,11 @@ pub fn csv_record(
 
 /// `delivered  sip:159@10.0.0.7  resync  200 OK  (2 attempts, 3.1 ms)` and a hint line.
 pub fn human_line(target: &str, event: &str, o: &Outcome) -> String {
+    human_line_tries(target, event, o, 1)
+}
+
+/// [`human_line`], with `, N tries` in the parentheses when a batch tried more than once.
+pub fn human_line_tries(target: &str, event: &str, o: &Outcome, tries: u32) -> String {
     let answer = match o.status {
         Some(code) => format!("{code} {}", o.reason),
         None => o.reason.clone(),
@@ -230,6 +235,9 @@ pub fn human_line(target: &str, event: &str, o: &Outcome) -> String {
     );
     if o.retransmissions > 0 {
         line += &format!(", {} retransmissions", o.retransmissions);
+    }
+    if tries > 1 {
+        line += &format!(", {tries} tries");
     }
     line.push(')');
     if let Some(hint) = o.hint.filter(|_| o.kind != OutcomeKind::Delivered) {

@@ -205,10 +205,12 @@ pub fn parse_headers(headers: &[String]) -> Result<Vec<ExtraHeader>, Failure> {
 /// Checks `--timeout`.
 pub fn parse_timeout(timeout: Option<f64>) -> Result<Option<Duration>, Failure> {
     match timeout {
-        Some(s) if !(s > 0.0 && s.is_finite()) => Err(Failure::input(
-            "--timeout must be a positive number of seconds",
+        Some(s) if !(s > 0.0 && s.is_finite() && s <= 1e9) => Err(Failure::input(
+            "--timeout must be a positive number of seconds (at most 1e9)",
         )),
-        Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+        Some(s) => Duration::try_from_secs_f64(s)
+            .map(Some)
+            .map_err(|_| Failure::input("--timeout must be a positive number of seconds")),
         None => Ok(None),
     }
 }
