@@ -1,7 +1,7 @@
 //! `sipnotify batch`: one event to many phones from a CSV or JSON Lines file, paced,
 //! retried, journaled, with progress, a report and a summary.
 
-use super::output::{csv_record, human_line_tries, JsonRecord, Printer, CSV_HEADER};
+use super::output::{csv_record, human_line, JsonRecord, Printer, CSV_HEADER};
 use super::phone::wait_for_stop;
 use super::send::{parse_bind, parse_headers, parse_timeout, password_from, timers};
 use super::{Failure, Format};
@@ -85,7 +85,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub bind: Option<String>,
     /// The From URI; default sip:sipnotify@<local address>.
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", value_parser = super::send::parse_from)]
     pub from: Option<String>,
     /// Give up a try after this many seconds (default: Timer F, 32 s).
     #[arg(long, value_name = "SECS")]
@@ -636,7 +636,7 @@ fn human(record: &Record) -> String {
         .unwrap_or_default();
     match &record.verdict {
         Verdict::Sent { outcome, tries, .. } => {
-            let line = human_line_tries(&record.target, &record.event, outcome, *tries);
+            let line = human_line(&record.target, &record.event, outcome, *tries);
             match line.split_once('\n') {
                 Some((first, rest)) => format!("{first}{id}\n{rest}"),
                 None => format!("{line}{id}"),

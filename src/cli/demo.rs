@@ -44,7 +44,7 @@ pub async fn run() -> Result<u8, Failure> {
         notify.trace = true;
         let outcome = notifier.send(notify).await;
         print!("{}", ladder(&outcome));
-        println!("{}\n", human_line(target.as_str(), &name, &outcome));
+        println!("{}\n", human_line(target.as_str(), &name, &outcome, 1));
         code = code.max(outcome.kind.exit_code());
     }
     phone.shutdown().await;

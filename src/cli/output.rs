@@ -50,7 +50,7 @@ impl Printer {
                 if self.wants_ladder() {
                     let _ = stdout.write_all(ladder(outcome).as_bytes());
                 }
-                writeln!(stdout, "{}", human_line(target, event, outcome))
+                writeln!(stdout, "{}", human_line(target, event, outcome, 1))
             }
             Format::Json => self
                 .json(target, event, id, outcome)
@@ -216,15 +216,11 @@ pub fn csv_record(
 }
 
 /// `delivered  sip:159@10.0.0.7  resync  200 OK  (2 attempts, 3.1 ms)` and a hint line.
-pub fn human_line(target: &str, event: &str, o: &Outcome) -> String {
-    human_line_tries(target, event, o, 1)
-}
-
-/// [`human_line`], with `, N tries` in the parentheses when a batch tried more than once.
-pub fn human_line_tries(target: &str, event: &str, o: &Outcome, tries: u32) -> String {
+pub fn human_line(target: &str, event: &str, o: &Outcome, tries: u32) -> String {
+    let reason = printable(&o.reason, false);
     let answer = match o.status {
-        Some(code) => format!("{code} {}", o.reason),
-        None => o.reason.clone(),
+        Some(code) => format!("{code} {reason}"),
+        None => reason.into_owned(),
     };
     let mut line = format!(
         "{:<12} {target}  {event}  {answer}  ({} attempt{}, {:.1} ms",
@@ -246,6 +242,26 @@ pub fn human_line_tries(target: &str, event: &str, o: &Outcome, tries: u32) -> S
     line
 }
 
+/// Text from the network made safe for a terminal: a phone's reason phrase or message could
+/// carry escape sequences. Control characters become `\xNN`; line ends are kept in
+/// `multiline` text.
+fn printable(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
+    let keep = |c: char| !c.is_control() || (multiline && matches!(c, '\r' | '\n' | '\t'));
+    if text.chars().all(keep) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if keep(c) {
+                c.to_string()
+            } else {
+                format!("\\x{:02x}", u32::from(c))
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Every message of a target, in order, with its time.
 pub fn ladder(o: &Outcome) -> String {
     let mut text = String::new();
@@ -258,9 +274,31 @@ pub fn ladder(o: &Outcome) -> String {
         text += &format!(
             "{label} at {:.1} ms\n{}\n",
             entry.at.as_secs_f64() * 1000.0,
-            String::from_utf8_lossy(&entry.bytes).trim_end_matches(['\r', '\n'])
+            printable(&String::from_utf8_lossy(&entry.bytes), true).trim_end_matches(['\r', '\n'])
         );
         text.push('\n');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_from_the_network_never_reach_the_terminal() {
+        let hostile = "Bad\x1b]0;pwned\x07 Event\r\nX: y";
+        assert_eq!(
+            printable(hostile, false),
+            "Bad\\x1b]0;pwned\\x07 Event\\x0d\\x0aX: y"
+        );
+        assert_eq!(
+            printable(hostile, true),
+            "Bad\\x1b]0;pwned\\x07 Event\r\nX: y"
+        );
+        assert!(matches!(
+            printable("200 OK", false),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 }

@@ -217,9 +217,10 @@ pub fn parse_timeout(timeout: Option<f64>) -> Result<Option<Duration>, Failure> 
 
 /// Checks `--t1` and `--t2`.
 pub fn timers(t1: u64, t2: u64) -> Result<Timers, Failure> {
-    if t1 == 0 || t2 < t1 {
+    // Timer F is 64*T1: past a minute for T1, a target could wait over an hour.
+    if !(1..=60_000).contains(&t1) || t2 < t1 || t2 > 600_000 {
         return Err(Failure::input(
-            "--t1 must be at least 1 ms and --t2 at least --t1",
+            "--t1 must be 1 to 60000 ms, and --t2 from --t1 to 600000 ms",
         ));
     }
     Ok(Timers {
