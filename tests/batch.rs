@@ -311,13 +311,15 @@ fn rate_holds_the_start_rate() {
     assert_eq!(out.status.code(), Some(0));
     let at = intent_times(&journal);
     assert_eq!(at.len(), 70);
-    // Starts in the 2-second window from the first: 60 at 30 per second. The limiter
-    // makes more impossible (the margin is for the journal's clock); fewer means a slow
-    // machine, so the lower bound only tells a limit from none.
+    // Starts in the 2-second window from the first: 60 at 30 per second, within 10%. At
+    // 30 starts a second even a loaded machine keeps up, so this measures the limiter.
     let in_window = at.iter().filter(|t| **t < at[0] + 2.0).count();
-    assert!((30..=63).contains(&in_window), "{in_window} starts in 2 s");
-    let span = at[69] - at[0];
-    assert!(span >= 69.0 / 30.0 * 0.95, "70 starts in {span:.2} s");
+    assert!((54..=66).contains(&in_window), "{in_window} starts in 2 s");
+    let rate = 69.0 / (at[69] - at[0]);
+    assert!(
+        (27.0..=33.0).contains(&rate),
+        "{rate:.1} starts per second over the run"
+    );
 }
 
 #[test]

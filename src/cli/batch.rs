@@ -327,7 +327,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
 
     // Rows are read and checked on their own thread, through a bounded channel: memory
     // does not grow with the input.
-    let (items_tx, items_rx) = mpsc::channel::<Item>(1024);
+    let (items_tx, items_rx) = mpsc::channel::<Item>(256);
     let shard = plan.shard;
     let defaults = plan.defaults;
     std::thread::Builder::new()
@@ -394,7 +394,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     };
 
     let bar = progress.then(|| progress_bar(total));
-    let (records_tx, mut records_rx) = mpsc::channel::<Record>(1024);
+    let (records_tx, mut records_rx) = mpsc::channel::<Record>(256);
     let printer = Printer::new(Format::Json, 0);
     let consumer = {
         let bar = bar.clone();

@@ -10,8 +10,7 @@ use super::outcome::Outcome;
 use super::Transport;
 use bytes::Bytes;
 use rand::rngs::StdRng;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -46,7 +45,7 @@ pub struct Stats {
 struct Entry {
     /// Boxed, so that the map's spare capacity costs a pointer per slot, not a whole flow.
     flow: Box<Flow>,
-    /// The deadline last pushed on the timer queue, so an unchanged one is not pushed again.
+    /// The flow's entry in the timer queue, to move or remove it.
     scheduled: Option<Instant>,
 }
 
@@ -57,8 +56,9 @@ pub struct Endpoint {
     next_id: FlowId,
     flows: HashMap<FlowId, Entry>,
     branches: HashMap<String, FlowId>,
-    // Entries go stale when a flow's deadline moves or it ends; they are skipped on pop.
-    timers: BinaryHeap<Reverse<(Instant, FlowId)>>,
+    // One entry per flow, its next deadline, moved or removed as the flow changes: a
+    // campaign's timer memory follows the targets in flight, not the rate.
+    timers: BTreeSet<(Instant, FlowId)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<(FlowId, Outcome)>,
     stats: Stats,
@@ -72,7 +72,7 @@ impl Endpoint {
             next_id: 0,
             flows: HashMap::new(),
             branches: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -165,20 +165,14 @@ impl Endpoint {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+        while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
             }
-            self.timers.pop();
-            let Some(entry) = self.flows.get_mut(&id) else {
-                continue;
-            };
-            if entry.scheduled == Some(at) {
+            self.timers.pop_first();
+            if let Some(entry) = self.flows.get_mut(&id) {
                 entry.scheduled = None;
-            }
-            let flow = &mut entry.flow;
-            if flow.poll_timeout().is_some_and(|t| t <= now) {
-                flow.handle_timeout(now);
+                entry.flow.handle_timeout(now);
                 self.after_input(now, id, None);
             }
         }
@@ -189,10 +183,9 @@ impl Endpoint {
         self.transmits.pop_front()
     }
 
-    /// When `handle_timeout` must be called next. May be early (a stale entry): calling
-    /// `handle_timeout` then is harmless.
+    /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// The next target that ended.
@@ -222,15 +215,20 @@ impl Endpoint {
             }
             self.branches.insert(flow.branch().to_string(), id);
         }
+        let next = flow.poll_timeout();
+        if next != *scheduled {
+            if let Some(old) = scheduled.take() {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(at) = next {
+                self.timers.insert((at, id));
+                *scheduled = Some(at);
+            }
+        }
         if let Some(outcome) = flow.take_outcome() {
             self.branches.remove(flow.branch());
             self.flows.remove(&id);
             self.events.push_back((id, outcome));
-        } else if let Some(at) = flow.poll_timeout() {
-            if *scheduled != Some(at) {
-                *scheduled = Some(at);
-                self.timers.push(Reverse((at, id)));
-            }
         }
     }
 }
@@ -281,6 +279,7 @@ mod tests {
         let sent: Vec<Transmit> = std::iter::from_fn(|| ep.poll_transmit()).collect();
         assert_eq!(sent.len(), 3);
         assert_eq!(ep.in_flight(), 3);
+        assert_eq!(ep.timers.len(), 3, "one timer entry per flow");
 
         // The answer to the second target, but from the first target's address.
         ep.handle(now, sent[0].destination, &ok_for(&sent[1].payload));
@@ -300,6 +299,7 @@ mod tests {
         ep.handle(now, sent[1].destination, &ok_for(&sent[1].payload));
         assert_eq!(ep.stats().unmatched, 2);
         assert_eq!(ep.in_flight(), 2);
+        assert_eq!(ep.timers.len(), 2, "an ended flow leaves no timer behind");
     }
 
     #[test]
@@ -325,6 +325,6 @@ mod tests {
         assert!(outcomes.iter().all(|(_, o)| o.kind == OutcomeKind::Timeout));
         assert_eq!(sends, 100 + 100 * 10);
         assert_eq!(ep.in_flight(), 0);
-        assert!(ep.timers.len() < 10, "stale timer entries are drained");
+        assert!(ep.timers.is_empty(), "no timer outlives its flow");
     }
 }
