@@ -188,7 +188,8 @@ impl Notifier {
                     .timeout
                     .unwrap_or(self.timers.timer_f())
                     .min(self.timers.timer_f());
-                tokio::time::timeout(limit, self.tcp.connect(destination))
+                // Boxed: inline, this rarely used future would enlarge every send's.
+                Box::pin(tokio::time::timeout(limit, self.tcp.connect(destination)))
                     .await
                     .map_err(|_| {
                         format!(
@@ -228,7 +229,8 @@ impl Notifier {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
         }
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+        // Boxed like the TCP connect: only host names need it.
+        let addrs: Vec<SocketAddr> = Box::pin(tokio::net::lookup_host((host.as_str(), port)))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .collect();
