@@ -3,7 +3,7 @@
 
 use super::output::{csv_record, human_line, JsonRecord, Printer, CSV_HEADER};
 use super::phone::wait_for_stop;
-use super::send::{parse_bind, parse_headers, parse_timeout, password_from, timers};
+use super::send::{parse_bind, parse_headers, parse_timeout, password, timers, LineArgs};
 use super::{Failure, Format};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,7 +11,7 @@ use sipnotify::campaign::input::{count_records, InputFormat, RowReader};
 use sipnotify::campaign::run::{Campaign, Item, Job, Record, RunEnd, Stop, Verdict};
 use sipnotify::campaign::target::key;
 use sipnotify::campaign::{Defaults, Journal, ResumeState, RetryPolicy, Shard, Summary};
-use sipnotify::{Notifier, NotifierConfig, Transport};
+use sipnotify::{Notifier, NotifierConfig};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -65,40 +65,9 @@ pub struct BatchArgs {
     /// The Content-Type of --body (default text/plain).
     #[arg(long, value_name = "TYPE")]
     pub content_type: Option<String>,
-    /// Digest user name for rows with no `auth_user`; default: each target's user part.
-    #[arg(long, value_name = "NAME")]
-    pub auth_user: Option<String>,
-    /// Read the password of rows with no `password` from this file. Also:
-    /// SIPNOTIFY_PASSWORD.
-    #[arg(long, value_name = "FILE")]
-    pub password_file: Option<PathBuf>,
-    /// The password of rows with no `password` (visible in the process list).
-    #[arg(long, value_name = "VALUE")]
-    pub password: Option<String>,
-    /// Transport for rows with no `transport`.
-    #[arg(long, value_name = "udp|tcp")]
-    pub transport: Option<Transport>,
-    /// Outbound proxy for rows with no `proxy`.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub proxy: Option<String>,
-    /// Local address to send from (ADDR or ADDR:PORT).
-    #[arg(long, value_name = "ADDR[:PORT]")]
-    pub bind: Option<String>,
-    /// The From URI; default sip:sipnotify@<local address>.
-    #[arg(long, value_name = "URI", value_parser = super::send::parse_from)]
-    pub from: Option<String>,
-    /// Give up a try after this many seconds (default: Timer F, 32 s).
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
-    /// RFC 3261 T1 in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    pub t1: u64,
-    /// RFC 3261 T2 in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 4000)]
-    pub t2: u64,
-    /// An extra header, 'Name: value' (repeatable).
-    #[arg(long = "header", value_name = "'NAME: VALUE'")]
-    pub headers: Vec<String>,
+    /// Options for rows whose cell is empty.
+    #[command(flatten)]
+    pub line: LineArgs,
     /// Targets in flight at once.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub concurrency: usize,
@@ -173,23 +142,23 @@ fn plan(args: &BatchArgs) -> Result<Plan, Failure> {
     defaults.profile = args.profile.clone();
     defaults.body = args.body.clone().unwrap_or_default().into_bytes();
     defaults.content_type = args.content_type.clone();
-    defaults.auth_user = args.auth_user.clone();
-    defaults.password = password_from(args.password_file.as_deref(), args.password.as_deref())?;
-    defaults.transport = args.transport;
-    if let Some(proxy) = &args.proxy {
+    defaults.auth_user = args.line.auth_user.clone();
+    defaults.password = password(&args.line)?;
+    defaults.transport = args.line.transport;
+    if let Some(proxy) = &args.line.proxy {
         sipnotify::net::split_host_port(proxy)
             .map_err(|e| Failure::input(format!("--proxy: {e}")))?;
     }
-    defaults.proxy = args.proxy.clone();
-    defaults.from = args.from.clone();
-    defaults.extra = Arc::from(parse_headers(&args.headers)?);
-    defaults.timeout = parse_timeout(args.timeout)?;
+    defaults.proxy = args.line.proxy.clone();
+    defaults.from = args.line.from.clone();
+    defaults.extra = Arc::from(parse_headers(&args.line.headers)?);
+    defaults.timeout = parse_timeout(args.line.timeout)?;
     defaults
         .check()
         .map_err(|e| Failure::input(format!("--event: {e}")))?;
     let config = NotifierConfig {
-        bind: args.bind.as_deref().map(parse_bind).transpose()?,
-        timers: timers(args.t1, args.t2)?,
+        bind: args.line.bind.as_deref().map(parse_bind).transpose()?,
+        timers: timers(args.line.t1, args.line.t2)?,
     };
     if let Some(timeout) = defaults.timeout {
         let timer_f = config.timers.timer_f();

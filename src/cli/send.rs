@@ -18,11 +18,22 @@ use std::time::Duration;
 pub struct SendArgs {
     /// The phone line: a SIP URI (sip:159@192.168.0.10:5061;transport=tcp) or USER@HOST[:PORT].
     pub target: String,
+    #[command(flatten)]
+    pub line: LineArgs,
+    /// Print the exact request that would be sent, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// How to reach and answer a line: shared by the single-target commands and `batch`, where
+/// they apply to the rows whose cell is empty.
+#[derive(Debug, Args)]
+pub struct LineArgs {
     /// Digest user name (the line's Auth ID); default: the target's user part.
     #[arg(long, value_name = "NAME")]
     pub auth_user: Option<String>,
-    /// Read the line password from this file (a final newline is ignored). Also:
-    /// the SIPNOTIFY_PASSWORD environment variable.
+    /// Read the line password from this file (a final newline is ignored). Also: the
+    /// SIPNOTIFY_PASSWORD environment variable.
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
     /// The line password on the command line: visible to other users of the machine in the
@@ -41,7 +52,7 @@ pub struct SendArgs {
     /// The From URI; default sip:sipnotify@<local address>.
     #[arg(long, value_name = "URI", value_parser = parse_from)]
     pub from: Option<String>,
-    /// Give up after this many seconds (default: Timer F, 64*T1 = 32 s).
+    /// Give up a target sooner than Timer F (64*T1 = 32 s), in seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
     /// RFC 3261 T1 in milliseconds (first retransmission interval over udp).
@@ -53,9 +64,6 @@ pub struct SendArgs {
     /// An extra header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
-    /// Print the exact request that would be sent, and send nothing.
-    #[arg(long)]
-    pub dry_run: bool,
 }
 
 /// The event and body of `sipnotify notify`.
@@ -110,16 +118,13 @@ fn strip_final_newline(bytes: &mut Vec<u8>) {
 }
 
 /// The password from the file, the environment, or the command line, in that order.
-pub fn password(args: &SendArgs) -> Result<Option<Password>, Failure> {
-    password_from(args.password_file.as_deref(), args.password.as_deref())
+pub fn password(line: &LineArgs) -> Result<Option<Password>, Failure> {
+    password_from(line.password_file.as_deref(), line.password.as_deref())
 }
 
 /// The password from `--password-file`, SIPNOTIFY_PASSWORD, or `--password`, in that order
 /// (shared by the single-target commands and `batch`).
-pub fn password_from(
-    file: Option<&Path>,
-    value: Option<&str>,
-) -> Result<Option<Password>, Failure> {
+fn password_from(file: Option<&Path>, value: Option<&str>) -> Result<Option<Password>, Failure> {
     if value.is_some() {
         eprintln!(
             "warning: --password is visible to other users of this machine (ps, /proc); \
@@ -238,23 +243,23 @@ pub fn prepare(
     trace: bool,
 ) -> Result<(NotifierConfig, Notify), Failure> {
     let target = Target::parse(&args.target).map_err(|e| Failure::input(e.to_string()))?;
-    let extra = parse_headers(&args.headers)?;
-    let password = password(args)?;
-    let bind = args.bind.as_deref().map(parse_bind).transpose()?;
-    if let Some(proxy) = &args.proxy {
+    let extra = parse_headers(&args.line.headers)?;
+    let password = password(&args.line)?;
+    let bind = args.line.bind.as_deref().map(parse_bind).transpose()?;
+    if let Some(proxy) = &args.line.proxy {
         sipnotify::net::split_host_port(proxy)
             .map_err(|e| Failure::input(format!("--proxy: {e}")))?;
     }
-    let timeout = parse_timeout(args.timeout)?;
-    let timers = timers(args.t1, args.t2)?;
+    let timeout = parse_timeout(args.line.timeout)?;
+    let timers = timers(args.line.t1, args.line.t2)?;
     let mut notify = Notify::new(target, event);
     notify.extra = Arc::from(extra);
     if let Some(password) = password {
-        notify = notify.with_credentials(args.auth_user.as_deref(), password);
+        notify = notify.with_credentials(args.line.auth_user.as_deref(), password);
     }
-    notify.transport = args.transport;
-    notify.proxy = args.proxy.clone();
-    notify.from = args.from.clone();
+    notify.transport = args.line.transport;
+    notify.proxy = args.line.proxy.clone();
+    notify.from = args.line.from.clone();
     notify.timeout = timeout;
     notify.trace = trace;
     Ok((NotifierConfig { bind, timers }, notify))
