@@ -186,30 +186,10 @@ impl Challenge {
 /// Tolerant of what devices send (case, spacing, quoted or bare values, unknown
 /// parameters; the first of duplicated parameters wins) but never panics.
 pub fn parse_challenge(value: &str) -> Result<Challenge, DigestError> {
-    let mut realm = None;
-    let mut nonce = None;
-    let mut opaque = None;
-    let mut algorithm = None;
-    let mut qop = None;
-    let mut stale = None;
-    parse_params(strip_scheme(value)?, |name, value| {
-        let slot = if name.eq_ignore_ascii_case("realm") {
-            &mut realm
-        } else if name.eq_ignore_ascii_case("nonce") {
-            &mut nonce
-        } else if name.eq_ignore_ascii_case("opaque") {
-            &mut opaque
-        } else if name.eq_ignore_ascii_case("algorithm") {
-            &mut algorithm
-        } else if name.eq_ignore_ascii_case("qop") {
-            &mut qop
-        } else if name.eq_ignore_ascii_case("stale") {
-            &mut stale
-        } else {
-            return;
-        };
-        slot.get_or_insert(value);
-    })?;
+    let [realm, nonce, opaque, algorithm, qop, stale] = named_params(
+        value,
+        ["realm", "nonce", "opaque", "algorithm", "qop", "stale"],
+    )?;
 
     let qop = match qop {
         None => Vec::new(),
@@ -374,42 +354,21 @@ impl Credentials {
 /// Same tolerant grammar as [`parse_challenge`]; additionally requires nc (8 hex digits) and
 /// cnonce whenever a qop is given, since the response cannot be checked without them.
 pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
-    let mut username = None;
-    let mut realm = None;
-    let mut nonce = None;
-    let mut uri = None;
-    let mut response = None;
-    let mut algorithm = None;
-    let mut qop = None;
-    let mut nc = None;
-    let mut cnonce = None;
-    let mut opaque = None;
-    parse_params(strip_scheme(value)?, |name, value| {
-        let slot = if name.eq_ignore_ascii_case("username") {
-            &mut username
-        } else if name.eq_ignore_ascii_case("realm") {
-            &mut realm
-        } else if name.eq_ignore_ascii_case("nonce") {
-            &mut nonce
-        } else if name.eq_ignore_ascii_case("uri") {
-            &mut uri
-        } else if name.eq_ignore_ascii_case("response") {
-            &mut response
-        } else if name.eq_ignore_ascii_case("algorithm") {
-            &mut algorithm
-        } else if name.eq_ignore_ascii_case("qop") {
-            &mut qop
-        } else if name.eq_ignore_ascii_case("nc") {
-            &mut nc
-        } else if name.eq_ignore_ascii_case("cnonce") {
-            &mut cnonce
-        } else if name.eq_ignore_ascii_case("opaque") {
-            &mut opaque
-        } else {
-            return;
-        };
-        slot.get_or_insert(value);
-    })?;
+    let [username, realm, nonce, uri, response, algorithm, qop, nc, cnonce, opaque] = named_params(
+        value,
+        [
+            "username",
+            "realm",
+            "nonce",
+            "uri",
+            "response",
+            "algorithm",
+            "qop",
+            "nc",
+            "cnonce",
+            "opaque",
+        ],
+    )?;
 
     let qop = qop.map(|q| q.parse::<Qop>()).transpose()?;
     if qop.is_some() {
@@ -670,6 +629,21 @@ fn strip_scheme(value: &str) -> Result<&str, DigestError> {
 /// Walks `name=value` pairs separated by commas (empty list elements allowed), calling
 /// `each` with the name and the unescaped value. Only slices at ASCII bytes, so any UTF-8
 /// input is safe.
+/// The values of `names` in a Digest header (case-insensitive names; the first of a
+/// duplicated parameter wins; unknown parameters ignored), in the order of `names`.
+fn named_params<'a, const N: usize>(
+    header: &'a str,
+    names: [&str; N],
+) -> Result<[Option<Cow<'a, str>>; N], DigestError> {
+    let mut values = [const { None }; N];
+    parse_params(strip_scheme(header)?, |name, value| {
+        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+            values[i].get_or_insert(value);
+        }
+    })?;
+    Ok(values)
+}
+
 fn parse_params<'a>(
     list: &'a str,
     mut each: impl FnMut(&'a str, Cow<'a, str>),
