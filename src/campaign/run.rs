@@ -186,6 +186,10 @@ pub fn quota(rate: f64) -> Option<Quota> {
     Quota::with_period(period).map(|q| q.allow_burst(NonZeroU32::MIN))
 }
 
+/// Items per chunk sent to [`Campaign::run`]: large enough that the hand-over between the
+/// input thread and the runner costs nothing per row, small enough to start at once.
+pub const ITEM_CHUNK: usize = 64;
+
 /// The lowest `--rate`: one start in 1000 seconds.
 pub const MIN_RATE: f64 = 0.001;
 /// The highest `--rate`: a start every microsecond.
@@ -194,9 +198,12 @@ pub const MAX_RATE: f64 = 1_000_000.0;
 impl Campaign {
     /// Runs until the items end or `stop` is requested, then waits for the targets in
     /// flight. One [`Record`] per item goes to `records`, in completion order.
+    ///
+    /// Items come in chunks (see [`ITEM_CHUNK`]): a producer on another thread then wakes
+    /// this one once per chunk rather than once per row.
     pub async fn run(
         self,
-        mut items: mpsc::Receiver<Item>,
+        mut items: mpsc::Receiver<Vec<Item>>,
         records: mpsc::Sender<Record>,
         stop: Arc<Stop>,
     ) -> RunEnd {
@@ -220,12 +227,22 @@ impl Campaign {
         let halt = shared.halt.clone();
         let started = tokio::time::Instant::now();
         let mut end = RunEnd::default();
+        let mut chunk = Vec::new().into_iter();
         'input: loop {
-            let item = tokio::select! {
-                biased;
-                _ = stop.stopped() => { end.interrupted = true; break 'input; }
-                _ = halt.stopped() => break 'input,
-                item = items.recv() => match item { Some(item) => item, None => break 'input },
+            let item = match chunk.next() {
+                Some(item) => item,
+                None => {
+                    chunk = tokio::select! {
+                        biased;
+                        _ = stop.stopped() => { end.interrupted = true; break 'input; }
+                        _ = halt.stopped() => break 'input,
+                        next = items.recv() => match next {
+                            Some(next) => next.into_iter(),
+                            None => break 'input,
+                        },
+                    };
+                    continue;
+                }
             };
             let job = match item {
                 Item::Bad(e) => {

@@ -8,7 +8,7 @@ use super::{Failure, Format};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sipnotify::campaign::input::{count_records, InputFormat, RowReader};
-use sipnotify::campaign::run::{Campaign, Item, Job, Record, RunEnd, Stop, Verdict};
+use sipnotify::campaign::run::{Campaign, Item, Job, Record, RunEnd, Stop, Verdict, ITEM_CHUNK};
 use sipnotify::campaign::target::key;
 use sipnotify::campaign::{Defaults, Journal, ResumeState, RetryPolicy, Shard, Summary};
 use sipnotify::{Notifier, NotifierConfig};
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 
 /// The input format, when the file name does not tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -250,6 +251,12 @@ fn open_input(
     Ok((reader, format))
 }
 
+/// How often the output thread looks for new records.
+const OUTPUT_POLL: Duration = Duration::from_millis(2);
+
+/// Records queued for the output thread: what the fastest campaign ends in many polls.
+const RECORDS_QUEUED: usize = 4096;
+
 /// Runs a campaign and returns the exit code.
 pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Failure> {
     let plan = plan(&args)?;
@@ -296,12 +303,15 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
 
     // Rows are read and checked on their own thread, through a bounded channel: memory
     // does not grow with the input.
-    let (items_tx, items_rx) = mpsc::channel::<Item>(256);
+    let (items_tx, items_rx) = mpsc::channel::<Vec<Item>>(4);
     let shard = plan.shard;
     let defaults = plan.defaults;
+    // A pipe may feed rows as they come: each is handed over at once. A file is read ahead.
+    let chunk_len = if args.input == "-" { 1 } else { ITEM_CHUNK };
     std::thread::Builder::new()
         .name("batch-input".into())
         .spawn(move || {
+            let mut chunk = Vec::with_capacity(chunk_len);
             for row in rows {
                 let index = match &row {
                     Ok(r) => r.index,
@@ -326,9 +336,16 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
                         }),
                     },
                 };
-                if items_tx.blocking_send(item).is_err() {
-                    return;
+                chunk.push(item);
+                if chunk.len() == chunk_len {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_len));
+                    if items_tx.blocking_send(full).is_err() {
+                        return;
+                    }
                 }
+            }
+            if !chunk.is_empty() {
+                let _ = items_tx.blocking_send(chunk);
             }
         })
         .map_err(|e| Failure::local(format!("cannot start the input thread: {e}")))?;
@@ -363,7 +380,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     };
 
     let bar = progress.then(|| progress_bar(total));
-    let (records_tx, mut records_rx) = mpsc::channel::<Record>(256);
+    let (records_tx, mut records_rx) = mpsc::channel::<Record>(RECORDS_QUEUED);
     let printer = Printer::new(Format::Json, 0);
     let consumer = {
         let bar = bar.clone();
@@ -376,7 +393,16 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
             let mut summary = Summary::new();
             let mut out = Output::new(output, verbose, printer);
             let (mut delivered, mut failed) = (0u64, 0u64);
-            while let Some(record) = records_rx.blocking_recv() {
+            // Polled, not awaited: a waiting receiver would cost the runner a wake-up
+            // of this thread (a futex call) per record.
+            let mut next = || loop {
+                match records_rx.try_recv() {
+                    Ok(record) => return Some(record),
+                    Err(TryRecvError::Disconnected) => return None,
+                    Err(TryRecvError::Empty) => std::thread::sleep(OUTPUT_POLL),
+                }
+            };
+            while let Some(record) = next() {
                 let label = record.verdict.label().to_string();
                 match &record.verdict {
                     Verdict::Sent { outcome, total, .. } => {

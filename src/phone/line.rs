@@ -380,7 +380,7 @@ impl Phone {
         let Ok(msg) = codec::parse(bytes) else {
             return Handled::Ignored;
         };
-        let StartLine::Request { method, uri } = &msg.start else {
+        let StartLine::Request { method, uri } = msg.start else {
             return Handled::Ignored;
         };
         if method == "ACK" {
@@ -403,7 +403,7 @@ impl Phone {
         }
 
         let mut exchange = Exchange {
-            method: method.clone(),
+            method: method.to_owned(),
             user: None,
             event: None,
             call_id: call_id.to_owned(),
@@ -412,7 +412,7 @@ impl Phone {
             credentials: msg.header("Authorization").is_some(),
             auth: AuthOutcome::NotChecked,
         };
-        let reply = match method.as_str() {
+        let reply = match method {
             "NOTIFY" => self.notify(now, &msg, uri, &mut exchange),
             "OPTIONS" => Reply {
                 extra: Extra::Allow,
@@ -444,7 +444,7 @@ impl Phone {
             return Reply::new(489);
         };
         if event == "XML-Service" {
-            if let Err(reason) = check_xml_service(&msg.body) {
+            if let Err(reason) = check_xml_service(msg.body) {
                 return Reply {
                     reason,
                     ..Reply::new(400)
@@ -510,7 +510,7 @@ impl Phone {
             return AuthOutcome::Invalid;
         }
         if credentials.username != user
-            || !digest::verify(&credentials, &config.password(user), "NOTIFY", &msg.body)
+            || !digest::verify(&credentials, &config.password(user), "NOTIFY", msg.body)
         {
             return AuthOutcome::Failed;
         }
@@ -743,10 +743,14 @@ mod tests {
         request("NOTIFY", URI, &format!("Event: {event}\r\n{extra}"), body)
     }
 
-    fn send(phone: &mut Phone, now: Instant, bytes: &[u8]) -> (Message, Exchange) {
+    /// The response, parsed from bytes leaked for the test's lifetime: a `Message` borrows.
+    fn send(phone: &mut Phone, now: Instant, bytes: &[u8]) -> (Message<'static>, Exchange) {
         let mut out = Vec::new();
         match phone.handle(now, bytes, &mut out) {
-            Handled::Answered(exchange) => (codec::parse(&out).expect("response parses"), exchange),
+            Handled::Answered(exchange) => {
+                let out: &'static [u8] = Vec::leak(out);
+                (codec::parse(out).expect("response parses"), exchange)
+            }
             other => panic!("not answered: {other:?}"),
         }
     }
@@ -957,7 +961,7 @@ mod tests {
                 response.start,
                 StartLine::Response {
                     code: 489,
-                    reason: "Bad Event".to_owned()
+                    reason: "Bad Event"
                 }
             );
         }
@@ -995,10 +999,10 @@ mod tests {
             ("", "not an http(s) URL"),
         ] {
             let (response, _) = send(&mut phone, t0, &notify("XML-Service", "", body));
-            let StartLine::Response { code, reason } = &response.start else {
+            let StartLine::Response { code, reason } = response.start else {
                 unreachable!()
             };
-            assert_eq!(*code, 400, "{body:?}");
+            assert_eq!(code, 400, "{body:?}");
             assert!(reason.contains(why), "{body:?}: {reason}");
         }
         for body in [

@@ -52,60 +52,65 @@ pub enum CodecError {
     NotUtf8,
 }
 
-/// The first line of a message.
+/// The first line of a message, borrowed from the received bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartLine {
+pub enum StartLine<'a> {
     /// `METHOD uri SIP/2.0`
     Request {
         /// Method token, as received (case kept).
-        method: String,
+        method: &'a str,
         /// Request-URI, as received.
-        uri: String,
+        uri: &'a str,
     },
     /// `SIP/2.0 code reason`
     Response {
         /// Status code, 100..=699.
         code: u16,
         /// Reason phrase (may be empty).
-        reason: String,
+        reason: &'a str,
     },
 }
 
 /// One header line, after unfolding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The canonical long name (`Via`, `Call-ID`, `WWW-Authenticate`, ...), whatever form was received.
-    pub name: Cow<'static, str>,
-    /// The value with surrounding white space removed.
-    pub value: String,
+pub struct Header<'a> {
+    /// The canonical long name (`Via`, `Call-ID`, `WWW-Authenticate`, ...), whatever form was
+    /// received; names not known here are kept as received.
+    pub name: &'a str,
+    /// The value with surrounding white space removed: borrowed from the received bytes,
+    /// owned only when folded lines had to be joined.
+    pub value: Cow<'a, str>,
 }
 
 /// A parsed message: start line, headers in order, body bounded by Content-Length.
+///
+/// It borrows the received bytes: every response on the hot path is parsed, and copying
+/// each header into its own allocation was most of the parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct Message<'a> {
     /// Request or status line.
-    pub start: StartLine,
+    pub start: StartLine<'a>,
     /// Headers in the order received.
-    pub headers: Vec<Header>,
+    pub headers: Vec<Header<'a>>,
     /// The body, exactly Content-Length bytes.
-    pub body: Vec<u8>,
+    pub body: &'a [u8],
 }
 
-impl Message {
+impl<'a> Message<'a> {
     /// The first value of the header `name` (compared case-insensitively with canonical names).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+            .map(|h| h.value.as_ref())
     }
 
     /// Every value of the header `name`, in order.
-    pub fn headers<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn headers<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
         self.headers
             .iter()
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
+            .map(|h| h.value.as_ref())
     }
 
     /// The `branch` parameter of the first via of the first Via header (a Via value may list
@@ -134,7 +139,7 @@ impl Message {
 /// Leading line ends (keep-alives) are skipped. The body is exactly Content-Length bytes;
 /// bytes after it are ignored; without Content-Length the body is everything after the
 /// blank line (a missing blank line means no body).
-pub fn parse(bytes: &[u8]) -> Result<Message, CodecError> {
+pub fn parse(bytes: &[u8]) -> Result<Message<'_>, CodecError> {
     if bytes.len() > MAX_MESSAGE {
         return Err(CodecError::TooLarge { len: bytes.len() });
     }
@@ -144,7 +149,7 @@ pub fn parse(bytes: &[u8]) -> Result<Message, CodecError> {
     }
     let (start, rest) = split_line(head);
     let start = parse_start(text(start)?)?;
-    let mut headers = Vec::new();
+    let mut headers = Vec::with_capacity(16);
     let mut content_length = None;
     for raw in RawHeaders(rest) {
         let (name, raw_value) = raw?;
@@ -156,10 +161,9 @@ pub fn parse(bytes: &[u8]) -> Result<Message, CodecError> {
         if canonical == Some("Content-Length") {
             content_length = merge_length(content_length, value.as_bytes())?;
         }
-        // Known names borrow the static canonical spelling: no allocation per header.
         let name = match canonical {
-            Some(canonical) => Cow::Borrowed(canonical),
-            None => Cow::Owned(text(name)?.to_owned()),
+            Some(canonical) => canonical,
+            None => text(name)?,
         };
         headers.push(Header { name, value });
     }
@@ -170,8 +174,8 @@ pub fn parse(bytes: &[u8]) -> Result<Message, CodecError> {
                 present: body.len(),
             })
         }
-        Some(expected) => body[..expected].to_vec(),
-        None => body.to_vec(),
+        Some(expected) => &body[..expected],
+        None => body,
     };
     Ok(Message {
         start,
@@ -437,8 +441,12 @@ impl<'a> Iterator for RawHeaders<'a> {
     }
 }
 
-/// Joins folded lines with a single space and trims the value.
-fn unfold(raw: &str) -> String {
+/// Joins folded lines with a single space and trims the value; borrows when not folded.
+fn unfold(raw: &str) -> Cow<'_, str> {
+    let trimmed = raw.trim_matches(is_ws);
+    if !trimmed.contains('\n') {
+        return Cow::Borrowed(trimmed);
+    }
     let mut value = String::with_capacity(raw.len());
     for piece in raw.split('\n').map(|p| p.trim_matches(is_ws)) {
         if piece.is_empty() {
@@ -449,7 +457,7 @@ fn unfold(raw: &str) -> String {
         }
         value.push_str(piece);
     }
-    value
+    Cow::Owned(value)
 }
 
 /// Parses one Content-Length value and checks it against any earlier one.
@@ -474,7 +482,7 @@ fn merge_length(earlier: Option<usize>, raw: &[u8]) -> Result<Option<usize>, Cod
     }
 }
 
-fn parse_start(line: &str) -> Result<StartLine, CodecError> {
+fn parse_start(line: &str) -> Result<StartLine<'_>, CodecError> {
     let line = line.trim_matches(is_ws);
     let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
     let first = words.next().ok_or(CodecError::BadStartLine)?;
@@ -490,17 +498,14 @@ fn parse_start(line: &str) -> Result<StartLine, CodecError> {
         }
         return Ok(StartLine::Response {
             code,
-            reason: reason.trim_matches(is_ws).to_owned(),
+            reason: reason.trim_matches(is_ws),
         });
     }
     match (words.next(), words.next(), words.next()) {
         (Some(uri), Some(version), None)
             if first.bytes().all(is_token_byte) && version.eq_ignore_ascii_case("SIP/2.0") =>
         {
-            Ok(StartLine::Request {
-                method: first.to_owned(),
-                uri: uri.to_owned(),
-            })
+            Ok(StartLine::Request { method: first, uri })
         }
         _ => Err(CodecError::BadStartLine),
     }
@@ -574,12 +579,14 @@ mod tests {
         \r\n\
         body";
 
-    fn ok(text: &str) -> Message {
+    /// Parses text leaked for the test's lifetime, since a `Message` borrows its bytes.
+    fn ok(text: impl Into<String>) -> Message<'static> {
+        let text: &'static str = String::leak(text.into());
         parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text:?}"))
     }
 
-    fn with_header(line: &str) -> Message {
-        ok(&format!(
+    fn with_header(line: &str) -> Message<'static> {
+        ok(format!(
             "NOTIFY sip:p@h SIP/2.0\r\n{line}\r\nContent-Length: 0\r\n\r\n"
         ))
     }
@@ -597,7 +604,7 @@ mod tests {
             m.start,
             StartLine::Response {
                 code: 200,
-                reason: "OK".into()
+                reason: "OK"
             }
         );
         assert_eq!(m.status(), Some(200));
@@ -614,8 +621,8 @@ mod tests {
         assert_eq!(
             m.start,
             StartLine::Request {
-                method: "NOTIFY".into(),
-                uri: "sip:p@h".into()
+                method: "NOTIFY",
+                uri: "sip:p@h"
             }
         );
         assert_eq!(m.status(), None);
@@ -624,7 +631,7 @@ mod tests {
     #[test]
     fn status_line_reason_may_be_empty_or_missing() {
         for line in ["SIP/2.0 486 ", "SIP/2.0 486", "SIP/2.0 486 Busy Here"] {
-            let m = ok(&format!("{line}\r\nContent-Length: 0\r\n\r\n"));
+            let m = ok(format!("{line}\r\nContent-Length: 0\r\n\r\n"));
             assert_eq!(m.status(), Some(486), "{line}");
         }
         let m = ok("SIP/2.0 486 Busy Here\r\n\r\n");
@@ -816,7 +823,7 @@ mod tests {
 
     #[test]
     fn skips_leading_keep_alives() {
-        let m = ok(&format!("\r\n\r\n\n{RESPONSE}"));
+        let m = ok(format!("\r\n\r\n\n{RESPONSE}"));
         assert_eq!(m.status(), Some(200));
         assert_eq!(parse(b"\r\n\r\n"), Err(CodecError::Empty));
         assert_eq!(parse(b""), Err(CodecError::Empty));

@@ -7,7 +7,7 @@
 use super::codec::Message;
 use super::digest::{self, Answer, Challenge, Password};
 use super::outcome::{hint_for, Direction, Outcome, OutcomeKind, TraceEntry};
-use super::request::{Event, ExtraHeader, NotifyRequest};
+use super::request::{push_ip, Event, ExtraHeader, NotifyRequest};
 use super::target::Target;
 use super::transaction::{ClientTransaction, Timers, TxEvent};
 use super::Transport;
@@ -100,10 +100,11 @@ impl Flow {
     /// NOTIFY. Branch (96 bits), tag (64 bits) and Call-ID (128 bits) come from `rng`, which
     /// must be a cryptographic generator.
     pub fn new(now: Instant, job: Job, rng: &mut dyn RngCore) -> Flow {
-        let from = job
-            .from
-            .clone()
-            .unwrap_or_else(|| format!("sip:sipnotify@{}", job.local.ip()));
+        let from = job.from.clone().unwrap_or_else(|| {
+            let mut from = b"sip:sipnotify@".to_vec();
+            push_ip(&mut from, job.local.ip());
+            String::from_utf8(from).expect("an address is ASCII")
+        });
         // A limit too far away to represent is no limit: Timer F ends the target first.
         let deadline = job.timeout.and_then(|t| now.checked_add(t));
         let tx = ClientTransaction::new(now, job.timers, job.transport.is_reliable());
@@ -234,12 +235,12 @@ impl Flow {
     }
 
     fn on_final(&mut self, now: Instant, code: u16, msg: &Message, rng: &mut dyn RngCore) {
-        let reason = match &msg.start {
-            super::codec::StartLine::Response { reason, .. } => reason.clone(),
-            super::codec::StartLine::Request { .. } => String::new(),
+        let reason = match msg.start {
+            super::codec::StartLine::Response { reason, .. } => reason,
+            super::codec::StartLine::Request { .. } => "",
         };
         match code {
-            200..=299 => self.finish(now, OutcomeKind::Delivered, Some(code), reason),
+            200..=299 => self.finish(now, OutcomeKind::Delivered, Some(code), reason.into()),
             401 | 407 => match self.answer_challenge(code, msg) {
                 Ok(()) => {
                     self.cseq += 1;
@@ -252,9 +253,9 @@ impl Flow {
                 }
                 Err((kind, why)) => self.finish(now, kind, Some(code), format!("{reason}: {why}")),
             },
-            403 => self.finish(now, OutcomeKind::AuthFailed, Some(code), reason),
+            403 => self.finish(now, OutcomeKind::AuthFailed, Some(code), reason.into()),
             _ => {
-                self.finish(now, OutcomeKind::Rejected, Some(code), reason);
+                self.finish(now, OutcomeKind::Rejected, Some(code), reason.into());
                 if let Some(outcome) = &mut self.outcome {
                     outcome.retry_after = msg.header("Retry-After").and_then(retry_after);
                 }
@@ -499,7 +500,7 @@ mod tests {
             &creds,
             &Password::new("secret"),
             "NOTIFY",
-            &b.body
+            b.body
         ));
         assert!(!String::from_utf8_lossy(&second).contains("secret"));
         feed(&mut flow, &mut rng, now, &respond(&second, 200, ""));
@@ -518,7 +519,8 @@ mod tests {
         feed(&mut flow, &mut rng, now, &respond(&first, 407, proxy));
         let second = flow.poll_transmit(now).unwrap();
         feed(&mut flow, &mut rng, now, &respond(&second, 401, MD5_QOP));
-        let third = codec::parse(&flow.poll_transmit(now).unwrap()).unwrap();
+        let third = flow.poll_transmit(now).unwrap();
+        let third = codec::parse(&third).unwrap();
         let p = digest::parse_authorization(third.header("Proxy-Authorization").unwrap()).unwrap();
         let w = digest::parse_authorization(third.header("Authorization").unwrap()).unwrap();
         assert_eq!(

@@ -3,7 +3,7 @@
 
 use super::target::Target;
 use super::Transport;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The User-Agent every request carries.
 pub const USER_AGENT: &str = concat!("sipnotify/", env!("CARGO_PKG_VERSION"));
@@ -286,13 +286,15 @@ impl NotifyRequest<'_> {
             }
             out.extend_from_slice(b"\r\n");
         };
-        let local = self.local.to_string();
+        let mut local = Vec::with_capacity(21);
+        push_socket_addr(&mut local, self.local);
+        let local = std::str::from_utf8(&local).expect("an address is ASCII");
         let user_set = |name: &str| self.extra.iter().any(|e| e.replaces(name));
         let via = [
             "SIP/2.0/",
             self.transport.as_str(),
             " ",
-            &local,
+            local,
             ";branch=",
             self.branch,
             ";rport",
@@ -302,13 +304,13 @@ impl NotifyRequest<'_> {
         line("From", &["<", self.from, ">;tag=", self.from_tag]);
         line("To", &["<", target, ">"]);
         line("Call-ID", &[self.call_id]);
-        line("CSeq", &[&self.cseq.to_string(), " NOTIFY"]);
+        line("CSeq", &[itoa::Buffer::new().format(self.cseq), " NOTIFY"]);
         if !user_set(DEFAULTED[0]) {
             let param = match self.transport {
                 Transport::Udp => "",
                 Transport::Tcp => ";transport=tcp",
             };
-            line("Contact", &["<sip:sipnotify@", &local, param, ">"]);
+            line("Contact", &["<sip:sipnotify@", local, param, ">"]);
         }
         line("Event", &[&self.event.header_value()]);
         if !user_set(DEFAULTED[1]) {
@@ -331,7 +333,7 @@ impl NotifyRequest<'_> {
         if let Some(ct) = self.event.content_type() {
             line("Content-Type", &[ct]);
         }
-        line("Content-Length", &[&body.len().to_string()]);
+        line("Content-Length", &[itoa::Buffer::new().format(body.len())]);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
         out
@@ -340,6 +342,35 @@ impl NotifyRequest<'_> {
     /// The request as rsip's type, parsed from [`to_bytes`](Self::to_bytes).
     pub fn to_rsip(&self) -> Result<rsip::Request, rsip::Error> {
         rsip::Request::try_from(self.to_bytes())
+    }
+}
+
+/// Writes `addr` as its `Display` does. IPv4, the usual case, without the formatting
+/// machinery: `to_string` of the local address was a tenth of a campaign's instructions.
+pub(crate) fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            push_ip(out, IpAddr::V4(*v4.ip()));
+            out.push(b':');
+            out.extend_from_slice(itoa::Buffer::new().format(v4.port()).as_bytes());
+        }
+        SocketAddr::V6(_) => out.extend_from_slice(addr.to_string().as_bytes()),
+    }
+}
+
+/// Writes `ip` as its `Display` does (see [`push_socket_addr`]).
+pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(_) => out.extend_from_slice(ip.to_string().as_bytes()),
     }
 }
 
@@ -371,6 +402,26 @@ mod tests {
     }
 
     #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for addr in [
+            "0.0.0.0:0",
+            "1.2.3.4:5",
+            "10.0.100.255:5060",
+            "255.255.255.255:65535",
+            "[::1]:5060",
+            "[fe80::1:2]:40000",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let mut out = Vec::new();
+            push_socket_addr(&mut out, addr);
+            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
+            let mut out = Vec::new();
+            push_ip(&mut out, addr.ip());
+            assert_eq!(String::from_utf8(out).unwrap(), addr.ip().to_string());
+        }
+    }
+
+    #[test]
     fn rsip_reads_back_every_request_we_write() {
         let events = [
             Event::resync(Some("http://p/x.xml")).unwrap(),
@@ -399,7 +450,8 @@ mod tests {
             assert_eq!(typed.method, rsip::Method::Notify);
             assert_eq!(typed.uri.to_string(), target.as_str());
             assert_eq!(typed.body, event.body());
-            let ours = codec::parse(&request.to_bytes()).unwrap();
+            let bytes = request.to_bytes();
+            let ours = codec::parse(&bytes).unwrap();
             assert_eq!(typed.headers.iter().count(), ours.headers.len());
             let text = typed.to_string();
             for h in &ours.headers {
