@@ -69,6 +69,7 @@ fn phone(users: u64, extra: &[&str]) -> (Child, String) {
             &format!("{FIRST_USER}-{}", FIRST_USER + users - 1),
         ])
         .args(["--password-template", "pw-{user}", "--challenge", "md5-qop"])
+        .args(["--threads", &phone_threads().to_string()])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -213,6 +214,17 @@ fn process_memory_per_target(low: u64, high: u64) {
     );
 }
 
+/// The simulator's threads: `FLEET_PHONE_THREADS`, else 2 (the machine's cores).
+fn phone_threads() -> u16 {
+    std::env::var("FLEET_PHONE_THREADS")
+        .ok()
+        .map(|c| {
+            c.parse()
+                .expect("FLEET_PHONE_THREADS: a number from 1 to 64")
+        })
+        .unwrap_or(2)
+}
+
 /// Targets in flight in the campaigns: `FLEET_CONCURRENCY`, else batch's default.
 fn concurrency() -> usize {
     std::env::var("FLEET_CONCURRENCY")
@@ -240,8 +252,9 @@ fn main() {
             }
         });
     println!(
-        "fleet benchmark: sipnotify batch (concurrency {}) -> sipnotify phone (udp, md5-qop challenge), loopback",
-        concurrency()
+        "fleet benchmark: sipnotify batch (concurrency {}) -> sipnotify phone (udp, md5-qop challenge, {} threads), loopback",
+        concurrency(),
+        phone_threads()
     );
     for size in sizes {
         campaign(size);

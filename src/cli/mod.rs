@@ -26,8 +26,8 @@ Exit codes: 0 delivered, 2 bad input or no password when challenged, 3 auth fail
 #[derive(Debug, Parser)]
 #[command(name = "sipnotify", version, after_help = EXAMPLES)]
 pub struct Cli {
-    /// More detail: -v prints every message sent and received (the ladder), -vv adds debug
-    /// logs on stderr. Passwords are never shown.
+    /// More detail: -v prints every message sent and received (the ladder; for `phone`, a
+    /// line per exchange on stderr), -vv adds debug logs on stderr. Passwords are never shown.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     /// Output format: one line per target for people, or one JSON object per target.
@@ -126,17 +126,18 @@ impl Failure {
 /// Parses the command line, runs, and maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The simulator reports each exchange at info level; the agent only warns by default.
-    let quiet = if matches!(cli.command, Command::Phone(_)) {
-        "info"
-    } else {
-        "warn"
+    init_tracing(cli.verbose);
+    // One thread: the agent's work is one event loop, and cross-thread wake-ups cost more
+    // than they bring. Only a simulator asked for threads gets them.
+    let mut builder = match &cli.command {
+        Command::Phone(args) if args.threads > 1 => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(args.threads));
+            builder
+        }
+        _ => tokio::runtime::Builder::new_current_thread(),
     };
-    init_tracing(cli.verbose, quiet);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -178,8 +179,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-fn init_tracing(verbose: u8, quiet: &str) {
-    let level = if verbose >= 2 { "debug" } else { quiet };
+/// Warnings only by default; -v adds the simulator's line per exchange (info), -vv debug.
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIPNOTIFY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()

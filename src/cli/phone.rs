@@ -64,6 +64,10 @@ pub struct PhoneArgs {
     /// Append one JSON line per exchange to this file.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Answer on this many threads (1-64), each receiving from every UDP socket: a fleet
+    /// rehearsal at tens of thousands of NOTIFYs per second needs more than one core.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
 }
 
 impl PhoneArgs {
@@ -103,6 +107,7 @@ impl PhoneArgs {
             fail_percent: self.fail_percent,
             fail_status: self.fail_status,
             log: self.log.clone(),
+            udp_workers: usize::from(self.threads),
             ..PhoneConfig::default()
         })
     }

@@ -200,6 +200,9 @@ pub struct PhoneConfig {
     pub fail_status: u16,
     /// If set, the server appends one JSON line per answered request to this file.
     pub log: Option<PathBuf>,
+    /// Tasks receiving on each UDP socket (at least 1): a fleet rehearsal on a runtime with
+    /// several worker threads answers on several cores.
+    pub udp_workers: usize,
 }
 
 impl Default for PhoneConfig {
@@ -216,6 +219,7 @@ impl Default for PhoneConfig {
             fail_percent: 0.0,
             fail_status: 503,
             log: None,
+            udp_workers: 1,
         }
     }
 }

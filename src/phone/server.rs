@@ -209,8 +209,19 @@ pub async fn spawn(
         let ctx = Arc::clone(&ctx);
         let task = match transport {
             Transport::Udp => {
-                let socket = crate::net::udp::bind(addr)?;
+                let socket = Arc::new(crate::net::udp::bind(addr)?);
                 addrs.push((socket.local_addr()?, transport));
+                // The first worker is this socket's task; the others run beside it.
+                for _ in 1..phone.config().udp_workers {
+                    tasks.push(tokio::spawn(until_stopped(
+                        stop.subscribe(),
+                        serve_udp(
+                            Arc::clone(&socket),
+                            phone.fork(seeds.gen()),
+                            Arc::clone(&ctx),
+                        ),
+                    )));
+                }
                 tokio::spawn(until_stopped(
                     stop.subscribe(),
                     serve_udp(socket, fork, ctx),
@@ -250,7 +261,7 @@ async fn until_stopped(
 
 /// Answers datagrams to their source address. With a delay, responses queue (in deadline
 /// order, since the delay is constant) for a sender running alongside the receiver.
-async fn serve_udp(socket: UdpSocket, mut phone: Phone, ctx: Arc<Ctx>) {
+async fn serve_udp(socket: Arc<UdpSocket>, mut phone: Phone, ctx: Arc<Ctx>) {
     let delay = phone.config().delay;
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, SocketAddr, Vec<u8>)>();
     let receive = async {

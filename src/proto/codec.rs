@@ -517,22 +517,40 @@ fn split_unquoted(s: &str, delim: u8) -> impl Iterator<Item = &str> {
     std::iter::from_fn(move || {
         let r = rest?;
         let bytes = r.as_bytes();
-        let (mut quoted, mut i) = (false, 0);
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\\' if quoted => i += 1,
-                b'"' => quoted = !quoted,
-                b if b == delim && !quoted => {
-                    rest = Some(&r[i + 1..]);
-                    return Some(&r[..i]);
-                }
-                _ => {}
+        // memchr jumps from one delimiter or quote to the next: Via values are split on
+        // every response.
+        let mut i = 0;
+        while let Some(at) = memchr::memchr2(delim, b'"', &bytes[i..]) {
+            i += at;
+            if bytes[i] == delim {
+                rest = Some(&r[i + 1..]);
+                return Some(&r[..i]);
             }
-            i += 1;
+            // Past the closing quote; past the end when it is never closed.
+            i = closing_quote(bytes, i + 1) + 1;
+            if i > bytes.len() {
+                break;
+            }
         }
         rest = None;
         Some(r)
     })
+}
+
+/// The index of the `"` closing a quoted string whose content starts at `from`, skipping
+/// backslash escapes; the length when it is never closed.
+fn closing_quote(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(at) = bytes
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        if bytes[i + at] == b'"' {
+            return i + at;
+        }
+        i += at + 2;
+    }
+    bytes.len()
 }
 
 /// The `branch` parameter of the first via in a Via value.
@@ -595,6 +613,23 @@ mod tests {
     fn parsed_key(bytes: &[u8]) -> Option<(String, u32)> {
         let m = parse(bytes).ok()?;
         Some((m.top_via_branch()?.to_owned(), m.cseq()?.0))
+    }
+
+    #[test]
+    fn splits_outside_quotes_only() {
+        let split = |s: &'static str| split_unquoted(s, b',').collect::<Vec<_>>();
+        assert_eq!(split("a,b,,c"), ["a", "b", "", "c"]);
+        assert_eq!(split(""), [""]);
+        assert_eq!(split(","), ["", ""]);
+        assert_eq!(split(r#"x="a,b",y"#), [r#"x="a,b""#, "y"]);
+        assert_eq!(split(r#"x="a\",b",y"#), [r#"x="a\",b""#, "y"]);
+        assert_eq!(split(r#"x="a\\",b"#), [r#"x="a\\""#, "b"]);
+        // Never closed: the rest is one piece, as with a trailing escape.
+        assert_eq!(split(r#"x="a,b"#), [r#"x="a,b"#]);
+        assert_eq!(split(r#"x="a\"#), [r#"x="a\"#]);
+        // Outside quotes a backslash is an ordinary character.
+        assert_eq!(split(r#"a\,b"#), [r#"a\"#, "b"]);
+        assert_eq!(split(r#""","x""#), [r#""""#, r#""x""#]);
     }
 
     #[test]
