@@ -17,6 +17,7 @@
 #   SIPP_BUFF         SIPp socket buffer bytes, -buff_size (default 8388608: what sipnotify asks
 #                     for its UDP socket; the kernel caps both at net.core.rmem_max)
 #   CONCURRENCY       sipnotify batch --concurrency (default 1024)
+#   PHONE_THREADS     sipnotify phone --threads (default 2)
 #   RUN_TIMEOUT       seconds allowed to each run (default 300)
 #   SKIP_BUILD=1      do not run cargo build --release
 #
@@ -91,7 +92,7 @@ start_phone() {
     : >"$log"
     "$BIN" phone --listen "127.0.0.1:$PORT" --transport udp \
         --users "$FIRST-$LAST" --password-template 'pw-{user}' --challenge md5-qop \
-        >"$log" 2>"$WORK/phone.err" &
+        --threads "${PHONE_THREADS:-2}" >"$log" 2>"$WORK/phone.err" &
     PHONE_PID=$!
     local i
     for ((i = 0; i < 100; i++)); do

@@ -3,8 +3,9 @@
 //!
 //! `cargo bench --bench fleet` runs campaigns of 1,000, 10,000 and 100,000 distinct users
 //! (set `FLEET_SIZES=1000,50000` to choose, `FLEET_CONCURRENCY` for the targets in flight,
-//! default 256) and prints, for each: targets/s, the agent's CPU
-//! per delivered target (user + sys from wait4), the simulator's CPU per target, p50/p99
+//! default 256; `FLEET_PHONE_THREADS` for the simulator's threads, default 2) and prints,
+//! for each: targets/s, the agent's CPU per delivered target (user + sys from wait4, and
+//! the kernel's part), the simulator's CPU per target, p50/p99
 //! latency, the agent's peak RSS, and timeouts/retransmissions. Then the heap held per
 //! target in flight by the protocol core, at 10,000 and 50,000 in flight.
 
@@ -44,6 +45,8 @@ const FIRST_USER: u64 = 100_000;
 
 struct Usage {
     cpu: Duration,
+    /// The kernel's part of `cpu`.
+    sys: Duration,
     max_rss_kib: i64,
 }
 
@@ -57,6 +60,7 @@ fn wait_usage(child: &mut Child) -> Usage {
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Usage {
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        sys: tv(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss,
     }
 }
@@ -143,9 +147,10 @@ fn campaign(size: u64) {
             .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "{size:>7} targets: {:>8.0} targets/s | agent {:>5.1} µs CPU/target | phone {:>5.1} µs CPU/target | p50 {:>6.1} ms p99 {:>6.1} ms | agent peak RSS {:>6} KiB | delivered {delivered} | retransmissions {retransmissions}",
+        "{size:>7} targets: {:>8.0} targets/s | agent {:>5.1} µs CPU/target ({:.1} of it in the kernel) | phone {:>5.1} µs CPU/target | p50 {:>6.1} ms p99 {:>6.1} ms | agent peak RSS {:>6} KiB | delivered {delivered} | retransmissions {retransmissions}",
         size as f64 / wall.as_secs_f64(),
         per(agent_usage.cpu),
+        per(agent_usage.sys),
         per(phone_usage.cpu),
         ms(50.0),
         ms(99.0),

@@ -871,3 +871,33 @@ fn a_resumed_campaign_appends_to_its_report() {
         assert_eq!(headers, header, "{name}");
     }
 }
+
+#[test]
+fn a_phone_on_two_threads_answers_every_target_once() {
+    let dir = temp_dir("threads");
+    let phone = Phone::start(&dir, &["--threads", "2"]);
+    let input = write_targets(&dir, &phone, 20_000..22_000);
+    let out = batch(&[input.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = json_lines(&out.stdout);
+    assert_eq!(records.len(), 2000);
+    // Challenged by one thread, answered by either: the nonce holds across them.
+    assert!(records
+        .iter()
+        .all(|r| r["outcome"] == "delivered" && r["attempts"] == 2));
+    let counts = phone.deliveries(2000);
+    assert_eq!(counts.len(), 2000);
+    assert!(counts.values().all(|n| *n == 1));
+
+    let refused = Command::new(BIN)
+        .args(["phone", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--threads"));
+}
