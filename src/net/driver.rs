@@ -6,7 +6,7 @@ use crate::proto::endpoint::{Endpoint, FlowId};
 use crate::proto::flow::Job;
 use crate::proto::outcome::Outcome;
 use crate::proto::Transport;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
@@ -27,7 +27,7 @@ pub(crate) async fn run(
     mut starts: mpsc::UnboundedReceiver<Start>,
     mut streams: mpsc::UnboundedReceiver<StreamEvent>,
 ) {
-    let mut waiting: HashMap<FlowId, oneshot::Sender<Outcome>> = HashMap::new();
+    let mut waiting: FxHashMap<FlowId, oneshot::Sender<Outcome>> = FxHashMap::default();
     let mut buf = vec![0u8; 65536];
     let mut accepting = true;
     loop {

@@ -8,6 +8,7 @@
 //! parsed here rather than by rsip.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 /// The largest message accepted, headers and body together.
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -147,8 +148,11 @@ pub fn parse(bytes: &[u8]) -> Result<Message<'_>, CodecError> {
     if head.is_empty() {
         return Err(CodecError::Empty);
     }
+    // One UTF-8 check for the whole head; its lines are then cut from the checked text.
+    let head_text = text(head)?;
+    let part = |bytes: &[u8]| within(head_text, head, bytes);
     let (start, rest) = split_line(head);
-    let start = parse_start(text(start)?)?;
+    let start = parse_start(part(start)?)?;
     let mut headers = Vec::with_capacity(16);
     let mut content_length = None;
     for raw in RawHeaders(rest) {
@@ -157,13 +161,13 @@ pub fn parse(bytes: &[u8]) -> Result<Message<'_>, CodecError> {
             return Err(CodecError::TooManyHeaders);
         }
         let canonical = canonical_name(name);
-        let value = unfold(text(raw_value)?);
+        let value = unfold(part(raw_value)?);
         if canonical == Some("Content-Length") {
             content_length = merge_length(content_length, value.as_bytes())?;
         }
         let name = match canonical {
             Some(canonical) => canonical,
-            None => text(name)?,
+            None => part(name)?,
         };
         headers.push(Header { name, value });
     }
@@ -349,10 +353,25 @@ pub(crate) fn canonical_name(name: &[u8]) -> Option<&'static str> {
             .find(|(compact, _)| *compact == letter)
             .map(|(_, long)| *long);
     }
-    LONG_NAMES
+    // Every header of every message is looked up: compare only the names of its length.
+    by_length()
+        .get(name.len())?
         .iter()
-        .find(|long| long.len() == name.len() && long.as_bytes().eq_ignore_ascii_case(name))
+        .find(|long| long.as_bytes().eq_ignore_ascii_case(name))
         .copied()
+}
+
+/// [`LONG_NAMES`] grouped by length, built on first use.
+fn by_length() -> &'static [Vec<&'static str>] {
+    static TABLE: OnceLock<Vec<Vec<&'static str>>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let longest = LONG_NAMES.iter().map(|n| n.len()).max().unwrap_or(0);
+        let mut table = vec![Vec::new(); longest + 1];
+        for name in LONG_NAMES {
+            table[name.len()].push(*name);
+        }
+        table
+    })
 }
 
 fn is_ws(c: char) -> bool {
@@ -366,6 +385,17 @@ fn is_token_byte(b: u8) -> bool {
 
 fn text(bytes: &[u8]) -> Result<&str, CodecError> {
     std::str::from_utf8(bytes).map_err(|_| CodecError::NotUtf8)
+}
+
+/// `part`, a sub-slice of `bytes`, as a slice of `text`, the checked UTF-8 of `bytes`.
+/// Parts are cut next to ASCII delimiters, so they are on character boundaries; `get`
+/// makes any other cut an error rather than a panic.
+fn within<'a>(text: &'a str, bytes: &[u8], part: &[u8]) -> Result<&'a str, CodecError> {
+    let start = (part.as_ptr() as usize)
+        .checked_sub(bytes.as_ptr() as usize)
+        .ok_or(CodecError::NotUtf8)?;
+    text.get(start..start + part.len())
+        .ok_or(CodecError::NotUtf8)
 }
 
 fn leading_line_ends(buf: &[u8]) -> usize {
@@ -745,6 +775,18 @@ mod tests {
     }
 
     #[test]
+    fn every_long_name_is_found_in_any_case() {
+        for name in LONG_NAMES {
+            for received in [name.to_ascii_uppercase(), name.to_ascii_lowercase()] {
+                assert_eq!(canonical_name(received.as_bytes()), Some(*name));
+            }
+        }
+        for unknown in ["", "X-Unknown", "Vias", "WWW-Authenticate-Extra-Long-Name"] {
+            assert_eq!(canonical_name(unknown.as_bytes()), None, "{unknown}");
+        }
+    }
+
+    #[test]
     fn canonicalises_long_names_in_any_case() {
         for (received, canonical) in [
             ("cAlL-iD", "Call-ID"),
@@ -954,6 +996,23 @@ mod tests {
         assert_eq!(parse(bytes), Err(CodecError::NotUtf8));
         let bytes = b"SIP/2.0 200 \xff\xfe\r\n\r\n";
         assert_eq!(parse(bytes), Err(CodecError::NotUtf8));
+        // A head checked as a whole: a bad name is as much an error as a bad value.
+        let bytes = b"SIP/2.0 200 OK\r\nX-\xe9: v\r\n\r\n";
+        assert_eq!(parse(bytes), Err(CodecError::NotUtf8));
+    }
+
+    #[test]
+    fn multibyte_text_is_cut_on_character_boundaries() {
+        let m = ok("SIP/2.0 200 Accepté\r\nSubject:  café  \r\nX-Custom: Ünï ü\r\n\r\n");
+        assert!(matches!(
+            m.start,
+            StartLine::Response {
+                reason: "Accepté",
+                ..
+            }
+        ));
+        assert_eq!(m.header("Subject"), Some("café"));
+        assert_eq!(m.header("X-Custom"), Some("Ünï ü"));
     }
 
     #[test]

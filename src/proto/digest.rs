@@ -586,13 +586,25 @@ fn nc_hex(nc: u32) -> [u8; 8] {
 
 /// Appends ASCII bytes (hex digits) without building an intermediate string.
 fn push_ascii(out: &mut String, ascii: &[u8]) {
-    out.extend(ascii.iter().map(|&b| char::from(b)));
+    match std::str::from_utf8(ascii) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.extend(ascii.iter().map(|&b| char::from(b))),
+    }
 }
 
 /// Appends `value` as a quoted-string. CR and LF are dropped: a quoted-string cannot carry
 /// them, and a value taken from a hostile challenge must not inject header lines.
 fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
+    // Nearly every value has nothing to escape or drop: copied whole.
+    if !value
+        .bytes()
+        .any(|b| matches!(b, b'"' | b'\\' | b'\r' | b'\n'))
+    {
+        out.push_str(value);
+        out.push('"');
+        return;
+    }
     for c in value.chars() {
         match c {
             '"' | '\\' => {
