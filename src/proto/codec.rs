@@ -156,12 +156,12 @@ pub fn parse(bytes: &[u8]) -> Result<Message<'_>, CodecError> {
     let mut headers = Vec::with_capacity(16);
     let mut content_length = None;
     for raw in RawHeaders(rest) {
-        let (name, raw_value) = raw?;
+        let (name, raw_value, folded) = raw?;
         if headers.len() == MAX_HEADERS {
             return Err(CodecError::TooManyHeaders);
         }
         let canonical = canonical_name(name);
-        let value = unfold(part(raw_value)?);
+        let value = unfold(part(raw_value)?, folded);
         if canonical == Some("Content-Length") {
             content_length = merge_length(content_length, value.as_bytes())?;
         }
@@ -209,7 +209,7 @@ pub fn frame(buf: &[u8]) -> Result<Option<usize>, CodecError> {
     };
     let (_, rest) = split_line(&buf[skip..head_end]);
     let mut content_length = None;
-    for (name, raw_value) in RawHeaders(rest).flatten() {
+    for (name, raw_value, _) in RawHeaders(rest).flatten() {
         if canonical_name(name) == Some("Content-Length") {
             content_length = merge_length(content_length, raw_value)?;
         }
@@ -235,7 +235,7 @@ pub fn route_key(bytes: &[u8]) -> Option<(&str, u32)> {
     let (head, _) = split_message(bytes);
     let (_, rest) = split_line(head);
     let (mut via, mut cseq) = (None, None);
-    for (name, raw_value) in RawHeaders(rest).flatten() {
+    for (name, raw_value, _) in RawHeaders(rest).flatten() {
         // Only two names matter here: compare them directly rather than canonicalising all.
         if via.is_none() && (name.eq_ignore_ascii_case(b"Via") || name.eq_ignore_ascii_case(b"v")) {
             via = Some(raw_value);
@@ -380,8 +380,24 @@ fn is_ws(c: char) -> bool {
 
 /// RFC 3261 `token` characters (header names, methods).
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN_BYTES[usize::from(b)]
 }
+
+/// [`is_token_byte`] as a table: every byte of every header name goes through it.
+const TOKEN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        b += 1;
+    }
+    table
+};
 
 fn text(bytes: &[u8]) -> Result<&str, CodecError> {
     std::str::from_utf8(bytes).map_err(|_| CodecError::NotUtf8)
@@ -437,14 +453,15 @@ fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Iterates over the header lines of a head (start line removed), yielding the name and
-/// the raw value: everything after the colon up to the end of the last continuation line,
-/// line ends and folding white space included. Shared by [`parse`], [`frame`] and
-/// [`route_key`] so the three agree on what a header is.
+/// Iterates over the header lines of a head (start line removed), yielding the name, the
+/// raw value (everything after the colon up to the end of the last continuation line, line
+/// ends and folding white space included), and whether continuation lines were folded into
+/// it. Shared by [`parse`], [`frame`] and [`route_key`] so the three agree on what a header
+/// is.
 struct RawHeaders<'a>(&'a [u8]);
 
 impl<'a> Iterator for RawHeaders<'a> {
-    type Item = Result<(&'a [u8], &'a [u8]), CodecError>;
+    type Item = Result<(&'a [u8], &'a [u8], bool), CodecError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let rest = self.0;
@@ -455,27 +472,34 @@ impl<'a> Iterator for RawHeaders<'a> {
         let line_end =
             |from: usize| memchr::memchr(b'\n', &rest[from..]).map_or(rest.len(), |i| from + i);
         let mut end = line_end(0);
+        let mut folded = false;
         while matches!(rest.get(end + 1), Some(b' ' | b'\t')) {
+            folded = true;
             end = line_end(end + 1);
         }
         let line = &rest[..end];
         self.0 = rest.get(end + 1..).unwrap_or_default();
-        let Some(colon) = memchr::memchr(b':', line) else {
-            return Some(Err(CodecError::BadHeader));
-        };
-        let name = line[..colon].trim_ascii_end();
-        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+        // The name is a token, then white space may come before the colon: one pass.
+        let name_end = line
+            .iter()
+            .position(|&b| !is_token_byte(b))
+            .unwrap_or(line.len());
+        let colon = name_end
+            + line[name_end..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        if name_end == 0 || line.get(colon) != Some(&b':') {
             return Some(Err(CodecError::BadHeader));
         }
-        Some(Ok((name, &line[colon + 1..])))
+        Some(Ok((&line[..name_end], &line[colon + 1..], folded)))
     }
 }
 
 /// Joins folded lines with a single space and trims the value; borrows when not folded.
-fn unfold(raw: &str) -> Cow<'_, str> {
-    let trimmed = raw.trim_matches(is_ws);
-    if !trimmed.contains('\n') {
-        return Cow::Borrowed(trimmed);
+fn unfold(raw: &str, folded: bool) -> Cow<'_, str> {
+    if !folded {
+        return Cow::Borrowed(raw.trim_matches(is_ws));
     }
     let mut value = String::with_capacity(raw.len());
     for piece in raw.split('\n').map(|p| p.trim_matches(is_ws)) {
@@ -643,6 +667,19 @@ mod tests {
     fn parsed_key(bytes: &[u8]) -> Option<(String, u32)> {
         let m = parse(bytes).ok()?;
         Some((m.top_via_branch()?.to_owned(), m.cseq()?.0))
+    }
+
+    #[test]
+    fn token_bytes_are_those_of_rfc_3261() {
+        let expected: Vec<u8> = (b'0'..=b'9')
+            .chain(b'a'..=b'z')
+            .chain(b'A'..=b'Z')
+            .chain(*b"-.!%*_+`'~")
+            .collect();
+        let found: Vec<u8> = (0..=255u8).filter(|&b| is_token_byte(b)).collect();
+        let mut expected = expected;
+        expected.sort_unstable();
+        assert_eq!(found, expected);
     }
 
     #[test]
