@@ -716,7 +716,7 @@ fn parse_params<'a>(
 fn unquote(list: &str, start: usize) -> Result<(Cow<'_, str>, usize), DigestError> {
     let rest = &list[start..];
     let unterminated = DigestError::Malformed("unterminated quoted string");
-    let end = rest.find(['"', '\\']).ok_or(unterminated.clone())?;
+    let end = memchr::memchr2(b'"', b'\\', rest.as_bytes()).ok_or(unterminated.clone())?;
     if rest.as_bytes()[end] == b'"' {
         return Ok((Cow::Borrowed(&rest[..end]), start + end + 1));
     }
