@@ -47,6 +47,55 @@ impl Target {
     /// Parses a target. A missing `sip:` scheme is added.
     pub fn parse(input: &str) -> Result<Target, TargetError> {
         let input = input.trim();
+        if let Some(plain) = Target::parse_plain(input) {
+            return Ok(plain);
+        }
+        Target::parse_with_rsip(input)
+    }
+
+    /// The form of nearly every row of a campaign, `[sip:]USER@A.B.C.D[:PORT]`, read
+    /// without rsip (its parse and `Display` were an eighth of a campaign's instructions).
+    /// `None` for anything else, which rsip then reads; a test checks that both agree.
+    fn parse_plain(input: &str) -> Option<Target> {
+        let rest = input.strip_prefix("sip:").unwrap_or(input);
+        let (user, host_port) = rest.split_once('@')?;
+        // rsip refuses some users that RFC 3261 allows (`930X.6`): only those it reads.
+        let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+        if user.is_empty() || !user.bytes().all(unreserved) {
+            return None;
+        }
+        let (host, port) = match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        };
+        // Only the canonical spelling of an address: rsip would write it back the same.
+        let ip: std::net::Ipv4Addr = host.parse().ok()?;
+        let mut canonical = Vec::with_capacity(15);
+        super::request::push_ip(&mut canonical, ip.into());
+        if canonical != host.as_bytes() {
+            return None;
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(text) => {
+                let port: u16 = text.parse().ok().filter(|&p| p != 0)?;
+                if itoa::Buffer::new().format(port) != text {
+                    return None;
+                }
+                port
+            }
+        };
+        Some(Target {
+            text: format!("sip:{rest}"),
+            user: Some(user.to_string()),
+            host: host.to_string(),
+            port,
+            transport: None,
+        })
+    }
+
+    /// Any other target, through rsip.
+    fn parse_with_rsip(input: &str) -> Result<Target, TargetError> {
         if input.is_empty() {
             return Err(TargetError::Empty);
         }
@@ -153,6 +202,52 @@ impl std::str::FromStr for Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_form_reads_as_rsip_reads_it() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet = b"0123456789abcXYZ-_";
+        let mut plain = 0;
+        for _ in 0..5000 {
+            let mut user: String = (0..rng.gen_range(1..8))
+                .map(|_| char::from(alphabet[rng.gen_range(0..alphabet.len())]))
+                .collect();
+            // Now and then a character that RFC 3261 allows and rsip may refuse.
+            if rng.gen_ratio(1, 5) {
+                user.insert(0, char::from(b".!~*+%"[rng.gen_range(0..6)]));
+            }
+            let ip: [u8; 4] = rng.gen();
+            let host = std::net::Ipv4Addr::from(ip).to_string();
+            let port = match rng.gen_range(0..4) {
+                0 => String::new(),
+                1 => format!(":{}", rng.gen_range(1..=65535u32)),
+                2 => format!(":0{}", rng.gen_range(1..=9u32)),
+                _ => format!(":{}", rng.gen_range(0..=70000u32)),
+            };
+            let scheme = if rng.gen() { "sip:" } else { "" };
+            let input = format!("{scheme}{user}@{host}{port}");
+            if let Some(fast) = Target::parse_plain(&input) {
+                plain += 1;
+                assert_eq!(Ok(fast), Target::parse_with_rsip(&input), "{input}");
+            }
+        }
+        assert!(
+            plain > 2500,
+            "the plain form was taken {plain} times in 5000"
+        );
+        for other in [
+            "SIP:1@10.0.0.1",
+            "1@010.0.0.1",
+            "1@h",
+            "1:pw@10.0.0.1",
+            "1@10.0.0.1;transport=tcp",
+            "1@10.0.0.1:+5",
+            "@10.0.0.1",
+        ] {
+            assert_eq!(Target::parse_plain(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn full_uri_with_port_and_transport() {
