@@ -7,8 +7,9 @@
 //! header lines, compact names, spaces before `;`, LF-only line ends), so received bytes are
 //! parsed here rather than by rsip.
 
+use memchr::memmem::Finder;
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 /// The largest message accepted, headers and body together.
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -423,16 +424,17 @@ fn leading_line_ends(buf: &[u8]) -> usize {
 /// Finds the blank line ending the head that starts at `from`: `(head_end, body_start)`,
 /// where `head_end` is the `\n` ending the last header line. Any mix of CRLF and LF.
 fn find_head_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
-    let mut i = from;
-    while let Some(offset) = memchr::memchr(b'\n', buf.get(i..)?) {
-        i += offset;
-        match (buf.get(i + 1), buf.get(i + 2)) {
-            (Some(b'\n'), _) => return Some((i, i + 2)),
-            (Some(b'\r'), Some(b'\n')) => return Some((i, i + 3)),
-            _ => i += 1,
-        }
+    // Two vectorised searches over the whole head rather than a search per line: this
+    // runs twice on every response (to route it, then to parse it).
+    static LF_LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    static LF_CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
+    let rest = buf.get(from..)?;
+    let lf = LF_LF.find(rest).map(|i| (from + i, from + i + 2));
+    let crlf = LF_CRLF.find(rest).map(|i| (from + i, from + i + 3));
+    match (lf, crlf) {
+        (Some(lf), Some(crlf)) => Some(if lf.0 < crlf.0 { lf } else { crlf }),
+        (lf, crlf) => lf.or(crlf),
     }
-    None
 }
 
 /// Splits a datagram into head (leading line ends skipped) and the bytes after the blank
@@ -667,6 +669,24 @@ mod tests {
     fn parsed_key(bytes: &[u8]) -> Option<(String, u32)> {
         let m = parse(bytes).ok()?;
         Some((m.top_via_branch()?.to_owned(), m.cseq()?.0))
+    }
+
+    #[test]
+    fn the_head_ends_at_the_first_blank_line_of_any_kind() {
+        for (text, expected) in [
+            ("a\r\n\r\nb", Some((2, 5))),
+            ("a\n\nb", Some((1, 3))),
+            ("a\n\r\n\nb", Some((1, 4))),
+            ("a\r\nb\n\n\r\n", Some((4, 6))),
+            ("a\n\r\n", Some((1, 4))),
+            ("a\n\r", None),
+            ("a\nb\n", None),
+            ("", None),
+        ] {
+            assert_eq!(find_head_end(text.as_bytes(), 0), expected, "{text:?}");
+        }
+        assert_eq!(find_head_end(b"\n\nx\n\n", 2), Some((3, 5)));
+        assert_eq!(find_head_end(b"ab", 3), None);
     }
 
     #[test]
