@@ -2,7 +2,8 @@
 //! processes on loopback, measured from outside.
 //!
 //! `cargo bench --bench fleet` runs campaigns of 1,000, 10,000 and 100,000 distinct users
-//! (set `FLEET_SIZES=1000,50000` to choose, `FLEET_CONCURRENCY` for the targets in flight,
+//! (set `FLEET_SIZES=1000,50000` to choose, `FLEET_RUNS` for the runs of each size, default
+//! 5 with the median compared, `FLEET_CONCURRENCY` for the targets in flight,
 //! default 256; `FLEET_PHONE_THREADS` for the simulator's threads, default 2) and prints,
 //! for each: targets/s, the agent's CPU per delivered target (user + sys from wait4, and
 //! the kernel's part), the simulator's CPU per target, p50/p99
@@ -120,7 +121,9 @@ fn stop(mut phone: Child) -> Usage {
     wait_usage(&mut phone)
 }
 
-fn campaign(size: u64) {
+/// Runs one campaign of `size` targets, prints its figures, and returns the agent's CPU
+/// per target in µs.
+fn campaign(size: u64) -> f64 {
     let (phone, addr) = phone(size, &[]);
     let (dir, input) = fleet_file(size, &addr);
     let output = dir.join("out.jsonl");
@@ -157,6 +160,7 @@ fn campaign(size: u64) {
         agent_usage.max_rss_kib,
     );
     std::fs::remove_dir_all(dir).unwrap();
+    per(agent_usage.cpu)
 }
 
 /// Heap held by the protocol core per target in flight: flows started and never answered.
@@ -230,6 +234,15 @@ fn phone_threads() -> u16 {
         .unwrap_or(2)
 }
 
+/// Runs of each size: `FLEET_RUNS`, else 5 under `cargo bench` and 1 otherwise.
+fn runs(full: bool) -> usize {
+    std::env::var("FLEET_RUNS")
+        .ok()
+        .map(|c| c.parse().expect("FLEET_RUNS: a number"))
+        .unwrap_or(if full { 5 } else { 1 })
+        .max(1)
+}
+
 /// Targets in flight in the campaigns: `FLEET_CONCURRENCY`, else batch's default.
 fn concurrency() -> usize {
     std::env::var("FLEET_CONCURRENCY")
@@ -261,8 +274,24 @@ fn main() {
         concurrency(),
         phone_threads()
     );
-    for size in sizes {
-        campaign(size);
+    // CPU time comes from the kernel's tick accounting: a short run is measured coarsely,
+    // so each size runs several times and the median is what to compare across sizes.
+    let runs = runs(full);
+    let mut medians = Vec::new();
+    for &size in &sizes {
+        let mut cpu: Vec<f64> = (0..runs).map(|_| campaign(size)).collect();
+        cpu.sort_by(f64::total_cmp);
+        medians.push((size, cpu[cpu.len() / 2]));
+    }
+    if runs > 1 {
+        let line: Vec<String> = medians
+            .iter()
+            .map(|(size, cpu)| format!("{cpu:.1} µs at {size}"))
+            .collect();
+        println!(
+            "agent CPU per target, median of {runs} runs: {}",
+            line.join(", ")
+        );
     }
     for n in [10_000, 50_000] {
         heap_per_target(n);

@@ -293,13 +293,11 @@ impl Campaign {
                 }
             }
             let shared = shared.clone();
-            // Boxed: the task's future (1.8 KB) is then written once, not moved into the
-            // task and again on each change of stage (a tenth of the copying per target).
-            tokio::spawn(Box::pin(async move {
+            tokio::spawn(async move {
                 let record = shared.target(job).await;
                 let _ = shared.records.send(record).await;
                 drop(permit);
-            }));
+            });
         }
         // Every slot back means every target in flight has ended and been reported.
         let _ = slots.acquire_many(concurrency as u32).await;
