@@ -901,3 +901,38 @@ fn a_phone_on_two_threads_answers_every_target_once() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--threads"));
 }
+
+#[test]
+fn rows_from_a_fifo_start_as_they_come() {
+    use std::io::Write;
+    let dir = temp_dir("fifo");
+    let phone = Phone::start(&dir, &[]);
+    let fifo = dir.join("rows.csv");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let mut agent = Command::new(BIN)
+        .args(["batch", fifo.to_str().unwrap(), "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Blocks until the agent opens the FIFO for reading.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writeln!(writer, "target,password\n{},pw-2001", phone.target(2001)).unwrap();
+    writer.flush().unwrap();
+    let stdout = agent.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    // The writer is still open: the row must not wait for more rows or the end.
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a record for the one row written, while the FIFO is still open");
+    let record: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(record["outcome"], "delivered");
+    drop(writer);
+    assert_eq!(agent.wait().unwrap().code(), Some(0));
+}

@@ -126,7 +126,7 @@ impl Failure {
 /// Parses the command line, runs, and maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, matches!(cli.command, Command::Phone(_)));
     // One thread: the agent's work is one event loop, and cross-thread wake-ups cost more
     // than they bring. Only a simulator asked for threads gets them.
     let mut builder = match &cli.command {
@@ -179,11 +179,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-/// Warnings only by default; -v adds the simulator's line per exchange (info), -vv debug.
-fn init_tracing(verbose: u8) {
+/// Warnings only by default; -v adds the simulator's line per exchange (info, for `phone`
+/// only: the agent's -v is the ladder on stdout), -vv debug.
+fn init_tracing(verbose: u8, phone: bool) {
     let level = match verbose {
         0 => "warn",
-        1 => "info",
+        1 if phone => "info",
+        1 => "warn",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SIPNOTIFY_LOG")

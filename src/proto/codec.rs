@@ -424,16 +424,19 @@ fn leading_line_ends(buf: &[u8]) -> usize {
 /// Finds the blank line ending the head that starts at `from`: `(head_end, body_start)`,
 /// where `head_end` is the `\n` ending the last header line. Any mix of CRLF and LF.
 fn find_head_end(buf: &[u8], from: usize) -> Option<(usize, usize)> {
-    // Two vectorised searches over the whole head rather than a search per line: this
-    // runs twice on every response (to route it, then to parse it).
+    // Vectorised searches rather than a search per line: this runs twice on every
+    // response (to route it, then to parse it).
     static LF_LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
     static LF_CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
     let rest = buf.get(from..)?;
-    let lf = LF_LF.find(rest).map(|i| (from + i, from + i + 2));
-    let crlf = LF_CRLF.find(rest).map(|i| (from + i, from + i + 3));
-    match (lf, crlf) {
-        (Some(lf), Some(crlf)) => Some(if lf.0 < crlf.0 { lf } else { crlf }),
-        (lf, crlf) => lf.or(crlf),
+    let crlf = LF_CRLF.find(rest);
+    // An LF LF before the first LF CR LF ends the head first; it can only start there or
+    // one byte before it. Neither search goes past the head of a complete message.
+    let window = crlf.map_or(rest, |at| &rest[..at + 1]);
+    match (LF_LF.find(window), crlf) {
+        (Some(lf), _) => Some((from + lf, from + lf + 2)),
+        (None, Some(crlf)) => Some((from + crlf, from + crlf + 3)),
+        (None, None) => None,
     }
 }
 
