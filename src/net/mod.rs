@@ -8,4 +8,4 @@ mod notifier;
 mod tcp;
 pub mod udp;
 
-pub use notifier::{split_host_port, Credentials, Notifier, NotifierConfig, Notify};
+pub use notifier::{split_host_port, Credentials, Notifier, NotifierConfig, Notify, Sending};

@@ -14,9 +14,12 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -144,24 +147,41 @@ impl Notifier {
     }
 
     /// Sends one NOTIFY, answering challenges, and waits for its outcome. Network faults are
-    /// outcomes (`timeout`, `unreachable`), never errors.
-    pub async fn send(&self, notify: Notify) -> Outcome {
-        let started = std::time::Instant::now();
-        let job = match self.prepare(notify, true).await {
-            Ok(job) => job,
-            Err(reason) => {
-                let mut outcome = Outcome::unsent(OutcomeKind::Unreachable, reason);
-                outcome.elapsed = started.elapsed();
-                return outcome;
-            }
-        };
-        let (reply, outcome) = oneshot::channel();
-        if self.starts.send(Start { job, reply }).is_err() {
-            return Outcome::unsent(OutcomeKind::Unreachable, "the notifier has stopped");
+    /// outcomes (`timeout`, `unreachable`), never errors. Nothing is sent until the returned
+    /// future is first polled.
+    pub fn send(&self, notify: Notify) -> Sending<'_> {
+        Sending {
+            notifier: self,
+            started: std::time::Instant::now(),
+            state: SendState::New(Box::new(notify)),
         }
-        outcome.await.unwrap_or_else(|_| {
-            Outcome::unsent(OutcomeKind::Unreachable, "the notifier has stopped")
-        })
+    }
+
+    /// Hands a prepared job to the driver; `None` if the driver has ended.
+    fn start(&self, job: Job) -> Option<oneshot::Receiver<Outcome>> {
+        let (reply, outcome) = oneshot::channel();
+        self.starts
+            .send(Start { job, reply })
+            .ok()
+            .map(|()| outcome)
+    }
+
+    /// [`prepare`](Self::prepare) for what needs nothing awaited, UDP to an address (nearly
+    /// every target of a campaign), so that no future is made for it; the NOTIFY back for
+    /// anything else.
+    fn prepare_now(&self, notify: Box<Notify>) -> Result<Result<Job, String>, Box<Notify>> {
+        if notify.transport() != Transport::Udp {
+            return Err(notify);
+        }
+        let destination = match self.literal_destination(&notify) {
+            Ok(Some(destination)) => destination,
+            Ok(None) => return Err(notify),
+            Err(reason) => return Ok(Err(reason)),
+        };
+        Ok(self.route_ip(destination.ip()).map(|ip| {
+            let local = SocketAddr::new(ip, self.udp_local.port());
+            self.job(*notify, destination, local)
+        }))
     }
 
     /// The exact first request `send` would put on the wire, sending nothing. Over TCP the
@@ -178,7 +198,10 @@ impl Notifier {
     /// `connect` is set.
     async fn prepare(&self, notify: Notify, connect: bool) -> Result<Job, String> {
         let transport = notify.transport();
-        let destination = self.destination(&notify).await?;
+        let destination = match self.literal_destination(&notify)? {
+            Some(destination) => destination,
+            None => self.resolve(&notify).await?,
+        };
         let local = match transport {
             Transport::Tcp if connect => {
                 // The connect happens before the transaction exists, so Timer F and
@@ -188,8 +211,7 @@ impl Notifier {
                     .timeout
                     .unwrap_or(self.timers.timer_f())
                     .min(self.timers.timer_f());
-                // Boxed: inline, this rarely used future would enlarge every send's.
-                Box::pin(tokio::time::timeout(limit, self.tcp.connect(destination)))
+                tokio::time::timeout(limit, self.tcp.connect(destination))
                     .await
                     .map_err(|_| {
                         format!(
@@ -200,11 +222,17 @@ impl Notifier {
             }
             _ => SocketAddr::new(self.route_ip(destination.ip())?, self.udp_local.port()),
         };
+        Ok(self.job(notify, destination, local))
+    }
+
+    /// The job for `notify`, once its destination and local address are known.
+    fn job(&self, notify: Notify, destination: SocketAddr, local: SocketAddr) -> Job {
+        let transport = notify.transport();
         let (auth_user, password) = match notify.credentials {
             Some(c) => (c.user, Some(c.password)),
             None => (None, None),
         };
-        Ok(Job {
+        Job {
             target: notify.target,
             event: notify.event,
             extra: notify.extra,
@@ -217,20 +245,30 @@ impl Notifier {
             timers: self.timers,
             timeout: notify.timeout,
             trace: notify.trace,
-        })
+        }
     }
 
-    /// Resolves the proxy, or else the target's host.
-    async fn destination(&self, notify: &Notify) -> Result<SocketAddr, String> {
-        let (host, port) = match &notify.proxy {
-            Some(proxy) => split_host_port(proxy)?,
-            None => (notify.target.host().to_string(), notify.target.port()),
-        };
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(SocketAddr::new(ip, port));
+    /// The proxy's host and port, or else the target's.
+    fn host_port(notify: &Notify) -> Result<(String, u16), String> {
+        match &notify.proxy {
+            Some(proxy) => split_host_port(proxy),
+            None => Ok((notify.target.host().to_string(), notify.target.port())),
         }
-        // Boxed like the TCP connect: only host names need it.
-        let addrs: Vec<SocketAddr> = Box::pin(tokio::net::lookup_host((host.as_str(), port)))
+    }
+
+    /// Where the NOTIFY goes when that host is an address; `None` for a host name.
+    fn literal_destination(&self, notify: &Notify) -> Result<Option<SocketAddr>, String> {
+        let (host, port) = Notifier::host_port(notify)?;
+        Ok(host
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| SocketAddr::new(ip, port)))
+    }
+
+    /// Resolves that host name.
+    async fn resolve(&self, notify: &Notify) -> Result<SocketAddr, String> {
+        let (host, port) = Notifier::host_port(notify)?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .collect();
@@ -265,6 +303,83 @@ impl Notifier {
     }
 }
 
+/// The future of [`Notifier::send`].
+///
+/// Written out rather than an `async fn`, because every target in flight holds one: an
+/// `async fn` would keep its argument (a whole [`Notify`]) and the state of the preparation
+/// (resolving, connecting) for the target's whole life: 792 bytes where this is 40.
+#[must_use = "nothing is sent until the future is polled"]
+pub struct Sending<'a> {
+    notifier: &'a Notifier,
+    started: std::time::Instant,
+    state: SendState<'a>,
+}
+
+enum SendState<'a> {
+    /// Not polled yet. Boxed: the NOTIFY is only needed until the first poll.
+    New(Box<Notify>),
+    /// Resolving a host name or connecting over TCP.
+    Preparing(Pin<Box<dyn Future<Output = Result<Job, String>> + Send + 'a>>),
+    /// Handed to the driver.
+    Waiting(oneshot::Receiver<Outcome>),
+    /// Ended.
+    Done,
+}
+
+impl Future for Sending<'_> {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = &mut *self;
+        loop {
+            let prepared = match std::mem::replace(&mut this.state, SendState::Done) {
+                SendState::New(notify) => match this.notifier.prepare_now(notify) {
+                    Ok(prepared) => prepared,
+                    Err(notify) => {
+                        this.state =
+                            SendState::Preparing(Box::pin(this.notifier.prepare(*notify, true)));
+                        continue;
+                    }
+                },
+                SendState::Preparing(mut preparing) => match preparing.as_mut().poll(cx) {
+                    Poll::Ready(prepared) => prepared,
+                    Poll::Pending => {
+                        this.state = SendState::Preparing(preparing);
+                        return Poll::Pending;
+                    }
+                },
+                SendState::Waiting(mut outcome) => {
+                    return match Pin::new(&mut outcome).poll(cx) {
+                        Poll::Ready(outcome) => Poll::Ready(outcome.unwrap_or_else(|_| stopped())),
+                        Poll::Pending => {
+                            this.state = SendState::Waiting(outcome);
+                            Poll::Pending
+                        }
+                    };
+                }
+                SendState::Done => panic!("`Sending` polled after it completed"),
+            };
+            let job = match prepared {
+                Ok(job) => job,
+                Err(reason) => {
+                    let mut outcome = Outcome::unsent(OutcomeKind::Unreachable, reason);
+                    outcome.elapsed = this.started.elapsed();
+                    return Poll::Ready(outcome);
+                }
+            };
+            match this.notifier.start(job) {
+                Some(outcome) => this.state = SendState::Waiting(outcome),
+                None => return Poll::Ready(stopped()),
+            }
+        }
+    }
+}
+
+/// The outcome of a target whose notifier's driver has ended.
+fn stopped() -> Outcome {
+    Outcome::unsent(OutcomeKind::Unreachable, "the notifier has stopped")
+}
+
 /// Destinations whose local address is remembered.
 const MAX_ROUTES: usize = 4096;
 
@@ -290,4 +405,66 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
         return Err(format!("`{text}` is not HOST[:PORT]"));
     }
     Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phone::{self, PhoneConfig};
+    use std::time::Duration;
+
+    async fn phone() -> (phone::RunningPhone, u16) {
+        let config = PhoneConfig {
+            password_template: "secret".into(),
+            ..PhoneConfig::default()
+        };
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let phone = phone::spawn(config, &[(addr, Transport::Udp)])
+            .await
+            .unwrap();
+        let port = phone.local_addrs()[0].0.port();
+        (phone, port)
+    }
+
+    fn notify(target: &str) -> Notify {
+        Notify::new(Target::parse(target).unwrap(), Event::resync(None).unwrap())
+            .with_credentials(None, Password::new("secret"))
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_until_the_future_is_polled() {
+        let (phone, port) = phone().await;
+        let notifier = Notifier::bind(NotifierConfig::default()).await.unwrap();
+        let target = format!("sip:159@127.0.0.1:{port}");
+        let unpolled = notifier.send(notify(&target));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(unpolled);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(phone.stats().requests, 0);
+        let outcome = notifier.send(notify(&target)).await;
+        assert_eq!(
+            (outcome.kind, outcome.attempts),
+            (OutcomeKind::Delivered, 2)
+        );
+        assert_eq!(phone.stats().requests, 2);
+        phone.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_host_name_is_resolved_before_sending() {
+        let (phone, port) = phone().await;
+        let notifier = Notifier::bind(NotifierConfig::default()).await.unwrap();
+        let outcome = notifier
+            .send(notify(&format!("sip:159@localhost:{port}")))
+            .await;
+        assert_eq!(outcome.kind, OutcomeKind::Delivered, "{}", outcome.reason);
+        // A bad proxy is an outcome, decided without sending.
+        let mut bad = notify(&format!("sip:159@127.0.0.1:{port}"));
+        bad.proxy = Some("127.0.0.1:notaport".into());
+        let outcome = notifier.send(bad).await;
+        assert_eq!(outcome.kind, OutcomeKind::Unreachable);
+        assert!(outcome.reason.contains("port"), "{}", outcome.reason);
+        assert_eq!(phone.stats().requests, 2);
+        phone.shutdown().await;
+    }
 }
