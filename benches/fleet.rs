@@ -274,8 +274,8 @@ fn main() {
         concurrency(),
         phone_threads()
     );
-    // CPU time comes from the kernel's tick accounting: a short run is measured coarsely,
-    // so each size runs several times and the median is what to compare across sizes.
+    // The CPU a campaign gets depends on how the two processes happen to interleave, most
+    // in a short run: each size runs several times and the medians are what to compare.
     let runs = runs(full);
     let mut medians = Vec::new();
     for &size in &sizes {

@@ -207,37 +207,29 @@ pub async fn spawn(
     for &(addr, transport) in listen {
         let fork = phone.fork(seeds.gen());
         let ctx = Arc::clone(&ctx);
-        let task = match transport {
+        match transport {
             Transport::Udp => {
                 let socket = Arc::new(crate::net::udp::bind(addr)?);
                 addrs.push((socket.local_addr()?, transport));
-                // The first worker is this socket's task; the others run beside it.
-                for _ in 1..phone.config().udp_workers {
-                    tasks.push(tokio::spawn(until_stopped(
-                        stop.subscribe(),
-                        serve_udp(
-                            Arc::clone(&socket),
-                            phone.fork(seeds.gen()),
-                            Arc::clone(&ctx),
-                        ),
-                    )));
+                // Every worker receives from this socket, each with its own fault generator.
+                let forks = std::iter::once(fork)
+                    .chain(std::iter::repeat_with(|| phone.fork(seeds.gen())))
+                    .take(phone.config().udp_workers.max(1));
+                for fork in forks {
+                    let served = serve_udp(Arc::clone(&socket), fork, Arc::clone(&ctx));
+                    tasks.push(tokio::spawn(until_stopped(stop.subscribe(), served)));
                 }
-                tokio::spawn(until_stopped(
-                    stop.subscribe(),
-                    serve_udp(socket, fork, ctx),
-                ))
             }
             Transport::Tcp => {
                 let listener = TcpListener::bind(addr).await?;
                 addrs.push((listener.local_addr()?, transport));
                 let seeds = StdRng::seed_from_u64(seeds.gen());
-                tokio::spawn(until_stopped(
+                tasks.push(tokio::spawn(until_stopped(
                     stop.subscribe(),
                     serve_tcp(listener, fork, seeds, ctx),
-                ))
+                )));
             }
-        };
-        tasks.push(task);
+        }
     }
     Ok(RunningPhone {
         addrs,

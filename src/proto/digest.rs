@@ -586,10 +586,7 @@ fn nc_hex(nc: u32) -> [u8; 8] {
 
 /// Appends ASCII bytes (hex digits) without building an intermediate string.
 fn push_ascii(out: &mut String, ascii: &[u8]) {
-    match std::str::from_utf8(ascii) {
-        Ok(text) => out.push_str(text),
-        Err(_) => out.extend(ascii.iter().map(|&b| char::from(b))),
-    }
+    out.push_str(std::str::from_utf8(ascii).expect("hex digits are ASCII"));
 }
 
 /// Appends `value` as a quoted-string. CR and LF are dropped: a quoted-string cannot carry
