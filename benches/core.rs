@@ -2,9 +2,9 @@
 //! and computing a digest answer. `cargo bench --bench core`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use sipnotify::proto::codec;
-use sipnotify::proto::digest::{self, Answer};
-use sipnotify::proto::request::NotifyRequest;
+use sipnotify::sip::codec;
+use sipnotify::sip::digest::{self, Answer};
+use sipnotify::sip::request::NotifyRequest;
 use sipnotify::{Event, Password, Target, Transport};
 
 const CHALLENGE: &[u8] = b"SIP/2.0 401 Unauthorized\r\n\

@@ -11,10 +11,9 @@
 //! target in flight by the protocol core, at 10,000 and 50,000 in flight.
 
 use sipnotify::campaign::summary::Summary;
-use sipnotify::proto::endpoint::Endpoint;
-use sipnotify::proto::flow::Job;
 use sipnotify::proto::transaction::Timers;
-use sipnotify::{Event, Password, Target, Transport};
+use sipnotify::proto::{Endpoint, Route};
+use sipnotify::{Event, Notify, Password, Target, Transport};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -166,26 +165,20 @@ fn campaign(size: u64) -> f64 {
 /// Heap held by the protocol core per target in flight: flows started and never answered.
 fn heap_per_target(in_flight: u64) {
     let event = Arc::new(Event::resync(None).unwrap());
-    let extra: Arc<[sipnotify::ExtraHeader]> = Arc::from(Vec::new());
-    let mut endpoint = Endpoint::new(rand::SeedableRng::seed_from_u64(1));
+    let mut endpoint = Endpoint::new(rand::SeedableRng::seed_from_u64(1), Timers::default());
+    let route = Route {
+        destination: "127.0.0.1:5060".parse().unwrap(),
+        local: "127.0.0.1:40000".parse().unwrap(),
+        transport: Transport::Udp,
+    };
     let now = std::time::Instant::now();
     let before = LIVE.load(Ordering::Relaxed);
     for user in FIRST_USER..FIRST_USER + in_flight {
-        let job = Job {
-            target: Target::parse(&format!("sip:{user}@127.0.0.1:5060")).unwrap(),
-            event: event.clone(),
-            extra: extra.clone(),
-            auth_user: None,
-            password: Some(Password::new(format!("pw-{user}"))),
-            from: None,
-            transport: Transport::Udp,
-            destination: "127.0.0.1:5060".parse().unwrap(),
-            local: "127.0.0.1:40000".parse().unwrap(),
-            timers: Timers::default(),
-            timeout: None,
-            trace: false,
-        };
-        endpoint.start(now, job);
+        let target = Target::parse(&format!("sip:{user}@127.0.0.1:5060")).unwrap();
+        let mut notify = Notify::new(target, Event::Report)
+            .with_credentials(None, Password::new(format!("pw-{user}")));
+        notify.event = event.clone();
+        endpoint.start(now, notify, route);
         while endpoint.poll_transmit().is_some() {}
     }
     let bytes = LIVE.load(Ordering::Relaxed) - before;

@@ -5,11 +5,11 @@
 //!
 //! - [`proto`] is the SIP protocol core. It is sans-IO: no sockets, no clock reads, no tokio.
 //!   Time comes in as an [`std::time::Instant`] argument, bytes in and out as buffers.
-//!   - [`proto::codec`] parses and frames everything received, tolerantly and within bounds.
-//!   - [`proto::digest`] computes and verifies digest answers (MD5, SHA-256, -sess, qop).
-//!   - [`proto::request`] writes the NOTIFY requests, once per attempt, into one buffer;
+//!   - [`sip::codec`] parses and frames everything received, tolerantly and within bounds.
+//!   - [`sip::digest`] computes and verifies digest answers (MD5, SHA-256, -sess, qop).
+//!   - [`sip::request`] writes the NOTIFY requests, once per attempt, into one buffer;
 //!     rsip parses them back as the typed view.
-//!   - [`proto::target`] parses the phone addresses users type.
+//!   - [`sip::uri`] parses the phone addresses users type.
 //!   - [`proto::transaction`] is the RFC 3261 non-INVITE client transaction and its timers.
 //!   - [`proto::flow`] drives one target from first NOTIFY to its [`Outcome`], answering
 //!     401/407 challenges.
@@ -53,13 +53,16 @@
 #![warn(missing_docs)]
 
 pub mod campaign;
+pub mod event;
 pub mod net;
 pub mod phone;
 pub mod proto;
+pub mod sip;
 
-pub use net::{Credentials, Notifier, NotifierConfig, Notify};
-pub use proto::digest::Password;
-pub use proto::outcome::{Outcome, OutcomeKind};
-pub use proto::request::{Event, ExtraHeader};
-pub use proto::target::Target;
-pub use proto::Transport;
+pub use event::{Event, EventError};
+pub use net::{Notifier, NotifierConfig};
+pub use proto::{Credentials, Notify, Outcome, OutcomeKind};
+pub use sip::digest::Password;
+pub use sip::request::ExtraHeader;
+pub use sip::uri::{Host, HostPort, Target};
+pub use sip::Transport;

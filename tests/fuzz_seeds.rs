@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sipnotify::proto::codec;
-use sipnotify::proto::digest;
+use sipnotify::sip::codec;
+use sipnotify::sip::digest;
 
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

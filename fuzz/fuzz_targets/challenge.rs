@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sipnotify::proto::digest::{self, Answer, Challenge, Password};
+use sipnotify::sip::digest::{self, Answer, Challenge, Password};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -123,7 +123,7 @@ fn rebuild(c: &Challenge) {
     let text = digest::challenge_header(
         &c.realm,
         &c.nonce,
-        c.algorithm,
+        c.algorithm.as_str(),
         c.preferred_qop(),
         c.opaque.as_deref(),
         c.stale,

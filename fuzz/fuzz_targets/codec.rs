@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rsip::prelude::*;
-use sipnotify::proto::codec::{self, CodecError, Message, StartLine, MAX_HEADERS, MAX_MESSAGE};
+use sipnotify::sip::codec::{self, CodecError, Message, StartLine, MAX_HEADERS, MAX_MESSAGE};
 
 fuzz_target!(|data: &[u8]| {
     let parsed = codec::parse(data);

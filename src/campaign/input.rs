@@ -1,6 +1,6 @@
 //! Streaming rows from CSV (with a header row) or JSON Lines.
 
-use crate::proto::digest::Password;
+use crate::sip::digest::Password;
 use serde::Deserialize;
 use std::io::{BufRead, Read};
 use std::path::Path;

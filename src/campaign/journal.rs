@@ -126,15 +126,7 @@ impl Journal {
             .create(true)
             .open(path)?;
         let state = ResumeState::read(BufReader::new(&mut file))?;
-        let len = file.seek(SeekFrom::End(0))?;
-        if len > 0 {
-            file.seek(SeekFrom::Start(len - 1))?;
-            let mut last = [0u8];
-            file.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                file.write_all(b"\n")?;
-            }
-        }
+        end_torn_line(&mut file)?;
         Ok((
             Journal {
                 file: Mutex::new(file),
@@ -174,6 +166,22 @@ impl Journal {
         // One write of the whole line, under the lock.
         self.lock().write_all(&line)
     }
+}
+
+/// Ends a torn last line (a run killed mid-write) of a file open for reading and
+/// appending, so that the next record starts on a line of its own; returns the file's
+/// length before.
+pub(crate) fn end_torn_line(file: &mut File) -> io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len > 0 {
+        file.seek(SeekFrom::Start(len - 1))?;
+        let mut last = [0u8];
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(len)
 }
 
 #[cfg(test)]

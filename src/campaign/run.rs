@@ -1,12 +1,12 @@
-//! The tokio runner: rows in, records out, with concurrency, rate, spread, retries, the
-//! journal, and a graceful stop.
+//! The tokio runner: items in, records out, with concurrency, rate, spread, retries, the
+//! journal, and a graceful stop. Generic over the [`Channel`] that acts on each phone.
 
+use super::channel::Channel;
 use super::input::RowError;
 use super::journal::{Finished, Intent, Journal, ResumeState};
 use super::pace::Spread;
+use super::record::{Record, Verdict};
 use super::retry::RetryPolicy;
-use crate::net::{Notifier, Notify};
-use crate::proto::outcome::Outcome;
 use governor::{Quota, RateLimiter};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -18,80 +18,24 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// One input item: a target ready to send, or a bad row to report.
 #[derive(Debug)]
-pub enum Item {
+pub(crate) enum Item<R> {
     /// A target.
-    Job(Box<Job>),
+    Job(Box<Job<R>>),
     /// A row that could not be used.
     Bad(RowError),
 }
 
 /// A target ready to send.
 #[derive(Debug, Clone)]
-pub struct Job {
+pub(crate) struct Job<R> {
     /// The input line.
     pub line: u64,
-    /// The journal key ([`super::target::key`]).
+    /// The journal key: `id:` and the row's id, else the request's identity.
     pub key: String,
     /// The row's `id`.
     pub id: Option<String>,
-    /// The NOTIFY.
-    pub notify: Notify,
-}
-
-/// How a target ended.
-#[derive(Debug, Clone)]
-pub enum Verdict {
-    /// Sent (perhaps several times); the last try's outcome.
-    Sent {
-        /// The last try.
-        outcome: Outcome,
-        /// Tries made (1 + retries).
-        tries: u32,
-        /// From the first send to the end, backoff included.
-        total: Duration,
-    },
-    /// Journaled delivered by a previous run: not sent again.
-    AlreadyDelivered,
-    /// Journaled as started by a previous run with no result: it may or may not have been
-    /// sent, so it is not sent again (unless asked).
-    Unknown,
-    /// The row could not be used.
-    BadRow(String),
-    /// The journal could not be written, so the target was not sent.
-    JournalError(String),
-}
-
-impl Verdict {
-    /// The label used in outputs and counts.
-    pub fn label(&self) -> &str {
-        match self {
-            Verdict::Sent { outcome, .. } => outcome.kind.as_str(),
-            Verdict::AlreadyDelivered => "already_delivered",
-            Verdict::Unknown => "unknown",
-            Verdict::BadRow(_) => "bad_row",
-            Verdict::JournalError(_) => "journal_error",
-        }
-    }
-
-    /// Whether this counts as delivered (now or before).
-    pub fn is_delivered(&self) -> bool {
-        matches!(self.label(), "delivered" | "already_delivered")
-    }
-}
-
-/// One output record per input row.
-#[derive(Debug, Clone)]
-pub struct Record {
-    /// The input line.
-    pub line: u64,
-    /// The row's `id`.
-    pub id: Option<String>,
-    /// The target (as sent, or as written for a bad row).
-    pub target: String,
-    /// The event name (empty for a bad row).
-    pub event: String,
-    /// How it ended.
-    pub verdict: Verdict,
+    /// What to send.
+    pub request: R,
 }
 
 /// A stop request shared by the runner, its tasks and the signal handler.
@@ -131,10 +75,9 @@ impl Stop {
 }
 
 /// How a campaign runs.
-#[derive(Debug)]
-pub struct Campaign {
-    /// Sends the NOTIFYs.
-    pub notifier: Notifier,
+pub(crate) struct Runner<C> {
+    /// Acts on the phones.
+    pub channel: C,
     /// Targets in flight at once (at least 1).
     pub concurrency: usize,
     /// New targets per second, if limited.
@@ -161,8 +104,8 @@ pub struct RunEnd {
     pub journal_error: Option<String>,
 }
 
-struct Shared {
-    notifier: Notifier,
+struct Shared<C> {
+    channel: C,
     retry: RetryPolicy,
     journal: Option<Arc<Journal>>,
     /// The stop requested from outside (a signal).
@@ -186,16 +129,16 @@ pub fn quota(rate: f64) -> Option<Quota> {
     Quota::with_period(period).map(|q| q.allow_burst(NonZeroU32::MIN))
 }
 
-/// Items per chunk sent to [`Campaign::run`]: large enough that the hand-over between the
+/// Items per chunk sent to [`Runner::run`]: large enough that the hand-over between the
 /// input thread and the runner costs nothing per row, small enough to start at once.
-pub const ITEM_CHUNK: usize = 64;
+pub(crate) const ITEM_CHUNK: usize = 64;
 
 /// The lowest `--rate`: one start in 1000 seconds.
 pub const MIN_RATE: f64 = 0.001;
 /// The highest `--rate`: a start every microsecond.
 pub const MAX_RATE: f64 = 1_000_000.0;
 
-impl Campaign {
+impl<C: Channel> Runner<C> {
     /// Runs until the items end or `stop` is requested, then waits for the targets in
     /// flight. One [`Record`] per item goes to `records`, in completion order.
     ///
@@ -203,7 +146,7 @@ impl Campaign {
     /// this one once per chunk rather than once per row.
     pub async fn run(
         self,
-        mut items: mpsc::Receiver<Vec<Item>>,
+        mut items: mpsc::Receiver<Vec<Item<C::Request>>>,
         records: mpsc::Sender<Record>,
         stop: Arc<Stop>,
     ) -> RunEnd {
@@ -216,7 +159,7 @@ impl Campaign {
         let mut spread = self.spread.map(|(w, total)| Spread::new(w, total));
         let mut rng = StdRng::from_entropy();
         let shared = Arc::new(Shared {
-            notifier: self.notifier,
+            channel: self.channel,
             retry: self.retry,
             journal: self.journal,
             stop: stop.clone(),
@@ -256,8 +199,8 @@ impl Campaign {
                     let _ = records.send(record).await;
                     continue;
                 }
-                // Kept boxed: the task below holds it for the whole target, and a box is
-                // a pointer in the task's future where the job itself is 300 bytes, twice.
+                // Kept boxed: the task below holds it for the whole target, so its future
+                // holds a pointer, not the job.
                 Item::Job(job) => job,
             };
             let skip = if self.resume.delivered.contains(&job.key) {
@@ -268,7 +211,7 @@ impl Campaign {
                 None
             };
             if let Some(verdict) = skip {
-                let _ = records.send(record(&job, verdict)).await;
+                let _ = records.send(record::<C>(&job, verdict)).await;
                 continue;
             }
             if let Some(spread) = &mut spread {
@@ -308,21 +251,21 @@ impl Campaign {
     }
 }
 
-fn record(job: &Job, verdict: Verdict) -> Record {
+fn record<C: Channel>(job: &Job<C::Request>, verdict: Verdict) -> Record {
     Record {
         line: job.line,
         id: job.id.clone(),
-        target: job.notify.target.as_str().to_string(),
-        event: job.notify.event.name().to_string(),
+        target: C::target(&job.request).to_string(),
+        event: C::action(&job.request).to_string(),
         verdict,
     }
 }
 
-impl Shared {
+impl<C: Channel> Shared<C> {
     /// One target: intent, tries with backoff, result.
-    async fn target(&self, job: Box<Job>) -> Record {
-        let target = job.notify.target.as_str();
-        let event = job.notify.event.name();
+    async fn target(&self, job: Box<Job<C::Request>>) -> Record {
+        let target = C::target(&job.request);
+        let event = C::action(&job.request);
         if let Some(journal) = &self.journal {
             let intent = Intent {
                 key: &job.key,
@@ -332,14 +275,14 @@ impl Shared {
                 line: job.line,
             };
             if let Err(e) = journal.intent(&intent) {
-                return record(&job, Verdict::JournalError(self.journal_failed(e)));
+                return record::<C>(&job, Verdict::JournalError(self.journal_failed(e)));
             }
         }
         let first = Instant::now();
         let mut tries = 0;
         let outcome = loop {
             tries += 1;
-            let outcome = self.notifier.send(job.notify.clone()).await;
+            let outcome = self.channel.deliver(&job.request).await;
             let delay = self
                 .retry
                 .next_delay(tries, &outcome, &mut rand::thread_rng());
@@ -368,7 +311,7 @@ impl Shared {
                 self.journal_failed(e);
             }
         }
-        record(
+        record::<C>(
             &job,
             Verdict::Sent {
                 outcome,

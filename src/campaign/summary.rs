@@ -1,7 +1,11 @@
 //! The end-of-campaign summary, in fixed memory: counts per outcome, latency percentiles
 //! from a log-scale histogram (within 2 %), and the most frequent failure reasons.
 
+use super::record::{printable, Record, Verdict};
+use super::run::RunEnd;
+use crate::proto::OutcomeKind;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 use std::time::Duration;
 
 /// Histogram buckets grow by this factor: percentiles are within 2 %.
@@ -72,6 +76,87 @@ impl Summary {
             self.bad_lines.push(line);
         }
         self.add("bad_row", None, Some(reason));
+    }
+
+    /// Counts one record, with its latency and, for a failure, its reason.
+    pub fn add_record(&mut self, record: &Record) {
+        let label = record.verdict.label();
+        match &record.verdict {
+            Verdict::Sent { outcome, total, .. } => {
+                let reason = (outcome.kind != OutcomeKind::Delivered).then(|| match outcome.status
+                {
+                    Some(s) => format!("{s} {}", outcome.reason),
+                    None => outcome.reason.clone(),
+                });
+                self.add(label, Some(*total), reason.as_deref());
+            }
+            Verdict::BadRow(message) => self.add_bad_row(record.line, message),
+            Verdict::JournalError(message) => self.add(label, None, Some(message)),
+            Verdict::AlreadyDelivered => self.add(label, None, None),
+            Verdict::Unknown => self.add(
+                label,
+                None,
+                Some("started by a previous run with no result; not sent again (--resend-unknown sends it)"),
+            ),
+        }
+    }
+
+    /// Whether every target was delivered, now or by an earlier run.
+    pub fn all_delivered(&self) -> bool {
+        self.total() == self.count("delivered") + self.count("already_delivered")
+    }
+
+    /// The summary for people: counts, latency percentiles, the most frequent failures
+    /// (text from the network escaped for the terminal), bad rows, and how the run ended.
+    pub fn render(&self, end: &RunEnd) -> String {
+        let mut text = String::new();
+        let counts: Vec<String> = self
+            .counts()
+            .iter()
+            .map(|(label, n)| format!("{n} {label}"))
+            .collect();
+        let counts = if counts.is_empty() {
+            "none".to_string()
+        } else {
+            counts.join(", ")
+        };
+        let _ = writeln!(text, "summary: {} targets: {counts}", self.total());
+        let ms = |p: f64| {
+            self.percentile(p).map_or("-".to_string(), |d| {
+                format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+            })
+        };
+        if self.percentile(0.5).is_some() {
+            let _ = writeln!(
+                text,
+                "latency: p50 {}, p95 {}, p99 {}",
+                ms(0.5),
+                ms(0.95),
+                ms(0.99)
+            );
+        }
+        let top = self.top_reasons(5);
+        if !top.is_empty() {
+            text += "most frequent failures:\n";
+            for (reason, n) in top {
+                let _ = writeln!(text, "  {n:>7}  {}", printable(reason, false));
+            }
+        }
+        if !self.bad_lines.is_empty() {
+            let lines: Vec<String> = self.bad_lines.iter().map(u64::to_string).collect();
+            let more = self.count("bad_row") > lines.len() as u64;
+            let _ = writeln!(
+                text,
+                "bad rows skipped at line{} {}{}",
+                if lines.len() == 1 { "" } else { "s" },
+                lines.join(", "),
+                if more { ", ..." } else { "" }
+            );
+        }
+        if end.interrupted {
+            text += "interrupted: the rest of the input was not started; run the same command with the same --journal to resume\n";
+        }
+        text
     }
 
     /// The count of one outcome label.
@@ -177,5 +262,15 @@ mod tests {
         assert_eq!(s.bad_lines(), &[7]);
         assert_eq!(s.total(), 3 + 1 + 2000 + 1);
         assert!(s.reasons.len() <= MAX_REASONS + 1);
+    }
+
+    #[test]
+    fn the_rendered_summary_escapes_what_a_phone_sent() {
+        let mut s = Summary::new();
+        s.add("rejected", None, Some("486 Busy\x1b]0;owned\x07"));
+        let text = s.render(&RunEnd::default());
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text}");
+        assert!(text.contains("Busy\\x1b]0;owned\\x07"), "{text}");
+        assert!(!s.all_delivered());
     }
 }

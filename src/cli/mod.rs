@@ -8,6 +8,7 @@ mod send;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
+use std::time::Duration;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -179,6 +180,82 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+/// Parses `90`, `90s`, `250ms`, `30m`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 90s, 30m or 2h"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs > 1e9 {
+        return Err(format!("`{text}` is too long"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a valid duration"))
+}
+
+/// Ctrl-C and SIGTERM (what `kill` and container runtimes send): the one place signals are
+/// listened to.
+pub enum StopSignals {
+    /// Listening since [`StopSignals::listen`].
+    #[cfg(unix)]
+    Unix {
+        interrupt: tokio::signal::unix::Signal,
+        terminate: tokio::signal::unix::Signal,
+    },
+    /// Ctrl-C only, from the first poll of [`StopSignals::recv`].
+    CtrlC,
+}
+
+impl StopSignals {
+    /// Installs the handlers now (on Unix), so that a signal from here on is never the
+    /// default action.
+    pub fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let (Ok(interrupt), Ok(terminate)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                return StopSignals::Unix {
+                    interrupt,
+                    terminate,
+                };
+            }
+        }
+        StopSignals::CtrlC
+    }
+
+    /// Waits for the next Ctrl-C or SIGTERM.
+    pub async fn recv(&mut self) {
+        match self {
+            #[cfg(unix)]
+            StopSignals::Unix {
+                interrupt,
+                terminate,
+            } => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            StopSignals::CtrlC => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}
+
 /// Warnings only by default; -v adds the simulator's line per exchange (info, for `phone`
 /// only: the agent's -v is the ladder on stdout), -vv debug.
 fn init_tracing(verbose: u8, phone: bool) {
@@ -195,4 +272,19 @@ fn init_tracing(verbose: u8, phone: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("2d").is_err() && parse_duration("").is_err());
+    }
 }

@@ -1,10 +1,13 @@
 //! How results are shown: a line per target for people, JSON for scripts, and the ladder.
 
 use super::Format;
-use serde::Serialize;
-use sipnotify::proto::outcome::{Direction, TraceEntry};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sipnotify::campaign::record::{csv_row, printable, JsonRecord, CSV_HEADER};
+use sipnotify::campaign::{Input, Observer, Record, Verdict};
+use sipnotify::proto::outcome::Direction;
 use sipnotify::{Outcome, OutcomeKind};
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::time::Duration;
 
 /// Prints results in the chosen format.
 #[derive(Debug, Clone, Copy)]
@@ -52,167 +55,22 @@ impl Printer {
                 }
                 writeln!(stdout, "{}", human_line(target, event, outcome, 1))
             }
-            Format::Json => self
-                .json(target, event, id, outcome)
+            Format::Json => JsonRecord::sent(target, event, id, outcome, self.wants_ladder())
                 .write_line(&mut stdout),
             Format::Csv => {
-                let mut csv = csv::Writer::from_writer(&mut stdout);
-                let _ = csv.write_record(CSV_HEADER);
-                let _ = csv.write_record(csv_record(
-                    target,
-                    event,
-                    id,
-                    None,
-                    outcome.kind.as_str(),
-                    Some(outcome),
-                    1,
-                ));
+                let mut csv = Printer::csv_writer(&mut stdout);
+                let _ = csv.write_record(csv_row(target, event, id, None, outcome, 1));
                 csv.flush()
             }
         };
     }
 
-    /// The JSON record of one target that was sent.
-    pub fn json<'a>(
-        &self,
-        target: &'a str,
-        event: &'a str,
-        id: Option<&'a str>,
-        o: &'a Outcome,
-    ) -> JsonRecord<'a> {
-        JsonRecord {
-            target,
-            event,
-            id,
-            outcome: o.kind.as_str(),
-            status: o.status,
-            reason: &o.reason,
-            hint: o.hint,
-            attempts: Some(o.attempts),
-            retransmissions: Some(o.retransmissions),
-            elapsed_ms: Some(o.elapsed.as_secs_f64() * 1000.0),
-            call_id: Some(&o.call_id),
-            tries: None,
-            line: None,
-            ladder: if self.wants_ladder() {
-                o.ladder.iter().map(LadderJson::from).collect()
-            } else {
-                Vec::new()
-            },
-        }
+    /// A CSV writer that has written the header row.
+    pub fn csv_writer<W: Write>(w: W) -> csv::Writer<W> {
+        let mut csv = csv::Writer::from_writer(w);
+        let _ = csv.write_record(CSV_HEADER);
+        csv
     }
-}
-
-/// One target as a JSON object. Serialized straight from borrowed fields: campaigns print
-/// one per target.
-#[derive(Debug, Serialize)]
-pub struct JsonRecord<'a> {
-    /// The Request-URI.
-    pub target: &'a str,
-    /// The event type.
-    pub event: &'a str,
-    /// The batch row's label.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<&'a str>,
-    /// How it ended.
-    pub outcome: &'a str,
-    /// The final SIP status.
-    pub status: Option<u16>,
-    /// The reason phrase, or what went wrong.
-    pub reason: &'a str,
-    /// Advice for the user.
-    pub hint: Option<&'static str>,
-    /// NOTIFY requests sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<u32>,
-    /// Timer E retransmissions.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retransmissions: Option<u32>,
-    /// From the first send to the end.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub elapsed_ms: Option<f64>,
-    /// The Call-ID.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub call_id: Option<&'a str>,
-    /// Batch: tries, retries included.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tries: Option<u32>,
-    /// Batch: the input line.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<u64>,
-    /// With -v: every message.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ladder: Vec<LadderJson<'a>>,
-}
-
-impl JsonRecord<'_> {
-    /// Writes the record as one line of JSON Lines.
-    pub fn write_line(&self, w: &mut impl Write) -> std::io::Result<()> {
-        serde_json::to_writer(&mut *w, self)?;
-        w.write_all(b"\n")
-    }
-}
-
-/// One message of the ladder in JSON.
-#[derive(Debug, Serialize)]
-pub struct LadderJson<'a> {
-    at_ms: f64,
-    direction: Direction,
-    message: std::borrow::Cow<'a, str>,
-}
-
-impl<'a> From<&'a TraceEntry> for LadderJson<'a> {
-    fn from(e: &'a TraceEntry) -> Self {
-        LadderJson {
-            at_ms: e.at.as_secs_f64() * 1000.0,
-            direction: e.direction,
-            message: String::from_utf8_lossy(&e.bytes),
-        }
-    }
-}
-
-/// The columns of `--output csv`.
-pub const CSV_HEADER: [&str; 12] = [
-    "line",
-    "id",
-    "target",
-    "event",
-    "outcome",
-    "status",
-    "reason",
-    "attempts",
-    "tries",
-    "retransmissions",
-    "elapsed_ms",
-    "call_id",
-];
-
-/// One CSV row, in the order of [`CSV_HEADER`]; `outcome` may be absent for rows that
-/// were not sent (bad rows, resumed ones), whose reason is then given in `label`'s place.
-pub fn csv_record(
-    target: &str,
-    event: &str,
-    id: Option<&str>,
-    line: Option<u64>,
-    label: &str,
-    outcome: Option<&Outcome>,
-    tries: u32,
-) -> [String; 12] {
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    [
-        opt(line.map(|l| l.to_string())),
-        id.unwrap_or_default().to_string(),
-        target.to_string(),
-        event.to_string(),
-        label.to_string(),
-        opt(outcome.and_then(|o| o.status).map(|s| s.to_string())),
-        opt(outcome.map(|o| o.reason.clone())),
-        opt(outcome.map(|o| o.attempts.to_string())),
-        opt(outcome.map(|_| tries.to_string())),
-        opt(outcome.map(|o| o.retransmissions.to_string())),
-        opt(outcome.map(|o| format!("{:.1}", o.elapsed.as_secs_f64() * 1000.0))),
-        opt(outcome.map(|o| o.call_id.clone())),
-    ]
 }
 
 /// `delivered  sip:159@10.0.0.7  resync  200 OK  (2 attempts, 3.1 ms)` and a hint line.
@@ -242,26 +100,6 @@ pub fn human_line(target: &str, event: &str, o: &Outcome, tries: u32) -> String 
     line
 }
 
-/// Text from the network made safe for a terminal: a phone's reason phrase or message could
-/// carry escape sequences. Control characters become `\xNN`; line ends are kept in
-/// `multiline` text.
-fn printable(text: &str, multiline: bool) -> std::borrow::Cow<'_, str> {
-    let keep = |c: char| !c.is_control() || (multiline && matches!(c, '\r' | '\n' | '\t'));
-    if text.chars().all(keep) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if keep(c) {
-                c.to_string()
-            } else {
-                format!("\\x{:02x}", u32::from(c))
-            }
-        })
-        .collect::<String>()
-        .into()
-}
-
 /// Every message of a target, in order, with its time.
 pub fn ladder(o: &Outcome) -> String {
     let mut text = String::new();
@@ -281,24 +119,162 @@ pub fn ladder(o: &Outcome) -> String {
     text
 }
 
+/// A campaign record as a line for people: the target's line, or why it was not sent.
+pub fn human_record(record: &Record) -> String {
+    let id = record
+        .id
+        .as_deref()
+        .map(|id| format!(" [{id}]"))
+        .unwrap_or_default();
+    match &record.verdict {
+        Verdict::Sent { outcome, tries, .. } => {
+            let line = human_line(&record.target, &record.event, outcome, *tries);
+            match line.split_once('\n') {
+                Some((first, rest)) => format!("{first}{id}\n{rest}"),
+                None => format!("{line}{id}"),
+            }
+        }
+        Verdict::BadRow(message) => format!("{:<12} line {}: {message}", "bad_row", record.line),
+        other => format!(
+            "{:<12} {}  {}  {}{id}",
+            other.label(),
+            record.target,
+            record.event,
+            other.reason()
+        ),
+    }
+}
+
+/// The progress bar of a campaign on stderr, with a total when the rows were counted.
+pub fn progress_bar(total: Option<u64>) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
+    let template = if total.is_some() {
+        "{bar:30} {pos}/{len} {msg}  {per_sec}  eta {eta}"
+    } else {
+        "{spinner} {pos} {msg}  {per_sec}"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Per-target output on stdout, the progress bar, and bad rows on stderr.
+pub struct CampaignOutput {
+    format: Format,
+    verbose: u8,
+    bar: Option<ProgressBar>,
+    input: Input,
+    counts: (u64, u64),
+    csv: Option<csv::Writer<std::io::Stdout>>,
+    stdout: BufWriter<std::io::Stdout>,
+}
+
+impl CampaignOutput {
+    pub fn new(format: Format, verbose: u8, bar: Option<ProgressBar>, input: Input) -> Self {
+        let csv = (format == Format::Csv).then(|| Printer::csv_writer(std::io::stdout()));
+        CampaignOutput {
+            format,
+            verbose,
+            bar,
+            input,
+            counts: (0, 0),
+            csv,
+            stdout: BufWriter::new(std::io::stdout()),
+        }
+    }
+
+    fn print(&mut self, record: &Record) {
+        match self.format {
+            Format::Human => {
+                let _ = writeln!(self.stdout, "{}", human_record(record));
+                if self.verbose > 0 {
+                    let _ = self.stdout.flush();
+                }
+            }
+            Format::Json => {
+                let _ = record.json(false).write_line(&mut self.stdout);
+            }
+            Format::Csv => {
+                if let Some(csv) = &mut self.csv {
+                    let _ = csv.write_record(record.csv());
+                }
+            }
+        }
+    }
+}
+
+impl Observer for CampaignOutput {
+    fn record(&mut self, record: &Record) {
+        if let Verdict::BadRow(message) = &record.verdict {
+            let line = record.line;
+            eprintln!("error: {}: line {line}: {message}; row skipped", self.input);
+        }
+        if record.verdict.is_delivered() {
+            self.counts.0 += 1;
+        } else {
+            self.counts.1 += 1;
+        }
+        match self.bar.clone() {
+            Some(bar) => {
+                bar.suspend(|| self.print(record));
+                bar.inc(1);
+                let (delivered, failed) = self.counts;
+                bar.set_message(format!("delivered {delivered}, failed {failed}"));
+            }
+            None => self.print(record),
+        }
+    }
+
+    // What is written reaches a reader now, not at 8 KiB.
+    fn caught_up(&mut self) {
+        let _ = self.stdout.flush();
+        if let Some(csv) = &mut self.csv {
+            let _ = csv.flush();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sipnotify::campaign::Verdict;
+    use std::time::Duration;
 
     #[test]
-    fn escape_sequences_from_the_network_never_reach_the_terminal() {
-        let hostile = "Bad\x1b]0;pwned\x07 Event\r\nX: y";
-        assert_eq!(
-            printable(hostile, false),
-            "Bad\\x1b]0;pwned\\x07 Event\\x0d\\x0aX: y"
+    fn the_tries_go_in_the_outcome_parentheses_not_in_the_reason() {
+        let outcome = Outcome {
+            attempts: 1,
+            elapsed: Duration::from_micros(1500),
+            ..Outcome::unsent(
+                OutcomeKind::Unreachable,
+                "connection refused (os error 111)",
+            )
+        };
+        let record = |tries| Record {
+            line: 2,
+            id: Some("desk-7".into()),
+            target: "sip:159@10.0.0.7".into(),
+            event: "resync".into(),
+            verdict: Verdict::Sent {
+                outcome: outcome.clone(),
+                tries,
+                total: Duration::from_secs(3),
+            },
+        };
+        let line = human_record(&record(3));
+        assert!(
+            line.starts_with(
+                "unreachable  sip:159@10.0.0.7  resync  connection refused (os error 111)  \
+                 (1 attempt, 1.5 ms, 3 tries) [desk-7]"
+            ),
+            "{line}"
         );
-        assert_eq!(
-            printable(hostile, true),
-            "Bad\\x1b]0;pwned\\x07 Event\r\nX: y"
+        let line = human_record(&record(1));
+        assert!(
+            line.contains("(os error 111)  (1 attempt, 1.5 ms) [desk-7]"),
+            "{line}"
         );
-        assert!(matches!(
-            printable("200 OK", false),
-            std::borrow::Cow::Borrowed(_)
-        ));
     }
 }

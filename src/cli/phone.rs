@@ -136,7 +136,7 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         .map(|(a, t)| format!("{t} {a}"))
         .collect();
     println!("phone listening on {}", addrs.join(", "));
-    wait_for_stop().await;
+    super::StopSignals::listen().recv().await;
     let stats = running.stats();
     running.shutdown().await;
     println!(
@@ -144,27 +144,4 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         stats.requests, stats.challenged, stats.delivered, stats.forbidden, stats.rejected, stats.dropped
     );
     Ok(0)
-}
-
-/// Ctrl-C, or SIGTERM (what `kill` and container runtimes send).
-pub async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -6,7 +6,7 @@ use super::Failure;
 use clap::Args;
 use sipnotify::proto::transaction::Timers;
 use sipnotify::{
-    Event, ExtraHeader, Notifier, NotifierConfig, Notify, Password, Target, Transport,
+    Event, ExtraHeader, HostPort, Notifier, NotifierConfig, Notify, Password, Target, Transport,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub struct LineArgs {
     pub transport: Option<Transport>,
     /// Send through this outbound proxy; the Request-URI stays the target.
     #[arg(long, value_name = "HOST[:PORT]")]
-    pub proxy: Option<String>,
+    pub proxy: Option<HostPort>,
     /// Local address to send from (ADDR or ADDR:PORT).
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub bind: Option<String>,
@@ -180,7 +180,7 @@ fn warn_if_shared(_path: &Path) {}
 
 /// Checks `--from` when the command line is parsed, so a bad one sends nothing.
 pub fn parse_from(text: &str) -> Result<String, String> {
-    sipnotify::proto::request::check_from(text)
+    sipnotify::sip::request::check_from(text)
         .map(|()| text.to_string())
         .map_err(|e| e.to_string())
 }
@@ -235,6 +235,33 @@ pub fn timers(t1: u64, t2: u64) -> Result<Timers, Failure> {
     })
 }
 
+/// The notifier configuration and the per-target limit of the line options, checked.
+pub fn notifier_config(line: &LineArgs) -> Result<(NotifierConfig, Option<Duration>), Failure> {
+    let config = NotifierConfig {
+        bind: line.bind.as_deref().map(parse_bind).transpose()?,
+        timers: timers(line.t1, line.t2)?,
+    };
+    Ok((config, parse_timeout(line.timeout)?))
+}
+
+/// Refuses a `--timeout` longer than Timer F, which ends every try anyway (a campaign's
+/// retries would otherwise be planned on a limit that never applies).
+pub fn timeout_within_timer_f(
+    config: &NotifierConfig,
+    timeout: Option<Duration>,
+) -> Result<(), Failure> {
+    let timer_f = config.timers.timer_f();
+    match timeout.filter(|&t| t > timer_f) {
+        Some(timeout) => Err(Failure::input(format!(
+            "--timeout {} s is longer than Timer F ({} s, 64 x --t1), which ends a try \
+             anyway: --timeout is for giving up sooner; leave it out or raise --t1",
+            timeout.as_secs_f64(),
+            timer_f.as_secs_f64()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Checks every option and builds the notifier configuration and the NOTIFY, before
 /// anything is bound or sent.
 pub fn prepare(
@@ -245,13 +272,7 @@ pub fn prepare(
     let target = Target::parse(&args.target).map_err(|e| Failure::input(e.to_string()))?;
     let extra = parse_headers(&args.line.headers)?;
     let password = password(&args.line)?;
-    let bind = args.line.bind.as_deref().map(parse_bind).transpose()?;
-    if let Some(proxy) = &args.line.proxy {
-        sipnotify::net::split_host_port(proxy)
-            .map_err(|e| Failure::input(format!("--proxy: {e}")))?;
-    }
-    let timeout = parse_timeout(args.line.timeout)?;
-    let timers = timers(args.line.t1, args.line.t2)?;
+    let (config, timeout) = notifier_config(&args.line)?;
     let mut notify = Notify::new(target, event);
     notify.extra = Arc::from(extra);
     if let Some(password) = password {
@@ -262,7 +283,7 @@ pub fn prepare(
     notify.from = args.line.from.clone();
     notify.timeout = timeout;
     notify.trace = trace;
-    Ok((NotifierConfig { bind, timers }, notify))
+    Ok((config, notify))
 }
 
 /// Sends one NOTIFY (or shows it with --dry-run), prints the result, returns the exit code.
@@ -272,7 +293,10 @@ pub async fn run(args: SendArgs, event: Event, out: &Printer) -> Result<u8, Fail
         .await
         .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
     if args.dry_run {
-        let request = notifier.preview(notify).await.map_err(Failure::input)?;
+        let request = notifier
+            .preview(notify)
+            .await
+            .map_err(|e| Failure::input(e.to_string()))?;
         out.dry_run(&request);
         return Ok(0);
     }

@@ -3,9 +3,9 @@
 
 use super::tcp::{StreamEvent, TcpPool};
 use crate::proto::endpoint::{Endpoint, FlowId};
-use crate::proto::flow::Job;
 use crate::proto::outcome::Outcome;
-use crate::proto::Transport;
+use crate::proto::{Notify, Route};
+use crate::sip::Transport;
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 /// A target handed to the driver.
 pub(crate) struct Start {
-    pub job: Job,
+    pub notify: Box<Notify>,
+    pub route: Route,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -65,8 +66,8 @@ pub(crate) async fn run(
         let deadline = endpoint.poll_timeout();
         tokio::select! {
             start = starts.recv(), if accepting => match start {
-                Some(Start { job, reply }) => {
-                    let id = endpoint.start(Instant::now().into_std(), job);
+                Some(Start { notify, route, reply }) => {
+                    let id = endpoint.start(Instant::now().into_std(), *notify, route);
                     waiting.insert(id, reply);
                 }
                 None => accepting = false,

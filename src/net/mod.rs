@@ -1,11 +1,14 @@
-//! The tokio layer: sockets pumped into the sans-IO [`crate::proto`] core.
+//! The tokio layer: sockets pumped into the sans-IO [`crate::proto`] core. Thin on purpose.
 //!
 //! [`Notifier`] owns one UDP socket and a pool of TCP connections, and runs one driver task
-//! that feeds an [`Endpoint`](crate::proto::endpoint::Endpoint) and carries out what it asks.
+//! that feeds an [`Endpoint`](crate::proto::Endpoint) and carries out what it asks.
+//! [`resolve`] finds where a next hop is and the local address that routes there.
 
 mod driver;
 mod notifier;
+pub mod resolve;
 mod tcp;
-pub mod udp;
+pub(crate) mod udp;
 
-pub use notifier::{split_host_port, Credentials, Notifier, NotifierConfig, Notify, Sending};
+pub use notifier::{Notifier, NotifierConfig, SendError, Sending};
+pub use resolve::ResolveError;

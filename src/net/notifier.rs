@@ -1,27 +1,48 @@
 //! The async API: bind once, then `send` any number of NOTIFYs concurrently.
 
 use super::driver::{self, Start};
+use super::resolve::{self, ResolveError, Routes};
 use super::tcp::TcpPool;
-use crate::proto::digest::Password;
 use crate::proto::endpoint::Endpoint;
-use crate::proto::flow::{Flow, Job};
+use crate::proto::flow::Flow;
 use crate::proto::outcome::{Outcome, OutcomeKind};
-use crate::proto::request::{Event, ExtraHeader};
-use crate::proto::target::{Target, DEFAULT_PORT};
 use crate::proto::transaction::Timers;
-use crate::proto::Transport;
+use crate::proto::{Notify, Route};
+use crate::sip::Transport;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+
+/// Why a NOTIFY could not be sent at all; [`Notifier::send`] reports it as an
+/// `unreachable` outcome with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The next hop has no address, or no route.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The TCP connection could not be opened.
+    #[error("{0}")]
+    Connect(String),
+    /// The TCP connection was not accepted in time.
+    #[error("cannot connect to {destination} over tcp: no answer in {seconds:.1} s")]
+    ConnectTimeout {
+        /// Where.
+        destination: SocketAddr,
+        /// The limit that ran out.
+        seconds: f64,
+    },
+}
+
+/// A NOTIFY with its resolved route, ready for the driver.
+type Prepared = (Box<Notify>, Route);
 
 /// How a [`Notifier`] is set up.
 #[derive(Debug, Clone, Default)]
@@ -33,71 +54,6 @@ pub struct NotifierConfig {
     pub timers: Timers,
 }
 
-/// The credentials of a phone line.
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    /// The digest user name (Auth ID); the target's user part when `None`.
-    pub user: Option<String>,
-    /// The line password.
-    pub password: Password,
-}
-
-/// One NOTIFY to send.
-#[derive(Debug, Clone)]
-pub struct Notify {
-    /// The phone line.
-    pub target: Target,
-    /// What to ask. Shared, so a campaign holds one copy.
-    pub event: Arc<Event>,
-    /// Additional headers.
-    pub extra: Arc<[ExtraHeader]>,
-    /// The line's credentials, used only if the phone challenges.
-    pub credentials: Option<Credentials>,
-    /// The transport; the target's `transport` parameter, else UDP, when `None`.
-    pub transport: Option<Transport>,
-    /// An outbound proxy `HOST[:PORT]`: requests go there, the Request-URI stays the target.
-    pub proxy: Option<String>,
-    /// The From URI; `sip:sipnotify@<local ip>` when `None`.
-    pub from: Option<String>,
-    /// An overall limit for this target, shorter than Timer F (32 s by default).
-    pub timeout: Option<Duration>,
-    /// Keep every message in [`Outcome::ladder`].
-    pub trace: bool,
-}
-
-impl Notify {
-    /// A NOTIFY with no credentials, extra headers, proxy or limits.
-    pub fn new(target: Target, event: Event) -> Notify {
-        Notify {
-            target,
-            event: Arc::new(event),
-            extra: Arc::from(Vec::new()),
-            credentials: None,
-            transport: None,
-            proxy: None,
-            from: None,
-            timeout: None,
-            trace: false,
-        }
-    }
-
-    /// Adds the line's credentials.
-    pub fn with_credentials(mut self, user: Option<&str>, password: Password) -> Notify {
-        self.credentials = Some(Credentials {
-            user: user.map(str::to_string),
-            password,
-        });
-        self
-    }
-
-    /// The transport this NOTIFY will use.
-    pub fn transport(&self) -> Transport {
-        self.transport
-            .or(self.target.transport())
-            .unwrap_or(Transport::Udp)
-    }
-}
-
 /// Sends NOTIFYs and reports their outcomes. Cheap to clone; all clones share one UDP
 /// socket, one TCP connection per destination, and one driver task.
 #[derive(Debug, Clone)]
@@ -106,7 +62,7 @@ pub struct Notifier {
     udp_local: SocketAddr,
     tcp: Arc<TcpPool>,
     timers: Timers,
-    routes: Arc<Mutex<HashMap<IpAddr, IpAddr>>>,
+    routes: Arc<Routes>,
 }
 
 impl Notifier {
@@ -124,7 +80,7 @@ impl Notifier {
         let idle = config.timers.timer_f() + Duration::from_secs(1);
         let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, idle));
         let (starts, starts_rx) = mpsc::unbounded_channel();
-        let endpoint = Endpoint::new(StdRng::from_entropy());
+        let endpoint = Endpoint::new(StdRng::from_entropy(), config.timers);
         tokio::spawn(driver::run(
             endpoint,
             udp,
@@ -157,11 +113,15 @@ impl Notifier {
         }
     }
 
-    /// Hands a prepared job to the driver; `None` if the driver has ended.
-    fn start(&self, job: Job) -> Option<oneshot::Receiver<Outcome>> {
+    /// Hands a prepared NOTIFY to the driver; `None` if the driver has ended.
+    fn start(&self, (notify, route): Prepared) -> Option<oneshot::Receiver<Outcome>> {
         let (reply, outcome) = oneshot::channel();
         self.starts
-            .send(Start { job, reply })
+            .send(Start {
+                notify,
+                route,
+                reply,
+            })
             .ok()
             .map(|()| outcome)
     }
@@ -169,40 +129,42 @@ impl Notifier {
     /// [`prepare`](Self::prepare) for what needs nothing awaited, UDP to an address (nearly
     /// every target of a campaign), so that no future is made for it; the NOTIFY back for
     /// anything else.
-    fn prepare_now(&self, notify: Box<Notify>) -> Result<Result<Job, String>, Box<Notify>> {
+    fn prepare_now(&self, notify: Box<Notify>) -> Result<Result<Prepared, SendError>, Box<Notify>> {
         if notify.transport() != Transport::Udp {
             return Err(notify);
         }
-        let destination = match self.literal_destination(&notify) {
-            Ok(Some(destination)) => destination,
-            Ok(None) => return Err(notify),
-            Err(reason) => return Ok(Err(reason)),
+        let Some(destination) = resolve::literal(&notify.next_hop()) else {
+            return Err(notify);
         };
-        Ok(self.route_ip(destination.ip()).map(|ip| {
-            let local = SocketAddr::new(ip, self.udp_local.port());
-            self.job(*notify, destination, local)
-        }))
+        Ok(self
+            .udp_route(destination)
+            .map(|route| (notify, route))
+            .map_err(SendError::from))
     }
 
     /// The exact first request `send` would put on the wire, sending nothing. Over TCP the
     /// Via port is the UDP socket's, since no connection is opened.
-    pub async fn preview(&self, notify: Notify) -> Result<Bytes, String> {
-        let job = self.prepare(notify, false).await?;
-        let mut flow = Flow::new(std::time::Instant::now(), job, &mut StdRng::from_entropy());
+    pub async fn preview(&self, notify: Notify) -> Result<Bytes, SendError> {
+        let (notify, route) = self.prepare(Box::new(notify), false).await?;
+        let now = std::time::Instant::now();
+        let mut flow = Flow::new(
+            now,
+            *notify,
+            route,
+            self.timers,
+            &mut StdRng::from_entropy(),
+        );
         Ok(flow
-            .poll_transmit(std::time::Instant::now())
+            .poll_transmit(now)
             .expect("a new flow sends its first request"))
     }
 
     /// Resolves where the NOTIFY goes and from which local address; connects over TCP when
     /// `connect` is set.
-    async fn prepare(&self, notify: Notify, connect: bool) -> Result<Job, String> {
+    async fn prepare(&self, notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
         let transport = notify.transport();
-        let destination = match self.literal_destination(&notify)? {
-            Some(destination) => destination,
-            None => self.resolve(&notify).await?,
-        };
-        let local = match transport {
+        let destination = resolve::lookup(&notify.next_hop()).await?;
+        let route = match transport {
             Transport::Tcp if connect => {
                 // The connect happens before the transaction exists, so Timer F and
                 // --timeout must bound it here: a firewall that drops SYNs would otherwise
@@ -211,95 +173,39 @@ impl Notifier {
                     .timeout
                     .unwrap_or(self.timers.timer_f())
                     .min(self.timers.timer_f());
-                tokio::time::timeout(limit, self.tcp.connect(destination))
+                let local = tokio::time::timeout(limit, self.tcp.connect(destination))
                     .await
-                    .map_err(|_| {
-                        format!(
-                            "cannot connect to {destination} over tcp: no answer in {:.1} s",
-                            limit.as_secs_f64()
-                        )
-                    })??
+                    .map_err(|_| SendError::ConnectTimeout {
+                        destination,
+                        seconds: limit.as_secs_f64(),
+                    })?
+                    .map_err(SendError::Connect)?;
+                Route {
+                    destination,
+                    local,
+                    transport,
+                }
             }
-            _ => SocketAddr::new(self.route_ip(destination.ip())?, self.udp_local.port()),
+            _ => Route {
+                transport,
+                ..self.udp_route(destination)?
+            },
         };
-        Ok(self.job(notify, destination, local))
+        Ok((notify, route))
     }
 
-    /// The job for `notify`, once its destination and local address are known.
-    fn job(&self, notify: Notify, destination: SocketAddr, local: SocketAddr) -> Job {
-        let transport = notify.transport();
-        let (auth_user, password) = match notify.credentials {
-            Some(c) => (c.user, Some(c.password)),
-            None => (None, None),
+    /// The route of a datagram to `destination`, from the UDP socket.
+    fn udp_route(&self, destination: SocketAddr) -> Result<Route, ResolveError> {
+        let ip = if self.udp_local.ip().is_unspecified() {
+            self.routes.local_ip(destination.ip())?
+        } else {
+            self.udp_local.ip()
         };
-        Job {
-            target: notify.target,
-            event: notify.event,
-            extra: notify.extra,
-            auth_user,
-            password,
-            from: notify.from,
-            transport,
+        Ok(Route {
             destination,
-            local,
-            timers: self.timers,
-            timeout: notify.timeout,
-            trace: notify.trace,
-        }
-    }
-
-    /// The proxy's host and port, or else the target's.
-    fn host_port(notify: &Notify) -> Result<(String, u16), String> {
-        match &notify.proxy {
-            Some(proxy) => split_host_port(proxy),
-            None => Ok((notify.target.host().to_string(), notify.target.port())),
-        }
-    }
-
-    /// Where the NOTIFY goes when that host is an address; `None` for a host name.
-    fn literal_destination(&self, notify: &Notify) -> Result<Option<SocketAddr>, String> {
-        let (host, port) = Notifier::host_port(notify)?;
-        Ok(host
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| SocketAddr::new(ip, port)))
-    }
-
-    /// Resolves that host name.
-    async fn resolve(&self, notify: &Notify) -> Result<SocketAddr, String> {
-        let (host, port) = Notifier::host_port(notify)?;
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .collect();
-        addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .or(addrs.first())
-            .copied()
-            .ok_or_else(|| format!("{host} has no address"))
-    }
-
-    /// The local IP that routes to `dest`: what the phone must see in Via, never 0.0.0.0.
-    fn route_ip(&self, dest: IpAddr) -> Result<IpAddr, String> {
-        if !self.udp_local.ip().is_unspecified() {
-            return Ok(self.udp_local.ip());
-        }
-        let mut routes = self.routes.lock().expect("route cache lock");
-        if let Some(ip) = routes.get(&dest) {
-            return Ok(*ip);
-        }
-        // Connecting a UDP socket sends nothing; it only asks the kernel for the route.
-        let ip = std::net::UdpSocket::bind(SocketAddr::new(unspecified(dest), 0))
-            .and_then(|s| s.connect((dest, 9)).and_then(|()| s.local_addr()))
-            .map(|a| a.ip())
-            .map_err(|e| format!("no route to {dest}: {e}"))?;
-        // A fleet has many phones but few routes: bound the cache, not the fleet.
-        if routes.len() >= MAX_ROUTES {
-            routes.clear();
-        }
-        routes.insert(dest, ip);
-        Ok(ip)
+            local: SocketAddr::new(ip, self.udp_local.port()),
+            transport: Transport::Udp,
+        })
     }
 }
 
@@ -307,7 +213,7 @@ impl Notifier {
 ///
 /// Written out rather than an `async fn`, because every target in flight holds one: an
 /// `async fn` would keep its argument (a whole [`Notify`]) and the state of the preparation
-/// (resolving, connecting) for the target's whole life: 792 bytes where this is 48.
+/// (resolving, connecting) for the target's whole life. This keeps a few words.
 #[must_use = "nothing is sent until the future is polled"]
 pub struct Sending<'a> {
     notifier: &'a Notifier,
@@ -319,7 +225,7 @@ enum SendState<'a> {
     /// Not polled yet. Boxed: the NOTIFY is only needed until the first poll.
     New(Box<Notify>),
     /// Resolving a host name or connecting over TCP.
-    Preparing(Pin<Box<dyn Future<Output = Result<Job, String>> + Send + 'a>>),
+    Preparing(Pin<Box<dyn Future<Output = Result<Prepared, SendError>> + Send + 'a>>),
     /// Handed to the driver.
     Waiting(oneshot::Receiver<Outcome>),
     /// Ended.
@@ -337,7 +243,7 @@ impl Future for Sending<'_> {
                     Ok(prepared) => prepared,
                     Err(notify) => {
                         this.state =
-                            SendState::Preparing(Box::pin(this.notifier.prepare(*notify, true)));
+                            SendState::Preparing(Box::pin(this.notifier.prepare(notify, true)));
                         continue;
                     }
                 },
@@ -359,15 +265,15 @@ impl Future for Sending<'_> {
                 }
                 SendState::Done => panic!("`Sending` polled after it completed"),
             };
-            let job = match prepared {
-                Ok(job) => job,
-                Err(reason) => {
-                    let mut outcome = Outcome::unsent(OutcomeKind::Unreachable, reason);
+            let prepared = match prepared {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    let mut outcome = Outcome::unsent(OutcomeKind::Unreachable, e.to_string());
                     outcome.elapsed = this.started.elapsed();
                     return Poll::Ready(outcome);
                 }
             };
-            match this.notifier.start(job) {
+            match this.notifier.start(prepared) {
                 Some(outcome) => this.state = SendState::Waiting(outcome),
                 None => return Poll::Ready(stopped()),
             }
@@ -380,37 +286,13 @@ fn stopped() -> Outcome {
     Outcome::unsent(OutcomeKind::Unreachable, "the notifier has stopped")
 }
 
-/// Destinations whose local address is remembered.
-const MAX_ROUTES: usize = 4096;
-
-fn unspecified(like: IpAddr) -> IpAddr {
-    match like {
-        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
-    }
-}
-
-/// Splits `HOST[:PORT]`, the form of `--proxy`.
-pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
-    let text = text.trim().trim_start_matches("sip:");
-    let (host, port) = match text.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("`{text}`: the port must be a number from 1 to 65535"))?,
-        ),
-        None => (text, DEFAULT_PORT),
-    };
-    if host.is_empty() || port == 0 {
-        return Err(format!("`{text}` is not HOST[:PORT]"));
-    }
-    Ok((host.to_string(), port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use crate::phone::{self, PhoneConfig};
+    use crate::sip::digest::Password;
+    use crate::sip::uri::{HostPort, Target};
     use std::time::Duration;
 
     async fn phone() -> (phone::RunningPhone, u16) {
@@ -465,12 +347,9 @@ mod tests {
             .send(notify(&format!("sip:159@localhost:{port}")))
             .await;
         assert_eq!(outcome.kind, OutcomeKind::Delivered, "{}", outcome.reason);
-        // A bad proxy is an outcome, decided without sending.
-        let mut bad = notify(&format!("sip:159@127.0.0.1:{port}"));
-        bad.proxy = Some("127.0.0.1:notaport".into());
-        let outcome = notifier.send(bad).await;
-        assert_eq!(outcome.kind, OutcomeKind::Unreachable);
-        assert!(outcome.reason.contains("port"), "{}", outcome.reason);
+        // A bad proxy is refused before anything is made of it.
+        let bad = "127.0.0.1:notaport".parse::<HostPort>().unwrap_err();
+        assert!(bad.to_string().contains("port"), "{bad}");
         assert_eq!(phone.stats().requests, 2);
         phone.shutdown().await;
     }

@@ -1,6 +1,6 @@
 //! One reused TCP connection per destination, framed by Content-Length.
 
-use crate::proto::codec;
+use crate::sip::codec;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;

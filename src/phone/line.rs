@@ -15,7 +15,6 @@
 //! costs no memory and a retransmitted request simply gets handled again.
 
 use std::fmt;
-use std::io::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -25,17 +24,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use sha2::{Digest as _, Sha256};
 
-use crate::proto::codec::{self, Message, StartLine};
-use crate::proto::digest::{self, Algorithm, Password};
-
-/// Event types every SPA/MPP line accepts (the token before any `;params`, case-sensitive).
-pub const BUILTIN_EVENTS: &[&str] = &[
-    "resync",
-    "reboot_now",
-    "restart_now",
-    "report",
-    "XML-Service",
-];
+use crate::event::{self, UrlProblem, UrlUse};
+use crate::sip::codec::{self, Message, StartLine};
+use crate::sip::digest::{self, Algorithm, Password, Qop};
+use crate::sip::response::Response;
 
 /// The `Server` header value of every response.
 pub const SERVER: &str = "sipnotify-phone";
@@ -188,7 +180,7 @@ pub struct PhoneConfig {
     pub challenge: ChallengeMode,
     /// How long a nonce stays fresh; older ones get 401 `stale=true`.
     pub nonce_ttl: Duration,
-    /// Event types accepted besides [`BUILTIN_EVENTS`].
+    /// Event types accepted besides the `Event` tokens of [`event::EVENTS`].
     pub accept_events: Vec<String>,
     /// Fault: percentage (0-100) of requests ignored entirely, as if lost.
     pub drop_percent: f64,
@@ -232,7 +224,8 @@ impl PhoneConfig {
 
     /// Whether the Event type `event` is accepted.
     pub fn accepts_event(&self, event: &str) -> bool {
-        BUILTIN_EVENTS.contains(&event) || self.accept_events.iter().any(|e| e == event)
+        event::EVENTS.iter().any(|spec| spec.header == event)
+            || self.accept_events.iter().any(|e| e == event)
     }
 
     fn password(&self, user: &str) -> Password {
@@ -390,7 +383,7 @@ impl Phone {
         if method == "ACK" {
             return Handled::Ignored;
         }
-        let (Some(from), Some(to), Some(call_id), Some(cseq_value), Some((cseq, _))) = (
+        let (Some(_), Some(_), Some(call_id), Some(_), Some((cseq, _))) = (
             msg.header("From"),
             msg.header("To"),
             msg.header("Call-ID"),
@@ -428,8 +421,7 @@ impl Phone {
             },
         };
         exchange.status = reply.code;
-        // Writing into a Vec cannot fail.
-        let _ = self.write_response(now, &msg, &reply, (from, to, call_id, cseq_value), out);
+        self.write_response(now, &msg, &reply, out);
         Handled::Answered(exchange)
     }
 
@@ -447,7 +439,9 @@ impl Phone {
         let Some(event) = event.filter(|e| config.accepts_event(e)) else {
             return Reply::new(489);
         };
-        if event == "XML-Service" {
+        let takes_url_body =
+            |spec: &event::EventSpec| spec.header == event && spec.url == UrlUse::Body;
+        if event::EVENTS.iter().any(takes_url_body) {
             if let Err(reason) = check_xml_service(msg.body) {
                 return Reply {
                     reason,
@@ -547,64 +541,63 @@ impl Phone {
         (issued <= now_secs && mac == self.nonce_mac(issued)).then_some(issued)
     }
 
-    fn write_response(
-        &self,
-        now: Instant,
-        msg: &Message,
-        reply: &Reply,
-        (from, to, call_id, cseq): (&str, &str, &str, &str),
-        out: &mut Vec<u8>,
-    ) -> std::io::Result<()> {
-        write!(out, "SIP/2.0 {} {}\r\n", reply.code, reply.reason)?;
-        for via in msg.headers("Via") {
-            write!(out, "Via: {via}\r\n")?;
-        }
-        write!(out, "From: {from}\r\nTo: {to}")?;
-        if !has_tag(to) {
-            // Derived from the Call-ID so a retransmission gets the same tag.
-            write!(
-                out,
-                ";tag={:016x}",
-                keyed_hash(&self.shared.secret, call_id.as_bytes())
-            )?;
-        }
-        write!(out, "\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n")?;
+    fn write_response(&self, now: Instant, msg: &Message, reply: &Reply, out: &mut Vec<u8>) {
+        let challenges = match reply.extra {
+            Extra::Challenge { stale } => self.challenges(now, stale),
+            _ => Vec::new(),
+        };
+        let mut headers: Vec<(&str, &str)> = challenges
+            .iter()
+            .map(|c| ("WWW-Authenticate", c.as_str()))
+            .collect();
         match reply.extra {
-            Extra::None => {}
-            Extra::Allow => out.extend_from_slice(b"Allow: NOTIFY, OPTIONS\r\n"),
-            Extra::RetryAfter => out.extend_from_slice(b"Retry-After: 1\r\n"),
-            Extra::Challenge { stale } => self.write_challenge(now, stale, out)?,
+            Extra::Allow => headers.push(("Allow", "NOTIFY, OPTIONS")),
+            Extra::RetryAfter => headers.push(("Retry-After", "1")),
+            Extra::None | Extra::Challenge { .. } => {}
         }
-        write!(out, "Server: {SERVER}\r\nContent-Length: 0\r\n\r\n")
+        headers.push(("Server", SERVER));
+        // Derived from the Call-ID so a retransmission gets the same tag.
+        let call_id = msg.header("Call-ID").unwrap_or_default();
+        let to_tag = format!(
+            "{:016x}",
+            keyed_hash(&self.shared.secret, call_id.as_bytes())
+        );
+        let response = Response {
+            status: reply.code,
+            reason: reply.reason,
+            to_tag: &to_tag,
+            headers: &headers,
+            body: b"",
+        };
+        if response.write(msg, out).is_err() {
+            // `handle` answers only requests that have every header a response copies.
+            out.clear();
+        }
     }
 
-    fn write_challenge(&self, now: Instant, stale: bool, out: &mut Vec<u8>) -> std::io::Result<()> {
+    /// The `WWW-Authenticate` values of the configured challenge mode.
+    fn challenges(&self, now: Instant, stale: bool) -> Vec<String> {
         let shared = &*self.shared;
         let issued = self.elapsed_secs(now);
-        let mac = self.nonce_mac(issued);
-        let stale = if stale { ", stale=true" } else { "" };
+        let nonce = format!("{issued:08x}{:016x}", self.nonce_mac(issued));
         let realm = &shared.config.realm;
+        let header = |algorithm: &str, qop, opaque| {
+            digest::challenge_header(realm, &nonce, algorithm, qop, opaque, stale)
+        };
         match shared.config.challenge {
-            ChallengeMode::None => {}
-            ChallengeMode::Md5 => write!(
-                out,
-                "WWW-Authenticate: Digest realm=\"{realm}\", nonce=\"{issued:08x}{mac:016x}\", algorithm=md5{stale}\r\n"
-            )?,
-            ChallengeMode::Md5Qop => write!(
-                out,
-                "WWW-Authenticate: Digest realm=\"{realm}\", nonce=\"{issued:08x}{mac:016x}\", qop=\"auth\", opaque=\"{}\", algorithm=MD5{stale}\r\n",
-                shared.opaque
-            )?,
-            ChallengeMode::Sha256 => {
-                for algorithm in ["SHA-256", "MD5"] {
-                    write!(
-                        out,
-                        "WWW-Authenticate: Digest realm=\"{realm}\", nonce=\"{issued:08x}{mac:016x}\", qop=\"auth\", algorithm={algorithm}{stale}\r\n"
-                    )?;
-                }
-            }
+            ChallengeMode::None => Vec::new(),
+            // As Sipura-era firmware writes it.
+            ChallengeMode::Md5 => vec![header("md5", None, None)],
+            ChallengeMode::Md5Qop => vec![header(
+                Algorithm::Md5.as_str(),
+                Some(Qop::Auth),
+                Some(&shared.opaque),
+            )],
+            ChallengeMode::Sha256 => [Algorithm::Sha256, Algorithm::Md5]
+                .iter()
+                .map(|a| header(a.as_str(), Some(Qop::Auth), None))
+                .collect(),
         }
-        Ok(())
     }
 }
 
@@ -647,43 +640,17 @@ fn name_addr_user(value: &str) -> Option<&str> {
     }
 }
 
-/// Whether a To value already carries a `tag` parameter (outside the `<...>` URI).
-fn has_tag(to: &str) -> bool {
-    let params = match to.rfind('>') {
-        Some(end) => &to[end + 1..],
-        None => to.split_once(';').map_or("", |(_, p)| p),
-    };
-    params.split(';').any(|p| {
-        let name = p.split('=').next().unwrap_or("").trim();
-        name.eq_ignore_ascii_case("tag")
-    })
-}
-
 /// Real firmware silently ignores a bad XML-Service URL; the simulator says why in a 400.
 fn check_xml_service(body: &[u8]) -> Result<(), &'static str> {
-    if body
-        .last()
-        .is_some_and(|b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
-    {
-        return Err("Bad Request - XML-Service URL ends with CR/LF/space/tab");
-    }
     let not_url = "Bad Request - XML-Service body is not an http(s) URL";
     let url = std::str::from_utf8(body).map_err(|_| not_url)?;
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    let rest = if lower.starts_with("https://") {
-        &url[8..]
-    } else if lower.starts_with("http://") {
-        &url[7..]
-    } else {
-        return Err(not_url);
-    };
-    if rest.is_empty()
-        || rest.starts_with('/')
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(not_url);
+    match event::check_http_url(url) {
+        Ok(()) => Ok(()),
+        Err(UrlProblem::TrailingWhitespace) => {
+            Err("Bad Request - XML-Service URL ends with CR/LF/space/tab")
+        }
+        Err(UrlProblem::NotHttp | UrlProblem::Whitespace) => Err(not_url),
     }
-    Ok(())
 }
 
 /// The phrase for a status the line sends; `fail_status` may be any code, hence the classes.
@@ -718,7 +685,7 @@ fn reason_phrase(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::digest::{authorization, parse_challenge, Answer, Challenge};
+    use crate::sip::digest::{authorization, parse_challenge, Answer, Challenge};
 
     const URI: &str = "sip:159@127.0.0.1:5060";
 

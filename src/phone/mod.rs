@@ -1,12 +1,10 @@
-//! A simulated SPA/MPP phone line, for tests, the demo and users' own integration tests.
+//! A simulated SPA/MPP phone line, for tests, the demo and users' own rehearsals.
 //!
-//! [`line`] is the sans-IO behaviour (user set, Event check, digest challenge, faults);
-//! [`server`] puts it on UDP and TCP sockets with tokio.
+//! `line` is the sans-IO behaviour ([`Phone`]: user set, Event check, digest challenge,
+//! faults); `server` puts it on UDP and TCP sockets with tokio ([`spawn`]).
 
-pub mod line;
-pub mod server;
+mod line;
+mod server;
 
-pub use line::{
-    AuthOutcome, ChallengeMode, Exchange, Handled, Phone, PhoneConfig, UserRange, BUILTIN_EVENTS,
-};
+pub use line::{AuthOutcome, ChallengeMode, Exchange, Handled, Phone, PhoneConfig, UserRange};
 pub use server::{spawn, PhoneStats, RunningPhone};

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::line::{Handled, Phone, PhoneConfig};
-use crate::proto::codec::{self, MAX_MESSAGE};
-use crate::proto::Transport;
+use crate::sip::codec::{self, MAX_MESSAGE};
+use crate::sip::Transport;
 
 /// A snapshot of what a running phone has seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]

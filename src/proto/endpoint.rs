@@ -4,10 +4,12 @@
 //! `handle_transport_error`; outputs come from `poll_transmit`, `poll_timeout` and
 //! `poll_event`. Call the `poll_*` methods after every input.
 
-use super::codec;
-use super::flow::{Flow, Job};
+use super::flow::Flow;
+use super::notify::{Notify, Route};
 use super::outcome::Outcome;
-use super::Transport;
+use super::transaction::Timers;
+use crate::sip::codec;
+use crate::sip::Transport;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rustc_hash::FxHashMap;
@@ -54,6 +56,8 @@ struct Entry {
 #[derive(Debug)]
 pub struct Endpoint {
     rng: StdRng,
+    /// The RFC 3261 timers of every transaction.
+    sip_timers: Timers,
     next_id: FlowId,
     // Fx, not SipHash (which was 4% of a campaign): both maps hold only keys made here
     // (sequential ids, random branches), so received bytes can look keys up but never
@@ -69,10 +73,12 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// A new endpoint. `rng` must be a cryptographic generator (branches, tags, cnonces).
-    pub fn new(rng: StdRng) -> Endpoint {
+    /// A new endpoint whose transactions run on `timers`. `rng` must be a cryptographic
+    /// generator (branches, tags, cnonces).
+    pub fn new(rng: StdRng, timers: Timers) -> Endpoint {
         Endpoint {
             rng,
+            sip_timers: timers,
             next_id: 0,
             flows: FxHashMap::default(),
             branches: FxHashMap::default(),
@@ -83,11 +89,12 @@ impl Endpoint {
         }
     }
 
-    /// Starts a target; its first request is available from `poll_transmit` at once.
-    pub fn start(&mut self, now: Instant, job: Job) -> FlowId {
+    /// Starts a target on its resolved route; its first request is available from
+    /// `poll_transmit` at once.
+    pub fn start(&mut self, now: Instant, notify: Notify, route: Route) -> FlowId {
         let id = self.next_id;
         self.next_id += 1;
-        let flow = Flow::new(now, job, &mut self.rng);
+        let flow = Flow::new(now, notify, route, self.sip_timers, &mut self.rng);
         self.flows.insert(
             id,
             Entry {
@@ -240,29 +247,24 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use crate::proto::outcome::OutcomeKind;
-    use crate::proto::request::Event;
-    use crate::proto::target::Target;
-    use crate::proto::transaction::Timers;
+    use crate::sip::uri::Target;
     use rand::SeedableRng;
-    use std::sync::Arc;
     use std::time::Duration;
 
-    fn job(port: u16) -> Job {
-        Job {
-            target: Target::parse(&format!("sip:{port}@127.0.0.1:{port}")).unwrap(),
-            event: Arc::new(Event::Reboot),
-            extra: Arc::from(Vec::new()),
-            auth_user: None,
-            password: None,
-            from: None,
-            transport: Transport::Udp,
+    fn job(port: u16) -> (Notify, Route) {
+        let target = Target::parse(&format!("sip:{port}@127.0.0.1:{port}")).unwrap();
+        let route = Route {
             destination: SocketAddr::from(([127, 0, 0, 1], port)),
             local: "127.0.0.1:40000".parse().unwrap(),
-            timers: Timers::default(),
-            timeout: None,
-            trace: false,
-        }
+            transport: Transport::Udp,
+        };
+        (Notify::new(target, Event::Reboot), route)
+    }
+
+    fn start(ep: &mut Endpoint, now: Instant, (notify, route): (Notify, Route)) -> FlowId {
+        ep.start(now, notify, route)
     }
 
     fn ok_for(request: &[u8]) -> Vec<u8> {
@@ -277,9 +279,9 @@ mod tests {
 
     #[test]
     fn responses_are_routed_by_branch_and_checked_for_source() {
-        let mut ep = Endpoint::new(StdRng::seed_from_u64(1));
+        let mut ep = Endpoint::new(StdRng::seed_from_u64(1), Timers::default());
         let now = Instant::now();
-        let ids: Vec<FlowId> = (5060..5063).map(|p| ep.start(now, job(p))).collect();
+        let ids: Vec<FlowId> = (5060..5063).map(|p| start(&mut ep, now, job(p))).collect();
         let sent: Vec<Transmit> = std::iter::from_fn(|| ep.poll_transmit()).collect();
         assert_eq!(sent.len(), 3);
         assert_eq!(ep.in_flight(), 3);
@@ -308,13 +310,13 @@ mod tests {
 
     #[test]
     fn one_timer_queue_drives_every_flow_to_its_end() {
-        let mut ep = Endpoint::new(StdRng::seed_from_u64(2));
-        let start = Instant::now();
+        let mut ep = Endpoint::new(StdRng::seed_from_u64(2), Timers::default());
+        let t0 = Instant::now();
         for p in 0..100 {
-            ep.start(start + Duration::from_millis(p), job(6000 + p as u16));
+            start(&mut ep, t0 + Duration::from_millis(p), job(6000 + p as u16));
         }
         let mut sends = 0;
-        let mut now = start;
+        let mut now = t0;
         while let Some(at) = ep.poll_timeout() {
             now = now.max(at);
             ep.handle_timeout(now);

@@ -4,51 +4,20 @@
 //! From tag. Credentials accumulate per realm, so a 407 from an outbound proxy followed by a
 //! 401 from the phone are both answered in the same request.
 
-use super::codec::Message;
-use super::digest::{self, Answer, Challenge, Password};
+use super::notify::{Notify, Route};
 use super::outcome::{hint_for, Direction, Outcome, OutcomeKind, TraceEntry};
-use super::request::{push_ip, Event, ExtraHeader, NotifyRequest};
-use super::target::Target;
 use super::transaction::{ClientTransaction, Timers, TxEvent};
-use super::Transport;
+use crate::sip::codec::{Message, StartLine};
+use crate::sip::digest::{self, Answer, Challenge};
+use crate::sip::request::{push_ip, NotifyRequest};
+use crate::sip::Transport;
 use bytes::Bytes;
 use rand::RngCore;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How many challenge rounds a target may go through before it is `auth_failed`.
 pub const MAX_AUTH_ROUNDS: u32 = 4;
-
-/// What the agent does for one target. Event and extra headers are shared between the many
-/// jobs of a campaign.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// The phone line (Request-URI).
-    pub target: Target,
-    /// What to ask.
-    pub event: Arc<Event>,
-    /// Additional headers.
-    pub extra: Arc<[ExtraHeader]>,
-    /// Digest user name; the target's user part when `None`.
-    pub auth_user: Option<String>,
-    /// The line password, if any.
-    pub password: Option<Password>,
-    /// The From URI; `sip:sipnotify@<local ip>` when `None`.
-    pub from: Option<String>,
-    /// Transport of the requests.
-    pub transport: Transport,
-    /// Where requests go (the phone, or an outbound proxy); responses from elsewhere are ignored.
-    pub destination: SocketAddr,
-    /// The local address written in Via and Contact.
-    pub local: SocketAddr,
-    /// RFC 3261 timers.
-    pub timers: Timers,
-    /// An overall limit, shorter than Timer F when set.
-    pub timeout: Option<Duration>,
-    /// Keep every message for a ladder.
-    pub trace: bool,
-}
 
 #[derive(Debug)]
 struct RealmAuth {
@@ -61,7 +30,9 @@ struct RealmAuth {
 /// The state of one target.
 #[derive(Debug)]
 pub struct Flow {
-    job: Job,
+    notify: Notify,
+    route: Route,
+    timers: Timers,
     from: String,
     from_tag: String,
     call_id: String,
@@ -99,15 +70,21 @@ impl Flow {
     /// Starts a target at `now`: the first [`poll_transmit`](Self::poll_transmit) returns the
     /// NOTIFY. Branch (96 bits), tag (64 bits) and Call-ID (128 bits) come from `rng`, which
     /// must be a cryptographic generator.
-    pub fn new(now: Instant, job: Job, rng: &mut dyn RngCore) -> Flow {
-        let from = job.from.clone().unwrap_or_else(|| {
+    pub fn new(
+        now: Instant,
+        notify: Notify,
+        route: Route,
+        timers: Timers,
+        rng: &mut dyn RngCore,
+    ) -> Flow {
+        let from = notify.from.clone().unwrap_or_else(|| {
             let mut from = b"sip:sipnotify@".to_vec();
-            push_ip(&mut from, job.local.ip());
+            push_ip(&mut from, route.local.ip());
             String::from_utf8(from).expect("an address is ASCII")
         });
         // A limit too far away to represent is no limit: Timer F ends the target first.
-        let deadline = job.timeout.and_then(|t| now.checked_add(t));
-        let tx = ClientTransaction::new(now, job.timers, job.transport.is_reliable());
+        let deadline = notify.timeout.and_then(|t| now.checked_add(t));
+        let tx = ClientTransaction::new(now, timers, route.transport.is_reliable());
         let mut flow = Flow {
             from,
             from_tag: token(rng, 8, ""),
@@ -125,7 +102,9 @@ impl Flow {
             provisional: false,
             outcome: None,
             ladder: Vec::new(),
-            job,
+            notify,
+            route,
+            timers,
         };
         flow.new_attempt(rng);
         flow
@@ -138,20 +117,22 @@ impl Flow {
 
     /// Where the requests go.
     pub fn destination(&self) -> SocketAddr {
-        self.job.destination
+        self.route.destination
     }
 
     /// The transport of the requests.
     pub fn transport(&self) -> Transport {
-        self.job.transport
+        self.route.transport
     }
 
     /// The Call-ID.
+    #[cfg(test)]
     pub fn call_id(&self) -> &str {
         &self.call_id
     }
 
     /// The result, once the target has ended.
+    #[cfg(test)]
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()
     }
@@ -198,7 +179,7 @@ impl Flow {
             return;
         }
         if self.tx.handle_timeout(now) == Some(TxEvent::Timeout) {
-            self.finish_timeout(now, self.job.timers.timer_f());
+            self.finish_timeout(now, self.timers.timer_f());
         }
     }
 
@@ -236,8 +217,8 @@ impl Flow {
 
     fn on_final(&mut self, now: Instant, code: u16, msg: &Message, rng: &mut dyn RngCore) {
         let reason = match msg.start {
-            super::codec::StartLine::Response { reason, .. } => reason,
-            super::codec::StartLine::Request { .. } => "",
+            StartLine::Response { reason, .. } => reason,
+            StartLine::Request { .. } => "",
         };
         match code {
             200..=299 => self.finish(now, OutcomeKind::Delivered, Some(code), reason.into()),
@@ -246,8 +227,8 @@ impl Flow {
                     self.cseq += 1;
                     self.tx = ClientTransaction::new(
                         now,
-                        self.job.timers,
-                        self.job.transport.is_reliable(),
+                        self.timers,
+                        self.route.transport.is_reliable(),
                     );
                     self.new_attempt(rng);
                 }
@@ -278,13 +259,13 @@ impl Flow {
                 format!("no {header} digest challenge that sipnotify supports"),
             ));
         }
-        if self.job.password.is_none() {
+        if self.notify.credentials.is_none() {
             return Err((
                 OutcomeKind::NoCredentials,
                 "the phone asks for a password: give --password-file or SIPNOTIFY_PASSWORD".into(),
             ));
         }
-        if self.job.auth_user.is_none() && self.job.target.user().is_none() {
+        if self.notify.auth_user().is_none() {
             return Err((
                 OutcomeKind::NoCredentials,
                 "the target has no user part: give --auth-user".into(),
@@ -333,14 +314,9 @@ impl Flow {
     fn new_attempt(&mut self, rng: &mut dyn RngCore) {
         self.attempts += 1;
         self.branch = token(rng, 12, "z9hG4bK");
-        let user = self
-            .job
-            .auth_user
-            .as_deref()
-            .or(self.job.target.user())
-            .unwrap_or_default();
+        let user = self.notify.auth_user().unwrap_or_default();
         let mut authorization = Vec::with_capacity(self.realms.len());
-        if let Some(password) = &self.job.password {
+        if let Some(password) = self.notify.credentials.as_ref().map(|c| &c.password) {
             for realm in &mut self.realms {
                 realm.nc += 1;
                 let cnonce = token(rng, 8, "");
@@ -348,8 +324,8 @@ impl Flow {
                     username: user,
                     password,
                     method: "NOTIFY",
-                    uri: self.job.target.as_str(),
-                    body: self.job.event.body(),
+                    uri: self.notify.target.as_str(),
+                    body: self.notify.event.body(),
                     cnonce: &cnonce,
                     nc: realm.nc,
                 };
@@ -360,16 +336,16 @@ impl Flow {
             }
         }
         self.request = NotifyRequest {
-            target: &self.job.target,
+            target: &self.notify.target,
             from: &self.from,
             from_tag: &self.from_tag,
             call_id: &self.call_id,
             cseq: self.cseq,
             branch: &self.branch,
-            local: self.job.local,
-            transport: self.job.transport,
-            event: &self.job.event,
-            extra: &self.job.extra,
+            local: self.route.local,
+            transport: self.route.transport,
+            event: &self.notify.event,
+            extra: &self.notify.extra,
             authorization: &authorization,
         }
         .to_bytes()
@@ -403,7 +379,7 @@ impl Flow {
     }
 
     fn trace(&mut self, now: Instant, direction: Direction, bytes: Bytes) {
-        if self.job.trace {
+        if self.notify.trace {
             self.ladder.push(TraceEntry {
                 at: now - self.started,
                 direction,
@@ -426,27 +402,27 @@ fn retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::codec;
+    use crate::event::Event;
+    use crate::sip::codec;
+    use crate::sip::digest::Password;
+    use crate::sip::uri::Target;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
     const PHONE: &str = "127.0.0.1:5060";
 
-    fn job(password: Option<&str>, transport: Transport) -> Job {
-        Job {
-            target: Target::parse("sip:159@127.0.0.1:5060").unwrap(),
-            event: Arc::new(Event::xml_service("http://h/menu.xml").unwrap()),
-            extra: Arc::from(Vec::new()),
-            auth_user: None,
-            password: password.map(Password::new),
-            from: None,
-            transport,
+    fn job(password: Option<&str>, transport: Transport) -> (Notify, Route) {
+        let target = Target::parse("sip:159@127.0.0.1:5060").unwrap();
+        let mut notify = Notify::new(target, Event::xml_service("http://h/menu.xml").unwrap());
+        if let Some(password) = password {
+            notify = notify.with_credentials(None, Password::new(password));
+        }
+        let route = Route {
             destination: PHONE.parse().unwrap(),
             local: "127.0.0.1:40000".parse().unwrap(),
-            timers: Timers::default(),
-            timeout: None,
-            trace: false,
-        }
+            transport,
+        };
+        (notify, route)
     }
 
     /// A response to `request` as a phone would write it.
@@ -466,10 +442,10 @@ mod tests {
         flow.handle_response(now, &msg, bytes, rng);
     }
 
-    fn start(job: Job) -> (Flow, StdRng, Instant, Bytes) {
+    fn start((notify, route): (Notify, Route)) -> (Flow, StdRng, Instant, Bytes) {
         let mut rng = StdRng::seed_from_u64(7);
         let now = Instant::now();
-        let mut flow = Flow::new(now, job, &mut rng);
+        let mut flow = Flow::new(now, notify, route, Timers::default(), &mut rng);
         let first = flow.poll_transmit(now).expect("first NOTIFY");
         (flow, rng, now, first)
     }
@@ -645,7 +621,7 @@ mod tests {
     #[test]
     fn overall_timeout_ends_early_and_mentions_provisionals() {
         let mut j = job(None, Transport::Tcp);
-        j.timeout = Some(Duration::from_secs(2));
+        j.0.timeout = Some(Duration::from_secs(2));
         let (mut flow, mut rng, now, first) = start(j);
         feed(&mut flow, &mut rng, now, &respond(&first, 100, ""));
         assert_eq!(flow.poll_timeout(), Some(now + Duration::from_secs(2)));
@@ -658,7 +634,7 @@ mod tests {
     #[test]
     fn trace_keeps_the_ladder() {
         let mut j = job(None, Transport::Udp);
-        j.trace = true;
+        j.0.trace = true;
         let (mut flow, mut rng, now, first) = start(j);
         flow.handle_timeout(now + Duration::from_millis(500));
         assert!(flow

@@ -1,58 +1,24 @@
-//! The sans-IO SIP core: no sockets, no clock reads; time is always passed in.
+//! The sans-IO protocol core: the state machines that take one NOTIFY from its first send
+//! to its [`Outcome`]. No sockets, no clock reads, no tokio: time comes in as an
+//! [`std::time::Instant`] argument, bytes in and out as buffers. Built on [`crate::sip`].
+//!
+//! - [`notify`]: what to send ([`Notify`]) and where, once resolved ([`Route`]).
+//! - [`transaction`]: the RFC 3261 non-INVITE client transaction and its timers.
+//! - [`flow`] (internal): one target from first NOTIFY to its outcome, answering
+//!   401/407 challenges.
+//! - [`endpoint`]: many flows behind one socket, like quinn-proto's `Endpoint`: responses
+//!   routed by Via branch, one timer queue, datagrams handed out to send.
+//! - [`outcome`]: what happened to one target, as data.
 
-pub mod codec;
-pub mod digest;
 pub mod endpoint;
-pub mod flow;
+pub(crate) mod flow;
+pub mod notify;
 pub mod outcome;
-pub mod request;
-pub mod target;
+#[cfg(test)]
+mod paired;
 pub mod transaction;
 
-use std::fmt;
-use std::str::FromStr;
-
-/// The transport a request travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    /// Datagrams: the client transaction retransmits (Timer E).
-    Udp,
-    /// A reliable stream: no retransmission, messages framed by Content-Length.
-    Tcp,
-}
-
-impl Transport {
-    /// The token used in Via and in the `transport` URI parameter.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-        }
-    }
-
-    /// Whether the transport itself guarantees delivery (RFC 3261 §17.1.2.2: no Timer E).
-    pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.as_str().to_ascii_lowercase())
-    }
-}
-
-impl FromStr for Transport {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.eq_ignore_ascii_case("udp") {
-            Ok(Transport::Udp)
-        } else if s.eq_ignore_ascii_case("tcp") {
-            Ok(Transport::Tcp)
-        } else {
-            Err(format!("unsupported transport `{s}`: use udp or tcp"))
-        }
-    }
-}
+pub use endpoint::{Endpoint, FlowId, Transmit};
+pub use notify::{Credentials, Notify, Route};
+pub use outcome::{Outcome, OutcomeKind};
+pub use transaction::Timers;

@@ -1,13 +1,25 @@
-//! From a row and the command-line defaults to a [`Notify`], and the row's journal key.
+//! From a row and the command-line defaults to a [`Notify`]: the SIP channel's requests.
 
 use super::input::Row;
-use crate::net::{split_host_port, Notify};
-use crate::proto::digest::Password;
-use crate::proto::request::{Event, ExtraHeader};
-use crate::proto::target::Target;
-use crate::proto::Transport;
+use crate::event::{self, Event, UrlUse};
+use crate::proto::Notify;
+use crate::sip::digest::Password;
+use crate::sip::request::ExtraHeader;
+use crate::sip::uri::{HostPort, Target};
+use crate::sip::Transport;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why a row cannot be sent; never quotes the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRow(pub String);
+
+impl From<String> for BadRow {
+    fn from(message: String) -> BadRow {
+        BadRow(message)
+    }
+}
 
 /// What a row gets when a cell is missing.
 #[derive(Debug, Clone)]
@@ -30,7 +42,7 @@ pub struct Defaults {
     /// The password.
     pub password: Option<Password>,
     /// The outbound proxy.
-    pub proxy: Option<String>,
+    pub proxy: Option<HostPort>,
     /// The transport.
     pub transport: Option<Transport>,
     /// Extra headers for every NOTIFY.
@@ -64,20 +76,23 @@ impl Defaults {
 
     /// Checks the default event and builds it once when rows need not complete it; an error
     /// names what is wrong (a bad event name or URL).
-    pub fn check(&mut self) -> Result<(), String> {
+    pub fn check(&mut self) -> Result<(), BadRow> {
         self.event = None;
         match self.build(&self.event_name.clone(), None) {
             Ok(event) => self.event = Some(event),
             // Rows may still give the URL.
-            Err(_) if self.url.is_none() && is_xml_service(&self.event_name) => {}
-            Err(e) => return Err(e),
+            Err(_) if self.url.is_none() && url_needed(&self.event_name) => {}
+            Err(e) => return Err(BadRow(e)),
         }
         Ok(())
     }
 
     /// The NOTIFY for a row, or why the row is bad. Never quotes the password.
-    pub fn notify(&self, row: &Row) -> Result<Notify, String> {
-        let text = row.target.as_deref().ok_or("the row has no target")?;
+    pub fn notify(&self, row: &Row) -> Result<Notify, BadRow> {
+        let text = row
+            .target
+            .as_deref()
+            .ok_or_else(|| BadRow("the row has no target".into()))?;
         let target = Target::parse(text).map_err(|e| e.to_string())?;
         let event = self.event_for(row)?;
         let mut notify = Notify::new(target, Event::Report);
@@ -89,14 +104,11 @@ impl Defaults {
             notify = notify.with_credentials(user, password);
         }
         notify.transport = match &row.transport {
-            Some(t) => Some(t.parse::<Transport>()?),
+            Some(t) => Some(t.parse::<Transport>().map_err(|e| e.to_string())?),
             None => self.transport,
         };
         notify.proxy = match &row.proxy {
-            Some(p) => {
-                split_host_port(p).map_err(|e| format!("proxy: {e}"))?;
-                Some(p.clone())
-            }
+            Some(p) => Some(p.parse().map_err(|e| format!("proxy: {e}"))?),
             None => self.proxy.clone(),
         };
         notify.from = self.from.clone();
@@ -113,48 +125,22 @@ impl Defaults {
         self.build(name, row.url.as_deref())
     }
 
-    /// Builds an event by name, with the row's URL or else the defaults.
+    /// Builds an event by name, with the row's URL or else the defaults for its kind.
     fn build(&self, name: &str, url: Option<&str>) -> Result<Arc<Event>, String> {
-        let event = match name.to_ascii_lowercase().as_str() {
-            "resync" => Event::resync(url.or(self.profile.as_deref())),
-            "reboot" | "reboot_now" => Ok(no_url(url, Event::Reboot)?),
-            "restart" | "restart_now" => Ok(no_url(url, Event::Restart)?),
-            "report" => Ok(no_url(url, Event::Report)?),
-            _ if is_xml_service(name) => {
-                let url = url
-                    .or(self.url.as_deref())
-                    .ok_or("event xml-service needs a url (a `url` cell or --url)".to_string())?;
-                Event::xml_service(url)
-            }
-            _ => no_url(
-                url,
-                Event::custom(name, self.body.clone(), self.content_type.clone()),
-            )?,
-        };
-        event
+        let url = url.or(match event::lookup(name).map(|spec| spec.url) {
+            Some(UrlUse::Profile) => self.profile.as_deref(),
+            Some(UrlUse::Body) => self.url.as_deref(),
+            _ => None,
+        });
+        Event::named(name, url, self.body.clone(), self.content_type.clone())
             .map(Arc::new)
             .map_err(|e| format!("event `{name}`: {e}"))
     }
 }
 
-fn is_xml_service(name: &str) -> bool {
-    ["xml-service", "xml_service"].contains(&name.to_ascii_lowercase().as_str())
-}
-
-fn no_url<T>(url: Option<&str>, value: T) -> Result<T, String> {
-    match url {
-        Some(_) => Err("a url is given but the event takes none".into()),
-        None => Ok(value),
-    }
-}
-
-/// The journal key of a row: its `id` when given, else `target event`, so the same phone
-/// may get different events in one file.
-pub fn key(row: &Row, notify: &Notify) -> String {
-    match &row.id {
-        Some(id) => format!("id:{id}"),
-        None => format!("{} {}", notify.target.as_str(), notify.event.header_value()),
-    }
+/// Whether the event named needs a URL (which rows may give).
+fn url_needed(name: &str) -> bool {
+    event::lookup(name).is_some_and(|spec| spec.url == UrlUse::Body)
 }
 
 #[cfg(test)]
@@ -201,7 +187,7 @@ mod tests {
         assert!(d.notify(&row("not a target")).is_err());
         let mut r = row("159@h");
         r.event = Some("xml-service".into());
-        assert!(d.notify(&r).unwrap_err().contains("needs a url"));
+        assert!(d.notify(&r).unwrap_err().0.contains("needs a url"));
         r.event = Some("bad event!".into());
         assert!(d.notify(&r).is_err());
         let mut r = row("159@h");
@@ -210,7 +196,7 @@ mod tests {
         let mut r = row("159@h");
         r.password = Some(Password::new("hunter2"));
         r.proxy = Some("proxy:notaport".into());
-        assert!(!d.notify(&r).unwrap_err().contains("hunter2"));
+        assert!(!d.notify(&r).unwrap_err().0.contains("hunter2"));
     }
 
     #[test]
@@ -230,16 +216,5 @@ mod tests {
             d.notify(&row("1@h")).unwrap().event.header_value(),
             "check-sync;reboot=false"
         );
-    }
-
-    #[test]
-    fn keys_use_the_id_else_target_and_event() {
-        let mut d = Defaults::new("reboot");
-        d.check().unwrap();
-        let mut r = row("159@h");
-        let n = d.notify(&r).unwrap();
-        assert_eq!(key(&r, &n), "sip:159@h reboot_now");
-        r.id = Some("desk-7".into());
-        assert_eq!(key(&r, &n), "id:desk-7");
     }
 }

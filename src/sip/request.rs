@@ -1,25 +1,17 @@
 //! Building NOTIFY requests. Each attempt is serialized once; retransmissions resend the
 //! same bytes.
 
-use super::target::Target;
+use super::uri::Target;
 use super::Transport;
+use crate::event::Event;
 use std::net::{IpAddr, SocketAddr};
 
 /// The User-Agent every request carries.
 pub const USER_AGENT: &str = concat!("sipnotify/", env!("CARGO_PKG_VERSION"));
 
-/// Why an event or header given by the user cannot be sent.
+/// Why a header given by the user cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    /// XML-Service needs an http(s) URL.
-    #[error("`{0}` is not an http:// or https:// URL; XML-Service phones only fetch http(s) URLs")]
-    NotHttpUrl(String),
-    /// A URL with white space or control characters would be cut by the phone.
-    #[error("the URL contains white space or control characters; percent-encode them (e.g. %20)")]
-    UrlWhitespace,
-    /// An event token that is not a token.
-    #[error("`{0}` is not a valid event (letters, digits and -._!%*+`'~, then ;params)")]
-    BadEvent(String),
     /// A `--header` that is not `Name: value`.
     #[error("`{0}` is not a header: write 'Name: value' on one line")]
     BadHeader(String),
@@ -29,137 +21,6 @@ pub enum RequestError {
     /// A header the agent writes itself.
     #[error("the {0} header is written by sipnotify itself and cannot be set with --header")]
     ManagedHeader(String),
-}
-
-/// What the phone is asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// `Event: resync`: re-fetch the configuration profile, from `profile` when given (MPP).
-    Resync {
-        /// An explicit profile URL (`;profile="..."`).
-        profile: Option<String>,
-    },
-    /// `Event: reboot_now`: cold restart.
-    Reboot,
-    /// `Event: restart_now`: warm restart.
-    Restart,
-    /// `Event: report`: upload a configuration report.
-    Report,
-    /// `Event: XML-Service` with the URL as the whole body.
-    XmlService {
-        /// The validated http(s) URL.
-        url: String,
-    },
-    /// Any event, with an optional body and content type.
-    Custom {
-        /// The Event header value (type and parameters).
-        event: String,
-        /// The body, sent byte for byte.
-        body: Vec<u8>,
-        /// The Content-Type, when there is a body.
-        content_type: Option<String>,
-    },
-}
-
-impl Event {
-    /// `Event: resync`, optionally with an MPP profile URL.
-    pub fn resync(profile: Option<&str>) -> Result<Event, RequestError> {
-        let profile = profile.map(check_http_url).transpose()?;
-        Ok(Event::Resync { profile })
-    }
-
-    /// `Event: XML-Service` for `url`, which must be http(s) and contain no white space.
-    pub fn xml_service(url: &str) -> Result<Event, RequestError> {
-        Ok(Event::XmlService {
-            url: check_http_url(url)?,
-        })
-    }
-
-    /// Any event; `event` is checked to be a token with optional parameters.
-    pub fn custom(
-        event: &str,
-        body: Vec<u8>,
-        content_type: Option<String>,
-    ) -> Result<Event, RequestError> {
-        let event = event.trim();
-        let token = event.split(';').next().unwrap_or_default().trim();
-        let token_ok = !token.is_empty()
-            && token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._!%*+`'~".contains(&b));
-        if !token_ok || event.bytes().any(|b| b.is_ascii_control()) {
-            return Err(RequestError::BadEvent(event.into()));
-        }
-        if let Some(ct) = &content_type {
-            check_header_value("Content-Type", ct)?;
-        }
-        Ok(Event::Custom {
-            event: event.into(),
-            body,
-            content_type,
-        })
-    }
-
-    /// The event type, as reported (`resync`, `reboot_now`, `XML-Service`, ...).
-    pub fn name(&self) -> &str {
-        match self {
-            Event::Resync { .. } => "resync",
-            Event::Reboot => "reboot_now",
-            Event::Restart => "restart_now",
-            Event::Report => "report",
-            Event::XmlService { .. } => "XML-Service",
-            Event::Custom { event, .. } => event.split(';').next().unwrap_or(event).trim(),
-        }
-    }
-
-    /// The Event header value.
-    pub fn header_value(&self) -> String {
-        match self {
-            Event::Resync { profile: Some(url) } => format!("resync;profile=\"{url}\""),
-            Event::Custom { event, .. } => event.clone(),
-            other => other.name().to_string(),
-        }
-    }
-
-    /// The body. For XML-Service it is the URL alone, with no trailing CR or LF: the phone
-    /// silently ignores the request otherwise.
-    pub fn body(&self) -> &[u8] {
-        match self {
-            Event::XmlService { url } => url.as_bytes(),
-            Event::Custom { body, .. } => body,
-            _ => &[],
-        }
-    }
-
-    fn content_type(&self) -> Option<&str> {
-        match self {
-            Event::XmlService { .. } => Some("text/plain"),
-            Event::Custom {
-                content_type: Some(ct),
-                ..
-            } => Some(ct),
-            Event::Custom { body, .. } if !body.is_empty() => Some("text/plain"),
-            _ => None,
-        }
-    }
-}
-
-fn check_http_url(url: &str) -> Result<String, RequestError> {
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("http://")
-        .or_else(|| lower.strip_prefix("https://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {}
-        _ => return Err(RequestError::NotHttpUrl(url.into())),
-    }
-    if url
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '"')
-    {
-        return Err(RequestError::UrlWhitespace);
-    }
-    Ok(url.to_string())
 }
 
 /// Checks a From URI given by the user: it goes between `<` and `>` as is.
@@ -233,7 +94,7 @@ impl ExtraHeader {
     }
 }
 
-fn check_header_value(name: &str, value: &str) -> Result<(), RequestError> {
+pub(crate) fn check_header_value(name: &str, value: &str) -> Result<(), RequestError> {
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(RequestError::BadHeader(format!("{name}: {value}")));
     }
@@ -377,7 +238,7 @@ pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::codec;
+    use crate::sip::codec;
 
     fn build(event: &Event, transport: Transport, extra: &[ExtraHeader]) -> Vec<u8> {
         let target = Target::parse("sip:159@192.168.0.10:5061").unwrap();
@@ -538,13 +399,16 @@ mod tests {
             "file:///etc",
         ] {
             assert!(
-                matches!(Event::xml_service(bad), Err(RequestError::NotHttpUrl(_))),
+                matches!(
+                    Event::xml_service(bad),
+                    Err(crate::event::EventError::NotHttpUrl(_))
+                ),
                 "{bad}"
             );
         }
         assert_eq!(
             Event::xml_service("http://h/x\n"),
-            Err(RequestError::UrlWhitespace)
+            Err(crate::event::EventError::UrlWhitespace)
         );
         assert!(Event::xml_service("HTTPS://h/x").is_ok());
     }

@@ -3,6 +3,7 @@
 
 use super::Transport;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The SIP port used when a target names none.
 pub const DEFAULT_PORT: u16 = 5060;
@@ -33,13 +34,144 @@ pub enum TargetError {
     Transport(String, String),
 }
 
+/// The host part of a URI or of `--proxy`: a name to resolve, or an address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A domain name, resolved when sending.
+    Name(String),
+    /// An IPv4 address.
+    V4(Ipv4Addr),
+    /// An IPv6 address, written in brackets in URIs.
+    V6(Ipv6Addr),
+}
+
+impl Host {
+    /// Reads `name`, `a.b.c.d` or `[v6]` (a bare IPv6 address too).
+    pub fn parse(text: &str) -> Option<Host> {
+        if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            return inner.parse().ok().map(Host::V6);
+        }
+        if let Ok(ip) = text.parse::<IpAddr>() {
+            return Some(ip.into());
+        }
+        let name_ok = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        name_ok.then(|| Host::Name(text.to_string()))
+    }
+
+    /// The address, when the host is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Name(_) => None,
+            Host::V4(v4) => Some((*v4).into()),
+            Host::V6(v6) => Some((*v6).into()),
+        }
+    }
+}
+
+impl From<IpAddr> for Host {
+    fn from(ip: IpAddr) -> Host {
+        match ip {
+            IpAddr::V4(v4) => Host::V4(v4),
+            IpAddr::V6(v6) => Host::V6(v6),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(name) => f.write_str(name),
+            Host::V4(v4) => v4.fmt(f),
+            Host::V6(v6) => write!(f, "[{v6}]"),
+        }
+    }
+}
+
+impl PartialEq<str> for Host {
+    fn eq(&self, other: &str) -> bool {
+        match self {
+            Host::Name(name) => name.eq_ignore_ascii_case(other),
+            _ => Host::parse(other).as_ref() == Some(self),
+        }
+    }
+}
+
+/// `HOST[:PORT]`, the form of `--proxy` (a `sip:` prefix is allowed; IPv6 in brackets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// The host.
+    pub host: Host,
+    /// The port, if given (RFC 3263 looks up SRV records only when it is not).
+    pub port: Option<u16>,
+}
+
+impl HostPort {
+    /// The port, or 5060 when none was given.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_PORT)
+    }
+}
+
+/// Why a `HOST[:PORT]` could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostPortError {
+    /// The port is not a number from 1 to 65535.
+    #[error("`{0}`: the port must be a number from 1 to 65535")]
+    Port(String),
+    /// Not a host.
+    #[error("`{0}` is not HOST[:PORT] (an IPv6 address goes in brackets: [2001:db8::1]:5060)")]
+    Host(String),
+}
+
+impl std::str::FromStr for HostPort {
+    type Err = HostPortError;
+
+    fn from_str(text: &str) -> Result<HostPort, HostPortError> {
+        let text = text.trim();
+        let bare = text.strip_prefix("sip:").unwrap_or(text);
+        // After a bracketed IPv6 address, or else after the only colon.
+        let split = match bare.strip_prefix('[') {
+            Some(_) => bare.find(']').map(|end| end + 1),
+            None => (bare.matches(':').count() == 1)
+                .then(|| bare.find(':'))
+                .flatten(),
+        };
+        let (host, port) = match split {
+            Some(at) if bare[at..].starts_with(':') => {
+                let port = bare[at + 1..]
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|&p| p != 0)
+                    .ok_or_else(|| HostPortError::Port(text.into()))?;
+                (&bare[..at], Some(port))
+            }
+            Some(at) if at < bare.len() => return Err(HostPortError::Host(text.into())),
+            _ => (bare, None),
+        };
+        let host = Host::parse(host).ok_or_else(|| HostPortError::Host(text.into()))?;
+        Ok(HostPort { host, port })
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => self.host.fmt(f),
+        }
+    }
+}
+
 /// A phone line to notify.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     text: String,
     user: Option<String>,
-    host: String,
-    port: u16,
+    host: Host,
+    port: Option<u16>,
     transport: Option<Transport>,
 }
 
@@ -76,19 +208,19 @@ impl Target {
             return None;
         }
         let port = match port {
-            None => DEFAULT_PORT,
+            None => None,
             Some(text) => {
                 let port: u16 = text.parse().ok().filter(|&p| p != 0)?;
                 if itoa::Buffer::new().format(port) != text {
                     return None;
                 }
-                port
+                Some(port)
             }
         };
         Some(Target {
             text: format!("sip:{rest}"),
             user: Some(user.to_string()),
-            host: host.to_string(),
+            host: Host::V4(ip),
             port,
             transport: None,
         })
@@ -125,11 +257,9 @@ impl Target {
         }
         let uri = rsip::Uri::try_from(with_scheme.as_str())
             .map_err(|_| TargetError::Invalid(input.into()))?;
-        let host = uri.host().to_string();
-        if host.is_empty() || host.contains(['@', ':', ';', '?']) {
-            return Err(TargetError::Invalid(input.into()));
-        }
-        let port = uri.port().map(|p| *p.value()).unwrap_or(DEFAULT_PORT);
+        let host = Host::parse(&uri.host().to_string())
+            .ok_or_else(|| TargetError::Invalid(input.into()))?;
+        let port = uri.port().map(|p| *p.value());
         let transport = match transport_param(&with_scheme) {
             None => None,
             Some(t) => Some(
@@ -159,13 +289,26 @@ impl Target {
     }
 
     /// The host name or address.
-    pub fn host(&self) -> &str {
+    pub fn host(&self) -> &Host {
         &self.host
     }
 
     /// The port, 5060 when none is given.
     pub fn port(&self) -> u16 {
+        self.port.unwrap_or(DEFAULT_PORT)
+    }
+
+    /// The port as given, `None` when the target names none (RFC 3263 then looks up SRV).
+    pub fn explicit_port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// Where the target's requests go when no proxy is given.
+    pub fn host_port(&self) -> HostPort {
+        HostPort {
+            host: self.host.clone(),
+            port: self.port,
+        }
     }
 
     /// The `transport` URI parameter, if given.
@@ -308,6 +451,40 @@ mod tests {
             assert!(!err.to_string().contains("s3cret"));
         }
         assert!(Target::parse("sip:159@10.0.0.1:5060").is_ok());
+    }
+
+    #[test]
+    fn host_port_reads_names_addresses_and_bracketed_ipv6() {
+        let hp = |t: &str| t.parse::<HostPort>();
+        let sbc = hp("sbc.example.com").unwrap();
+        assert_eq!(
+            (sbc.host.clone(), sbc.port),
+            (Host::Name("sbc.example.com".into()), None)
+        );
+        assert_eq!(sbc.port_or_default(), 5060);
+        let v4 = hp("sip:10.0.0.1:5070").unwrap();
+        assert_eq!(
+            (v4.host.ip(), v4.port),
+            (Some("10.0.0.1".parse().unwrap()), Some(5070))
+        );
+        let v6 = hp("[2001:db8::7]:5061").unwrap();
+        assert_eq!(v6.host, Host::V6("2001:db8::7".parse().unwrap()));
+        assert_eq!(
+            (v6.port, v6.to_string()),
+            (Some(5061), "[2001:db8::7]:5061".into())
+        );
+        assert_eq!(hp("[::1]").unwrap().port, None);
+        assert!(matches!(
+            hp("127.0.0.1:notaport"),
+            Err(HostPortError::Port(_))
+        ));
+        assert!(matches!(hp("h:0"), Err(HostPortError::Port(_))));
+        for bad in ["", ":5060", "a b", "[::1]x", "[nope]:5060", "h@x"] {
+            assert!(matches!(hp(bad), Err(HostPortError::Host(_))), "{bad}");
+        }
+        let target = Target::parse("159@10.0.0.7").unwrap();
+        assert_eq!((target.explicit_port(), target.port()), (None, 5060));
+        assert_eq!(target.host_port().to_string(), "10.0.0.7");
     }
 
     #[test]

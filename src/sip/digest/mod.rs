@@ -3,6 +3,12 @@
 //! Written here because rsip 0.4's `DigestGenerator` formats nc wrongly, treats MD5-sess as
 //! MD5 and hashes an empty body for auth-int.
 
+pub mod client;
+pub mod server;
+
+pub use client::{authorization, select, Answer};
+pub use server::{challenge_header, parse_authorization, verify, Authorization};
+
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
@@ -219,265 +225,6 @@ pub fn parse_challenge(value: &str) -> Result<Challenge, DigestError> {
         qop,
         stale: stale.is_some_and(|s| s.eq_ignore_ascii_case("true")),
     })
-}
-
-/// Picks what to answer from all the challenge headers of one 401/407 response.
-///
-/// Returns one challenge per realm, in order of first appearance, each with the strongest
-/// supported [`Algorithm`] offered for that realm (RFC 7616 §3.7: servers list one header per
-/// algorithm). Unparseable challenges and unknown algorithms are skipped, so one exotic
-/// header does not spoil the others.
-pub fn select<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Challenge> {
-    let mut chosen: Vec<Challenge> = Vec::new();
-    for challenge in values.into_iter().filter_map(|v| parse_challenge(v).ok()) {
-        match chosen.iter_mut().find(|c| c.realm == challenge.realm) {
-            Some(best) if challenge.algorithm > best.algorithm => *best = challenge,
-            Some(_) => {}
-            None => chosen.push(challenge),
-        }
-    }
-    chosen
-}
-
-/// What the client contributes to answer a challenge.
-#[derive(Debug, Clone, Copy)]
-pub struct Answer<'a> {
-    /// User name for the realm.
-    pub username: &'a str,
-    /// Password for the realm.
-    pub password: &'a Password,
-    /// Method of the request being retried (`NOTIFY`).
-    pub method: &'a str,
-    /// The Request-URI of the retried request, exactly as it will be sent.
-    pub uri: &'a str,
-    /// The body of the retried request; hashed only for `auth-int`.
-    pub body: &'a [u8],
-    /// Client nonce, e.g. from [`random_nonce`]; used with a qop or a `-sess` algorithm.
-    pub cnonce: &'a str,
-    /// How many times this nonce has been used, starting at 1.
-    pub nc: u32,
-}
-
-/// Computes the full `Authorization`/`Proxy-Authorization` value answering `challenge`.
-///
-/// The qop is [`Challenge::preferred_qop`]. Without one the RFC 2069 form is produced (no
-/// cnonce, nc or qop), except that a `-sess` algorithm still sends its cnonce, as the server
-/// cannot compute HA1 without it.
-pub fn authorization(challenge: &Challenge, answer: &Answer<'_>) -> String {
-    let qop = challenge.preferred_qop();
-    let nc = nc_hex(answer.nc);
-    let sends_cnonce = qop.is_some() || challenge.algorithm.is_sess();
-    let response = compute(&Inputs {
-        algorithm: challenge.algorithm,
-        username: answer.username,
-        realm: &challenge.realm,
-        password: answer.password.expose(),
-        nonce: &challenge.nonce,
-        cnonce: answer.cnonce,
-        qop: qop.map(|q| (q, &nc[..])),
-        method: answer.method,
-        uri: answer.uri,
-        body: answer.body,
-    });
-
-    let mut out = String::with_capacity(
-        160 + answer.username.len()
-            + challenge.realm.len()
-            + challenge.nonce.len()
-            + answer.uri.len()
-            + answer.cnonce.len()
-            + challenge.opaque.as_ref().map_or(0, String::len),
-    );
-    out.push_str("Digest username=");
-    push_quoted(&mut out, answer.username);
-    out.push_str(", realm=");
-    push_quoted(&mut out, &challenge.realm);
-    out.push_str(", nonce=");
-    push_quoted(&mut out, &challenge.nonce);
-    out.push_str(", uri=");
-    push_quoted(&mut out, answer.uri);
-    out.push_str(", response=\"");
-    push_ascii(&mut out, response.as_bytes());
-    out.push_str("\", algorithm=");
-    out.push_str(challenge.algorithm.as_str());
-    if sends_cnonce {
-        out.push_str(", cnonce=");
-        push_quoted(&mut out, answer.cnonce);
-    }
-    if let Some(qop) = qop {
-        out.push_str(", qop=");
-        out.push_str(qop.as_str());
-        out.push_str(", nc=");
-        push_ascii(&mut out, &nc);
-    }
-    if let Some(opaque) = &challenge.opaque {
-        out.push_str(", opaque=");
-        push_quoted(&mut out, opaque);
-    }
-    out
-}
-
-/// A parsed `Authorization`/`Proxy-Authorization` value (server side).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// Claimed user name.
-    pub username: String,
-    /// Realm the client answered for.
-    pub realm: String,
-    /// Server nonce the client used.
-    pub nonce: String,
-    /// The `uri` parameter; the caller should check it matches the Request-URI.
-    pub uri: String,
-    /// The client's response hash, as sent.
-    pub response: String,
-    /// Algorithm used; MD5 when absent.
-    pub algorithm: Algorithm,
-    /// Qop used; `None` for the RFC 2069 form.
-    pub qop: Option<Qop>,
-    /// Nonce count, 8 hex digits as sent (hashed verbatim). Always present with a qop.
-    pub nc: Option<String>,
-    /// Client nonce. Always present with a qop.
-    pub cnonce: Option<String>,
-    /// Opaque value echoed by the client.
-    pub opaque: Option<String>,
-}
-
-impl Credentials {
-    /// The nonce count as a number, for replay checks.
-    pub fn nonce_count(&self) -> Option<u32> {
-        u32::from_str_radix(self.nc.as_deref()?, 16).ok()
-    }
-}
-
-/// Parses the value of an `Authorization` or `Proxy-Authorization` header.
-///
-/// Same tolerant grammar as [`parse_challenge`]; additionally requires nc (8 hex digits) and
-/// cnonce whenever a qop is given, since the response cannot be checked without them.
-pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
-    let [username, realm, nonce, uri, response, algorithm, qop, nc, cnonce, opaque] = named_params(
-        value,
-        [
-            "username",
-            "realm",
-            "nonce",
-            "uri",
-            "response",
-            "algorithm",
-            "qop",
-            "nc",
-            "cnonce",
-            "opaque",
-        ],
-    )?;
-
-    let qop = qop.map(|q| q.parse::<Qop>()).transpose()?;
-    if qop.is_some() {
-        let nc = nc.as_deref().ok_or(DigestError::MissingParam("nc"))?;
-        if nc.len() != 8 || !nc.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(DigestError::Malformed("nc is not 8 hex digits"));
-        }
-        if cnonce.is_none() {
-            return Err(DigestError::MissingParam("cnonce"));
-        }
-    }
-    let required = |v: Option<Cow<'_, str>>, name| {
-        v.map(Cow::into_owned)
-            .ok_or(DigestError::MissingParam(name))
-    };
-    Ok(Credentials {
-        username: required(username, "username")?,
-        realm: required(realm, "realm")?,
-        nonce: required(nonce, "nonce")?,
-        uri: required(uri, "uri")?,
-        response: required(response, "response")?,
-        algorithm: algorithm.map_or(Ok(Algorithm::Md5), |a| a.parse())?,
-        qop,
-        nc: nc.map(Cow::into_owned),
-        cnonce: cnonce.map(Cow::into_owned),
-        opaque: opaque.map(Cow::into_owned),
-    })
-}
-
-/// Recomputes the response for `credentials` with the true `password` and compares it in
-/// constant time (case-insensitively, for clients that send upper-case hex).
-///
-/// Only the hash is checked: the caller checks that realm, nonce (freshness, nc replay),
-/// opaque and uri are ones it accepts, since that needs state and a clock.
-pub fn verify(credentials: &Credentials, password: &Password, method: &str, body: &[u8]) -> bool {
-    let qop = match (credentials.qop, credentials.nc.as_deref()) {
-        (Some(q), Some(nc)) => Some((q, nc.as_bytes())),
-        (Some(_), None) => return false,
-        (None, _) => None,
-    };
-    let cnonce = match credentials.cnonce.as_deref() {
-        Some(c) => c,
-        None if qop.is_some() || credentials.algorithm.is_sess() => return false,
-        None => "",
-    };
-    let expected = compute(&Inputs {
-        algorithm: credentials.algorithm,
-        username: &credentials.username,
-        realm: &credentials.realm,
-        password: password.expose(),
-        nonce: &credentials.nonce,
-        cnonce,
-        qop,
-        method,
-        uri: &credentials.uri,
-        body,
-    });
-    let expected = expected.as_bytes();
-    let given = credentials.response.as_bytes();
-    // The length is public (it follows from the algorithm); the contents are not.
-    expected.len() == given.len()
-        && expected
-            .iter()
-            .zip(given)
-            .fold(0u8, |diff, (e, g)| diff | (e ^ g.to_ascii_lowercase()))
-            == 0
-}
-
-/// Builds a `WWW-Authenticate`/`Proxy-Authenticate` value, for the phone simulator.
-pub fn challenge_header(
-    realm: &str,
-    nonce: &str,
-    algorithm: Algorithm,
-    qop: Option<Qop>,
-    opaque: Option<&str>,
-    stale: bool,
-) -> String {
-    let mut out =
-        String::with_capacity(64 + realm.len() + nonce.len() + opaque.map_or(0, str::len));
-    out.push_str("Digest realm=");
-    push_quoted(&mut out, realm);
-    out.push_str(", nonce=");
-    push_quoted(&mut out, nonce);
-    out.push_str(", algorithm=");
-    out.push_str(algorithm.as_str());
-    if let Some(qop) = qop {
-        out.push_str(", qop=\"");
-        out.push_str(qop.as_str());
-        out.push('"');
-    }
-    if let Some(opaque) = opaque {
-        out.push_str(", opaque=");
-        push_quoted(&mut out, opaque);
-    }
-    if stale {
-        out.push_str(", stale=true");
-    }
-    out
-}
-
-/// A fresh random nonce (128 bits, 32 hex digits), usable as a cnonce or a server nonce.
-/// The generator is passed in to keep this module free of I/O and testable.
-pub fn random_nonce<R: rand::Rng + ?Sized>(rng: &mut R) -> String {
-    let mut bytes = [0u8; 16];
-    rng.fill_bytes(&mut bytes);
-    let hex = Hex::encode(&bytes);
-    let mut out = String::with_capacity(32);
-    push_ascii(&mut out, hex.as_bytes());
-    out
 }
 
 /// Everything the response hash depends on.
@@ -751,7 +498,7 @@ mod tests {
     }
 
     /// Answers `c`, parses the header back and verifies it; returns the credentials.
-    fn roundtrip(c: &Challenge, a: &Answer<'_>) -> Credentials {
+    fn roundtrip(c: &Challenge, a: &Answer<'_>) -> Authorization {
         let header = authorization(c, a);
         let creds = parse_authorization(&header).unwrap();
         assert!(verify(&creds, a.password, a.method, a.body), "{header}");
@@ -973,21 +720,21 @@ mod tests {
         let value = challenge_header(
             "sip.example",
             "abc",
-            Algorithm::Sha256Sess,
+            Algorithm::Sha256Sess.as_str(),
             Some(Qop::Auth),
             Some("o"),
             true,
         );
         assert_eq!(
             value,
-            r#"Digest realm="sip.example", nonce="abc", algorithm=SHA-256-sess, qop="auth", opaque="o", stale=true"#
+            r#"Digest realm="sip.example", nonce="abc", qop="auth", opaque="o", algorithm=SHA-256-sess, stale=true"#
         );
         let c = challenge(&value);
         assert_eq!(
             (c.algorithm, c.qop, c.opaque.as_deref(), c.stale),
             (Algorithm::Sha256Sess, vec![Qop::Auth], Some("o"), true)
         );
-        let plain = challenge_header("r", "n", Algorithm::Md5, None, None, false);
+        let plain = challenge_header("r", "n", Algorithm::Md5.as_str(), None, None, false);
         assert_eq!(plain, r#"Digest realm="r", nonce="n", algorithm=MD5"#);
     }
 
@@ -998,17 +745,17 @@ mod tests {
         let creds = roundtrip(&c, &answer(&password, b"", 1));
         assert!(!verify(&creds, &Password::new("wrong"), "NOTIFY", b""));
         assert!(!verify(&creds, &password, "INVITE", b""));
-        let tampered = Credentials {
+        let tampered = Authorization {
             uri: "sip:1002@192.0.2.10:5060".into(),
             ..creds.clone()
         };
         assert!(!verify(&tampered, &password, "NOTIFY", b""));
-        let upper = Credentials {
+        let upper = Authorization {
             response: creds.response.to_ascii_uppercase(),
             ..creds.clone()
         };
         assert!(verify(&upper, &password, "NOTIFY", b""));
-        let truncated = Credentials {
+        let truncated = Authorization {
             response: creds.response[..31].into(),
             ..creds
         };
@@ -1135,16 +882,5 @@ mod tests {
         assert!(Algorithm::Md5Sess > Algorithm::Md5);
         assert_eq!("AUTH-INT".parse::<Qop>(), Ok(Qop::AuthInt));
         assert_eq!(Qop::Auth.to_string(), "auth");
-    }
-
-    #[test]
-    fn random_nonce_is_hex() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let nonce = random_nonce(&mut rng);
-        assert_eq!(nonce.len(), 32);
-        assert!(nonce
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert_ne!(nonce, random_nonce(&mut rng));
     }
 }

@@ -1,0 +1,68 @@
+//! The delivery channel a campaign acts through: SIP NOTIFY today, HTTP push next. The
+//! campaign's pacing, journal, retries and reports are the same whatever acts on the phone.
+
+use crate::net::Notifier;
+use crate::proto::{Notify, Outcome};
+use std::future::Future;
+
+/// A way of acting on one phone.
+///
+/// An implementation sends one request and reports the phone's answer as an [`Outcome`]:
+/// network faults are outcomes (`timeout`, `unreachable`), never errors, and the outcome's
+/// `status` and `reason` are the channel's own (a SIP or an HTTP status).
+pub trait Channel: Send + Sync + 'static {
+    /// What to send to one target.
+    type Request: Send + Sync + 'static;
+
+    /// Acts on one target once (a campaign's retries call it again).
+    fn deliver<'a>(
+        &'a self,
+        request: &'a Self::Request,
+    ) -> impl Future<Output = Outcome> + Send + 'a;
+
+    /// The target as reports name it (its URI).
+    fn target(request: &Self::Request) -> &str;
+
+    /// The action as reports name it (the event).
+    fn action(request: &Self::Request) -> &str;
+
+    /// What makes two requests the same act on the same phone: the journal key of a row
+    /// that has no `id`.
+    fn identity(request: &Self::Request) -> String;
+}
+
+impl Channel for Notifier {
+    type Request = Notify;
+
+    fn deliver<'a>(&'a self, notify: &'a Notify) -> impl Future<Output = Outcome> + Send + 'a {
+        self.send(notify.clone())
+    }
+
+    fn target(notify: &Notify) -> &str {
+        notify.target.as_str()
+    }
+
+    fn action(notify: &Notify) -> &str {
+        notify.event.name()
+    }
+
+    fn identity(notify: &Notify) -> String {
+        format!("{} {}", notify.target.as_str(), notify.event.header_value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Event, Target};
+
+    #[test]
+    fn a_notify_is_named_by_its_target_and_event() {
+        let notify = Notify::new(Target::parse("159@h").unwrap(), Event::Reboot);
+        assert_eq!(Notifier::identity(&notify), "sip:159@h reboot_now");
+        assert_eq!(
+            (Notifier::target(&notify), Notifier::action(&notify)),
+            ("sip:159@h", "reboot_now")
+        );
+    }
+}

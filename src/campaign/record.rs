@@ -1,0 +1,357 @@
+//! One record per target: how it ended, and its forms in JSON Lines and CSV (the same for
+//! the standard output, the report file and the one-phone commands).
+
+use crate::proto::outcome::{Direction, TraceEntry};
+use crate::proto::{Outcome, OutcomeKind};
+use serde::Serialize;
+use std::borrow::Cow;
+use std::io::Write;
+use std::time::Duration;
+
+/// How a target ended.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Sent (perhaps several times); the last try's outcome.
+    Sent {
+        /// The last try.
+        outcome: Outcome,
+        /// Tries made (1 + retries).
+        tries: u32,
+        /// From the first send to the end, backoff included.
+        total: Duration,
+    },
+    /// Journaled delivered by a previous run: not sent again.
+    AlreadyDelivered,
+    /// Journaled as started by a previous run with no result: it may or may not have been
+    /// sent, so it is not sent again (unless asked).
+    Unknown,
+    /// The row could not be used.
+    BadRow(String),
+    /// The journal could not be written, so the target was not sent.
+    JournalError(String),
+}
+
+impl Verdict {
+    /// The label used in outputs and counts.
+    pub fn label(&self) -> &str {
+        match self {
+            Verdict::Sent { outcome, .. } => outcome.kind.as_str(),
+            Verdict::AlreadyDelivered => "already_delivered",
+            Verdict::Unknown => "unknown",
+            Verdict::BadRow(_) => "bad_row",
+            Verdict::JournalError(_) => "journal_error",
+        }
+    }
+
+    /// Whether this counts as delivered (now or before).
+    pub fn is_delivered(&self) -> bool {
+        match self {
+            Verdict::Sent { outcome, .. } => outcome.kind == OutcomeKind::Delivered,
+            Verdict::AlreadyDelivered => true,
+            Verdict::Unknown | Verdict::BadRow(_) | Verdict::JournalError(_) => false,
+        }
+    }
+
+    /// Why it ended so: the outcome's reason, or what the campaign decided.
+    pub fn reason(&self) -> &str {
+        match self {
+            Verdict::Sent { outcome, .. } => &outcome.reason,
+            Verdict::AlreadyDelivered => "journaled delivered by a previous run; not sent again",
+            Verdict::Unknown => "started by a previous run with no result; not sent again",
+            Verdict::BadRow(m) | Verdict::JournalError(m) => m,
+        }
+    }
+}
+
+/// One output record per input row.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The input line.
+    pub line: u64,
+    /// The row's `id`.
+    pub id: Option<String>,
+    /// The target (as sent, or as written for a bad row).
+    pub target: String,
+    /// The event name (empty for a bad row).
+    pub event: String,
+    /// How it ended.
+    pub verdict: Verdict,
+}
+
+impl Record {
+    /// The JSON form, with the ladder when `ladder` is set.
+    pub fn json(&self, ladder: bool) -> JsonRecord<'_> {
+        let mut value = match &self.verdict {
+            Verdict::Sent { outcome, tries, .. } => {
+                let mut v = JsonRecord::sent(
+                    &self.target,
+                    &self.event,
+                    self.id.as_deref(),
+                    outcome,
+                    ladder,
+                );
+                v.tries = Some(*tries);
+                v
+            }
+            other => JsonRecord {
+                outcome: other.label(),
+                reason: other.reason(),
+                ..JsonRecord::new(&self.target, &self.event, self.id.as_deref())
+            },
+        };
+        value.line = Some(self.line);
+        value
+    }
+
+    /// The CSV row, in the order of [`CSV_HEADER`].
+    pub fn csv(&self) -> [String; 13] {
+        match &self.verdict {
+            Verdict::Sent { outcome, tries, .. } => csv_row(
+                &self.target,
+                &self.event,
+                self.id.as_deref(),
+                Some(self.line),
+                outcome,
+                *tries,
+            ),
+            other => {
+                let mut row: [String; 13] = Default::default();
+                row[0] = self.line.to_string();
+                row[1] = self.id.clone().unwrap_or_default();
+                row[2] = self.target.clone();
+                row[3] = self.event.clone();
+                row[4] = other.label().to_string();
+                row[6] = other.reason().to_string();
+                row
+            }
+        }
+    }
+}
+
+/// One target as a JSON object. Serialized straight from borrowed fields: campaigns print
+/// one per target.
+#[derive(Debug, Serialize)]
+pub struct JsonRecord<'a> {
+    /// The Request-URI.
+    pub target: &'a str,
+    /// The event type.
+    pub event: &'a str,
+    /// The batch row's label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    /// How it ended.
+    pub outcome: &'a str,
+    /// The final status.
+    pub status: Option<u16>,
+    /// The reason phrase, or what went wrong.
+    pub reason: &'a str,
+    /// Advice for the user.
+    pub hint: Option<&'static str>,
+    /// Requests sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// Timer E retransmissions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retransmissions: Option<u32>,
+    /// From the first send to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elapsed_ms: Option<f64>,
+    /// The Call-ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<&'a str>,
+    /// Batch: tries, retries included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tries: Option<u32>,
+    /// Batch: the input line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// With -v: every message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ladder: Vec<LadderJson<'a>>,
+}
+
+impl<'a> JsonRecord<'a> {
+    fn new(target: &'a str, event: &'a str, id: Option<&'a str>) -> JsonRecord<'a> {
+        JsonRecord {
+            target,
+            event,
+            id,
+            outcome: "",
+            status: None,
+            reason: "",
+            hint: None,
+            attempts: None,
+            retransmissions: None,
+            elapsed_ms: None,
+            call_id: None,
+            tries: None,
+            line: None,
+            ladder: Vec::new(),
+        }
+    }
+
+    /// The record of a target that was sent.
+    pub fn sent(
+        target: &'a str,
+        event: &'a str,
+        id: Option<&'a str>,
+        o: &'a Outcome,
+        ladder: bool,
+    ) -> JsonRecord<'a> {
+        JsonRecord {
+            outcome: o.kind.as_str(),
+            status: o.status,
+            reason: &o.reason,
+            hint: o.hint,
+            attempts: Some(o.attempts),
+            retransmissions: Some(o.retransmissions),
+            elapsed_ms: Some(o.elapsed.as_secs_f64() * 1000.0),
+            call_id: Some(&o.call_id),
+            ladder: if ladder {
+                o.ladder.iter().map(LadderJson::from).collect()
+            } else {
+                Vec::new()
+            },
+            ..JsonRecord::new(target, event, id)
+        }
+    }
+
+    /// Writes the record as one line of JSON Lines.
+    pub fn write_line(&self, w: &mut impl Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *w, self)?;
+        w.write_all(b"\n")
+    }
+}
+
+/// One message of the ladder in JSON.
+#[derive(Debug, Serialize)]
+pub struct LadderJson<'a> {
+    at_ms: f64,
+    direction: Direction,
+    message: Cow<'a, str>,
+}
+
+impl<'a> From<&'a TraceEntry> for LadderJson<'a> {
+    fn from(e: &'a TraceEntry) -> Self {
+        LadderJson {
+            at_ms: e.at.as_secs_f64() * 1000.0,
+            direction: e.direction,
+            message: String::from_utf8_lossy(&e.bytes),
+        }
+    }
+}
+
+/// The columns of CSV output and reports.
+pub const CSV_HEADER: [&str; 13] = [
+    "line",
+    "id",
+    "target",
+    "event",
+    "outcome",
+    "status",
+    "reason",
+    "hint",
+    "attempts",
+    "tries",
+    "retransmissions",
+    "elapsed_ms",
+    "call_id",
+];
+
+/// The CSV row of a target that was sent, in the order of [`CSV_HEADER`].
+pub fn csv_row(
+    target: &str,
+    event: &str,
+    id: Option<&str>,
+    line: Option<u64>,
+    o: &Outcome,
+    tries: u32,
+) -> [String; 13] {
+    [
+        line.map(|l| l.to_string()).unwrap_or_default(),
+        id.unwrap_or_default().to_string(),
+        target.to_string(),
+        event.to_string(),
+        o.kind.as_str().to_string(),
+        o.status.map(|s| s.to_string()).unwrap_or_default(),
+        o.reason.clone(),
+        o.hint.unwrap_or_default().to_string(),
+        o.attempts.to_string(),
+        tries.to_string(),
+        o.retransmissions.to_string(),
+        format!("{:.1}", o.elapsed.as_secs_f64() * 1000.0),
+        o.call_id.clone(),
+    ]
+}
+
+/// Text from the network made safe for a terminal: a phone's reason phrase or message could
+/// carry escape sequences. Control characters become `\xNN`; line ends are kept in
+/// `multiline` text.
+pub fn printable(text: &str, multiline: bool) -> Cow<'_, str> {
+    let keep = |c: char| !c.is_control() || (multiline && matches!(c, '\r' | '\n' | '\t'));
+    if text.chars().all(keep) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if keep(c) {
+                c.to_string()
+            } else {
+                format!("\\x{:02x}", u32::from(c))
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_from_the_network_never_reach_the_terminal() {
+        let hostile = "Bad\x1b]0;pwned\x07 Event\r\nX: y";
+        assert_eq!(
+            printable(hostile, false),
+            "Bad\\x1b]0;pwned\\x07 Event\\x0d\\x0aX: y"
+        );
+        assert_eq!(
+            printable(hostile, true),
+            "Bad\\x1b]0;pwned\\x07 Event\r\nX: y"
+        );
+        assert!(matches!(printable("200 OK", false), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn every_record_has_one_cell_per_column_and_a_hint_for_failures() {
+        let outcome = Outcome {
+            status: Some(489),
+            hint: crate::proto::outcome::hint_for(489),
+            ..Outcome::unsent(OutcomeKind::Rejected, "Bad Event")
+        };
+        let sent = Record {
+            line: 2,
+            id: None,
+            target: "sip:1@h".into(),
+            event: "resync".into(),
+            verdict: Verdict::Sent {
+                outcome,
+                tries: 1,
+                total: Duration::ZERO,
+            },
+        };
+        let row = sent.csv();
+        assert_eq!(
+            (row.len(), row[4].as_str(), row[5].as_str()),
+            (13, "rejected", "489")
+        );
+        assert!(row[7].contains("Resync From SIP"), "{}", row[7]);
+        let bad = Record {
+            verdict: Verdict::BadRow("no target".into()),
+            ..sent
+        };
+        assert_eq!(bad.csv()[4], "bad_row");
+        assert_eq!(bad.csv()[6], "no target");
+        assert!(!bad.verdict.is_delivered());
+    }
+}
