@@ -10,6 +10,10 @@
 //! latency, the agent's peak RSS, and timeouts/retransmissions. Then the heap held per
 //! target in flight by the protocol core, at 10,000 and 50,000 in flight.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::PhoneProcess;
 use sipnotify::campaign::summary::Summary;
 use sipnotify::proto::transaction::Timers;
 use sipnotify::proto::{Endpoint, Route};
@@ -17,7 +21,7 @@ use sipnotify::{Event, Notify, Password, Target, Transport};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,26 +69,17 @@ fn wait_usage(child: &mut Child) -> Usage {
     }
 }
 
-fn phone(users: u64, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
-        .args(["phone", "--listen", "127.0.0.1:0", "--transport", "udp"])
-        .args([
-            "--users",
-            &format!("{FIRST_USER}-{}", FIRST_USER + users - 1),
-        ])
-        .args(["--password-template", "pw-{user}", "--challenge", "md5-qop"])
-        .args(["--threads", &phone_threads().to_string()])
+fn phone(users: u64, extra: &[&str]) -> (PhoneProcess, String) {
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .users(&format!("{FIRST_USER}-{}", FIRST_USER + users - 1))
+        .password_template("pw-{user}")
+        .challenge("md5-qop")
+        .threads(phone_threads())
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the phone");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_string();
-    (child, addr)
+        .start();
+    let addr = phone.addr("udp").to_string();
+    (phone, addr)
 }
 
 /// A CSV of `size` distinct users of the phone at `addr`, in a fresh temporary folder.
@@ -104,7 +99,7 @@ fn fleet_file(size: u64, addr: &str) -> (PathBuf, PathBuf) {
 /// Runs `sipnotify batch` on `input` with JSON records to `output`; its usage and wall time.
 fn batch(input: &Path, output: &Path, extra: &[&str]) -> (Usage, Duration) {
     let start = Instant::now();
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
+    let mut agent = common::bin()
         .args(["batch", input.to_str().unwrap(), "--output", "json"])
         .args(extra)
         .stdout(std::fs::File::create(output).unwrap())
@@ -115,7 +110,8 @@ fn batch(input: &Path, output: &Path, extra: &[&str]) -> (Usage, Duration) {
     (usage, start.elapsed())
 }
 
-fn stop(mut phone: Child) -> Usage {
+fn stop(phone: PhoneProcess) -> Usage {
+    let mut phone = phone.into_child();
     unsafe { libc::kill(phone.id() as libc::pid_t, libc::SIGTERM) };
     wait_usage(&mut phone)
 }

@@ -1,5 +1,8 @@
 //! `sipnotify batch` end to end: the real binary against `sipnotify phone` on loopback.
 
+mod common;
+
+use common::{bin, PhoneProcess};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -7,43 +10,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sipnotify");
-
-/// A simulated phone on a free loopback UDP port, killed on drop.
+/// A simulated phone on a free loopback UDP port with its `--log`, killed on drop.
 struct Phone {
-    child: Child,
-    port: u16,
+    process: PhoneProcess,
     log: PathBuf,
 }
 
 impl Phone {
     fn start(dir: &Path, extra: &[&str]) -> Phone {
         let log = dir.join("phone.log");
-        let mut child = Command::new(BIN)
-            .args(["phone", "--listen", "127.0.0.1:0", "--transport", "udp"])
-            .args(["--users", "1000-99999", "--password-template", "pw-{user}"])
-            .arg("--log")
-            .arg(&log)
+        let process = PhoneProcess::builder()
+            .transport("udp")
+            .users("1000-99999")
+            .password_template("pw-{user}")
+            .log(&log)
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the phone");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("phone said {line:?}"));
-        Phone { child, port, log }
+            .start();
+        Phone { process, log }
     }
 
     fn target(&self, user: u32) -> String {
-        format!("{user}@127.0.0.1:{}", self.port)
+        format!("{user}@127.0.0.1:{}", self.process.addr("udp").port())
     }
 
     /// The log lines that `keep`, once there are at least `expected` of them or after
@@ -78,6 +65,14 @@ impl Phone {
         counts
     }
 
+    /// The phone's log holds one 2xx answer to NOTIFY for each of `n` users, and no more.
+    #[track_caller]
+    fn assert_each_delivered_once(&self, n: usize) {
+        let counts = self.deliveries(n);
+        assert_eq!(counts.len(), n);
+        assert!(counts.values().all(|n| *n == 1));
+    }
+
     /// The event of each 200 answer per user, from the phone's log, once it holds
     /// `expected`.
     fn events(&self, expected: usize) -> HashMap<String, String> {
@@ -93,11 +88,14 @@ impl Phone {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds; panics after `limit`.
-fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+/// Polls the journal every 20 ms until it holds `n` lines of type `kind`; panics after 30 s.
+fn wait_for_journal(journal: &Path, kind: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_type(&journal_so_far(journal), kind) < n {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} {kind}s in the journal"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -115,11 +113,13 @@ fn count_type(lines: &[Value], kind: &str) -> usize {
     lines.iter().filter(|l| l["type"] == kind).count()
 }
 
-impl Drop for Phone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The keys of the journal lines of type `kind`.
+fn keys<'a>(lines: &'a [Value], kind: &str) -> HashSet<&'a str> {
+    lines
+        .iter()
+        .filter(|l| l["type"] == kind)
+        .map(|l| l["key"].as_str().unwrap())
+        .collect()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -145,8 +145,20 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The run exited with `code`; if not, says what it printed.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn batch(args: &[&str]) -> Output {
-    Command::new(BIN)
+    bin()
         .arg("batch")
         .args(args)
         .stdin(Stdio::null())
@@ -162,6 +174,70 @@ fn write_targets(dir: &Path, phone: &Phone, users: std::ops::Range<u32>) -> Path
     }
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A campaign's fresh folder, a phone started with some arguments, a CSV of some of its
+/// users (with their passwords) and where its journal goes.
+struct Campaign {
+    dir: PathBuf,
+    phone: Phone,
+    input: PathBuf,
+    journal: PathBuf,
+}
+
+impl Campaign {
+    fn start(name: &str, phone_args: &[&str], users: std::ops::Range<u32>) -> Campaign {
+        let dir = temp_dir(name);
+        let phone = Phone::start(&dir, phone_args);
+        let input = write_targets(&dir, &phone, users);
+        let journal = dir.join("j.jsonl");
+        Campaign {
+            dir,
+            phone,
+            input,
+            journal,
+        }
+    }
+
+    /// `sipnotify batch INPUT EXTRA... --journal JOURNAL`, stdin closed.
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut command = bin();
+        command
+            .arg("batch")
+            .arg(&self.input)
+            .args(extra)
+            .arg("--journal")
+            .arg(&self.journal)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Starts [`Campaign::command`] with its stdout to `stdout` and its stderr piped, and
+    /// sends it `sig` once the journal holds `intents` intents: the child and when the
+    /// signal was sent.
+    fn signal_after_intents(
+        &self,
+        extra: &[&str],
+        stdout: Stdio,
+        intents: usize,
+        sig: i32,
+    ) -> (Child, Instant) {
+        let child = self
+            .command(extra)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_journal(&self.journal, "intent", intents);
+        let sent_at = Instant::now();
+        signal(&child, sig);
+        (child, sent_at)
+    }
+
+    /// Runs [`Campaign::command`] to the end.
+    fn run(&self, extra: &[&str]) -> Output {
+        self.command(extra).output().unwrap()
+    }
 }
 
 /// Journal intents' times, in seconds.
@@ -260,7 +336,7 @@ fn jsonl_from_stdin_with_per_row_events() {
         phone.target(1101),
         phone.target(1102)
     );
-    let mut child = Command::new(BIN)
+    let mut child = bin()
         .args([
             "batch", "-", "--format", "jsonl", "--event", "reboot", "--output", "csv",
         ])
@@ -277,12 +353,7 @@ fn jsonl_from_stdin_with_per_row_events() {
         .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let csv = String::from_utf8_lossy(&out.stdout);
     assert_eq!(csv.lines().count(), 4, "{csv}");
     assert!(
@@ -297,19 +368,10 @@ fn jsonl_from_stdin_with_per_row_events() {
 
 #[test]
 fn rate_holds_the_start_rate() {
-    let dir = temp_dir("rate");
-    let phone = Phone::start(&dir, &["--challenge", "none"]);
-    let input = write_targets(&dir, &phone, 2000..2070);
-    let journal = dir.join("j.jsonl");
-    let out = batch(&[
-        input.to_str().unwrap(),
-        "--rate",
-        "30",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let campaign = Campaign::start("rate", &["--challenge", "none"], 2000..2070);
+    let out = campaign.run(&["--rate", "30"]);
     assert_eq!(out.status.code(), Some(0));
-    let at = intent_times(&journal);
+    let at = intent_times(&campaign.journal);
     assert_eq!(at.len(), 70);
     // Starts in the 2-second window from the first: 60 at 30 per second, within 10%. At
     // 30 starts a second even a loaded machine keeps up, so this measures the limiter.
@@ -324,23 +386,14 @@ fn rate_holds_the_start_rate() {
 
 #[test]
 fn spread_scatters_the_starts_over_the_window() {
-    let dir = temp_dir("spread");
-    let phone = Phone::start(&dir, &["--challenge", "none"]);
-    let input = write_targets(&dir, &phone, 3000..3040);
-    let journal = dir.join("j.jsonl");
+    let campaign = Campaign::start("spread", &["--challenge", "none"], 3000..3040);
     let begin = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let out = batch(&[
-        input.to_str().unwrap(),
-        "--spread",
-        "2s",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
+    let out = campaign.run(&["--spread", "2s"]);
     assert_eq!(out.status.code(), Some(0));
-    let at = intent_times(&journal);
+    let at = intent_times(&campaign.journal);
     assert_eq!(at.len(), 40);
     let span = at[39] - at[0];
     // 40 uniform starts over 2 s span less than 1.2 s with probability ~1e-7; the upper
@@ -356,27 +409,13 @@ fn spread_scatters_the_starts_over_the_window() {
 
 #[test]
 fn retries_503_honouring_retry_after() {
-    let dir = temp_dir("retry");
-    let phone = Phone::start(&dir, &["--fail-percent", "50", "--fail-status", "503"]);
-    let input = write_targets(&dir, &phone, 4000..4010);
-    let journal = dir.join("j.jsonl");
-    let out = batch(&[
-        input.to_str().unwrap(),
-        "--retries",
-        "10",
-        "--backoff",
-        "100ms",
-        "--output",
-        "json",
-        "--journal",
-        journal.to_str().unwrap(),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let campaign = Campaign::start(
+        "retry",
+        &["--fail-percent", "50", "--fail-status", "503"],
+        4000..4010,
     );
+    let out = campaign.run(&["--retries", "10", "--backoff", "100ms", "--output", "json"]);
+    assert_exit(&out, 0);
     let records = json_lines(&out.stdout);
     assert!(records.iter().all(|r| r["outcome"] == "delivered"));
     let retried: Vec<&Value> = records
@@ -385,7 +424,7 @@ fn retries_503_honouring_retry_after() {
         .collect();
     assert!(!retried.is_empty(), "no 503 in 10 targets at 50 %?");
     // Retry-After: 1 means a retried target took at least a second per retry.
-    let lines = read_lines(&journal);
+    let lines = read_lines(&campaign.journal);
     for r in retried {
         let key = format!(
             "sip:{} resync",
@@ -403,21 +442,17 @@ fn retries_503_honouring_retry_after() {
         assert!(time("result") - time("intent") >= (tries - 1.0) * 0.99);
     }
     // Every user got exactly one delivery.
-    let counts = phone.deliveries(10);
-    assert_eq!(counts.len(), 10);
-    assert!(counts.values().all(|n| *n == 1));
+    campaign.phone.assert_each_delivered_once(10);
 }
 
 #[test]
 fn shards_cover_every_row_once() {
-    let dir = temp_dir("shard");
-    let phone = Phone::start(&dir, &["--challenge", "none"]);
-    let input = write_targets(&dir, &phone, 5000..5031);
+    let campaign = Campaign::start("shard", &["--challenge", "none"], 5000..5031);
     let mut seen = Vec::new();
     for k in 0..3 {
         let shard = format!("{k}/3");
         let out = batch(&[
-            input.to_str().unwrap(),
+            campaign.input.to_str().unwrap(),
             "--shard",
             &shard,
             "--output",
@@ -434,46 +469,32 @@ fn shards_cover_every_row_once() {
     }
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!((seen.len(), unique.len()), (31, 31));
-    let counts = phone.deliveries(31);
-    assert_eq!(counts.len(), 31);
-    assert!(counts.values().all(|n| *n == 1));
+    campaign.phone.assert_each_delivered_once(31);
 }
 
 #[test]
 fn resume_after_kill_9_never_sends_twice() {
-    let dir = temp_dir("kill9");
-    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "100"]);
-    let input = write_targets(&dir, &phone, 10000..15000);
-    let journal = dir.join("j.jsonl");
-    let args = [
-        input.to_str().unwrap(),
-        "--concurrency",
-        "200",
-        "--journal",
-        journal.to_str().unwrap(),
-        "--output",
-        "json",
-    ];
-    let mut first = Command::new(BIN)
-        .arg("batch")
-        .args(args)
+    let campaign = Campaign::start(
+        "kill9",
+        &["--challenge", "none", "--delay", "100"],
+        10000..15000,
+    );
+    let args = ["--concurrency", "200", "--output", "json"];
+    let mut first = campaign
+        .command(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Killed once some targets are journaled delivered, well before the end (5000 at 200
     // in flight and 100 ms each take 2.5 s at least).
-    wait_until(
-        Duration::from_secs(30),
-        "100 results in the journal",
-        || count_type(&journal_so_far(&journal), "result") >= 100,
-    );
+    wait_for_journal(&campaign.journal, "result", 100);
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
     let mut delivered_before = HashSet::new();
     let mut started = HashSet::new();
-    for line in std::fs::read_to_string(&journal).unwrap().lines() {
+    for line in std::fs::read_to_string(&campaign.journal).unwrap().lines() {
         let Ok(r) = serde_json::from_str::<Value>(line) else {
             continue; // a torn last line
         };
@@ -495,14 +516,14 @@ fn resume_after_kill_9_never_sends_twice() {
         started.len()
     );
 
-    let out = batch(&args);
+    let out = campaign.run(&args);
     let records = json_lines(&out.stdout);
     assert_eq!(records.len(), 5000);
     let answered = records
         .iter()
         .filter(|r| r["outcome"] == "delivered" || r["outcome"] == "already_delivered")
         .count();
-    let counts = phone.deliveries(answered);
+    let counts = campaign.phone.deliveries(answered);
     let mut unknown = 0;
     for r in &records {
         let target = r["target"].as_str().unwrap();
@@ -536,42 +557,26 @@ fn signal(child: &Child, sig: i32) {
 
 #[test]
 fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
-    let dir = temp_dir("sigterm");
-    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "200"]);
-    let input = write_targets(&dir, &phone, 20000..22000);
-    let journal = dir.join("j.jsonl");
-    let child = Command::new(BIN)
-        .arg("batch")
-        .arg(&input)
-        .args(["--concurrency", "50", "--output", "json", "--journal"])
-        .arg(&journal)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let campaign = Campaign::start(
+        "sigterm",
+        &["--challenge", "none", "--delay", "200"],
+        20000..22000,
+    );
     // A journal line means the signal handlers are installed (before the first start).
-    wait_until(Duration::from_secs(30), "60 intents in the journal", || {
-        count_type(&journal_so_far(&journal), "intent") >= 60
-    });
-    let sent_at = Instant::now();
-    signal(&child, libc::SIGTERM);
+    let (child, sent_at) = campaign.signal_after_intents(
+        &["--concurrency", "50", "--output", "json"],
+        Stdio::piped(),
+        60,
+        libc::SIGTERM,
+    );
     let out = child.wait_with_output().unwrap();
     // The 50 in flight end within 200 ms; the whole input would take 8 s.
     assert!(sent_at.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("interrupted"), "{stderr}");
-    let lines = read_lines(&journal); // every line parses
-    let intents: HashSet<&str> = lines
-        .iter()
-        .filter(|l| l["type"] == "intent")
-        .map(|l| l["key"].as_str().unwrap())
-        .collect();
-    let results: HashSet<&str> = lines
-        .iter()
-        .filter(|l| l["type"] == "result")
-        .map(|l| l["key"].as_str().unwrap())
-        .collect();
+    let lines = read_lines(&campaign.journal); // every line parses
+    let (intents, results) = (keys(&lines, "intent"), keys(&lines, "result"));
     assert!(!intents.is_empty() && intents.len() < 2000);
     assert_eq!(intents, results, "in-flight targets were not finished");
     assert_eq!(json_lines(&out.stdout).len(), results.len());
@@ -579,29 +584,20 @@ fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
 
 #[test]
 fn second_ctrl_c_exits_at_once() {
-    let dir = temp_dir("ctrlc2");
     // The phone answers after 30 s: waiting for the targets in flight would take that.
-    let phone = Phone::start(&dir, &["--challenge", "none", "--delay", "30000"]);
-    let input = write_targets(&dir, &phone, 30000..30100);
-    let journal = dir.join("j.jsonl");
-    let report = dir.join("report.csv");
-    let mut child = Command::new(BIN)
-        .arg("batch")
-        .arg(&input)
-        .args(["--concurrency", "20", "--journal"])
-        .arg(&journal)
-        .arg("--report")
-        .arg(&report)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let campaign = Campaign::start(
+        "ctrlc2",
+        &["--challenge", "none", "--delay", "30000"],
+        30000..30100,
+    );
+    let report = campaign.dir.join("report.csv");
     // Every slot taken (and the signal handlers installed before the first one).
-    wait_until(Duration::from_secs(30), "20 intents in the journal", || {
-        count_type(&journal_so_far(&journal), "intent") >= 20
-    });
-    let sent_at = Instant::now();
-    signal(&child, libc::SIGINT);
+    let (mut child, sent_at) = campaign.signal_after_intents(
+        &["--concurrency", "20", "--report", report.to_str().unwrap()],
+        Stdio::null(),
+        20,
+        libc::SIGINT,
+    );
     // The second Ctrl-C once the first is handled (two at once may be seen as one).
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -623,7 +619,7 @@ fn second_ctrl_c_exits_at_once() {
     // At once, not after the 30 s the targets in flight would take.
     assert!(sent_at.elapsed() < Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
-    let lines = read_lines(&journal);
+    let lines = read_lines(&campaign.journal);
     let intents = lines.iter().filter(|l| l["type"] == "intent").count();
     assert_eq!(intents, 20);
     assert!(lines.iter().all(|l| l["type"] == "intent"));
@@ -633,7 +629,6 @@ fn second_ctrl_c_exits_at_once() {
         report.starts_with("line,id,target,event,outcome"),
         "{report:?}"
     );
-    drop(phone);
 }
 
 /// A journal that can no longer be written (here: past the file size limit, EFBIG) stops
@@ -642,16 +637,8 @@ fn second_ctrl_c_exits_at_once() {
 #[test]
 fn a_journal_write_error_is_exit_1_with_its_message() {
     use std::os::unix::process::CommandExt;
-    let dir = temp_dir("journalerr");
-    let phone = Phone::start(&dir, &["--challenge", "none"]);
-    let input = write_targets(&dir, &phone, 6000..6200);
-    let journal = dir.join("j.jsonl");
-    let mut command = Command::new(BIN);
-    command
-        .arg("batch")
-        .arg(&input)
-        .args(["--concurrency", "4", "--journal"])
-        .arg(&journal);
+    let campaign = Campaign::start("journalerr", &["--challenge", "none"], 6000..6200);
+    let mut command = campaign.command(&["--concurrency", "4"]);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -672,7 +659,7 @@ fn a_journal_write_error_is_exit_1_with_its_message() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write the journal"), "{stderr}");
     assert!(!stderr.contains("interrupted"), "{stderr}");
-    let written = std::fs::metadata(&journal).unwrap().len();
+    let written = std::fs::metadata(&campaign.journal).unwrap().len();
     assert!(written <= 2000, "{written}");
 }
 
@@ -804,30 +791,22 @@ fn out_of_range_rates_and_durations_are_exit_2_with_a_message() {
 /// without a journal to resume, the report is replaced.
 #[test]
 fn a_resumed_campaign_appends_to_its_report() {
-    let dir = temp_dir("report");
-    let phone = Phone::start(&dir, &["--challenge", "none"]);
-    let input = write_targets(&dir, &phone, 7000..7003);
-    let journal = dir.join("j.jsonl");
+    let campaign = Campaign::start("report", &["--challenge", "none"], 7000..7003);
     for name in ["report.csv", "report.jsonl"] {
-        let report = dir.join(name);
-        let _ = std::fs::remove_file(&journal);
+        let report = campaign.dir.join(name);
+        let _ = std::fs::remove_file(&campaign.journal);
         let run = |with_journal: bool| {
-            let mut command = Command::new(BIN);
+            let mut command = bin();
             command
                 .arg("batch")
-                .arg(&input)
+                .arg(&campaign.input)
                 .arg("--report")
                 .arg(&report);
             if with_journal {
-                command.arg("--journal").arg(&journal);
+                command.arg("--journal").arg(&campaign.journal);
             }
             let out = command.stdin(Stdio::null()).output().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert_exit(&out, 0);
         };
         // The outcomes in the report, and how many CSV header rows it has.
         let outcomes = || -> (Vec<String>, usize) {
@@ -874,30 +853,18 @@ fn a_resumed_campaign_appends_to_its_report() {
 
 #[test]
 fn a_phone_on_two_threads_answers_every_target_once() {
-    let dir = temp_dir("threads");
-    let phone = Phone::start(&dir, &["--threads", "2"]);
-    let input = write_targets(&dir, &phone, 20_000..22_000);
-    let out = batch(&[input.to_str().unwrap(), "--output", "json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let campaign = Campaign::start("threads", &["--threads", "2"], 20_000..22_000);
+    let out = batch(&[campaign.input.to_str().unwrap(), "--output", "json"]);
+    assert_exit(&out, 0);
     let records = json_lines(&out.stdout);
     assert_eq!(records.len(), 2000);
     // Challenged by one thread, answered by either: the nonce holds across them.
     assert!(records
         .iter()
         .all(|r| r["outcome"] == "delivered" && r["attempts"] == 2));
-    let counts = phone.deliveries(2000);
-    assert_eq!(counts.len(), 2000);
-    assert!(counts.values().all(|n| *n == 1));
+    campaign.phone.assert_each_delivered_once(2000);
 
-    let refused = Command::new(BIN)
-        .args(["phone", "--threads", "0"])
-        .output()
-        .unwrap();
+    let refused = bin().args(["phone", "--threads", "0"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--threads"));
 }
@@ -910,7 +877,7 @@ fn rows_from_a_fifo_start_as_they_come() {
     let fifo = dir.join("rows.csv");
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let mut agent = Command::new(BIN)
+    let mut agent = bin()
         .args(["batch", fifo.to_str().unwrap(), "--output", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

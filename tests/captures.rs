@@ -46,7 +46,7 @@ fn captures_match_what_the_tool_sends_today() {
     ];
     let mut stale = Vec::new();
     for (challenge, label) in [("md5-qop", "challenged"), ("none", "unchallenged")] {
-        let phone = PhoneProcess::start(&["--challenge", challenge]);
+        let phone = PhoneProcess::builder().challenge(challenge).start();
         for transport in ["udp", "tcp"] {
             for (name, cmd) in commands {
                 let target = format!("sip:159@{}", phone.addr(transport));

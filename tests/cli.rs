@@ -16,6 +16,16 @@ fn send(args: &[&str]) -> Output {
         .expect("run sipnotify")
 }
 
+/// `sipnotify resync TARGET EXTRA... --output json` with [`PASSWORD`]: the JSON result and
+/// the exit code.
+fn resync_json(target: &str, extra: &[&str]) -> (serde_json::Value, Option<i32>) {
+    let mut args = vec!["resync", target];
+    args.extend(extra);
+    args.extend(["--output", "json"]);
+    let out = send(&args);
+    (json_line(&out.stdout), out.status.code())
+}
+
 fn target(phone: &PhoneProcess, transport: &str) -> String {
     format!("sip:159@{}", phone.addr(transport))
 }
@@ -45,7 +55,10 @@ fn commands(target: &str) -> Vec<(Vec<String>, &'static str)> {
 
 #[test]
 fn every_command_is_delivered_over_udp_and_tcp_after_a_challenge() {
-    let phone = PhoneProcess::start(&["--challenge", "md5-qop", "--accept-event", "check-sync"]);
+    let phone = PhoneProcess::builder()
+        .challenge("md5-qop")
+        .args(["--accept-event", "check-sync"])
+        .start();
     for transport in ["udp", "tcp"] {
         let t = target(&phone, transport);
         for (args, event) in commands(&t) {
@@ -68,9 +81,11 @@ fn every_command_is_delivered_over_udp_and_tcp_after_a_challenge() {
 #[test]
 fn sha256_and_sipura_md5_challenges_are_answered() {
     for mode in ["sha256", "md5", "none"] {
-        let phone = PhoneProcess::start(&["--challenge", mode, "--transport", "udp"]);
-        let out = send(&["resync", &target(&phone, "udp"), "--output", "json"]);
-        let v = json_line(&out.stdout);
+        let phone = PhoneProcess::builder()
+            .challenge(mode)
+            .transport("udp")
+            .start();
+        let (v, _) = resync_json(&target(&phone, "udp"), &[]);
         assert_eq!(v["outcome"], "delivered", "{mode}: {v}");
         assert_eq!(v["attempts"], if mode == "none" { 1 } else { 2 }, "{mode}");
     }
@@ -78,7 +93,7 @@ fn sha256_and_sipura_md5_challenges_are_answered() {
 
 #[test]
 fn wrong_password_is_auth_failed_with_exit_3() {
-    let phone = PhoneProcess::start(&["--transport", "tcp"]);
+    let phone = PhoneProcess::builder().transport("tcp").start();
     let out = bin()
         .args([
             "reboot",
@@ -99,7 +114,7 @@ fn wrong_password_is_auth_failed_with_exit_3() {
 
 #[test]
 fn unknown_event_is_rejected_with_489_a_hint_and_exit_4() {
-    let phone = PhoneProcess::start(&["--transport", "udp"]);
+    let phone = PhoneProcess::builder().transport("udp").start();
     let out = send(&["notify", &target(&phone, "udp"), "--event", "check-sync"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(4), "{text}");
@@ -113,7 +128,7 @@ fn unknown_event_is_rejected_with_489_a_hint_and_exit_4() {
 
 #[test]
 fn challenged_without_a_password_exits_2_and_says_how_to_fix_it() {
-    let phone = PhoneProcess::start(&["--transport", "udp"]);
+    let phone = PhoneProcess::builder().transport("udp").start();
     let out = bin()
         .args(["resync", &target(&phone, "udp"), "--output", "json"])
         .env_remove("SIPNOTIFY_PASSWORD")
@@ -129,41 +144,37 @@ fn challenged_without_a_password_exits_2_and_says_how_to_fix_it() {
 fn silence_is_a_timeout_and_a_closed_tcp_port_is_unreachable_both_exit_5() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let t = format!("sip:159@{}", silent.local_addr().unwrap());
-    let out = send(&[
-        "resync",
-        &t,
-        "--timeout",
-        "1",
-        "--t1",
-        "100",
-        "--output",
-        "json",
-    ]);
-    let v = json_line(&out.stdout);
-    assert_eq!(out.status.code(), Some(5), "{v}");
+    let (v, code) = resync_json(&t, &["--timeout", "1", "--t1", "100"]);
+    assert_eq!(code, Some(5), "{v}");
     assert_eq!(v["outcome"], "timeout");
     assert!(v["retransmissions"].as_u64().unwrap() >= 3, "{v}");
 
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = closed.local_addr().unwrap();
     drop(closed);
-    let out = send(&[
-        "resync",
-        &format!("sip:159@{addr};transport=tcp"),
-        "--output",
-        "json",
-    ]);
-    let v = json_line(&out.stdout);
-    assert_eq!(out.status.code(), Some(5), "{v}");
+    let (v, code) = resync_json(&format!("sip:159@{addr};transport=tcp"), &[]);
+    assert_eq!(code, Some(5), "{v}");
     assert_eq!(v["outcome"], "unreachable");
 }
 
-#[test]
-fn bad_input_exits_2_with_a_clear_message_and_sends_nothing() {
+/// A UDP socket on a free loopback port, for commands that must send nothing to it.
+fn listener() -> UdpSocket {
     let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
     listener
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
+    listener
+}
+
+#[track_caller]
+fn assert_nothing_sent(listener: &UdpSocket) {
+    let mut buf = [0u8; 2048];
+    assert!(listener.recv_from(&mut buf).is_err(), "nothing was sent");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message_and_sends_nothing() {
+    let listener = listener();
     let addr = listener.local_addr().unwrap();
     let t = format!("sip:159@{addr}");
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -217,16 +228,12 @@ fn bad_input_exits_2_with_a_clear_message_and_sends_nothing() {
             "a password in the URI is repeated: {err}"
         );
     }
-    let mut buf = [0u8; 2048];
-    assert!(listener.recv_from(&mut buf).is_err(), "nothing was sent");
+    assert_nothing_sent(&listener);
 }
 
 #[test]
 fn dry_run_prints_the_exact_request_and_sends_nothing() {
-    let listener = UdpSocket::bind("127.0.0.1:0").unwrap();
-    listener
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    let listener = listener();
     let t = format!("sip:159@{}", listener.local_addr().unwrap());
     let url = "http://10.0.0.1/menu.xml";
     let out = send(&["xml-service", &t, url, "--dry-run", "--output", "json"]);
@@ -239,8 +246,7 @@ fn dry_run_prints_the_exact_request_and_sends_nothing() {
     );
     assert!(request.contains("Event: XML-Service\r\n"));
     assert!(request.ends_with(&format!("Content-Length: {}\r\n\r\n{url}", url.len())));
-    let mut buf = [0u8; 2048];
-    assert!(listener.recv_from(&mut buf).is_err(), "nothing was sent");
+    assert_nothing_sent(&listener);
 }
 
 #[test]
@@ -310,20 +316,13 @@ fn relay(phone: std::net::SocketAddr, drop_first: usize) -> std::net::SocketAddr
 
 #[test]
 fn a_lost_first_notify_is_retransmitted_and_still_delivered() {
-    let phone = PhoneProcess::start(&["--transport", "udp"]);
+    let phone = PhoneProcess::builder().transport("udp").start();
     let via = relay(phone.addr("udp"), 1);
-    let out = send(&[
-        "resync",
+    let (v, code) = resync_json(
         &target(&phone, "udp"),
-        "--proxy",
-        &via.to_string(),
-        "--t1",
-        "100",
-        "--output",
-        "json",
-    ]);
-    let v = json_line(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{v}");
+        &["--proxy", &via.to_string(), "--t1", "100"],
+    );
+    assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["outcome"], "delivered");
     assert_eq!(v["retransmissions"], 1, "{v}");
     assert_eq!(v["attempts"], 2);
@@ -331,7 +330,7 @@ fn a_lost_first_notify_is_retransmitted_and_still_delivered() {
 
 #[test]
 fn verbose_ladder_shows_every_message_but_never_the_password() {
-    let phone = PhoneProcess::start(&["--transport", "udp"]);
+    let phone = PhoneProcess::builder().transport("udp").start();
     for verbosity in ["-v", "-vv"] {
         let out = send(&["resync", &target(&phone, "udp"), verbosity]);
         let all = format!(
@@ -349,7 +348,7 @@ fn verbose_ladder_shows_every_message_but_never_the_password() {
 
 #[test]
 fn password_on_the_command_line_works_but_warns() {
-    let phone = PhoneProcess::start(&["--transport", "udp"]);
+    let phone = PhoneProcess::builder().transport("udp").start();
     let out = bin()
         .args(["resync", &target(&phone, "udp"), "--password", PASSWORD])
         .env_remove("SIPNOTIFY_PASSWORD")

@@ -3,30 +3,12 @@
 
 mod common;
 
-use common::{bin, json_line};
+use common::{bin, json_line, response};
 use rand::{Rng, SeedableRng};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A response to `request` with `status`, the request's Via/From/To/Call-ID/CSeq copied and
-/// `extra` headers added.
-fn answer(request: &[u8], status: &str, extra: &str) -> Vec<u8> {
-    let text = String::from_utf8_lossy(request);
-    let mut out = format!("SIP/2.0 {status}\r\n");
-    for line in text.lines() {
-        for name in ["Via:", "From:", "To:", "Call-ID:", "CSeq:"] {
-            if line.starts_with(name) {
-                out += line;
-                out += "\r\n";
-            }
-        }
-    }
-    out += extra;
-    out += "Content-Length: 0\r\n\r\n";
-    out.into_bytes()
-}
 
 /// A UDP phone that calls `script(n, request, socket, from)` for the n-th request received.
 fn udp_phone(script: impl Fn(usize, &[u8], &UdpSocket, SocketAddr) + Send + 'static) -> SocketAddr {
@@ -83,15 +65,21 @@ fn resync(addr: SocketAddr, extra: &[&str]) -> (serde_json::Value, Option<i32>, 
     (json_line(&out.stdout), out.status.code(), start.elapsed())
 }
 
+/// The result's outcome and the exit code are `outcome` and `exit`.
+#[track_caller]
+fn assert_outcome(v: &serde_json::Value, code: Option<i32>, outcome: &str, exit: i32) {
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some(outcome), Some(exit)),
+        "{v}"
+    );
+}
+
 #[test]
 fn a_phone_that_never_answers_times_out_at_timer_f() {
     let addr = udp_phone(|_, _, _, _| {});
     let (v, code, took) = resync(addr, &[]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("timeout"), Some(5)),
-        "{v}"
-    );
+    assert_outcome(&v, code, "timeout", 5);
     // T1 = 50 ms: Timer F = 3.2 s, retransmissions at 50, 150, 350, 750, 1550, 3150 ms.
     assert!(
         took >= Duration::from_millis(3200) && took < Duration::from_secs(8),
@@ -103,7 +91,8 @@ fn a_phone_that_never_answers_times_out_at_timer_f() {
 #[test]
 fn only_100_trying_ends_as_timeout_that_says_so() {
     let addr = udp_phone(|_, req, sock, from| {
-        sock.send_to(&answer(req, "100 Trying", ""), from).unwrap();
+        sock.send_to(&response(req, 100, "Trying", &[], b""), from)
+            .unwrap();
     });
     let (v, code, _) = resync(addr, &[]);
     assert_eq!(code, Some(5), "{v}");
@@ -115,33 +104,25 @@ fn only_100_trying_ends_as_timeout_that_says_so() {
 
 #[test]
 fn a_phone_that_challenges_forever_is_auth_failed_in_bounded_rounds() {
-    // The same realm again: refused credentials after the first answer.
-    let addr = udp_phone(|n, req, sock, from| {
-        let ch = format!("WWW-Authenticate: Digest realm=\"r\", nonce=\"n{n}\"\r\n");
-        sock.send_to(&answer(req, "401 Unauthorized", &ch), from)
-            .unwrap();
-    });
-    let (v, code, _) = resync(addr, &[]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("auth_failed"), Some(3)),
-        "{v}"
-    );
-    assert_eq!(v["attempts"], 2);
-
-    // A new realm every time: stopped by the round limit.
-    let addr = udp_phone(|n, req, sock, from| {
-        let ch = format!("WWW-Authenticate: Digest realm=\"r{n}\", nonce=\"n\"\r\n");
-        sock.send_to(&answer(req, "401 Unauthorized", &ch), from)
-            .unwrap();
-    });
-    let (v, code, _) = resync(addr, &[]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("auth_failed"), Some(3)),
-        "{v}"
-    );
-    assert_eq!(v["attempts"], 5, "{v}");
+    /// The n-th challenge's value.
+    type Challenge = fn(usize) -> String;
+    // (the challenges, the attempts the resync ends after)
+    let cases: [(Challenge, u64); 2] = [
+        // The same realm again: refused credentials after the first answer.
+        (|n| format!("Digest realm=\"r\", nonce=\"n{n}\""), 2),
+        // A new realm every time: stopped by the round limit.
+        (|n| format!("Digest realm=\"r{n}\", nonce=\"n\""), 5),
+    ];
+    for (challenge, attempts) in cases {
+        let addr = udp_phone(move |n, req, sock, from| {
+            let ch = format!("WWW-Authenticate: {}", challenge(n));
+            sock.send_to(&response(req, 401, "Unauthorized", &[&ch], b""), from)
+                .unwrap();
+        });
+        let (v, code, _) = resync(addr, &[]);
+        assert_outcome(&v, code, "auth_failed", 3);
+        assert_eq!(v["attempts"], attempts, "{v}");
+    }
 }
 
 #[test]
@@ -150,36 +131,31 @@ fn answers_with_another_branch_or_from_another_address_are_ignored() {
         if n > 0 {
             return; // retransmissions
         }
-        let text = String::from_utf8_lossy(&answer(req, "200 OK", "")).into_owned();
+        let text = String::from_utf8_lossy(&response(req, 200, "OK", &[], b"")).into_owned();
         let forged = text.replace("branch=z9hG4bK", "branch=z9hG4bKforged");
         sock.send_to(forged.as_bytes(), from).unwrap();
         let other = UdpSocket::bind("127.0.0.1:0").unwrap();
-        other.send_to(&answer(req, "200 OK", ""), from).unwrap();
+        other
+            .send_to(&response(req, 200, "OK", &[], b""), from)
+            .unwrap();
         thread::sleep(Duration::from_millis(100));
         // Only this one counts.
-        sock.send_to(&answer(req, "603 Decline", ""), from).unwrap();
+        sock.send_to(&response(req, 603, "Decline", &[], b""), from)
+            .unwrap();
     });
     let (v, code, _) = resync(addr, &[]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("rejected"), Some(4)),
-        "{v}"
-    );
+    assert_outcome(&v, code, "rejected", 4);
     assert_eq!(v["status"], 603);
 }
 
 #[test]
 fn a_tcp_connection_closed_mid_message_is_unreachable() {
     let addr = tcp_phone(|req, stream| {
-        let full = answer(req, "200 OK", "");
+        let full = response(req, 200, "OK", &[], b"");
         stream.write_all(&full[..full.len() / 2]).unwrap();
     });
     let (v, code, took) = resync(addr, &["--transport", "tcp"]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("unreachable"), Some(5)),
-        "{v}"
-    );
+    assert_outcome(&v, code, "unreachable", 5);
     assert!(v["reason"].as_str().unwrap().contains("closed"), "{v}");
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
@@ -187,18 +163,14 @@ fn a_tcp_connection_closed_mid_message_is_unreachable() {
 #[test]
 fn a_response_over_64_kib_is_refused_without_waiting_for_it() {
     let addr = tcp_phone(|req, stream| {
-        let text = String::from_utf8_lossy(&answer(req, "200 OK", "")).into_owned();
-        let huge = text.replace("Content-Length: 0", "Content-Length: 70000");
-        stream.write_all(huge.as_bytes()).unwrap();
-        let _ = stream.write_all(&vec![b'x'; 70000]);
+        let huge = response(req, 200, "OK", &[], &[b'x'; 70000]);
+        let (head, body) = huge.split_at(huge.len() - 70000);
+        stream.write_all(head).unwrap();
+        let _ = stream.write_all(body);
         thread::sleep(Duration::from_millis(500));
     });
     let (v, code, _) = resync(addr, &["--transport", "tcp"]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("unreachable"), Some(5)),
-        "{v}"
-    );
+    assert_outcome(&v, code, "unreachable", 5);
     assert!(
         v["reason"].as_str().unwrap().contains("unusable message"),
         "{v}"
@@ -209,11 +181,7 @@ fn a_response_over_64_kib_is_refused_without_waiting_for_it() {
         let _ = sock.send_to(&vec![b'A'; 65_000], from);
     });
     let (v, code, _) = resync(addr, &["--timeout", "1"]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("timeout"), Some(5)),
-        "{v}"
-    );
+    assert_outcome(&v, code, "timeout", 5);
 }
 
 #[test]
@@ -231,11 +199,7 @@ fn random_bytes_never_crash_the_agent() {
         );
     });
     let (v, code, _) = resync(addr, &["--timeout", "1"]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("timeout"), Some(5)),
-        "{v}"
-    );
+    assert_outcome(&v, code, "timeout", 5);
 
     let addr = tcp_phone(|_, stream| {
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
@@ -270,11 +234,7 @@ fn a_tcp_connect_that_gets_no_answer_is_bounded_by_the_timeout() {
     }
     thread::sleep(Duration::from_millis(200));
     let (v, code, took) = resync(addr, &["--transport", "tcp", "--timeout", "1"]);
-    assert_eq!(
-        (v["outcome"].as_str(), code),
-        (Some("unreachable"), Some(5)),
-        "{v}"
-    );
+    assert_outcome(&v, code, "unreachable", 5);
     assert!(v["reason"].as_str().unwrap().contains("no answer"), "{v}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(v["elapsed_ms"].as_f64().unwrap() >= 900.0, "{v}");

@@ -8,9 +8,8 @@
 
 mod common;
 
-use common::{bin, json_line, PhoneProcess, PASSWORD};
+use common::{bin, json_line, PhoneBuilder, PhoneProcess, PASSWORD};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -143,39 +142,21 @@ impl Drop for Kamailio {
     }
 }
 
-/// A phone whose line password is `password` (PhoneProcess has the shared one).
-struct OtherPhone {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl OtherPhone {
-    fn start(password: &str) -> OtherPhone {
-        let mut child = bin()
-            .args(["phone", "--listen", "127.0.0.1:0", "--transport", "udp"])
-            .args(["--user", "159", "--password-template", password])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .trim_start_matches("phone listening on udp ")
-            .parse()
-            .unwrap_or_else(|_| panic!("unexpected first line: {line}"));
-        OtherPhone { child, addr }
-    }
-}
-
-impl Drop for OtherPhone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `phone`, and Kamailio (named after `test`, accepting [`PASSWORD`]) in front of it,
+/// and runs `sipnotify resync` with `password` to the phone's UDP address through the proxy
+/// over `transport`: the JSON result, the exit code and Kamailio's log. None (the test
+/// skips) without Kamailio.
+fn resync_through_kamailio(
+    test: &str,
+    phone: PhoneBuilder,
+    transport: &str,
+    password: &str,
+) -> Option<(Value, i32, String)> {
+    let binary = kamailio_binary(test)?;
+    let phone = phone.start();
+    let kamailio = Kamailio::start(&binary, test, PASSWORD);
+    let (v, code) = resync(phone.addr("udp"), kamailio.addr, transport, password);
+    Some((v, code, kamailio.log()))
 }
 
 /// `sipnotify resync` through the proxy; returns the JSON result (with the ladder) and the
@@ -210,15 +191,23 @@ fn ladder(v: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// Refused: auth_failed with a 403 (exit 3), after `attempts` attempts.
+#[track_caller]
+fn assert_auth_failed_403(v: &Value, code: i32, log: &str, attempts: u64) {
+    assert_eq!(
+        (v["outcome"].as_str(), code, v["status"].as_u64()),
+        (Some("auth_failed"), 3, Some(403)),
+        "{v}\n{log}"
+    );
+    assert_eq!(v["attempts"], attempts, "{v}");
+}
+
 fn right_password_through_kamailio(transport: &str) {
     let test = format!("kamailio_{transport}_right_password");
-    let Some(binary) = kamailio_binary(&test) else {
+    let phone = PhoneProcess::builder().transport("both");
+    let Some((v, code, log)) = resync_through_kamailio(&test, phone, transport, PASSWORD) else {
         return;
     };
-    let phone = PhoneProcess::start(&["--transport", "both"]);
-    let kamailio = Kamailio::start(&binary, &test, PASSWORD);
-    let (v, code) = resync(phone.addr("udp"), kamailio.addr, transport, PASSWORD);
-    let log = kamailio.log();
     assert_eq!(
         (v["outcome"].as_str(), code),
         (Some("delivered"), 0),
@@ -260,24 +249,12 @@ fn right_password_through_kamailio(transport: &str) {
 
 fn wrong_password_refused_by_kamailio(transport: &str) {
     let test = format!("kamailio_{transport}_wrong_password");
-    let Some(binary) = kamailio_binary(&test) else {
+    let phone = PhoneProcess::builder().transport("both");
+    let Some((v, code, log)) = resync_through_kamailio(&test, phone, transport, "not-the-password")
+    else {
         return;
     };
-    let phone = PhoneProcess::start(&["--transport", "both"]);
-    let kamailio = Kamailio::start(&binary, &test, PASSWORD);
-    let (v, code) = resync(
-        phone.addr("udp"),
-        kamailio.addr,
-        transport,
-        "not-the-password",
-    );
-    let log = kamailio.log();
-    assert_eq!(
-        (v["outcome"].as_str(), code, v["status"].as_u64()),
-        (Some("auth_failed"), 3, Some(403)),
-        "{v}\n{log}"
-    );
-    assert_eq!(v["attempts"], 2, "{v}");
+    assert_auth_failed_403(&v, code, &log, 2);
     assert!(log.contains("auth failed -2 for 159"), "{log}");
 }
 
@@ -306,18 +283,13 @@ fn kamailio_tcp_wrong_password_is_auth_failed_at_the_proxy() {
 #[test]
 fn kamailio_accepts_but_the_phone_refuses() {
     let test = "kamailio_accepts_but_the_phone_refuses";
-    let Some(binary) = kamailio_binary(test) else {
+    // A phone whose line password is not the one the proxy accepts.
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .password_template("the-phones-own-password");
+    let Some((v, code, log)) = resync_through_kamailio(test, phone, "udp", PASSWORD) else {
         return;
     };
-    let phone = OtherPhone::start("the-phones-own-password");
-    let kamailio = Kamailio::start(&binary, test, PASSWORD);
-    let (v, code) = resync(phone.addr, kamailio.addr, "udp", PASSWORD);
-    let log = kamailio.log();
-    assert_eq!(
-        (v["outcome"].as_str(), code, v["status"].as_u64()),
-        (Some("auth_failed"), 3, Some(403)),
-        "{v}\n{log}"
-    );
-    assert_eq!(v["attempts"], 3, "{v}");
+    assert_auth_failed_403(&v, code, &log, 3);
     assert!(log.contains("authenticated 159, relaying NOTIFY"), "{log}");
 }

@@ -15,13 +15,14 @@
 //! Every child process (sipp, the phone) lives in a [`ChildGuard`] that kills
 //! it on drop, and every wait is bounded.
 
+mod common;
+
+use common::PhoneProcess;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,20 @@ macro_rules! require_sipp {
         if !sipp_available($name) {
             return;
         }
+    };
+}
+
+/// One `#[test]` per line, `name: function(arguments);`, each skipped (or failed under
+/// `CI`) without sipp.
+macro_rules! sipp_tests {
+    ($($name:ident: $run:ident($($arg:expr),* $(,)?);)*) => {
+        $(
+            #[test]
+            fn $name() {
+                require_sipp!(stringify!($name));
+                $run($($arg),*);
+            }
+        )*
     };
 }
 
@@ -417,60 +432,27 @@ fn agent_vs_sipp_uas(
     );
 }
 
-/// Starts `sipnotify phone` on `port` and waits for its ready line.
+/// Starts `sipnotify phone` on `port`, its stderr to a log, and checks its ready line.
 fn spawn_phone(transport: Transport, port: u16, challenge: &str) -> ChildGuard {
     let log = log_path("phone");
-    let err = File::create(&log).expect("create phone log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sipnotify"))
-        .args([
-            "phone",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--transport",
-            transport.cli(),
-            "--user",
-            USER,
-            "--password-template",
-            PASSWORD,
-            "--challenge",
-            challenge,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(err)
-        .spawn()
-        .expect("start sipnotify phone");
-    let stdout = child.stdout.take().expect("phone stdout");
-    let mut phone = ChildGuard::new(
-        format!("sipnotify phone ({} {challenge})", transport.cli()),
-        child,
-        Some(log),
+    let phone = PhoneProcess::builder()
+        .listen(format!("127.0.0.1:{port}"))
+        .transport(transport.cli())
+        .user(USER)
+        .password_template(PASSWORD)
+        .challenge(challenge)
+        .stderr_to(&log)
+        .start();
+    let line = phone.first_line().trim_end();
+    assert!(
+        line.contains(&port.to_string()),
+        "phone's ready line does not name port {port}: {line:?}"
     );
-
-    // Read stdout on a thread (it keeps draining the pipe until the phone
-    // dies), and wait for the first line: the phone says it is listening.
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(10)) {
-        Ok(line) => assert!(
-            line.contains(&port.to_string()),
-            "phone's ready line does not name port {port}: {line:?}"
-        ),
-        Err(_) => {
-            let status = phone.try_status();
-            panic!(
-                "{} printed no ready line within 10 s (exit: {status:?}); stderr:\n{}",
-                phone.name,
-                phone.output()
-            );
-        }
-    }
-    phone
+    ChildGuard::new(
+        format!("sipnotify phone ({} {challenge})", transport.cli()),
+        phone.into_child(),
+        Some(log),
+    )
 }
 
 /// SIPp's UAC against our phone; returns sipp's exit status and its log.
@@ -525,25 +507,16 @@ fn sipp_uac_vs_phone(
 // Our agent against SIPp playing the phone
 // ---------------------------------------------------------------------------
 
-#[test]
-fn agent_udp_md5_no_qop_right_password_is_delivered() {
-    require_sipp!("agent_udp_md5_no_qop_right_password_is_delivered");
-    agent_vs_sipp_uas(
-        "uas_auth.xml",
-        Transport::Udp,
-        PASSWORD,
-        0,
-        "delivered",
-        200,
-    );
+/// Right password: delivered (200), exit 0.
+fn agent_right_password(scenario_file: &str, transport: Transport) {
+    agent_vs_sipp_uas(scenario_file, transport, PASSWORD, 0, "delivered", 200);
 }
 
-#[test]
-fn agent_udp_md5_no_qop_wrong_password_is_auth_failed() {
-    require_sipp!("agent_udp_md5_no_qop_wrong_password_is_auth_failed");
+/// Wrong password: auth_failed (403), exit 3.
+fn agent_wrong_password(scenario_file: &str, transport: Transport) {
     agent_vs_sipp_uas(
-        "uas_auth.xml",
-        Transport::Udp,
+        scenario_file,
+        transport,
         WRONG_PASSWORD,
         3,
         "auth_failed",
@@ -551,82 +524,23 @@ fn agent_udp_md5_no_qop_wrong_password_is_auth_failed() {
     );
 }
 
-#[test]
-fn agent_udp_md5_qop_right_password_is_delivered() {
-    require_sipp!("agent_udp_md5_qop_right_password_is_delivered");
-    agent_vs_sipp_uas(
-        "uas_auth_qop.xml",
-        Transport::Udp,
-        PASSWORD,
-        0,
-        "delivered",
-        200,
-    );
-}
-
-#[test]
-fn agent_udp_md5_qop_wrong_password_is_auth_failed() {
-    require_sipp!("agent_udp_md5_qop_wrong_password_is_auth_failed");
-    agent_vs_sipp_uas(
-        "uas_auth_qop.xml",
-        Transport::Udp,
-        WRONG_PASSWORD,
-        3,
-        "auth_failed",
-        403,
-    );
-}
-
-#[test]
-fn agent_tcp_md5_no_qop_right_password_is_delivered() {
-    require_sipp!("agent_tcp_md5_no_qop_right_password_is_delivered");
-    agent_vs_sipp_uas(
-        "uas_auth.xml",
-        Transport::Tcp,
-        PASSWORD,
-        0,
-        "delivered",
-        200,
-    );
-}
-
-#[test]
-fn agent_tcp_md5_no_qop_wrong_password_is_auth_failed() {
-    require_sipp!("agent_tcp_md5_no_qop_wrong_password_is_auth_failed");
-    agent_vs_sipp_uas(
-        "uas_auth.xml",
-        Transport::Tcp,
-        WRONG_PASSWORD,
-        3,
-        "auth_failed",
-        403,
-    );
-}
-
-#[test]
-fn agent_tcp_md5_qop_right_password_is_delivered() {
-    require_sipp!("agent_tcp_md5_qop_right_password_is_delivered");
-    agent_vs_sipp_uas(
-        "uas_auth_qop.xml",
-        Transport::Tcp,
-        PASSWORD,
-        0,
-        "delivered",
-        200,
-    );
-}
-
-#[test]
-fn agent_tcp_md5_qop_wrong_password_is_auth_failed() {
-    require_sipp!("agent_tcp_md5_qop_wrong_password_is_auth_failed");
-    agent_vs_sipp_uas(
-        "uas_auth_qop.xml",
-        Transport::Tcp,
-        WRONG_PASSWORD,
-        3,
-        "auth_failed",
-        403,
-    );
+sipp_tests! {
+    agent_udp_md5_no_qop_right_password_is_delivered:
+        agent_right_password("uas_auth.xml", Transport::Udp);
+    agent_udp_md5_no_qop_wrong_password_is_auth_failed:
+        agent_wrong_password("uas_auth.xml", Transport::Udp);
+    agent_udp_md5_qop_right_password_is_delivered:
+        agent_right_password("uas_auth_qop.xml", Transport::Udp);
+    agent_udp_md5_qop_wrong_password_is_auth_failed:
+        agent_wrong_password("uas_auth_qop.xml", Transport::Udp);
+    agent_tcp_md5_no_qop_right_password_is_delivered:
+        agent_right_password("uas_auth.xml", Transport::Tcp);
+    agent_tcp_md5_no_qop_wrong_password_is_auth_failed:
+        agent_wrong_password("uas_auth.xml", Transport::Tcp);
+    agent_tcp_md5_qop_right_password_is_delivered:
+        agent_right_password("uas_auth_qop.xml", Transport::Tcp);
+    agent_tcp_md5_qop_wrong_password_is_auth_failed:
+        agent_wrong_password("uas_auth_qop.xml", Transport::Tcp);
 }
 
 // ---------------------------------------------------------------------------
@@ -660,50 +574,21 @@ fn sipp_uac_wrong_password(transport: Transport, challenge: &str) {
     );
 }
 
-#[test]
-fn sipp_uac_udp_md5_right_password_gets_200() {
-    require_sipp!("sipp_uac_udp_md5_right_password_gets_200");
-    sipp_uac_right_password(Transport::Udp, "md5");
-}
-
-#[test]
-fn sipp_uac_udp_md5_qop_right_password_gets_200() {
-    require_sipp!("sipp_uac_udp_md5_qop_right_password_gets_200");
-    sipp_uac_right_password(Transport::Udp, "md5-qop");
-}
-
-#[test]
-fn sipp_uac_udp_md5_qop_wrong_password_gets_403() {
-    require_sipp!("sipp_uac_udp_md5_qop_wrong_password_gets_403");
-    sipp_uac_wrong_password(Transport::Udp, "md5-qop");
-}
-
-#[test]
-fn sipp_uac_udp_md5_wrong_password_gets_403() {
-    require_sipp!("sipp_uac_udp_md5_wrong_password_gets_403");
-    sipp_uac_wrong_password(Transport::Udp, "md5");
-}
-
-#[test]
-fn sipp_uac_tcp_md5_right_password_gets_200() {
-    require_sipp!("sipp_uac_tcp_md5_right_password_gets_200");
-    sipp_uac_right_password(Transport::Tcp, "md5");
-}
-
-#[test]
-fn sipp_uac_tcp_md5_qop_right_password_gets_200() {
-    require_sipp!("sipp_uac_tcp_md5_qop_right_password_gets_200");
-    sipp_uac_right_password(Transport::Tcp, "md5-qop");
-}
-
-#[test]
-fn sipp_uac_tcp_md5_qop_wrong_password_gets_403() {
-    require_sipp!("sipp_uac_tcp_md5_qop_wrong_password_gets_403");
-    sipp_uac_wrong_password(Transport::Tcp, "md5-qop");
-}
-
-#[test]
-fn sipp_uac_tcp_md5_wrong_password_gets_403() {
-    require_sipp!("sipp_uac_tcp_md5_wrong_password_gets_403");
-    sipp_uac_wrong_password(Transport::Tcp, "md5");
+sipp_tests! {
+    sipp_uac_udp_md5_right_password_gets_200:
+        sipp_uac_right_password(Transport::Udp, "md5");
+    sipp_uac_udp_md5_qop_right_password_gets_200:
+        sipp_uac_right_password(Transport::Udp, "md5-qop");
+    sipp_uac_udp_md5_qop_wrong_password_gets_403:
+        sipp_uac_wrong_password(Transport::Udp, "md5-qop");
+    sipp_uac_udp_md5_wrong_password_gets_403:
+        sipp_uac_wrong_password(Transport::Udp, "md5");
+    sipp_uac_tcp_md5_right_password_gets_200:
+        sipp_uac_right_password(Transport::Tcp, "md5");
+    sipp_uac_tcp_md5_qop_right_password_gets_200:
+        sipp_uac_right_password(Transport::Tcp, "md5-qop");
+    sipp_uac_tcp_md5_qop_wrong_password_gets_403:
+        sipp_uac_wrong_password(Transport::Tcp, "md5-qop");
+    sipp_uac_tcp_md5_wrong_password_gets_403:
+        sipp_uac_wrong_password(Transport::Tcp, "md5");
 }

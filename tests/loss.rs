@@ -189,7 +189,11 @@ impl Relay {
 #[test]
 fn thirty_percent_loss_each_way_still_delivers_every_target_once() {
     let started = Instant::now();
-    let phone = common::PhoneProcess::start(&["--transport", "udp", "--users", "1000-1999"]);
+    let phone = common::PhoneProcess::builder()
+        .transport("udp")
+        .user("159")
+        .users("1000-1999")
+        .start();
     let phone_addr = phone.addr("udp");
     let relay = Relay::start(phone_addr, 0x5EED_1234);
 

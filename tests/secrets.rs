@@ -6,13 +6,12 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, PhoneProcess};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -79,69 +78,38 @@ fn fresh_dir(name: &str) -> PathBuf {
 /// `sipnotify phone` with everything it prints captured: stdout, stderr (at trace level) and
 /// its `--log` file.
 struct LoudPhone {
-    child: Child,
+    process: PhoneProcess,
     addr: SocketAddr,
     tcp: SocketAddr,
-    first_line: String,
-    rest: Option<thread::JoinHandle<Vec<u8>>>,
     dir: PathBuf,
 }
 
 impl LoudPhone {
     fn start(dir: PathBuf) -> LoudPhone {
-        let stderr = std::fs::File::create(dir.join("phone.stderr")).unwrap();
-        let mut child = bin()
-            .args(["phone", "--listen", "127.0.0.1:0", "--transport", "both"])
-            .args(["--user", "159", "--users", "1000-1999"])
-            .args([
-                "--password-template",
-                SECRET,
-                "-vv",
-                "--accept-event",
-                "check-sync",
-            ])
-            .arg("--log")
-            .arg(dir.join("phone.log"))
+        let process = PhoneProcess::builder()
+            .transport("both")
+            .user("159")
+            .users("1000-1999")
+            .password_template(SECRET)
+            .args(["-vv", "--accept-event", "check-sync"])
+            .log(&dir.join("phone.log"))
             .env("SIPNOTIFY_LOG", "trace")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start sipnotify phone");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first_line = String::new();
-        stdout.read_line(&mut first_line).unwrap();
-        let find = |t: &str| -> SocketAddr {
-            first_line
-                .trim()
-                .trim_start_matches("phone listening on ")
-                .split(", ")
-                .find_map(|p| p.strip_prefix(t))
-                .unwrap_or_else(|| panic!("unexpected first line: {first_line}"))
-                .parse()
-                .unwrap()
-        };
-        let (addr, tcp) = (find("udp "), find("tcp "));
-        let rest = thread::spawn(move || {
-            let mut rest = Vec::new();
-            let _ = stdout.read_to_end(&mut rest);
-            rest
-        });
+            .stderr_to(&dir.join("phone.stderr"))
+            .start();
+        let (addr, tcp) = (process.addr("udp"), process.addr("tcp"));
         LoudPhone {
-            child,
+            process,
             addr,
             tcp,
-            first_line,
-            rest: Some(rest),
             dir,
         }
     }
 
     /// Stops the phone with SIGTERM (so it prints its counters) and scans all it printed.
-    fn stop_and_scan(mut self, leaks: &mut Leaks) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap();
-        let rest = self.rest.take().unwrap().join().unwrap();
-        let stdout = [self.first_line.as_bytes(), &rest].concat();
+    fn stop_and_scan(self, leaks: &mut Leaks) {
+        let first_line = self.process.first_line().to_string();
+        let rest = self.process.terminate();
+        let stdout = [first_line.as_bytes(), &rest].concat();
         assert!(
             String::from_utf8_lossy(&rest).contains("phone stopped:"),
             "the phone did not print its counters: {}",
@@ -162,13 +130,6 @@ impl LoudPhone {
         );
         scan("phone --log", &log, &[SECRET, WRONG, NUMERIC], leaks);
         scan("phone stderr", &stderr, &[SECRET, WRONG, NUMERIC], leaks);
-    }
-}
-
-impl Drop for LoudPhone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -220,15 +181,67 @@ struct Job {
     reuse_dir: Option<String>,
 }
 
+/// The directory of a job's run: its label with only ASCII letters and digits.
+fn dir_name(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// `batch INPUT --output FORMAT -vv --journal JOURNAL --report REPORT`.
+fn batch_vv(input: &str, format: &str, journal: &str, report: &str) -> Vec<String> {
+    strings(&[
+        "batch",
+        input,
+        "--output",
+        format,
+        "-vv",
+        "--journal",
+        journal,
+        "--report",
+        report,
+    ])
+}
+
+/// `args` as owned strings.
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+impl Job {
+    /// A batch run with [`SECRET`] from `source` on the input file `input` (name, contents),
+    /// which has bad rows: exit 1.
+    fn batch(
+        label: String,
+        args: Vec<String>,
+        source: Source,
+        input: (&str, &str),
+        expect: &[&str],
+        writes: &[&str],
+    ) -> Job {
+        Job {
+            label,
+            args,
+            source,
+            password: SECRET,
+            trace: false,
+            inputs: vec![(input.0.into(), input.1.into())],
+            code: 1,
+            expect: strings(expect),
+            writes: strings(writes),
+            reuse_dir: None,
+        }
+    }
+}
+
 /// Runs the job in its own directory and scans stdout, stderr and every file there. Returns
 /// the run's wall time.
 fn run_job(job: &Job, leaks: &mut Leaks) -> std::time::Duration {
-    let dir_name = job.reuse_dir.clone().unwrap_or_else(|| {
-        job.label
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect()
-    });
+    let dir_name = job
+        .reuse_dir
+        .clone()
+        .unwrap_or_else(|| dir_name(&job.label));
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("secrets-{}", std::process::id()))
         .join("runs")
@@ -494,85 +507,49 @@ fn batch_never_shows_a_password() {
                     "report.jsonl"
                 };
                 n += 1;
-                let mut args: Vec<String> = ["batch", "targets.csv", "--output", f]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                args.extend(flags.iter().map(|s| s.to_string()));
+                let mut args = strings(&["batch", "targets.csv", "--output", f]);
+                args.extend(strings(&flags));
                 args.extend(
                     ["--event", "resync", "--journal", "campaign.journal"].map(String::from),
                 );
                 args.extend(["--report".to_string(), report.to_string()]);
                 jobs.push(Job {
-                    label: format!("batch csv {format}{v} {report} ({source:?})"),
-                    args,
-                    source,
-                    password: SECRET,
                     trace: n == 5,
-                    inputs: vec![("targets.csv".into(), csv.clone())],
-                    code: 1,
-                    expect: vec!["r0".into(), "r6".into()],
-                    writes: vec!["campaign.journal".into(), report.into()],
-                    reuse_dir: None,
+                    ..Job::batch(
+                        format!("batch csv {format}{v} {report} ({source:?})"),
+                        args,
+                        source,
+                        ("targets.csv", &csv),
+                        &["r0", "r6"],
+                        &["campaign.journal", report],
+                    )
                 });
             }
         }
     }
     for (format, f) in [("human", "human"), ("json", "json"), ("csv", "csv")] {
         for source in Source::ALL {
-            let args: Vec<String> = [
-                "batch",
-                "targets.jsonl",
-                "--output",
-                f,
-                "-vv",
-                "--journal",
-                "j.journal",
-                "--report",
-                "report.jsonl",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            jobs.push(Job {
-                label: format!("batch jsonl {format} -vv ({source:?})"),
-                args,
+            jobs.push(Job::batch(
+                format!("batch jsonl {format} -vv ({source:?})"),
+                batch_vv("targets.jsonl", f, "j.journal", "report.jsonl"),
                 source,
-                password: SECRET,
-                trace: false,
-                inputs: vec![("targets.jsonl".into(), jsonl.clone())],
-                code: 1,
-                expect: vec!["j0".into(), "j2".into()],
-                writes: vec!["j.journal".into(), "report.jsonl".into()],
-                reuse_dir: None,
-            });
+                ("targets.jsonl", &jsonl),
+                &["j0", "j2"],
+                &["j.journal", "report.jsonl"],
+            ));
         }
     }
     // One run with the whole of tracing on.
     jobs.push(Job {
-        label: "batch csv json -vv SIPNOTIFY_LOG=trace".into(),
-        args: [
-            "batch",
-            "targets.csv",
-            "--output",
-            "json",
-            "-vv",
-            "--journal",
-            "campaign.journal",
-            "--report",
-            "report.jsonl",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        source: Source::Env,
-        password: SECRET,
         trace: true,
-        inputs: vec![("targets.csv".into(), csv.clone())],
-        code: 1,
-        expect: vec!["r0".into()],
-        writes: vec!["campaign.journal".into(), "report.jsonl".into()],
-        reuse_dir: None,
+        ..Job::batch(
+            "batch csv json -vv SIPNOTIFY_LOG=trace".into(),
+            batch_vv("targets.csv", "json", "campaign.journal", "report.jsonl"),
+            Source::Env,
+            ("targets.csv", &csv),
+            &["r0"],
+            &["campaign.journal", "report.jsonl"],
+        )
     });
     let count = jobs.len();
     let (mut leaks, _) = run_all(&jobs, 3);
@@ -584,35 +561,17 @@ fn batch_never_shows_a_password() {
             .iter()
             .find(|j| j.label.starts_with(&format!("batch csv {format} -vv")))
             .unwrap();
-        let dir = first
-            .label
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect::<String>();
+        let dir = dir_name(&first.label);
         resumed.push(Job {
-            label: format!("batch csv {format} -vv resumed"),
-            args: [
-                "batch",
-                "targets.csv",
-                "--output",
-                f,
-                "-vv",
-                "--journal",
-                "campaign.journal",
-                "--report",
-                "again.csv",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-            source: Source::File,
-            password: SECRET,
-            trace: false,
-            inputs: vec![("targets.csv".into(), csv.clone())],
-            code: 1,
-            expect: vec!["already_delivered".into()],
-            writes: vec!["again.csv".into()],
             reuse_dir: Some(dir),
+            ..Job::batch(
+                format!("batch csv {format} -vv resumed"),
+                batch_vv("targets.csv", f, "campaign.journal", "again.csv"),
+                Source::File,
+                ("targets.csv", &csv),
+                &["already_delivered"],
+                &["again.csv"],
+            )
         });
     }
     let (more, _) = run_all(&resumed, 3);

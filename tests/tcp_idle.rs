@@ -1,6 +1,9 @@
 //! A TCP connection the agent no longer needs is closed once no transaction can still wait
 //! on it: a campaign to many phones must not keep a descriptor per phone.
 
+mod common;
+
+use common::response;
 use sipnotify::proto::transaction::Timers;
 use sipnotify::{Event, Notifier, NotifierConfig, Notify, OutcomeKind, Target, Transport};
 use std::io::{Read, Write};
@@ -20,19 +23,9 @@ async fn an_idle_connection_is_closed_after_timer_f() {
             .unwrap();
         let mut buf = vec![0u8; 4096];
         let n = stream.read(&mut buf).unwrap();
-        let request = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let mut response = String::from("SIP/2.0 200 OK\r\n");
-        for line in request.lines() {
-            if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
-                .iter()
-                .any(|h| line.starts_with(h))
-            {
-                response += line;
-                response += "\r\n";
-            }
-        }
-        response += "Content-Length: 0\r\n\r\n";
-        stream.write_all(response.as_bytes()).unwrap();
+        stream
+            .write_all(&response(&buf[..n], 200, "OK", &[], b""))
+            .unwrap();
         let answered = Instant::now();
         // The agent closes: read returns 0. Without the idle close it would time out.
         let eof = matches!(stream.read(&mut buf), Ok(0));

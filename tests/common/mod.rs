@@ -1,68 +1,305 @@
-//! Helpers shared by the integration tests: a simulated phone as a child process.
+//! Helpers shared by the integration tests (and `benches/fleet.rs`): the simulated phone as a
+//! child process, and SIP responses built from a request.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 /// The password every simulated line in these tests has.
 pub const PASSWORD: &str = "Pw-159-sEcReT";
+
+/// How long a phone may take to print the line that says where it listens.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// The real binary under test.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sipnotify"))
 }
 
+/// The options of a `sipnotify phone` to start: [`PhoneProcess::builder`].
+#[derive(Debug, Clone)]
+pub struct PhoneBuilder {
+    listen: Vec<String>,
+    transport: Option<String>,
+    users: Vec<(&'static str, String)>,
+    password_template: String,
+    threads: Option<u16>,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    stderr: Option<PathBuf>,
+}
+
+impl PhoneBuilder {
+    /// Listens on `addr` (repeatable); without it, on a free loopback port (`127.0.0.1:0`).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen.push(addr.into());
+        self
+    }
+
+    /// `udp`, `tcp` or `both` (the phone's default).
+    pub fn transport(mut self, transport: &str) -> Self {
+        self.transport = Some(transport.to_string());
+        self
+    }
+
+    /// A line the phone answers for (repeatable). Without `user` or `users`: user 159.
+    pub fn user(mut self, user: &str) -> Self {
+        self.users.push(("--user", user.to_string()));
+        self
+    }
+
+    /// A range of numeric users, e.g. `1000-1999` (repeatable).
+    pub fn users(mut self, range: &str) -> Self {
+        self.users.push(("--users", range.to_string()));
+        self
+    }
+
+    /// Each line's password (`{user}` is replaced by the user); by default [`PASSWORD`].
+    pub fn password_template(mut self, template: &str) -> Self {
+        self.password_template = template.to_string();
+        self
+    }
+
+    /// The challenge: md5, md5-qop (the phone's default), sha256 or none.
+    pub fn challenge(self, mode: &str) -> Self {
+        self.args(["--challenge", mode])
+    }
+
+    /// Answers on `n` threads.
+    pub fn threads(mut self, n: u16) -> Self {
+        self.threads = Some(n);
+        self
+    }
+
+    /// Appends one JSON line per exchange to `path` (`--log`).
+    pub fn log(self, path: &Path) -> Self {
+        self.args([OsString::from("--log"), path.into()])
+    }
+
+    /// Any other arguments of `sipnotify phone`, e.g. `["--delay", "100"]`.
+    pub fn args<S: Into<OsString>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// An environment variable of the phone's process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes the phone's stderr to the file `path` (created anew) instead of discarding it.
+    pub fn stderr_to(mut self, path: &Path) -> Self {
+        self.stderr = Some(path.to_path_buf());
+        self
+    }
+
+    /// The command line after `sipnotify`.
+    fn command_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec!["phone".into()];
+        let mut push = |flag: &str, value: &str| out.extend([flag.into(), value.into()]);
+        if self.listen.is_empty() {
+            push("--listen", "127.0.0.1:0");
+        }
+        for addr in &self.listen {
+            push("--listen", addr);
+        }
+        if let Some(transport) = &self.transport {
+            push("--transport", transport);
+        }
+        if self.users.is_empty() {
+            push("--user", "159");
+        }
+        for (flag, value) in &self.users {
+            push(flag, value);
+        }
+        push("--password-template", &self.password_template);
+        if let Some(n) = self.threads {
+            push("--threads", &n.to_string());
+        }
+        out.extend(self.args.iter().cloned());
+        out
+    }
+
+    /// Starts the phone and waits (at most 30 s) until it says where it listens.
+    pub fn start(self) -> PhoneProcess {
+        let stderr = match &self.stderr {
+            Some(path) => {
+                Stdio::from(std::fs::File::create(path).expect("create the phone's stderr file"))
+            }
+            None => Stdio::null(),
+        };
+        let mut child = bin()
+            .args(self.command_args())
+            .envs(self.env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start sipnotify phone");
+        // Its stdout is read on a thread, to the end, so that the phone never blocks on it:
+        // the first line is handed over at once, the rest when the phone exits.
+        let stdout = child.stdout.take().expect("the phone's stdout");
+        let (first_tx, first_rx) = mpsc::channel();
+        let rest = thread::spawn(move || {
+            let mut stdout = BufReader::new(stdout);
+            let mut first = String::new();
+            let _ = stdout.read_line(&mut first);
+            let _ = first_tx.send(first);
+            let mut rest = Vec::new();
+            let _ = stdout.read_to_end(&mut rest);
+            rest
+        });
+        let mut phone = PhoneProcess {
+            child: Some(child),
+            addrs: Vec::new(),
+            first_line: String::new(),
+            rest: Some(rest),
+            stderr: self.stderr,
+        };
+        phone.first_line =
+            match first_rx.recv_timeout(READY_WITHIN) {
+                Ok(line) if !line.is_empty() => line,
+                // `phone` is dropped by the panic: killed.
+                _ => panic!(
+                "sipnotify phone {:?} printed no first line within {READY_WITHIN:?} (exit: {:?}); \
+                 stderr:\n{}",
+                self.args,
+                phone.child.as_mut().and_then(|c| c.try_wait().ok().flatten()),
+                phone.stderr_text()
+            ),
+            };
+        phone.addrs = parse_listening(&phone.first_line)
+            .unwrap_or_else(|| panic!("unexpected first line: {}", phone.first_line));
+        phone
+    }
+}
+
+/// `phone listening on udp 127.0.0.1:5060, tcp 127.0.0.1:5060`: the transports and addresses.
+fn parse_listening(line: &str) -> Option<Vec<(String, SocketAddr)>> {
+    let list = line.trim().strip_prefix("phone listening on ")?;
+    let addrs = list
+        .split(", ")
+        .map(|part| {
+            let (transport, addr) = part.split_once(' ')?;
+            Some((transport.to_string(), addr.parse().ok()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (!addrs.is_empty()).then_some(addrs)
+}
+
 /// `sipnotify phone` running as a child; killed on drop.
 pub struct PhoneProcess {
-    child: Child,
-    pub udp: Option<SocketAddr>,
-    pub tcp: Option<SocketAddr>,
+    /// None once handed over or stopped.
+    child: Option<Child>,
+    addrs: Vec<(String, SocketAddr)>,
+    first_line: String,
+    /// The thread reading stdout after the first line.
+    rest: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<PathBuf>,
 }
 
 impl PhoneProcess {
-    /// Starts a phone on free loopback ports with `args` added, and waits until it listens.
-    pub fn start(args: &[&str]) -> PhoneProcess {
-        let mut child = bin()
-            .args(["phone", "--listen", "127.0.0.1:0", "--user", "159"])
-            .args(["--password-template", PASSWORD])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sipnotify phone");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("phone prints its addresses");
-        let find = |t: &str| {
-            line.trim()
-                .trim_start_matches("phone listening on ")
-                .split(", ")
-                .find_map(|part| part.strip_prefix(t).map(|a| a.trim().parse().unwrap()))
-        };
-        let (udp, tcp) = (find("udp "), find("tcp "));
-        assert!(
-            udp.is_some() || tcp.is_some(),
-            "unexpected first line: {line}"
-        );
-        PhoneProcess { child, udp, tcp }
+    /// A phone on a free loopback port, both transports, user 159 with [`PASSWORD`], its
+    /// stderr discarded, until the builder says otherwise.
+    pub fn builder() -> PhoneBuilder {
+        PhoneBuilder {
+            listen: Vec::new(),
+            transport: None,
+            users: Vec::new(),
+            password_template: PASSWORD.to_string(),
+            threads: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            stderr: None,
+        }
     }
 
-    /// The phone's address for `transport` ("udp" or "tcp").
+    /// The phone's first address for `transport` ("udp" or "tcp").
     pub fn addr(&self, transport: &str) -> SocketAddr {
-        match transport {
-            "udp" => self.udp.expect("phone listens on udp"),
-            _ => self.tcp.expect("phone listens on tcp"),
-        }
+        self.addrs
+            .iter()
+            .find(|(t, _)| t == transport)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("phone listens on {transport}: {}", self.first_line))
+    }
+
+    /// What the phone printed first: where it listens, with a newline.
+    pub fn first_line(&self) -> &str {
+        &self.first_line
+    }
+
+    /// What the phone wrote to the file given to [`PhoneBuilder::stderr_to`] so far.
+    pub fn stderr_text(&self) -> String {
+        self.stderr
+            .as_deref()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Stops the phone with SIGTERM (it prints its counters) and returns all it printed on
+    /// stdout after the first line.
+    pub fn terminate(mut self) -> Vec<u8> {
+        let mut child = self.child.take().expect("a running phone");
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        child.wait().expect("wait for the phone");
+        self.rest
+            .take()
+            .expect("the stdout reader")
+            .join()
+            .expect("the stdout reader")
+    }
+
+    /// The child process, no longer killed on drop: for a caller that stops it its own way.
+    pub fn into_child(mut self) -> Child {
+        self.child.take().expect("a running phone")
     }
 }
 
 impl Drop for PhoneProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// A SIP response to `request`: `SIP/2.0 {status} {reason}`, the request's Via, From, To,
+/// Call-ID and CSeq lines copied in their order, then `headers` (whole `Name: value` lines,
+/// without line ends), a `Content-Length` that is the length of `body`, and `body`.
+pub fn response(
+    request: &[u8],
+    status: u16,
+    reason: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Vec<u8> {
+    let text = String::from_utf8_lossy(request);
+    let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+    for line in text.lines() {
+        if ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+            .iter()
+            .any(|name| line.starts_with(name))
+        {
+            out += line;
+            out += "\r\n";
+        }
+    }
+    for header in headers {
+        out += header;
+        out += "\r\n";
+    }
+    out += &format!("Content-Length: {}\r\n\r\n", body.len());
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
 }
 
 /// Parses the single JSON line a single-target command prints.
