@@ -3,25 +3,30 @@
 //!
 //! # Layout
 //!
-//! - [`proto`] is the SIP protocol core. It is sans-IO: no sockets, no clock reads, no tokio.
-//!   Time comes in as an [`std::time::Instant`] argument, bytes in and out as buffers.
-//!   - [`sip::codec`] parses and frames everything received, tolerantly and within bounds.
-//!   - [`sip::digest`] computes and verifies digest answers (MD5, SHA-256, -sess, qop).
-//!   - [`sip::request`] writes the NOTIFY requests, once per attempt, into one buffer;
-//!     rsip parses them back as the typed view.
-//!   - [`sip::uri`] parses the phone addresses users type.
-//!   - [`proto::transaction`] is the RFC 3261 non-INVITE client transaction and its timers.
-//!   - [`proto::flow`] drives one target from first NOTIFY to its [`Outcome`], answering
-//!     401/407 challenges.
-//!   - [`proto::endpoint`] multiplexes many flows: routes responses by Via branch, keeps one
-//!     timer queue, and hands out datagrams to send.
-//! - [`net`] is the thin tokio layer: one driver task pumps a UDP socket, TCP connections
-//!   and one timer into an endpoint, behind the async [`Notifier`] API.
+//! From the bytes on the wire up to campaigns (ARCHITECTURE.md tells the same with the flow
+//! of one NOTIFY and one campaign row through it):
+//!
+//! - [`sip`] is the wire format, sans-IO: [`sip::codec`] parses and frames what is
+//!   received, tolerantly and within bounds; [`sip::uri`] reads targets into a [`Target`]
+//!   with a [`Host`] and an optional port; [`sip::request`] and [`sip::response`] write
+//!   messages; [`sip::digest`] is digest authentication, split into its client and server
+//!   sides.
+//! - [`event`] is the one table of events (resync, reboot, restart, report, XML-Service)
+//!   and their names, and the [`Event`] a NOTIFY carries.
+//! - [`proto`] is the protocol core, sans-IO: no sockets, no clock reads, no tokio. Time
+//!   comes in as an [`std::time::Instant`] argument, bytes in and out as buffers. A
+//!   [`Notify`] (what to send) and its [`Route`](proto::Route) (where, once resolved) start
+//!   a flow in the [`Endpoint`](proto::Endpoint), which runs RFC 3261 transactions,
+//!   answers 401/407 challenges and ends each target with an [`Outcome`].
+//! - [`net`] is the thin tokio layer: [`net::resolve`] finds the next hop, and one driver
+//!   task pumps a UDP socket, TCP connections and one timer into an endpoint, behind the
+//!   async [`Notifier`].
 //! - [`campaign`] sends one event to many phones from a streamed CSV or JSON Lines file:
-//!   sharding, pacing (concurrency, rate, spread), retries, and a crash-safe journal that
-//!   lets a campaign resume without sending twice.
+//!   the whole pipeline (input, sharding, pacing, retries, a crash-safe journal, report,
+//!   summary) behind [`Campaign`](campaign::Campaign), over any delivery
+//!   [`Channel`](campaign::Channel), of which the [`Notifier`] is the first.
 //! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
-//!   the tests, the demo and users' own integration tests.
+//!   the tests, the demo and users' own rehearsals.
 //!
 //! # Example
 //!

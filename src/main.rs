@@ -2,7 +2,8 @@
 
 mod cli;
 
-// glibc's malloc was a fifth of a campaign's CPU (many small, short-lived allocations).
+// A campaign makes many small, short-lived allocations, which mimalloc serves faster than
+// glibc's malloc, and in memory that does not grow with the run (README, Performance).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -82,7 +82,7 @@ impl Defaults {
             Ok(event) => self.event = Some(event),
             // Rows may still give the URL.
             Err(_) if self.url.is_none() && url_needed(&self.event_name) => {}
-            Err(e) => return Err(BadRow(e)),
+            Err(e) => return Err(e),
         }
         Ok(())
     }
@@ -117,7 +117,7 @@ impl Defaults {
     }
 
     /// The row's event: the default one, shared, unless the row names one or a URL.
-    fn event_for(&self, row: &Row) -> Result<Arc<Event>, String> {
+    fn event_for(&self, row: &Row) -> Result<Arc<Event>, BadRow> {
         if let (None, None, Some(event)) = (&row.event, &row.url, &self.event) {
             return Ok(event.clone());
         }
@@ -126,7 +126,7 @@ impl Defaults {
     }
 
     /// Builds an event by name, with the row's URL or else the defaults for its kind.
-    fn build(&self, name: &str, url: Option<&str>) -> Result<Arc<Event>, String> {
+    fn build(&self, name: &str, url: Option<&str>) -> Result<Arc<Event>, BadRow> {
         let url = url.or(match event::lookup(name).map(|spec| spec.url) {
             Some(UrlUse::Profile) => self.profile.as_deref(),
             Some(UrlUse::Body) => self.url.as_deref(),
@@ -134,7 +134,7 @@ impl Defaults {
         });
         Event::named(name, url, self.body.clone(), self.content_type.clone())
             .map(Arc::new)
-            .map_err(|e| format!("event `{name}`: {e}"))
+            .map_err(|e| BadRow(format!("event `{name}`: {e}")))
     }
 }
 

@@ -68,7 +68,7 @@ pub use journal::{Journal, ResumeState};
 pub use record::{Record, Verdict};
 pub use report::Report;
 pub use retry::RetryPolicy;
-pub use run::{quota, RunEnd, Stop, MAX_RATE, MIN_RATE};
+pub use run::{period, RunEnd, Stop, MAX_RATE, MIN_RATE};
 pub use shard::Shard;
 pub use summary::Summary;
 
@@ -302,7 +302,7 @@ impl<C: Channel> Campaign<C> {
             return Err(CampaignError::Option("--concurrency must be at least 1"));
         }
         if let Some(rate) = options.rate {
-            if !(MIN_RATE..=MAX_RATE).contains(&rate) || quota(rate).is_none() {
+            if !(MIN_RATE..=MAX_RATE).contains(&rate) || period(rate).is_none() {
                 return Err(CampaignError::Option(
                     "--rate must be between 0.001 and 1000000 starts per second",
                 ));

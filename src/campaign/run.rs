@@ -4,16 +4,14 @@
 use super::channel::Channel;
 use super::input::RowError;
 use super::journal::{Finished, Intent, Journal, ResumeState};
-use super::pace::Spread;
+use super::pace::{Pacer, Spread};
 use super::record::{Record, Verdict};
 use super::retry::RetryPolicy;
-use governor::{Quota, RateLimiter};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 
 /// One input item: a target ready to send, or a bad row to report.
@@ -117,16 +115,17 @@ struct Shared<C> {
     journal_error: Mutex<Option<String>>,
 }
 
-/// The governor quota for `rate` starts per second, with no burst: starts are spaced
-/// evenly from the first one. `None` when the rate is not a positive number or its period
-/// does not fit a [`Duration`] (too small a rate) or rounds to zero (too large a rate);
-/// the command line keeps it within [`MIN_RATE`] and [`MAX_RATE`].
-pub fn quota(rate: f64) -> Option<Quota> {
+/// The time between two starts at `rate` starts per second. `None` when the rate is not a
+/// positive number or its period does not fit a [`Duration`] (too small a rate) or rounds
+/// to zero (too large a rate); the command line keeps it within [`MIN_RATE`] and
+/// [`MAX_RATE`].
+pub fn period(rate: f64) -> Option<Duration> {
     if !(rate > 0.0 && rate.is_finite()) {
         return None;
     }
-    let period = Duration::try_from_secs_f64(1.0 / rate).ok()?;
-    Quota::with_period(period).map(|q| q.allow_burst(NonZeroU32::MIN))
+    Duration::try_from_secs_f64(1.0 / rate)
+        .ok()
+        .filter(|p| !p.is_zero())
 }
 
 /// Items per chunk sent to [`Runner::run`]: large enough that the hand-over between the
@@ -155,7 +154,7 @@ impl<C: Channel> Runner<C> {
             .concurrency
             .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let slots = Arc::new(Semaphore::new(concurrency));
-        let limiter = self.rate.and_then(quota).map(RateLimiter::direct);
+        let mut pacer = self.rate.and_then(period).map(Pacer::new);
         let mut spread = self.spread.map(|(w, total)| Spread::new(w, total));
         let mut rng = StdRng::from_entropy();
         let shared = Arc::new(Shared {
@@ -229,12 +228,12 @@ impl<C: Channel> Runner<C> {
                 _ = halt.stopped() => break 'input,
                 permit = slots.clone().acquire_owned() => permit.expect("never closed"),
             };
-            if let Some(limiter) = &limiter {
+            if let Some(pacer) = &mut pacer {
                 tokio::select! {
                     biased;
                     _ = stop.stopped() => { end.interrupted = true; break 'input; }
                     _ = halt.stopped() => break 'input,
-                    _ = limiter.until_ready() => {}
+                    _ = pacer.ready() => {}
                 }
             }
             let shared = shared.clone();
@@ -278,7 +277,7 @@ impl<C: Channel> Shared<C> {
                 return record::<C>(&job, Verdict::JournalError(self.journal_failed(e)));
             }
         }
-        let first = Instant::now();
+        let first = tokio::time::Instant::now();
         let mut tries = 0;
         let outcome = loop {
             tries += 1;
@@ -339,17 +338,144 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quota_spaces_starts_evenly() {
-        let q = quota(50.0).unwrap();
-        assert_eq!(q.replenish_interval(), Duration::from_millis(20));
-        assert_eq!(q.burst_size().get(), 1);
-        assert!(quota(0.0).is_none() && quota(f64::NAN).is_none());
-        // Periods that do not fit a Duration, or round to zero: no panic, no quota.
-        assert!(quota(1e-20).is_none() && quota(1e12).is_none());
-        let q = quota(MIN_RATE).unwrap();
-        assert_eq!(q.replenish_interval(), Duration::from_secs(1000));
-        let q = quota(MAX_RATE).unwrap();
-        assert_eq!(q.replenish_interval(), Duration::from_micros(1));
+    fn the_period_spaces_starts_evenly() {
+        assert_eq!(period(50.0), Some(Duration::from_millis(20)));
+        assert!(period(0.0).is_none() && period(f64::NAN).is_none());
+        // Periods that do not fit a Duration, or round to zero: no panic, no period.
+        assert!(period(1e-20).is_none() && period(1e12).is_none());
+        assert_eq!(period(MIN_RATE), Some(Duration::from_secs(1000)));
+        assert_eq!(period(MAX_RATE), Some(Duration::from_micros(1)));
+    }
+
+    use crate::proto::{Outcome, OutcomeKind};
+
+    /// A channel whose phones answer after `latency` of (virtual) time: the first
+    /// `failures` tries of each target time out, the next is delivered.
+    struct FakeChannel {
+        latency: Duration,
+        failures: u32,
+        tries: Mutex<std::collections::HashMap<String, u32>>,
+    }
+
+    impl FakeChannel {
+        fn new(latency: Duration, failures: u32) -> FakeChannel {
+            FakeChannel {
+                latency,
+                failures,
+                tries: Mutex::default(),
+            }
+        }
+    }
+
+    impl Channel for FakeChannel {
+        type Request = String;
+
+        async fn deliver(&self, target: &String) -> Outcome {
+            tokio::time::sleep(self.latency).await;
+            let mut tries = self.tries.lock().unwrap();
+            let n = tries.entry(target.clone()).or_default();
+            *n += 1;
+            let kind = if *n > self.failures {
+                OutcomeKind::Delivered
+            } else {
+                OutcomeKind::Timeout
+            };
+            Outcome::unsent(kind, "fake")
+        }
+
+        fn target(target: &String) -> &str {
+            target
+        }
+
+        fn action(_: &String) -> &str {
+            "resync"
+        }
+
+        fn identity(target: &String) -> String {
+            target.clone()
+        }
+    }
+
+    /// Runs `targets` through `runner` on tokio's paused clock; the records and the
+    /// virtual time the campaign took.
+    async fn run_paused(runner: Runner<FakeChannel>, targets: u64) -> (Vec<Record>, Duration) {
+        let (items_tx, items_rx) = mpsc::channel(4);
+        let (records_tx, mut records_rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            for i in 0..targets {
+                let job = Job {
+                    line: i + 2,
+                    key: format!("t{i}"),
+                    id: None,
+                    request: format!("sip:{i}@h"),
+                };
+                let _ = items_tx.send(vec![Item::Job(Box::new(job))]).await;
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let end = runner.run(items_rx, records_tx, Stop::new()).await;
+        assert!(!end.interrupted && end.journal_error.is_none());
+        let took = start.elapsed();
+        let mut records = Vec::new();
+        while let Ok(record) = records_rx.try_recv() {
+            records.push(record);
+        }
+        (records, took)
+    }
+
+    fn runner(channel: FakeChannel) -> Runner<FakeChannel> {
+        Runner {
+            channel,
+            concurrency: 1000,
+            rate: None,
+            spread: None,
+            retry: RetryPolicy::default(),
+            journal: None,
+            resume: ResumeState::default(),
+            resend_unknown: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_spaces_starts_and_concurrency_bounds_what_is_in_flight() {
+        let mut paced = runner(FakeChannel::new(Duration::from_millis(100), 0));
+        paced.rate = Some(10.0);
+        let (records, took) = run_paused(paced, 20).await;
+        assert_eq!(records.len(), 20);
+        assert!(records.iter().all(|r| r.verdict.is_delivered()));
+        // 20 starts 100 ms apart from the first, the last answered 100 ms later.
+        assert_eq!(took, Duration::from_millis(2000));
+
+        let mut narrow = runner(FakeChannel::new(Duration::from_millis(100), 0));
+        narrow.concurrency = 5;
+        let (records, took) = run_paused(narrow, 20).await;
+        assert_eq!(records.len(), 20);
+        // Four waves of five.
+        assert_eq!(took, Duration::from_millis(400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_is_retried_after_its_backoff_and_counted_in_tries() {
+        let mut retrying = runner(FakeChannel::new(Duration::from_millis(100), 1));
+        retrying.retry = RetryPolicy {
+            retries: 2,
+            base: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        };
+        let (records, took) = run_paused(retrying, 3).await;
+        assert_eq!(records.len(), 3);
+        for record in &records {
+            match &record.verdict {
+                Verdict::Sent { outcome, tries, total } => {
+                    assert_eq!((outcome.kind, *tries), (OutcomeKind::Delivered, 2));
+                    // Two tries of 100 ms and an equal-jitter backoff of 1 to 2 s.
+                    assert!(*total >= Duration::from_millis(1200), "{total:?}");
+                    assert!(*total <= Duration::from_millis(2200), "{total:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(took <= Duration::from_millis(2200), "{took:?}");
     }
 
     #[tokio::test]

@@ -231,7 +231,6 @@ pub fn timers(t1: u64, t2: u64) -> Result<Timers, Failure> {
     Ok(Timers {
         t1: Duration::from_millis(t1),
         t2: Duration::from_millis(t2),
-        ..Timers::default()
     })
 }
 

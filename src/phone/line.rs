@@ -73,26 +73,31 @@ impl UserRange {
     }
 }
 
+/// A simulator setting that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadSetting(pub String);
+
 impl FromStr for UserRange {
-    type Err = String;
+    type Err = BadSetting;
 
     /// `159`, `alice` or `1000-1999`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '@' || c == ':') {
-            return Err(format!("invalid user `{s}`"));
+            return Err(BadSetting(format!("invalid user `{s}`")));
         }
         let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         match s.split_once('-') {
             Some((a, b)) if digits(a) && digits(b) => {
                 let first: u64 = a
                     .parse()
-                    .map_err(|_| format!("user range `{s}` too large"))?;
+                    .map_err(|_| BadSetting(format!("user range `{s}` too large")))?;
                 let last: u64 = b
                     .parse()
-                    .map_err(|_| format!("user range `{s}` too large"))?;
+                    .map_err(|_| BadSetting(format!("user range `{s}` too large")))?;
                 if first > last {
-                    return Err(format!("user range `{s}` is empty"));
+                    return Err(BadSetting(format!("user range `{s}` is empty")));
                 }
                 let width = if a.len() > 1 && a.starts_with('0') {
                     a.len()
@@ -140,7 +145,7 @@ impl ChallengeMode {
 }
 
 impl FromStr for ChallengeMode {
-    type Err = String;
+    type Err = BadSetting;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
@@ -148,9 +153,9 @@ impl FromStr for ChallengeMode {
             "md5" => Ok(ChallengeMode::Md5),
             "md5-qop" => Ok(ChallengeMode::Md5Qop),
             "sha256" | "sha-256" => Ok(ChallengeMode::Sha256),
-            _ => Err(format!(
+            _ => Err(BadSetting(format!(
                 "unknown challenge `{s}`: use none, md5, md5-qop or sha256"
-            )),
+            ))),
         }
     }
 }

@@ -6,5 +6,7 @@
 mod line;
 mod server;
 
-pub use line::{AuthOutcome, ChallengeMode, Exchange, Handled, Phone, PhoneConfig, UserRange};
+pub use line::{
+    AuthOutcome, BadSetting, ChallengeMode, Exchange, Handled, Phone, PhoneConfig, UserRange,
+};
 pub use server::{spawn, PhoneStats, RunningPhone};

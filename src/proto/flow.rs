@@ -9,7 +9,8 @@ use super::outcome::{hint_for, Direction, Outcome, OutcomeKind, TraceEntry};
 use super::transaction::{ClientTransaction, Timers, TxEvent};
 use crate::sip::codec::{Message, StartLine};
 use crate::sip::digest::{self, Answer, Challenge};
-use crate::sip::request::{push_ip, NotifyRequest};
+use crate::sip::push_ip;
+use crate::sip::request::NotifyRequest;
 use crate::sip::Transport;
 use bytes::Bytes;
 use rand::RngCore;
@@ -208,7 +209,7 @@ impl Flow {
             _ => return,
         }
         self.trace(now, Direction::Received, Bytes::copy_from_slice(raw));
-        match self.tx.handle_response(now, status) {
+        match self.tx.handle_response(status) {
             Some(TxEvent::Provisional(_)) => self.provisional = true,
             Some(TxEvent::Final(code)) => self.on_final(now, code, msg, rng),
             Some(TxEvent::Timeout) | None => {}

@@ -4,7 +4,7 @@
 //!
 //! - [`notify`]: what to send ([`Notify`]) and where, once resolved ([`Route`]).
 //! - [`transaction`]: the RFC 3261 non-INVITE client transaction and its timers.
-//! - [`flow`] (internal): one target from first NOTIFY to its outcome, answering
+//! - `flow` (internal): one target from first NOTIFY to its outcome, answering
 //!   401/407 challenges.
 //! - [`endpoint`]: many flows behind one socket, like quinn-proto's `Endpoint`: responses
 //!   routed by Via branch, one timer queue, datagrams handed out to send.

@@ -332,46 +332,39 @@ fn every_challenge_mode_delivers_and_bad_credentials_end_the_flow() {
     }
 }
 
-#[test]
-fn a_lost_notify_is_retransmitted_at_t1() {
-    let t1 = Timers::default().t1;
+/// A resync whose first datagram going `lost` is dropped: its outcome and what the phone
+/// answered.
+fn first_datagram_lost(lost: Way) -> (Outcome, Vec<(u32, u16)>) {
     let mut pair = Pair::new(
         &[(PHONE_A, phone(ChallengeMode::Md5Qop))],
-        |way, nth, _| match (way, nth) {
-            (Way::ToPhone, 0) => Fate::Drop,
+        move |way, nth, _| match nth {
+            0 if way == lost => Fate::Drop,
             _ => Fate::Deliver,
         },
     );
     let id = start(&mut pair, &target(PHONE_A), Some("secret"));
     pair.run_until_done();
-
-    let o = pair.outcome(id);
+    let o = pair.outcome(id).clone();
     assert_eq!(o.kind, OutcomeKind::Delivered);
     assert_eq!((o.attempts, o.retransmissions), (2, 1));
+    (o, statuses(&pair.answered))
+}
+
+#[test]
+fn a_lost_notify_is_retransmitted_at_t1() {
+    let (o, answered) = first_datagram_lost(Way::ToPhone);
     // T1 (500 ms) to the retransmission, then four one-way trips of 30 ms.
     assert_eq!(o.elapsed, Duration::from_millis(620));
-    assert_eq!(o.elapsed, t1 + 4 * LATENCY);
-    assert_eq!(statuses(&pair.answered), [(1, 401), (2, 200)]);
+    assert_eq!(o.elapsed, Timers::default().t1 + 4 * LATENCY);
+    assert_eq!(answered, [(1, 401), (2, 200)]);
 }
 
 #[test]
 fn a_lost_401_makes_the_phone_answer_the_retransmission() {
-    let mut pair = Pair::new(
-        &[(PHONE_A, phone(ChallengeMode::Md5Qop))],
-        |way, nth, _| match (way, nth) {
-            (Way::ToAgent, 0) => Fate::Drop,
-            _ => Fate::Deliver,
-        },
-    );
-    let id = start(&mut pair, &target(PHONE_A), Some("secret"));
-    pair.run_until_done();
-
-    let o = pair.outcome(id);
-    assert_eq!(o.kind, OutcomeKind::Delivered);
-    assert_eq!((o.attempts, o.retransmissions), (2, 1));
+    let (o, answered) = first_datagram_lost(Way::ToAgent);
     assert_eq!(o.elapsed, Duration::from_millis(620));
     // The first NOTIFY was challenged twice: once lost, once answered.
-    assert_eq!(statuses(&pair.answered), [(1, 401), (1, 401), (2, 200)]);
+    assert_eq!(answered, [(1, 401), (1, 401), (2, 200)]);
 }
 
 #[test]

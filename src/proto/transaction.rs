@@ -12,8 +12,6 @@ pub struct Timers {
     pub t1: Duration,
     /// The longest retransmission interval (default 4 s).
     pub t2: Duration,
-    /// How long the network may hold a message (default 5 s): Timer K over UDP.
-    pub t4: Duration,
 }
 
 impl Default for Timers {
@@ -21,7 +19,6 @@ impl Default for Timers {
         Timers {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
         }
     }
 }
@@ -40,9 +37,10 @@ pub enum State {
     Trying,
     /// A provisional response was received.
     Proceeding,
-    /// A final response was received; absorbing its retransmissions until Timer K.
-    Completed,
-    /// Finished.
+    /// A final response was received, or Timer F fired. The Completed state of §17.1.2.2
+    /// (absorbing retransmitted finals until Timer K) is not kept: the endpoint forgets the
+    /// branch at the final response, so a retransmitted final matches nothing and is
+    /// dropped, which is all Timer K would do for a NOTIFY.
     Terminated,
 }
 
@@ -51,7 +49,7 @@ pub enum State {
 pub enum TxEvent {
     /// A 1xx response.
     Provisional(u16),
-    /// The first final response (2xx-6xx); retransmissions of it are absorbed.
+    /// The first final response (2xx-6xx); later responses are ignored.
     Final(u16),
     /// Timer F fired before any final response.
     Timeout,
@@ -61,13 +59,11 @@ pub enum TxEvent {
 #[derive(Debug, Clone)]
 pub struct ClientTransaction {
     timers: Timers,
-    reliable: bool,
     state: State,
     send_pending: bool,
     interval: Duration,
     timer_e: Option<Instant>,
     timer_f: Instant,
-    timer_k: Option<Instant>,
     sends: u32,
 }
 
@@ -77,13 +73,11 @@ impl ClientTransaction {
     pub fn new(now: Instant, timers: Timers, reliable: bool) -> Self {
         ClientTransaction {
             timers,
-            reliable,
             state: State::Trying,
             send_pending: true,
             interval: timers.t1,
             timer_e: (!reliable).then(|| now + timers.t1),
             timer_f: now + timers.timer_f(),
-            timer_k: None,
             sends: 0,
         }
     }
@@ -118,7 +112,6 @@ impl ClientTransaction {
                 Some(e) => e.min(self.timer_f),
                 None => self.timer_f,
             }),
-            State::Completed => self.timer_k,
             State::Terminated => None,
         }
     }
@@ -145,18 +138,12 @@ impl ClientTransaction {
                 }
                 None
             }
-            State::Completed => {
-                if self.timer_k.is_some_and(|k| now >= k) {
-                    self.state = State::Terminated;
-                }
-                None
-            }
             State::Terminated => None,
         }
     }
 
     /// Feeds the status code of a response matched to this transaction.
-    pub fn handle_response(&mut self, now: Instant, status: u16) -> Option<TxEvent> {
+    pub fn handle_response(&mut self, status: u16) -> Option<TxEvent> {
         match (self.state, status) {
             (State::Trying | State::Proceeding, 100..=199) => {
                 self.state = State::Proceeding;
@@ -165,12 +152,7 @@ impl ClientTransaction {
             (State::Trying | State::Proceeding, 200..=699) => {
                 self.timer_e = None;
                 self.send_pending = false;
-                if self.reliable {
-                    self.state = State::Terminated;
-                } else {
-                    self.state = State::Completed;
-                    self.timer_k = Some(now + self.timers.t4);
-                }
+                self.state = State::Terminated;
                 Some(TxEvent::Final(status))
             }
             _ => None,
@@ -231,7 +213,6 @@ mod tests {
         let timers = Timers {
             t1: Duration::from_millis(100),
             t2: Duration::from_millis(300),
-            t4: Duration::from_secs(1),
         };
         let (sends, timeout) = run_unanswered(false, timers);
         assert_eq!(
@@ -246,10 +227,7 @@ mod tests {
         let start = Instant::now();
         let mut tx = ClientTransaction::new(start, Timers::default(), false);
         assert!(tx.poll_transmit());
-        assert_eq!(
-            tx.handle_response(start + secs(0.1), 100),
-            Some(TxEvent::Provisional(100))
-        );
+        assert_eq!(tx.handle_response(100), Some(TxEvent::Provisional(100)));
         assert_eq!(tx.state(), State::Proceeding);
         // Timer E was armed at 0.5 s; after it fires in Proceeding the interval is T2.
         tx.handle_timeout(start + secs(0.5));
@@ -258,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn final_response_stops_retransmission_and_absorbs_duplicates_until_timer_k() {
+    fn final_response_stops_retransmission_and_ignores_what_follows() {
         let start = Instant::now();
         let mut tx = ClientTransaction::new(start, Timers::default(), false);
         assert!(tx.poll_transmit());
@@ -266,15 +244,9 @@ mod tests {
         assert!(tx.poll_transmit());
         assert_eq!(tx.retransmissions(), 1);
         let t = start + secs(0.6);
-        assert_eq!(tx.handle_response(t, 401), Some(TxEvent::Final(401)));
-        assert_eq!(
-            tx.handle_response(t, 401),
-            None,
-            "retransmitted final is absorbed"
-        );
-        assert_eq!(tx.handle_response(t, 180), None);
-        assert_eq!(tx.state(), State::Completed);
-        assert_eq!(tx.poll_timeout(), Some(t + secs(5.0)));
+        assert_eq!(tx.handle_response(401), Some(TxEvent::Final(401)));
+        assert_eq!(tx.handle_response(401), None, "a retransmitted final");
+        assert_eq!(tx.handle_response(180), None);
         tx.handle_timeout(t + secs(5.0));
         assert_eq!(tx.state(), State::Terminated);
         assert_eq!(tx.poll_timeout(), None);
@@ -286,7 +258,7 @@ mod tests {
         let start = Instant::now();
         let mut tx = ClientTransaction::new(start, Timers::default(), true);
         assert!(tx.poll_transmit());
-        assert_eq!(tx.handle_response(start, 200), Some(TxEvent::Final(200)));
+        assert_eq!(tx.handle_response(200), Some(TxEvent::Final(200)));
         assert_eq!(tx.state(), State::Terminated);
         assert_eq!(tx.poll_timeout(), None);
     }
@@ -312,7 +284,7 @@ mod tests {
         let start = Instant::now();
         let mut tx = ClientTransaction::new(start, Timers::default(), true);
         assert!(tx.poll_transmit());
-        tx.handle_response(start, 100);
+        tx.handle_response(100);
         assert_eq!(
             tx.handle_timeout(start + secs(32.0)),
             Some(TxEvent::Timeout)

@@ -15,7 +15,48 @@ pub mod response;
 pub mod uri;
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+
+/// Appends the header line `name: parts...` and its CRLF: the one place header lines are
+/// written.
+fn push_header(out: &mut Vec<u8>, name: &str, parts: &[&str]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes `addr` as its `Display` does. IPv4, the usual case, without the formatting
+/// machinery, since every request of every target writes it.
+pub(crate) fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            push_ip(out, IpAddr::V4(*v4.ip()));
+            out.push(b':');
+            out.extend_from_slice(itoa::Buffer::new().format(v4.port()).as_bytes());
+        }
+        SocketAddr::V6(_) => out.extend_from_slice(addr.to_string().as_bytes()),
+    }
+}
+
+/// Writes `ip` as its `Display` does (see [`push_socket_addr`]).
+pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(digits.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(_) => out.extend_from_slice(ip.to_string().as_bytes()),
+    }
+}
 
 /// The transport a request travels on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -63,6 +104,31 @@ impl FromStr for Transport {
             Ok(Transport::Tcp)
         } else {
             Err(UnknownTransport(s.into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for addr in [
+            "0.0.0.0:0",
+            "1.2.3.4:5",
+            "10.0.100.255:5060",
+            "255.255.255.255:65535",
+            "[::1]:5060",
+            "[fe80::1:2]:40000",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let mut out = Vec::new();
+            push_socket_addr(&mut out, addr);
+            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
+            let mut out = Vec::new();
+            push_ip(&mut out, addr.ip());
+            assert_eq!(String::from_utf8(out).unwrap(), addr.ip().to_string());
         }
     }
 }

@@ -2,9 +2,9 @@
 //! same bytes.
 
 use super::uri::Target;
-use super::Transport;
+use super::{push_header, push_socket_addr, Transport};
 use crate::event::Event;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 /// The User-Agent every request carries.
 pub const USER_AGENT: &str = concat!("sipnotify/", env!("CARGO_PKG_VERSION"));
@@ -139,14 +139,7 @@ impl NotifyRequest<'_> {
         out.extend_from_slice(b"NOTIFY ");
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" SIP/2.0\r\n");
-        let mut line = |name: &str, parts: &[&str]| {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            for part in parts {
-                out.extend_from_slice(part.as_bytes());
-            }
-            out.extend_from_slice(b"\r\n");
-        };
+        let mut line = |name: &str, parts: &[&str]| push_header(&mut out, name, parts);
         let mut local = Vec::with_capacity(21);
         push_socket_addr(&mut local, self.local);
         let local = std::str::from_utf8(&local).expect("an address is ASCII");
@@ -206,35 +199,6 @@ impl NotifyRequest<'_> {
     }
 }
 
-/// Writes `addr` as its `Display` does. IPv4, the usual case, without the formatting
-/// machinery: `to_string` of the local address was a tenth of a campaign's instructions.
-pub(crate) fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
-    match addr {
-        SocketAddr::V4(v4) => {
-            push_ip(out, IpAddr::V4(*v4.ip()));
-            out.push(b':');
-            out.extend_from_slice(itoa::Buffer::new().format(v4.port()).as_bytes());
-        }
-        SocketAddr::V6(_) => out.extend_from_slice(addr.to_string().as_bytes()),
-    }
-}
-
-/// Writes `ip` as its `Display` does (see [`push_socket_addr`]).
-pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                out.extend_from_slice(digits.format(octet).as_bytes());
-            }
-        }
-        IpAddr::V6(_) => out.extend_from_slice(ip.to_string().as_bytes()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,26 +224,6 @@ mod tests {
 
     fn text(bytes: &[u8]) -> String {
         String::from_utf8(bytes.to_vec()).unwrap()
-    }
-
-    #[test]
-    fn addresses_are_written_as_display_writes_them() {
-        for addr in [
-            "0.0.0.0:0",
-            "1.2.3.4:5",
-            "10.0.100.255:5060",
-            "255.255.255.255:65535",
-            "[::1]:5060",
-            "[fe80::1:2]:40000",
-        ] {
-            let addr: SocketAddr = addr.parse().unwrap();
-            let mut out = Vec::new();
-            push_socket_addr(&mut out, addr);
-            assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
-            let mut out = Vec::new();
-            push_ip(&mut out, addr.ip());
-            assert_eq!(String::from_utf8(out).unwrap(), addr.ip().to_string());
-        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! phone and for tests that play a peer.
 
 use super::codec::Message;
+use super::push_header;
 
 /// A response to write for a received request.
 #[derive(Debug, Clone, Copy)]
@@ -44,14 +45,7 @@ impl Response<'_> {
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        let mut line = |name: &str, parts: &[&str]| {
-            out.extend_from_slice(name.as_bytes());
-            out.extend_from_slice(b": ");
-            for part in parts {
-                out.extend_from_slice(part.as_bytes());
-            }
-            out.extend_from_slice(b"\r\n");
-        };
+        let mut line = |name: &str, parts: &[&str]| push_header(out, name, parts);
         for via in request.headers("Via") {
             line("Via", &[via]);
         }

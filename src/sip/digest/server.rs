@@ -37,7 +37,7 @@ impl Authorization {
 
 /// Parses the value of an `Authorization` or `Proxy-Authorization` header.
 ///
-/// Same tolerant grammar as [`parse_challenge`]; additionally requires nc (8 hex digits) and
+/// Same tolerant grammar as [`parse_challenge`](super::parse_challenge); additionally requires nc (8 hex digits) and
 /// cnonce whenever a qop is given, since the response cannot be checked without them.
 pub fn parse_authorization(value: &str) -> Result<Authorization, DigestError> {
     let [username, realm, nonce, uri, response, algorithm, qop, nc, cnonce, opaque] = named_params(
