@@ -466,7 +466,11 @@ mod tests {
         assert_eq!(records.len(), 3);
         for record in &records {
             match &record.verdict {
-                Verdict::Sent { outcome, tries, total } => {
+                Verdict::Sent {
+                    outcome,
+                    tries,
+                    total,
+                } => {
                     assert_eq!((outcome.kind, *tries), (OutcomeKind::Delivered, 2));
                     // Two tries of 100 ms and an equal-jitter backoff of 1 to 2 s.
                     assert!(*total >= Duration::from_millis(1200), "{total:?}");
