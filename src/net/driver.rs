@@ -80,7 +80,9 @@ pub(crate) async fn run(
                     // Drain what else is queued without another trip through the reactor.
                     for _ in 0..RECV_BATCH {
                         match udp.try_recv_from(&mut buf) {
-                            Ok((n, from)) => endpoint.handle(now, from, &buf[..n]),
+                            Ok((n, from)) => {
+                                endpoint.handle(now, from, &buf[..n]);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -90,7 +92,7 @@ pub(crate) async fn run(
             },
             Some(event) = streams.recv() => match event {
                 StreamEvent::Message { from, bytes } => {
-                    endpoint.handle(Instant::now().into_std(), from, &bytes)
+                    endpoint.handle(Instant::now().into_std(), from, &bytes);
                 }
                 StreamEvent::Closed { from, reason } => {
                     endpoint.handle_connection_lost(Instant::now().into_std(), from, &reason)

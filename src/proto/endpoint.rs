@@ -33,6 +33,19 @@ pub struct Transmit {
     pub payload: Bytes,
 }
 
+/// What became of received bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// A response to one of the flows in flight.
+    Used,
+    /// Not a SIP message.
+    Malformed,
+    /// A response whose branch is not one in flight (late, or not for us).
+    Unmatched,
+    /// A response with one of our branches, from an address the request did not go to.
+    WrongSource,
+}
+
 /// Counters of what arrived and was not used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -116,8 +129,9 @@ impl Endpoint {
         self.stats
     }
 
-    /// Feeds bytes received from `from` (a datagram, or one frame of a stream).
-    pub fn handle(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+    /// Feeds bytes received from `from` (a datagram, or one frame of a stream), and says
+    /// what became of them; all but [`Received::Used`] are also counted in [`Stats`].
+    pub fn handle(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Received {
         let id = match codec::route_key(bytes) {
             Some((branch, _)) => self.branches.get(branch).copied(),
             None => match codec::parse(bytes) {
@@ -126,29 +140,27 @@ impl Endpoint {
                     .and_then(|b| self.branches.get(b).copied()),
                 Err(_) => {
                     self.stats.malformed += 1;
-                    return;
+                    return Received::Malformed;
                 }
             },
         };
-        let Some(id) = id else {
+        let Some(Entry { flow, .. }) = id.and_then(|id| self.flows.get_mut(&id)) else {
             self.stats.unmatched += 1;
-            return;
-        };
-        let Some(Entry { flow, .. }) = self.flows.get_mut(&id) else {
-            self.stats.unmatched += 1;
-            return;
+            return Received::Unmatched;
         };
         if flow.destination() != from {
             self.stats.wrong_source += 1;
-            return;
+            return Received::WrongSource;
         }
         let Ok(msg) = codec::parse(bytes) else {
             self.stats.malformed += 1;
-            return;
+            return Received::Malformed;
         };
+        let id = id.expect("a flow was found by its id");
         let old_branch = flow.branch().to_string();
         flow.handle_response(now, &msg, bytes, &mut self.rng);
         self.after_input(now, id, Some(old_branch));
+        Received::Used
     }
 
     /// The transport failed for this flow (connect refused, connection closed, send error).
