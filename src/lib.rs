@@ -25,6 +25,7 @@
 //!   the whole pipeline (input, sharding, pacing, retries, a crash-safe journal, report,
 //!   summary) behind [`Campaign`](campaign::Campaign), over any delivery
 //!   [`Channel`](campaign::Channel), of which the [`Notifier`] is the first.
+//! - [`text`] makes text from the network or a file safe to show on a terminal.
 //! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
 //!   the tests, the demo and users' own rehearsals.
 //!
@@ -63,6 +64,7 @@ pub mod net;
 pub mod phone;
 pub mod proto;
 pub mod sip;
+pub mod text;
 
 pub use event::{Event, EventError};
 pub use net::{Notifier, NotifierConfig};

@@ -46,9 +46,26 @@ impl Channel for Notifier {
         notify.event.name()
     }
 
+    /// The target and the Event header, and a digest of the body when there is one (an
+    /// XML-Service URL, a custom body): the same event with another body is another act.
     fn identity(notify: &Notify) -> String {
-        format!("{} {}", notify.target.as_str(), notify.event.header_value())
+        let mut identity = format!("{} {}", notify.target.as_str(), notify.event.header_value());
+        let body = notify.event.body();
+        if !body.is_empty() {
+            identity.push(' ');
+            identity.push_str(&digest_prefix(body));
+        }
+        identity
     }
+}
+
+/// The first 64 bits of a body's SHA-256, in hex: enough to tell bodies apart in keys.
+pub(crate) fn digest_prefix(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -60,6 +77,18 @@ mod tests {
     fn a_notify_is_named_by_its_target_and_event() {
         let notify = Notify::new(Target::parse("159@h").unwrap(), Event::Reboot);
         assert_eq!(Notifier::identity(&notify), "sip:159@h reboot_now");
+        // `1000@h` is read as `sip:1000@h`: one phone, one identity.
+        let a = Notify::new(Target::parse("1000@h").unwrap(), Event::Reboot);
+        let b = Notify::new(Target::parse("sip:1000@h").unwrap(), Event::Reboot);
+        assert_eq!(Notifier::identity(&a), Notifier::identity(&b));
+        let menu = |url| {
+            Notify::new(
+                Target::parse("1@h").unwrap(),
+                Event::xml_service(url).unwrap(),
+            )
+        };
+        let (x, y) = (menu("http://h/a.xml"), menu("http://h/b.xml"));
+        assert_ne!(Notifier::identity(&x), Notifier::identity(&y));
         assert_eq!(
             (Notifier::target(&notify), Notifier::action(&notify)),
             ("sip:159@h", "reboot_now")

@@ -1,12 +1,15 @@
 //! From a row and the command-line defaults to a [`Notify`]: the SIP channel's requests.
 
+use super::channel::digest_prefix;
 use super::input::Row;
+use super::journal::Description;
 use crate::event::{self, Event, UrlUse};
 use crate::proto::Notify;
 use crate::sip::digest::Password;
 use crate::sip::request::ExtraHeader;
 use crate::sip::uri::{HostPort, Target};
 use crate::sip::Transport;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,7 +87,43 @@ impl Defaults {
             Err(_) if self.url.is_none() && url_needed(&self.event_name) => {}
             Err(e) => return Err(e),
         }
+        // A default event too large for UDP fails every row: refused here, once.
+        if let Some(event) = &self.event {
+            let row = Target::parse("sip:0@0.0.0.0").expect("a target");
+            let mut notify = Notify::new(row, Event::Report);
+            notify.event = event.clone();
+            notify.extra = self.extra.clone();
+            notify.transport = self.transport;
+            notify.check_size().map_err(|e| BadRow(e.to_string()))?;
+        }
         Ok(())
+    }
+
+    /// What every row gets unless it says otherwise, for the journal's campaign record:
+    /// the event (by its `Event` token, so `reboot` and `reboot_now` are one), its URL,
+    /// a digest of the body, the Content-Type. Never the password.
+    pub fn describe(&self) -> Description {
+        let mut fields = BTreeMap::new();
+        let event = event::lookup(&self.event_name).map_or_else(
+            || self.event_name.trim().to_string(),
+            |spec| spec.header.to_string(),
+        );
+        fields.insert("event".to_string(), event);
+        let mut put = |name: &str, value: Option<&str>| {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                fields.insert(name.to_string(), value.to_string());
+            }
+        };
+        put("url", self.url.as_deref());
+        put("profile", self.profile.as_deref());
+        put("content_type", self.content_type.as_deref());
+        if !self.body.is_empty() {
+            fields.insert("body_digest".to_string(), digest_prefix(&self.body));
+        }
+        Description {
+            channel: "sip-notify".to_string(),
+            fields,
+        }
     }
 
     /// The NOTIFY for a row, or why the row is bad. Never quotes the password.
@@ -113,6 +152,7 @@ impl Defaults {
         };
         notify.from = self.from.clone();
         notify.timeout = self.timeout;
+        notify.check_size().map_err(|e| BadRow(e.to_string()))?;
         Ok(notify)
     }
 

@@ -1,27 +1,91 @@
-//! The campaign journal: append-only JSON Lines, one `intent` record written before a
-//! target's first NOTIFY and one `result` record when it ends.
+//! The campaign journal: append-only JSON Lines. Its first record says what the campaign
+//! is; each run then records its pid, an `intent` before a target's first send and a
+//! `result` when it ends.
 //!
 //! ```text
-//! {"type":"intent","key":"id:desk-7","target":"sip:159@10.0.0.7","event":"reboot_now","id":"desk-7","line":9,"at":1718000000.123}
-//! {"type":"result","key":"id:desk-7","outcome":"delivered","status":200,"reason":"OK","attempts":2,"tries":1,"elapsed_ms":12.5,"at":1718000000.136}
+//! {"type":"campaign","channel":"sip-notify","fields":{"event":"reboot"},"version":1,"at":1718000000.001}
+//! {"type":"run","pid":4242,"at":1718000000.002}
+//! {"type":"intent","key":"sip:159@10.0.0.7 reboot_now","target":"sip:159@10.0.0.7","event":"reboot_now","id":"desk-7","line":9,"at":1718000000.123}
+//! {"type":"result","key":"sip:159@10.0.0.7 reboot_now","outcome":"delivered","status":200,"reason":"OK","attempts":2,"tries":1,"elapsed_ms":12.5,"at":1718000000.136}
 //! ```
 //!
-//! Each record is one `write` of a whole line to a file opened for appending, made before
-//! the NOTIFY goes out (intent) or before the target is reported (result), so a process
-//! killed at any moment (`kill -9`) leaves every record it reported, and at worst one torn
-//! last line, which reading skips. (Records reach the kernel, not the disk: surviving a
-//! power cut is not promised.) Passwords are never written.
+//! A run holds an exclusive lock on the journal (an OS file lock, which the kernel drops
+//! when the process dies), so two runs never share one. Records are written by one thread
+//! in whole lines. With [`SyncMode::Batch`] the intents of the targets about to start are
+//! written and synced to the disk together (a group commit) before any of them is sent,
+//! so a resumed campaign never acts on a phone twice, even after a power cut; results
+//! are synced lazily, and at the end. Passwords are never written.
 //!
 //! Reading a journal keeps one key per journaled target, in two sets (delivered, and
 //! started with no result), not the records.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// The version of the journal's records.
+const VERSION: u32 = 1;
+
+/// What a campaign does: the first record of its journal. A journal is resumed only by
+/// the same campaign, so that a resync's journal never makes a reboot skip its phones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// The delivery channel (`sip-notify`).
+    pub channel: String,
+    /// What every row gets unless it says otherwise (event, URL, body digest...), never a
+    /// password.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// When intent records reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Synced (fdatasync) before the targets they name are sent, many in one sync.
+    #[default]
+    Batch,
+    /// Left to the kernel: a process killed loses nothing, a power cut may lose the last
+    /// records, and a resumed campaign may then act on those phones again.
+    Off,
+}
+
+/// Why a journal cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// Reading or writing failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A device, a directory, `/dev/null` (or a link to one): resuming would resend
+    /// everything.
+    #[error(
+        "it is not a regular file (a device, such as /dev/null, would keep nothing); name a file"
+    )]
+    NotAFile,
+    /// Another run holds the lock.
+    #[error("another run is using it{}; wait for it to end, or use another --journal", pid.map_or(String::new(), |p| format!(" (pid {p})")))]
+    Busy {
+        /// The other run's pid, from its `run` record.
+        pid: Option<u32>,
+    },
+    /// The journal is another campaign's.
+    #[error("it was written by another campaign: its {field} is {journal}, this run's is {this}; use a new --journal for this campaign")]
+    Mismatch {
+        /// What differs.
+        field: String,
+        /// The journal's value.
+        journal: String,
+        /// This run's value.
+        this: String,
+    },
+    /// Records with no campaign record first.
+    #[error("it does not start with a campaign record (not a journal of this version); use a new --journal")]
+    NoHeader,
+}
 
 /// What a previous run left: the keys delivered, and the keys started with no result.
 #[derive(Debug, Clone, Default)]
@@ -41,8 +105,13 @@ impl ResumeState {
         struct Light {
             #[serde(rename = "type")]
             kind: String,
-            key: String,
             #[serde(default)]
+            key: Option<String>,
+            #[serde(default)]
+            outcome: Option<String>,
+        }
+        struct Keyed {
+            key: String,
             outcome: Option<String>,
         }
         let mut state = ResumeState::default();
@@ -55,7 +124,19 @@ impl ResumeState {
                 state.unreadable += 1;
                 continue;
             };
-            match record.kind.as_str() {
+            let (kind, key) = match (record.kind.as_str(), record.key) {
+                ("campaign" | "run", _) => continue,
+                (kind, Some(key)) => (kind, key),
+                (_, None) => {
+                    state.unreadable += 1;
+                    continue;
+                }
+            };
+            let record = Keyed {
+                key,
+                outcome: record.outcome,
+            };
+            match kind {
                 "intent" => {
                     state.delivered.remove(&record.key);
                     state.unknown.insert(record.key);
@@ -110,61 +191,359 @@ pub struct Finished<'a> {
     pub elapsed_ms: f64,
 }
 
-/// The open journal. Shared by all the tasks of a campaign.
+/// One record for the writer thread.
+struct Entry {
+    line: Vec<u8>,
+    sync: bool,
+    done: Option<oneshot::Sender<Result<(), io::ErrorKind>>>,
+}
+
+/// The open journal, shared by all the tasks of a campaign. Records go to one writer
+/// thread, which writes what is pending in one write and syncs it when any of it asks.
 #[derive(Debug)]
 pub struct Journal {
-    file: Mutex<File>,
+    file: Arc<Mutex<File>>,
+    syncs: Arc<AtomicU64>,
+    entries: Mutex<Option<mpsc::Sender<Entry>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    sync: SyncMode,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal, reads what a previous run left, and gets it ready to
+    /// Opens (or creates) the journal for the campaign `description`: takes its lock,
+    /// checks it is this campaign's, reads what earlier runs left, and gets it ready to
     /// append (ending a torn last line first).
-    pub fn open(path: &Path) -> io::Result<(Journal, ResumeState)> {
+    pub fn open(
+        path: &Path,
+        description: &Description,
+        sync: SyncMode,
+    ) -> Result<(Journal, ResumeState), JournalError> {
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(JournalError::NotAFile);
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(path)?;
-        let state = ResumeState::read(BufReader::new(&mut file))?;
-        end_torn_line(&mut file)?;
-        Ok((
-            Journal {
-                file: Mutex::new(file),
-            },
-            state,
-        ))
-    }
-
-    /// Writes an intent record; returns once the line is in the file.
-    pub fn intent(&self, intent: &Intent<'_>) -> io::Result<()> {
-        self.append("intent", intent)
-    }
-
-    /// Writes a result record.
-    pub fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
-        self.append("result", outcome)
-    }
-
-    /// Holds the journal so no record is being written, e.g. while the process exits.
-    pub fn lock(&self) -> MutexGuard<'_, File> {
-        self.file.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn append(&self, kind: &str, record: &impl Serialize) -> io::Result<()> {
-        let mut value = serde_json::to_value(record).map_err(io::Error::other)?;
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
-        let mut line = format!("{{\"type\":\"{kind}\",").into_bytes();
-        // Splice the record's fields after "type", then the time.
-        if let Some(map) = value.as_object_mut() {
-            map.insert("at".into(), at.into());
+        if !file.metadata()?.is_file() {
+            return Err(JournalError::NotAFile);
         }
-        let body = serde_json::to_vec(&value).map_err(io::Error::other)?;
-        line.extend_from_slice(&body[1..]);
-        line.push(b'\n');
-        // One write of the whole line, under the lock.
-        self.lock().write_all(&line)
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(JournalError::Busy {
+                    pid: last_run_pid(&mut file),
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(e.into()),
+        }
+        file.seek(SeekFrom::Start(0))?;
+        let mut reader = BufReader::new(&mut file);
+        let header = first_record(&mut reader)?;
+        let state = ResumeState::read(reader)?;
+        let empty = end_torn_line(&mut file)? == 0;
+        match header {
+            Some(header) => check_header(&header, description)?,
+            None if empty => {}
+            None => return Err(JournalError::NoHeader),
+        }
+        let file = Arc::new(Mutex::new(file));
+        let syncs = Arc::new(AtomicU64::new(0));
+        let (entries, receiver) = mpsc::channel();
+        let writer = {
+            let (file, syncs) = (file.clone(), syncs.clone());
+            std::thread::Builder::new()
+                .name("campaign-journal".into())
+                .spawn(move || write_entries(&file, &syncs, &receiver))?
+        };
+        let journal = Journal {
+            file,
+            syncs,
+            entries: Mutex::new(Some(entries)),
+            writer: Mutex::new(Some(writer)),
+            sync,
+        };
+        if empty {
+            journal.append_now(
+                "campaign",
+                &Header {
+                    channel: &description.channel,
+                    fields: &description.fields,
+                    version: VERSION,
+                },
+            )?;
+        }
+        journal.append_now(
+            "run",
+            &Run {
+                pid: std::process::id(),
+            },
+        )?;
+        Ok((journal, state))
+    }
+
+    /// Writes an intent record; returns once it is written, and synced to the disk unless
+    /// the sync mode is off. Intents handed in together share one write and one sync.
+    pub async fn intent(&self, intent: &Intent<'_>) -> io::Result<()> {
+        self.append("intent", intent, self.sync == SyncMode::Batch)
+            .await
+    }
+
+    /// Writes a result record (synced lazily).
+    pub async fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
+        self.append("result", outcome, false).await
+    }
+
+    /// How many times the writer synced a group of records to the disk.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Writes what is pending, syncs the journal to the disk and stops its writer: the
+    /// end of a campaign.
+    pub fn finish(&self) -> io::Result<()> {
+        drop(
+            self.entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.join();
+        }
+        self.lock().sync_data()
+    }
+
+    /// Holds the journal so no record is being written, e.g. while the process exits, and
+    /// syncs what is written.
+    pub fn lock(&self) -> MutexGuard<'_, File> {
+        let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = file.sync_data();
+        file
+    }
+
+    async fn append(&self, kind: &str, record: &impl Serialize, sync: bool) -> io::Result<()> {
+        let line = line(kind, record)?;
+        let (done, written) = oneshot::channel();
+        let sent = match &*self.entries.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(entries) => entries
+                .send(Entry {
+                    line,
+                    sync,
+                    done: Some(done),
+                })
+                .is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(io::Error::other("the journal is closed"));
+        }
+        match written.await {
+            Ok(result) => result.map_err(io::Error::from),
+            Err(_) => Err(io::Error::other("the journal writer has stopped")),
+        }
+    }
+
+    /// Writes a record at once from the caller's thread, synced.
+    fn append_now(&self, kind: &str, record: &impl Serialize) -> io::Result<()> {
+        let line = line(kind, record)?;
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.write_all(&line)?;
+        file.sync_data()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    channel: &'a str,
+    fields: &'a BTreeMap<String, String>,
+    version: u32,
+}
+
+#[derive(Serialize)]
+struct Run {
+    pid: u32,
+}
+
+/// One JSON line: the record's fields after its `type`, then the time.
+fn line(kind: &str, record: &impl Serialize) -> io::Result<Vec<u8>> {
+    let mut value = serde_json::to_value(record).map_err(io::Error::other)?;
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
+    let mut line = format!("{{\"type\":\"{kind}\",").into_bytes();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("at".into(), at.into());
+    }
+    let body = serde_json::to_vec(&value).map_err(io::Error::other)?;
+    line.extend_from_slice(&body[1..]);
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Most records written in one group.
+const GROUP: usize = 4096;
+
+/// The writer thread: everything pending in one write, synced when any of it asks, then
+/// each waiting task told.
+fn write_entries(file: &Mutex<File>, syncs: &AtomicU64, entries: &mpsc::Receiver<Entry>) {
+    let mut group = Vec::new();
+    let mut bytes = Vec::new();
+    while let Ok(first) = entries.recv() {
+        group.push(first);
+        while group.len() < GROUP {
+            match entries.try_recv() {
+                Ok(entry) => group.push(entry),
+                Err(_) => break,
+            }
+        }
+        bytes.clear();
+        let mut sync = false;
+        for entry in &group {
+            bytes.extend_from_slice(&entry.line);
+            sync |= entry.sync;
+        }
+        let result = {
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            file.write_all(&bytes).and_then(|()| match sync {
+                true => {
+                    syncs.fetch_add(1, Ordering::Relaxed);
+                    file.sync_data()
+                }
+                false => Ok(()),
+            })
+        };
+        for entry in group.drain(..) {
+            if let Some(done) = entry.done {
+                let _ = done.send(result.as_ref().map(|_| ()).map_err(io::Error::kind));
+            }
+        }
+    }
+}
+
+/// The first record of a journal, if it is a campaign record; `Ok(None)` for an empty
+/// journal or one that starts with something else.
+fn first_record(reader: &mut impl BufRead) -> io::Result<Option<Description>> {
+    #[derive(Deserialize)]
+    struct First {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        channel: String,
+        #[serde(default)]
+        fields: BTreeMap<String, String>,
+    }
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(None);
+        }
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        return Ok(serde_json::from_slice::<First>(&line)
+            .ok()
+            .filter(|f| f.kind == "campaign")
+            .map(|f| Description {
+                channel: f.channel,
+                fields: f.fields,
+            }));
+    }
+}
+
+/// The pid of the last run recorded in a journal, read without its lock.
+fn last_run_pid(file: &mut File) -> Option<u32> {
+    #[derive(Deserialize)]
+    struct RunRecord {
+        #[serde(rename = "type")]
+        kind: String,
+        pid: Option<u32>,
+    }
+    file.seek(SeekFrom::Start(0)).ok()?;
+    BufReader::new(file)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_slice::<RunRecord>(&l).ok())
+        .filter(|r| r.kind == "run")
+        .last()
+        .and_then(|r| r.pid)
+}
+
+/// Refuses a journal written by another campaign, naming the first difference.
+fn check_header(journal: &Description, this: &Description) -> Result<(), JournalError> {
+    let mismatch = |field: &str, journal: &str, this: &str| JournalError::Mismatch {
+        field: field.to_string(),
+        journal: shown(journal),
+        this: shown(this),
+    };
+    if journal.channel != this.channel {
+        return Err(mismatch("channel", &journal.channel, &this.channel));
+    }
+    let names: std::collections::BTreeSet<&String> =
+        journal.fields.keys().chain(this.fields.keys()).collect();
+    for name in names {
+        let (a, b) = (journal.fields.get(name), this.fields.get(name));
+        if a != b {
+            return Err(mismatch(
+                name,
+                a.map_or("", String::as_str),
+                b.map_or("", String::as_str),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn shown(value: &str) -> String {
+    if value.is_empty() {
+        "(none)".to_string()
+    } else {
+        format!("`{}`", crate::text::printable(value, false))
+    }
+}
+
+/// Whether two paths name the same file: by device and inode where both exist, else by
+/// their absolute paths, cleaned (the file may not exist yet).
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return x.dev() == y.dev() && x.ino() == y.ino();
+        }
+    }
+    absolute(a) == absolute(b)
+}
+
+/// A path made absolute and cleaned of `.` and `..` without touching the file system
+/// beyond the current directory (the file may not exist yet).
+fn absolute(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut clean = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    // A file that does not exist yet in a directory that does: resolve the directory's
+    // links, so `dir/link/x` and `dir/real/x` compare equal.
+    match (clean.parent(), clean.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(clean),
+        _ => clean,
     }
 }
 
@@ -217,40 +596,137 @@ mod tests {
         }
     }
 
-    #[test]
-    fn resume_state_from_records_and_a_torn_line() {
+    fn campaign(event: &str) -> Description {
+        Description {
+            channel: "sip-notify".into(),
+            fields: BTreeMap::from([("event".to_string(), event.to_string())]),
+        }
+    }
+
+    fn open(path: &Path) -> (Journal, ResumeState) {
+        Journal::open(path, &campaign("reboot_now"), SyncMode::Batch).unwrap()
+    }
+
+    #[tokio::test]
+    async fn resume_state_from_records_and_a_torn_line() {
         let path = temp("resume");
         {
-            let (j, state) = Journal::open(&path).unwrap();
+            let (j, state) = open(&path);
             assert!(state.delivered.is_empty() && state.unknown.is_empty());
             for k in ["a", "b", "c", "d"] {
-                j.intent(&intent(k)).unwrap();
+                j.intent(&intent(k)).await.unwrap();
             }
-            j.result(&result("a", "delivered")).unwrap();
-            j.result(&result("b", "timeout")).unwrap();
+            j.result(&result("a", "delivered")).await.unwrap();
+            j.result(&result("b", "timeout")).await.unwrap();
         }
         // A torn record, as after kill -9 in the middle of a write.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"type\":\"result\",\"key\":\"c\",\"outc")
             .unwrap();
         drop(f);
-        let (j, state) = Journal::open(&path).unwrap();
+        let (j, state) = open(&path);
         assert_eq!(state.delivered, HashSet::from(["a".to_string()]));
         assert_eq!(
             state.unknown,
             HashSet::from(["c".to_string(), "d".to_string()])
         );
         assert_eq!(state.unreadable, 1);
-        j.result(&result("d", "delivered")).unwrap();
+        j.result(&result("d", "delivered")).await.unwrap();
         drop(j);
-        let (_, state) = Journal::open(&path).unwrap();
+        let (_, state) = open(&path);
         assert_eq!(state.unknown, HashSet::from(["c".to_string()]));
         assert_eq!(state.delivered.len(), 2);
         assert_eq!(state.unreadable, 1);
         let text = std::fs::read_to_string(&path).unwrap();
+        let kinds: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| v["type"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(&kinds[..3], ["campaign", "run", "intent"]);
+        assert_eq!(kinds.iter().filter(|k| *k == "campaign").count(), 1);
+        assert_eq!(kinds.iter().filter(|k| *k == "run").count(), 3);
         let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        assert_eq!(first["type"], "intent");
+        assert_eq!(first["fields"]["event"], "reboot_now");
         assert!(first["at"].as_f64().unwrap() > 1.6e9);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn another_campaigns_journal_is_refused_naming_the_difference() {
+        let path = temp("other");
+        drop(open(&path));
+        let refused = Journal::open(&path, &campaign("resync"), SyncMode::Batch).unwrap_err();
+        let text = refused.to_string();
+        assert!(matches!(refused, JournalError::Mismatch { .. }), "{text}");
+        assert!(
+            text.contains("event is `reboot_now`, this run's is `resync`"),
+            "{text}"
+        );
+        // Records with no campaign record first: an older journal, or not a journal.
+        std::fs::write(&path, "{\"type\":\"intent\",\"key\":\"k\"}\n").unwrap();
+        let refused = Journal::open(&path, &campaign("resync"), SyncMode::Batch).unwrap_err();
+        assert!(matches!(refused, JournalError::NoHeader), "{refused}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_device_is_not_a_journal_and_a_busy_journal_names_its_pid() {
+        for device in ["/dev/null", "/dev/zero"] {
+            let refused = Journal::open(Path::new(device), &campaign("x"), SyncMode::Off);
+            assert!(matches!(refused, Err(JournalError::NotAFile)), "{device}");
+        }
+        let path = temp("busy");
+        let (held, _) = open(&path);
+        let busy = Journal::open(&path, &campaign("reboot_now"), SyncMode::Batch).unwrap_err();
+        assert!(
+            matches!(busy, JournalError::Busy { pid: Some(pid) } if pid == std::process::id()),
+            "{busy}"
+        );
+        drop(held);
+        // The lock goes with the journal: the next run gets it.
+        drop(open(&path));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intents_given_together_share_their_syncs() {
+        let path = temp("group");
+        let (journal, _) = open(&path);
+        let journal = Arc::new(journal);
+        let keys: Vec<String> = (0..500).map(|i| format!("k{i}")).collect();
+        let writes = keys.iter().map(|k| {
+            let journal = journal.clone();
+            let key = k.clone();
+            tokio::spawn(async move { journal.intent(&intent(&key)).await })
+        });
+        for write in writes.collect::<Vec<_>>() {
+            write.await.unwrap().unwrap();
+        }
+        // Each intent was synced before its task went on, yet far fewer syncs than intents.
+        let syncs = journal.syncs();
+        assert!((1..500).contains(&syncs), "{syncs} syncs for 500 intents");
+        journal.finish().unwrap();
+        drop(journal);
+        let (_, state) = open(&path);
+        assert_eq!(state.unknown.len(), 500);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn the_same_file_by_another_name_is_the_same_file() {
+        let dir = std::env::temp_dir();
+        let a = temp("same");
+        std::fs::write(&a, "x").unwrap();
+        let name = a.file_name().unwrap();
+        let dotted = dir.join(".").join(name);
+        assert!(same_file(&a, &dotted));
+        let fresh = dir.join(format!("sipnotify-journal-{}-fresh", std::process::id()));
+        assert!(same_file(
+            &fresh,
+            &dir.join("x").join("..").join(fresh.file_name().unwrap())
+        ));
+        assert!(!same_file(&a, &fresh));
+        std::fs::remove_file(&a).unwrap();
     }
 }

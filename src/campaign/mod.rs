@@ -64,7 +64,7 @@ pub mod summary;
 pub use channel::Channel;
 pub use defaults::{BadRow, Defaults};
 pub use input::{InputFormat, Row, RowError, RowReader};
-pub use journal::{Journal, ResumeState};
+pub use journal::{Description, Journal, JournalError, ResumeState, SyncMode};
 pub use record::{Record, Verdict};
 pub use report::Report;
 pub use retry::RetryPolicy;
@@ -137,6 +137,14 @@ pub struct Options {
     pub retry: RetryPolicy,
     /// The journal to resume from and append to.
     pub journal: Option<PathBuf>,
+    /// When the journal's intents reach the disk.
+    pub journal_sync: SyncMode,
+    /// What this campaign is, recorded first in its journal: a journal is resumed only by
+    /// the same campaign.
+    pub description: Description,
+    /// Send each row, even one naming the same target and event as an earlier row (by
+    /// default such a row is reported `duplicate` and not sent).
+    pub allow_duplicates: bool,
     /// Send again the targets a previous run started with no result.
     pub resend_unknown: bool,
     /// The report file: CSV if it ends in `.csv`, else JSON Lines.
@@ -157,6 +165,12 @@ impl Options {
             spread: None,
             retry: RetryPolicy::default(),
             journal: None,
+            journal_sync: SyncMode::Batch,
+            description: Description {
+                channel: String::new(),
+                fields: Default::default(),
+            },
+            allow_duplicates: false,
             resend_unknown: false,
             report: None,
             count: false,
@@ -186,13 +200,35 @@ pub enum CampaignError {
         /// What is wrong.
         source: input::InputError,
     },
-    /// The journal cannot be opened.
-    #[error("cannot open the journal {path}: {source}")]
+    /// The journal cannot be used.
+    #[error("cannot use the journal {path}: {source}")]
     Journal {
         /// Where.
         path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
+        /// Why.
+        source: JournalError,
+    },
+    /// Two options name the same file.
+    #[error("{first} and {second} name the same file ({path}): {why}")]
+    SameFile {
+        /// One option.
+        first: &'static str,
+        /// The other.
+        second: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What writing it would destroy.
+        why: &'static str,
+    },
+    /// A pipe too long to hold for `--spread`.
+    #[error(
+        "{input} is over {limit} MiB: --spread reads a pipe whole first; write the rows to a file"
+    )]
+    TooLong {
+        /// Which input.
+        input: Input,
+        /// The limit in MiB.
+        limit: usize,
     },
     /// The report cannot be opened.
     #[error("cannot open the report {path}: {source}")]
@@ -308,30 +344,35 @@ impl<C: Channel> Campaign<C> {
                 ));
             }
         }
+        check_distinct_files(&options)?;
         let regular = options.input.is_regular_file();
-        if options.spread.is_some() && !regular {
-            return Err(CampaignError::Option(
-                "--spread needs a regular file, not standard input or a pipe: the rows are counted first",
-            ));
-        }
-        let (reader, format) = open_input(&options)?;
-        let rows = RowReader::new(reader, format).map_err(|source| CampaignError::Rows {
-            input: options.input.clone(),
-            source,
-        })?;
-        // The rows of this shard, counted in a first pass over a regular file.
-        let total = match &options.input {
+        let (mut reader, format) = open_input(&options)?;
+        // The input is read once. Rows are counted (for --spread and progress) in a first
+        // pass over a regular file, or over a pipe read whole into memory for --spread.
+        let counted = match &options.input {
             Input::Path(path) if regular && (options.spread.is_some() || options.count) => {
                 let file = File::open(path).map_err(|source| CampaignError::Read {
                     input: options.input.clone(),
                     source,
                 })?;
-                let records = count_records(Box::new(BufReader::new(file)), format);
-                let Shard { index, count } = options.shard;
-                Some((records + count - 1 - index) / count)
+                Some(count_records(Box::new(BufReader::new(file)), format))
+            }
+            _ if options.spread.is_some() => {
+                let whole = read_whole(&mut reader, &options.input)?;
+                let records = count_records(Box::new(std::io::Cursor::new(whole.clone())), format);
+                reader = Box::new(std::io::Cursor::new(whole));
+                Some(records)
             }
             _ => None,
         };
+        let total = counted.map(|records| {
+            let Shard { index, count } = options.shard;
+            (records + count - 1 - index) / count
+        });
+        let rows = RowReader::new(reader, format).map_err(|source| CampaignError::Rows {
+            input: options.input.clone(),
+            source,
+        })?;
         // A journal that exists already means a resume: the report goes on after the
         // earlier runs' records instead of replacing them.
         let resuming = options.journal.as_deref().is_some_and(Path::exists);
@@ -339,10 +380,12 @@ impl<C: Channel> Campaign<C> {
         let (journal, resume) = match &options.journal {
             Some(path) => {
                 let (journal, resume) =
-                    Journal::open(path).map_err(|source| CampaignError::Journal {
-                        path: path.clone(),
-                        source,
-                    })?;
+                    Journal::open(path, &options.description, options.journal_sync).map_err(
+                        |source| CampaignError::Journal {
+                            path: path.clone(),
+                            source,
+                        },
+                    )?;
                 if resume.unreadable > 0 {
                     warnings.push(format!(
                         "the journal {} has {} unreadable line(s) (a torn last line after a crash is expected); skipped",
@@ -417,9 +460,12 @@ impl<C: Channel> Campaign<C> {
             1
         };
         let shard = options.shard;
+        let duplicates = (!options.allow_duplicates).then(Duplicates::default);
         std::thread::Builder::new()
             .name("campaign-input".into())
-            .spawn(move || read_items::<C>(rows, shard, &*requests, chunk_len, items_tx))
+            .spawn(move || {
+                read_items::<C>(rows, shard, &*requests, duplicates, chunk_len, items_tx)
+            })
             .map_err(|e| CampaignError::Internal(format!("cannot start the input thread: {e}")))?;
         let (records_tx, records_rx) = mpsc::channel(RECORDS_QUEUED);
         let report = files.report.clone();
@@ -487,6 +533,7 @@ fn read_items<C: Channel>(
     rows: RowReader,
     shard: Shard,
     requests: &(dyn Fn(&Row) -> Result<C::Request, BadRow> + Send),
+    mut duplicates: Option<Duplicates>,
     chunk_len: usize,
     items: mpsc::Sender<Vec<Item<C::Request>>>,
 ) {
@@ -502,15 +549,26 @@ fn read_items<C: Channel>(
         let item = match row {
             Err(e) => Item::Bad(e),
             Ok(row) => match requests(&row) {
-                Ok(request) => Item::Job(Box::new(Job {
-                    line: row.line,
-                    key: match &row.id {
-                        Some(id) => format!("id:{id}"),
-                        None => C::identity(&request),
-                    },
-                    id: row.id,
-                    request,
-                })),
+                Ok(request) => {
+                    let identity = C::identity(&request);
+                    let first = duplicates
+                        .as_mut()
+                        .and_then(|d| d.first_line(&identity, row.line));
+                    let job = Box::new(Job {
+                        line: row.line,
+                        // Each row is its own target when duplicates are sent.
+                        key: match duplicates {
+                            Some(_) => identity,
+                            None => format!("{identity} line {}", row.line),
+                        },
+                        id: row.id,
+                        request,
+                    });
+                    match first {
+                        Some(first_line) => Item::Duplicate(job, first_line),
+                        None => Item::Job(job),
+                    }
+                }
                 Err(BadRow(message)) => Item::Bad(RowError {
                     line: row.line,
                     index,
@@ -529,6 +587,87 @@ fn read_items<C: Channel>(
     if !chunk.is_empty() {
         let _ = items.blocking_send(chunk);
     }
+}
+
+/// The targets seen so far, to send each once. A target is kept as a 64-bit keyed hash of
+/// its identity (8 bytes and its first line per distinct target, not the text): two
+/// distinct targets of a million collide with a chance of about 3 in 100 million.
+#[derive(Default)]
+struct Duplicates {
+    hasher: std::collections::hash_map::RandomState,
+    first_lines: rustc_hash::FxHashMap<u64, u64>,
+}
+
+impl Duplicates {
+    /// The line of an earlier row with this identity, or `None` (and `line` remembered).
+    fn first_line(&mut self, identity: &str, line: u64) -> Option<u64> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(identity);
+        match self.first_lines.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(first) => Some(*first.get()),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert(line);
+                None
+            }
+        }
+    }
+}
+
+/// Most of a pipe held in memory for `--spread` (which must count the rows first).
+pub const SPREAD_PIPE_LIMIT_MIB: usize = 256;
+
+/// Reads a pipe whole, up to [`SPREAD_PIPE_LIMIT_MIB`].
+fn read_whole(reader: &mut dyn BufRead, input: &Input) -> Result<Arc<[u8]>, CampaignError> {
+    use std::io::Read;
+    let limit = SPREAD_PIPE_LIMIT_MIB << 20;
+    let mut whole = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut whole)
+        .map_err(|source| CampaignError::Read {
+            input: input.clone(),
+            source,
+        })?;
+    if whole.len() > limit {
+        return Err(CampaignError::TooLong {
+            input: input.clone(),
+            limit: SPREAD_PIPE_LIMIT_MIB,
+        });
+    }
+    Ok(whole.into())
+}
+
+/// Refuses options that name the same file (the report or journal would overwrite the
+/// input or each other), before anything is opened for writing.
+fn check_distinct_files(options: &Options) -> Result<(), CampaignError> {
+    let input = match &options.input {
+        Input::Path(path) => Some(path.clone()),
+        // What standard input is, where the system says.
+        Input::Stdin => Some(PathBuf::from("/dev/stdin")).filter(|p| p.exists()),
+    };
+    let named = [
+        ("the input", input.as_deref()),
+        ("--journal", options.journal.as_deref()),
+        ("--report", options.report.as_deref()),
+    ];
+    for (i, (first, a)) in named.iter().enumerate() {
+        for (second, b) in &named[i + 1..] {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            if journal::same_file(a, b) {
+                return Err(CampaignError::SameFile {
+                    first,
+                    second,
+                    path: b.to_path_buf(),
+                    why: if *first == "the input" {
+                        "writing it would destroy the rows; name another file"
+                    } else {
+                        "the report would overwrite the journal's records; name two files"
+                    },
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The output thread: each record to the summary, the report and the observer. Returns

@@ -3,6 +3,7 @@
 
 use crate::proto::outcome::{Direction, TraceEntry};
 use crate::proto::{Outcome, OutcomeKind};
+use crate::text::printable;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::io::Write;
@@ -27,6 +28,11 @@ pub enum Verdict {
     Unknown,
     /// The row could not be used.
     BadRow(String),
+    /// The same target and event as the row at `first_line`: not sent again.
+    Duplicate {
+        /// The line of the row that was sent.
+        first_line: u64,
+    },
     /// The journal could not be written, so the target was not sent.
     JournalError(String),
 }
@@ -39,6 +45,7 @@ impl Verdict {
             Verdict::AlreadyDelivered => "already_delivered",
             Verdict::Unknown => "unknown",
             Verdict::BadRow(_) => "bad_row",
+            Verdict::Duplicate { .. } => "duplicate",
             Verdict::JournalError(_) => "journal_error",
         }
     }
@@ -48,17 +55,26 @@ impl Verdict {
         match self {
             Verdict::Sent { outcome, .. } => outcome.kind == OutcomeKind::Delivered,
             Verdict::AlreadyDelivered => true,
-            Verdict::Unknown | Verdict::BadRow(_) | Verdict::JournalError(_) => false,
+            Verdict::Unknown
+            | Verdict::BadRow(_)
+            | Verdict::Duplicate { .. }
+            | Verdict::JournalError(_) => false,
         }
     }
 
     /// Why it ended so: the outcome's reason, or what the campaign decided.
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> Cow<'_, str> {
         match self {
-            Verdict::Sent { outcome, .. } => &outcome.reason,
-            Verdict::AlreadyDelivered => "journaled delivered by a previous run; not sent again",
-            Verdict::Unknown => "started by a previous run with no result; not sent again",
-            Verdict::BadRow(m) | Verdict::JournalError(m) => m,
+            Verdict::Sent { outcome, .. } => Cow::Borrowed(&outcome.reason),
+            Verdict::AlreadyDelivered => {
+                "journaled delivered by a previous run; not sent again".into()
+            }
+            Verdict::Unknown => "started by a previous run with no result; not sent again".into(),
+            Verdict::Duplicate { first_line } => format!(
+                "the same target and event as line {first_line}, sent once (--allow-duplicates sends each)"
+            )
+            .into(),
+            Verdict::BadRow(m) | Verdict::JournalError(m) => Cow::Borrowed(m),
         }
     }
 }
@@ -121,7 +137,7 @@ impl Record {
                 row[2] = self.target.clone();
                 row[3] = self.event.clone();
                 row[4] = other.label().to_string();
-                row[6] = other.reason().to_string();
+                row[6] = printable(&other.reason(), false).into_owned();
                 row
             }
         }
@@ -144,7 +160,7 @@ pub struct JsonRecord<'a> {
     /// The final status.
     pub status: Option<u16>,
     /// The reason phrase, or what went wrong.
-    pub reason: &'a str,
+    pub reason: Cow<'a, str>,
     /// Advice for the user.
     pub hint: Option<&'static str>,
     /// Requests sent.
@@ -178,7 +194,7 @@ impl<'a> JsonRecord<'a> {
             id,
             outcome: "",
             status: None,
-            reason: "",
+            reason: Cow::Borrowed(""),
             hint: None,
             attempts: None,
             retransmissions: None,
@@ -201,7 +217,7 @@ impl<'a> JsonRecord<'a> {
         JsonRecord {
             outcome: o.kind.as_str(),
             status: o.status,
-            reason: &o.reason,
+            reason: Cow::Borrowed(&o.reason),
             hint: o.hint,
             attempts: Some(o.attempts),
             retransmissions: Some(o.retransmissions),
@@ -274,7 +290,9 @@ pub fn csv_row(
         event.to_string(),
         o.kind.as_str().to_string(),
         o.status.map(|s| s.to_string()).unwrap_or_default(),
-        o.reason.clone(),
+        // A cell may be shown on a terminal (`--output csv`): text from the network is
+        // escaped as in the human output.
+        printable(&o.reason, false).into_owned(),
         o.hint.unwrap_or_default().to_string(),
         o.attempts.to_string(),
         tries.to_string(),
@@ -284,43 +302,9 @@ pub fn csv_row(
     ]
 }
 
-/// Text from the network made safe for a terminal: a phone's reason phrase or message could
-/// carry escape sequences. Control characters become `\xNN`; line ends are kept in
-/// `multiline` text.
-pub fn printable(text: &str, multiline: bool) -> Cow<'_, str> {
-    let keep = |c: char| !c.is_control() || (multiline && matches!(c, '\r' | '\n' | '\t'));
-    if text.chars().all(keep) {
-        return text.into();
-    }
-    text.chars()
-        .map(|c| {
-            if keep(c) {
-                c.to_string()
-            } else {
-                format!("\\x{:02x}", u32::from(c))
-            }
-        })
-        .collect::<String>()
-        .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_sequences_from_the_network_never_reach_the_terminal() {
-        let hostile = "Bad\x1b]0;pwned\x07 Event\r\nX: y";
-        assert_eq!(
-            printable(hostile, false),
-            "Bad\\x1b]0;pwned\\x07 Event\\x0d\\x0aX: y"
-        );
-        assert_eq!(
-            printable(hostile, true),
-            "Bad\\x1b]0;pwned\\x07 Event\r\nX: y"
-        );
-        assert!(matches!(printable("200 OK", false), Cow::Borrowed(_)));
-    }
 
     #[test]
     fn every_record_has_one_cell_per_column_and_a_hint_for_failures() {

@@ -21,6 +21,8 @@ pub(crate) enum Item<R> {
     Job(Box<Job<R>>),
     /// A row that could not be used.
     Bad(RowError),
+    /// A row naming the same target and event as an earlier one: not sent again.
+    Duplicate(Box<Job<R>>, u64),
 }
 
 /// A target ready to send.
@@ -198,6 +200,11 @@ impl<C: Channel> Runner<C> {
                     let _ = records.send(record).await;
                     continue;
                 }
+                Item::Duplicate(job, first_line) => {
+                    let verdict = Verdict::Duplicate { first_line };
+                    let _ = records.send(record::<C>(&job, verdict)).await;
+                    continue;
+                }
                 // Kept boxed: the task below holds it for the whole target, so its future
                 // holds a pointer, not the job.
                 Item::Job(job) => job,
@@ -245,6 +252,11 @@ impl<C: Channel> Runner<C> {
         }
         // Every slot back means every target in flight has ended and been reported.
         let _ = slots.acquire_many(concurrency as u32).await;
+        if let Some(journal) = &shared.journal {
+            if let Err(e) = journal.finish() {
+                shared.journal_failed(e);
+            }
+        }
         end.journal_error = shared.journal_error.lock().expect("lock").take();
         end
     }
@@ -273,7 +285,7 @@ impl<C: Channel> Shared<C> {
                 id: job.id.as_deref(),
                 line: job.line,
             };
-            if let Err(e) = journal.intent(&intent) {
+            if let Err(e) = journal.intent(&intent).await {
                 return record::<C>(&job, Verdict::JournalError(self.journal_failed(e)));
             }
         }
@@ -306,7 +318,7 @@ impl<C: Channel> Shared<C> {
                 tries,
                 elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
             };
-            if let Err(e) = journal.result(&finished) {
+            if let Err(e) = journal.result(&finished).await {
                 self.journal_failed(e);
             }
         }

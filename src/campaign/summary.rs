@@ -1,9 +1,10 @@
 //! The end-of-campaign summary, in fixed memory: counts per outcome, latency percentiles
 //! from a log-scale histogram (within 2 %), and the most frequent failure reasons.
 
-use super::record::{printable, Record, Verdict};
+use super::record::{Record, Verdict};
 use super::run::RunEnd;
 use crate::proto::OutcomeKind;
+use crate::text::printable;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::time::Duration;
@@ -92,7 +93,7 @@ impl Summary {
             }
             Verdict::BadRow(message) => self.add_bad_row(record.line, message),
             Verdict::JournalError(message) => self.add(label, None, Some(message)),
-            Verdict::AlreadyDelivered => self.add(label, None, None),
+            Verdict::AlreadyDelivered | Verdict::Duplicate { .. } => self.add(label, None, None),
             Verdict::Unknown => self.add(
                 label,
                 None,
@@ -101,9 +102,11 @@ impl Summary {
         }
     }
 
-    /// Whether every target was delivered, now or by an earlier run.
+    /// Whether every target was delivered, now or by an earlier run (a duplicate row is
+    /// its first row's target, which counts for it).
     pub fn all_delivered(&self) -> bool {
-        self.total() == self.count("delivered") + self.count("already_delivered")
+        self.total()
+            == self.count("delivered") + self.count("already_delivered") + self.count("duplicate")
     }
 
     /// The summary for people: counts, latency percentiles, the most frequent failures

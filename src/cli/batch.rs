@@ -6,7 +6,7 @@ use super::send::{notifier_config, parse_headers, password, timeout_within_timer
 use super::{parse_duration, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
-    Campaign, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop,
+    Campaign, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop, SyncMode,
 };
 use sipnotify::Notifier;
 use std::io::{IsTerminal, Write};
@@ -20,6 +20,15 @@ pub enum FileFormat {
     Csv,
     /// One JSON object per line.
     Jsonl,
+}
+
+/// `--journal-sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JournalSync {
+    /// Intents synced before their targets are sent, in groups.
+    Batch,
+    /// Left to the kernel.
+    Off,
 }
 
 /// Options of `sipnotify batch`.
@@ -87,6 +96,22 @@ pub struct BatchArgs {
     /// sent: a reboot may happen twice).
     #[arg(long, requires = "journal")]
     pub resend_unknown: bool,
+    /// When intents reach the disk: batch syncs them (fdatasync, many at once) before
+    /// their targets are sent, so even a power cut never makes a resume act twice; off
+    /// leaves them to the kernel (faster on slow disks; a power cut may lose the last
+    /// records, and a resume may act on those phones again).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "batch",
+        requires = "journal"
+    )]
+    pub journal_sync: JournalSync,
+    /// Send every row, even one naming the same target and event as an earlier row (by
+    /// default it is reported `duplicate` with the line of the first, and not sent).
+    #[arg(long)]
+    pub allow_duplicates: bool,
     /// Take every N-th row starting at K (0 <= K < N), to split one file over N machines.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
@@ -147,6 +172,11 @@ fn options(args: &BatchArgs) -> Result<Options, Failure> {
         .transpose()?;
     options.retry = retry;
     options.journal = args.journal.clone();
+    options.journal_sync = match args.journal_sync {
+        JournalSync::Batch => SyncMode::Batch,
+        JournalSync::Off => SyncMode::Off,
+    };
+    options.allow_duplicates = args.allow_duplicates;
     options.resend_unknown = args.resend_unknown;
     options.report = args.report.clone();
     options.count = std::io::stderr().is_terminal();
@@ -159,7 +189,8 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let (config, timeout) = notifier_config(&args.line)?;
     timeout_within_timer_f(&config, timeout)?;
     defaults.timeout = timeout;
-    let options = options(&args)?;
+    let mut options = options(&args)?;
+    options.description = defaults.describe();
     let input = options.input.clone();
     let campaign = Campaign::open(options, move |row| defaults.notify(row))
         .map_err(|e| Failure::input(e.to_string()))?;

@@ -2,9 +2,10 @@
 
 use super::Format;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sipnotify::campaign::record::{csv_row, printable, JsonRecord, CSV_HEADER};
+use sipnotify::campaign::record::{csv_row, JsonRecord, CSV_HEADER};
 use sipnotify::campaign::{Input, Observer, Record, Verdict};
 use sipnotify::proto::outcome::Direction;
+use sipnotify::text::printable;
 use sipnotify::{Outcome, OutcomeKind};
 use std::io::{BufWriter, Write};
 use std::time::Duration;

@@ -92,9 +92,7 @@ impl CustomArgs {
         let body = match (&self.body, &self.body_file) {
             (Some(text), _) => text.clone().into_bytes(),
             (None, Some(path)) => {
-                let mut bytes = std::fs::read(path).map_err(|e| {
-                    Failure::input(format!("cannot read the body file {}: {e}", path.display()))
-                })?;
+                let mut bytes = read_limited(path, MAX_BODY_FILE, "body file")?;
                 if !self.keep_final_newline {
                     strip_final_newline(&mut bytes);
                 }
@@ -105,6 +103,33 @@ impl CustomArgs {
         Event::custom(&self.event, body, self.content_type.clone())
             .map_err(|e| Failure::input(format!("--event: {e}")))
     }
+}
+
+/// The largest `--body-file`: a NOTIFY body is a short document.
+const MAX_BODY_FILE: usize = 64 * 1024;
+
+/// The largest `--password-file`: a line password is a few dozen bytes.
+const MAX_PASSWORD_FILE: usize = 4 * 1024;
+
+/// Reads a file of at most `limit` bytes, reading no more than one byte past it (so
+/// `/dev/zero` or a wrong path costs nothing).
+fn read_limited(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| {
+        Failure::input(format!("cannot read the {what} {}: {e}", path.display()))
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() > limit {
+        return Err(Failure::input(format!(
+            "the {what} {} is over {} KiB; is it the right file?",
+            path.display(),
+            limit / 1024
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Removes one final LF or CRLF, the newline editors add to a file.
@@ -139,12 +164,7 @@ fn password_from(file: Option<&Path>, value: Option<&str>) -> Result<Option<Pass
     if let Some(path) = file {
         ignored("--password-file");
         warn_if_shared(path);
-        let mut bytes = std::fs::read(path).map_err(|e| {
-            Failure::input(format!(
-                "cannot read the password file {}: {e}",
-                path.display()
-            ))
-        })?;
+        let mut bytes = read_limited(path, MAX_PASSWORD_FILE, "password file")?;
         strip_final_newline(&mut bytes);
         let text = String::from_utf8(bytes).map_err(|_| {
             Failure::input(format!(
@@ -282,6 +302,9 @@ pub fn prepare(
     notify.from = args.line.from.clone();
     notify.timeout = timeout;
     notify.trace = trace;
+    notify
+        .check_size()
+        .map_err(|e| Failure::input(e.to_string()))?;
     Ok((config, notify))
 }
 

@@ -19,6 +19,6 @@ mod paired;
 pub mod transaction;
 
 pub use endpoint::{Endpoint, FlowId, Received, Transmit};
-pub use notify::{Credentials, Notify, Route};
+pub use notify::{Credentials, Notify, Route, TooLargeForUdp, MAX_UDP_PAYLOAD};
 pub use outcome::{Outcome, OutcomeKind};
 pub use transaction::Timers;

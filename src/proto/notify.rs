@@ -3,7 +3,7 @@
 
 use crate::event::Event;
 use crate::sip::digest::Password;
-use crate::sip::request::ExtraHeader;
+use crate::sip::request::{ExtraHeader, NotifyRequest};
 use crate::sip::uri::{HostPort, Target};
 use crate::sip::Transport;
 use std::net::SocketAddr;
@@ -91,6 +91,59 @@ impl Notify {
     }
 }
 
+/// The most a UDP datagram carries: 65,535 bytes less the IPv4 and UDP headers.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+
+/// A NOTIFY too large for the transport it would travel on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request is {0} bytes with its credentials; UDP carries at most 65,507: use --transport tcp")]
+pub struct TooLargeForUdp(pub usize);
+
+impl Notify {
+    /// Checks that the NOTIFY, its authenticated retry included, fits in a UDP datagram
+    /// when it travels on UDP. The size is reckoned with the longest local address, tags
+    /// and an `Authorization` header of [`AUTHORIZATION_ALLOWANCE`] bytes plus the
+    /// Request-URI again (the digest `uri`).
+    pub fn check_size(&self) -> Result<(), TooLargeForUdp> {
+        if self.transport() != Transport::Udp {
+            return Ok(());
+        }
+        let local: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .expect("an address");
+        let authorization = [(true, "x".repeat(AUTHORIZATION_ALLOWANCE))];
+        let from = self
+            .from
+            .as_deref()
+            .unwrap_or("sip:sipnotify@ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        let size = NotifyRequest {
+            target: &self.target,
+            from,
+            from_tag: "0123456789abcdef",
+            call_id: "0123456789abcdef0123456789abcdef",
+            cseq: u32::MAX,
+            branch: "z9hG4bK0123456789abcdef0123456789abcdef",
+            local,
+            transport: Transport::Udp,
+            event: &self.event,
+            extra: &self.extra,
+            authorization: &authorization,
+        }
+        .to_bytes()
+        .len()
+            + self.target.as_str().len();
+        if size > MAX_UDP_PAYLOAD {
+            Err(TooLargeForUdp(size))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Room left for an `Authorization` header when sizing a request before any challenge:
+/// the phone's realm, nonce and opaque are not known yet.
+pub const AUTHORIZATION_ALLOWANCE: usize = 1024;
+
 /// Where a NOTIFY goes once its next hop is resolved (and, over TCP, connected): what the
 /// I/O layer tells the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,4 +154,23 @@ pub struct Route {
     pub local: SocketAddr,
     /// The transport of the requests.
     pub transport: Transport,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_over_a_datagram_is_refused_on_udp_only() {
+        let target = Target::parse("sip:159@10.0.0.7").unwrap();
+        let url = format!("http://10.0.0.1/{}", "a".repeat(70_000));
+        let big = Notify::new(target.clone(), Event::xml_service(&url).unwrap());
+        let TooLargeForUdp(size) = big.check_size().unwrap_err();
+        assert!(size > 70_000, "{size}");
+        let mut over_tcp = big;
+        over_tcp.transport = Some(Transport::Tcp);
+        assert_eq!(over_tcp.check_size(), Ok(()));
+        let small = Notify::new(target, Event::Reboot);
+        assert_eq!(small.check_size(), Ok(()));
+    }
 }

@@ -4,6 +4,7 @@
 use super::uri::Target;
 use super::{push_header, push_socket_addr, Transport};
 use crate::event::Event;
+use crate::text::printable;
 use std::net::SocketAddr;
 
 /// The User-Agent every request carries.
@@ -18,6 +19,9 @@ pub enum RequestError {
     /// A From URI that would break the header.
     #[error("--from `{0}` is not a SIP URI: write sip:USER@HOST (no spaces, no <>)")]
     BadFrom(String),
+    /// A control character in a header value.
+    #[error("the {0} header has a control character (only tab is allowed in a value)")]
+    ControlInHeader(String),
     /// A header the agent writes itself.
     #[error("the {0} header is written by sipnotify itself and cannot be set with --header")]
     ManagedHeader(String),
@@ -68,14 +72,14 @@ impl ExtraHeader {
     pub fn parse(line: &str) -> Result<ExtraHeader, RequestError> {
         let (name, value) = line
             .split_once(':')
-            .ok_or_else(|| RequestError::BadHeader(line.into()))?;
+            .ok_or_else(|| RequestError::BadHeader(printable(line, false).into_owned()))?;
         let (name, value) = (name.trim(), value.trim());
         let name_ok = !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._!%*+`'~".contains(&b));
         if !name_ok {
-            return Err(RequestError::BadHeader(line.into()));
+            return Err(RequestError::BadHeader(printable(line, false).into_owned()));
         }
         // Compact forms (`l:`, `v:`, `m:` ...) name the same headers as the long ones.
         let name = super::codec::canonical_name(name.as_bytes()).unwrap_or(name);
@@ -94,9 +98,11 @@ impl ExtraHeader {
     }
 }
 
+/// A header value is one line of text: a control character other than tab would end the
+/// header, inject another, or reach a terminal.
 pub(crate) fn check_header_value(name: &str, value: &str) -> Result<(), RequestError> {
-    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(RequestError::BadHeader(format!("{name}: {value}")));
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(RequestError::ControlInHeader(name.to_string()));
     }
     Ok(())
 }

@@ -1,0 +1,477 @@
+//! Operator mistakes and hostile answers, through the real binary on loopback: pipes read
+//! once, files that clash, journals of another campaign or in use, duplicate rows, escape
+//! sequences from a phone, inputs without bound, requests too large for UDP.
+
+mod common;
+
+use common::{bin, response, PhoneProcess};
+use serde_json::Value;
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// A folder of its own for each test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("sipnotify-mistakes-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A simulated phone for users 1000-99999 whose passwords are `pw-{user}`, logging each
+/// exchange.
+fn phone(dir: &Path) -> (PhoneProcess, PathBuf) {
+    let log = dir.join("phone.log");
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .users("1000-99999")
+        .password_template("pw-{user}")
+        .log(&log)
+        .start();
+    (phone, log)
+}
+
+/// A CSV of `users` on `phone`, each with its password.
+fn targets_csv(path: &Path, phone: &PhoneProcess, users: std::ops::Range<u32>) -> String {
+    let port = phone.addr("udp").port();
+    let mut csv = String::from("target,password\n");
+    for user in users {
+        csv += &format!("sip:{user}@127.0.0.1:{port},pw-{user}\n");
+    }
+    std::fs::write(path, &csv).unwrap();
+    csv
+}
+
+/// The NOTIFYs the phone accepted (2xx), by user, from its log.
+fn deliveries(log: &Path) -> std::collections::HashMap<String, u32> {
+    let mut counts = std::collections::HashMap::new();
+    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+        let Ok(l) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if l["method"] == "NOTIFY" && l["status"].as_u64().unwrap_or(0) / 100 == 2 {
+            *counts
+                .entry(l["user"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn batch(args: &[&str]) -> Output {
+    bin()
+        .arg("batch")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[track_caller]
+fn assert_refused(out: &Output, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(message), "{stderr}");
+}
+
+/// Runs `command` and returns its output and peak RSS in KiB (from wait4).
+#[cfg(target_os = "linux")]
+fn output_and_peak_rss(mut command: Command) -> (Output, i64) {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled in by the kernel.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child; the Child's pipes are read by wait_with_output.
+        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let _ = tx.send((status, usage.ru_maxrss));
+    });
+    let (status, rss) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    // The child is reaped: read what it printed from its pipes.
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    use std::io::Read;
+    let mut child = child;
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
+    std::mem::forget(child);
+    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    (
+        Output {
+            status,
+            stdout,
+            stderr,
+        },
+        rss,
+    )
+}
+
+/// A 1,000-row list fed through process substitution (`<(cat file)`, a pipe opened by
+/// path) is read once: with --spread it is held whole and counted, and with a terminal on
+/// stderr (a progress bar) the bar has no total; all 1,000 are delivered either way.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
+    let dir = temp_dir("pipe");
+    let (phone, log) = phone(&dir);
+    let input = dir.join("phones.csv");
+    targets_csv(&input, &phone, 1000..2000);
+    let run = |extra: &str, stderr: Stdio| {
+        let script = format!(
+            "exec \"$0\" batch <(cat '{}') --event resync --output json {extra}",
+            input.display()
+        );
+        Command::new("bash")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_sipnotify")])
+            .stdin(Stdio::null())
+            .stderr(stderr)
+            .output()
+            .unwrap()
+    };
+    let spread = run("--spread 1s", Stdio::piped());
+    assert_eq!(
+        spread.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&spread.stderr)
+    );
+    let records = json_lines(&spread.stdout);
+    assert_eq!(records.len(), 1000);
+    assert!(records.iter().all(|r| r["outcome"] == "delivered"));
+
+    // A pseudo-terminal on stderr: the progress bar is drawn.
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills in two descriptors; the others may be null.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    // Drain the terminal so the bar never blocks on a full buffer.
+    let drained = std::thread::spawn(move || {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        // SAFETY: `master` is ours, and owned by this File from here on.
+        let mut terminal = unsafe { std::fs::File::from_raw_fd(master) };
+        let mut seen = Vec::new();
+        let _ = terminal.read_to_end(&mut seen);
+        seen
+    });
+    // SAFETY: `slave` is ours, and owned by the Stdio from here on.
+    let tty = unsafe { <Stdio as std::os::fd::FromRawFd>::from_raw_fd(slave) };
+    let with_bar = run("", tty);
+    let records = json_lines(&with_bar.stdout);
+    assert_eq!(with_bar.status.code(), Some(0));
+    assert_eq!(records.len(), 1000);
+    assert!(records.iter().all(|r| r["outcome"] == "delivered"));
+    let seen = drained.join().unwrap();
+    // stderr was the terminal: the summary went there (stdout carries JSON).
+    assert!(String::from_utf8_lossy(&seen).contains("summary: 1000 targets"));
+    // Every phone acted twice: once per run, never more.
+    let counts = deliveries(&log);
+    assert_eq!(counts.len(), 1000);
+    assert!(counts.values().all(|n| *n == 2), "{counts:?}");
+}
+
+/// Options naming the same file are refused before anything is opened for writing, and
+/// the input is left as it was.
+#[test]
+fn options_naming_the_same_file_are_refused_and_the_input_is_untouched() {
+    let dir = temp_dir("clash");
+    let (phone, log) = phone(&dir);
+    let input = dir.join("phones.csv");
+    let written = targets_csv(&input, &phone, 1000..1005);
+    let journal = dir.join("j.jsonl");
+    let input_s = input.to_str().unwrap();
+    let journal_s = journal.to_str().unwrap();
+    // The same journal by another spelling.
+    let dotted = format!("{}/./j.jsonl", dir.display());
+    for (args, message) in [
+        (
+            vec![input_s, "--journal", journal_s, "--report", &dotted],
+            "--journal and --report name the same file",
+        ),
+        (
+            vec![input_s, "--report", input_s],
+            "the input and --report name the same file",
+        ),
+        (
+            vec![input_s, "--journal", input_s],
+            "the input and --journal name the same file",
+        ),
+    ] {
+        let out = batch(&args);
+        assert_refused(&out, message);
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), written);
+        assert!(!journal.exists(), "{args:?} opened the journal");
+    }
+    assert!(deliveries(&log).is_empty());
+}
+
+/// A journal is this campaign's or refused: another event, a device, a link to one, a run
+/// holding it.
+#[test]
+fn a_journal_of_another_campaign_or_in_use_is_refused() {
+    let dir = temp_dir("journal");
+    let (phone, log) = phone(&dir);
+    let input = dir.join("phones.csv");
+    targets_csv(&input, &phone, 1000..1050);
+    let journal = dir.join("resync.journal");
+    let (input_s, journal_s) = (input.to_str().unwrap(), journal.to_str().unwrap());
+    let out = batch(&[input_s, "--event", "resync", "--journal", journal_s]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(deliveries(&log).len(), 50);
+
+    let reboot = batch(&[input_s, "--event", "reboot", "--journal", journal_s]);
+    assert_refused(&reboot, "its event is `resync`, this run's is `reboot_now`");
+    // Nothing was rebooted.
+    let events: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|l| l["event"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(events.iter().all(|e| e == "resync"), "{events:?}");
+
+    let link = dir.join("null.journal");
+    std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+    for device in ["/dev/null", link.to_str().unwrap()] {
+        let out = batch(&[input_s, "--journal", device]);
+        assert_refused(&out, "not a regular file");
+    }
+    assert_eq!(deliveries(&log).len(), 50);
+}
+
+/// A second run on a journal a first run holds sends nothing and exits 2, naming the
+/// first run's pid; no phone acts twice.
+#[test]
+fn a_second_run_on_a_busy_journal_sends_nothing() {
+    let dir = temp_dir("busy");
+    let log = dir.join("phone.log");
+    // Slow phones: the first run is still going when the second starts.
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .users("1000-99999")
+        .password_template("pw-{user}")
+        .log(&log)
+        .args(["--delay", "200"])
+        .start();
+    let input = dir.join("phones.csv");
+    targets_csv(&input, &phone, 1000..1040);
+    let journal = dir.join("j.journal");
+    let args = [
+        input.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+        "--concurrency",
+        "4",
+    ];
+    let mut first = bin()
+        .arg("batch")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for its run record: it holds the lock from then on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("\"type\":\"intent\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = batch(&args);
+    assert_refused(
+        &second,
+        &format!("another run is using it (pid {})", first.id()),
+    );
+    assert!(first.wait().unwrap().success());
+    let counts = deliveries(&log);
+    assert_eq!(counts.len(), 40);
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+}
+
+/// The same phone four times in one file (two spellings of its URI) acts once; the other
+/// rows are reported `duplicate` with the line of the first. `--allow-duplicates` sends
+/// each.
+#[test]
+fn duplicate_rows_act_once_unless_allowed() {
+    let dir = temp_dir("dup");
+    let (phone, log) = phone(&dir);
+    let port = phone.addr("udp").port();
+    let input = dir.join("phones.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "target,password\n\
+             sip:1000@127.0.0.1:{port},pw-1000\n\
+             1000@127.0.0.1:{port},pw-1000\n\
+             sip:1001@127.0.0.1:{port},pw-1001\n\
+             sip:1000@127.0.0.1:{port},pw-1000\n\
+             1000@127.0.0.1:{port},pw-1000\n"
+        ),
+    )
+    .unwrap();
+    let out = batch(&[
+        input.to_str().unwrap(),
+        "--event",
+        "reboot",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = json_lines(&out.stdout);
+    let duplicates: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["outcome"] == "duplicate")
+        .collect();
+    assert_eq!(duplicates.len(), 3);
+    assert!(duplicates
+        .iter()
+        .all(|r| r["reason"].as_str().unwrap().contains("line 2")));
+    let counts = deliveries(&log);
+    assert_eq!((counts["1000"], counts["1001"]), (1, 1));
+
+    let out = batch(&[
+        input.to_str().unwrap(),
+        "--event",
+        "reboot",
+        "--allow-duplicates",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(deliveries(&log)["1000"], 1 + 4);
+}
+
+/// A phone whose reason phrase carries escape sequences: no raw ESC reaches stdout or
+/// stderr, whatever the output mode, one target or a campaign.
+#[test]
+fn escape_sequences_from_a_phone_never_reach_the_terminal() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hostile = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    let reason = "Busy\x1b]0;pwned\x07\x1b[2K\rdelivered";
+                    let answer = response(&buf[..n], 486, reason, &[], b"");
+                    let _ = socket.send_to(&answer, from);
+                }
+            }
+        })
+    };
+    let dir = temp_dir("escape");
+    let input = dir.join("phones.csv");
+    std::fs::write(&input, format!("target\nsip:1@{addr}\nsip:2@{addr}\n")).unwrap();
+    for output in ["human", "json", "csv"] {
+        let one = bin()
+            .args(["resync", &format!("sip:1@{addr}"), "--output", output])
+            .output()
+            .unwrap();
+        let many = batch(&[input.to_str().unwrap(), "--output", output]);
+        for out in [&one, &many] {
+            assert!(out.status.code() == Some(4) || out.status.code() == Some(1));
+            for stream in [&out.stdout, &out.stderr] {
+                assert!(
+                    !stream.contains(&0x1b),
+                    "{output}: {}",
+                    String::from_utf8_lossy(stream)
+                );
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("Busy"), "{output}: {text}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    hostile.join().unwrap();
+}
+
+/// Inputs without bound are refused early and cheaply: a body or password file that never
+/// ends, a request too large for a datagram, a control character in a header.
+#[cfg(target_os = "linux")]
+#[test]
+fn unbounded_inputs_are_refused_in_bounded_memory() {
+    let target = "sip:159@127.0.0.1:9";
+    for (args, message) in [
+        (
+            vec!["notify", target, "--event", "x", "--body-file", "/dev/zero"],
+            "the body file /dev/zero is over 64 KiB",
+        ),
+        (
+            vec!["resync", target, "--password-file", "/dev/urandom"],
+            "the password file /dev/urandom is over 4 KiB",
+        ),
+    ] {
+        let mut command = bin();
+        command.args(&args);
+        let (out, rss_kib) = output_and_peak_rss(command);
+        assert_refused(&out, message);
+        assert!(rss_kib < 64 * 1024, "{args:?}: {rss_kib} KiB");
+    }
+    let url = format!("http://10.0.0.1/{}", "a".repeat(70_000));
+    let out = bin().args(["xml-service", target, &url]).output().unwrap();
+    assert_refused(&out, "UDP carries at most 65,507: use --transport tcp");
+    let dir = temp_dir("big");
+    let input = dir.join("phones.csv");
+    std::fs::write(&input, format!("target\n{target}\n")).unwrap();
+    let out = batch(&[
+        input.to_str().unwrap(),
+        "--event",
+        "xml-service",
+        "--url",
+        &url,
+    ]);
+    assert_refused(&out, "UDP carries at most 65,507");
+    let out = bin()
+        .args(["resync", target, "--header", "X-A: b\x1b[2Kc"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "the X-A header has a control character");
+}
