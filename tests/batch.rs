@@ -473,6 +473,86 @@ fn shards_cover_every_row_once() {
     campaign.phone.assert_each_delivered_once(31);
 }
 
+/// A campaign split 3 ways, each shard with its journal, merged: one record per target and
+/// the summary a single run gives, with failures and bad rows in their places.
+#[test]
+fn shard_journals_merge_into_the_report_of_one_run() {
+    let campaign = Campaign::start("merge", &["--challenge", "none"], 7000..7030);
+    // Two users the phone does not have (404) and a bad row, among the 30.
+    let mut rows = std::fs::read_to_string(&campaign.input).unwrap();
+    let port = campaign.phone.process.addr("udp").port();
+    rows += &format!("sip:99@127.0.0.1:{port},x\nsip:98@127.0.0.1:{port},x\nnot a target,x\n");
+    std::fs::write(&campaign.input, rows).unwrap();
+    let whole = batch(&[campaign.input.to_str().unwrap(), "--output", "json"]);
+    let single = String::from_utf8_lossy(&whole.stderr).to_string();
+    let mut journals = Vec::new();
+    for k in 0..3 {
+        let journal = campaign.dir.join(format!("shard-{k}.journal"));
+        let shard = format!("{k}/3");
+        let out = batch(&[
+            campaign.input.to_str().unwrap(),
+            "--shard",
+            &shard,
+            "--journal",
+            journal.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        journals.push(journal);
+    }
+    let report = campaign.dir.join("merged.csv");
+    let merged = bin()
+        .args(["journal", "merge", "--output", "json", "--report"])
+        .arg(&report)
+        .args(&journals)
+        .output()
+        .unwrap();
+    assert_eq!(merged.status.code(), Some(1));
+    let records = json_lines(&merged.stdout);
+    // Bad rows are never journaled: 30 + 2 targets.
+    assert_eq!(records.len(), 32);
+    let outcomes = |records: &[Value]| {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for r in records {
+            *counts
+                .entry(r["outcome"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        counts
+    };
+    assert_eq!(outcomes(&records)["delivered"], 30);
+    assert_eq!(outcomes(&records)["rejected"], 2);
+    let summary = String::from_utf8_lossy(&merged.stderr);
+    assert!(
+        summary.contains("summary: 32 targets: 30 delivered, 2 rejected"),
+        "{summary}"
+    );
+    assert!(
+        single.contains("summary: 33 targets: 1 bad_row, 30 delivered, 2 rejected"),
+        "{single}"
+    );
+    assert!(summary.contains("2  rejected: 404 Not Found"), "{summary}");
+    let csv = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(csv.lines().count(), 33, "{csv}");
+    // Journals of another campaign are refused.
+    let other = campaign.dir.join("other.journal");
+    let out = batch(&[
+        campaign.input.to_str().unwrap(),
+        "--event",
+        "reboot",
+        "--journal",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let refused = bin()
+        .args(["journal", "merge"])
+        .arg(&journals[0])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another campaign"));
+}
+
 #[test]
 fn resume_after_kill_9_never_sends_twice() {
     let campaign = Campaign::start(

@@ -92,7 +92,14 @@ fn traced_campaign(dir: &Path, sync: &str, phone: &PhoneProcess) -> Vec<Call> {
     let journal = dir.join(format!("{sync}.journal"));
     let trace = dir.join(format!("{sync}.trace"));
     let status = Command::new("strace")
-        .args(["-f", "-qq", "-s", "65536", "-e", "trace=write,fdatasync,sendto"])
+        .args([
+            "-f",
+            "-qq",
+            "-s",
+            "65536",
+            "-e",
+            "trace=write,fdatasync,sendto",
+        ])
         .arg("-o")
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_sipnotify"))

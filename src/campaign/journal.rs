@@ -19,6 +19,9 @@
 //! Reading a journal keeps one key per journaled target, in two sets (delivered, and
 //! started with no result), not the records.
 
+use super::record::{Record, Verdict};
+use crate::proto::outcome::hint_for;
+use crate::proto::{Outcome, OutcomeKind};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -26,6 +29,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
@@ -545,6 +549,133 @@ fn absolute(path: &Path) -> PathBuf {
             .unwrap_or(clean),
         _ => clean,
     }
+}
+
+/// What a set of journals (the shards of one campaign, or the runs of one) says of each
+/// target: one record per target, as a single run would report it.
+#[derive(Debug)]
+pub struct Merged {
+    /// The campaign all the journals belong to.
+    pub description: Description,
+    /// One record per target: its last result, or `unknown` when it was started and no
+    /// result followed.
+    pub records: Vec<Record>,
+    /// Lines that could not be read (torn last lines).
+    pub unreadable: u64,
+}
+
+/// Reads journals of one campaign and keeps, for each target, its last record. Refuses
+/// journals of different campaigns, naming the difference.
+pub fn merge(paths: &[PathBuf]) -> Result<Merged, MergeError> {
+    #[derive(Deserialize)]
+    struct Line {
+        #[serde(rename = "type")]
+        kind: String,
+        key: Option<String>,
+        target: Option<String>,
+        event: Option<String>,
+        id: Option<String>,
+        line: Option<u64>,
+        outcome: Option<OutcomeKind>,
+        status: Option<u16>,
+        reason: Option<String>,
+        attempts: Option<u32>,
+        tries: Option<u32>,
+        elapsed_ms: Option<f64>,
+    }
+    #[derive(Default)]
+    struct Target {
+        record: Option<Record>,
+        started: bool,
+    }
+    let mut description: Option<(PathBuf, Description)> = None;
+    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    let mut unreadable = 0;
+    for path in paths {
+        let failed = |source: JournalError| MergeError {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(path).map_err(|e| failed(e.into()))?;
+        let mut reader = BufReader::new(file);
+        let header = first_record(&mut reader)
+            .map_err(|e| failed(e.into()))?
+            .ok_or_else(|| failed(JournalError::NoHeader))?;
+        match &description {
+            Some((_, first)) => check_header(first, &header).map_err(failed)?,
+            None => description = Some((path.clone(), header)),
+        }
+        for line in reader.split(b'\n') {
+            let line = line.map_err(|e| failed(e.into()))?;
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            let Ok(l) = serde_json::from_slice::<Line>(&line) else {
+                unreadable += 1;
+                continue;
+            };
+            let Some(key) = l.key else { continue };
+            let target = targets.entry(key).or_default();
+            match l.kind.as_str() {
+                "intent" => {
+                    target.started = true;
+                    target.record = Some(Record {
+                        line: l.line.unwrap_or_default(),
+                        id: l.id,
+                        target: l.target.unwrap_or_default(),
+                        event: l.event.unwrap_or_default(),
+                        verdict: Verdict::Unknown,
+                    });
+                }
+                "result" => {
+                    let (Some(kind), Some(record)) = (l.outcome, target.record.as_mut()) else {
+                        unreadable += 1;
+                        continue;
+                    };
+                    let elapsed =
+                        Duration::from_secs_f64(l.elapsed_ms.unwrap_or(0.0).max(0.0) / 1000.0);
+                    let outcome = Outcome {
+                        status: l.status,
+                        hint: l.status.and_then(hint_for),
+                        attempts: l.attempts.unwrap_or(0),
+                        elapsed,
+                        ..Outcome::unsent(kind, l.reason.unwrap_or_default())
+                    };
+                    record.verdict = Verdict::Sent {
+                        outcome,
+                        tries: l.tries.unwrap_or(1),
+                        total: elapsed,
+                    };
+                }
+                _ => unreadable += 1,
+            }
+        }
+    }
+    let description = description.map(|(_, d)| d).ok_or(MergeError {
+        path: PathBuf::new(),
+        source: JournalError::NoHeader,
+    })?;
+    let mut records: Vec<Record> = targets
+        .into_values()
+        .filter(|t| t.started)
+        .filter_map(|t| t.record)
+        .collect();
+    records.sort_by_key(|r| r.line);
+    Ok(Merged {
+        description,
+        records,
+        unreadable,
+    })
+}
+
+/// A journal that could not be merged.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot merge the journal {}: {source}", path.display())]
+pub struct MergeError {
+    /// Which journal.
+    pub path: PathBuf,
+    /// Why.
+    pub source: JournalError,
 }
 
 /// Ends a torn last line (a run killed mid-write) of a file open for reading and

@@ -64,7 +64,9 @@ pub mod summary;
 pub use channel::Channel;
 pub use defaults::{BadRow, Defaults};
 pub use input::{InputFormat, Row, RowError, RowReader};
-pub use journal::{Description, Journal, JournalError, ResumeState, SyncMode};
+pub use journal::{
+    merge, Description, Journal, JournalError, MergeError, Merged, ResumeState, SyncMode,
+};
 pub use record::{Record, Verdict};
 pub use report::Report;
 pub use retry::RetryPolicy;

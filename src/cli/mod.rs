@@ -2,6 +2,7 @@
 
 mod batch;
 mod demo;
+mod journal;
 mod output;
 mod phone;
 mod send;
@@ -92,6 +93,9 @@ enum Command {
     /// Send one event to many phones listed in a CSV or JSON Lines file (or - for stdin),
     /// paced, retried, journaled for resuming, with a report.
     Batch(batch::BatchArgs),
+    /// Work with campaign journals: merge the shards' journals into one report.
+    #[command(subcommand)]
+    Journal(journal::JournalCommand),
     /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
     Phone(phone::PhoneArgs),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
@@ -175,6 +179,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             send::run(send, event, &out).await
         }
         Command::Batch(args) => batch::run(args, cli.output, cli.verbose).await,
+        Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
         Command::Demo => demo::run().await,
     }
