@@ -475,3 +475,48 @@ fn unbounded_inputs_are_refused_in_bounded_memory() {
         .unwrap();
     assert_refused(&out, "the X-A header has a control character");
 }
+
+/// A reader that goes away after one line (`| head -1`) is no panic: the command goes on
+/// to its end and its usual exit code; a campaign journals every target.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::io::{BufRead, BufReader};
+    let dir = temp_dir("pipe-closed");
+    let (phone, log) = phone(&dir);
+    let input = dir.join("phones.csv");
+    // More output than a pipe holds, so writes go on after the reader left.
+    targets_csv(&input, &phone, 1000..3000);
+    let journal = dir.join("j.journal");
+    let mut demo = bin();
+    demo.arg("demo");
+    let mut campaign = bin();
+    campaign
+        .arg("batch")
+        .arg(&input)
+        .arg("--journal")
+        .arg(&journal);
+    for command in [&mut demo, &mut campaign] {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty());
+        // The reader is gone (its end of the pipe dropped above).
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{command:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert_eq!(deliveries(&log).len(), 2000);
+    let results = std::fs::read_to_string(&journal)
+        .unwrap()
+        .matches("\"type\":\"result\"")
+        .count();
+    assert_eq!(results, 2000);
+}

@@ -195,7 +195,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let campaign = Campaign::open(options, move |row| defaults.notify(row))
         .map_err(|e| Failure::input(e.to_string()))?;
     for warning in campaign.warnings() {
-        eprintln!("warning: {warning}");
+        errln!("warning: {warning}");
     }
     let notifier = Notifier::bind(config)
         .await
@@ -221,16 +221,16 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     signals.abort();
     let summary = finished.summary.render(&finished.end);
     if output == Format::Human {
-        print!("{summary}");
+        out!("{summary}");
         let _ = std::io::stdout().flush();
     } else {
-        eprint!("{summary}");
+        err!("{summary}");
     }
     if let Some(e) = &finished.report_error {
-        eprintln!("error: cannot write the report: {e}");
+        errln!("error: cannot write the report: {e}");
     }
     if let Some(e) = &finished.end.journal_error {
-        eprintln!(
+        errln!(
             "error: {e}: the campaign stopped, the rest of the input was not started; once the \
              journal can be written, run the same command to resume"
         );
@@ -242,12 +242,12 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
 /// with whole records only.
 async fn stop_on_signals(mut signals: StopSignals, stop: Arc<Stop>, files: Files) {
     signals.recv().await;
-    eprintln!("stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)");
+    errln!("stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)");
     stop.stop();
     signals.recv().await;
     // Records still queued for the output thread (a poll interval's worth) are not in
     // the report; the journal has their results.
     let _held = files.flush_and_hold();
-    eprintln!("exiting now: targets in flight are journaled with no result (unknown)");
+    errln!("exiting now: targets in flight are journaled with no result (unknown)");
     std::process::exit(130);
 }

@@ -27,8 +27,8 @@ pub async fn run() -> Result<u8, Failure> {
         .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
     let target =
         Target::parse(&format!("sip:159@{addr}")).map_err(|e| Failure::local(e.to_string()))?;
-    println!("A simulated Cisco SPA/MPP line (user 159) listens on udp {addr} and challenges");
-    println!("every NOTIFY with 401; sipnotify answers with the line's digest credentials.\n");
+    outln!("A simulated Cisco SPA/MPP line (user 159) listens on udp {addr} and challenges");
+    outln!("every NOTIFY with 401; sipnotify answers with the line's digest credentials.\n");
     let events = [
         Event::resync(None).expect("no profile"),
         Event::Reboot,
@@ -38,17 +38,17 @@ pub async fn run() -> Result<u8, Failure> {
     let mut code = 0;
     for event in events {
         let name = event.name().to_string();
-        println!("=== {name} ===");
+        outln!("=== {name} ===");
         let mut notify =
             Notify::new(target.clone(), event).with_credentials(None, Password::new(DEMO_PASSWORD));
         notify.trace = true;
         let outcome = notifier.send(notify).await;
-        print!("{}", ladder(&outcome));
-        println!("{}\n", human_line(target.as_str(), &name, &outcome, 1));
+        out!("{}", ladder(&outcome));
+        outln!("{}\n", human_line(target.as_str(), &name, &outcome, 1));
         code = code.max(outcome.kind.exit_code());
     }
     phone.shutdown().await;
-    println!("Next: point it at a real phone, e.g.");
-    println!("  SIPNOTIFY_PASSWORD=... sipnotify resync sip:<user>@<phone-ip>");
+    outln!("Next: point it at a real phone, e.g.");
+    outln!("  SIPNOTIFY_PASSWORD=... sipnotify resync sip:<user>@<phone-ip>");
     Ok(code)
 }

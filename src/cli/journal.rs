@@ -47,7 +47,7 @@ pub fn run(command: JournalCommand, output: Format) -> Result<u8, Failure> {
     }
     let merged = merge(&args.journals).map_err(|e| Failure::input(e.to_string()))?;
     if merged.unreadable > 0 {
-        eprintln!(
+        errln!(
             "warning: {} unreadable journal line(s) (torn last lines after a crash); skipped",
             merged.unreadable
         );
@@ -77,10 +77,10 @@ pub fn run(command: JournalCommand, output: Format) -> Result<u8, Failure> {
     }
     let text = summary.render(&RunEnd::default());
     if output == Format::Human {
-        print!("{text}");
+        out!("{text}");
         let _ = std::io::stdout().flush();
     } else {
-        eprint!("{text}");
+        err!("{text}");
     }
     Ok(if summary.all_delivered() { 0 } else { 1 })
 }

@@ -210,7 +210,7 @@ impl Observer for CampaignOutput {
     fn record(&mut self, record: &Record) {
         if let Verdict::BadRow(message) = &record.verdict {
             let line = record.line;
-            eprintln!("error: {}: line {line}: {message}; row skipped", self.input);
+            errln!("error: {}: line {line}: {message}; row skipped", self.input);
         }
         if record.verdict.is_delivered() {
             self.counts.0 += 1;

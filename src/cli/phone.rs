@@ -135,11 +135,11 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         .iter()
         .map(|(a, t)| format!("{t} {a}"))
         .collect();
-    println!("phone listening on {}", addrs.join(", "));
+    outln!("phone listening on {}", addrs.join(", "));
     super::StopSignals::listen().recv().await;
     let stats = running.stats();
     running.shutdown().await;
-    println!(
+    outln!(
         "phone stopped: {} requests, {} challenged, {} delivered, {} forbidden, {} rejected, {} dropped",
         stats.requests, stats.challenged, stats.delivered, stats.forbidden, stats.rejected, stats.dropped
     );

@@ -151,14 +151,14 @@ pub fn password(line: &LineArgs) -> Result<Option<Password>, Failure> {
 /// (shared by the single-target commands and `batch`).
 fn password_from(file: Option<&Path>, value: Option<&str>) -> Result<Option<Password>, Failure> {
     if value.is_some() {
-        eprintln!(
+        errln!(
             "warning: --password is visible to other users of this machine (ps, /proc); \
              prefer --password-file or SIPNOTIFY_PASSWORD"
         );
     }
     let ignored = |by: &str| {
         if value.is_some() {
-            eprintln!("warning: --password is ignored: {by} comes first");
+            errln!("warning: --password is ignored: {by} comes first");
         }
     };
     if let Some(path) = file {
@@ -186,7 +186,7 @@ fn warn_if_shared(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
-            eprintln!(
+            errln!(
                 "warning: the password file {} is readable by other users: chmod 600 {}",
                 path.display(),
                 path.display()
