@@ -209,6 +209,9 @@ fn bad_input_exits_2_with_a_clear_message_and_sends_nothing() {
             vec!["resync", "sip:159:Hunter2@10.0.0.1"],
             "holds a password",
         ),
+        (vec!["resync", "127.0.0.1:5599"], "has no user part"),
+        (vec!["resync", "foo"], "USER@HOST"),
+        (vec!["resync", "159", "--dry-run"], "USER@HOST"),
         (
             vec!["resync", &t, "--from", "noc@example.com"],
             "is not a SIP URI",

@@ -266,12 +266,6 @@ impl Flow {
                 "the phone asks for a password: give --password-file or SIPNOTIFY_PASSWORD".into(),
             ));
         }
-        if self.notify.auth_user().is_none() {
-            return Err((
-                OutcomeKind::NoCredentials,
-                "the target has no user part: give --auth-user".into(),
-            ));
-        }
         self.rounds += 1;
         if self.rounds > MAX_AUTH_ROUNDS {
             return Err((
@@ -315,7 +309,7 @@ impl Flow {
     fn new_attempt(&mut self, rng: &mut dyn RngCore) {
         self.attempts += 1;
         self.branch = token(rng, 12, "z9hG4bK");
-        let user = self.notify.auth_user().unwrap_or_default();
+        let user = self.notify.auth_user();
         let mut authorization = Vec::with_capacity(self.realms.len());
         if let Some(password) = self.notify.credentials.as_ref().map(|c| &c.password) {
             for realm in &mut self.realms {

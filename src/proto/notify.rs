@@ -83,11 +83,11 @@ impl Notify {
     }
 
     /// The digest user name: the Auth ID, else the target's user part.
-    pub fn auth_user(&self) -> Option<&str> {
+    pub fn auth_user(&self) -> &str {
         self.credentials
             .as_ref()
             .and_then(|c| c.user.as_deref())
-            .or(self.target.user())
+            .unwrap_or(self.target.user())
     }
 }
 

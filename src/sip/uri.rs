@@ -24,6 +24,9 @@ pub enum TargetError {
     /// rsip 0.4 cannot parse bracketed IPv6 hosts.
     #[error("`{0}`: IPv6 targets are not supported yet; use an IPv4 address or a host name")]
     Ipv6(String),
+    /// No user part: a phone line is `USER@HOST`.
+    #[error("`{0}` has no user part: a target is a phone line, USER@HOST, e.g. 159@192.168.0.10 or sip:159@192.168.0.10:5060")]
+    NoUser(String),
     /// Not a URI at all.
     #[error(
         "`{0}` is not a SIP URI: write sip:USER@HOST[:PORT][;transport=tcp] or USER@HOST[:PORT]"
@@ -169,7 +172,7 @@ impl fmt::Display for HostPort {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     text: String,
-    user: Option<String>,
+    user: String,
     host: Host,
     port: Option<u16>,
     transport: Option<Transport>,
@@ -219,7 +222,7 @@ impl Target {
         };
         Some(Target {
             text: format!("sip:{rest}"),
-            user: Some(user.to_string()),
+            user: user.to_string(),
             host: Host::V4(ip),
             port,
             transport: None,
@@ -257,6 +260,9 @@ impl Target {
         }
         let uri = rsip::Uri::try_from(with_scheme.as_str())
             .map_err(|_| TargetError::Invalid(input.into()))?;
+        if uri.user().is_none_or(str::is_empty) {
+            return Err(TargetError::NoUser(input.into()));
+        }
         let host = Host::parse(&uri.host().to_string())
             .ok_or_else(|| TargetError::Invalid(input.into()))?;
         let port = uri.port().map(|p| *p.value());
@@ -271,7 +277,7 @@ impl Target {
         // flight, and the URI's own allocations would double its size.
         Ok(Target {
             text: uri.to_string(),
-            user: uri.user().map(str::to_string),
+            user: uri.user().unwrap_or_default().to_string(),
             host,
             port,
             transport,
@@ -283,9 +289,9 @@ impl Target {
         &self.text
     }
 
-    /// The user part (the line's SIP user ID), if any.
-    pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
+    /// The user part: the line's SIP user ID.
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     /// The host name or address.
@@ -395,7 +401,7 @@ mod tests {
     #[test]
     fn full_uri_with_port_and_transport() {
         let t = Target::parse("sip:159@192.168.0.10:5061;transport=tcp").unwrap();
-        assert_eq!(t.user(), Some("159"));
+        assert_eq!(t.user(), "159");
         assert_eq!(t.host(), "192.168.0.10");
         assert_eq!(t.port(), 5061);
         assert_eq!(t.transport(), Some(Transport::Tcp));
@@ -411,7 +417,7 @@ mod tests {
         assert_eq!(t.port(), 5060);
         assert_eq!(t.transport(), None);
         let t = Target::parse("  SIP:201@phone.example.com:5070 ").unwrap();
-        assert_eq!(t.user(), Some("201"));
+        assert_eq!(t.user(), "201");
         assert_eq!(t.host(), "phone.example.com");
         assert_eq!(t.port(), 5070);
     }
@@ -485,6 +491,21 @@ mod tests {
         let target = Target::parse("159@10.0.0.7").unwrap();
         assert_eq!((target.explicit_port(), target.port()), (None, 5060));
         assert_eq!(target.host_port().to_string(), "10.0.0.7");
+    }
+
+    #[test]
+    fn a_target_without_a_user_part_is_refused_with_the_right_form() {
+        for bare in ["127.0.0.1:5599", "foo", "159", "sip:10.0.0.1", "@10.0.0.1"] {
+            let refused = Target::parse(bare).unwrap_err();
+            assert!(
+                matches!(refused, TargetError::NoUser(_) | TargetError::Invalid(_)),
+                "{bare}: {refused}"
+            );
+            assert!(
+                refused.to_string().contains("USER@HOST"),
+                "{bare}: {refused}"
+            );
+        }
     }
 
     #[test]
