@@ -126,26 +126,29 @@ fn a_phone_that_challenges_forever_is_auth_failed_in_bounded_rounds() {
 }
 
 #[test]
-fn answers_with_another_branch_or_from_another_address_are_ignored() {
-    let addr = udp_phone(|n, req, sock, from| {
+fn answers_with_another_branch_are_ignored_and_one_from_another_address_is_used() {
+    let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other_addr = other.local_addr().unwrap();
+    let addr = udp_phone(move |n, req, sock, from| {
         if n > 0 {
             return; // retransmissions
         }
         let text = String::from_utf8_lossy(&response(req, 200, "OK", &[], b"")).into_owned();
         let forged = text.replace("branch=z9hG4bK", "branch=z9hG4bKforged");
         sock.send_to(forged.as_bytes(), from).unwrap();
-        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        thread::sleep(Duration::from_millis(100));
+        // RFC 3261 §17.1.3: the branch says whose answer it is, not the source address.
         other
             .send_to(&response(req, 200, "OK", &[], b""), from)
             .unwrap();
-        thread::sleep(Duration::from_millis(100));
-        // Only this one counts.
+        // Too late: the target has ended.
         sock.send_to(&response(req, 603, "Decline", &[], b""), from)
             .unwrap();
     });
     let (v, code, _) = resync(addr, &[]);
-    assert_outcome(&v, code, "rejected", 4);
-    assert_eq!(v["status"], 603);
+    assert_outcome(&v, code, "delivered", 0);
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["answered_from"], other_addr.to_string(), "{v}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use crate::text::printable;
 use serde::Serialize;
 use std::borrow::Cow;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How a target ended.
@@ -175,6 +176,9 @@ pub struct JsonRecord<'a> {
     /// The Call-ID.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_id: Option<&'a str>,
+    /// `address:port` the responses came from, when not where the requests went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_from: Option<SocketAddr>,
     /// Batch: tries, retries included.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tries: Option<u32>,
@@ -200,6 +204,7 @@ impl<'a> JsonRecord<'a> {
             retransmissions: None,
             elapsed_ms: None,
             call_id: None,
+            answered_from: None,
             tries: None,
             line: None,
             ladder: Vec::new(),
@@ -223,6 +228,7 @@ impl<'a> JsonRecord<'a> {
             retransmissions: Some(o.retransmissions),
             elapsed_ms: Some(o.elapsed.as_secs_f64() * 1000.0),
             call_id: Some(&o.call_id),
+            answered_from: o.answered_from,
             ladder: if ladder {
                 o.ladder.iter().map(LadderJson::from).collect()
             } else {
@@ -244,6 +250,8 @@ impl<'a> JsonRecord<'a> {
 pub struct LadderJson<'a> {
     at_ms: f64,
     direction: Direction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<SocketAddr>,
     message: Cow<'a, str>,
 }
 
@@ -252,6 +260,7 @@ impl<'a> From<&'a TraceEntry> for LadderJson<'a> {
         LadderJson {
             at_ms: e.at.as_secs_f64() * 1000.0,
             direction: e.direction,
+            from: e.from,
             message: String::from_utf8_lossy(&e.bytes),
         }
     }

@@ -94,6 +94,9 @@ pub fn human_line(target: &str, event: &str, o: &Outcome, tries: u32) -> String 
     if tries > 1 {
         line += &format!(", {tries} tries");
     }
+    if let Some(from) = o.answered_from {
+        line += &format!(", answered from {from}");
+    }
     line.push(')');
     if let Some(hint) = o.hint.filter(|_| o.kind != OutcomeKind::Delivered) {
         line += &format!("\n  hint: {hint}");
@@ -110,8 +113,9 @@ pub fn ladder(o: &Outcome) -> String {
             Direction::Retransmitted => ">>> retransmitted",
             Direction::Received => "<<< received",
         };
+        let from = entry.from.map(|a| format!(" from {a}")).unwrap_or_default();
         text += &format!(
-            "{label} at {:.1} ms\n{}\n",
+            "{label} at {:.1} ms{from}\n{}\n",
             entry.at.as_secs_f64() * 1000.0,
             printable(&String::from_utf8_lossy(&entry.bytes), true).trim_end_matches(['\r', '\n'])
         );

@@ -2,7 +2,7 @@
 //! timer into the sans-IO core, and hands each outcome back to whoever started the target.
 
 use super::tcp::{StreamEvent, TcpPool};
-use crate::proto::endpoint::{Endpoint, FlowId};
+use crate::proto::endpoint::{Endpoint, FlowId, Received, Stats};
 use crate::proto::outcome::Outcome;
 use crate::proto::{Notify, Route};
 use crate::sip::Transport;
@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// A target handed to the driver.
@@ -27,6 +27,7 @@ pub(crate) async fn run(
     tcp: Arc<TcpPool>,
     mut starts: mpsc::UnboundedReceiver<Start>,
     mut streams: mpsc::UnboundedReceiver<StreamEvent>,
+    stats: watch::Sender<Stats>,
 ) {
     let mut waiting: FxHashMap<FlowId, oneshot::Sender<Outcome>> = FxHashMap::default();
     let mut buf = vec![0u8; 65536];
@@ -48,6 +49,9 @@ pub(crate) async fn run(
                 endpoint.handle_transport_error(Instant::now().into_std(), t.flow, &reason);
             }
         }
+        // Before the outcomes: whoever reads them after a target ends sees its responses.
+        let now_stats = endpoint.stats();
+        stats.send_if_modified(|s| std::mem::replace(s, now_stats) != now_stats);
         while let Some((id, outcome)) = endpoint.poll_event() {
             tracing::debug!(
                 call_id = %outcome.call_id,
@@ -76,13 +80,11 @@ pub(crate) async fn run(
                 Ok((n, from)) => {
                     let now = Instant::now().into_std();
                     tracing::debug!(%from, bytes = n, "received {}", first_line(&buf[..n]));
-                    endpoint.handle(now, from, &buf[..n]);
+                    receive(&mut endpoint, now, from, &buf[..n]);
                     // Drain what else is queued without another trip through the reactor.
                     for _ in 0..RECV_BATCH {
                         match udp.try_recv_from(&mut buf) {
-                            Ok((n, from)) => {
-                                endpoint.handle(now, from, &buf[..n]);
-                            }
+                            Ok((n, from)) => receive(&mut endpoint, now, from, &buf[..n]),
                             Err(_) => break,
                         }
                     }
@@ -92,7 +94,7 @@ pub(crate) async fn run(
             },
             Some(event) = streams.recv() => match event {
                 StreamEvent::Message { from, bytes } => {
-                    endpoint.handle(Instant::now().into_std(), from, &bytes);
+                    receive(&mut endpoint, Instant::now().into_std(), from, &bytes);
                 }
                 StreamEvent::Closed { from, reason } => {
                     endpoint.handle_connection_lost(Instant::now().into_std(), from, &reason)
@@ -102,6 +104,17 @@ pub(crate) async fn run(
                 endpoint.handle_timeout(Instant::now().into_std());
             }
         }
+    }
+}
+
+/// Feeds received bytes to the endpoint and logs, at -vv, what it did not use and why, so
+/// that a target ending in a silent `timeout` has an explanation.
+fn receive(endpoint: &mut Endpoint, now: std::time::Instant, from: SocketAddr, bytes: &[u8]) {
+    let received = endpoint.handle(now, from, bytes);
+    if let Some(why) = received.dropped_because() {
+        tracing::debug!(%from, bytes = bytes.len(), "dropped: {why}");
+    } else if received == Received::UsedFromElsewhere {
+        tracing::debug!(%from, "used a response from another address than the request's destination");
     }
 }
 

@@ -3,7 +3,7 @@
 use super::driver::{self, Start};
 use super::resolve::{self, ResolveError, Routes};
 use super::tcp::TcpPool;
-use crate::proto::endpoint::Endpoint;
+use crate::proto::endpoint::{Endpoint, Stats};
 use crate::proto::flow::Flow;
 use crate::proto::outcome::{Outcome, OutcomeKind};
 use crate::proto::transaction::Timers;
@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Why a NOTIFY could not be sent at all; [`Notifier::send`] reports it as an
 /// `unreachable` outcome with this text.
@@ -63,6 +63,7 @@ pub struct Notifier {
     tcp: Arc<TcpPool>,
     timers: Timers,
     routes: Arc<Routes>,
+    stats: watch::Receiver<Stats>,
 }
 
 impl Notifier {
@@ -81,12 +82,14 @@ impl Notifier {
         let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, idle));
         let (starts, starts_rx) = mpsc::unbounded_channel();
         let endpoint = Endpoint::new(StdRng::from_entropy(), config.timers);
+        let (stats_tx, stats) = watch::channel(Stats::default());
         tokio::spawn(driver::run(
             endpoint,
             udp,
             tcp.clone(),
             starts_rx,
             stream_rx,
+            stats_tx,
         ));
         Ok(Notifier {
             starts,
@@ -94,7 +97,15 @@ impl Notifier {
             tcp,
             timers: config.timers,
             routes: Arc::default(),
+            stats,
         })
+    }
+
+    /// What was received and not used (unmatched, mismatched, malformed), and how many
+    /// responses were used from another address than their request went to, over all
+    /// targets so far: the explanation of targets that ended in a silent `timeout`.
+    pub fn stats(&self) -> Stats {
+        *self.stats.borrow()
     }
 
     /// The local UDP address (the Via port for UDP requests).
@@ -352,5 +363,51 @@ mod tests {
         assert!(bad.to_string().contains("port"), "{bad}");
         assert_eq!(phone.stats().requests, 2);
         phone.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn stats_count_what_was_dropped_and_answers_from_elsewhere() {
+        // A phone reached at one socket that answers from another: first bytes that are not
+        // SIP, then its 200 with another Call-ID, then its 200.
+        let reached = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let answers = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (port, elsewhere) = (
+            reached.local_addr().unwrap().port(),
+            answers.local_addr().unwrap(),
+        );
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            let (len, agent) = reached.recv_from(&mut buf).unwrap();
+            let request = String::from_utf8_lossy(&buf[..len]).into_owned();
+            let mut ok = String::from("SIP/2.0 200 OK\r\n");
+            for line in request.lines().filter(|l| {
+                ["Via:", "From:", "To:", "Call-ID:", "CSeq:"]
+                    .iter()
+                    .any(|h| l.starts_with(h))
+            }) {
+                ok += line;
+                ok += "\r\n";
+            }
+            ok += "Content-Length: 0\r\n\r\n";
+            let call_id = request.lines().find_map(|l| l.strip_prefix("Call-ID: "));
+            let forged = ok.replace(call_id.unwrap(), "forged");
+            for datagram in [b"garbage".as_slice(), forged.as_bytes(), ok.as_bytes()] {
+                answers.send_to(datagram, agent).unwrap();
+            }
+        });
+        let notifier = Notifier::bind(NotifierConfig::default()).await.unwrap();
+        assert_eq!(notifier.stats(), Stats::default());
+        let outcome = notifier
+            .send(notify(&format!("sip:159@127.0.0.1:{port}")))
+            .await;
+        assert_eq!(outcome.kind, OutcomeKind::Delivered, "{}", outcome.reason);
+        assert_eq!(outcome.answered_from, Some(elsewhere));
+        let stats = Stats {
+            from_elsewhere: 1,
+            unmatched: 0,
+            mismatched: 1,
+            malformed: 1,
+        };
+        assert_eq!(notifier.stats(), stats);
     }
 }

@@ -3,19 +3,29 @@
 //! Each UDP socket and each TCP connection gets its own [`Phone::fork`], so no lock sits on
 //! the request path; forks share the nonce secret, so a nonce issued on one socket verifies
 //! on any other. Counters are atomics shared by all tasks.
+//!
+//! A UDP socket on a wildcard address answers each datagram from the address it was sent
+//! to, as a multi-homed device does, so one simulator on `0.0.0.0:P` is a fleet of phones
+//! at `127.x.y.z:P`: the kernel says where each datagram went (IP_PKTINFO,
+//! IPV6_RECVPKTINFO) and the answer names that address as its source.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, Write};
-use std::net::SocketAddr;
+use std::io::{self, BufWriter, IoSlice, IoSliceMut, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::libc;
+use nix::sys::socket::{
+    self as nix_socket, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -210,13 +220,17 @@ pub async fn spawn(
         match transport {
             Transport::Udp => {
                 let socket = Arc::new(crate::net::udp::bind(addr)?);
+                let wildcard = addr.ip().is_unspecified();
+                if wildcard {
+                    ask_destinations(&socket, addr)?;
+                }
                 addrs.push((socket.local_addr()?, transport));
                 // Every worker receives from this socket, each with its own fault generator.
                 let forks = std::iter::once(fork)
                     .chain(std::iter::repeat_with(|| phone.fork(seeds.gen())))
                     .take(phone.config().udp_workers.max(1));
                 for fork in forks {
-                    let served = serve_udp(Arc::clone(&socket), fork, Arc::clone(&ctx));
+                    let served = serve_udp(Arc::clone(&socket), wildcard, fork, Arc::clone(&ctx));
                     tasks.push(tokio::spawn(until_stopped(stop.subscribe(), served)));
                 }
             }
@@ -251,16 +265,18 @@ async fn until_stopped(
     }
 }
 
-/// Answers datagrams to their source address. With a delay, responses queue (in deadline
-/// order, since the delay is constant) for a sender running alongside the receiver.
-async fn serve_udp(socket: Arc<UdpSocket>, mut phone: Phone, ctx: Arc<Ctx>) {
+/// Answers datagrams to their source address; on a `wildcard` socket, from the address
+/// each was sent to. With a delay, responses queue (in deadline order, since the delay is
+/// constant) for a sender running alongside the receiver.
+async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx: Arc<Ctx>) {
     let delay = phone.config().delay;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, SocketAddr, Vec<u8>)>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Peer, Vec<u8>)>();
     let receive = async {
         let mut buf = vec![0u8; 65_536];
+        let mut control = nix::cmsg_space!(libc::in_pktinfo, libc::in6_pktinfo);
         let mut out = Vec::with_capacity(1024);
         loop {
-            let (len, peer) = match socket.recv_from(&mut buf).await {
+            let (len, peer) = match receive(&socket, wildcard, &mut buf, &mut control).await {
                 Ok(received) => received,
                 // E.g. an ICMP port unreachable reported for an earlier send: keep serving.
                 Err(err) => {
@@ -270,13 +286,11 @@ async fn serve_udp(socket: Arc<UdpSocket>, mut phone: Phone, ctx: Arc<Ctx>) {
             };
             let now = Instant::now();
             let handled = phone.handle(now, &buf[..len], &mut out);
-            if !ctx.record(&handled, peer, Transport::Udp) {
+            if !ctx.record(&handled, peer.addr, Transport::Udp) {
                 continue;
             }
             if delay.is_zero() {
-                if let Err(err) = socket.send_to(&out, peer).await {
-                    tracing::debug!(%err, %peer, "phone UDP send error");
-                }
+                answer(&socket, &out, peer).await;
             } else {
                 let _ = tx.send((now + delay, peer, out.clone()));
             }
@@ -285,12 +299,121 @@ async fn serve_udp(socket: Arc<UdpSocket>, mut phone: Phone, ctx: Arc<Ctx>) {
     let send_delayed = async {
         while let Some((at, peer, bytes)) = rx.recv().await {
             tokio::time::sleep_until(at.into()).await;
-            if let Err(err) = socket.send_to(&bytes, peer).await {
-                tracing::debug!(%err, %peer, "phone UDP send error");
-            }
+            answer(&socket, &bytes, peer).await;
         }
     };
     tokio::join!(receive, send_delayed);
+}
+
+/// Who sent a datagram, and the local address it was sent to when the socket is on a
+/// wildcard address (and the kernel said).
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    addr: SocketAddr,
+    reached_at: Option<IpAddr>,
+}
+
+/// Asks the kernel to say where each datagram to the wildcard socket `addr` was sent. On a
+/// dual-stack IPv6 socket this covers IPv4 datagrams too, as mapped addresses.
+fn ask_destinations(socket: &UdpSocket, addr: SocketAddr) -> io::Result<()> {
+    match addr {
+        SocketAddr::V4(_) => nix_socket::setsockopt(socket, sockopt::Ipv4PacketInfo, &true),
+        SocketAddr::V6(_) => nix_socket::setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true),
+    }
+    .map_err(io::Error::from)
+}
+
+/// Receives one datagram; on a `wildcard` socket with the address it was sent to.
+async fn receive(
+    socket: &UdpSocket,
+    wildcard: bool,
+    buf: &mut [u8],
+    control: &mut [u8],
+) -> io::Result<(usize, Peer)> {
+    if !wildcard {
+        let (len, addr) = socket.recv_from(buf).await?;
+        let reached_at = None;
+        return Ok((len, Peer { addr, reached_at }));
+    }
+    socket
+        .async_io(Interest::READABLE, || {
+            let mut iov = [IoSliceMut::new(buf)];
+            let msg = nix_socket::recvmsg::<SockaddrStorage>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut *control),
+                MsgFlags::empty(),
+            )?;
+            let addr = msg.address.as_ref().and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|&a| SocketAddr::from(a))
+                    .or_else(|| a.as_sockaddr_in6().map(|&a| SocketAddr::from(a)))
+            });
+            let addr = addr.ok_or_else(|| io::Error::other("a datagram with no IP source"))?;
+            // ipi_spec_dst, not ipi_addr: the local address to answer from, which is the
+            // destination itself unless that was a broadcast.
+            let reached_at = msg.cmsgs()?.find_map(|c| match c {
+                ControlMessageOwned::Ipv4PacketInfo(info) => Some(IpAddr::V4(Ipv4Addr::from(
+                    u32::from_be(info.ipi_spec_dst.s_addr),
+                ))),
+                ControlMessageOwned::Ipv6PacketInfo(info) => {
+                    Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)))
+                }
+                _ => None,
+            });
+            Ok((msg.bytes, Peer { addr, reached_at }))
+        })
+        .await
+}
+
+/// Sends a response to `peer`, from the address it reached the phone at when known.
+async fn answer(socket: &UdpSocket, bytes: &[u8], peer: Peer) {
+    let sent = match peer.reached_at {
+        None => socket.send_to(bytes, peer.addr).await.map(drop),
+        Some(source) => {
+            socket
+                .async_io(Interest::WRITABLE, || {
+                    send_from(socket, bytes, peer.addr, source)
+                })
+                .await
+        }
+    };
+    if let Err(err) = sent {
+        tracing::debug!(%err, peer = %peer.addr, "phone UDP send error");
+    }
+}
+
+/// One `sendmsg` whose IP_PKTINFO / IPV6_PKTINFO names `source` as the source address (an
+/// IPv4-mapped one on a dual-stack socket); interface 0 lets the route choose.
+fn send_from(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, source: IpAddr) -> io::Result<()> {
+    let iov = [IoSlice::new(bytes)];
+    let to = SockaddrStorage::from(to);
+    let send = |control: &[ControlMessage]| {
+        nix_socket::sendmsg(
+            socket.as_raw_fd(),
+            &iov,
+            control,
+            MsgFlags::empty(),
+            Some(&to),
+        )
+    };
+    match source {
+        IpAddr::V4(ip) => send(&[ControlMessage::Ipv4PacketInfo(&libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        })]),
+        IpAddr::V6(ip) => send(&[ControlMessage::Ipv6PacketInfo(&libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: ip.octets(),
+            },
+            ipi6_ifindex: 0,
+        })]),
+    }
+    .map(drop)
+    .map_err(io::Error::from)
 }
 
 /// Accepts connections; each is served by its own task, aborted when this one stops.
@@ -484,6 +607,54 @@ mod tests {
         assert_eq!(lines[0]["status"], 401);
         assert_eq!(lines[0]["authenticated"], false);
         assert_eq!(lines[2]["call_id"], "tcp-2");
+    }
+
+    /// Sends a NOTIFY from a fresh socket on `client` to `to`, and returns where the answer
+    /// came from.
+    async fn answered_from(client: &str, to: SocketAddr) -> SocketAddr {
+        let client = UdpSocket::bind(client).await.unwrap();
+        client
+            .send_to(&notify(Transport::Udp, "wild"), to)
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65_536];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("UDP answer")
+            .unwrap();
+        assert_challenge(&buf[..len], "wild");
+        from
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_socket_answers_from_the_address_it_was_reached_at() {
+        for delay in [0, 50] {
+            let config = PhoneConfig {
+                delay: Duration::from_millis(delay),
+                ..PhoneConfig::default()
+            };
+            let phone = spawn(config, &[("0.0.0.0:0".parse().unwrap(), Transport::Udp)])
+                .await
+                .unwrap();
+            let port = phone.local_addr(Transport::Udp).unwrap().port();
+            for ip in ["127.0.0.1", "127.0.0.5", "127.1.2.3"] {
+                let to = SocketAddr::new(ip.parse().unwrap(), port);
+                assert_eq!(answered_from("127.0.0.1:0", to).await, to, "delay {delay}");
+            }
+            phone.shutdown().await;
+        }
+
+        // IPv6, and IPv4 through the same dual-stack socket (as a mapped address).
+        let any6 = "[::]:0".parse().unwrap();
+        let Ok(phone) = spawn(PhoneConfig::default(), &[(any6, Transport::Udp)]).await else {
+            return; // no IPv6 on this machine
+        };
+        let port = phone.local_addr(Transport::Udp).unwrap().port();
+        let to = SocketAddr::new("::1".parse().unwrap(), port);
+        assert_eq!(answered_from("[::1]:0", to).await, to);
+        let to = SocketAddr::new("127.0.0.7".parse().unwrap(), port);
+        assert_eq!(answered_from("127.0.0.1:0", to).await, to);
+        phone.shutdown().await;
     }
 
     #[tokio::test]

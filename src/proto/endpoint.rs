@@ -5,6 +5,7 @@
 //! `poll_event`. Call the `poll_*` methods after every input.
 
 use super::flow::Flow;
+pub use super::flow::Mismatch;
 use super::notify::{Notify, Route};
 use super::outcome::Outcome;
 use super::transaction::Timers;
@@ -36,23 +37,43 @@ pub struct Transmit {
 /// What became of received bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Received {
-    /// A response to one of the flows in flight.
+    /// A response to one of the flows in flight, from the address its request went to.
     Used,
+    /// A response to one of the flows in flight, from another address: used too, since
+    /// RFC 3261 §17.1.3 matches responses to transactions, not to sources.
+    UsedFromElsewhere,
     /// Not a SIP message.
     Malformed,
     /// A response whose branch is not one in flight (late, or not for us).
     Unmatched,
-    /// A response with one of our branches, from an address the request did not go to.
-    WrongSource,
+    /// One of our branches on something that is not the response of that transaction.
+    Mismatched(Mismatch),
 }
 
-/// Counters of what arrived and was not used.
+impl Received {
+    /// Why the bytes were not used, for logs; `None` when they were.
+    pub fn dropped_because(self) -> Option<&'static str> {
+        Some(match self {
+            Received::Used | Received::UsedFromElsewhere => return None,
+            Received::Malformed => "not a SIP message",
+            Received::Unmatched => "no target in flight has its branch",
+            Received::Mismatched(Mismatch::NotAResponse) => "a request with one of our branches",
+            Received::Mismatched(Mismatch::CallId) => "our branch with another Call-ID",
+            Received::Mismatched(Mismatch::CSeq) => "our branch with another CSeq",
+        })
+    }
+}
+
+/// Counters of what arrived: everything not used, and responses used from elsewhere, so
+/// that a target that ends silent (`timeout`) has an explanation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Responses used that came from another address than their request went to.
+    pub from_elsewhere: u64,
     /// Responses whose branch is not one of ours (late, or not for us).
     pub unmatched: u64,
-    /// Responses with one of our branches from an address the request did not go to.
-    pub wrong_source: u64,
+    /// Messages with one of our branches but another Call-ID or CSeq, or not a response.
+    pub mismatched: u64,
     /// Bytes that were not a SIP message.
     pub malformed: u64,
 }
@@ -124,13 +145,14 @@ impl Endpoint {
         self.flows.len()
     }
 
-    /// What was received and not used.
+    /// What was received and not used, and what was used from elsewhere.
     pub fn stats(&self) -> Stats {
         self.stats
     }
 
     /// Feeds bytes received from `from` (a datagram, or one frame of a stream), and says
-    /// what became of them; all but [`Received::Used`] are also counted in [`Stats`].
+    /// what became of them. A response is matched by its Via branch, Call-ID and CSeq,
+    /// whatever address it comes from; all but [`Received::Used`] are counted in [`Stats`].
     pub fn handle(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Received {
         let id = match codec::route_key(bytes) {
             Some((branch, _)) => self.branches.get(branch).copied(),
@@ -144,23 +166,28 @@ impl Endpoint {
                 }
             },
         };
-        let Some(Entry { flow, .. }) = id.and_then(|id| self.flows.get_mut(&id)) else {
+        let Some((id, Entry { flow, .. })) = id.and_then(|id| Some((id, self.flows.get_mut(&id)?)))
+        else {
             self.stats.unmatched += 1;
             return Received::Unmatched;
         };
-        if flow.destination() != from {
-            self.stats.wrong_source += 1;
-            return Received::WrongSource;
-        }
         let Ok(msg) = codec::parse(bytes) else {
             self.stats.malformed += 1;
             return Received::Malformed;
         };
-        let id = id.expect("a flow was found by its id");
         let old_branch = flow.branch().to_string();
-        flow.handle_response(now, &msg, bytes, &mut self.rng);
+        let elsewhere = flow.destination() != from;
+        if let Err(mismatch) = flow.handle_response(now, from, &msg, bytes, &mut self.rng) {
+            self.stats.mismatched += 1;
+            return Received::Mismatched(mismatch);
+        }
         self.after_input(now, id, Some(old_branch));
-        Received::Used
+        if elsewhere {
+            self.stats.from_elsewhere += 1;
+            Received::UsedFromElsewhere
+        } else {
+            Received::Used
+        }
     }
 
     /// The transport failed for this flow (connect refused, connection closed, send error).
@@ -290,34 +317,81 @@ mod tests {
     }
 
     #[test]
-    fn responses_are_routed_by_branch_and_checked_for_source() {
+    fn responses_are_routed_by_branch_from_any_address_and_the_rest_counted() {
         let mut ep = Endpoint::new(StdRng::seed_from_u64(1), Timers::default());
         let now = Instant::now();
-        let ids: Vec<FlowId> = (5060..5063).map(|p| start(&mut ep, now, job(p))).collect();
+        let ids: Vec<FlowId> = (5060..5064).map(|p| start(&mut ep, now, job(p))).collect();
         let sent: Vec<Transmit> = std::iter::from_fn(|| ep.poll_transmit()).collect();
-        assert_eq!(sent.len(), 3);
-        assert_eq!(ep.in_flight(), 3);
-        assert_eq!(ep.timers.len(), 3, "one timer entry per flow");
+        assert_eq!(sent.len(), 4);
+        assert_eq!(ep.in_flight(), 4);
+        assert_eq!(ep.timers.len(), 4, "one timer entry per flow");
 
-        // The answer to the second target, but from the first target's address.
-        ep.handle(now, sent[0].destination, &ok_for(&sent[1].payload));
-        assert_eq!(ep.stats().wrong_source, 1);
-        ep.handle(now, sent[1].destination, b"garbage");
-        assert_eq!(ep.stats().malformed, 1);
-        let mut foreign = String::from_utf8(ok_for(&sent[2].payload)).unwrap();
-        foreign = foreign.replace("branch=z9hG4bK", "branch=z9hG4bKx");
-        ep.handle(now, sent[2].destination, foreign.as_bytes());
-        assert_eq!(ep.stats().unmatched, 1);
+        assert_eq!(
+            ep.handle(now, sent[1].destination, b"garbage"),
+            Received::Malformed
+        );
+        let foreign = String::from_utf8(ok_for(&sent[2].payload))
+            .unwrap()
+            .replace("branch=z9hG4bK", "branch=z9hG4bKx");
+        assert_eq!(
+            ep.handle(now, sent[2].destination, foreign.as_bytes()),
+            Received::Unmatched
+        );
+        // The right branch with another Call-ID is not the answer, from wherever it comes.
+        let request = codec::parse(&sent[2].payload).unwrap();
+        let call_id = request.header("Call-ID").unwrap();
+        let forged = String::from_utf8(ok_for(&sent[2].payload))
+            .unwrap()
+            .replace(call_id, "forged");
+        assert_eq!(
+            ep.handle(now, sent[2].destination, forged.as_bytes()),
+            Received::Mismatched(Mismatch::CallId)
+        );
+        assert_eq!(
+            ep.handle(now, sent[2].destination, &sent[2].payload),
+            Received::Mismatched(Mismatch::NotAResponse)
+        );
         assert!(ep.poll_event().is_none());
+        assert_eq!(
+            ep.stats(),
+            Stats {
+                from_elsewhere: 0,
+                unmatched: 1,
+                mismatched: 2,
+                malformed: 1,
+            }
+        );
 
-        ep.handle(now, sent[1].destination, &ok_for(&sent[1].payload));
+        // The answer to the second target from the first target's address: the branch, the
+        // Call-ID and the CSeq say whose it is (RFC 3261 §17.1.3), not the source.
+        let elsewhere = sent[0].destination;
+        assert_eq!(
+            ep.handle(now, elsewhere, &ok_for(&sent[1].payload)),
+            Received::UsedFromElsewhere
+        );
         let (id, outcome) = ep.poll_event().unwrap();
         assert_eq!((id, outcome.kind), (ids[1], OutcomeKind::Delivered));
+        assert_eq!(outcome.answered_from, Some(elsewhere));
+        assert_eq!(ep.stats().from_elsewhere, 1);
+
+        assert_eq!(
+            ep.handle(now, sent[3].destination, &ok_for(&sent[3].payload)),
+            Received::Used
+        );
+        let (id, outcome) = ep.poll_event().unwrap();
+        assert_eq!((id, outcome.answered_from), (ids[3], None));
+
         // A retransmitted 200 for a finished target is not routed anywhere.
-        ep.handle(now, sent[1].destination, &ok_for(&sent[1].payload));
+        assert_eq!(
+            ep.handle(now, sent[1].destination, &ok_for(&sent[1].payload)),
+            Received::Unmatched
+        );
         assert_eq!(ep.stats().unmatched, 2);
         assert_eq!(ep.in_flight(), 2);
         assert_eq!(ep.timers.len(), 2, "an ended flow leaves no timer behind");
+        let dropped = [Received::Unmatched, Received::Mismatched(Mismatch::CSeq)];
+        assert!(dropped.iter().all(|r| r.dropped_because().is_some()));
+        assert_eq!(Received::UsedFromElsewhere.dropped_because(), None);
     }
 
     #[test]

@@ -48,8 +48,22 @@ pub struct Flow {
     started: Instant,
     deadline: Option<Instant>,
     provisional: bool,
+    /// Where the last response used came from, when not the destination.
+    answered_from: Option<SocketAddr>,
     outcome: Option<Outcome>,
     ladder: Vec<TraceEntry>,
+}
+
+/// Why a message carrying a flow's branch was not used: a branch is 128 random bits that
+/// only the destination (and the path to it) has seen, so this is a broken or forging peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    /// A request, not a response.
+    NotAResponse,
+    /// Another Call-ID.
+    CallId,
+    /// Another CSeq number or method: not this attempt's transaction.
+    CSeq,
 }
 
 /// A random token of `bytes` random bytes in lower-case hex.
@@ -69,8 +83,9 @@ fn token(rng: &mut dyn RngCore, bytes: usize, prefix: &str) -> String {
 
 impl Flow {
     /// Starts a target at `now`: the first [`poll_transmit`](Self::poll_transmit) returns the
-    /// NOTIFY. Branch (96 bits), tag (64 bits) and Call-ID (128 bits) come from `rng`, which
-    /// must be a cryptographic generator.
+    /// NOTIFY. Branch (128 bits), tag (64 bits) and Call-ID (128 bits) come from `rng`, which
+    /// must be a cryptographic generator: responses are accepted from any address (RFC 3261
+    /// §17.1.3), so an unguessable branch and Call-ID are what keep others from answering.
     pub fn new(
         now: Instant,
         notify: Notify,
@@ -101,6 +116,7 @@ impl Flow {
             started: now,
             deadline,
             provisional: false,
+            answered_from: None,
             outcome: None,
             ladder: Vec::new(),
             notify,
@@ -154,7 +170,7 @@ impl Flow {
         } else {
             Direction::Sent
         };
-        self.trace(now, direction, self.request.clone());
+        self.trace(now, direction, None, self.request.clone());
         Some(self.request.clone())
     }
 
@@ -191,29 +207,45 @@ impl Flow {
         }
     }
 
-    /// Feeds a response routed to this flow (its Via branch matched, from the destination).
-    /// `raw` is kept for the ladder when tracing.
+    /// Feeds a message routed to this flow by its Via branch, received from `from`, whatever
+    /// address that is: RFC 3261 §17.1.3 matches responses to transactions, not to sources,
+    /// and multi-homed phones and SBCs answer from another address. It is used only if it is
+    /// a response with this flow's Call-ID and this attempt's CSeq. `raw` is kept for the
+    /// ladder when tracing.
     pub fn handle_response(
         &mut self,
         now: Instant,
+        from: SocketAddr,
         msg: &Message,
         raw: &[u8],
         rng: &mut dyn RngCore,
-    ) {
-        if self.outcome.is_some() {
-            return;
+    ) -> Result<(), Mismatch> {
+        let Some(status) = msg.status() else {
+            return Err(Mismatch::NotAResponse);
+        };
+        if msg.header("Call-ID") != Some(self.call_id.as_str()) {
+            return Err(Mismatch::CallId);
         }
-        let Some(status) = msg.status() else { return };
         match msg.cseq() {
             Some((n, method)) if n == self.cseq && method.eq_ignore_ascii_case("NOTIFY") => {}
-            _ => return,
+            _ => return Err(Mismatch::CSeq),
         }
-        self.trace(now, Direction::Received, Bytes::copy_from_slice(raw));
+        if self.outcome.is_some() {
+            return Ok(());
+        }
+        self.answered_from = (from != self.route.destination).then_some(from);
+        self.trace(
+            now,
+            Direction::Received,
+            self.answered_from,
+            Bytes::copy_from_slice(raw),
+        );
         match self.tx.handle_response(status) {
             Some(TxEvent::Provisional(_)) => self.provisional = true,
             Some(TxEvent::Final(code)) => self.on_final(now, code, msg, rng),
             Some(TxEvent::Timeout) | None => {}
         }
+        Ok(())
     }
 
     fn on_final(&mut self, now: Instant, code: u16, msg: &Message, rng: &mut dyn RngCore) {
@@ -308,7 +340,7 @@ impl Flow {
     /// Builds and serializes the request of a new attempt (new branch, current CSeq).
     fn new_attempt(&mut self, rng: &mut dyn RngCore) {
         self.attempts += 1;
-        self.branch = token(rng, 12, "z9hG4bK");
+        self.branch = token(rng, 16, "z9hG4bK");
         let user = self.notify.auth_user();
         let mut authorization = Vec::with_capacity(self.realms.len());
         if let Some(password) = self.notify.credentials.as_ref().map(|c| &c.password) {
@@ -368,16 +400,24 @@ impl Flow {
             retransmissions: self.retransmissions,
             elapsed: now - self.started,
             call_id: self.call_id.clone(),
+            answered_from: self.answered_from,
             ladder: std::mem::take(&mut self.ladder),
             retry_after: None,
         });
     }
 
-    fn trace(&mut self, now: Instant, direction: Direction, bytes: Bytes) {
+    fn trace(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        from: Option<SocketAddr>,
+        bytes: Bytes,
+    ) {
         if self.notify.trace {
             self.ladder.push(TraceEntry {
                 at: now - self.started,
                 direction,
+                from,
                 bytes,
             });
         }
@@ -433,8 +473,18 @@ mod tests {
     }
 
     fn feed(flow: &mut Flow, rng: &mut StdRng, now: Instant, bytes: &[u8]) {
+        assert_eq!(feed_from(flow, rng, now, PHONE, bytes), Ok(()));
+    }
+
+    fn feed_from(
+        flow: &mut Flow,
+        rng: &mut StdRng,
+        now: Instant,
+        from: &str,
+        bytes: &[u8],
+    ) -> Result<(), Mismatch> {
         let msg = codec::parse(bytes).unwrap();
-        flow.handle_response(now, &msg, bytes, rng);
+        flow.handle_response(now, from.parse().unwrap(), &msg, bytes, rng)
     }
 
     fn start((notify, route): (Notify, Route)) -> (Flow, StdRng, Instant, Bytes) {
@@ -574,24 +624,69 @@ mod tests {
     }
 
     #[test]
-    fn responses_for_another_cseq_or_method_are_ignored() {
+    fn responses_for_another_call_id_cseq_or_method_are_refused() {
         let (mut flow, mut rng, now, first) = start(job(None, Transport::Udp));
         let text = String::from_utf8(respond(&first, 200, "")).unwrap();
-        feed(
-            &mut flow,
-            &mut rng,
-            now,
-            text.replace("CSeq: 1 NOTIFY", "CSeq: 9 NOTIFY").as_bytes(),
-        );
-        feed(
-            &mut flow,
-            &mut rng,
-            now,
-            text.replace("CSeq: 1 NOTIFY", "CSeq: 1 OPTIONS").as_bytes(),
-        );
+        let call_id = format!("Call-ID: {}", flow.call_id());
+        for (good, bad, why) in [
+            ("CSeq: 1 NOTIFY", "CSeq: 9 NOTIFY", Mismatch::CSeq),
+            ("CSeq: 1 NOTIFY", "CSeq: 1 OPTIONS", Mismatch::CSeq),
+            (call_id.as_str(), "Call-ID: forged", Mismatch::CallId),
+        ] {
+            let forged = text.replace(good, bad);
+            let got = feed_from(&mut flow, &mut rng, now, PHONE, forged.as_bytes());
+            assert_eq!(got, Err(why), "{bad}");
+        }
+        let request = String::from_utf8_lossy(&first).into_owned();
+        let got = feed_from(&mut flow, &mut rng, now, PHONE, request.as_bytes());
+        assert_eq!(got, Err(Mismatch::NotAResponse));
         assert!(flow.outcome().is_none());
         feed(&mut flow, &mut rng, now, text.as_bytes());
         assert_eq!(flow.outcome().unwrap().kind, OutcomeKind::Delivered);
+    }
+
+    #[test]
+    fn a_response_from_another_address_is_used_and_its_source_kept() {
+        let mut j = job(Some("secret"), Transport::Udp);
+        j.0.trace = true;
+        let (mut flow, mut rng, now, first) = start(j);
+        let other = "127.0.0.9:5062";
+        let got = feed_from(
+            &mut flow,
+            &mut rng,
+            now,
+            other,
+            &respond(&first, 401, MD5_QOP),
+        );
+        assert_eq!(got, Ok(()));
+        let second = flow.poll_transmit(now).expect("authenticated retry");
+        let got = feed_from(&mut flow, &mut rng, now, other, &respond(&second, 200, ""));
+        assert_eq!(got, Ok(()));
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Delivered);
+        assert_eq!(o.answered_from, Some(other.parse().unwrap()));
+        let from: Vec<Option<SocketAddr>> = o.ladder.iter().map(|e| e.from).collect();
+        let other = Some(other.parse().unwrap());
+        assert_eq!(from, [None, other, None, other]);
+
+        // From the destination: nothing to report.
+        let (mut flow, mut rng, now, first) = start(job(None, Transport::Udp));
+        feed(&mut flow, &mut rng, now, &respond(&first, 200, ""));
+        assert_eq!(flow.outcome().unwrap().answered_from, None);
+    }
+
+    #[test]
+    fn branches_carry_128_random_bits_and_call_ids_differ() {
+        let (flow, _, _, _) = start(job(None, Transport::Udp));
+        let random = flow.branch().strip_prefix("z9hG4bK").unwrap();
+        assert_eq!(random.len(), 32, "{random}");
+        assert!(random.bytes().all(|b| b.is_ascii_hexdigit()));
+        let mut rng = StdRng::seed_from_u64(8);
+        let (notify, route) = job(None, Transport::Udp);
+        let other = Flow::new(Instant::now(), notify, route, Timers::default(), &mut rng);
+        assert_ne!(other.branch(), flow.branch());
+        assert_ne!(other.call_id(), flow.call_id());
+        assert_eq!(flow.call_id().len(), 32);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod outcome;
 mod paired;
 pub mod transaction;
 
-pub use endpoint::{Endpoint, FlowId, Received, Transmit};
+pub use endpoint::{Endpoint, FlowId, Mismatch, Received, Stats, Transmit};
 pub use notify::{Credentials, Notify, Route, TooLargeForUdp, MAX_UDP_PAYLOAD};
 pub use outcome::{Outcome, OutcomeKind};
 pub use transaction::Timers;

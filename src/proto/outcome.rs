@@ -1,6 +1,7 @@
 //! What happened to one target: data, not an error.
 
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The kind of ending, as reported in `outcome`.
@@ -71,6 +72,8 @@ pub struct TraceEntry {
     pub at: Duration,
     /// Which way it went.
     pub direction: Direction,
+    /// Where a received message came from, when not the destination.
+    pub from: Option<SocketAddr>,
     /// The message bytes.
     pub bytes: bytes::Bytes,
 }
@@ -95,6 +98,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The Call-ID shared by all attempts.
     pub call_id: String,
+    /// Where the last response used came from, when not the address the requests went to
+    /// (a multi-homed phone, an SBC); `None` when it came from there, or none came.
+    pub answered_from: Option<SocketAddr>,
     /// The messages, when tracing was on.
     pub ladder: Vec<TraceEntry>,
     /// The delta-seconds of a `Retry-After` header in the final response (e.g. with 503).
@@ -113,6 +119,7 @@ impl Outcome {
             retransmissions: 0,
             elapsed: Duration::ZERO,
             call_id: String::new(),
+            answered_from: None,
             ladder: Vec::new(),
             retry_after: None,
         }

@@ -5,7 +5,7 @@
 //! datagram arriving, or the endpoint's next timer), so every elapsed time is exact. A seeded
 //! fault script drops, duplicates or delays each datagram, so every run is the same.
 
-use super::endpoint::{Endpoint, FlowId};
+use super::endpoint::{Endpoint, FlowId, Stats};
 use super::notify::{Notify, Route};
 use super::outcome::{hint_for, Outcome, OutcomeKind};
 use super::transaction::Timers;
@@ -67,6 +67,8 @@ struct Datagram {
 struct Pair {
     endpoint: Endpoint,
     phones: BTreeMap<SocketAddr, Phone>,
+    /// Phones that answer from another address than the one they were reached at.
+    answer_from: BTreeMap<SocketAddr, SocketAddr>,
     epoch: Instant,
     now: Instant,
     /// In flight both ways, by arrival time then send order (so ties keep their order).
@@ -99,6 +101,7 @@ impl Pair {
         Pair {
             endpoint: Endpoint::new(StdRng::seed_from_u64(SEED), Timers::default()),
             phones,
+            answer_from: BTreeMap::new(),
             epoch,
             now: epoch,
             network: BTreeMap::new(),
@@ -169,8 +172,8 @@ impl Pair {
         let mut out = Vec::new();
         if let Handled::Answered(exchange) = phone.handle(self.now, &datagram.payload, &mut out) {
             self.answered.push(exchange);
-            // From the phone's own address: the endpoint ignores responses from elsewhere.
-            self.send(datagram.to, datagram.from, out.into());
+            let source = self.answer_from.get(&datagram.to).unwrap_or(&datagram.to);
+            self.send(*source, datagram.from, out.into());
         }
     }
 
@@ -283,6 +286,43 @@ fn challenged_resync_is_delivered_in_two_round_trips() {
     assert_eq!(auth, [AuthOutcome::Missing, AuthOutcome::Accepted]);
     assert_eq!(statuses(&pair.answered), [(1, 401), (2, 200)]);
     assert_eq!(pair.endpoint.stats(), Default::default());
+}
+
+#[test]
+fn a_phone_answering_from_another_address_is_delivered_and_says_so() {
+    let mut pair = Pair::new(
+        &[
+            (PHONE_A, phone(ChallengeMode::Md5Qop)),
+            (PHONE_B, phone(ChallengeMode::Md5Qop)),
+        ],
+        no_faults,
+    );
+    // A multi-homed phone: reached at A, it answers from another address and port.
+    let elsewhere: SocketAddr = "127.0.0.3:5070".parse().unwrap();
+    pair.answer_from.insert(PHONE_A.parse().unwrap(), elsewhere);
+    let moved = start(&mut pair, &target(PHONE_A), Some("secret"));
+    let stayed = start(&mut pair, &target(PHONE_B), Some("secret"));
+    pair.run_until_done();
+
+    let o = pair.outcome(moved);
+    assert_eq!((o.kind, o.status), (OutcomeKind::Delivered, Some(200)));
+    assert_eq!((o.attempts, o.retransmissions), (2, 0));
+    assert_eq!(o.elapsed, 4 * LATENCY, "no retransmission was needed");
+    assert_eq!(o.answered_from, Some(elsewhere));
+    let o = pair.outcome(stayed);
+    assert_eq!((o.kind, o.answered_from), (OutcomeKind::Delivered, None));
+    assert_eq!(
+        statuses(&pair.answered),
+        [(1, 401), (1, 401), (2, 200), (2, 200)]
+    );
+    // The 401 and the 200 of the first phone, and nothing dropped.
+    assert_eq!(
+        pair.endpoint.stats(),
+        Stats {
+            from_elsewhere: 2,
+            ..Stats::default()
+        }
+    );
 }
 
 #[test]
