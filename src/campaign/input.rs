@@ -1,4 +1,10 @@
 //! Streaming rows from CSV (with a header row) or JSON Lines.
+//!
+//! Both formats are read a line at a time, in bounded memory. A row is one line (no cell
+//! of this format holds a newline), so a mistake in a line (a stray quote, a line too
+//! long, bytes that are not UTF-8) makes that line a bad row and reading goes on at the
+//! next: every line ends as exactly one record, a row or a bad row, except the lines the
+//! format skips (blank lines; for JSON Lines, `#` comments) and the CSV header row.
 
 use crate::sip::digest::Password;
 use serde::Deserialize;
@@ -31,7 +37,7 @@ impl InputFormat {
 /// The password is wrapped so that it never shows in `Debug` output.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Row {
-    /// The 1-based line of the file where the row starts (filled in by the reader).
+    /// The 1-based line of the file that holds the row (filled in by the reader).
     #[serde(skip)]
     pub line: u64,
     /// The 0-based record index, bad rows included (filled in by the reader); sharding
@@ -93,7 +99,7 @@ fn opt_password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Passwor
 /// A row that could not be read; the campaign reports it and goes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
-    /// The 1-based line where the row starts.
+    /// The 1-based line that holds the row.
     pub line: u64,
     /// The 0-based record index, as for [`Row::index`].
     pub index: u64,
@@ -107,13 +113,14 @@ pub struct RowError {
 #[error("{0}")]
 pub struct InputError(pub String);
 
-/// The longest JSON Lines line, newline excluded: a longer one is a bad row, skipped
-/// without being kept in memory.
+/// The longest line (a CSV row, the CSV header row or a JSON Lines line), newline
+/// excluded: a longer one is a bad row, skipped without being kept in memory.
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// Reads one line of at most [`MAX_LINE`] bytes (plus its newline) into `buf`. `Ok(None)`
 /// at the end of the input; `Ok(Some(false))` for a line that was too long, whose rest has
-/// been skipped up to and including its newline (`buf` then holds only its start).
+/// been skipped up to and including its newline (`buf` then holds only its start). A last
+/// line without a newline ends at the end of the input, never at a pause of a pipe.
 fn read_bounded_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
     buf.clear();
     let n = reader.take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
@@ -142,23 +149,203 @@ fn read_bounded_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Re
     }
 }
 
-/// Streams rows; memory stays bounded by the longest row (for JSON Lines, [`MAX_LINE`]).
-pub struct RowReader {
-    inner: Inner,
-    index: u64,
+/// Why a line holds no text to read.
+enum LineError {
+    /// It is longer than [`MAX_LINE`]; it has been skipped.
+    TooLong,
+    /// The input could not be read; it ends here.
+    Read(std::io::Error),
 }
 
-enum Inner {
-    Csv {
-        reader: Box<csv::Reader<Box<dyn Read + Send>>>,
-        headers: csv::StringRecord,
-        record: csv::StringRecord,
-    },
-    Jsonl {
-        lines: Box<dyn BufRead + Send>,
-        line: u64,
-        buf: Vec<u8>,
-    },
+/// The input a line at a time, numbered from 1, without the lines the format skips.
+/// [`RowReader`] and [`count_records`] both read through it, so that a count is the number
+/// of records the reader yields.
+struct Lines {
+    reader: Box<dyn BufRead + Send>,
+    format: InputFormat,
+    /// The number of the last line read.
+    number: u64,
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    fn new(reader: Box<dyn BufRead + Send>, format: InputFormat) -> Lines {
+        Lines {
+            reader,
+            format,
+            number: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line not skipped, with its number, without its line end (`\n` or
+    /// `\r\n`); `None` at the end of the input. After a read error the input ends.
+    fn next(&mut self) -> Option<(u64, Result<&[u8], LineError>)> {
+        loop {
+            self.number += 1;
+            match read_bounded_line(&mut self.reader, &mut self.buf) {
+                Ok(None) => return None,
+                Ok(Some(false)) => return Some((self.number, Err(LineError::TooLong))),
+                Ok(Some(true)) => {}
+                Err(e) => {
+                    self.reader = Box::new(std::io::empty());
+                    return Some((self.number, Err(LineError::Read(e))));
+                }
+            }
+            if !skipped(without_line_end(&self.buf), self.format) {
+                return Some((self.number, Ok(without_line_end(&self.buf))));
+            }
+        }
+    }
+}
+
+/// A line without its end, `\n` or `\r\n`.
+fn without_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Whether a line is left out rather than read as a record: an empty line, and in JSON
+/// Lines a line of spaces or a comment (`#`). CSV has no comments: a row whose first cell
+/// starts with `#` (an id such as `#12`) is a row, never silently dropped; a CSV line of
+/// spaces is a row too (a bad one), as the csv crate read it.
+fn skipped(line: &[u8], format: InputFormat) -> bool {
+    match format {
+        InputFormat::Csv => line.is_empty(),
+        InputFormat::Jsonl => {
+            let text = line.trim_ascii();
+            text.is_empty() || text.starts_with(b"#")
+        }
+    }
+}
+
+/// One CSV line's cells, in one buffer reused from row to row.
+#[derive(Default)]
+struct Cells {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Cells {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let cell = &self.text[start..end];
+            start = end;
+            cell
+        })
+    }
+
+    /// Splits a line into cells as the csv crate reads a record: a comma ends a cell; a
+    /// cell starting with `"` is quoted up to the next lone `"` (it may hold commas, and
+    /// `""` in it is a `"`), what follows the closing quote is kept as written; any other
+    /// `"` is an ordinary character. `false` when a quoted cell is still open at the end of
+    /// the line: a cell never spans lines, so the quote is a mistake in this row, which
+    /// must not swallow the rows after it.
+    fn split(&mut self, line: &str) -> bool {
+        self.text.clear();
+        self.ends.clear();
+        let bytes = line.as_bytes();
+        let mut at = 0;
+        loop {
+            if bytes.get(at) == Some(&b'"') {
+                at += 1;
+                loop {
+                    let Some(quote) = memchr::memchr(b'"', &bytes[at..]) else {
+                        return false;
+                    };
+                    self.text.push_str(&line[at..at + quote]);
+                    at += quote + 1;
+                    if bytes.get(at) != Some(&b'"') {
+                        break;
+                    }
+                    self.text.push('"');
+                    at += 1;
+                }
+            }
+            let end = memchr::memchr(b',', &bytes[at..]).map_or(line.len(), |i| at + i);
+            self.text.push_str(&line[at..end]);
+            self.ends.push(self.text.len());
+            if end == line.len() {
+                return true;
+            }
+            at = end + 1;
+        }
+    }
+}
+
+/// The CSV header row's column names, and the cells of the line being read.
+struct Csv {
+    columns: Vec<String>,
+    cells: Cells,
+}
+
+impl Csv {
+    /// Reads the header row: the first line that is not empty.
+    fn header(lines: &mut Lines) -> Result<Csv, InputError> {
+        let refuse = |why: &str| Err(InputError(format!("the CSV header row {why}")));
+        let text = match lines.next() {
+            None => return Err(InputError("the CSV input is empty: no header row".into())),
+            Some((_, Err(LineError::TooLong))) => {
+                return refuse(&format!("is longer than {} KiB", MAX_LINE / 1024))
+            }
+            Some((_, Err(LineError::Read(e)))) => return refuse(&format!("cannot be read: {e}")),
+            Some((_, Ok(line))) => match std::str::from_utf8(line) {
+                Ok(text) => text,
+                Err(_) => return refuse("is not UTF-8 text"),
+            },
+        };
+        // Lines end with `\n` or `\r\n`. A file whose lines end with `\r` alone would be one
+        // line, header and rows, and nothing would be sent without a word.
+        if text.contains('\r') {
+            return refuse("holds a carriage return: lines must end with \\n or \\r\\n");
+        }
+        let mut cells = Cells::default();
+        if !cells.split(text) {
+            return refuse("has an unterminated quote");
+        }
+        let columns: Vec<String> = cells.iter().map(|c| c.trim().to_string()).collect();
+        if !columns.iter().any(|c| c == "target") {
+            // The names are not quoted: a file with no header row has a row there, which
+            // may hold a password.
+            return refuse(&format!(
+                "has no `target` column ({} cells); the first line must name the columns, \
+                 e.g. target,password",
+                columns.len()
+            ));
+        }
+        Ok(Csv { columns, cells })
+    }
+
+    /// The row a line holds, or why it holds none, without quoting it.
+    fn row(&mut self, line: &str) -> Result<Row, String> {
+        if !self.cells.split(line) {
+            return Err("unterminated quote (a quoted cell must end on its line)".into());
+        }
+        if self.cells.len() != self.columns.len() {
+            // Cells would be shifted (an unquoted comma in a password makes its tail the
+            // next column): refused.
+            return Err(format!(
+                "expected {} cells as in the header row, found {} (a cell holding a comma \
+                 must be quoted)",
+                self.columns.len(),
+                self.cells.len()
+            ));
+        }
+        Ok(csv_row(&self.columns, self.cells.iter()))
+    }
+}
+
+/// Streams rows; memory stays bounded by [`MAX_LINE`].
+pub struct RowReader {
+    lines: Lines,
+    /// `None` for JSON Lines.
+    csv: Option<Csv>,
+    index: u64,
 }
 
 impl std::fmt::Debug for RowReader {
@@ -175,37 +362,16 @@ impl RowReader {
         reader: Box<dyn BufRead + Send>,
         format: InputFormat,
     ) -> Result<RowReader, InputError> {
-        let inner = match format {
-            InputFormat::Csv => {
-                // No comment lines in CSV: a row whose first cell starts with `#` (an id
-                // such as `#12`) is a row, never silently dropped.
-                let mut csv = csv::ReaderBuilder::new()
-                    .flexible(true)
-                    .trim(csv::Trim::Headers)
-                    .from_reader(Box::new(reader) as Box<dyn Read + Send>);
-                let headers = csv
-                    .headers()
-                    .map_err(|e| InputError(format!("cannot read the CSV header row: {e}")))?;
-                if !headers.iter().any(|h| h == "target") {
-                    return Err(InputError(format!(
-                        "the CSV header row has no `target` column (found: {})",
-                        headers.iter().collect::<Vec<_>>().join(", ")
-                    )));
-                }
-                let headers = headers.clone();
-                Inner::Csv {
-                    reader: Box::new(csv),
-                    headers,
-                    record: csv::StringRecord::new(),
-                }
-            }
-            InputFormat::Jsonl => Inner::Jsonl {
-                lines: reader,
-                line: 0,
-                buf: Vec::new(),
-            },
+        let mut lines = Lines::new(reader, format);
+        let csv = match format {
+            InputFormat::Csv => Some(Csv::header(&mut lines)?),
+            InputFormat::Jsonl => None,
         };
-        Ok(RowReader { inner, index: 0 })
+        Ok(RowReader {
+            lines,
+            csv,
+            index: 0,
+        })
     }
 }
 
@@ -213,121 +379,50 @@ impl Iterator for RowReader {
     type Item = Result<Row, RowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        let (line, read) = self.lines.next()?;
         let index = self.index;
-        let result = match &mut self.inner {
-            Inner::Csv {
-                reader,
-                headers,
-                record,
-            } => match reader.read_record(record) {
-                Ok(false) => return None,
-                Ok(true) => {
-                    let line = record.position().map_or(0, |p| p.line());
-                    if record.len() == headers.len() {
-                        Ok(Row {
-                            line,
-                            ..csv_row(headers, record)
-                        })
-                    } else {
-                        // Cells would be shifted (an unquoted comma in a password makes
-                        // its tail the next column): refused, never quoted.
-                        Err(RowError {
-                            line,
-                            index,
-                            message: format!(
-                                "expected {} cells as in the header row, found {} (a cell \
-                                 holding a comma must be quoted)",
-                                headers.len(),
-                                record.len()
-                            ),
-                        })
-                    }
+        self.index += 1;
+        // No message quotes the line: it may hold a password.
+        let row = match (read, &mut self.csv) {
+            (Err(LineError::TooLong), Some(_)) => {
+                Err(format!("the row is longer than {} KiB", MAX_LINE / 1024))
+            }
+            (Err(LineError::TooLong), None) => {
+                Err(format!("the line is longer than {MAX_LINE} bytes"))
+            }
+            (Err(LineError::Read(e)), _) => Err(format!("cannot read the input: {e}")),
+            (Ok(bytes), csv) => match (std::str::from_utf8(bytes), csv) {
+                (Ok(text), Some(csv)) => csv.row(text),
+                (Ok(text), None) => {
+                    serde_json::from_str::<Row>(text.trim()).map_err(|e| json_message(&e))
                 }
-                Err(e) if e.is_io_error() => {
-                    let message = format!("cannot read the input: {e}");
-                    // An I/O error ends the input; it is still reported as a row.
-                    self.inner = Inner::Jsonl {
-                        lines: Box::new(std::io::empty()),
-                        line: 0,
-                        buf: Vec::new(),
-                    };
-                    Err(RowError {
-                        line: 0,
-                        index,
-                        message,
-                    })
-                }
-                Err(e) => Err(RowError {
-                    line: e.position().map_or(0, |p| p.line()),
-                    index,
-                    message: csv_message(&e),
-                }),
-            },
-            Inner::Jsonl { lines, line, buf } => loop {
-                *line += 1;
-                match read_bounded_line(lines, buf) {
-                    Ok(None) => return None,
-                    Ok(Some(true)) => {}
-                    Ok(Some(false)) => {
-                        // Never quoted: it may hold a password.
-                        break Err(RowError {
-                            line: *line,
-                            index,
-                            message: format!("the line is longer than {MAX_LINE} bytes"),
-                        });
-                    }
-                    Err(e) => {
-                        // Stop on a read error.
-                        *lines = Box::new(std::io::empty());
-                        break Err(RowError {
-                            line: *line,
-                            index,
-                            message: format!("cannot read the input: {e}"),
-                        });
-                    }
-                }
-                let Ok(text) = std::str::from_utf8(buf) else {
-                    break Err(RowError {
-                        line: *line,
-                        index,
-                        message: "the line is not UTF-8 text".into(),
-                    });
-                };
-                let text = text.trim();
-                if text.is_empty() || text.starts_with('#') {
-                    continue;
-                }
-                break match serde_json::from_str::<Row>(text) {
-                    Ok(row) => Ok(Row { line: *line, ..row }),
-                    Err(e) => Err(RowError {
-                        line: *line,
-                        index,
-                        message: json_message(&e),
-                    }),
-                };
+                (Err(_), Some(_)) => Err("the row is not UTF-8 text".into()),
+                (Err(_), None) => Err("the line is not UTF-8 text".into()),
             },
         };
-        self.index += 1;
-        Some(result.and_then(|row| {
-            if row.target.is_none() {
-                return Err(RowError {
-                    line: row.line,
-                    index,
-                    message: "the row has no target".into(),
-                });
-            }
-            Ok(Row { index, ..row })
-        }))
+        Some(match row {
+            Ok(row) if row.target.is_some() => Ok(Row { line, index, ..row }),
+            Ok(_) => Err(RowError {
+                line,
+                index,
+                message: "the row has no target".into(),
+            }),
+            Err(message) => Err(RowError {
+                line,
+                index,
+                message,
+            }),
+        })
     }
 }
 
-/// A CSV record as a row, cell by cell, each cell the text as written: deserializing it with
-/// serde would read `0123` as the number 123 (an `auth_user` of `0123` became `123`).
-fn csv_row(headers: &csv::StringRecord, record: &csv::StringRecord) -> Row {
+/// A CSV row, cell by cell, each cell the text as written: deserializing it with serde
+/// would read `0123` as the number 123 (an `auth_user` of `0123` became `123`).
+fn csv_row<'a>(columns: &[String], cells: impl Iterator<Item = &'a str>) -> Row {
     let mut row = Row::default();
-    for (name, cell) in headers.iter().zip(record.iter()) {
+    for (name, cell) in columns.iter().zip(cells) {
         let text = || Some(cell.trim().to_string()).filter(|t| !t.is_empty());
-        match name {
+        match name.as_str() {
             "id" => row.id = text(),
             "target" => row.target = text(),
             "auth_user" => row.auth_user = text(),
@@ -358,49 +453,17 @@ fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
-/// A CSV error without the record's contents (which may hold a password).
-fn csv_message(e: &csv::Error) -> String {
-    match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => "the row is not UTF-8 text".into(),
-        csv::ErrorKind::Deserialize { err, .. } => match err.field() {
-            Some(field) => format!("column {}: {}", field + 1, err.kind()),
-            None => err.kind().to_string(),
-        },
-        _ => "the row is not valid CSV".into(),
-    }
-}
-
-/// Counts the records [`RowReader`] would yield, in constant memory, for progress and
-/// `--spread`.
+/// Counts the records [`RowReader`] would yield (rows and bad rows), in bounded memory, for
+/// progress and `--spread`: the lines it reads, less the CSV header row.
 pub fn count_records(reader: Box<dyn BufRead + Send>, format: InputFormat) -> u64 {
+    let mut lines = Lines::new(reader, format);
+    let mut n = 0u64;
+    while lines.next().is_some() {
+        n += 1;
+    }
     match format {
-        InputFormat::Csv => {
-            let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-            let mut record = csv::ByteRecord::new();
-            let mut n = 0;
-            while let Ok(true) = csv.read_byte_record(&mut record) {
-                n += 1;
-            }
-            n
-        }
-        InputFormat::Jsonl => {
-            let mut reader = reader;
-            let mut buf = Vec::new();
-            let mut n = 0;
-            loop {
-                match read_bounded_line(&mut reader, &mut buf) {
-                    Ok(None) | Err(_) => return n,
-                    // A line too long is a (bad) row.
-                    Ok(Some(false)) => n += 1,
-                    Ok(Some(true)) => {
-                        let text = buf.trim_ascii();
-                        if !text.is_empty() && !text.starts_with(b"#") {
-                            n += 1;
-                        }
-                    }
-                }
-            }
-        }
+        InputFormat::Csv => n.saturating_sub(1),
+        InputFormat::Jsonl => n,
     }
 }
 
@@ -594,13 +657,178 @@ mod tests {
         assert_eq!(got[1].as_ref().unwrap().line, 2);
     }
 
+    fn count(text: &str, format: InputFormat) -> u64 {
+        count_records(Box::new(std::io::Cursor::new(text.to_string())), format)
+    }
+
     #[test]
     fn counts_match_the_reader() {
-        let csv = "target\na\n\"b\nc\"\n\nd\n";
-        let n = count_records(Box::new(std::io::Cursor::new(csv)), InputFormat::Csv);
-        assert_eq!(n as usize, rows(csv, InputFormat::Csv).len());
-        let jsonl = "{}\n\n{\"target\":\"a\"}\n";
-        let n = count_records(Box::new(std::io::Cursor::new(jsonl)), InputFormat::Jsonl);
-        assert_eq!(n as usize, rows(jsonl, InputFormat::Jsonl).len());
+        // A quoted cell does not go on to the next line: `"b` and `c"` are two records. A
+        // line of spaces is a (bad) row.
+        let csv = "target\na\n\"b\nc\"\n\n  \nd\n";
+        assert_eq!(rows(csv, InputFormat::Csv).len(), 5);
+        assert_eq!(count(csv, InputFormat::Csv), 5);
+        // A line of a non-ASCII space is a bad row for both (it was skipped by the reader
+        // and counted by the count).
+        let jsonl = "{}\n\n{\"target\":\"a\"}\n\u{a0}\n # c\n";
+        assert_eq!(rows(jsonl, InputFormat::Jsonl).len(), 3);
+        assert_eq!(count(jsonl, InputFormat::Jsonl), 3);
+    }
+
+    #[test]
+    fn a_stray_quote_makes_only_its_row_bad_and_reading_goes_on() {
+        let text = "target,password,id\n\
+                    159@h,pw1,a\n\
+                    160@h,\"s3cr3t,b\n\
+                    161@h,\"pw \"\"quoted\"\", with comma\",c\n\
+                    162@h,\"s3cr3t\"\"\n\
+                    163@h,pw\"x,d\n\
+                    164@h,pw4,e\n";
+        let got = rows(text, InputFormat::Csv);
+        let unterminated = "unterminated quote (a quoted cell must end on its line)";
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert_eq!(got[0].as_ref().unwrap().line, 2);
+        let bad = got[1].as_ref().unwrap_err();
+        assert_eq!(
+            (bad.line, bad.index, bad.message.as_str()),
+            (3, 1, unterminated)
+        );
+        let quoted = got[2].as_ref().unwrap();
+        assert_eq!((quoted.line, quoted.id.as_deref()), (4, Some("c")));
+        assert_eq!(
+            quoted.password.as_ref().unwrap().expose(),
+            "pw \"quoted\", with comma"
+        );
+        let bad = got[3].as_ref().unwrap_err();
+        assert_eq!((bad.line, bad.message.as_str()), (5, unterminated));
+        // A quote inside an unquoted cell is an ordinary character.
+        let inner = got[4].as_ref().unwrap();
+        assert_eq!(inner.password.as_ref().unwrap().expose(), "pw\"x");
+        let last = got[5].as_ref().unwrap();
+        assert_eq!(
+            (last.line, last.index, last.id.as_deref()),
+            (7, 5, Some("e"))
+        );
+        assert!(!format!("{got:?}").contains("s3cr3t"));
+        assert_eq!(count(text, InputFormat::Csv), 6);
+    }
+
+    #[test]
+    fn an_over_long_csv_row_is_a_bad_row_not_quoted_and_the_next_line_is_read() {
+        let long = format!("159@h,s3cr3t{}", "x".repeat(MAX_LINE));
+        let exact = format!("160@h,{}", "y".repeat(MAX_LINE - 6));
+        assert_eq!(exact.len(), MAX_LINE);
+        // Long rows at the end, with and without a newline.
+        for end in ["\n", ""] {
+            let text = format!("target,password\n{long}\n161@h,ok\n{exact}\n{long}{end}");
+            let got = rows(&text, InputFormat::Csv);
+            assert_eq!(got.len(), 4);
+            let bad = got[0].as_ref().unwrap_err();
+            assert_eq!((bad.line, bad.index), (2, 0));
+            assert_eq!(bad.message, "the row is longer than 64 KiB");
+            let next = got[1].as_ref().unwrap();
+            assert_eq!((next.line, next.target.as_deref()), (3, Some("161@h")));
+            let exact = got[2].as_ref().unwrap();
+            assert_eq!(exact.line, 4);
+            assert_eq!(
+                exact.password.as_ref().unwrap().expose().len(),
+                MAX_LINE - 6
+            );
+            assert_eq!(got[3].as_ref().unwrap_err().line, 5);
+            assert!(!format!("{got:?}").contains("s3cr3t"));
+            assert_eq!(count(&text, InputFormat::Csv), 4);
+        }
+        // A cell of 8 MiB, streamed: skipped a buffer at a time.
+        let input = std::io::Cursor::new("target,password\n159@h,")
+            .chain(std::io::repeat(b'x').take(8 << 20))
+            .chain(std::io::Cursor::new("\n160@h,ok\n"));
+        let reader = RowReader::new(Box::new(std::io::BufReader::new(input)), InputFormat::Csv);
+        let got: Vec<_> = reader.unwrap().collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ref().unwrap_err().line, 2);
+        assert_eq!(got[1].as_ref().unwrap().line, 3);
+    }
+
+    #[test]
+    fn the_csv_header_row_is_bounded_and_checked_without_quoting_it() {
+        let refused = |text: String| {
+            let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text));
+            RowReader::new(reader, InputFormat::Csv).unwrap_err().0
+        };
+        let long = format!("target,{}\n159@h,pw\n", "n".repeat(MAX_LINE));
+        assert_eq!(refused(long), "the CSV header row is longer than 64 KiB");
+        let message = refused("target,\"password\n159@h,pw\n\"\n".into());
+        assert_eq!(message, "the CSV header row has an unterminated quote");
+        // Lines ending with `\r` alone: one line, which would have no rows.
+        let message = refused("target,password\r159@h,pw\r160@h,pw\r".into());
+        assert!(message.contains("carriage return"), "{message}");
+        // No header row: the first row is taken for it, and not quoted.
+        let message = refused("159@h,s3cr3t\n160@h,pw\n".into());
+        assert!(
+            message.contains("no `target` column (2 cells)"),
+            "{message}"
+        );
+        assert!(!message.contains("s3cr3t"), "{message}");
+        assert_eq!(
+            refused(String::new()),
+            "the CSV input is empty: no header row"
+        );
+        // Blank lines before the header row are skipped and counted; `\r\n` ends a line.
+        let text = "\n\r\n target , password\r\n159@h,pw\r\n";
+        let got = rows(text, InputFormat::Csv);
+        let row = got[0].as_ref().unwrap();
+        assert_eq!((row.line, row.target.as_deref()), (4, Some("159@h")));
+        assert_eq!(row.password.as_ref().unwrap().expose(), "pw");
+        assert_eq!(count(text, InputFormat::Csv), 1);
+    }
+
+    /// Hands out its input a byte per read, as a slow pipe may.
+    struct Trickle(std::io::Cursor<&'static str>);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn a_last_line_without_a_newline_is_a_row_read_at_the_end_of_the_input() {
+        let trickle = |text: &'static str, format| -> Vec<_> {
+            let reader = std::io::BufReader::new(Trickle(std::io::Cursor::new(text)));
+            RowReader::new(Box::new(reader), format).unwrap().collect()
+        };
+        let csv = "target,id\n159@h,a\n160@h,bcd";
+        let got = trickle(csv, InputFormat::Csv);
+        assert_eq!(got.len(), 2);
+        let last = got[1].as_ref().unwrap();
+        assert_eq!((last.line, last.id.as_deref()), (3, Some("bcd")));
+        assert_eq!(count(csv, InputFormat::Csv), 2);
+        // A quote still open at the end of the input: a bad row, not a cell.
+        let csv = "target,id\n159@h,a\n160@h,\"b";
+        let got = trickle(csv, InputFormat::Csv);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].as_ref().unwrap_err().line, 3);
+        let jsonl = "{\"target\":\"159@h\"}\n{\"target\":\"160@h\"}";
+        let got = trickle(jsonl, InputFormat::Jsonl);
+        assert_eq!(got.len(), 2);
+        let last = got[1].as_ref().unwrap();
+        assert_eq!((last.line, last.target.as_deref()), (2, Some("160@h")));
+        assert_eq!(count(jsonl, InputFormat::Jsonl), 2);
+    }
+
+    #[test]
+    fn a_csv_row_that_is_not_utf8_is_a_bad_row() {
+        let mut text = b"target,password\n159@h,\xff\xfe\n".to_vec();
+        text.extend_from_slice(b"160@h,pw\n");
+        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(text));
+        let got: Vec<_> = RowReader::new(reader, InputFormat::Csv).unwrap().collect();
+        assert_eq!(got.len(), 2);
+        let bad = got[0].as_ref().unwrap_err();
+        assert_eq!(
+            (bad.line, bad.message.as_str()),
+            (2, "the row is not UTF-8 text")
+        );
+        assert_eq!(got[1].as_ref().unwrap().line, 3);
     }
 }
