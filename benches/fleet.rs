@@ -8,7 +8,10 @@
 //! for each: targets/s, the agent's CPU per delivered target (user + sys from wait4, and
 //! the kernel's part), the simulator's CPU per target, p50/p99
 //! latency, the agent's peak RSS, and timeouts/retransmissions. Then the heap held per
-//! target in flight by the protocol core, at 10,000 and 50,000 in flight.
+//! target in flight by the protocol core, at 10,000 and 50,000 in flight. Then (with
+//! `cargo bench`, or `FLEET_WAN=1`) the WAN-shaped figures: phones at 100 ms, one loopback
+//! address each, 100,000 targets with 10,000 in flight against Little's bound, memory per
+//! target in flight, and the cost of syncing the journal.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -84,16 +87,108 @@ fn phone(users: u64, extra: &[&str]) -> (PhoneProcess, String) {
 
 /// A CSV of `size` distinct users of the phone at `addr`, in a fresh temporary folder.
 fn fleet_file(size: u64, addr: &str) -> (PathBuf, PathBuf) {
+    fleet_file_with(size, |_| addr.to_string())
+}
+
+/// The same, with each user's phone at its own loopback address (127.1.x.y), all served
+/// by one wildcard simulator on `port`: a fleet as real fleets are, one address per phone.
+fn distinct_fleet_file(size: u64, port: u16) -> (PathBuf, PathBuf) {
+    fleet_file_with(size, |i| {
+        let [_, _, x, y] = (i as u32).to_be_bytes();
+        format!("127.{}.{x}.{y}:{port}", 1 + (i >> 16))
+    })
+}
+
+fn fleet_file_with(size: u64, addr: impl Fn(u64) -> String) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("sipnotify-fleet-{}-{size}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("fleet.csv");
     let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
     writeln!(file, "target,password").unwrap();
-    for user in FIRST_USER..FIRST_USER + size {
-        writeln!(file, "sip:{user}@{addr},pw-{user}").unwrap();
+    for i in 0..size {
+        let user = FIRST_USER + i;
+        writeln!(file, "sip:{user}@{},pw-{user}", addr(i)).unwrap();
     }
     file.flush().unwrap();
     (dir, input)
+}
+
+/// A wildcard simulator (0.0.0.0) answering every user after `delay_ms`.
+fn wildcard_phone(users: u64, delay_ms: u64) -> (PhoneProcess, u16) {
+    let phone = PhoneProcess::builder()
+        .listen("0.0.0.0:0")
+        .transport("udp")
+        .users(&format!("{FIRST_USER}-{}", FIRST_USER + users - 1))
+        .password_template("pw-{user}")
+        .challenge("md5-qop")
+        .threads(phone_threads())
+        .args(["--delay", &delay_ms.to_string()])
+        .start();
+    let port = phone.addr("udp").port();
+    (phone, port)
+}
+
+/// The WAN-shaped campaign: phones that answer after 100 ms (each target two round trips:
+/// the challenge and the authenticated NOTIFY), one loopback address per phone, `size`
+/// targets with `in_flight` at once. Prints the time against Little's bound (size /
+/// in_flight x 200 ms), the agent's CPU per target and peak RSS, with `extra` options.
+fn wan_campaign(size: u64, in_flight: u64, extra: &[&str]) -> (Duration, Usage) {
+    let (phone, port) = wildcard_phone(size, 100);
+    let (dir, input) = distinct_fleet_file(size, port);
+    let concurrency = in_flight.to_string();
+    let mut args = vec!["--concurrency", concurrency.as_str()];
+    args.extend_from_slice(extra);
+    let (usage, wall) = batch(&input, &dir.join("out.jsonl"), &args);
+    stop(phone);
+    let delivered = std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap()
+        .matches("\"outcome\":\"delivered\"")
+        .count();
+    let bound = Duration::from_millis(200) * (size / in_flight) as u32;
+    println!(
+        "WAN {size} targets, {in_flight} in flight, phones at 100 ms{}: {:.2} s against Little's bound {:.2} s ({:+.0}%) | agent {:.1} µs CPU/target | peak RSS {} KiB | delivered {delivered}",
+        if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(" ")) },
+        wall.as_secs_f64(),
+        bound.as_secs_f64(),
+        (wall.as_secs_f64() / bound.as_secs_f64() - 1.0) * 100.0,
+        usage.cpu.as_secs_f64() * 1e6 / size as f64,
+        usage.max_rss_kib,
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+    (wall, usage)
+}
+
+/// The WAN-shaped figures: time against Little's bound, bytes of RSS per target in flight
+/// (peak RSS at 10,000 in flight less at 1,000, over 9,000), and the cost of syncing the
+/// journal's intents.
+fn wan() {
+    let (_, low) = wan_campaign(1_000, 1_000, &[]);
+    let (_, high) = wan_campaign(10_000, 10_000, &[]);
+    println!(
+        "memory per target in flight (phones at 100 ms): {:.0} bytes ({} KiB at 1,000, {} KiB at 10,000)",
+        (high.max_rss_kib - low.max_rss_kib) as f64 * 1024.0 / 9_000.0,
+        low.max_rss_kib,
+        high.max_rss_kib
+    );
+    let (plain, _) = wan_campaign(100_000, 10_000, &[]);
+    let dir = std::env::temp_dir().join(format!("sipnotify-wan-journal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let journal = dir.join("j.journal");
+    let journal = journal.to_str().unwrap();
+    let (synced, _) = wan_campaign(100_000, 10_000, &["--journal", journal]);
+    std::fs::remove_file(journal).unwrap();
+    let (unsynced, _) = wan_campaign(
+        100_000,
+        10_000,
+        &["--journal", journal, "--journal-sync", "off"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    println!(
+        "journal sync cost: {:+.1}% time with synced intents, {:+.1}% with --journal-sync off, against no journal",
+        (synced.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+        (unsynced.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
+    );
 }
 
 /// Runs `sipnotify batch` on `input` with JSON records to `output`; its usage and wall time.
@@ -282,10 +377,15 @@ fn main() {
             line.join(", ")
         );
     }
-    for n in [10_000, 50_000] {
-        heap_per_target(n);
-    }
+    // Peak RSS is read from wait4, and a child's count starts from the bench's own size
+    // when it is spawned: the figures that spawn campaigns come before the bench grows.
     if full {
         process_memory_per_target(10_000, 50_000);
+    }
+    if full || std::env::var_os("FLEET_WAN").is_some() {
+        wan();
+    }
+    for n in [10_000, 50_000] {
+        heap_per_target(n);
     }
 }
