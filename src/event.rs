@@ -73,6 +73,206 @@ pub fn lookup(name: &str) -> Option<&'static EventSpec> {
     })
 }
 
+/// What an administrator asks of a phone, whatever its vendor calls it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Re-fetch the configuration.
+    Resync,
+    /// Cold restart.
+    Reboot,
+    /// Warm restart.
+    Restart,
+    /// Upload a configuration report.
+    Report,
+}
+
+impl Action {
+    /// The action a name of the event table means (`resync`, `reboot`, `reboot_now`, ...).
+    pub fn named(name: &str) -> Option<Action> {
+        match lookup(name)?.header {
+            "resync" => Some(Action::Resync),
+            "reboot_now" => Some(Action::Reboot),
+            "restart_now" => Some(Action::Restart),
+            "report" => Some(Action::Report),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Resync => "resync",
+            Action::Reboot => "reboot",
+            Action::Restart => "restart",
+            Action::Report => "report",
+        }
+    }
+}
+
+/// How one vendor's phones are asked for an action: the `Event` header value and body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VendorEvent {
+    /// The action.
+    pub action: Action,
+    /// The Event header value, parameters included.
+    pub header: &'static str,
+    /// The body, `""` for none.
+    pub body: &'static str,
+    /// What the phone does, and the setting it depends on.
+    pub note: &'static str,
+}
+
+/// One vendor's NOTIFY events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vendor {
+    /// The name given to `--vendor` and in a row's `vendor` cell.
+    pub name: &'static str,
+    /// The phones it covers.
+    pub phones: &'static str,
+    /// The actions it has an event for; any other is refused.
+    pub events: &'static [VendorEvent],
+    /// Where the events come from.
+    pub source: &'static str,
+}
+
+const fn ev(
+    action: Action,
+    header: &'static str,
+    body: &'static str,
+    note: &'static str,
+) -> VendorEvent {
+    VendorEvent {
+        action,
+        header,
+        body,
+        note,
+    }
+}
+
+/// Every vendor preset. The default, without `--vendor`, is `cisco`.
+pub const VENDORS: &[Vendor] = &[
+    Vendor {
+        name: "cisco",
+        phones: "Cisco SPA and MPP (and Linksys/Sipura)",
+        events: &[
+            ev(Action::Resync, "resync", "", "re-fetches the profile (Resync From SIP, Auth Resync-Reboot)"),
+            ev(Action::Reboot, "reboot_now", "", "cold restart"),
+            ev(Action::Restart, "restart_now", "", "warm restart"),
+            ev(Action::Report, "report", "", "uploads a report per Report_Rule"),
+        ],
+        source: "Cisco 6800/7800 MPP administration guides; Asterisk pjsip_notify.conf.sample (sipura-*, linksys-*)",
+    },
+    Vendor {
+        name: "polycom",
+        phones: "Polycom/Poly VVX and SoundPoint (UC software)",
+        events: &[ev(
+            Action::Resync,
+            "check-sync",
+            "",
+            "re-fetches the configuration; reboots when voIpProt.SIP.specialEvent.checkSync.alwaysReboot=1",
+        )],
+        source: "Asterisk pjsip_notify.conf.sample (polycom-check-cfg); Polycom UC administrator guides",
+    },
+    Vendor {
+        name: "yealink",
+        phones: "Yealink T2x/T4x/T5x and CP",
+        events: &[
+            ev(Action::Resync, "check-sync;reboot=false", "", "re-fetches; reboots anyway when sip.notify_reboot_enable=1 (the default)"),
+            ev(Action::Reboot, "check-sync;reboot=true", "", "re-fetches and reboots (sip.notify_reboot_enable 0 or 1)"),
+        ],
+        source: "Yealink T2/CP969 administrator guides (sip.notify_reboot_enable, sip.trust_ctrl)",
+    },
+    Vendor {
+        name: "snom",
+        phones: "snom D-series",
+        events: &[
+            ev(Action::Resync, "check-sync;reboot=false", "", "re-fetches (checksync_action may override)"),
+            ev(Action::Reboot, "check-sync;reboot=true", "", "reboots (checksync_action may override)"),
+        ],
+        source: "snom wiki: checksync_action, challenge_checksync; Asterisk pjsip_notify.conf.sample (snom-*)",
+    },
+    Vendor {
+        name: "gigaset",
+        phones: "Gigaset N-series DECT bases and desk phones",
+        events: &[
+            ev(Action::Resync, "check-sync;reboot=false", "", "re-fetches; only when sent to a SIP account of the device"),
+            ev(Action::Reboot, "check-sync;reboot=true", "", "reboots where CheckSyncRebootEnabled=1 (N610/N670/N870); ignored by N510/N720"),
+        ],
+        source: "Gigaset gigawiki (check-sync pages)",
+    },
+    Vendor {
+        name: "grandstream",
+        phones: "Grandstream GXP/GRP",
+        events: &[
+            ev(Action::Resync, "resync", "", "re-fetches the configuration"),
+            ev(Action::Reboot, "check-sync;reboot=true", "", "reboots"),
+        ],
+        source: "FusionPBX event_notify (third party; no vendor document found)",
+    },
+    Vendor {
+        name: "aastra",
+        phones: "Aastra/Mitel 6700i/6800i",
+        events: &[ev(Action::Resync, "check-sync", "", "re-fetches the configuration (source allowlist)")],
+        source: "Asterisk pjsip_notify.conf.sample (aastra-check-cfg)",
+    },
+    Vendor {
+        name: "obihai",
+        phones: "Obihai OBi and Poly VVX D230",
+        events: &[ev(Action::Resync, "resync", "", "re-fetches and reboots (X_AcceptResync)")],
+        source: "OBi1062 administration guide (X_AcceptResync)",
+    },
+    Vendor {
+        name: "cucm",
+        phones: "Cisco phones registered to CUCM over SIP",
+        events: &[
+            ev(Action::Restart, "service-control", "action=restart", "restarts; CUCM phones answer 400 unless the body names their RegisterCallId"),
+            ev(Action::Reboot, "service-control", "action=reset", "resets; CUCM phones answer 400 unless the body names their RegisterCallId"),
+            ev(Action::Report, "service-control", "action=prt-report", "sends a problem report"),
+        ],
+        source: "Cisco CUCM SIP service-control (as seen in CUCM traces)",
+    },
+];
+
+/// The vendor preset of that name (any case).
+pub fn vendor(name: &str) -> Option<&'static Vendor> {
+    VENDORS
+        .iter()
+        .find(|v| v.name.eq_ignore_ascii_case(name.trim()))
+}
+
+impl Vendor {
+    /// This vendor's event for `action`, with the profile URL for a Cisco resync.
+    pub fn event(&self, action: Action, url: Option<&str>) -> Result<Event, EventError> {
+        let Some(found) = self.events.iter().find(|e| e.action == action) else {
+            return Err(EventError::NoVendorEvent {
+                vendor: self.name,
+                action: action.as_str(),
+                has: self
+                    .events
+                    .iter()
+                    .map(|e| e.action.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        if self.name == "cisco" {
+            return Event::named(found.header, url, Vec::new(), None);
+        }
+        if url.is_some() {
+            return Err(EventError::UrlNotTaken);
+        }
+        let content_type = (!found.body.is_empty()).then(|| "text/plain".to_string());
+        Event::custom(found.header, found.body.as_bytes().to_vec(), content_type)
+    }
+
+    /// Whether this vendor's phones accept an `Event` token (the part before `;`).
+    pub fn accepts(&self, token: &str) -> bool {
+        self.events
+            .iter()
+            .any(|e| e.header.split(';').next() == Some(token))
+    }
+}
+
 /// Why an event cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -94,6 +294,19 @@ pub enum EventError {
     /// A URL for an event that takes none.
     #[error("a url is given but the event takes none")]
     UrlNotTaken,
+    /// A vendor with no event for the action.
+    #[error("{vendor} phones have no NOTIFY event to {action} (they have: {has}); see `sipnotify vendors`")]
+    NoVendorEvent {
+        /// The vendor.
+        vendor: &'static str,
+        /// The action asked for.
+        action: &'static str,
+        /// The actions it has.
+        has: String,
+    },
+    /// A vendor name not in the table.
+    #[error("unknown vendor `{0}`: see `sipnotify vendors` for the list")]
+    UnknownVendor(String),
 }
 
 /// What is wrong with a URL a phone is to fetch.
@@ -337,6 +550,39 @@ mod tests {
         let custom = Event::named("check-sync;reboot=false", None, b"x".to_vec(), None).unwrap();
         assert_eq!(custom.header_value(), "check-sync;reboot=false");
         assert_eq!(custom.content_type(), Some("text/plain"));
+    }
+
+    #[test]
+    fn vendor_presets_map_actions_to_their_events_and_refuse_the_rest() {
+        let event = |v: &str, a| vendor(v).unwrap().event(a, None);
+        let yealink_reboot = event("yealink", Action::Reboot).unwrap();
+        assert_eq!(yealink_reboot.header_value(), "check-sync;reboot=true");
+        assert!(yealink_reboot.body().is_empty());
+        assert_eq!(
+            event("Snom", Action::Resync).unwrap().header_value(),
+            "check-sync;reboot=false"
+        );
+        let cucm = event("cucm", Action::Restart).unwrap();
+        assert_eq!(
+            (cucm.header_value().as_str(), cucm.body()),
+            ("service-control", &b"action=restart"[..])
+        );
+        assert_eq!(cucm.content_type(), Some("text/plain"));
+        assert_eq!(event("cisco", Action::Reboot).unwrap(), Event::Reboot);
+        let refused = event("polycom", Action::Reboot).unwrap_err().to_string();
+        assert!(
+            refused.contains("polycom phones have no NOTIFY event to reboot (they have: resync)"),
+            "{refused}"
+        );
+        assert!(vendor("nokia").is_none());
+        for v in VENDORS {
+            for e in v.events {
+                assert!(v.accepts(e.header.split(';').next().unwrap()), "{}", v.name);
+                assert!(v.event(e.action, None).is_ok(), "{} {}", v.name, e.header);
+            }
+        }
+        assert_eq!(Action::named("reboot_now"), Some(Action::Reboot));
+        assert_eq!(Action::named("xml-service"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::channel::digest_prefix;
 use super::input::Row;
 use super::journal::Description;
-use crate::event::{self, Event, UrlUse};
+use crate::event::{self, Action, Event, EventError, UrlUse, Vendor};
 use crate::proto::Notify;
 use crate::sip::digest::Password;
 use crate::sip::request::ExtraHeader;
@@ -54,6 +54,9 @@ pub struct Defaults {
     pub from: Option<String>,
     /// The per-attempt limit.
     pub timeout: Option<Duration>,
+    /// The phones' vendor: actions become its events (`sipnotify vendors`); Cisco's when
+    /// `None`.
+    pub vendor: Option<&'static Vendor>,
 }
 
 impl Defaults {
@@ -74,6 +77,7 @@ impl Defaults {
             extra: Arc::from(Vec::new()),
             from: None,
             timeout: None,
+            vendor: None,
         }
     }
 
@@ -81,7 +85,7 @@ impl Defaults {
     /// names what is wrong (a bad event name or URL).
     pub fn check(&mut self) -> Result<(), BadRow> {
         self.event = None;
-        match self.build(&self.event_name.clone(), None) {
+        match self.build(&self.event_name.clone(), None, self.vendor) {
             Ok(event) => self.event = Some(event),
             // Rows may still give the URL.
             Err(_) if self.url.is_none() && url_needed(&self.event_name) => {}
@@ -117,6 +121,7 @@ impl Defaults {
         put("url", self.url.as_deref());
         put("profile", self.profile.as_deref());
         put("content_type", self.content_type.as_deref());
+        put("vendor", self.vendor.map(|v| v.name));
         if !self.body.is_empty() {
             fields.insert("body_digest".to_string(), digest_prefix(&self.body));
         }
@@ -158,21 +163,38 @@ impl Defaults {
 
     /// The row's event: the default one, shared, unless the row names one or a URL.
     fn event_for(&self, row: &Row) -> Result<Arc<Event>, BadRow> {
-        if let (None, None, Some(event)) = (&row.event, &row.url, &self.event) {
+        if let (None, None, None, Some(event)) = (&row.event, &row.url, &row.vendor, &self.event) {
             return Ok(event.clone());
         }
         let name = row.event.as_deref().unwrap_or(&self.event_name);
-        self.build(name, row.url.as_deref())
+        let vendor = match row.vendor.as_deref() {
+            Some(name) => Some(
+                event::vendor(name)
+                    .ok_or_else(|| BadRow(EventError::UnknownVendor(name.into()).to_string()))?,
+            ),
+            None => self.vendor,
+        };
+        self.build(name, row.url.as_deref(), vendor)
     }
 
-    /// Builds an event by name, with the row's URL or else the defaults for its kind.
-    fn build(&self, name: &str, url: Option<&str>) -> Result<Arc<Event>, BadRow> {
+    /// Builds an event by name, with the row's URL or else the defaults for its kind, as
+    /// the vendor's phones expect it when the name is an action.
+    fn build(
+        &self,
+        name: &str,
+        url: Option<&str>,
+        vendor: Option<&Vendor>,
+    ) -> Result<Arc<Event>, BadRow> {
         let url = url.or(match event::lookup(name).map(|spec| spec.url) {
             Some(UrlUse::Profile) => self.profile.as_deref(),
             Some(UrlUse::Body) => self.url.as_deref(),
             _ => None,
         });
-        Event::named(name, url, self.body.clone(), self.content_type.clone())
+        let built = match (vendor, Action::named(name)) {
+            (Some(vendor), Some(action)) => vendor.event(action, url),
+            _ => Event::named(name, url, self.body.clone(), self.content_type.clone()),
+        };
+        built
             .map(Arc::new)
             .map_err(|e| BadRow(format!("event `{name}`: {e}")))
     }

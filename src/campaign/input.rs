@@ -44,7 +44,7 @@ pub struct Row {
     /// uses it.
     #[serde(skip)]
     pub index: u64,
-    /// An opaque label copied to the output and used as the journal key.
+    /// An opaque label copied to the output.
     #[serde(default, deserialize_with = "opt_string")]
     pub id: Option<String>,
     /// The phone line (required).
@@ -68,6 +68,9 @@ pub struct Row {
     /// `udp` or `tcp`.
     #[serde(default, deserialize_with = "opt_string")]
     pub transport: Option<String>,
+    /// The phone's vendor, for its own event (`sipnotify vendors`).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub vendor: Option<String>,
 }
 
 /// Empty strings and nulls are missing cells; numbers are accepted as text (`"id": 7`).
@@ -432,6 +435,7 @@ fn csv_row<'a>(columns: &[String], cells: impl Iterator<Item = &'a str>) -> Row 
             "url" => row.url = text(),
             "proxy" => row.proxy = text(),
             "transport" => row.transport = text(),
+            "vendor" => row.vendor = text(),
             _ => {}
         }
     }
@@ -448,7 +452,7 @@ fn json_message(e: &serde_json::Error) -> String {
         Category::Syntax => format!("not valid JSON (column {column})"),
         Category::Data | Category::Io => format!(
             "not a JSON object with string fields target, id, auth_user, password, event, url, \
-             proxy, transport (column {column})"
+             proxy, transport, vendor (column {column})"
         ),
     }
 }

@@ -35,7 +35,7 @@ pub enum JournalSync {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Input columns (CSV header) or fields (JSON Lines): target (required), id, auth_user, password,
-event, url, proxy, transport. Missing cells fall back to the options below.
+event, url, proxy, transport, vendor. Missing cells fall back to the options below.
 
 Examples:
   sipnotify batch phones.csv --event resync --rate 50 --journal resync.journal
@@ -56,6 +56,10 @@ pub struct BatchArgs {
     /// or any other event name (sent as is, with --body).
     #[arg(long, value_name = "EVENT", default_value = "resync")]
     pub event: String,
+    /// The phones' vendor for rows with no `vendor` cell: resync, reboot, restart and report
+    /// become its events (see `sipnotify vendors`); default cisco (SPA/MPP).
+    #[arg(long, value_name = "VENDOR")]
+    pub vendor: Option<String>,
     /// The XML-Service URL for rows with no `url` cell.
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
@@ -135,6 +139,11 @@ fn defaults(args: &BatchArgs) -> Result<Defaults, Failure> {
     defaults.proxy = args.line.proxy.clone();
     defaults.from = args.line.from.clone();
     defaults.extra = Arc::from(parse_headers(&args.line.headers)?);
+    if let Some(name) = &args.vendor {
+        defaults.vendor = Some(sipnotify::event::vendor(name).ok_or_else(|| {
+            Failure::input(sipnotify::EventError::UnknownVendor(name.clone()).to_string())
+        })?);
+    }
     defaults
         .check()
         .map_err(|e| Failure::input(format!("--event: {e}")))?;

@@ -36,6 +36,8 @@ mod phone;
 mod send;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sipnotify::event::{self, Action, EventError};
+use sipnotify::Event;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -87,21 +89,37 @@ enum Command {
         /// Resync from this profile URL instead of Profile_Rule (MPP: Event: resync;profile="URL").
         #[arg(long, value_name = "URL")]
         profile: Option<String>,
+        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
+        /// default cisco (SPA/MPP).
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
     },
     /// Cold restart (Event: reboot_now).
     Reboot {
         #[command(flatten)]
         send: send::SendArgs,
+        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
+        /// default cisco (SPA/MPP).
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
     },
     /// Warm restart (Event: restart_now).
     Restart {
         #[command(flatten)]
         send: send::SendArgs,
+        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
+        /// default cisco (SPA/MPP).
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
     },
     /// Upload a configuration report per Report_Rule (Event: report).
     Report {
         #[command(flatten)]
         send: send::SendArgs,
+        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
+        /// default cisco (SPA/MPP).
+        #[arg(long, value_name = "VENDOR")]
+        vendor: Option<String>,
     },
     /// Open an XML service: the phone fetches URL (Event: XML-Service, the URL as the body,
     /// with no trailing newline).
@@ -124,6 +142,9 @@ enum Command {
     /// Work with campaign journals: merge the shards' journals into one report.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
+    /// List the vendor presets: each vendor's NOTIFY event for resync, reboot, restart and
+    /// report, with its source.
+    Vendors,
     /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
     Phone(phone::PhoneArgs),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
@@ -189,14 +210,39 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let out = output::Printer::new(cli.output, cli.verbose);
     match cli.command {
-        Command::Resync { send, profile } => {
-            let event = sipnotify::Event::resync(profile.as_deref())
-                .map_err(|e| Failure::input(format!("--profile: {e}")))?;
+        Command::Resync {
+            send,
+            profile,
+            vendor,
+        } => {
+            let event = action_event(vendor.as_deref(), Action::Resync, profile.as_deref())
+                .map_err(|e| match e {
+                    EventError::NotHttpUrl(_) | EventError::UrlWhitespace => {
+                        Failure::input(format!("--profile: {e}"))
+                    }
+                    other => Failure::input(other.to_string()),
+                })?;
             send::run(send, event, &out).await
         }
-        Command::Reboot { send } => send::run(send, sipnotify::Event::Reboot, &out).await,
-        Command::Restart { send } => send::run(send, sipnotify::Event::Restart, &out).await,
-        Command::Report { send } => send::run(send, sipnotify::Event::Report, &out).await,
+        Command::Reboot { send, vendor } => {
+            let event = action_event(vendor.as_deref(), Action::Reboot, None)
+                .map_err(|e| Failure::input(e.to_string()))?;
+            send::run(send, event, &out).await
+        }
+        Command::Restart { send, vendor } => {
+            let event = action_event(vendor.as_deref(), Action::Restart, None)
+                .map_err(|e| Failure::input(e.to_string()))?;
+            send::run(send, event, &out).await
+        }
+        Command::Report { send, vendor } => {
+            let event = action_event(vendor.as_deref(), Action::Report, None)
+                .map_err(|e| Failure::input(e.to_string()))?;
+            send::run(send, event, &out).await
+        }
+        Command::Vendors => {
+            vendors(cli.output);
+            Ok(0)
+        }
         Command::XmlService { send, url } => {
             let event =
                 sipnotify::Event::xml_service(&url).map_err(|e| Failure::input(e.to_string()))?;
@@ -210,6 +256,58 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
         Command::Demo => demo::run().await,
+    }
+}
+
+/// The event for an action, as `vendor`'s phones (default cisco) expect it.
+fn action_event(
+    vendor: Option<&str>,
+    action: Action,
+    url: Option<&str>,
+) -> Result<Event, EventError> {
+    let name = vendor.unwrap_or("cisco");
+    event::vendor(name)
+        .ok_or_else(|| EventError::UnknownVendor(name.to_string()))?
+        .event(action, url)
+}
+
+/// `sipnotify vendors`: the preset table, for people or as JSON Lines.
+fn vendors(format: Format) {
+    for vendor in event::VENDORS {
+        for e in vendor.events {
+            match format {
+                Format::Human => outln!(
+                    "{:<12} {:<8} Event: {}{}  ({})",
+                    vendor.name,
+                    e.action.as_str(),
+                    e.header,
+                    if e.body.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", body {}", e.body)
+                    },
+                    e.note
+                ),
+                Format::Json | Format::Csv => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "vendor": vendor.name,
+                        "phones": vendor.phones,
+                        "action": e.action.as_str(),
+                        "event": e.header,
+                        "body": e.body,
+                        "note": e.note,
+                        "source": vendor.source,
+                    })
+                ),
+            }
+        }
+    }
+    if format == Format::Human {
+        outln!("\nSources:");
+        for vendor in event::VENDORS {
+            outln!("  {:<12} {}: {}", vendor.name, vendor.phones, vendor.source);
+        }
     }
 }
 

@@ -46,9 +46,14 @@ pub struct PhoneArgs {
     /// The challenge: md5 (Sipura style, no qop), md5-qop, sha256 (SHA-256 and MD5), none.
     #[arg(long, default_value = "md5-qop", value_name = "MODE")]
     challenge: ChallengeMode,
-    /// Accept this event too, besides resync, reboot_now, restart_now, report, XML-Service.
+    /// Accept this event too, besides resync, reboot_now, restart_now, report, XML-Service
+    /// (or the --vendor's events).
     #[arg(long, value_name = "EVENT")]
     accept_event: Vec<String>,
+    /// Play this vendor's phone: accept only its events (see `sipnotify vendors`), 489 to
+    /// others.
+    #[arg(long, value_name = "VENDOR")]
+    vendor: Option<String>,
     /// Ignore this percentage of requests (0-100).
     #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
     drop: f64,
@@ -96,8 +101,15 @@ impl PhoneArgs {
                 "--fail-status must be a final error status, 300 to 699",
             ));
         }
+        let vendor = match &self.vendor {
+            Some(name) => Some(sipnotify::event::vendor(name).ok_or_else(|| {
+                Failure::input(sipnotify::EventError::UnknownVendor(name.clone()).to_string())
+            })?),
+            None => None,
+        };
         Ok(PhoneConfig {
             users,
+            vendor,
             password_template: self.password_template.clone(),
             realm: self.realm.clone(),
             challenge: self.challenge,

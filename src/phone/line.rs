@@ -185,8 +185,11 @@ pub struct PhoneConfig {
     pub challenge: ChallengeMode,
     /// How long a nonce stays fresh; older ones get 401 `stale=true`.
     pub nonce_ttl: Duration,
-    /// Event types accepted besides the `Event` tokens of [`event::EVENTS`].
+    /// Event types accepted besides those of the vendor (or of [`event::EVENTS`]).
     pub accept_events: Vec<String>,
+    /// The vendor played: only its events are accepted (others get 489); a Cisco SPA/MPP
+    /// line, accepting [`event::EVENTS`], when `None`.
+    pub vendor: Option<&'static event::Vendor>,
     /// Fault: percentage (0-100) of requests ignored entirely, as if lost.
     pub drop_percent: f64,
     /// Fault: how long the server waits before sending each response.
@@ -211,6 +214,7 @@ impl Default for PhoneConfig {
             challenge: ChallengeMode::default(),
             nonce_ttl: Duration::from_secs(30),
             accept_events: Vec::new(),
+            vendor: None,
             drop_percent: 0.0,
             delay: Duration::ZERO,
             fail_percent: 0.0,
@@ -229,8 +233,11 @@ impl PhoneConfig {
 
     /// Whether the Event type `event` is accepted.
     pub fn accepts_event(&self, event: &str) -> bool {
-        event::EVENTS.iter().any(|spec| spec.header == event)
-            || self.accept_events.iter().any(|e| e == event)
+        let own = match self.vendor {
+            Some(vendor) => vendor.accepts(event),
+            None => event::EVENTS.iter().any(|spec| spec.header == event),
+        };
+        own || self.accept_events.iter().any(|e| e == event)
     }
 
     fn password(&self, user: &str) -> Password {

@@ -1,0 +1,180 @@
+//! Vendor presets through the real binary: for every vendor and action, the exact request
+//! (`--dry-run`) and a delivered exchange with the simulator playing that vendor.
+
+mod common;
+
+use common::{bin, PhoneProcess, PASSWORD};
+
+/// Every preset: vendor, action, Event header, body. Written out here, apart from the
+/// table in src/event.rs, so a change to the table is a visible change to this list.
+const PRESETS: &[(&str, &str, &str, &str)] = &[
+    ("cisco", "resync", "resync", ""),
+    ("cisco", "reboot", "reboot_now", ""),
+    ("cisco", "restart", "restart_now", ""),
+    ("cisco", "report", "report", ""),
+    ("polycom", "resync", "check-sync", ""),
+    ("yealink", "resync", "check-sync;reboot=false", ""),
+    ("yealink", "reboot", "check-sync;reboot=true", ""),
+    ("snom", "resync", "check-sync;reboot=false", ""),
+    ("snom", "reboot", "check-sync;reboot=true", ""),
+    ("gigaset", "resync", "check-sync;reboot=false", ""),
+    ("gigaset", "reboot", "check-sync;reboot=true", ""),
+    ("grandstream", "resync", "resync", ""),
+    ("grandstream", "reboot", "check-sync;reboot=true", ""),
+    ("aastra", "resync", "check-sync", ""),
+    ("obihai", "resync", "resync", ""),
+    ("cucm", "restart", "service-control", "action=restart"),
+    ("cucm", "reboot", "service-control", "action=reset"),
+    ("cucm", "report", "service-control", "action=prt-report"),
+];
+
+#[test]
+fn every_preset_writes_its_exact_request() {
+    let target = "sip:159@127.0.0.1:5060";
+    for (vendor, action, header, body) in PRESETS {
+        let out = bin()
+            .args([action, target, "--vendor", vendor, "--dry-run"])
+            .output()
+            .unwrap();
+        let request = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{vendor} {action}: {request}");
+        assert!(
+            request.contains(&format!("\r\nEvent: {header}\r\n")),
+            "{vendor} {action}: {request}"
+        );
+        // The request as sent, then the one newline the dry run prints after it.
+        let printed = request.strip_suffix('\n').unwrap_or(&request);
+        let (head, sent_body) = printed.split_once("\r\n\r\n").unwrap();
+        assert_eq!(sent_body, *body, "{vendor} {action}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{vendor} {action}: {head}"
+        );
+        if !body.is_empty() {
+            assert!(head.contains("Content-Type: text/plain"), "{head}");
+        }
+    }
+}
+
+#[test]
+fn every_preset_is_delivered_to_a_phone_playing_its_vendor() {
+    for vendor in [
+        "cisco",
+        "polycom",
+        "yealink",
+        "snom",
+        "gigaset",
+        "grandstream",
+        "aastra",
+        "obihai",
+        "cucm",
+    ] {
+        let phone = PhoneProcess::builder().args(["--vendor", vendor]).start();
+        let target = format!("sip:159@{}", phone.addr("udp"));
+        for (_, action, _, _) in PRESETS.iter().filter(|p| p.0 == vendor) {
+            let out = bin()
+                .args([*action, target.as_str(), "--vendor", vendor])
+                .env("SIPNOTIFY_PASSWORD", PASSWORD)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{vendor} {action}: {text}");
+            assert!(text.starts_with("delivered"), "{vendor} {action}: {text}");
+        }
+    }
+}
+
+#[test]
+fn a_vendor_without_the_event_is_refused_and_a_vendors_phone_refuses_others() {
+    let out = bin()
+        .args([
+            "reboot",
+            "sip:159@127.0.0.1:5060",
+            "--vendor",
+            "polycom",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("polycom phones have no NOTIFY event to reboot (they have: resync)"));
+    let out = bin()
+        .args(["resync", "sip:159@127.0.0.1:5060", "--vendor", "nokia"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown vendor `nokia`"));
+
+    // A Yealink answers 489 to Cisco's reboot_now, before any challenge.
+    let phone = PhoneProcess::builder()
+        .args(["--vendor", "yealink"])
+        .start();
+    let target = format!("sip:159@{}", phone.addr("udp"));
+    let out = bin()
+        .args(["reboot", &target])
+        .env("SIPNOTIFY_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("489"));
+}
+
+/// A campaign's rows may name their vendor; the others get `--vendor`.
+#[test]
+fn a_campaign_sends_each_row_its_vendors_event() {
+    let dir = std::env::temp_dir().join(format!("sipnotify-vendors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("phone.log");
+    let phone = PhoneProcess::builder()
+        .users("1000-1002")
+        .password_template("pw-{user}")
+        .args(["--accept-event", "check-sync"])
+        .log(&log)
+        .start();
+    let addr = phone.addr("udp");
+    let input = dir.join("rows.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "target,password,vendor\n\
+             sip:1000@{addr},pw-1000,yealink\n\
+             sip:1001@{addr},pw-1001,\n\
+             sip:1002@{addr},pw-1002,cisco\n"
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["batch", input.to_str().unwrap(), "--event", "reboot"])
+        .args(["--vendor", "snom", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: std::collections::HashMap<String, String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["status"] == 200)
+        .map(|l| {
+            (
+                l["user"].as_str().unwrap().to_string(),
+                l["event"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(events["1000"], "check-sync");
+    assert_eq!(events["1001"], "check-sync");
+    assert_eq!(events["1002"], "reboot_now");
+    let records = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        records.matches("\"event\":\"check-sync\"").count(),
+        2,
+        "{records}"
+    );
+}
