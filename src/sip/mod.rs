@@ -42,7 +42,8 @@ pub(crate) fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     }
 }
 
-/// Writes `ip` as its `Display` does (see [`push_socket_addr`]).
+/// Writes `ip` as a URI host: as its `Display` does, IPv6 in brackets (see
+/// [`push_socket_addr`]).
 pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
@@ -54,7 +55,11 @@ pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
                 out.extend_from_slice(digits.format(octet).as_bytes());
             }
         }
-        IpAddr::V6(_) => out.extend_from_slice(ip.to_string().as_bytes()),
+        IpAddr::V6(v6) => {
+            out.push(b'[');
+            out.extend_from_slice(v6.to_string().as_bytes());
+            out.push(b']');
+        }
     }
 }
 
@@ -128,7 +133,11 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), addr.to_string());
             let mut out = Vec::new();
             push_ip(&mut out, addr.ip());
-            assert_eq!(String::from_utf8(out).unwrap(), addr.ip().to_string());
+            let host = match addr.ip() {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            };
+            assert_eq!(String::from_utf8(out).unwrap(), host);
         }
     }
 }

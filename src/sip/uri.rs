@@ -21,9 +21,6 @@ pub enum TargetError {
     /// `sips:` needs TLS, which sipnotify does not speak.
     #[error("`{0}` is a sips: URI, which needs TLS; sipnotify sends over udp or tcp: use sip:")]
     Sips(String),
-    /// rsip 0.4 cannot parse bracketed IPv6 hosts.
-    #[error("`{0}`: IPv6 targets are not supported yet; use an IPv4 address or a host name")]
-    Ipv6(String),
     /// No user part: a phone line is `USER@HOST`.
     #[error("`{0}` has no user part: a target is a phone line, USER@HOST, e.g. 159@192.168.0.10 or sip:159@192.168.0.10:5060")]
     NoUser(String),
@@ -229,6 +226,54 @@ impl Target {
         })
     }
 
+    /// `[sip:]USER@[V6][:PORT][;params]`, read here: rsip cannot parse bracketed hosts.
+    /// The text is kept as given (with the scheme added), as for the plain form.
+    fn parse_ipv6(input: &str, without_scheme: &str) -> Result<Target, TargetError> {
+        let invalid = || TargetError::Invalid(input.into());
+        let (user, rest) = without_scheme.split_once('@').ok_or(invalid())?;
+        if user.is_empty() {
+            return Err(TargetError::NoUser(input.into()));
+        }
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$,;?/".contains(c);
+        if !user.chars().all(unreserved) {
+            return Err(invalid());
+        }
+        let end = rest.find(']').ok_or(invalid())?;
+        let host = Host::parse(&rest[..=end]).ok_or(invalid())?;
+        let after = &rest[end + 1..];
+        let (port, params) = match after.split_once(';') {
+            Some((port, params)) => (port, Some(params)),
+            None => (after, None),
+        };
+        let port = match port {
+            "" => None,
+            port => Some(
+                port.strip_prefix(':')
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .filter(|&p| p != 0)
+                    .ok_or(invalid())?,
+            ),
+        };
+        if params.is_some_and(|p| p.contains(char::is_whitespace)) {
+            return Err(invalid());
+        }
+        let text = format!("sip:{without_scheme}");
+        let transport = match transport_param(&text) {
+            None => None,
+            Some(t) => Some(
+                t.parse::<Transport>()
+                    .map_err(|_| TargetError::Transport(input.into(), t.to_string()))?,
+            ),
+        };
+        Ok(Target {
+            text,
+            user: user.to_string(),
+            host,
+            port,
+            transport,
+        })
+    }
+
     /// Any other target, through rsip.
     fn parse_with_rsip(input: &str) -> Result<Target, TargetError> {
         if input.is_empty() {
@@ -248,7 +293,7 @@ impl Target {
             }
         }
         if input.contains('[') {
-            return Err(TargetError::Ipv6(input.into()));
+            return Target::parse_ipv6(input, without_scheme);
         }
         let with_scheme = if lower.starts_with("sip:") {
             input.to_string()
@@ -509,11 +554,31 @@ mod tests {
     }
 
     #[test]
-    fn rsip_cannot_parse_bracketed_ipv6_which_is_why_we_refuse_it_clearly() {
+    fn rsip_cannot_parse_bracketed_ipv6_which_is_why_we_read_it_ourselves() {
         assert!(rsip::Uri::try_from("sip:159@[::1]:5060").is_err());
-        assert!(matches!(
-            Target::parse("159@[::1]:5060"),
-            Err(TargetError::Ipv6(_))
-        ));
+        let t = Target::parse("159@[2001:db8::7]:5061;transport=tcp").unwrap();
+        assert_eq!(t.as_str(), "sip:159@[2001:db8::7]:5061;transport=tcp");
+        assert_eq!(t.user(), "159");
+        assert_eq!(t.host(), &Host::V6("2001:db8::7".parse().unwrap()));
+        assert_eq!(
+            (t.explicit_port(), t.transport()),
+            (Some(5061), Some(Transport::Tcp))
+        );
+        let t = Target::parse("sip:159@[::1]").unwrap();
+        assert_eq!(
+            (t.port(), t.host_port().to_string()),
+            (5060, "[::1]".to_string())
+        );
+        for bad in [
+            "159@[::1",
+            "159@[nope]",
+            "159@[::1]:x",
+            "159@[::1]5060",
+            "@[::1]",
+            "159@[::1]:0",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Target::parse("159:pw@[::1]"), Err(TargetError::Password));
     }
 }
