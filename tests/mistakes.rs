@@ -520,3 +520,35 @@ fn a_closed_pipe_is_not_a_panic() {
         .count();
     assert_eq!(results, 2000);
 }
+
+/// A campaign that times out says why: what arrived and was dropped is counted in its
+/// summary.
+#[test]
+fn dropped_answers_are_counted_in_the_summary() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let junk = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let foreign = String::from_utf8_lossy(&response(&buf[..n], 200, "OK", &[], b""))
+                .replace("branch=z9hG4bK", "branch=z9hG4bKforeign");
+            let _ = socket.send_to(b"\x00not sip at all", from);
+            let _ = socket.send_to(foreign.as_bytes(), from);
+        }
+    });
+    let dir = temp_dir("dropped");
+    let input = dir.join("phones.csv");
+    std::fs::write(&input, format!("target\nsip:1@{addr}\n")).unwrap();
+    let out = batch(&[input.to_str().unwrap(), "--timeout", "1"]);
+    junk.join().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("1 timeout"), "{text}");
+    assert!(
+        text.contains("received and dropped: 1 matching no request in flight, 0 with another Call-ID or CSeq, 1 not SIP"),
+        "{text}"
+    );
+}

@@ -1,12 +1,12 @@
 //! `sipnotify batch`: the command line of a campaign. The campaign itself (input, shards,
 //! pacing, journal, retries, report, summary) is the library's [`Campaign`].
 
-use super::output::{progress_bar, CampaignOutput};
+use super::output::{progress_bar, received_not_used, CampaignOutput};
 use super::send::{notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs};
-use super::{parse_duration, Failure, Format, StopSignals};
+use super::{parse_duration, stop_on_signals, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
-    Campaign, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop, SyncMode,
+    Campaign, Defaults, Input, InputFormat, Options, RetryPolicy, Shard, SyncMode,
 };
 use sipnotify::Notifier;
 use std::io::{IsTerminal, Write};
@@ -220,6 +220,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         .is_terminal()
         .then(|| progress_bar(campaign.total()));
     let observer = CampaignOutput::new(output, verbose, bar.clone(), input);
+    let stats = notifier.clone();
     let finished = campaign
         .run(notifier, observer)
         .await
@@ -228,7 +229,8 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         bar.finish_and_clear();
     }
     signals.abort();
-    let summary = finished.summary.render(&finished.end);
+    let mut summary = finished.summary.render(&finished.end);
+    summary += &received_not_used(stats.stats());
     if output == Format::Human {
         out!("{summary}");
         let _ = std::io::stdout().flush();
@@ -245,18 +247,4 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         );
     }
     Ok(finished.exit_code())
-}
-
-/// The first Ctrl-C or SIGTERM stops the campaign gracefully; a second one exits at once,
-/// with whole records only.
-async fn stop_on_signals(mut signals: StopSignals, stop: Arc<Stop>, files: Files) {
-    signals.recv().await;
-    errln!("stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)");
-    stop.stop();
-    signals.recv().await;
-    // Records still queued for the output thread (a poll interval's worth) are not in
-    // the report; the journal has their results.
-    let _held = files.flush_and_hold();
-    errln!("exiting now: targets in flight are journaled with no result (unknown)");
-    std::process::exit(130);
 }

@@ -36,9 +36,11 @@ mod phone;
 mod send;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sipnotify::campaign::{Files, Stop};
 use sipnotify::event::{self, Action, EventError};
 use sipnotify::Event;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 const EXAMPLES: &str = "\
@@ -385,6 +387,20 @@ impl StopSignals {
             }
         }
     }
+}
+
+/// The first Ctrl-C or SIGTERM stops the campaign gracefully; a second one exits at once,
+/// with whole records only.
+pub async fn stop_on_signals(mut signals: StopSignals, stop: Arc<Stop>, files: Files) {
+    signals.recv().await;
+    errln!("stopping: no new targets; waiting for those in flight (Ctrl-C again to exit now)");
+    stop.stop();
+    signals.recv().await;
+    // Records still queued for the output thread (a poll interval's worth) are not in
+    // the report; the journal has their results.
+    let _held = files.flush_and_hold();
+    errln!("exiting now: targets in flight are journaled with no result (unknown)");
+    std::process::exit(130);
 }
 
 /// Warnings only by default; -v adds the simulator's line per exchange (info, for `phone`

@@ -5,6 +5,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sipnotify::campaign::record::{csv_row, JsonRecord, CSV_HEADER};
 use sipnotify::campaign::{Input, Observer, Record, Verdict};
 use sipnotify::proto::outcome::Direction;
+use sipnotify::proto::Stats;
 use sipnotify::text::printable;
 use sipnotify::{Outcome, OutcomeKind};
 use std::io::{BufWriter, Write};
@@ -239,6 +240,30 @@ impl Observer for CampaignOutput {
             let _ = csv.flush();
         }
     }
+}
+
+/// What arrived and was not used, or came from another address, for the summary: a
+/// timeout then has its explanation (`-vv` logs each one).
+pub fn received_not_used(stats: Stats) -> String {
+    let Stats {
+        from_elsewhere,
+        unmatched,
+        mismatched,
+        malformed,
+    } = stats;
+    let mut text = String::new();
+    if unmatched + mismatched + malformed > 0 {
+        text += &format!(
+            "received and dropped: {unmatched} matching no request in flight, {mismatched} with \
+             another Call-ID or CSeq, {malformed} not SIP (-vv logs each)\n"
+        );
+    }
+    if from_elsewhere > 0 {
+        text += &format!(
+            "answers used from another address than their request went to: {from_elsewhere}\n"
+        );
+    }
+    text
 }
 
 #[cfg(test)]
