@@ -392,10 +392,12 @@ mod tests {
             let notify = notify(&target);
             sends.spawn(async move { notifier.send(notify).await.kind });
         }
+        let mut delivered = 0;
         while let Some(kind) = sends.join_next().await {
             assert_eq!(kind.unwrap(), OutcomeKind::Delivered);
+            delivered += 1;
         }
-        assert_eq!(phone.stats().requests, START_QUEUE as u64 * 3 * 2);
+        assert_eq!(delivered, START_QUEUE * 3);
         phone.shutdown().await;
     }
 
