@@ -209,6 +209,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let notifier = Notifier::bind(config)
         .await
         .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
+    warn_if_descriptors_short(args.concurrency);
     // Listening from here on, before the first target starts: a signal sent once the
     // journal has a line is never the default action.
     let signals = tokio::spawn(stop_on_signals(
@@ -247,4 +248,16 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         );
     }
     Ok(finished.exit_code())
+}
+
+/// Warns when `concurrency` targets over TCP, a descriptor each, cannot all be open at once
+/// (after `Notifier::bind` has raised the limit as far as it goes).
+fn warn_if_descriptors_short(concurrency: usize) {
+    match sipnotify::net::descriptor_budget() {
+        Some(left) if concurrency as u64 > left => errln!(
+            "warning: --concurrency {concurrency}, but only {left} more files can be opened \
+             (ulimit -n): a target in flight over TCP holds one, and those beyond end unreachable"
+        ),
+        _ => {}
+    }
 }

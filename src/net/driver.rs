@@ -1,11 +1,12 @@
 //! The one task that owns the endpoint: it pumps the UDP socket, the TCP events and the
 //! timer into the sans-IO core, and hands each outcome back to whoever started the target.
 
-use super::tcp::{StreamEvent, TcpPool};
+use super::tcp::{ConnId, Lease, Sent, StreamEvent, TcpPool};
 use crate::proto::endpoint::{Endpoint, FlowId, Received, Stats};
 use crate::proto::outcome::Outcome;
 use crate::proto::{Notify, Route};
 use crate::sip::Transport;
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,27 +14,54 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+/// Targets handed to the driver and not yet taken; senders wait while it is full.
+pub(crate) const START_QUEUE: usize = 1024;
+
 /// A target handed to the driver.
 pub(crate) struct Start {
     pub notify: Box<Notify>,
     pub route: Route,
+    /// Over TCP, the target's use of its connection, released when the target ends.
+    pub lease: Option<Lease>,
     pub reply: oneshot::Sender<Outcome>,
+}
+
+/// A target in flight over TCP.
+struct OnTcp {
+    _lease: Lease,
+    /// The connection its request was queued on, and whether that connection was opened
+    /// again for this request (which then gets no other).
+    conn: Option<(ConnId, bool)>,
+}
+
+/// What the driver owns besides its sockets.
+struct Driver {
+    endpoint: Endpoint,
+    tcp: Arc<TcpPool>,
+    waiting: FxHashMap<FlowId, oneshot::Sender<Outcome>>,
+    /// Apart, so that a target over UDP (nearly all of a campaign) costs no more.
+    on_tcp: FxHashMap<FlowId, OnTcp>,
 }
 
 /// Runs until every [`Start`] sender is gone and no target is in flight.
 pub(crate) async fn run(
-    mut endpoint: Endpoint,
+    endpoint: Endpoint,
     udp: Arc<UdpSocket>,
     tcp: Arc<TcpPool>,
-    mut starts: mpsc::UnboundedReceiver<Start>,
-    mut streams: mpsc::UnboundedReceiver<StreamEvent>,
+    mut starts: mpsc::Receiver<Start>,
+    mut streams: mpsc::Receiver<StreamEvent>,
     stats: watch::Sender<Stats>,
 ) {
-    let mut waiting: FxHashMap<FlowId, oneshot::Sender<Outcome>> = FxHashMap::default();
+    let mut driver = Driver {
+        endpoint,
+        tcp,
+        waiting: FxHashMap::default(),
+        on_tcp: FxHashMap::default(),
+    };
     let mut buf = vec![0u8; 65536];
     let mut accepting = true;
     loop {
-        while let Some(t) = endpoint.poll_transmit() {
+        while let Some(t) = driver.endpoint.poll_transmit() {
             tracing::debug!(
                 to = %t.destination,
                 transport = %t.transport,
@@ -41,18 +69,19 @@ pub(crate) async fn run(
                 "sending {}",
                 first_line(&t.payload)
             );
-            let sent = match t.transport {
-                Transport::Udp => send_udp(&udp, &t.payload, t.destination).await,
-                Transport::Tcp => tcp.send(t.destination, t.payload),
-            };
-            if let Err(reason) = sent {
-                endpoint.handle_transport_error(Instant::now().into_std(), t.flow, &reason);
+            match t.transport {
+                Transport::Udp => {
+                    if let Err(reason) = send_udp(&udp, &t.payload, t.destination).await {
+                        driver.fail(t.flow, &reason);
+                    }
+                }
+                Transport::Tcp => driver.send_tcp(t.flow, t.destination, t.payload, false),
             }
         }
         // Before the outcomes: whoever reads them after a target ends sees its responses.
-        let now_stats = endpoint.stats();
+        let now_stats = driver.endpoint.stats();
         stats.send_if_modified(|s| std::mem::replace(s, now_stats) != now_stats);
-        while let Some((id, outcome)) = endpoint.poll_event() {
+        while let Some((id, outcome)) = driver.endpoint.poll_event() {
             tracing::debug!(
                 call_id = %outcome.call_id,
                 status = ?outcome.status,
@@ -60,19 +89,24 @@ pub(crate) async fn run(
                 "target ended: {}",
                 outcome.kind
             );
-            if let Some(reply) = waiting.remove(&id) {
+            // Its lease goes with it: a connection no target uses any more closes.
+            driver.on_tcp.remove(&id);
+            if let Some(reply) = driver.waiting.remove(&id) {
                 let _ = reply.send(outcome);
             }
         }
-        if !accepting && waiting.is_empty() {
+        if !accepting && driver.waiting.is_empty() {
             return;
         }
-        let deadline = endpoint.poll_timeout();
+        let deadline = driver.endpoint.poll_timeout();
         tokio::select! {
             start = starts.recv(), if accepting => match start {
-                Some(Start { notify, route, reply }) => {
-                    let id = endpoint.start(Instant::now().into_std(), *notify, route);
-                    waiting.insert(id, reply);
+                Some(Start { notify, route, lease, reply }) => {
+                    let id = driver.endpoint.start(Instant::now().into_std(), *notify, route);
+                    driver.waiting.insert(id, reply);
+                    if let Some(lease) = lease {
+                        driver.on_tcp.insert(id, OnTcp { _lease: lease, conn: None });
+                    }
                 }
                 None => accepting = false,
             },
@@ -80,11 +114,13 @@ pub(crate) async fn run(
                 Ok((n, from)) => {
                     let now = Instant::now().into_std();
                     tracing::debug!(%from, bytes = n, "received {}", first_line(&buf[..n]));
-                    receive(&mut endpoint, now, from, &buf[..n]);
+                    receive(&mut driver.endpoint, now, from, &buf[..n]);
                     // Drain what else is queued without another trip through the reactor.
                     for _ in 0..RECV_BATCH {
                         match udp.try_recv_from(&mut buf) {
-                            Ok((n, from)) => receive(&mut endpoint, now, from, &buf[..n]),
+                            Ok((n, from)) => {
+                                receive(&mut driver.endpoint, now, from, &buf[..n]);
+                            }
                             Err(_) => break,
                         }
                     }
@@ -92,16 +128,100 @@ pub(crate) async fn run(
                 // ICMP errors surface here on some systems; the transaction timers decide.
                 Err(e) => tracing::debug!("udp receive error: {e}"),
             },
-            Some(event) = streams.recv() => match event {
-                StreamEvent::Message { from, bytes } => {
-                    receive(&mut endpoint, Instant::now().into_std(), from, &bytes);
-                }
-                StreamEvent::Closed { from, reason } => {
-                    endpoint.handle_connection_lost(Instant::now().into_std(), from, &reason)
-                }
-            },
+            Some(event) = streams.recv() => driver.stream_event(event),
             _ = sleep_until(deadline), if deadline.is_some() => {
-                endpoint.handle_timeout(Instant::now().into_std());
+                driver.endpoint.handle_timeout(Instant::now().into_std());
+            }
+        }
+    }
+}
+
+impl Driver {
+    /// Ends a target as `unreachable`.
+    fn fail(&mut self, flow: FlowId, reason: &str) {
+        self.endpoint
+            .handle_transport_error(Instant::now().into_std(), flow, reason);
+    }
+
+    /// Queues a request on the connection to `destination`. One that finds none open (the
+    /// peer closed it after its last answer) opens a new one, once per request.
+    fn send_tcp(&mut self, flow: FlowId, destination: SocketAddr, payload: Bytes, reopened: bool) {
+        // A target waiting for a reconnection may have ended meanwhile (Timer F).
+        let Some(target) = self.on_tcp.get_mut(&flow) else {
+            return;
+        };
+        target.conn = None;
+        match self.tcp.send(destination, flow, payload.clone()) {
+            Sent::Queued(conn) => target.conn = Some((conn, reopened)),
+            Sent::NoConnection if !reopened => self.tcp.reconnect(destination, flow, payload),
+            Sent::NoConnection => self.fail(
+                flow,
+                &format!("the tcp connection to {destination} closed before the request was sent"),
+            ),
+            Sent::Failed(reason) => self.fail(flow, &reason),
+        }
+    }
+
+    fn stream_event(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::Message { conn, from, bytes } => {
+                let now = Instant::now().into_std();
+                let used = matches!(
+                    receive(&mut self.endpoint, now, from, &bytes),
+                    Received::Used | Received::UsedFromElsewhere
+                );
+                if let Some(reason) = self.tcp.received(from, conn, used, bytes.len()) {
+                    self.connection_lost(conn, from, &reason, Vec::new());
+                }
+            }
+            StreamEvent::Closed {
+                conn,
+                from,
+                reason,
+                unread,
+            } => self.connection_lost(conn, from, &reason, unread),
+            StreamEvent::Reconnected {
+                destination,
+                result,
+                pending,
+            } => {
+                for (flow, payload) in pending {
+                    match &result {
+                        Ok(()) => self.send_tcp(flow, destination, payload, true),
+                        Err(reason) => self.fail(flow, reason),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connection `conn` closed or broke: the targets whose request went on it are
+    /// unreachable, except those whose request the peer may not have read, which go on a
+    /// new connection (once; the same bytes, so a phone that did read it sees a
+    /// retransmission).
+    fn connection_lost(
+        &mut self,
+        conn: ConnId,
+        destination: SocketAddr,
+        reason: &str,
+        unread: Vec<(FlowId, Bytes)>,
+    ) {
+        let mut unread: FxHashMap<FlowId, Bytes> = unread.into_iter().collect();
+        let lost: Vec<(FlowId, bool)> = self
+            .on_tcp
+            .iter_mut()
+            .filter_map(|(id, target)| match target.conn {
+                Some((c, reopened)) if c == conn => {
+                    target.conn = None;
+                    Some((*id, reopened))
+                }
+                _ => None,
+            })
+            .collect();
+        for (flow, reopened) in lost {
+            match unread.remove(&flow) {
+                Some(payload) if !reopened => self.tcp.reconnect(destination, flow, payload),
+                _ => self.fail(flow, reason),
             }
         }
     }
@@ -109,13 +229,19 @@ pub(crate) async fn run(
 
 /// Feeds received bytes to the endpoint and logs, at -vv, what it did not use and why, so
 /// that a target ending in a silent `timeout` has an explanation.
-fn receive(endpoint: &mut Endpoint, now: std::time::Instant, from: SocketAddr, bytes: &[u8]) {
+fn receive(
+    endpoint: &mut Endpoint,
+    now: std::time::Instant,
+    from: SocketAddr,
+    bytes: &[u8],
+) -> Received {
     let received = endpoint.handle(now, from, bytes);
     if let Some(why) = received.dropped_because() {
         tracing::debug!(%from, bytes = bytes.len(), "dropped: {why}");
     } else if received == Received::UsedFromElsewhere {
         tracing::debug!(%from, "used a response from another address than the request's destination");
     }
+    received
 }
 
 /// The start line, for logs.

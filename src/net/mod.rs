@@ -3,12 +3,15 @@
 //! [`Notifier`] owns one UDP socket and a pool of TCP connections, and runs one driver task
 //! that feeds an [`Endpoint`](crate::proto::Endpoint) and carries out what it asks.
 //! [`resolve`] finds where a next hop is and the local address that routes there.
+//! [`descriptor_budget`] says how many TCP targets can be in flight at once.
 
+mod descriptors;
 mod driver;
 mod notifier;
 pub mod resolve;
 mod tcp;
 pub(crate) mod udp;
 
+pub use descriptors::{descriptor_budget, raise_descriptor_limit};
 pub use notifier::{Notifier, NotifierConfig, SendError, Sending};
 pub use resolve::ResolveError;

@@ -1,8 +1,8 @@
 //! The async API: bind once, then `send` any number of NOTIFYs concurrently.
 
-use super::driver::{self, Start};
+use super::driver::{self, Start, START_QUEUE};
 use super::resolve::{self, ResolveError, Routes};
-use super::tcp::TcpPool;
+use super::tcp::{Lease, TcpPool, EVENT_QUEUE};
 use crate::proto::endpoint::{Endpoint, Stats};
 use crate::proto::flow::Flow;
 use crate::proto::outcome::{Outcome, OutcomeKind};
@@ -18,7 +18,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Why a NOTIFY could not be sent at all; [`Notifier::send`] reports it as an
@@ -42,7 +41,11 @@ pub enum SendError {
 }
 
 /// A NOTIFY with its resolved route, ready for the driver.
-type Prepared = (Box<Notify>, Route);
+struct Prepared {
+    notify: Box<Notify>,
+    route: Route,
+    lease: Option<Lease>,
+}
 
 /// How a [`Notifier`] is set up.
 #[derive(Debug, Clone, Default)]
@@ -55,10 +58,11 @@ pub struct NotifierConfig {
 }
 
 /// Sends NOTIFYs and reports their outcomes. Cheap to clone; all clones share one UDP
-/// socket, one TCP connection per destination, and one driver task.
+/// socket, one TCP connection per destination (open while targets to it are in flight),
+/// and one driver task.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    starts: mpsc::UnboundedSender<Start>,
+    starts: mpsc::Sender<Start>,
     udp_local: SocketAddr,
     tcp: Arc<TcpPool>,
     timers: Timers,
@@ -69,18 +73,21 @@ pub struct Notifier {
 impl Notifier {
     /// Binds the UDP socket and starts the driver task. Must be called within a tokio
     /// runtime. The task ends when every clone is dropped and no target is in flight.
+    ///
+    /// Raises the process's soft limit on open files to its hard limit
+    /// ([`raise_descriptor_limit`](super::raise_descriptor_limit)): a target in flight over
+    /// TCP holds a descriptor.
     pub async fn bind(config: NotifierConfig) -> io::Result<Notifier> {
+        super::raise_descriptor_limit();
         let bind = config
             .bind
             .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         let udp = Arc::new(super::udp::bind(bind)?);
         let udp_local = udp.local_addr()?;
-        let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        let (stream_tx, stream_rx) = mpsc::channel(EVENT_QUEUE);
         let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());
-        // Idle longer than Timer F, no transaction can still wait for an answer on it.
-        let idle = config.timers.timer_f() + Duration::from_secs(1);
-        let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, idle));
-        let (starts, starts_rx) = mpsc::unbounded_channel();
+        let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, config.timers.timer_f()));
+        let (starts, starts_rx) = mpsc::channel(START_QUEUE);
         let endpoint = Endpoint::new(StdRng::from_entropy(), config.timers);
         let (stats_tx, stats) = watch::channel(Stats::default());
         tokio::spawn(driver::run(
@@ -124,17 +131,26 @@ impl Notifier {
         }
     }
 
-    /// Hands a prepared NOTIFY to the driver; `None` if the driver has ended.
-    fn start(&self, (notify, route): Prepared) -> Option<oneshot::Receiver<Outcome>> {
+    /// Hands a prepared NOTIFY to the driver, at once if its queue has room, else once it
+    /// has; `None` if the driver has ended.
+    fn start(&self, prepared: Prepared) -> Option<SendState<'_>> {
         let (reply, outcome) = oneshot::channel();
-        self.starts
-            .send(Start {
-                notify,
-                route,
-                reply,
-            })
-            .ok()
-            .map(|()| outcome)
+        let start = Start {
+            notify: prepared.notify,
+            route: prepared.route,
+            lease: prepared.lease,
+            reply,
+        };
+        match self.starts.try_send(start) {
+            Ok(()) => Some(SendState::Waiting(outcome)),
+            Err(mpsc::error::TrySendError::Full(start)) => {
+                let starts = &self.starts;
+                Some(SendState::Starting(Box::pin(async move {
+                    starts.send(start).await.ok().map(|()| outcome)
+                })))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => None,
+        }
     }
 
     /// [`prepare`](Self::prepare) for what needs nothing awaited, UDP to an address (nearly
@@ -149,14 +165,18 @@ impl Notifier {
         };
         Ok(self
             .udp_route(destination)
-            .map(|route| (notify, route))
+            .map(|route| Prepared {
+                notify,
+                route,
+                lease: None,
+            })
             .map_err(SendError::from))
     }
 
     /// The exact first request `send` would put on the wire, sending nothing. Over TCP the
     /// Via port is the UDP socket's, since no connection is opened.
     pub async fn preview(&self, notify: Notify) -> Result<Bytes, SendError> {
-        let (notify, route) = self.prepare(Box::new(notify), false).await?;
+        let Prepared { notify, route, .. } = self.prepare(Box::new(notify), false).await?;
         let now = std::time::Instant::now();
         let mut flow = Flow::new(
             now,
@@ -170,12 +190,12 @@ impl Notifier {
             .expect("a new flow sends its first request"))
     }
 
-    /// Resolves where the NOTIFY goes and from which local address; connects over TCP when
-    /// `connect` is set.
+    /// Resolves where the NOTIFY goes and from which local address; over TCP when `connect`
+    /// is set, connects (or joins the open connection) and takes a lease on it.
     async fn prepare(&self, notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
         let transport = notify.transport();
         let destination = resolve::lookup(&notify.next_hop()).await?;
-        let route = match transport {
+        let (route, lease) = match transport {
             Transport::Tcp if connect => {
                 // The connect happens before the transaction exists, so Timer F and
                 // --timeout must bound it here: a firewall that drops SYNs would otherwise
@@ -184,25 +204,33 @@ impl Notifier {
                     .timeout
                     .unwrap_or(self.timers.timer_f())
                     .min(self.timers.timer_f());
-                let local = tokio::time::timeout(limit, self.tcp.connect(destination))
+                let (local, lease) = tokio::time::timeout(limit, self.tcp.connect(destination))
                     .await
                     .map_err(|_| SendError::ConnectTimeout {
                         destination,
                         seconds: limit.as_secs_f64(),
                     })?
                     .map_err(SendError::Connect)?;
-                Route {
+                let route = Route {
                     destination,
                     local,
                     transport,
-                }
+                };
+                (route, Some(lease))
             }
-            _ => Route {
-                transport,
-                ..self.udp_route(destination)?
-            },
+            _ => {
+                let route = Route {
+                    transport,
+                    ..self.udp_route(destination)?
+                };
+                (route, None)
+            }
         };
-        Ok((notify, route))
+        Ok(Prepared {
+            notify,
+            route,
+            lease,
+        })
     }
 
     /// The route of a datagram to `destination`, from the UDP socket.
@@ -237,6 +265,8 @@ enum SendState<'a> {
     New(Box<Notify>),
     /// Resolving a host name or connecting over TCP.
     Preparing(Pin<Box<dyn Future<Output = Result<Prepared, SendError>> + Send + 'a>>),
+    /// Waiting for room in the driver's queue.
+    Starting(Pin<Box<dyn Future<Output = Option<oneshot::Receiver<Outcome>>> + Send + 'a>>),
     /// Handed to the driver.
     Waiting(oneshot::Receiver<Outcome>),
     /// Ended.
@@ -265,6 +295,17 @@ impl Future for Sending<'_> {
                         return Poll::Pending;
                     }
                 },
+                SendState::Starting(mut starting) => match starting.as_mut().poll(cx) {
+                    Poll::Ready(Some(outcome)) => {
+                        this.state = SendState::Waiting(outcome);
+                        continue;
+                    }
+                    Poll::Ready(None) => return Poll::Ready(stopped()),
+                    Poll::Pending => {
+                        this.state = SendState::Starting(starting);
+                        return Poll::Pending;
+                    }
+                },
                 SendState::Waiting(mut outcome) => {
                     return match Pin::new(&mut outcome).poll(cx) {
                         Poll::Ready(outcome) => Poll::Ready(outcome.unwrap_or_else(|_| stopped())),
@@ -285,7 +326,7 @@ impl Future for Sending<'_> {
                 }
             };
             match this.notifier.start(prepared) {
-                Some(outcome) => this.state = SendState::Waiting(outcome),
+                Some(state) => this.state = state,
                 None => return Poll::Ready(stopped()),
             }
         }
@@ -347,6 +388,27 @@ mod tests {
             (OutcomeKind::Delivered, 2)
         );
         assert_eq!(phone.stats().requests, 2);
+        phone.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn targets_beyond_the_start_queue_wait_for_room() {
+        let (phone, port) = phone().await;
+        let notifier = Notifier::bind(NotifierConfig::default()).await.unwrap();
+        let target = format!("sip:159@127.0.0.1:{port}");
+        // All polled before the driver runs (one thread): most find the queue full.
+        let mut sends = tokio::task::JoinSet::new();
+        for _ in 0..START_QUEUE * 3 {
+            let notifier = notifier.clone();
+            let notify = notify(&target);
+            sends.spawn(async move { notifier.send(notify).await.kind });
+        }
+        let mut delivered = 0;
+        while let Some(kind) = sends.join_next().await {
+            assert_eq!(kind.unwrap(), OutcomeKind::Delivered);
+            delivered += 1;
+        }
+        assert_eq!(delivered, START_QUEUE * 3);
         phone.shutdown().await;
     }
 

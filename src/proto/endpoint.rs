@@ -198,21 +198,6 @@ impl Endpoint {
         }
     }
 
-    /// A stream to `destination` broke: every target waiting on it is unreachable.
-    pub fn handle_connection_lost(&mut self, now: Instant, destination: SocketAddr, reason: &str) {
-        let lost: Vec<FlowId> = self
-            .flows
-            .iter()
-            .filter(|(_, e)| {
-                e.flow.destination() == destination && e.flow.transport().is_reliable()
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost {
-            self.handle_transport_error(now, id, reason);
-        }
-    }
-
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.timers.first() {

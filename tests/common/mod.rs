@@ -311,3 +311,78 @@ pub fn json_line(stdout: &[u8]) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no output: {text}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
+
+/// Reads one whole SIP message (framed by its Content-Length) from `stream`; what was read
+/// beyond it stays in `pending` for the next call. `None` at the end of the stream, on an
+/// error, or on bytes that cannot be framed.
+pub fn read_message(stream: &mut impl Read, pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        match sipnotify::sip::codec::frame(pending) {
+            Ok(Some(n)) => return Some(pending.drain(..n).collect()),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// How a child process ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Exited {
+    /// The exit code; `None` if a signal ended it.
+    pub code: Option<i32>,
+    /// Its peak resident memory in KiB (wait4's `ru_maxrss`).
+    pub max_rss_kib: i64,
+}
+
+/// Waits for `child` to exit, at most `within`, calling `watch(pid)` every 10 ms meanwhile.
+/// Kills the child and panics when time runs out or `watch` returns an error (e.g. memory
+/// past a limit: a regression then fails at once instead of exhausting the machine).
+pub fn wait_watching(
+    child: &mut Child,
+    within: Duration,
+    mut watch: impl FnMut(u32) -> Result<(), String>,
+) -> Exited {
+    let pid = child.id() as libc::pid_t;
+    let started = std::time::Instant::now();
+    loop {
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(rc >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            return Exited {
+                code,
+                max_rss_kib: usage.ru_maxrss,
+            };
+        }
+        let stop = match watch(child.id()) {
+            Err(why) => Some(why),
+            Ok(()) if started.elapsed() > within => Some(format!("still running after {within:?}")),
+            Ok(()) => None,
+        };
+        if let Some(why) = stop {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            panic!("killed pid {pid}: {why}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The resident memory of process `pid` now, in KiB (Linux).
+pub fn rss_kib(pid: u32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// How many descriptors process `pid` has open now (Linux).
+pub fn open_descriptors(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
