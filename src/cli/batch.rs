@@ -2,16 +2,17 @@
 //! pacing, journal, retries, report, summary) is the library's [`Campaign`].
 
 use super::output::{progress_bar, CampaignOutput};
-use super::send::{notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs};
+use super::send::{bind, notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs};
 use super::{parse_duration, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
+use sipnotify::campaign::html::{unix_now, HtmlReport, Span};
 use sipnotify::campaign::{
-    Campaign, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop, SyncMode,
+    Campaign, Defaults, Files, Input, InputFormat, Observer, Options, Record, RetryPolicy, Shard,
+    Stop, SyncMode, Verdict,
 };
-use sipnotify::Notifier;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The input format, when the file name does not tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,7 +36,8 @@ pub enum JournalSync {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Input columns (CSV header) or fields (JSON Lines): target (required), id, auth_user, password,
-event, url, proxy, transport. Missing cells fall back to the options below.
+event, url, proxy, transport. An empty or missing cell falls back to the option of the
+same name above (--event, --url, --auth-user, --password-file, --proxy, --transport, ...).
 
 Examples:
   sipnotify batch phones.csv --event resync --rate 50 --journal resync.journal
@@ -78,7 +80,8 @@ pub struct BatchArgs {
     #[arg(long, value_name = "PER_SEC")]
     pub rate: Option<f64>,
     /// Spread the starts uniformly at random over this window (e.g. 90s, 30m, 2h), like the
-    /// phones' own Resync_Random_Delay. Needs a file (not stdin) to count the rows.
+    /// phones' own Resync_Random_Delay. Counts the rows first: a file is read twice, standard
+    /// input is held in memory.
     #[arg(long, value_name = "DURATION")]
     pub spread: Option<String>,
     /// Retries of a target after timeout, unreachable or 503, with exponential backoff and
@@ -120,6 +123,11 @@ pub struct BatchArgs {
     /// appended to.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Also write this run's report as one HTML page: outcome counts, latency histogram,
+    /// timeline, most frequent failures with hints, and a filterable table of every target
+    /// (self-contained: opens with no network). Written when the run ends.
+    #[arg(long, value_name = "FILE")]
+    pub report_html: Option<PathBuf>,
 }
 
 /// The defaults of rows whose cells are empty, checked.
@@ -179,6 +187,7 @@ fn options(args: &BatchArgs) -> Result<Options, Failure> {
     options.allow_duplicates = args.allow_duplicates;
     options.resend_unknown = args.resend_unknown;
     options.report = args.report.clone();
+    options.report_html = args.report_html.clone();
     options.count = std::io::stderr().is_terminal();
     Ok(options)
 }
@@ -197,9 +206,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     for warning in campaign.warnings() {
         errln!("warning: {warning}");
     }
-    let notifier = Notifier::bind(config)
-        .await
-        .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
+    let notifier = bind(config).await?;
     // Listening from here on, before the first target starts: a signal sent once the
     // journal has a line is never the default action.
     let signals = tokio::spawn(stop_on_signals(
@@ -210,7 +217,24 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| progress_bar(campaign.total()));
-    let observer = CampaignOutput::new(output, verbose, bar.clone(), input);
+    let output_observer = CampaignOutput::new(output, verbose, bar.clone(), input.clone());
+    let html = match &args.report_html {
+        Some(path) => {
+            let title = format!("sipnotify batch {input} --event {}", args.event);
+            let report = HtmlReport::create(path, &title, unix_now()).map_err(|e| {
+                Failure::input(format!("cannot open the HTML report {}: {e}", path.display()))
+            })?;
+            Some(Arc::new(Mutex::new(HtmlWriter {
+                report,
+                error: None,
+            })))
+        }
+        None => None,
+    };
+    let observer = WithHtml {
+        output: output_observer,
+        html: html.clone(),
+    };
     let finished = campaign
         .run(notifier, observer)
         .await
@@ -229,6 +253,12 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     if let Some(e) = &finished.report_error {
         errln!("error: cannot write the report: {e}");
     }
+    if let Some(html) = html.and_then(|h| Arc::into_inner(h)) {
+        let HtmlWriter { report, error } = html.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = error.map_or_else(|| report.finish(&finished.summary).err(), Some) {
+            errln!("error: cannot write the HTML report: {e}");
+        }
+    }
     if let Some(e) = &finished.end.journal_error {
         errln!(
             "error: {e}: the campaign stopped, the rest of the input was not started; once the \
@@ -236,6 +266,39 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         );
     }
     Ok(finished.exit_code())
+}
+
+/// The HTML report being written, and the first error writing it (the campaign goes on).
+struct HtmlWriter {
+    report: HtmlReport,
+    error: Option<std::io::Error>,
+}
+
+/// The per-target output, and each record into the HTML report.
+struct WithHtml {
+    output: CampaignOutput,
+    html: Option<Arc<Mutex<HtmlWriter>>>,
+}
+
+impl Observer for WithHtml {
+    fn record(&mut self, record: &Record) {
+        self.output.record(record);
+        if let Some(html) = &self.html {
+            let mut html = html.lock().unwrap_or_else(PoisonError::into_inner);
+            // Seen within a millisecond of its end: it started its total time ago.
+            let span = match &record.verdict {
+                Verdict::Sent { total, .. } => Some(Span::ended_now(*total)),
+                _ => None,
+            };
+            if html.error.is_none() {
+                html.error = html.report.record(record, span).err();
+            }
+        }
+    }
+
+    fn caught_up(&mut self) {
+        self.output.caught_up();
+    }
 }
 
 /// The first Ctrl-C or SIGTERM stops the campaign gracefully; a second one exits at once,

@@ -30,6 +30,7 @@ macro_rules! errln {
 
 mod batch;
 mod demo;
+mod docs;
 mod journal;
 mod output;
 mod phone;
@@ -118,7 +119,8 @@ enum Command {
         #[command(flatten)]
         custom: send::CustomArgs,
     },
-    /// Send one event to many phones listed in a CSV or JSON Lines file (or - for stdin),
+    /// Send one event to many phones listed in a CSV or JSON Lines file (or - for standard
+    /// input),
     /// paced, retried, journaled for resuming, with a report.
     Batch(batch::BatchArgs),
     /// Work with campaign journals: merge the shards' journals into one report.
@@ -127,8 +129,16 @@ enum Command {
     /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
     Phone(phone::PhoneArgs),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
-    /// XML-Service, printing every message: the whole job with no phone and no setup.
+    /// XML-Service, explaining each message: the whole job with no phone and no setup.
     Demo,
+    /// Print a shell completion script, e.g. `sipnotify completions bash >
+    /// ~/.local/share/bash-completion/completions/sipnotify`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `sipnotify man | man -l -`.
+    Man,
 }
 
 /// A failure of the command itself (not of a phone), with its exit code.
@@ -187,6 +197,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
+    refuse_output(&cli)?;
     let out = output::Printer::new(cli.output, cli.verbose);
     match cli.command {
         Command::Resync { send, profile } => {
@@ -209,7 +220,28 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Batch(args) => batch::run(args, cli.output, cli.verbose).await,
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
-        Command::Demo => demo::run().await,
+        Command::Demo => demo::run(cli.verbose).await,
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
+    }
+}
+
+/// Commands that print for people (or print a script) refuse `--output json|csv` rather
+/// than ignore it: a script asking for JSON must not get text it cannot read.
+fn refuse_output(cli: &Cli) -> Result<(), Failure> {
+    let name = match cli.command {
+        Command::Phone(_) => "phone",
+        Command::Demo => "demo",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+        _ => return Ok(()),
+    };
+    match cli.output {
+        Format::Human => Ok(()),
+        _ => Err(Failure::input(format!(
+            "`sipnotify {name}` prints text only: --output json and csv are for the commands \
+             that send (resync, batch, ...) and `journal merge`"
+        ))),
     }
 }
 
