@@ -174,15 +174,14 @@ impl HtmlReport {
                 end.failed += 1;
             }
         }
-        if !record.verdict.is_delivered() && !matches!(record.verdict, Verdict::Duplicate { .. })
-        {
+        if !record.verdict.is_delivered() && !matches!(record.verdict, Verdict::Duplicate { .. }) {
             let hint = match &record.verdict {
                 Verdict::Sent { outcome, .. } if outcome.kind != OutcomeKind::Delivered => {
                     outcome.hint
                 }
-                Verdict::Unknown => Some(
-                    "it may have been sent: check the phone, or resume with --resend-unknown",
-                ),
+                Verdict::Unknown => {
+                    Some("it may have been sent: check the phone, or resume with --resend-unknown")
+                }
                 _ => None,
             };
             let key = Reason {
@@ -229,10 +228,10 @@ impl HtmlReport {
         self.out.write_all(b"]</script>\n")?;
         let mut html = String::new();
         let total = summary.total();
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<header><h1>sipnotify campaign report</h1><p class=\"what\">{}</p>\
-             <p class=\"made\">{} targets; written {}</p></header>\n",
+             <p class=\"made\">{} targets; written {}</p></header>",
             self.title,
             total,
             escape(&utc_text(unix_now()))
@@ -256,7 +255,15 @@ impl HtmlReport {
         let mut bar = String::new();
         let mut legend = String::new();
         let mut x = 0.0;
-        for (label, &n) in summary.counts() {
+        // Delivered first, then the rest by count.
+        let mut counts: Vec<(&String, &u64)> = summary.counts().iter().collect();
+        counts.sort_by_key(|(label, n)| {
+            (
+                !matches!(label.as_str(), "delivered" | "already_delivered"),
+                std::cmp::Reverse(**n),
+            )
+        });
+        for (label, &n) in counts {
             let label = escape(label);
             let width = n as f64 / total * 1000.0;
             let _ = write!(
@@ -316,7 +323,11 @@ impl HtmlReport {
                 ms_text(latency_edge(decade * BINS_PER_DECADE as usize))
             );
         }
-        let p = |q: f64| summary.percentile(q).map_or("-".into(), |d| ms_text(d.as_secs_f64() * 1000.0));
+        let p = |q: f64| {
+            summary
+                .percentile(q)
+                .map_or("-".into(), |d| ms_text(d.as_secs_f64() * 1000.0))
+        };
         format!(
             "<section id=\"latency\"><h2>Latency</h2><p>p50 {}, p95 {}, p99 {} \
              (first send to end, retries included)</p>\
@@ -340,7 +351,8 @@ impl HtmlReport {
             return String::new();
         }
         let (w, half) = (1000.0, 70.0);
-        let bar_w = w / TIMELINE_BINS as f64;
+        // The bins used fill the width (a short campaign is not a sliver at the left).
+        let bar_w = w / self.timeline.len().max(TIMELINE_BINS / 4) as f64;
         let scale = |n: u64| n as f64 / most as f64 * (half - 4.0);
         let mut svg = String::new();
         for (i, bin) in self.timeline.iter().enumerate() {
@@ -361,6 +373,14 @@ impl HtmlReport {
             );
         }
         let span = ms_text(self.timeline.len() as f64 * self.width * 1000.0);
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{}\" class=\"axis\">0</text>\
+             <text x=\"{:.1}\" y=\"{}\" class=\"axis\" text-anchor=\"end\">{span}</text>",
+            2.0 * half + 14.0,
+            self.timeline.len() as f64 * bar_w,
+            2.0 * half + 14.0
+        );
         format!(
             "<section id=\"timeline\"><h2>Timeline</h2><p><span class=\"key start\"></span> \
              started <span class=\"key ok\"></span> ended delivered <span class=\"key bad\"></span> \
@@ -368,7 +388,7 @@ impl HtmlReport {
              <svg viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"timeline\">{svg}\
              <line x1=\"0\" x2=\"{w}\" y1=\"{half}\" y2=\"{half}\" class=\"axisline\"/></svg></section>\n",
             ms_text(self.width * 1000.0),
-            2.0 * half
+            2.0 * half + 18.0
         )
     }
 
@@ -378,7 +398,11 @@ impl HtmlReport {
         if all.is_empty() {
             return String::new();
         }
-        all.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.reason.cmp(&b.0.reason)));
+        all.sort_by(|a, b| {
+            b.1 .0
+                .cmp(&a.1 .0)
+                .then_with(|| a.0.reason.cmp(&b.0.reason))
+        });
         let mut rows = String::new();
         for (reason, (n, hint)) in all.into_iter().take(REASONS_SHOWN) {
             let _ = write!(
@@ -410,8 +434,9 @@ fn latency_bin(ms: f64) -> usize {
     if ms <= LATENCY_MIN_MS {
         return 0;
     }
-    ((ms / LATENCY_MIN_MS).log10() * BINS_PER_DECADE).floor().min((LATENCY_BINS - 1) as f64)
-        as usize
+    ((ms / LATENCY_MIN_MS).log10() * BINS_PER_DECADE)
+        .floor()
+        .min((LATENCY_BINS - 1) as f64) as usize
 }
 
 /// The lower edge of latency bin `i`, in milliseconds.
@@ -419,16 +444,20 @@ fn latency_edge(i: usize) -> f64 {
     LATENCY_MIN_MS * 10f64.powf(i as f64 / BINS_PER_DECADE)
 }
 
-/// `0.25 ms`, `40 ms`, `2.5 s`.
+/// `0.25 ms`, `4.5 ms`, `40 ms`, `2.5 s`: three significant digits at most, no trailing zeros.
 fn ms_text(ms: f64) -> String {
-    match ms {
-        m if m < 1.0 => format!("{m:.2} ms"),
-        m if m < 1000.0 => format!("{m:.3} ms")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string(),
-        m => format!("{:.1} s", m / 1000.0),
-    }
+    let (value, unit, decimals) = match ms {
+        m if m < 10.0 => (m, "ms", 2),
+        m if m < 100.0 => (m, "ms", 1),
+        m if m < 1000.0 => (m, "ms", 0),
+        m => (m / 1000.0, "s", 1),
+    };
+    let text = format!("{value:.decimals$}");
+    let text = match text.contains('.') {
+        true => text.trim_end_matches('0').trim_end_matches('.'),
+        false => &text,
+    };
+    format!("{text} {unit}")
 }
 
 /// `2024-06-10 06:13:20 UTC`.
@@ -543,7 +572,13 @@ mod tests {
         let mut summary = Summary::new();
         let records = [
             sent(2, OutcomeKind::Delivered, 200, "OK", 3),
-            sent(3, OutcomeKind::Rejected, 489, "Bad</script><img src=x onerror=alert(1)>", 5),
+            sent(
+                3,
+                OutcomeKind::Rejected,
+                489,
+                "Bad</script><img src=x onerror=alert(1)>",
+                5,
+            ),
             Record {
                 verdict: Verdict::AlreadyDelivered,
                 ..sent(4, OutcomeKind::Delivered, 200, "OK", 0)
@@ -560,8 +595,15 @@ mod tests {
         report.finish(&summary).unwrap();
         assert!(!dir.join("report.html.partial").exists());
         let html = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(html.matches("</script>").count(), 2, "the rows cannot end their block");
-        assert!(!html.contains("<img") && !html.contains("<b>phones"), "{html}");
+        assert_eq!(
+            html.matches("</script>").count(),
+            2,
+            "the rows cannot end their block"
+        );
+        assert!(
+            !html.contains("<img") && !html.contains("<b>phones"),
+            "{html}"
+        );
         assert!(html.contains("Bad\\u003c/script\\u003e\\u003cimg"));
         assert!(html.contains("&lt;b&gt;phones.csv&lt;/b&gt;"));
         for (label, n) in [("delivered", 1), ("rejected", 1), ("already_delivered", 1)] {
@@ -569,7 +611,10 @@ mod tests {
             assert!(html.contains(&item), "{item}");
         }
         assert!(html.contains("Resync From SIP"), "the 489's hint");
-        assert!(!html.contains("http://") && !html.contains("https://"), "no fetches");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no fetches"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -603,6 +648,8 @@ mod tests {
         assert_eq!(utc_text(1_718_000_000.0), "2024-06-10 06:13:20 UTC");
         assert_eq!(ms_text(0.25), "0.25 ms");
         assert_eq!(ms_text(40.0), "40 ms");
+        assert_eq!(ms_text(4.5), "4.5 ms");
+        assert_eq!(ms_text(14.617), "14.6 ms");
         assert_eq!(ms_text(2500.0), "2.5 s");
     }
 }

@@ -2,7 +2,9 @@
 //! pacing, journal, retries, report, summary) is the library's [`Campaign`].
 
 use super::output::{progress_bar, CampaignOutput};
-use super::send::{bind, notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs};
+use super::send::{
+    bind, notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs,
+};
 use super::{parse_duration, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::html::{unix_now, HtmlReport, Span};
@@ -222,7 +224,10 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         Some(path) => {
             let title = format!("sipnotify batch {input} --event {}", args.event);
             let report = HtmlReport::create(path, &title, unix_now()).map_err(|e| {
-                Failure::input(format!("cannot open the HTML report {}: {e}", path.display()))
+                Failure::input(format!(
+                    "cannot open the HTML report {}: {e}",
+                    path.display()
+                ))
             })?;
             Some(Arc::new(Mutex::new(HtmlWriter {
                 report,
@@ -253,8 +258,9 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     if let Some(e) = &finished.report_error {
         errln!("error: cannot write the report: {e}");
     }
-    if let Some(html) = html.and_then(|h| Arc::into_inner(h)) {
-        let HtmlWriter { report, error } = html.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if let Some(html) = html.and_then(Arc::into_inner) {
+        let HtmlWriter { report, error } =
+            html.into_inner().unwrap_or_else(PoisonError::into_inner);
         if let Some(e) = error.map_or_else(|| report.finish(&finished.summary).err(), Some) {
             errln!("error: cannot write the HTML report: {e}");
         }

@@ -73,7 +73,10 @@ pub async fn run(verbose: u8) -> Result<u8, Failure> {
     }
     outln!();
     outln!("Next: the same against a real phone (its IP, its line's user and password):");
-    outln!("  SIPNOTIFY_PASSWORD='line password' {} resync sip:<user>@<phone-ip>", invoked());
+    outln!(
+        "  SIPNOTIFY_PASSWORD='line password' {} resync sip:<user>@<phone-ip>",
+        invoked()
+    );
     Ok(code)
 }
 
@@ -98,14 +101,15 @@ fn step(entry: &TraceEntry, previous: Option<std::time::Duration>, whole: bool) 
     // An answer's time is the round trip since the request it answers; a request leaves as
     // soon as the answer before it is read.
     let when = match (entry.direction, previous) {
-        (Direction::Received, Some(before)) => format!(
-            ", after {}",
-            duration_text(entry.at.saturating_sub(before))
-        ),
+        (Direction::Received, Some(before)) => {
+            format!(", after {}", duration_text(entry.at.saturating_sub(before)))
+        }
         _ => String::new(),
     };
     let mut shown = match whole {
-        true => printable(&text, true).trim_end_matches(['\r', '\n']).to_string(),
+        true => printable(&text, true)
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
         false => printable(text.lines().next().unwrap_or_default(), false).into_owned(),
     };
     shown = shown.replace('\n', "\n    ");
@@ -113,7 +117,10 @@ fn step(entry: &TraceEntry, previous: Option<std::time::Duration>, whole: bool) 
         Direction::Received => "<<<",
         Direction::Sent | Direction::Retransmitted => ">>>",
     };
-    format!("{arrow} {}{when}\n    {shown}\n", caption(entry.direction, &text))
+    format!(
+        "{arrow} {}{when}\n    {shown}\n",
+        caption(entry.direction, &text)
+    )
 }
 
 /// What a message is, in words: the point of the demo.

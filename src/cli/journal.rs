@@ -77,7 +77,11 @@ pub fn run(command: JournalCommand, output: Format) -> Result<u8, Failure> {
     };
     let mut html = match &args.html {
         Some(path) => {
-            let names: Vec<String> = args.journals.iter().map(|j| j.display().to_string()).collect();
+            let names: Vec<String> = args
+                .journals
+                .iter()
+                .map(|j| j.display().to_string())
+                .collect();
             let title = format!("sipnotify journal merge {}", names.join(" "));
             let origin = merged
                 .spans
@@ -87,14 +91,18 @@ pub fn run(command: JournalCommand, output: Format) -> Result<u8, Failure> {
                 .min_by(f64::total_cmp)
                 .unwrap_or(0.0);
             Some(HtmlReport::create(path, &title, origin).map_err(|e| {
-                Failure::input(format!("cannot open the HTML report {}: {e}", path.display()))
+                Failure::input(format!(
+                    "cannot open the HTML report {}: {e}",
+                    path.display()
+                ))
             })?)
         }
         None => None,
     };
     let mut out = CampaignOutput::new(output, 0, None, Input::Stdin);
     let mut summary = Summary::new();
-    let html_failed = |e: std::io::Error| Failure::local(format!("cannot write the HTML report: {e}"));
+    let html_failed =
+        |e: std::io::Error| Failure::local(format!("cannot write the HTML report: {e}"));
     for (record, span) in merged.records.iter().zip(&merged.spans) {
         summary.add_record(record);
         out.record(record);

@@ -163,7 +163,10 @@ pub fn human_record(record: &Record) -> String {
             }
         }
         Verdict::BadRow(message) => {
-            format!("{:<RECORD_WIDTH$} line {}: {message}", "bad_row", record.line)
+            format!(
+                "{:<RECORD_WIDTH$} line {}: {message}",
+                "bad_row", record.line
+            )
         }
         other => format!(
             "{:<RECORD_WIDTH$} {}  {}  {}{id}",
@@ -422,7 +425,10 @@ mod tests {
             delivered: 1,
             ..Progress::default()
         };
-        assert_eq!(slow.message(Duration::from_secs(4), None), "delivered 1, failed 0  0.2/s");
+        assert_eq!(
+            slow.message(Duration::from_secs(4), None),
+            "delivered 1, failed 0  0.2/s"
+        );
     }
 
     #[test]

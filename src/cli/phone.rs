@@ -131,7 +131,11 @@ fn answers_line(config: &PhoneConfig) -> String {
     };
     format!(
         "answering user{} {}; challenge {}, realm {}; {passwords}",
-        if users.len() == 1 && !users[0].contains('-') { "" } else { "s" },
+        if users.len() == 1 && !users[0].contains('-') {
+            ""
+        } else {
+            "s"
+        },
         printable(&users.join(", "), false),
         config.challenge,
         printable(&config.realm, false),
@@ -192,7 +196,7 @@ mod tests {
             vec![UserRange::One("159".into()), "1000-1999".parse().unwrap()],
         ));
         assert!(
-            line.starts_with("answering users 159, 1000-1999; challenge md5-qop, realm "),
+            line.starts_with("answering users 159, 1000-1999; challenge md5, realm "),
             "{line}"
         );
         assert!(line.ends_with("password template `pw-{user}` (the user's password is pw-USER)"));

@@ -3,7 +3,9 @@
 // textContent only: the data holds text from phones.
 (function () {
   "use strict";
-  var rows = JSON.parse(document.getElementById("rows").textContent);
+  // In input order (a campaign writes them as targets end).
+  var rows = JSON.parse(document.getElementById("rows").textContent)
+    .sort(function (a, b) { return a[0] - b[0]; });
   var PAGE = 100;
   var COLORS = {};
   document.querySelectorAll("#counts li[data-outcome]").forEach(function (li) {
