@@ -165,9 +165,12 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         .iter()
         .map(|(a, t)| format!("{t} {a}"))
         .collect();
+    // Listening before saying so: a SIGTERM sent as soon as the first line is read stops
+    // the phone with its counters, never by the default action.
+    let mut signals = super::StopSignals::listen();
     outln!("phone listening on {}", addrs.join(", "));
     outln!("{answers}");
-    super::StopSignals::listen().recv().await;
+    signals.recv().await;
     let stats = running.stats();
     running.shutdown().await;
     outln!(
