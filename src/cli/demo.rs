@@ -72,9 +72,9 @@ pub async fn run(verbose: u8) -> Result<u8, Failure> {
         outln!("  {name:<12} ({outcome}): the phone {action}");
     }
     outln!();
-    outln!("Next: the same against a real phone (its IP, its line's user and password):");
+    outln!("Next: the same against a real phone, with its line's user, IP and password:");
     outln!(
-        "  SIPNOTIFY_PASSWORD='line password' {} resync sip:<user>@<phone-ip>",
+        "  SIPNOTIFY_PASSWORD='line password' {} resync sip:USER@PHONE-IP",
         invoked()
     );
     Ok(code)
