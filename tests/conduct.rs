@@ -51,7 +51,7 @@ fn the_demo_captions_each_message_and_says_what_a_phone_does() {
     assert_eq!(verbose.matches("WWW-Authenticate: Digest").count(), 4);
     // The way the reader ran it, for the next command.
     let next = format!(
-        "{} resync sip:<user>@<phone-ip>",
+        "{} resync sip:USER@PHONE-IP",
         env!("CARGO_BIN_EXE_sipnotify")
     );
     assert!(stdout.contains(&next), "{stdout}");
