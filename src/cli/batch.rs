@@ -1,20 +1,18 @@
 //! `sipnotify batch`: the command line of a campaign. The campaign itself (input, shards,
 //! pacing, journal, retries, report, summary) is the library's [`Campaign`].
 
-use super::output::{progress_bar, CampaignOutput};
+use super::output::{progress_bar, CampaignOutput, LiveHtml};
 use super::send::{
     bind, notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs,
 };
 use super::{parse_duration, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
-use sipnotify::campaign::html::{unix_now, HtmlReport, Span};
 use sipnotify::campaign::{
-    Campaign, Defaults, Files, Input, InputFormat, Observer, Options, Record, RetryPolicy, Shard,
-    Stop, SyncMode, Verdict,
+    Campaign, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop, SyncMode,
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 /// The input format, when the file name does not tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -219,27 +217,13 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| progress_bar(campaign.total()));
-    let output_observer = CampaignOutput::new(output, verbose, bar.clone(), input.clone());
-    let html = match &args.report_html {
-        Some(path) => {
-            let title = format!("sipnotify batch {input} --event {}", args.event);
-            let report = HtmlReport::create(path, &title, unix_now()).map_err(|e| {
-                Failure::input(format!(
-                    "cannot open the HTML report {}: {e}",
-                    path.display()
-                ))
-            })?;
-            Some(Arc::new(Mutex::new(HtmlWriter {
-                report,
-                error: None,
-            })))
-        }
-        None => None,
-    };
-    let observer = WithHtml {
-        output: output_observer,
-        html: html.clone(),
-    };
+    let title = format!("sipnotify batch {input} --event {}", args.event);
+    let html = args
+        .report_html
+        .as_deref()
+        .map(|path| LiveHtml::create(path, &title))
+        .transpose()?;
+    let observer = CampaignOutput::new(output, verbose, bar.clone(), input).with_html(html.clone());
     let finished = campaign
         .run(notifier, observer)
         .await
@@ -258,12 +242,8 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     if let Some(e) = &finished.report_error {
         errln!("error: cannot write the report: {e}");
     }
-    if let Some(html) = html.and_then(Arc::into_inner) {
-        let HtmlWriter { report, error } =
-            html.into_inner().unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = error.map_or_else(|| report.finish(&finished.summary).err(), Some) {
-            errln!("error: cannot write the HTML report: {e}");
-        }
+    if let Some(html) = html {
+        html.finish(&finished.summary);
     }
     if let Some(e) = &finished.end.journal_error {
         errln!(
@@ -272,39 +252,6 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         );
     }
     Ok(finished.exit_code())
-}
-
-/// The HTML report being written, and the first error writing it (the campaign goes on).
-struct HtmlWriter {
-    report: HtmlReport,
-    error: Option<std::io::Error>,
-}
-
-/// The per-target output, and each record into the HTML report.
-struct WithHtml {
-    output: CampaignOutput,
-    html: Option<Arc<Mutex<HtmlWriter>>>,
-}
-
-impl Observer for WithHtml {
-    fn record(&mut self, record: &Record) {
-        self.output.record(record);
-        if let Some(html) = &self.html {
-            let mut html = html.lock().unwrap_or_else(PoisonError::into_inner);
-            // Seen within a millisecond of its end: it started its total time ago.
-            let span = match &record.verdict {
-                Verdict::Sent { total, .. } => Some(Span::ended_now(*total)),
-                _ => None,
-            };
-            if html.error.is_none() {
-                html.error = html.report.record(record, span).err();
-            }
-        }
-    }
-
-    fn caught_up(&mut self) {
-        self.output.caught_up();
-    }
 }
 
 /// The first Ctrl-C or SIGTERM stops the campaign gracefully; a second one exits at once,

@@ -1,13 +1,16 @@
 //! How results are shown: a line per target for people, JSON for scripts, and the ladder.
 
-use super::Format;
+use super::{Failure, Format};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sipnotify::campaign::html::{unix_now, HtmlReport, Span};
 use sipnotify::campaign::record::{csv_row, JsonRecord, CSV_HEADER};
-use sipnotify::campaign::{Input, Observer, Record, Verdict};
+use sipnotify::campaign::{Input, Observer, Record, Summary, Verdict};
 use sipnotify::proto::outcome::Direction;
 use sipnotify::text::printable;
 use sipnotify::{Outcome, OutcomeKind};
 use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Prints results in the chosen format.
@@ -255,6 +258,7 @@ pub struct CampaignOutput {
     progress: Progress,
     csv: Option<csv::Writer<std::io::Stdout>>,
     stdout: BufWriter<std::io::Stdout>,
+    html: Option<LiveHtml>,
 }
 
 impl CampaignOutput {
@@ -268,7 +272,14 @@ impl CampaignOutput {
             progress: Progress::default(),
             csv,
             stdout: BufWriter::new(std::io::stdout()),
+            html: None,
         }
+    }
+
+    /// Also writes each record into `html` (`batch --report-html`).
+    pub fn with_html(mut self, html: Option<LiveHtml>) -> Self {
+        self.html = html;
+        self
     }
 
     fn print(&mut self, record: &Record) {
@@ -307,6 +318,9 @@ impl Observer for CampaignOutput {
             }
             None => self.print(record),
         }
+        if let Some(html) = &self.html {
+            html.record(record);
+        }
     }
 
     // What is written reaches a reader now, not at 8 KiB.
@@ -314,6 +328,49 @@ impl Observer for CampaignOutput {
         let _ = self.stdout.flush();
         if let Some(csv) = &mut self.csv {
             let _ = csv.flush();
+        }
+    }
+}
+
+/// The HTML report of a running campaign, fed by the output thread and finished by the
+/// command once the campaign ends. A write error is kept (and said at the end): the
+/// campaign goes on.
+#[derive(Clone)]
+pub struct LiveHtml(Arc<Mutex<(HtmlReport, Option<std::io::Error>)>>);
+
+impl LiveHtml {
+    /// Starts the report at `path`; its timeline starts now.
+    pub fn create(path: &Path, title: &str) -> Result<LiveHtml, Failure> {
+        let report = HtmlReport::create(path, title, unix_now()).map_err(|e| {
+            Failure::input(format!(
+                "cannot open the HTML report {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(LiveHtml(Arc::new(Mutex::new((report, None)))))
+    }
+
+    fn record(&self, record: &Record) {
+        let mut html = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Seen within a millisecond of its end: it started its total time ago.
+        let span = match &record.verdict {
+            Verdict::Sent { total, .. } => Some(Span::ended_now(*total)),
+            _ => None,
+        };
+        if html.1.is_none() {
+            html.1 = html.0.record(record, span).err();
+        }
+    }
+
+    /// Writes the charts and puts the file in place, or says why it could not.
+    pub fn finish(self, summary: &Summary) {
+        let Some(html) = Arc::into_inner(self.0) else {
+            errln!("error: cannot write the HTML report: the campaign still holds it");
+            return;
+        };
+        let (report, error) = html.into_inner().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = error.map_or_else(|| report.finish(summary).err(), Some) {
+            errln!("error: cannot write the HTML report: {e}");
         }
     }
 }
