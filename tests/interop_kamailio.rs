@@ -3,8 +3,8 @@
 //! 401: the agent must answer both realms, and Kamailio's digest implementation (not ours)
 //! decides whether the proxy credentials are right. Config: `tests/peers/kamailio/`.
 //!
-//! If `kamailio` cannot be found, the tests fail when `CI` is set and otherwise print why
-//! and return early.
+//! If `kamailio` cannot be found, the tests fail when `CI` is set and are otherwise reported
+//! ignored, with the reason (`tests/common/needs.rs`).
 
 mod common;
 
@@ -16,29 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn kamailio_binary(test: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from));
-    if let Some(found) = dirs
-        .into_iter()
-        .map(|d| d.join("kamailio"))
-        .find(|p| p.is_file())
-    {
-        return Some(found);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{test}: `kamailio` is not installed, and CI is set, so the Kamailio interop tests \
-             must run. Install it with `apt-get install -y kamailio` (see .ci/run)."
-        );
-    }
-    eprintln!(
-        "{test}: SKIPPED: `kamailio` is not installed (Debian package `kamailio`). This is a \
-         failure when CI is set."
-    );
-    None
+/// Kamailio: on PATH or in the sbin directories (not on every user's PATH).
+fn kamailio() -> common::needs::Program {
+    common::needs::Program::find("kamailio", "kamailio", &["/usr/sbin", "/usr/local/sbin"])
 }
 
 /// A port free on 127.0.0.1 for both UDP and TCP.
@@ -144,19 +124,17 @@ impl Drop for Kamailio {
 
 /// Starts `phone`, and Kamailio (named after `test`, accepting [`PASSWORD`]) in front of it,
 /// and runs `sipnotify resync` with `password` to the phone's UDP address through the proxy
-/// over `transport`: the JSON result, the exit code and Kamailio's log. None (the test
-/// skips) without Kamailio.
+/// over `transport`: the JSON result, the exit code and Kamailio's log.
 fn resync_through_kamailio(
     test: &str,
     phone: PhoneBuilder,
     transport: &str,
     password: &str,
-) -> Option<(Value, i32, String)> {
-    let binary = kamailio_binary(test)?;
+) -> (Value, i32, String) {
     let phone = phone.start();
-    let kamailio = Kamailio::start(&binary, test, PASSWORD);
+    let kamailio = Kamailio::start(&kamailio().path(), test, PASSWORD);
     let (v, code) = resync(phone.addr("udp"), kamailio.addr, transport, password);
-    Some((v, code, kamailio.log()))
+    (v, code, kamailio.log())
 }
 
 /// `sipnotify resync` through the proxy; returns the JSON result (with the ladder) and the
@@ -205,9 +183,7 @@ fn assert_auth_failed_403(v: &Value, code: i32, log: &str, attempts: u64) {
 fn right_password_through_kamailio(transport: &str) {
     let test = format!("kamailio_{transport}_right_password");
     let phone = PhoneProcess::builder().transport("both");
-    let Some((v, code, log)) = resync_through_kamailio(&test, phone, transport, PASSWORD) else {
-        return;
-    };
+    let (v, code, log) = resync_through_kamailio(&test, phone, transport, PASSWORD);
     assert_eq!(
         (v["outcome"].as_str(), code),
         (Some("delivered"), 0),
@@ -250,46 +226,49 @@ fn right_password_through_kamailio(transport: &str) {
 fn wrong_password_refused_by_kamailio(transport: &str) {
     let test = format!("kamailio_{transport}_wrong_password");
     let phone = PhoneProcess::builder().transport("both");
-    let Some((v, code, log)) = resync_through_kamailio(&test, phone, transport, "not-the-password")
-    else {
-        return;
-    };
+    let (v, code, log) = resync_through_kamailio(&test, phone, transport, "not-the-password");
     assert_auth_failed_403(&v, code, &log, 2);
     assert!(log.contains("auth failed -2 for 159"), "{log}");
 }
 
-#[test]
 fn kamailio_udp_407_then_phone_401_right_password_is_delivered() {
     right_password_through_kamailio("udp");
 }
 
-#[test]
 fn kamailio_tcp_407_then_phone_401_right_password_is_delivered() {
     right_password_through_kamailio("tcp");
 }
 
-#[test]
 fn kamailio_udp_wrong_password_is_auth_failed_at_the_proxy() {
     wrong_password_refused_by_kamailio("udp");
 }
 
-#[test]
 fn kamailio_tcp_wrong_password_is_auth_failed_at_the_proxy() {
     wrong_password_refused_by_kamailio("tcp");
 }
 
 /// The proxy accepts the password, the phone behind it does not: the 403 comes from the
 /// phone, relayed, after three attempts.
-#[test]
 fn kamailio_accepts_but_the_phone_refuses() {
     let test = "kamailio_accepts_but_the_phone_refuses";
     // A phone whose line password is not the one the proxy accepts.
     let phone = PhoneProcess::builder()
         .transport("udp")
         .password_template("the-phones-own-password");
-    let Some((v, code, log)) = resync_through_kamailio(test, phone, "udp", PASSWORD) else {
-        return;
-    };
+    let (v, code, log) = resync_through_kamailio(test, phone, "udp", PASSWORD);
     assert_auth_failed_403(&v, code, &log, 3);
     assert!(log.contains("authenticated 159, relaying NOTIFY"), "{log}");
+}
+
+fn main() -> std::process::ExitCode {
+    common::needs::run(
+        &kamailio(),
+        trials![
+            kamailio_udp_407_then_phone_401_right_password_is_delivered,
+            kamailio_tcp_407_then_phone_401_right_password_is_delivered,
+            kamailio_udp_wrong_password_is_auth_failed_at_the_proxy,
+            kamailio_tcp_wrong_password_is_auth_failed_at_the_proxy,
+            kamailio_accepts_but_the_phone_refuses,
+        ],
+    )
 }

@@ -9,8 +9,8 @@
 //!   200, and `uac_notify_auth_403.xml`, expecting 403) against our phone
 //!   simulator (`sipnotify phone ...`), over UDP and TCP, with and without qop.
 //!
-//! If `sipp` is not on PATH the tests fail when the `CI` environment variable
-//! is set, and otherwise print why to stderr and return early.
+//! Without `sipp` on PATH the tests fail when the `CI` environment variable is set, and are
+//! otherwise reported ignored, with the reason (`tests/common/needs.rs`).
 //!
 //! Every child process (sipp, the phone) lives in a [`ChildGuard`] that kills
 //! it on drop, and every wait is bounded.
@@ -40,48 +40,11 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(20);
 // Harness
 // ---------------------------------------------------------------------------
 
-/// Returns true if sipp can be run. Without it: panics under `CI`, else
-/// explains on stderr and returns false (the caller then returns early).
-fn sipp_available(test: &str) -> bool {
-    let found = Command::new("sipp")
-        .arg("-v")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if found {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{test}: `sipp` is not on PATH, and CI is set, so the SIPp interop tests must run. \
-             Install it with `apt-get install -y sip-tester` (see .ci/run)."
-        );
-    }
-    eprintln!(
-        "{test}: SKIPPED: `sipp` is not on PATH (install the `sip-tester` package). \
-         This is a failure when CI is set."
-    );
-    false
-}
-
-macro_rules! require_sipp {
-    ($name:expr) => {
-        if !sipp_available($name) {
-            return;
-        }
-    };
-}
-
-/// One `#[test]` per line, `name: function(arguments);`, each skipped (or failed under
-/// `CI`) without sipp.
+/// One function per line, `name: function(arguments);`, run by [`main`] when sipp is found.
 macro_rules! sipp_tests {
     ($($name:ident: $run:ident($($arg:expr),* $(,)?);)*) => {
         $(
-            #[test]
             fn $name() {
-                require_sipp!(stringify!($name));
                 $run($($arg),*);
             }
         )*
@@ -591,4 +554,29 @@ sipp_tests! {
         sipp_uac_wrong_password(Transport::Tcp, "md5-qop");
     sipp_uac_tcp_md5_wrong_password_gets_403:
         sipp_uac_wrong_password(Transport::Tcp, "md5");
+}
+
+fn main() -> std::process::ExitCode {
+    let sipp = common::needs::Program::find("sipp", "sip-tester", &[]);
+    common::needs::run(
+        &sipp,
+        trials![
+            agent_udp_md5_no_qop_right_password_is_delivered,
+            agent_udp_md5_no_qop_wrong_password_is_auth_failed,
+            agent_udp_md5_qop_right_password_is_delivered,
+            agent_udp_md5_qop_wrong_password_is_auth_failed,
+            agent_tcp_md5_no_qop_right_password_is_delivered,
+            agent_tcp_md5_no_qop_wrong_password_is_auth_failed,
+            agent_tcp_md5_qop_right_password_is_delivered,
+            agent_tcp_md5_qop_wrong_password_is_auth_failed,
+            sipp_uac_udp_md5_right_password_gets_200,
+            sipp_uac_udp_md5_qop_right_password_gets_200,
+            sipp_uac_udp_md5_qop_wrong_password_gets_403,
+            sipp_uac_udp_md5_wrong_password_gets_403,
+            sipp_uac_tcp_md5_right_password_gets_200,
+            sipp_uac_tcp_md5_qop_right_password_gets_200,
+            sipp_uac_tcp_md5_qop_wrong_password_gets_403,
+            sipp_uac_tcp_md5_wrong_password_gets_403,
+        ],
+    )
 }

@@ -660,9 +660,10 @@ fn a_password_file_readable_by_others_is_warned_about() {
 
 #[test]
 fn the_demo_never_shows_its_password() {
-    // src/cli/demo.rs: the simulated phone and the agent share "demo-password".
+    // src/cli/demo.rs: the simulated phone and the agent share "demo-password". -v shows
+    // the messages whole, Authorization included.
     let out = bin()
-        .arg("demo")
+        .args(["demo", "-v"])
         .env("SIPNOTIFY_LOG", "trace")
         .output()
         .unwrap();

@@ -19,6 +19,7 @@
 //! Reading a journal keeps one key per journaled target, in two sets (delivered, and
 //! started with no result), not the records.
 
+use super::html::Span;
 use super::record::{Record, Verdict};
 use crate::proto::outcome::hint_for;
 use crate::proto::{Outcome, OutcomeKind};
@@ -516,7 +517,7 @@ fn shown(value: &str) -> String {
 
 /// Whether two paths name the same file: by device and inode where both exist, else by
 /// their absolute paths, cleaned (the file may not exist yet).
-pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -560,6 +561,9 @@ pub struct Merged {
     /// One record per target: its last result, or `unknown` when it was started and no
     /// result followed.
     pub records: Vec<Record>,
+    /// When each record's target started (its last intent) and ended (its result), by
+    /// index of `records`: for the HTML report's timeline.
+    pub spans: Vec<Option<Span>>,
     /// Lines that could not be read (torn last lines).
     pub unreadable: u64,
 }
@@ -582,11 +586,14 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, MergeError> {
         attempts: Option<u32>,
         tries: Option<u32>,
         elapsed_ms: Option<f64>,
+        at: Option<f64>,
     }
     #[derive(Default)]
     struct Target {
         record: Option<Record>,
         started: bool,
+        started_at: Option<f64>,
+        span: Option<Span>,
     }
     let mut description: Option<(PathBuf, Description)> = None;
     let mut targets: BTreeMap<String, Target> = BTreeMap::new();
@@ -619,6 +626,8 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, MergeError> {
             match l.kind.as_str() {
                 "intent" => {
                     target.started = true;
+                    target.started_at = l.at;
+                    target.span = None;
                     target.record = Some(Record {
                         line: l.line.unwrap_or_default(),
                         id: l.id,
@@ -646,6 +655,10 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, MergeError> {
                         tries: l.tries.unwrap_or(1),
                         total: elapsed,
                     };
+                    target.span = target
+                        .started_at
+                        .zip(l.at)
+                        .map(|(started, ended)| Span { started, ended });
                 }
                 _ => unreadable += 1,
             }
@@ -655,15 +668,17 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, MergeError> {
         path: PathBuf::new(),
         source: JournalError::NoHeader,
     })?;
-    let mut records: Vec<Record> = targets
+    let mut ended: Vec<(Record, Option<Span>)> = targets
         .into_values()
         .filter(|t| t.started)
-        .filter_map(|t| t.record)
+        .filter_map(|t| Some((t.record?, t.span)))
         .collect();
-    records.sort_by_key(|r| r.line);
+    ended.sort_by_key(|(r, _)| r.line);
+    let (records, spans) = ended.into_iter().unzip();
     Ok(Merged {
         description,
         records,
+        spans,
         unreadable,
     })
 }

@@ -18,7 +18,7 @@
 //!   `Retry-After`.
 //! - [`pace`] spreads starts uniformly at random over a window without knowing them all.
 //! - [`record`] is one record per target, and its JSON and CSV forms.
-//! - [`report`] writes the records to a file.
+//! - [`report`] writes the records to a file; [`html`] writes them as a page with charts.
 //! - [`summary`] counts outcomes, keeps latency percentiles in a fixed-size histogram and
 //!   the most frequent failure reasons.
 //! - `run` is the tokio runner: concurrency, rate, spread, retries, journal, stop.
@@ -51,6 +51,7 @@
 
 pub mod channel;
 pub mod defaults;
+pub mod html;
 pub mod input;
 pub mod journal;
 pub mod pace;
@@ -151,6 +152,9 @@ pub struct Options {
     pub resend_unknown: bool,
     /// The report file: CSV if it ends in `.csv`, else JSON Lines.
     pub report: Option<PathBuf>,
+    /// The HTML report (written by the caller, with [`html::HtmlReport`]): named here so
+    /// that it is checked against the input, the journal and the report.
+    pub report_html: Option<PathBuf>,
     /// Count the rows of a regular file first, for progress ([`Campaign::total`]).
     pub count: bool,
 }
@@ -175,6 +179,7 @@ impl Options {
             allow_duplicates: false,
             resend_unknown: false,
             report: None,
+            report_html: None,
             count: false,
         }
     }
@@ -651,6 +656,7 @@ fn check_distinct_files(options: &Options) -> Result<(), CampaignError> {
         ("the input", input.as_deref()),
         ("--journal", options.journal.as_deref()),
         ("--report", options.report.as_deref()),
+        ("--report-html", options.report_html.as_deref()),
     ];
     for (i, (first, a)) in named.iter().enumerate() {
         for (second, b) in &named[i + 1..] {
@@ -660,10 +666,12 @@ fn check_distinct_files(options: &Options) -> Result<(), CampaignError> {
                     first,
                     second,
                     path: b.to_path_buf(),
-                    why: if *first == "the input" {
-                        "writing it would destroy the rows; name another file"
-                    } else {
-                        "the report would overwrite the journal's records; name two files"
+                    why: match *first {
+                        "the input" => "writing it would destroy the rows; name another file",
+                        "--journal" => {
+                            "the report would overwrite the journal's records; name two files"
+                        }
+                        _ => "one report would overwrite the other; name two files",
                     },
                 });
             }

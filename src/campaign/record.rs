@@ -226,7 +226,7 @@ impl<'a> JsonRecord<'a> {
             hint: o.hint,
             attempts: Some(o.attempts),
             retransmissions: Some(o.retransmissions),
-            elapsed_ms: Some(o.elapsed.as_secs_f64() * 1000.0),
+            elapsed_ms: Some(millis(o.elapsed)),
             call_id: Some(&o.call_id),
             answered_from: o.answered_from,
             ladder: if ladder {
@@ -245,6 +245,11 @@ impl<'a> JsonRecord<'a> {
     }
 }
 
+/// Milliseconds to the microsecond: `0.245`, not the float noise of `0.24529700000000002`.
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
 /// One message of the ladder in JSON.
 #[derive(Debug, Serialize)]
 pub struct LadderJson<'a> {
@@ -258,7 +263,7 @@ pub struct LadderJson<'a> {
 impl<'a> From<&'a TraceEntry> for LadderJson<'a> {
     fn from(e: &'a TraceEntry) -> Self {
         LadderJson {
-            at_ms: e.at.as_secs_f64() * 1000.0,
+            at_ms: millis(e.at),
             direction: e.direction,
             from: e.from,
             message: String::from_utf8_lossy(&e.bytes),
@@ -346,5 +351,19 @@ mod tests {
         assert_eq!(bad.csv()[4], "bad_row");
         assert_eq!(bad.csv()[6], "no target");
         assert!(!bad.verdict.is_delivered());
+    }
+
+    #[test]
+    fn json_milliseconds_stop_at_the_microsecond() {
+        let outcome = Outcome {
+            elapsed: Duration::from_nanos(245_297_000) / 1000,
+            ..Outcome::unsent(OutcomeKind::Delivered, "OK")
+        };
+        let mut line = Vec::new();
+        JsonRecord::sent("sip:1@h", "resync", None, &outcome, false)
+            .write_line(&mut line)
+            .unwrap();
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.contains("\"elapsed_ms\":0.245,"), "{line}");
     }
 }

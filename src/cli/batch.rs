@@ -1,14 +1,15 @@
 //! `sipnotify batch`: the command line of a campaign. The campaign itself (input, shards,
 //! pacing, journal, retries, report, summary) is the library's [`Campaign`].
 
-use super::output::{progress_bar, received_not_used, CampaignOutput};
-use super::send::{notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs};
+use super::output::{progress_bar, received_not_used, CampaignOutput, LiveHtml};
+use super::send::{
+    bind, notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs,
+};
 use super::{parse_duration, stop_on_signals, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
     Campaign, Defaults, Input, InputFormat, Options, RetryPolicy, Shard, SyncMode,
 };
-use sipnotify::Notifier;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,7 +36,9 @@ pub enum JournalSync {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Input columns (CSV header) or fields (JSON Lines): target (required), id, auth_user, password,
-event, url, proxy, transport, vendor. Missing cells fall back to the options below.
+event, url, proxy, transport, vendor. An empty or missing cell falls back to the option of
+the same name above (--event, --url, --auth-user, --password-file, --proxy, --transport,
+--vendor, ...).
 
 Examples:
   sipnotify batch phones.csv --event resync --rate 50 --journal resync.journal
@@ -82,7 +85,8 @@ pub struct BatchArgs {
     #[arg(long, value_name = "PER_SEC")]
     pub rate: Option<f64>,
     /// Spread the starts uniformly at random over this window (e.g. 90s, 30m, 2h), like the
-    /// phones' own Resync_Random_Delay. Needs a file (not stdin) to count the rows.
+    /// phones' own Resync_Random_Delay. Counts the rows first: a file is read twice, standard
+    /// input is held in memory.
     #[arg(long, value_name = "DURATION")]
     pub spread: Option<String>,
     /// Retries of a target after timeout, unreachable or 503, with exponential backoff and
@@ -124,6 +128,11 @@ pub struct BatchArgs {
     /// appended to.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Also write this run's report as one HTML page: outcome counts, latency histogram,
+    /// timeline, most frequent failures with hints, and a filterable table of every target
+    /// (self-contained: opens with no network). Written when the run ends.
+    #[arg(long, value_name = "FILE")]
+    pub report_html: Option<PathBuf>,
 }
 
 /// The defaults of rows whose cells are empty, checked.
@@ -188,6 +197,7 @@ fn options(args: &BatchArgs) -> Result<Options, Failure> {
     options.allow_duplicates = args.allow_duplicates;
     options.resend_unknown = args.resend_unknown;
     options.report = args.report.clone();
+    options.report_html = args.report_html.clone();
     options.count = std::io::stderr().is_terminal();
     Ok(options)
 }
@@ -206,9 +216,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     for warning in campaign.warnings() {
         errln!("warning: {warning}");
     }
-    let notifier = Notifier::bind(config)
-        .await
-        .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
+    let notifier = bind(config).await?;
     warn_if_descriptors_short(args.concurrency);
     // Listening from here on, before the first target starts: a signal sent once the
     // journal has a line is never the default action.
@@ -220,7 +228,13 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| progress_bar(campaign.total()));
-    let observer = CampaignOutput::new(output, verbose, bar.clone(), input);
+    let title = format!("sipnotify batch {input} --event {}", args.event);
+    let html = args
+        .report_html
+        .as_deref()
+        .map(|path| LiveHtml::create(path, &title))
+        .transpose()?;
+    let observer = CampaignOutput::new(output, verbose, bar.clone(), input).with_html(html.clone());
     let stats = notifier.clone();
     let finished = campaign
         .run(notifier, observer)
@@ -240,6 +254,9 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     }
     if let Some(e) = &finished.report_error {
         errln!("error: cannot write the report: {e}");
+    }
+    if let Some(html) = html {
+        html.finish(&finished.summary);
     }
     if let Some(e) = &finished.end.journal_error {
         errln!(

@@ -30,6 +30,7 @@ macro_rules! errln {
 
 mod batch;
 mod demo;
+mod docs;
 mod journal;
 mod output;
 mod phone;
@@ -138,9 +139,10 @@ enum Command {
         #[command(flatten)]
         custom: send::CustomArgs,
     },
-    /// Send one event to many phones listed in a CSV or JSON Lines file (or - for stdin),
+    /// Send one event to many phones listed in a CSV or JSON Lines file (or - for standard
+    /// input),
     /// paced, retried, journaled for resuming, with a report.
-    Batch(batch::BatchArgs),
+    Batch(Box<batch::BatchArgs>),
     /// Work with campaign journals: merge the shards' journals into one report.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
@@ -150,8 +152,16 @@ enum Command {
     /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
     Phone(phone::PhoneArgs),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
-    /// XML-Service, printing every message: the whole job with no phone and no setup.
+    /// XML-Service, explaining each message: the whole job with no phone and no setup.
     Demo,
+    /// Print a shell completion script, e.g. `sipnotify completions bash >
+    /// ~/.local/share/bash-completion/completions/sipnotify`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `sipnotify man | man -l -`.
+    Man,
 }
 
 /// A failure of the command itself (not of a phone), with its exit code.
@@ -210,6 +220,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
+    refuse_output(&cli)?;
     let out = output::Printer::new(cli.output, cli.verbose);
     match cli.command {
         Command::Resync {
@@ -254,10 +265,31 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let event = custom.event()?;
             send::run(send, event, &out).await
         }
-        Command::Batch(args) => batch::run(args, cli.output, cli.verbose).await,
+        Command::Batch(args) => batch::run(*args, cli.output, cli.verbose).await,
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
-        Command::Demo => demo::run().await,
+        Command::Demo => demo::run(cli.verbose).await,
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
+    }
+}
+
+/// Commands that print for people (or print a script) refuse `--output json|csv` rather
+/// than ignore it: a script asking for JSON must not get text it cannot read.
+fn refuse_output(cli: &Cli) -> Result<(), Failure> {
+    let name = match cli.command {
+        Command::Phone(_) => "phone",
+        Command::Demo => "demo",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+        _ => return Ok(()),
+    };
+    match cli.output {
+        Format::Human => Ok(()),
+        _ => Err(Failure::input(format!(
+            "`sipnotify {name}` prints text only: --output json and csv are for the commands \
+             that send (resync, batch, ...) and `journal merge`"
+        ))),
     }
 }
 
@@ -273,15 +305,38 @@ fn action_event(
         .event(action, url)
 }
 
-/// `sipnotify vendors`: the preset table, for people or as JSON Lines.
+/// `sipnotify vendors`: the preset table, for people, as JSON Lines or as CSV.
 fn vendors(format: Format) {
+    let mut csv = (format == Format::Csv).then(|| {
+        let mut csv = csv::Writer::from_writer(std::io::stdout());
+        let _ = csv.write_record([
+            "vendor", "action", "event", "body", "note", "phones", "source",
+        ]);
+        csv
+    });
     for vendor in event::VENDORS {
         for e in vendor.events {
-            match format {
-                Format::Human => outln!(
-                    "{:<12} {:<8} Event: {}{}  ({})",
+            let action = e.action.as_str();
+            match (format, &mut csv) {
+                (Format::Csv, Some(csv)) => {
+                    let row = [vendor.name, action, e.header, e.body, e.note, vendor.phones];
+                    let _ = csv.write_record(row.iter().chain([&vendor.source]));
+                }
+                (Format::Json, _) => outln!(
+                    "{}",
+                    serde_json::json!({
+                        "vendor": vendor.name,
+                        "phones": vendor.phones,
+                        "action": action,
+                        "event": e.header,
+                        "body": e.body,
+                        "note": e.note,
+                        "source": vendor.source,
+                    })
+                ),
+                _ => outln!(
+                    "{:<12} {action:<8} Event: {}{}  ({})",
                     vendor.name,
-                    e.action.as_str(),
                     e.header,
                     if e.body.is_empty() {
                         String::new()
@@ -290,26 +345,20 @@ fn vendors(format: Format) {
                     },
                     e.note
                 ),
-                Format::Json | Format::Csv => outln!(
-                    "{}",
-                    serde_json::json!({
-                        "vendor": vendor.name,
-                        "phones": vendor.phones,
-                        "action": e.action.as_str(),
-                        "event": e.header,
-                        "body": e.body,
-                        "note": e.note,
-                        "source": vendor.source,
-                    })
-                ),
             }
         }
     }
-    if format == Format::Human {
-        outln!("\nSources:");
-        for vendor in event::VENDORS {
-            outln!("  {:<12} {}: {}", vendor.name, vendor.phones, vendor.source);
+    match csv {
+        Some(mut csv) => {
+            let _ = csv.flush();
         }
+        None if format == Format::Human => {
+            outln!("\nSources:");
+            for vendor in event::VENDORS {
+                outln!("  {:<12} {}: {}", vendor.name, vendor.phones, vendor.source);
+            }
+        }
+        None => {}
     }
 }
 

@@ -3,6 +3,7 @@
 use super::Failure;
 use clap::{Args, ValueEnum};
 use sipnotify::phone::{self, ChallengeMode, PhoneConfig, UserRange};
+use sipnotify::text::printable;
 use sipnotify::Transport;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ pub struct PhoneArgs {
     #[arg(long, value_name = "FIRST-LAST")]
     users: Vec<String>,
     /// Each user's password; {user} is replaced by the user.
-    #[arg(long, value_name = "TEMPLATE", default_value = "pw-{user}")]
+    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_TEMPLATE)]
     password_template: String,
     /// The digest realm of the challenges.
     #[arg(long, default_value = "sipnotify-phone")]
@@ -125,6 +126,34 @@ impl PhoneArgs {
     }
 }
 
+/// The default `--password-template`: documented, so shown.
+const DEFAULT_TEMPLATE: &str = "pw-{user}";
+
+/// The start's second line: which users the phone answers, how it challenges, and their
+/// passwords' template. Only the documented default template is shown: a template given on
+/// the command line is a password, and passwords stay out of the output (as the agent's do).
+fn answers_line(config: &PhoneConfig) -> String {
+    let users: Vec<String> = config.users.iter().map(|u| u.to_string()).collect();
+    let passwords = if config.challenge == ChallengeMode::None {
+        "no passwords (--challenge none)".to_string()
+    } else if config.password_template == DEFAULT_TEMPLATE {
+        format!("password template `{DEFAULT_TEMPLATE}` (the user's password is pw-USER)")
+    } else {
+        "the password template of --password-template (not shown)".to_string()
+    };
+    format!(
+        "answering user{} {}; challenge {}, realm {}; {passwords}",
+        if users.len() == 1 && !users[0].contains('-') {
+            ""
+        } else {
+            "s"
+        },
+        printable(&users.join(", "), false),
+        config.challenge,
+        printable(&config.realm, false),
+    )
+}
+
 /// Runs the simulator until Ctrl-C or SIGTERM, then prints its counters.
 pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     let config = args.config()?;
@@ -139,6 +168,7 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
             listen.push((*addr, *t));
         }
     }
+    let answers = answers_line(&config);
     let running = phone::spawn(config, &listen)
         .await
         .map_err(|e| Failure::local(format!("cannot listen: {e}")))?;
@@ -147,8 +177,12 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         .iter()
         .map(|(a, t)| format!("{t} {a}"))
         .collect();
+    // Listening before saying so: a SIGTERM sent as soon as the first line is read stops
+    // the phone with its counters, never by the default action.
+    let mut signals = super::StopSignals::listen();
     outln!("phone listening on {}", addrs.join(", "));
-    super::StopSignals::listen().recv().await;
+    outln!("{answers}");
+    signals.recv().await;
     let stats = running.stats();
     running.shutdown().await;
     outln!(
@@ -156,4 +190,33 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         stats.requests, stats.challenged, stats.delivered, stats.forbidden, stats.rejected, stats.dropped
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(template: &str, users: Vec<UserRange>) -> PhoneConfig {
+        PhoneConfig {
+            users,
+            password_template: template.into(),
+            ..PhoneConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_start_says_whom_the_phone_answers_and_shows_only_the_default_template() {
+        let line = answers_line(&config(
+            DEFAULT_TEMPLATE,
+            vec![UserRange::One("159".into()), "1000-1999".parse().unwrap()],
+        ));
+        assert!(
+            line.starts_with("answering users 159, 1000-1999; challenge md5, realm "),
+            "{line}"
+        );
+        assert!(line.ends_with("password template `pw-{user}` (the user's password is pw-USER)"));
+        let secret = answers_line(&config("s3cret-{user}", vec![UserRange::One("7".into())]));
+        assert!(secret.starts_with("answering user 7;"), "{secret}");
+        assert!(!secret.contains("s3cret"), "{secret}");
+    }
 }

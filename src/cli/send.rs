@@ -308,12 +308,22 @@ pub fn prepare(
     Ok((config, notify))
 }
 
+/// Binds the notifier; a failure names the address (`--bind`'s, or any address and a free
+/// port), so that "address in use" says which.
+pub async fn bind(config: NotifierConfig) -> Result<Notifier, Failure> {
+    let addr = config.bind;
+    Notifier::bind(config).await.map_err(|e| {
+        Failure::local(match addr {
+            Some(addr) => format!("cannot bind {addr} (--bind): {e}"),
+            None => format!("cannot bind a UDP socket on any local address: {e}"),
+        })
+    })
+}
+
 /// Sends one NOTIFY (or shows it with --dry-run), prints the result, returns the exit code.
 pub async fn run(args: SendArgs, event: Event, out: &Printer) -> Result<u8, Failure> {
     let (config, notify) = prepare(&args, event, out.wants_ladder())?;
-    let notifier = Notifier::bind(config)
-        .await
-        .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
+    let notifier = bind(config).await?;
     if args.dry_run {
         let request = notifier
             .preview(notify)

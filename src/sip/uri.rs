@@ -319,9 +319,11 @@ impl Target {
             ),
         };
         // Only the parts are kept, not rsip's Uri: a campaign holds one Target per target in
-        // flight, and the URI's own allocations would double its size.
+        // flight, and the URI's own allocations would double its size. The text is the
+        // user's, as rsip read it (its Display rewrites `transport=tcp` as `transport=TCP`):
+        // the Request-URI, the To header and the output show the target as given.
         Ok(Target {
-            text: uri.to_string(),
+            text: format!("sip:{without_scheme}"),
             user: uri.user().unwrap_or_default().to_string(),
             host,
             port,
@@ -450,9 +452,13 @@ mod tests {
         assert_eq!(t.host(), "192.168.0.10");
         assert_eq!(t.port(), 5061);
         assert_eq!(t.transport(), Some(Transport::Tcp));
-        assert!(t
-            .as_str()
-            .starts_with("sip:159@192.168.0.10:5061;transport="));
+        assert_eq!(t.as_str(), "sip:159@192.168.0.10:5061;transport=tcp");
+        let t = Target::parse("SIP:159@phone.example.com;transport=tcp;user=phone").unwrap();
+        assert_eq!(
+            t.as_str(),
+            "sip:159@phone.example.com;transport=tcp;user=phone"
+        );
+        assert!(rsip::Uri::try_from(t.as_str()).is_ok());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! child process, and SIP responses built from a request.
 #![allow(dead_code)]
 
+pub mod needs;
+
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
