@@ -36,9 +36,8 @@ pub enum JournalSync {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Input columns (CSV header) or fields (JSON Lines): target (required), id, auth_user, password,
-event, url, proxy, transport, vendor. An empty or missing cell falls back to the option of
-the same name above (--event, --url, --auth-user, --password-file, --proxy, --transport,
---vendor, ...).
+event, url, proxy, transport, vendor. An empty or missing cell falls back to the option of the
+same name above (--event, --url, --auth-user, --password-file, --proxy, --transport, --vendor).
 
 Examples:
   sipnotify batch phones.csv --event resync --rate 50 --journal resync.journal
