@@ -46,7 +46,7 @@ struct Driver {
 /// Runs until every [`Start`] sender is gone and no target is in flight.
 pub(crate) async fn run(
     endpoint: Endpoint,
-    udp: Arc<UdpSocket>,
+    udp: UdpSockets,
     tcp: Arc<TcpPool>,
     mut starts: mpsc::Receiver<Start>,
     mut streams: mpsc::Receiver<StreamEvent>,
@@ -59,6 +59,7 @@ pub(crate) async fn run(
         on_tcp: FxHashMap::default(),
     };
     let mut buf = vec![0u8; 65536];
+    let mut buf6 = vec![0u8; if udp.v6.is_some() { 65536 } else { 0 }];
     let mut accepting = true;
     loop {
         while let Some(t) = driver.endpoint.poll_transmit() {
@@ -71,7 +72,8 @@ pub(crate) async fn run(
             );
             match t.transport {
                 Transport::Udp => {
-                    if let Err(reason) = send_udp(&udp, &t.payload, t.destination).await {
+                    let socket = udp.for_destination(t.destination);
+                    if let Err(reason) = send_udp(socket, &t.payload, t.destination).await {
                         driver.fail(t.flow, &reason);
                     }
                 }
@@ -110,24 +112,14 @@ pub(crate) async fn run(
                 }
                 None => accepting = false,
             },
-            received = udp.recv_from(&mut buf) => match received {
-                Ok((n, from)) => {
-                    let now = Instant::now().into_std();
-                    tracing::debug!(%from, bytes = n, "received {}", first_line(&buf[..n]));
-                    receive(&mut driver.endpoint, now, from, &buf[..n]);
-                    // Drain what else is queued without another trip through the reactor.
-                    for _ in 0..RECV_BATCH {
-                        match udp.try_recv_from(&mut buf) {
-                            Ok((n, from)) => {
-                                receive(&mut driver.endpoint, now, from, &buf[..n]);
-                            }
-                            Err(_) => break,
-                        }
-                    }
+            received = udp.v4.recv_from(&mut buf) => {
+                driver.datagrams(&udp.v4, received, &mut buf);
+            }
+            received = recv_from(udp.v6.as_deref(), &mut buf6) => {
+                if let Some(v6) = &udp.v6 {
+                    driver.datagrams(v6, received, &mut buf6);
                 }
-                // ICMP errors surface here on some systems; the transaction timers decide.
-                Err(e) => tracing::debug!("udp receive error: {e}"),
-            },
+            }
             Some(event) = streams.recv() => driver.stream_event(event),
             _ = sleep_until(deadline), if deadline.is_some() => {
                 driver.endpoint.handle_timeout(Instant::now().into_std());
@@ -137,6 +129,33 @@ pub(crate) async fn run(
 }
 
 impl Driver {
+    /// Feeds a received datagram, then what else the socket has queued, without another
+    /// trip through the reactor.
+    fn datagrams(
+        &mut self,
+        socket: &UdpSocket,
+        received: std::io::Result<(usize, SocketAddr)>,
+        buf: &mut [u8],
+    ) {
+        match received {
+            Ok((n, from)) => {
+                let now = Instant::now().into_std();
+                tracing::debug!(%from, bytes = n, "received {}", first_line(&buf[..n]));
+                receive(&mut self.endpoint, now, from, &buf[..n]);
+                for _ in 0..RECV_BATCH {
+                    match socket.try_recv_from(buf) {
+                        Ok((n, from)) => {
+                            receive(&mut self.endpoint, now, from, &buf[..n]);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            // ICMP errors surface here on some systems; the transaction timers decide.
+            Err(e) => tracing::debug!("udp receive error: {e}"),
+        }
+    }
+
     /// Ends a target as `unreachable`.
     fn fail(&mut self, flow: FlowId, reason: &str) {
         self.endpoint
@@ -242,6 +261,34 @@ fn receive(
         tracing::debug!(%from, "used a response from another address than the request's destination");
     }
     received
+}
+
+/// The agent's UDP sockets: the one it was bound to and, when it was bound to no address
+/// in particular, one for IPv6 beside the IPv4 one.
+pub(crate) struct UdpSockets {
+    pub v4: Arc<UdpSocket>,
+    pub v6: Option<Arc<UdpSocket>>,
+}
+
+impl UdpSockets {
+    /// The socket that reaches `to`.
+    fn for_destination(&self, to: SocketAddr) -> &UdpSocket {
+        match &self.v6 {
+            Some(v6) if to.is_ipv6() => v6,
+            _ => &self.v4,
+        }
+    }
+}
+
+/// Receives on `socket`, or waits forever when there is none.
+async fn recv_from(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The start line, for logs.

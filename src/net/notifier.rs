@@ -1,6 +1,6 @@
 //! The async API: bind once, then `send` any number of NOTIFYs concurrently.
 
-use super::driver::{self, Start, START_QUEUE};
+use super::driver::{self, Start, UdpSockets, START_QUEUE};
 use super::resolve::{self, ResolveError, Routes};
 use super::tcp::{Lease, TcpPool, EVENT_QUEUE};
 use crate::proto::endpoint::{Endpoint, Stats};
@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::future::Future;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -64,6 +64,8 @@ pub struct NotifierConfig {
 pub struct Notifier {
     starts: mpsc::Sender<Start>,
     udp_local: SocketAddr,
+    /// The IPv6 socket's address, when there is one beside `udp_local`.
+    udp6_local: Option<SocketAddr>,
     tcp: Arc<TcpPool>,
     timers: Timers,
     routes: Arc<Routes>,
@@ -84,6 +86,14 @@ impl Notifier {
             .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         let udp = Arc::new(super::udp::bind(bind)?);
         let udp_local = udp.local_addr()?;
+        // Bound to no address in particular: IPv6 too, where the machine has it.
+        let udp6 = match config.bind {
+            None => super::udp::bind_v6_only(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+                .ok()
+                .map(Arc::new),
+            Some(_) => None,
+        };
+        let udp6_local = udp6.as_ref().map(|s| s.local_addr()).transpose()?;
         let (stream_tx, stream_rx) = mpsc::channel(EVENT_QUEUE);
         let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());
         let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, config.timers.timer_f()));
@@ -92,7 +102,7 @@ impl Notifier {
         let (stats_tx, stats) = watch::channel(Stats::default());
         tokio::spawn(driver::run(
             endpoint,
-            udp,
+            UdpSockets { v4: udp, v6: udp6 },
             tcp.clone(),
             starts_rx,
             stream_rx,
@@ -101,6 +111,7 @@ impl Notifier {
         Ok(Notifier {
             starts,
             udp_local,
+            udp6_local,
             tcp,
             timers: config.timers,
             routes: Arc::default(),
@@ -235,14 +246,18 @@ impl Notifier {
 
     /// The route of a datagram to `destination`, from the UDP socket.
     fn udp_route(&self, destination: SocketAddr) -> Result<Route, ResolveError> {
-        let ip = if self.udp_local.ip().is_unspecified() {
+        let socket = match self.udp6_local {
+            Some(v6) if destination.is_ipv6() => v6,
+            _ => self.udp_local,
+        };
+        let ip = if socket.ip().is_unspecified() {
             self.routes.local_ip(destination.ip())?
         } else {
-            self.udp_local.ip()
+            socket.ip()
         };
         Ok(Route {
             destination,
-            local: SocketAddr::new(ip, self.udp_local.port()),
+            local: SocketAddr::new(ip, socket.port()),
             transport: Transport::Udp,
         })
     }

@@ -1,0 +1,82 @@
+//! IPv6 on loopback (`[::1]`): brackets everywhere an address goes into a message, and
+//! delivered exchanges over UDP and TCP with the simulator.
+
+mod common;
+
+use common::{bin, PhoneProcess, PASSWORD};
+
+/// Whether this machine has IPv6 loopback (a container may not).
+fn has_ipv6() -> bool {
+    std::net::UdpSocket::bind("[::1]:0").is_ok()
+}
+
+#[test]
+fn an_ipv6_target_is_written_with_brackets_and_delivered_over_udp_and_tcp() {
+    if !has_ipv6() {
+        assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    for transport in ["udp", "tcp"] {
+        let phone = PhoneProcess::builder()
+            .listen("[::1]:0")
+            .transport(transport)
+            .start();
+        let addr = phone.addr(transport);
+        assert!(addr.is_ipv6(), "{addr}");
+        let target = format!("sip:159@[::1]:{};transport={transport}", addr.port());
+        let dry = bin()
+            .args(["resync", &target, "--dry-run"])
+            .output()
+            .unwrap();
+        let request = String::from_utf8_lossy(&dry.stdout);
+        assert_eq!(dry.status.code(), Some(0), "{request}");
+        assert!(
+            request.starts_with(&format!("NOTIFY {target} SIP/2.0\r\n")),
+            "{request}"
+        );
+        let upper = transport.to_ascii_uppercase();
+        assert!(
+            request.contains(&format!("Via: SIP/2.0/{upper} [::1]:")),
+            "{request}"
+        );
+        assert!(
+            request.contains("From: <sip:sipnotify@[::1]>;tag="),
+            "{request}"
+        );
+        assert!(
+            request.contains("Contact: <sip:sipnotify@[::1]:"),
+            "{request}"
+        );
+
+        let out = bin()
+            .args(["resync", &target, "--output", "json"])
+            .env("SIPNOTIFY_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        let record = common::json_line(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{record}");
+        assert_eq!(record["outcome"], "delivered");
+        assert_eq!(record["attempts"], 2);
+    }
+}
+
+/// A proxy given as a bracketed IPv6 address, with the phone's own Request-URI.
+#[test]
+fn an_ipv6_proxy_in_brackets_is_used() {
+    if !has_ipv6() {
+        assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let phone = PhoneProcess::builder().listen("[::1]:0").start();
+    let proxy = format!("[::1]:{}", phone.addr("udp").port());
+    let out = bin()
+        .args(["resync", "sip:159@phone.invalid", "--proxy", &proxy])
+        .env("SIPNOTIFY_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("delivered"), "{text}");
+}
