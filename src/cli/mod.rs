@@ -3,29 +3,23 @@
 // Output that never panics: text for a reader that went away (`sipnotify demo | head -1`)
 // is dropped, and the command goes on to its end and its exit code, as if the reader had
 // read it. A campaign whose output is cut short still finishes and journals every target.
-macro_rules! out {
-    ($($arg:tt)*) => {{
+macro_rules! emit {
+    ($stream:expr, $write:ident, $($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
+        let _ = $write!($stream, $($arg)*);
     }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => { emit!(std::io::stdout(), write, $($arg)*) };
 }
 macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
-    }};
+    ($($arg:tt)*) => { emit!(std::io::stdout(), writeln, $($arg)*) };
 }
 macro_rules! err {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
-    }};
+    ($($arg:tt)*) => { emit!(std::io::stderr(), write, $($arg)*) };
 }
 macro_rules! errln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
+    ($($arg:tt)*) => { emit!(std::io::stderr(), writeln, $($arg)*) };
 }
 
 mod batch;
