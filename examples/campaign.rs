@@ -6,7 +6,8 @@
 //! prints each record and the summary. Run it twice: the second run resumes from the
 //! journal and sends nothing again.
 //!
-//! `cargo run --example campaign`
+//! `cargo run --example campaign [-- DIR]` (the folder for the CSV, journal and report;
+//! default: sipnotify-campaign-example in the temporary folder)
 
 use sipnotify::campaign::{Campaign, Defaults, Input, Options, Record};
 use sipnotify::phone::{self, PhoneConfig, UserRange};
@@ -23,12 +24,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         password_template: "secret-{user}".into(),
         ..PhoneConfig::default()
     };
-    let phone = phone::spawn(config, &[("127.0.0.1:0".parse()?, Transport::Udp)]).await?;
+    let dir = std::env::args_os()
+        .nth(1)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("sipnotify-campaign-example"));
+    std::fs::create_dir_all(&dir)?;
+    // The phones keep their address from one run to the next, as real ones do: the journal
+    // knows a target by its URI.
+    let port_file = dir.join("phone.port");
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0);
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let phone = phone::spawn(config, &[(listen, Transport::Udp)]).await?;
     let addr = phone.local_addrs()[0].0;
+    std::fs::write(&port_file, addr.port().to_string())?;
 
     // Each row names its line and its own password; the event comes from the defaults.
-    let dir = std::env::temp_dir().join("sipnotify-campaign-example");
-    std::fs::create_dir_all(&dir)?;
     let input = dir.join("phones.csv");
     let mut csv = String::from("target,password,id\n");
     for user in 1000..1020 {
@@ -58,7 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     print!("{}", finished.summary.render(&finished.end));
-    println!("journal and report in {}", dir.display());
+    println!(
+        "journal and report in {}; `sipnotify batch` would exit {} (1: not every row delivered)",
+        dir.display(),
+        finished.exit_code()
+    );
     phone.shutdown().await;
-    std::process::exit(i32::from(finished.exit_code()));
+    Ok(())
 }
