@@ -36,9 +36,12 @@ async fn an_idle_connection_is_closed_after_timer_f() {
         t1: Duration::from_millis(10),
         ..Timers::default()
     };
-    let notifier = Notifier::bind(NotifierConfig { bind: None, timers })
-        .await
-        .unwrap();
+    let notifier = Notifier::bind(NotifierConfig {
+        timers,
+        ..NotifierConfig::default()
+    })
+    .await
+    .unwrap();
     let mut notify = Notify::new(
         Target::parse(&format!("sip:159@{addr}")).unwrap(),
         Event::Reboot,

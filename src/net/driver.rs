@@ -6,9 +6,11 @@ use crate::proto::endpoint::{Endpoint, FlowId, Received, Stats};
 use crate::proto::outcome::Outcome;
 use crate::proto::{Notify, Route};
 use crate::sip::Transport;
+use bytes::Bytes;
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -20,7 +22,17 @@ pub(crate) struct Start {
     pub reply: oneshot::Sender<Outcome>,
 }
 
-/// Runs until every [`Start`] sender is gone and no target is in flight.
+/// A request over TCP that found no connection to its destination (a flow that moved to its
+/// next destination), with the result of connecting there.
+struct Connected {
+    flow: FlowId,
+    destination: SocketAddr,
+    payload: Bytes,
+    result: Result<(), String>,
+}
+
+/// Runs until every [`Start`] sender is gone and no target is in flight. A connection that
+/// is not opened within `connect_limit` is given up on.
 pub(crate) async fn run(
     mut endpoint: Endpoint,
     udp: Arc<UdpSocket>,
@@ -28,8 +40,10 @@ pub(crate) async fn run(
     mut starts: mpsc::UnboundedReceiver<Start>,
     mut streams: mpsc::UnboundedReceiver<StreamEvent>,
     stats: watch::Sender<Stats>,
+    connect_limit: Duration,
 ) {
     let mut waiting: FxHashMap<FlowId, oneshot::Sender<Outcome>> = FxHashMap::default();
+    let (connected_tx, mut connected) = mpsc::unbounded_channel::<Connected>();
     let mut buf = vec![0u8; 65536];
     let mut accepting = true;
     loop {
@@ -41,12 +55,19 @@ pub(crate) async fn run(
                 "sending {}",
                 first_line(&t.payload)
             );
+            let flow = t.flow;
             let sent = match t.transport {
                 Transport::Udp => send_udp(&udp, &t.payload, t.destination).await,
-                Transport::Tcp => tcp.send(t.destination, t.payload),
+                Transport::Tcp => match tcp.send(t.destination, t.payload.clone()) {
+                    Err(_) => {
+                        connect(&tcp, &connected_tx, connect_limit, t);
+                        Ok(())
+                    }
+                    sent => sent,
+                },
             };
             if let Err(reason) = sent {
-                endpoint.handle_transport_error(Instant::now().into_std(), t.flow, &reason);
+                endpoint.handle_transport_error(Instant::now().into_std(), flow, &reason);
             }
         }
         // Before the outcomes: whoever reads them after a target ends sees its responses.
@@ -100,11 +121,46 @@ pub(crate) async fn run(
                     endpoint.handle_connection_lost(Instant::now().into_std(), from, &reason)
                 }
             },
+            Some(c) = connected.recv() => {
+                // Sent only if the flow still goes there: it may have moved on, or ended.
+                if endpoint.destination(c.flow) == Some(c.destination) {
+                    let sent = c.result.and_then(|()| tcp.send(c.destination, c.payload));
+                    if let Err(reason) = sent {
+                        endpoint.handle_transport_error(Instant::now().into_std(), c.flow, &reason);
+                    }
+                }
+            },
             _ = sleep_until(deadline), if deadline.is_some() => {
                 endpoint.handle_timeout(Instant::now().into_std());
             }
         }
     }
+}
+
+/// Opens the connection a request found missing, in a task, and hands the request back.
+fn connect(
+    tcp: &Arc<TcpPool>,
+    connected: &mpsc::UnboundedSender<Connected>,
+    limit: Duration,
+    t: crate::proto::Transmit,
+) {
+    let (tcp, connected) = (tcp.clone(), connected.clone());
+    tokio::spawn(async move {
+        let result = match tokio::time::timeout(limit, tcp.connect(t.destination)).await {
+            Ok(result) => result.map(drop),
+            Err(_) => Err(format!(
+                "cannot connect to {} over tcp: no answer in {:.1} s",
+                t.destination,
+                limit.as_secs_f64()
+            )),
+        };
+        let _ = connected.send(Connected {
+            flow: t.flow,
+            destination: t.destination,
+            payload: t.payload,
+            result,
+        });
+    });
 }
 
 /// Feeds received bytes to the endpoint and logs, at -vv, what it did not use and why, so

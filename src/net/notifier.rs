@@ -1,13 +1,14 @@
 //! The async API: bind once, then `send` any number of NOTIFYs concurrently.
 
 use super::driver::{self, Start};
-use super::resolve::{self, ResolveError, Routes};
+use super::resolve::{self, ResolveError, Resolver, Routes};
 use super::tcp::TcpPool;
 use crate::proto::endpoint::{Endpoint, Stats};
 use crate::proto::flow::Flow;
 use crate::proto::outcome::{Outcome, OutcomeKind};
 use crate::proto::transaction::Timers;
-use crate::proto::{Notify, Route};
+use crate::proto::{Hop, Notify, Resolution, Route};
+use crate::sip::uri::Host;
 use crate::sip::Transport;
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -52,6 +53,8 @@ pub struct NotifierConfig {
     pub bind: Option<SocketAddr>,
     /// RFC 3261 timers (T1, T2, T4).
     pub timers: Timers,
+    /// The DNS server to ask about names; the system's configuration when `None`.
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Sends NOTIFYs and reports their outcomes. Cheap to clone; all clones share one UDP
@@ -63,6 +66,8 @@ pub struct Notifier {
     tcp: Arc<TcpPool>,
     timers: Timers,
     routes: Arc<Routes>,
+    /// One for all clones, so that a campaign shares its DNS cache.
+    resolver: Arc<Resolver>,
     stats: watch::Receiver<Stats>,
 }
 
@@ -90,6 +95,7 @@ impl Notifier {
             starts_rx,
             stream_rx,
             stats_tx,
+            config.timers.timer_f(),
         ));
         Ok(Notifier {
             starts,
@@ -97,6 +103,7 @@ impl Notifier {
             tcp,
             timers: config.timers,
             routes: Arc::default(),
+            resolver: Arc::new(Resolver::new(config.dns_server)),
             stats,
         })
     }
@@ -171,19 +178,39 @@ impl Notifier {
     }
 
     /// Resolves where the NOTIFY goes and from which local address; connects over TCP when
-    /// `connect` is set.
-    async fn prepare(&self, notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
-        let transport = notify.transport();
-        let destination = resolve::lookup(&notify.next_hop()).await?;
-        let route = match transport {
-            Transport::Tcp if connect => {
-                // The connect happens before the transaction exists, so Timer F and
-                // --timeout must bound it here: a firewall that drops SYNs would otherwise
-                // hold the target for the kernel's two minutes.
-                let limit = notify
-                    .timeout
-                    .unwrap_or(self.timers.timer_f())
-                    .min(self.timers.timer_f());
+    /// `connect` is set and there is one destination (with several, the driver connects to
+    /// each when the flow gets to it).
+    async fn prepare(&self, mut notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
+        let started = tokio::time::Instant::now();
+        // Resolving and connecting happen before the transaction exists, so Timer F and
+        // --timeout must bound them here: a DNS server that does not answer, or a firewall
+        // that drops SYNs, would otherwise hold the target for the resolver's or the
+        // kernel's own limits.
+        let limit = notify
+            .timeout
+            .unwrap_or(self.timers.timer_f())
+            .min(self.timers.timer_f());
+        let hop = notify.next_hop();
+        let given = notify.transport.or(notify.target.transport());
+        let resolved =
+            tokio::time::timeout(limit, self.resolver.resolve(&hop, given, notify.trace))
+                .await
+                .map_err(|_| ResolveError::Timeout {
+                    host: hop.host.to_string(),
+                    seconds: limit.as_secs_f64(),
+                })??;
+        let transport = resolved.transport;
+        let mut destinations = resolved.destinations.into_iter();
+        let destination = destinations.next().expect("a resolution has a destination");
+        let next: Vec<Hop> = destinations
+            .filter_map(|destination| {
+                let local = self.udp_route(destination).ok()?.local;
+                Some(Hop { destination, local })
+            })
+            .collect();
+        let mut route = match transport {
+            Transport::Tcp if connect && next.is_empty() => {
+                let limit = limit.saturating_sub(started.elapsed());
                 let local = tokio::time::timeout(limit, self.tcp.connect(destination))
                     .await
                     .map_err(|_| SendError::ConnectTimeout {
@@ -191,17 +218,25 @@ impl Notifier {
                         seconds: limit.as_secs_f64(),
                     })?
                     .map_err(SendError::Connect)?;
-                Route {
-                    destination,
-                    local,
-                    transport,
-                }
+                Route::new(destination, local, transport)
             }
+            // Over TCP to several destinations the Via port is the UDP socket's, as in a
+            // preview: which connection will carry the request is not known yet.
             _ => Route {
                 transport,
                 ..self.udp_route(destination)?
             },
         };
+        if let Host::Name(_) = hop.host {
+            // One limit for the whole target, the time spent resolving included.
+            notify.timeout = Some(limit.saturating_sub(started.elapsed()));
+        }
+        if !next.is_empty() || !resolved.steps.is_empty() {
+            route.resolution = Some(Box::new(Resolution {
+                next,
+                steps: resolved.steps,
+            }));
+        }
         Ok((notify, route))
     }
 
@@ -212,11 +247,11 @@ impl Notifier {
         } else {
             self.udp_local.ip()
         };
-        Ok(Route {
+        Ok(Route::new(
             destination,
-            local: SocketAddr::new(ip, self.udp_local.port()),
-            transport: Transport::Udp,
-        })
+            SocketAddr::new(ip, self.udp_local.port()),
+            Transport::Udp,
+        ))
     }
 }
 
