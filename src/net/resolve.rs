@@ -359,10 +359,11 @@ pub(crate) async fn resolve_name(
             vec![(transport, srv_name(transport, name))]
         }
         None => {
-            let records = dns
-                .naptr(name)
-                .await
-                .map_err(|e| failed(format!("NAPTR {name}"), e))?;
+            let records = optional(
+                dns.naptr(name).await,
+                || format!("NAPTR {name}"),
+                &mut steps,
+            );
             steps.push(|| format!("NAPTR {name}: {}", show_naptr(&records)));
             match naptr_choice(&records) {
                 Some(chosen) => {
@@ -379,10 +380,11 @@ pub(crate) async fn resolve_name(
         }
     };
     for (transport, service) in &candidates {
-        let records = dns
-            .srv(service)
-            .await
-            .map_err(|e| failed(format!("SRV {service}"), e))?;
+        let records = optional(
+            dns.srv(service).await,
+            || format!("SRV {service}"),
+            &mut steps,
+        );
         steps.push(|| format!("SRV {service}: {}", show_srv(&records)));
         if records.is_empty() {
             continue;
@@ -420,6 +422,22 @@ pub(crate) async fn resolve_name(
         .map_err(|e| failed(format!("A/AAAA {name}"), e))?;
     let destinations = usable(ips, DEFAULT_PORT, &mut steps);
     finish(name, transport, destinations, steps)
+}
+
+/// The records of a NAPTR or SRV query, none when it failed: those steps are optional, and
+/// whether the name can be reached is for its A/AAAA query to say (a name in the hosts file
+/// has no NAPTR and maybe no DNS server to ask; some servers refuse types they do not know).
+fn optional<T>(
+    answer: Result<Vec<T>, String>,
+    query: impl FnOnce() -> String,
+    steps: &mut Steps,
+) -> Vec<T> {
+    answer.unwrap_or_else(|e| {
+        let query = query();
+        tracing::debug!("{query}: {e}");
+        steps.push(|| format!("{query}: the query failed ({e}): going on without it"));
+        Vec::new()
+    })
 }
 
 /// A name's addresses, IPv4 first.
@@ -737,6 +755,9 @@ mod tests {
             Ok(self.srv.get(name).cloned().unwrap_or_default())
         }
         async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+            if self.broken == Some(name) {
+                return Err("SERVFAIL".into());
+            }
             self.address_lookups
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(self.ips.get(name).cloned().unwrap_or_default())
@@ -826,13 +847,19 @@ mod tests {
             "{:?}",
             r.steps
         );
-        // Without it, the broken query is an error that names it.
-        let e = resolve_name(&zone, "pbx.test", None, None, false)
+        // Without it, a failed SRV query is said and skipped.
+        let r = resolve_name(&zone, "pbx.test", None, None, true)
             .await
-            .unwrap_err();
+            .unwrap();
+        assert_eq!(r.destinations, addrs(&["127.0.0.5:5060"]));
+        let failed = "SRV _sip._udp.pbx.test: the query failed (SERVFAIL): going on without it";
+        assert!(r.steps.iter().any(|s| s == failed), "{:?}", r.steps);
+        // The name's own A/AAAA query failing is the end.
+        zone.broken = Some("pbx.test");
+        let r = resolve_name(&zone, "pbx.test", Some(5080), None, false).await;
         assert_eq!(
-            e.to_string(),
-            "cannot resolve pbx.test: the SRV _sip._udp.pbx.test query failed: SERVFAIL"
+            r.unwrap_err().to_string(),
+            "cannot resolve pbx.test: the A/AAAA pbx.test query failed: SERVFAIL"
         );
         let e = resolve_name(&zone, "nothing.test", None, None, false)
             .await
