@@ -55,7 +55,7 @@ fn free_port(ip: &str) -> u16 {
 }
 
 /// dnsmasq in the foreground, answering only from `records` (its own configuration lines)
-/// and logging every query; killed on drop.
+/// with a TTL of `ttl` seconds, and logging every query; killed on drop.
 struct Dnsmasq {
     child: Child,
     addr: SocketAddr,
@@ -63,7 +63,7 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    fn start(binary: &Path, name: &str, records: &[String]) -> Dnsmasq {
+    fn start(binary: &Path, name: &str, ttl: u32, records: &[String]) -> Dnsmasq {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("dnsmasq-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -76,7 +76,7 @@ impl Dnsmasq {
             format!("listen-address={DNS_IP}"),
             "bind-interfaces".into(),
             // Records from the configuration carry a TTL of 0 unless told: nothing cached.
-            "local-ttl=300".into(),
+            format!("local-ttl={ttl}"),
             "log-queries".into(),
             "log-facility=-".into(),
             "pid-file=".into(),
@@ -94,13 +94,13 @@ impl Dnsmasq {
             .spawn()
             .expect("start dnsmasq");
         let addr: SocketAddr = format!("{DNS_IP}:{port}").parse().unwrap();
-        let dns = Dnsmasq { child, addr, log };
+        let mut dns = Dnsmasq { child, addr, log };
         dns.wait_ready();
         dns
     }
 
     /// Asks until dnsmasq answers anything.
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -110,6 +110,9 @@ impl Dnsmasq {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut buf = [0u8; 512];
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("dnsmasq exited ({status}):\n{}", self.log_text());
+            }
             sock.send_to(&query, self.addr).unwrap();
             if let Ok((n, _)) = sock.recv_from(&mut buf) {
                 if n >= 2 && buf[..2] == query[..2] {
@@ -204,6 +207,7 @@ fn naptr_then_srv_then_a_and_the_dead_first_server_is_given_its_share_only() {
     let dns = Dnsmasq::start(
         &binary,
         "failover",
+        300,
         &[
             "naptr-record=fo.test,10,10,s,SIP+D2U,,_sip._udp.fo.test".into(),
             "naptr-record=fo.test,5,10,s,SIPS+D2T,,_sips._tcp.fo.test".into(),
@@ -278,6 +282,7 @@ fn over_tcp_a_refused_server_and_one_answering_503_are_passed_at_once() {
     let dns = Dnsmasq::start(
         &binary,
         "tcp",
+        300,
         &[
             format!("srv-host=_sip._tcp.tcp.test,refused.tcp.test,{port},1,0"),
             format!("srv-host=_sip._tcp.tcp.test,busy.tcp.test,{port},2,0"),
@@ -335,6 +340,7 @@ fn a_name_with_a_port_asks_for_its_addresses_only() {
     let dns = Dnsmasq::start(
         &binary,
         "port",
+        300,
         &[
             "naptr-record=port.test,10,10,s,SIP+D2T,,_sip._tcp.port.test".into(),
             "srv-host=_sip._udp.port.test,elsewhere.port.test,5999,1,1".into(),
@@ -403,6 +409,7 @@ fn a_campaign_on_one_domain_asks_the_dns_once() {
     let dns = Dnsmasq::start(
         &binary,
         "campaign",
+        300,
         &[
             "naptr-record=fleet.test,10,10,s,SIP+D2U,,_sip._udp.fleet.test".into(),
             format!("srv-host=_sip._udp.fleet.test,sbc.fleet.test,{port},10,10"),
@@ -452,4 +459,57 @@ fn a_campaign_on_one_domain_asks_the_dns_once() {
     .map(|q| (q.to_string(), 1))
     .collect();
     assert_eq!(asked, once, "one query of each kind for {ROWS} targets");
+}
+
+#[test]
+fn answers_are_kept_for_their_ttl_and_no_longer() {
+    let Some(binary) = dnsmasq_binary("ttl") else {
+        return;
+    };
+    let phone = PhoneProcess::builder()
+        .listen("127.0.53.10:0")
+        .transport("udp")
+        .users("1000-1029")
+        .start();
+    let port = phone.addr("udp").port();
+    let dns = Dnsmasq::start(
+        &binary,
+        "ttl",
+        1,
+        &["host-record=short.test,127.0.53.10,::1".into()],
+    );
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dns-ttl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("short.csv");
+    let rows: String = (1000..1030)
+        .map(|user| format!("sip:{user}@short.test:{port}\n"))
+        .collect();
+    std::fs::write(&input, format!("target\n{rows}")).unwrap();
+    // 30 rows at 10 a second: 3 s, so the 1 s answer is asked for again, but not per row.
+    let out = sipnotify(&[
+        "batch",
+        input.to_str().unwrap(),
+        "--dns-server",
+        &dns.server(),
+        "--rate",
+        "10",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked = dns
+        .settled_queries()
+        .iter()
+        .filter(|q| *q == "A short.test")
+        .count();
+    assert!(
+        (2..=5).contains(&asked),
+        "A short.test asked {asked} times for 30 rows over 3 s"
+    );
 }

@@ -18,6 +18,7 @@
 
 use crate::sip::uri::{Host, HostPort, DEFAULT_PORT};
 use crate::sip::Transport;
+use crate::text::printable;
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
 };
@@ -267,13 +268,19 @@ fn answers<T>(
             .filter_map(|r| read(&r.data))
             .collect()),
         Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(clean(&e.to_string())),
     }
+}
+
+/// Text from a DNS answer, which may hold any bytes, with control characters escaped: it
+/// is shown in ladders and messages.
+fn clean(text: &str) -> String {
+    printable(text, false).into_owned()
 }
 
 impl Dns for TokioResolver {
     async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, String> {
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let text = |b: &[u8]| clean(&String::from_utf8_lossy(b));
         answers(
             self.lookup(name, RecordType::NAPTR).await,
             |data| match data {
@@ -283,7 +290,7 @@ impl Dns for TokioResolver {
                     flags: text(&n.flags),
                     services: text(&n.services),
                     regexp: text(&n.regexp),
-                    replacement: n.replacement.to_string(),
+                    replacement: clean(&n.replacement.to_string()),
                 }),
                 _ => None,
             },
@@ -298,7 +305,7 @@ impl Dns for TokioResolver {
                     priority: s.priority,
                     weight: s.weight,
                     port: s.port,
-                    target: s.target.to_string(),
+                    target: clean(&s.target.to_string()),
                 }),
                 _ => None,
             },
@@ -309,7 +316,7 @@ impl Dns for TokioResolver {
         match self.lookup_ip(name).await {
             Ok(ips) => Ok(ips.iter().collect()),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(clean(&e.to_string())),
         }
     }
 }

@@ -157,9 +157,10 @@ impl Flow {
             .route
             .resolution
             .as_mut()
-            .map(|r| std::mem::take(&mut r.steps));
-        for step in steps.into_iter().flatten() {
-            flow.note(now, step);
+            .map(|r| std::mem::take(&mut r.steps).join("\n"))
+            .filter(|steps| !steps.is_empty());
+        if let Some(steps) = steps {
+            flow.note(now, steps);
         }
         flow.new_attempt(rng);
         flow
