@@ -11,7 +11,7 @@
 //! divided by the destinations left, so a dead first destination costs half the time of
 //! two, and the last destination has all that remains.
 
-use super::notify::{Notify, Route};
+use super::notify::{Hop, Notify, Route};
 use super::outcome::{hint_for, Direction, Outcome, OutcomeKind, TraceEntry};
 use super::transaction::{ClientTransaction, Timers, TxEvent};
 use crate::sip::codec::{Message, StartLine};
@@ -54,10 +54,8 @@ pub struct Flow {
     retransmissions: u32,
     started: Instant,
     deadline: Option<Instant>,
-    /// When the current destination has had its share, while others remain; `None` once
-    /// it has answered provisionally (it is alive: moving on could act twice).
-    hop_deadline: Option<Instant>,
-    hop_started: Instant,
+    /// While other destinations remain; boxed, since nearly every target has one.
+    failover: Option<Box<Failover>>,
     /// The branch the last new attempt replaced, until the endpoint forgets it.
     retired_branch: Option<String>,
     provisional: bool,
@@ -65,6 +63,18 @@ pub struct Flow {
     answered_from: Option<SocketAddr>,
     outcome: Option<Outcome>,
     ladder: Vec<TraceEntry>,
+}
+
+/// The destinations a flow has left after the current one, and the current one's share.
+#[derive(Debug)]
+struct Failover {
+    /// In the order to try them; never empty.
+    next: Vec<Hop>,
+    /// When the current destination started.
+    since: Instant,
+    /// When its share of the time ends; `None` once it has answered provisionally (it has
+    /// the request: moving on could act twice).
+    share_ends: Option<Instant>,
 }
 
 /// Why a message carrying a flow's branch was not used: a branch is 128 random bits that
@@ -102,10 +112,15 @@ impl Flow {
     pub fn new(
         now: Instant,
         notify: Notify,
-        route: Route,
+        mut route: Route,
         timers: Timers,
         rng: &mut dyn RngCore,
     ) -> Flow {
+        let (steps, next) = route
+            .resolution
+            .take()
+            .map(|r| (r.steps, r.next))
+            .unwrap_or_default();
         let from = notify.from.clone().unwrap_or_else(|| {
             let mut from = b"sip:sipnotify@".to_vec();
             push_ip(&mut from, route.local.ip());
@@ -113,11 +128,7 @@ impl Flow {
         });
         // A limit too far away to represent is no limit: Timer F ends the target first. With
         // several destinations, Timer F bounds the whole target, not each transaction.
-        let deadline = match route
-            .resolution
-            .as_ref()
-            .is_some_and(|r| !r.next.is_empty())
-        {
+        let deadline = match !next.is_empty() {
             true => Some(
                 notify
                     .timeout
@@ -141,8 +152,7 @@ impl Flow {
             retransmissions: 0,
             started: now,
             deadline,
-            hop_deadline: None,
-            hop_started: now,
+            failover: None,
             retired_branch: None,
             provisional: false,
             answered_from: None,
@@ -152,16 +162,10 @@ impl Flow {
             route,
             timers,
         };
-        flow.hop_deadline = flow.share_ends(now);
-        let steps = flow
-            .route
-            .resolution
-            .as_mut()
-            .map(|r| std::mem::take(&mut r.steps).join("\n"))
-            .filter(|steps| !steps.is_empty());
-        if let Some(steps) = steps {
-            flow.note(now, steps);
+        if !steps.is_empty() {
+            flow.note(now, steps.join("\n"));
         }
+        flow.next_destinations(now, next);
         flow.new_attempt(rng);
         flow
     }
@@ -171,17 +175,20 @@ impl Flow {
         self.retired_branch.take()
     }
 
-    /// Destinations left after the current one.
-    fn hops_left(&self) -> usize {
-        self.route.resolution.as_ref().map_or(0, |r| r.next.len())
-    }
-
-    /// When the current destination's share of the time ends: what is left of the limit,
-    /// divided by the destinations left; `None` for the last destination.
-    fn share_ends(&self, now: Instant) -> Option<Instant> {
-        let left = u32::try_from(self.hops_left()).unwrap_or(u32::MAX);
-        let deadline = self.deadline.filter(|_| left > 0)?;
-        Some(now + deadline.saturating_duration_since(now) / (left + 1))
+    /// Sets the destinations left after the current one, which starts `now`: its share of
+    /// the time is what is left of the limit divided by the destinations left with it.
+    fn next_destinations(&mut self, now: Instant, next: Vec<Hop>) {
+        self.failover = (!next.is_empty()).then(|| {
+            let left = u32::try_from(next.len() + 1).unwrap_or(u32::MAX);
+            let share_ends = self
+                .deadline
+                .map(|d| now + d.saturating_duration_since(now) / left);
+            Box::new(Failover {
+                next,
+                since: now,
+                share_ends,
+            })
+        });
     }
 
     /// Moves to the next destination with a new attempt (RFC 3263 §4.3): a new branch and
@@ -189,15 +196,10 @@ impl Flow {
     /// a merged one (RFC 3261 §8.2.2.2); no credentials, since the challenges came from the
     /// server given up on, and its nonces mean nothing to the next.
     fn fail_over(&mut self, now: Instant, why: String, rng: &mut dyn RngCore) {
-        let Some(hop) = self
-            .route
-            .resolution
-            .as_mut()
-            .filter(|r| !r.next.is_empty())
-            .map(|r| r.next.remove(0))
-        else {
+        let Some(mut next) = self.failover.take().map(|f| f.next) else {
             return;
         };
+        let hop = next.remove(0);
         self.note(
             now,
             format!("{why}: trying the next destination, {}", hop.destination),
@@ -208,8 +210,7 @@ impl Flow {
         self.rounds = 0;
         self.provisional = false;
         self.answered_from = None;
-        self.hop_started = now;
-        self.hop_deadline = self.share_ends(now);
+        self.next_destinations(now, next);
         self.cseq += 1;
         self.tx = ClientTransaction::new(now, self.timers, self.route.transport.is_reliable());
         self.new_attempt(rng);
@@ -267,7 +268,8 @@ impl Flow {
         if self.outcome.is_some() {
             return None;
         }
-        [self.tx.poll_timeout(), self.deadline, self.hop_deadline]
+        let share_ends = self.failover.as_ref().and_then(|f| f.share_ends);
+        [self.tx.poll_timeout(), self.deadline, share_ends]
             .into_iter()
             .flatten()
             .min()
@@ -283,11 +285,15 @@ impl Flow {
             self.finish_timeout(now, limit);
             return;
         }
-        if self.hop_deadline.is_some_and(|d| now >= d) {
+        let share_over = self
+            .failover
+            .as_ref()
+            .filter(|f| f.share_ends.is_some_and(|d| d <= now));
+        if let Some(since) = share_over.map(|f| f.since) {
             let why = format!(
                 "no response from {} in {:.1} s",
                 self.route.destination,
-                (now - self.hop_started).as_secs_f64()
+                (now - since).as_secs_f64()
             );
             self.fail_over(now, why, rng);
             return;
@@ -303,7 +309,7 @@ impl Flow {
         if self.outcome.is_some() {
             return;
         }
-        if self.hops_left() > 0 {
+        if self.failover.is_some() {
             self.fail_over(now, reason.to_string(), rng);
         } else {
             self.finish(now, OutcomeKind::Unreachable, None, reason.to_string());
@@ -346,7 +352,9 @@ impl Flow {
         match self.tx.handle_response(status) {
             Some(TxEvent::Provisional(_)) => {
                 self.provisional = true;
-                self.hop_deadline = None;
+                if let Some(failover) = &mut self.failover {
+                    failover.share_ends = None;
+                }
             }
             Some(TxEvent::Final(code)) => self.on_final(now, code, msg, rng),
             Some(TxEvent::Timeout) | None => {}
@@ -374,7 +382,7 @@ impl Flow {
                 Err((kind, why)) => self.finish(now, kind, Some(code), format!("{reason}: {why}")),
             },
             403 => self.finish(now, OutcomeKind::AuthFailed, Some(code), reason.into()),
-            503 if self.hops_left() > 0 => {
+            503 if self.failover.is_some() => {
                 let why = format!("{code} {reason} from {}", self.route.destination);
                 self.fail_over(now, why, rng);
             }
@@ -555,7 +563,7 @@ fn retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::event::Event;
-    use crate::proto::notify::{Hop, Resolution};
+    use crate::proto::notify::Resolution;
     use crate::sip::codec;
     use crate::sip::digest::Password;
     use crate::sip::uri::Target;
