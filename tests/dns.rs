@@ -513,3 +513,16 @@ fn answers_are_kept_for_their_ttl_and_no_longer() {
         "A short.test asked {asked} times for 30 rows over 3 s"
     );
 }
+
+#[test]
+fn a_dns_server_that_is_not_an_address_is_refused_before_anything_is_sent() {
+    for bad in ["dns.example.com", "127.0.0.1:dns", "[::1"] {
+        let out = sipnotify(&["resync", "sip:159@fo.test", "--dns-server", bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains("is not ADDR or ADDR:PORT"),
+            "{bad}: {stderr}"
+        );
+    }
+}

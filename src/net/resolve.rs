@@ -900,6 +900,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_the_system_configuration_names_go_through_getaddrinfo() {
+        let resolver = Resolver::new(None);
+        let unreadable = Backend::System("No such file or directory".into());
+        resolver.backend.set(unreadable).unwrap();
+        let hop: HostPort = "localhost:5072".parse().unwrap();
+        let r = resolver.resolve(&hop, None, true).await.unwrap();
+        assert!(r.destinations.contains(&"127.0.0.1:5072".parse().unwrap()));
+        assert_eq!(r.transport, Transport::Udp);
+        assert!(
+            r.steps[0].contains("could not be read (No such file or directory)"),
+            "{:?}",
+            r.steps
+        );
+        // No port: 5060, and still no NAPTR or SRV.
+        let hop: HostPort = "localhost".parse().unwrap();
+        let r = resolver.resolve(&hop, Some(Transport::Tcp), false).await;
+        let r = r.unwrap();
+        assert_eq!(r.destinations[0].port(), 5060);
+        assert_eq!(r.transport, Transport::Tcp);
+    }
+
+    #[tokio::test]
     async fn addresses_need_no_lookup_and_names_resolve() {
         let resolver = Resolver::new(None);
         let hop: HostPort = "127.0.0.1".parse().unwrap();
