@@ -58,6 +58,8 @@ pub(crate) async fn run(
             let flow = t.flow;
             let sent = match t.transport {
                 Transport::Udp => send_udp(&udp, &t.payload, t.destination).await,
+                // A request that finds no connection (to the next destination of a flow that
+                // failed over, or since closed) opens one, and is sent once it is open.
                 Transport::Tcp => match tcp.send(t.destination, t.payload.clone()) {
                     Err(_) => {
                         connect(&tcp, &connected_tx, connect_limit, t);

@@ -200,14 +200,24 @@ impl Notifier {
                     seconds: limit.as_secs_f64(),
                 })??;
         let transport = resolved.transport;
-        let mut destinations = resolved.destinations.into_iter();
-        let destination = destinations.next().expect("a resolution has a destination");
-        let next: Vec<Hop> = destinations
-            .filter_map(|destination| {
-                let local = self.udp_route(destination).ok()?.local;
-                Some(Hop { destination, local })
-            })
-            .collect();
+        // A destination the kernel has no route to is left out, unless all are.
+        let mut unroutable = None;
+        let mut next: Vec<Hop> = Vec::with_capacity(resolved.destinations.len());
+        for destination in resolved.destinations {
+            match self.udp_route(destination) {
+                Ok(route) => next.push(Hop {
+                    destination,
+                    local: route.local,
+                }),
+                Err(e) => {
+                    unroutable.get_or_insert(e);
+                }
+            }
+        }
+        if next.is_empty() {
+            return Err(unroutable.expect("a resolution has a destination").into());
+        }
+        let Hop { destination, local } = next.remove(0);
         let mut route = match transport {
             Transport::Tcp if connect && next.is_empty() => {
                 let limit = limit.saturating_sub(started.elapsed());
@@ -222,10 +232,7 @@ impl Notifier {
             }
             // Over TCP to several destinations the Via port is the UDP socket's, as in a
             // preview: which connection will carry the request is not known yet.
-            _ => Route {
-                transport,
-                ..self.udp_route(destination)?
-            },
+            _ => Route::new(destination, local, transport),
         };
         if let Host::Name(_) = hop.host {
             // One limit for the whole target, the time spent resolving included.
