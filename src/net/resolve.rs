@@ -12,7 +12,7 @@
 //! Every address found is a destination, in order (IPv4 before IPv6 for each name, as most
 //! phone networks are), for the flow to fail over to (`proto::flow`).
 //!
-//! One [`Resolver`] serves a whole `Notifier`: hickory keeps each answer for its TTL and
+//! One `Resolver` serves a whole `Notifier`: hickory keeps each answer for its TTL and
 //! joins identical queries in flight, so a campaign of a million rows on ten domains asks
 //! the DNS about ten times, not a million.
 
@@ -228,7 +228,7 @@ fn hickory(server: Option<SocketAddr>) -> Result<TokioResolver, String> {
     builder.build().map_err(|e| e.to_string())
 }
 
-/// A NAPTR record (RFC 3403), its text fields as received.
+/// A NAPTR record (RFC 3403), its text fields as received but for control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Naptr {
     pub order: u16,
