@@ -23,6 +23,7 @@ use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use rand::Rng;
@@ -251,16 +252,43 @@ pub(crate) struct Srv {
 /// The three questions RFC 3263 asks the DNS. "No such records" is an empty answer, not an
 /// error: an error is a query that got no usable answer.
 pub(crate) trait Dns {
-    async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, String>;
-    async fn srv(&self, name: &str) -> Result<Vec<Srv>, String>;
-    async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, String>;
+    async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, Failure>;
+    async fn srv(&self, name: &str) -> Result<Vec<Srv>, Failure>;
+    async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, Failure>;
+}
+
+/// A DNS query that got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// What the resolver said.
+    pub reason: String,
+    /// No answer at all (a timeout, no server reached): other queries would wait as long.
+    pub silent: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<NetError> for Failure {
+    fn from(e: NetError) -> Failure {
+        Failure {
+            reason: clean(&e.to_string()),
+            silent: matches!(
+                e,
+                NetError::Timeout | NetError::NoConnections | NetError::Io(_)
+            ),
+        }
+    }
 }
 
 /// The records of a hickory answer; none for "no records" (NXDOMAIN or NODATA).
 fn answers<T>(
-    result: Result<hickory_resolver::lookup::Lookup, hickory_resolver::net::NetError>,
+    result: Result<hickory_resolver::lookup::Lookup, NetError>,
     read: impl Fn(&RData) -> Option<T>,
-) -> Result<Vec<T>, String> {
+) -> Result<Vec<T>, Failure> {
     match result {
         Ok(lookup) => Ok(lookup
             .answers()
@@ -268,7 +296,7 @@ fn answers<T>(
             .filter_map(|r| read(&r.data))
             .collect()),
         Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-        Err(e) => Err(clean(&e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -279,7 +307,7 @@ fn clean(text: &str) -> String {
 }
 
 impl Dns for TokioResolver {
-    async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, String> {
+    async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, Failure> {
         let text = |b: &[u8]| clean(&String::from_utf8_lossy(b));
         answers(
             self.lookup(name, RecordType::NAPTR).await,
@@ -297,7 +325,7 @@ impl Dns for TokioResolver {
         )
     }
 
-    async fn srv(&self, name: &str) -> Result<Vec<Srv>, String> {
+    async fn srv(&self, name: &str) -> Result<Vec<Srv>, Failure> {
         answers(
             self.lookup(name, RecordType::SRV).await,
             |data| match data {
@@ -312,11 +340,11 @@ impl Dns for TokioResolver {
         )
     }
 
-    async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, String> {
+    async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, Failure> {
         match self.lookup_ip(name).await {
             Ok(ips) => Ok(ips.iter().collect()),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(clean(&e.to_string())),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -346,11 +374,13 @@ pub(crate) async fn resolve_name(
     trace: bool,
 ) -> Result<Resolved, ResolveError> {
     let mut steps = Steps::new(trace);
-    let failed = |query: String, reason: String| ResolveError::Dns {
+    let failed = |query: String, failure: Failure| ResolveError::Dns {
         host: name.to_string(),
         query,
-        reason,
+        reason: failure.reason,
     };
+    // Set when the server did not answer at all: the SRV queries would wait as long.
+    let mut silent = false;
     if let Some(port) = port {
         steps.push(|| format!("{name}:{port} names its port: A/AAAA only, no NAPTR or SRV"));
         let ips = addresses(dns, name, &mut steps)
@@ -370,6 +400,7 @@ pub(crate) async fn resolve_name(
                 dns.naptr(name).await,
                 || format!("NAPTR {name}"),
                 &mut steps,
+                &mut silent,
             );
             steps.push(|| format!("NAPTR {name}: {}", show_naptr(&records)));
             match naptr_choice(&records) {
@@ -387,10 +418,15 @@ pub(crate) async fn resolve_name(
         }
     };
     for (transport, service) in &candidates {
+        if silent {
+            steps.push(|| "the DNS server did not answer: no SRV query".to_string());
+            break;
+        }
         let records = optional(
             dns.srv(service).await,
             || format!("SRV {service}"),
             &mut steps,
+            &mut silent,
         );
         steps.push(|| format!("SRV {service}: {}", show_srv(&records)));
         if records.is_empty() {
@@ -435,11 +471,13 @@ pub(crate) async fn resolve_name(
 /// whether the name can be reached is for its A/AAAA query to say (a name in the hosts file
 /// has no NAPTR and maybe no DNS server to ask; some servers refuse types they do not know).
 fn optional<T>(
-    answer: Result<Vec<T>, String>,
+    answer: Result<Vec<T>, Failure>,
     query: impl FnOnce() -> String,
     steps: &mut Steps,
+    silent: &mut bool,
 ) -> Vec<T> {
     answer.unwrap_or_else(|e| {
+        *silent |= e.silent;
         let query = query();
         tracing::debug!("{query}: {e}");
         steps.push(|| format!("{query}: the query failed ({e}): going on without it"));
@@ -448,7 +486,7 @@ fn optional<T>(
 }
 
 /// A name's addresses, IPv4 first.
-async fn addresses(dns: &impl Dns, name: &str, steps: &mut Steps) -> Result<Vec<IpAddr>, String> {
+async fn addresses(dns: &impl Dns, name: &str, steps: &mut Steps) -> Result<Vec<IpAddr>, Failure> {
     let mut ips = dns.ips(name).await?;
     ips.sort_by_key(|ip| ip.is_ipv6());
     steps.push(|| {
@@ -748,23 +786,48 @@ mod tests {
         srv: HashMap<&'static str, Vec<Srv>>,
         ips: HashMap<&'static str, Vec<IpAddr>>,
         broken: Option<&'static str>,
+        /// NAPTR and SRV queries get no answer.
+        unanswered: bool,
         address_lookups: std::sync::atomic::AtomicUsize,
+        srv_lookups: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Zone {
+        fn fails(&self, name: &str) -> Result<(), Failure> {
+            match self.broken == Some(name) {
+                true => Err(Failure {
+                    reason: "SERVFAIL".into(),
+                    silent: false,
+                }),
+                false => Ok(()),
+            }
+        }
+
+        fn answers(&self) -> Result<(), Failure> {
+            match self.unanswered {
+                true => Err(Failure {
+                    reason: "request timed out".into(),
+                    silent: true,
+                }),
+                false => Ok(()),
+            }
+        }
     }
 
     impl Dns for Zone {
-        async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, String> {
+        async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, Failure> {
+            self.answers()?;
             Ok(self.naptr.get(name).cloned().unwrap_or_default())
         }
-        async fn srv(&self, name: &str) -> Result<Vec<Srv>, String> {
-            if self.broken == Some(name) {
-                return Err("SERVFAIL".into());
-            }
+        async fn srv(&self, name: &str) -> Result<Vec<Srv>, Failure> {
+            self.srv_lookups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.answers()?;
+            self.fails(name)?;
             Ok(self.srv.get(name).cloned().unwrap_or_default())
         }
-        async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, String> {
-            if self.broken == Some(name) {
-                return Err("SERVFAIL".into());
-            }
+        async fn ips(&self, name: &str) -> Result<Vec<IpAddr>, Failure> {
+            self.fails(name)?;
             self.address_lookups
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(self.ips.get(name).cloned().unwrap_or_default())
@@ -872,6 +935,23 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, ResolveError::NoAddress(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_is_not_asked_for_srv_too() {
+        // NAPTR and SRV queries time out; the addresses come from elsewhere (a hosts file).
+        let mut zone = Zone {
+            unanswered: true,
+            ..Zone::default()
+        };
+        zone.ips.insert("hosts.test", ips(&["127.0.0.6"]));
+        let r = resolve_name(&zone, "hosts.test", None, None, true)
+            .await
+            .unwrap();
+        assert_eq!(r.destinations, addrs(&["127.0.0.6:5060"]));
+        let skipped = "the DNS server did not answer: no SRV query";
+        assert!(r.steps.iter().any(|s| s == skipped), "{:?}", r.steps);
+        assert_eq!(zone.srv_lookups.into_inner(), 0);
     }
 
     #[tokio::test]
