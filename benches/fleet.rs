@@ -261,6 +261,7 @@ fn heap_per_target(in_flight: u64) {
         destination: "127.0.0.1:5060".parse().unwrap(),
         local: "127.0.0.1:40000".parse().unwrap(),
         transport: Transport::Udp,
+        resolution: None,
     };
     let now = std::time::Instant::now();
     let before = LIVE.load(Ordering::Relaxed);
@@ -269,7 +270,7 @@ fn heap_per_target(in_flight: u64) {
         let mut notify = Notify::new(target, Event::Report)
             .with_credentials(None, Password::new(format!("pw-{user}")));
         notify.event = event.clone();
-        endpoint.start(now, notify, route);
+        endpoint.start(now, notify, route.clone());
         while endpoint.poll_transmit().is_some() {}
     }
     let bytes = LIVE.load(Ordering::Relaxed) - before;

@@ -176,6 +176,10 @@ pub struct JsonRecord<'a> {
     /// The Call-ID.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_id: Option<&'a str>,
+    /// `address:port` the last request went to (the destination a name resolved to, the
+    /// last one tried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<SocketAddr>,
     /// `address:port` the responses came from, when not where the requests went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_from: Option<SocketAddr>,
@@ -204,6 +208,7 @@ impl<'a> JsonRecord<'a> {
             retransmissions: None,
             elapsed_ms: None,
             call_id: None,
+            destination: None,
             answered_from: None,
             tries: None,
             line: None,
@@ -228,6 +233,7 @@ impl<'a> JsonRecord<'a> {
             retransmissions: Some(o.retransmissions),
             elapsed_ms: Some(millis(o.elapsed)),
             call_id: Some(&o.call_id),
+            destination: o.destination,
             answered_from: o.answered_from,
             ladder: if ladder {
                 o.ladder.iter().map(LadderJson::from).collect()

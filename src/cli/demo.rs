@@ -116,6 +116,7 @@ fn step(entry: &TraceEntry, previous: Option<std::time::Duration>, whole: bool) 
     let arrow = match entry.direction {
         Direction::Received => "<<<",
         Direction::Sent | Direction::Retransmitted => ">>>",
+        Direction::Routing => "---",
     };
     format!(
         "{arrow} {}{when}\n    {shown}\n",
@@ -132,6 +133,7 @@ fn caption(direction: Direction, message: &str) -> String {
         })
     };
     match direction {
+        Direction::Routing => "how sipnotify found where to send it".into(),
         Direction::Retransmitted => {
             "no answer yet: sipnotify sends the same request again (UDP may lose it)".into()
         }

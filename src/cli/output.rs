@@ -139,6 +139,7 @@ pub fn ladder(o: &Outcome) -> String {
             Direction::Sent => ">>> sent",
             Direction::Retransmitted => ">>> retransmitted",
             Direction::Received => "<<< received",
+            Direction::Routing => "--- routing",
         };
         let from = entry.from.map(|a| format!(" from {a}")).unwrap_or_default();
         text += &format!(

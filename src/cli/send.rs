@@ -49,6 +49,10 @@ pub struct LineArgs {
     /// Local address to send from (ADDR or ADDR:PORT).
     #[arg(long, value_name = "ADDR[:PORT]")]
     pub bind: Option<String>,
+    /// Ask this DNS server (port 53 by default) about host names, instead of the system's
+    /// configured ones.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
+    pub dns_server: Option<SocketAddr>,
     /// The From URI; default sip:sipnotify@<local address>.
     #[arg(long, value_name = "URI", value_parser = parse_from)]
     pub from: Option<String>,
@@ -219,6 +223,22 @@ pub fn parse_bind(text: &str) -> Result<SocketAddr, Failure> {
         })
 }
 
+/// Parses `ADDR` or `ADDR:PORT` (`[V6]:PORT`) for --dns-server.
+pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']'));
+    text.parse::<SocketAddr>()
+        .or_else(|_| {
+            bare.unwrap_or(text)
+                .parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| {
+            format!(
+                "`{text}` is not ADDR or ADDR:PORT (e.g. 10.0.0.53, 127.0.0.1:5353 or [::1]:53)"
+            )
+        })
+}
+
 /// Checks the `--header` values.
 pub fn parse_headers(headers: &[String]) -> Result<Vec<ExtraHeader>, Failure> {
     headers
@@ -259,6 +279,7 @@ pub fn notifier_config(line: &LineArgs) -> Result<(NotifierConfig, Option<Durati
     let config = NotifierConfig {
         bind: line.bind.as_deref().map(parse_bind).transpose()?,
         timers: timers(line.t1, line.t2)?,
+        dns_server: line.dns_server,
     };
     Ok((config, parse_timeout(line.timeout)?))
 }

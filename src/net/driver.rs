@@ -28,7 +28,8 @@ pub(crate) struct Start {
 
 /// A target in flight over TCP.
 struct OnTcp {
-    _lease: Lease,
+    /// Its hold on the connection to its current destination.
+    lease: Lease,
     /// The connection its request was queued on, and whether that connection was opened
     /// again for this request (which then gets no other).
     conn: Option<(ConnId, bool)>,
@@ -104,10 +105,14 @@ pub(crate) async fn run(
         tokio::select! {
             start = starts.recv(), if accepting => match start {
                 Some(Start { notify, route, lease, reply }) => {
+                    let tcp = route.transport.is_reliable().then(|| {
+                        // A route of several destinations comes with no connection yet.
+                        lease.unwrap_or_else(|| driver.tcp.lease(route.destination))
+                    });
                     let id = driver.endpoint.start(Instant::now().into_std(), *notify, route);
                     driver.waiting.insert(id, reply);
-                    if let Some(lease) = lease {
-                        driver.on_tcp.insert(id, OnTcp { _lease: lease, conn: None });
+                    if let Some(lease) = tcp {
+                        driver.on_tcp.insert(id, OnTcp { lease, conn: None });
                     }
                 }
                 None => accepting = false,
@@ -169,6 +174,10 @@ impl Driver {
         let Some(target) = self.on_tcp.get_mut(&flow) else {
             return;
         };
+        // A flow that failed over holds the connection to its new destination instead.
+        if target.lease.destination() != destination {
+            target.lease = self.tcp.lease(destination);
+        }
         target.conn = None;
         match self.tcp.send(destination, flow, payload.clone()) {
             Sent::Queued(conn) => target.conn = Some((conn, reopened)),
@@ -205,6 +214,10 @@ impl Driver {
                 pending,
             } => {
                 for (flow, payload) in pending {
+                    // Only if the flow still goes there: it may have failed over, or ended.
+                    if self.endpoint.destination(flow) != Some(destination) {
+                        continue;
+                    }
                     match &result {
                         Ok(()) => self.send_tcp(flow, destination, payload, true),
                         Err(reason) => self.fail(flow, reason),

@@ -1,13 +1,14 @@
 //! The async API: bind once, then `send` any number of NOTIFYs concurrently.
 
 use super::driver::{self, Start, UdpSockets, START_QUEUE};
-use super::resolve::{self, ResolveError, Routes};
+use super::resolve::{self, ResolveError, Resolver, Routes};
 use super::tcp::{Lease, TcpPool, EVENT_QUEUE};
 use crate::proto::endpoint::{Endpoint, Stats};
 use crate::proto::flow::Flow;
 use crate::proto::outcome::{Outcome, OutcomeKind};
 use crate::proto::transaction::Timers;
-use crate::proto::{Notify, Route};
+use crate::proto::{Hop, Notify, Resolution, Route};
+use crate::sip::uri::Host;
 use crate::sip::Transport;
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -55,6 +56,8 @@ pub struct NotifierConfig {
     pub bind: Option<SocketAddr>,
     /// RFC 3261 timers (T1, T2, T4).
     pub timers: Timers,
+    /// The DNS server to ask about names; the system's configuration when `None`.
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Sends NOTIFYs and reports their outcomes. Cheap to clone; all clones share one UDP
@@ -69,6 +72,8 @@ pub struct Notifier {
     tcp: Arc<TcpPool>,
     timers: Timers,
     routes: Arc<Routes>,
+    /// One for all clones, so that a campaign shares its DNS cache.
+    resolver: Arc<Resolver>,
     stats: watch::Receiver<Stats>,
 }
 
@@ -115,6 +120,7 @@ impl Notifier {
             tcp,
             timers: config.timers,
             routes: Arc::default(),
+            resolver: Arc::new(Resolver::new(config.dns_server)),
             stats,
         })
     }
@@ -202,19 +208,50 @@ impl Notifier {
     }
 
     /// Resolves where the NOTIFY goes and from which local address; over TCP when `connect`
-    /// is set, connects (or joins the open connection) and takes a lease on it.
-    async fn prepare(&self, notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
-        let transport = notify.transport();
-        let destination = resolve::lookup(&notify.next_hop()).await?;
-        let (route, lease) = match transport {
-            Transport::Tcp if connect => {
-                // The connect happens before the transaction exists, so Timer F and
-                // --timeout must bound it here: a firewall that drops SYNs would otherwise
-                // hold the target for the kernel's two minutes.
-                let limit = notify
-                    .timeout
-                    .unwrap_or(self.timers.timer_f())
-                    .min(self.timers.timer_f());
+    /// is set and there is one destination, connects (or joins the open connection) and
+    /// takes a lease on it (with several, the driver connects to each when the flow gets to
+    /// it).
+    async fn prepare(&self, mut notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
+        let started = tokio::time::Instant::now();
+        // Resolving and connecting happen before the transaction exists, so Timer F and
+        // --timeout must bound them here: a DNS server that does not answer, or a firewall
+        // that drops SYNs, would otherwise hold the target for the resolver's or the
+        // kernel's own limits.
+        let limit = notify
+            .timeout
+            .unwrap_or(self.timers.timer_f())
+            .min(self.timers.timer_f());
+        let hop = notify.next_hop();
+        let given = notify.transport.or(notify.target.transport());
+        let resolved =
+            tokio::time::timeout(limit, self.resolver.resolve(&hop, given, notify.trace))
+                .await
+                .map_err(|_| ResolveError::Timeout {
+                    host: hop.host.to_string(),
+                    seconds: limit.as_secs_f64(),
+                })??;
+        let transport = resolved.transport;
+        // A destination the kernel has no route to is left out, unless all are.
+        let mut unroutable = None;
+        let mut next: Vec<Hop> = Vec::with_capacity(resolved.destinations.len());
+        for destination in resolved.destinations {
+            match self.udp_route(destination) {
+                Ok(route) => next.push(Hop {
+                    destination,
+                    local: route.local,
+                }),
+                Err(e) => {
+                    unroutable.get_or_insert(e);
+                }
+            }
+        }
+        if next.is_empty() {
+            return Err(unroutable.expect("a resolution has a destination").into());
+        }
+        let Hop { destination, local } = next.remove(0);
+        let (mut route, lease) = match transport {
+            Transport::Tcp if connect && next.is_empty() => {
+                let limit = limit.saturating_sub(started.elapsed());
                 let (local, lease) = tokio::time::timeout(limit, self.tcp.connect(destination))
                     .await
                     .map_err(|_| SendError::ConnectTimeout {
@@ -222,21 +259,22 @@ impl Notifier {
                         seconds: limit.as_secs_f64(),
                     })?
                     .map_err(SendError::Connect)?;
-                let route = Route {
-                    destination,
-                    local,
-                    transport,
-                };
-                (route, Some(lease))
+                (Route::new(destination, local, transport), Some(lease))
             }
-            _ => {
-                let route = Route {
-                    transport,
-                    ..self.udp_route(destination)?
-                };
-                (route, None)
-            }
+            // Over TCP to several destinations the Via port is the UDP socket's, as in a
+            // preview: which connection will carry the request is not known yet.
+            _ => (Route::new(destination, local, transport), None),
         };
+        if let Host::Name(_) = hop.host {
+            // One limit for the whole target, the time spent resolving included.
+            notify.timeout = Some(limit.saturating_sub(started.elapsed()));
+        }
+        if !next.is_empty() || !resolved.steps.is_empty() {
+            route.resolution = Some(Box::new(Resolution {
+                next,
+                steps: resolved.steps,
+            }));
+        }
         Ok(Prepared {
             notify,
             route,
@@ -255,11 +293,11 @@ impl Notifier {
         } else {
             socket.ip()
         };
-        Ok(Route {
+        Ok(Route::new(
             destination,
-            local: SocketAddr::new(ip, socket.port()),
-            transport: Transport::Udp,
-        })
+            SocketAddr::new(ip, socket.port()),
+            Transport::Udp,
+        ))
     }
 }
 

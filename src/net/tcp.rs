@@ -127,6 +127,13 @@ pub(crate) struct Lease {
     destination: SocketAddr,
 }
 
+impl Lease {
+    /// The destination it holds.
+    pub(crate) fn destination(&self) -> SocketAddr {
+        self.destination
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         let gone = {
@@ -164,6 +171,16 @@ impl TcpPool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Peer>> {
         self.peers.lock().expect("tcp pool lock")
+    }
+
+    /// Takes a lease on `destination` without connecting: the connection, opened when a
+    /// request first needs it, stays open while the lease is held.
+    pub(crate) fn lease(self: &Arc<Self>, destination: SocketAddr) -> Lease {
+        self.lock().entry(destination).or_default().users += 1;
+        Lease {
+            pool: self.clone(),
+            destination,
+        }
     }
 
     /// Takes a lease on `destination` and returns it with the local address of its
@@ -483,9 +500,12 @@ mod tests {
             t1: Duration::from_millis(20),
             ..Timers::default()
         };
-        let notifier = Notifier::bind(NotifierConfig { bind: None, timers })
-            .await
-            .unwrap();
+        let notifier = Notifier::bind(NotifierConfig {
+            timers,
+            ..NotifierConfig::default()
+        })
+        .await
+        .unwrap();
         // Large requests, so that the kernel's buffers fill before the queue.
         let event = Event::custom("check-sync", vec![b'x'; 16 * 1024], None).unwrap();
         let mut notify = Notify::new(Target::parse(&format!("sip:1@{addr}")).unwrap(), event);

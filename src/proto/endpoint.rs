@@ -129,6 +129,7 @@ impl Endpoint {
         let id = self.next_id;
         self.next_id += 1;
         let flow = Flow::new(now, notify, route, self.sip_timers, &mut self.rng);
+        self.branches.insert(flow.branch().to_string(), id);
         self.flows.insert(
             id,
             Entry {
@@ -136,13 +137,18 @@ impl Endpoint {
                 scheduled: None,
             },
         );
-        self.after_input(now, id, None);
+        self.after_input(now, id);
         id
     }
 
     /// Targets not yet ended.
     pub fn in_flight(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Where a target in flight sends now; `None` once it has ended.
+    pub fn destination(&self, id: FlowId) -> Option<SocketAddr> {
+        self.flows.get(&id).map(|e| e.flow.destination())
     }
 
     /// What was received and not used, and what was used from elsewhere.
@@ -175,13 +181,12 @@ impl Endpoint {
             self.stats.malformed += 1;
             return Received::Malformed;
         };
-        let old_branch = flow.branch().to_string();
         let elsewhere = flow.destination() != from;
         if let Err(mismatch) = flow.handle_response(now, from, &msg, bytes, &mut self.rng) {
             self.stats.mismatched += 1;
             return Received::Mismatched(mismatch);
         }
-        self.after_input(now, id, Some(old_branch));
+        self.after_input(now, id);
         if elsewhere {
             self.stats.from_elsewhere += 1;
             Received::UsedFromElsewhere
@@ -190,11 +195,12 @@ impl Endpoint {
         }
     }
 
-    /// The transport failed for this flow (connect refused, connection closed, send error).
+    /// The transport failed for this flow (connect refused, connection closed, send error):
+    /// it moves to its next destination, or ends `unreachable`.
     pub fn handle_transport_error(&mut self, now: Instant, id: FlowId, reason: &str) {
         if let Some(Entry { flow, .. }) = self.flows.get_mut(&id) {
-            flow.handle_transport_error(now, reason);
-            self.after_input(now, id, None);
+            flow.handle_transport_error(now, reason, &mut self.rng);
+            self.after_input(now, id);
         }
     }
 
@@ -207,8 +213,8 @@ impl Endpoint {
             self.timers.pop_first();
             if let Some(entry) = self.flows.get_mut(&id) {
                 entry.scheduled = None;
-                entry.flow.handle_timeout(now);
-                self.after_input(now, id, None);
+                entry.flow.handle_timeout(now, &mut self.rng);
+                self.after_input(now, id);
             }
         }
     }
@@ -232,7 +238,7 @@ impl Endpoint {
     /// A flow is dropped at its outcome: a retransmitted final response then matches no
     /// branch and is counted as unmatched, which is all the Completed state (Timer K)
     /// would do for a NOTIFY, without holding the flow for T4.
-    fn after_input(&mut self, now: Instant, id: FlowId, old_branch: Option<String>) {
+    fn after_input(&mut self, now: Instant, id: FlowId) {
         let Some(Entry { flow, scheduled }) = self.flows.get_mut(&id) else {
             return;
         };
@@ -244,10 +250,8 @@ impl Endpoint {
                 payload,
             });
         }
-        if old_branch.as_deref() != Some(flow.branch()) {
-            if let Some(old) = old_branch {
-                self.branches.remove(&old);
-            }
+        if let Some(old) = flow.take_retired_branch() {
+            self.branches.remove(&old);
             self.branches.insert(flow.branch().to_string(), id);
         }
         let next = flow.poll_timeout();
@@ -283,6 +287,7 @@ mod tests {
             destination: SocketAddr::from(([127, 0, 0, 1], port)),
             local: "127.0.0.1:40000".parse().unwrap(),
             transport: Transport::Udp,
+            resolution: None,
         };
         (Notify::new(target, Event::Reboot), route)
     }
@@ -377,6 +382,43 @@ mod tests {
         let dropped = [Received::Unmatched, Received::Mismatched(Mismatch::CSeq)];
         assert!(dropped.iter().all(|r| r.dropped_because().is_some()));
         assert_eq!(Received::UsedFromElsewhere.dropped_because(), None);
+    }
+
+    #[test]
+    fn a_flow_that_fails_over_is_routed_by_its_new_branch_only() {
+        let mut ep = Endpoint::new(StdRng::seed_from_u64(3), Timers::default());
+        let now = Instant::now();
+        let (mut notify, mut route) = job(5060);
+        notify.timeout = Some(Duration::from_secs(2));
+        let second: SocketAddr = "127.0.0.3:5070".parse().unwrap();
+        route.resolution = Some(Box::new(crate::proto::Resolution {
+            next: vec![crate::proto::Hop {
+                destination: second,
+                local: route.local,
+            }],
+            steps: Vec::new(),
+        }));
+        let id = ep.start(now, notify, route);
+        let first = ep.poll_transmit().unwrap();
+        let mut to_second = None;
+        while let Some(at) = ep.poll_timeout().filter(|_| to_second.is_none()) {
+            ep.handle_timeout(at);
+            to_second = std::iter::from_fn(|| ep.poll_transmit()).find(|t| t.destination == second);
+        }
+        let to_second = to_second.expect("the request to the next destination");
+        assert_eq!(ep.destination(id), Some(second));
+        assert_eq!(ep.branches.len(), 1, "the old branch is forgotten");
+        assert_eq!(
+            ep.handle(now, first.destination, &ok_for(&first.payload)),
+            Received::Unmatched
+        );
+        assert_eq!(
+            ep.handle(now, second, &ok_for(&to_second.payload)),
+            Received::Used
+        );
+        let (_, outcome) = ep.poll_event().unwrap();
+        assert_eq!(outcome.destination, Some(second));
+        assert_eq!(ep.destination(id), None);
     }
 
     #[test]

@@ -3,8 +3,15 @@
 //! Each attempt is a new client transaction (new branch, CSeq + 1) on the same Call-ID and
 //! From tag. Credentials accumulate per realm, so a 407 from an outbound proxy followed by a
 //! 401 from the phone are both answered in the same request.
+//!
+//! A route with several destinations (a name resolved per RFC 3263) fails over: when the
+//! destination does not answer within its share of the time, cannot be sent to, or answers
+//! 503, the next one gets a new attempt (§4.3). The whole target keeps one limit, the
+//! shorter of its timeout and Timer F, and each destination's share is what is left of it
+//! divided by the destinations left, so a dead first destination costs half the time of
+//! two, and the last destination has all that remains.
 
-use super::notify::{Notify, Route};
+use super::notify::{Hop, Notify, Route};
 use super::outcome::{hint_for, Direction, Outcome, OutcomeKind, TraceEntry};
 use super::transaction::{ClientTransaction, Timers, TxEvent};
 use crate::sip::codec::{Message, StartLine};
@@ -47,11 +54,27 @@ pub struct Flow {
     retransmissions: u32,
     started: Instant,
     deadline: Option<Instant>,
+    /// While other destinations remain; boxed, since nearly every target has one.
+    failover: Option<Box<Failover>>,
+    /// The branch the last new attempt replaced, until the endpoint forgets it.
+    retired_branch: Option<String>,
     provisional: bool,
     /// Where the last response used came from, when not the destination.
     answered_from: Option<SocketAddr>,
     outcome: Option<Outcome>,
     ladder: Vec<TraceEntry>,
+}
+
+/// The destinations a flow has left after the current one, and the current one's share.
+#[derive(Debug)]
+struct Failover {
+    /// In the order to try them; never empty.
+    next: Vec<Hop>,
+    /// When the current destination started.
+    since: Instant,
+    /// When its share of the time ends; `None` once it has answered provisionally (it has
+    /// the request: moving on could act twice).
+    share_ends: Option<Instant>,
 }
 
 /// Why a message carrying a flow's branch was not used: a branch is 128 random bits that
@@ -89,17 +112,31 @@ impl Flow {
     pub fn new(
         now: Instant,
         notify: Notify,
-        route: Route,
+        mut route: Route,
         timers: Timers,
         rng: &mut dyn RngCore,
     ) -> Flow {
+        let (steps, next) = route
+            .resolution
+            .take()
+            .map(|r| (r.steps, r.next))
+            .unwrap_or_default();
         let from = notify.from.clone().unwrap_or_else(|| {
             let mut from = b"sip:sipnotify@".to_vec();
             push_ip(&mut from, route.local.ip());
             String::from_utf8(from).expect("an address is ASCII")
         });
-        // A limit too far away to represent is no limit: Timer F ends the target first.
-        let deadline = notify.timeout.and_then(|t| now.checked_add(t));
+        // A limit too far away to represent is no limit: Timer F ends the target first. With
+        // several destinations, Timer F bounds the whole target, not each transaction.
+        let deadline = match !next.is_empty() {
+            true => Some(
+                notify
+                    .timeout
+                    .map_or(timers.timer_f(), |t| t.min(timers.timer_f())),
+            ),
+            false => notify.timeout,
+        }
+        .and_then(|t| now.checked_add(t));
         let tx = ClientTransaction::new(now, timers, route.transport.is_reliable());
         let mut flow = Flow {
             from,
@@ -115,6 +152,8 @@ impl Flow {
             retransmissions: 0,
             started: now,
             deadline,
+            failover: None,
+            retired_branch: None,
             provisional: false,
             answered_from: None,
             outcome: None,
@@ -123,8 +162,58 @@ impl Flow {
             route,
             timers,
         };
+        if !steps.is_empty() {
+            flow.note(now, steps.join("\n"));
+        }
+        flow.next_destinations(now, next);
         flow.new_attempt(rng);
         flow
+    }
+
+    /// The branch replaced by the last new attempt, once: the endpoint stops routing it.
+    pub fn take_retired_branch(&mut self) -> Option<String> {
+        self.retired_branch.take()
+    }
+
+    /// Sets the destinations left after the current one, which starts `now`: its share of
+    /// the time is what is left of the limit divided by the destinations left with it.
+    fn next_destinations(&mut self, now: Instant, next: Vec<Hop>) {
+        self.failover = (!next.is_empty()).then(|| {
+            let left = u32::try_from(next.len() + 1).unwrap_or(u32::MAX);
+            let share_ends = self
+                .deadline
+                .map(|d| now + d.saturating_duration_since(now) / left);
+            Box::new(Failover {
+                next,
+                since: now,
+                share_ends,
+            })
+        });
+    }
+
+    /// Moves to the next destination with a new attempt (RFC 3263 §4.3): a new branch and
+    /// CSeq + 1, so a server that did get the last request sees a new request rather than
+    /// a merged one (RFC 3261 §8.2.2.2); no credentials, since the challenges came from the
+    /// server given up on, and its nonces mean nothing to the next.
+    fn fail_over(&mut self, now: Instant, why: String, rng: &mut dyn RngCore) {
+        let Some(mut next) = self.failover.take().map(|f| f.next) else {
+            return;
+        };
+        let hop = next.remove(0);
+        self.note(
+            now,
+            format!("{why}: trying the next destination, {}", hop.destination),
+        );
+        self.route.destination = hop.destination;
+        self.route.local = hop.local;
+        self.realms.clear();
+        self.rounds = 0;
+        self.provisional = false;
+        self.answered_from = None;
+        self.next_destinations(now, next);
+        self.cseq += 1;
+        self.tx = ClientTransaction::new(now, self.timers, self.route.transport.is_reliable());
+        self.new_attempt(rng);
     }
 
     /// The Via branch of the current attempt: responses carrying another are not ours.
@@ -179,14 +268,15 @@ impl Flow {
         if self.outcome.is_some() {
             return None;
         }
-        match (self.tx.poll_timeout(), self.deadline) {
-            (Some(t), Some(d)) => Some(t.min(d)),
-            (t, d) => t.or(d),
-        }
+        let share_ends = self.failover.as_ref().and_then(|f| f.share_ends);
+        [self.tx.poll_timeout(), self.deadline, share_ends]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Fires whatever timers are due.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn RngCore) {
         if self.outcome.is_some() {
             return;
         }
@@ -195,14 +285,33 @@ impl Flow {
             self.finish_timeout(now, limit);
             return;
         }
+        let share_over = self
+            .failover
+            .as_ref()
+            .filter(|f| f.share_ends.is_some_and(|d| d <= now));
+        if let Some(since) = share_over.map(|f| f.since) {
+            let why = format!(
+                "no response from {} in {:.1} s",
+                self.route.destination,
+                (now - since).as_secs_f64()
+            );
+            self.fail_over(now, why, rng);
+            return;
+        }
         if self.tx.handle_timeout(now) == Some(TxEvent::Timeout) {
             self.finish_timeout(now, self.timers.timer_f());
         }
     }
 
-    /// The request could not be sent, or its connection failed.
-    pub fn handle_transport_error(&mut self, now: Instant, reason: &str) {
-        if self.outcome.is_none() {
+    /// The request could not be sent, or its connection failed: the next destination, if
+    /// any, else the end.
+    pub fn handle_transport_error(&mut self, now: Instant, reason: &str, rng: &mut dyn RngCore) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if self.failover.is_some() {
+            self.fail_over(now, reason.to_string(), rng);
+        } else {
             self.finish(now, OutcomeKind::Unreachable, None, reason.to_string());
         }
     }
@@ -241,7 +350,12 @@ impl Flow {
             Bytes::copy_from_slice(raw),
         );
         match self.tx.handle_response(status) {
-            Some(TxEvent::Provisional(_)) => self.provisional = true,
+            Some(TxEvent::Provisional(_)) => {
+                self.provisional = true;
+                if let Some(failover) = &mut self.failover {
+                    failover.share_ends = None;
+                }
+            }
             Some(TxEvent::Final(code)) => self.on_final(now, code, msg, rng),
             Some(TxEvent::Timeout) | None => {}
         }
@@ -268,6 +382,10 @@ impl Flow {
                 Err((kind, why)) => self.finish(now, kind, Some(code), format!("{reason}: {why}")),
             },
             403 => self.finish(now, OutcomeKind::AuthFailed, Some(code), reason.into()),
+            503 if self.failover.is_some() => {
+                let why = format!("{code} {reason} from {}", self.route.destination);
+                self.fail_over(now, why, rng);
+            }
             _ => {
                 self.finish(now, OutcomeKind::Rejected, Some(code), reason.into());
                 if let Some(outcome) = &mut self.outcome {
@@ -340,7 +458,8 @@ impl Flow {
     /// Builds and serializes the request of a new attempt (new branch, current CSeq).
     fn new_attempt(&mut self, rng: &mut dyn RngCore) {
         self.attempts += 1;
-        self.branch = token(rng, 16, "z9hG4bK");
+        let old = std::mem::replace(&mut self.branch, token(rng, 16, "z9hG4bK"));
+        self.retired_branch = (!old.is_empty()).then_some(old);
         let user = self.notify.auth_user();
         let mut authorization = Vec::with_capacity(self.realms.len());
         if let Some(password) = self.notify.credentials.as_ref().map(|c| &c.password) {
@@ -400,10 +519,16 @@ impl Flow {
             retransmissions: self.retransmissions,
             elapsed: now - self.started,
             call_id: self.call_id.clone(),
+            destination: Some(self.route.destination),
             answered_from: self.answered_from,
             ladder: std::mem::take(&mut self.ladder),
             retry_after: None,
         });
+    }
+
+    /// A routing step in the ladder.
+    fn note(&mut self, now: Instant, text: String) {
+        self.trace(now, Direction::Routing, None, Bytes::from(text));
     }
 
     fn trace(
@@ -438,6 +563,7 @@ fn retry_after(value: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::event::Event;
+    use crate::proto::notify::Resolution;
     use crate::sip::codec;
     use crate::sip::digest::Password;
     use crate::sip::uri::Target;
@@ -456,6 +582,7 @@ mod tests {
             destination: PHONE.parse().unwrap(),
             local: "127.0.0.1:40000".parse().unwrap(),
             transport,
+            resolution: None,
         };
         (notify, route)
     }
@@ -691,12 +818,12 @@ mod tests {
 
     #[test]
     fn unanswered_udp_target_retransmits_then_times_out_at_timer_f() {
-        let (mut flow, _rng, start, _first) = start(job(None, Transport::Udp));
+        let (mut flow, mut rng, start, _first) = start(job(None, Transport::Udp));
         let mut now = start;
         let mut sends = 1;
         while let Some(t) = flow.poll_timeout() {
             now = t;
-            flow.handle_timeout(now);
+            flow.handle_timeout(now, &mut rng);
             while flow.poll_transmit(now).is_some() {
                 sends += 1;
             }
@@ -715,7 +842,7 @@ mod tests {
         let (mut flow, mut rng, now, first) = start(j);
         feed(&mut flow, &mut rng, now, &respond(&first, 100, ""));
         assert_eq!(flow.poll_timeout(), Some(now + Duration::from_secs(2)));
-        flow.handle_timeout(now + Duration::from_secs(2));
+        flow.handle_timeout(now + Duration::from_secs(2), &mut rng);
         let o = flow.outcome().unwrap();
         assert_eq!(o.kind, OutcomeKind::Timeout);
         assert!(o.reason.contains("only provisional"), "{}", o.reason);
@@ -726,7 +853,7 @@ mod tests {
         let mut j = job(None, Transport::Udp);
         j.0.trace = true;
         let (mut flow, mut rng, now, first) = start(j);
-        flow.handle_timeout(now + Duration::from_millis(500));
+        flow.handle_timeout(now + Duration::from_millis(500), &mut rng);
         assert!(flow
             .poll_transmit(now + Duration::from_millis(500))
             .is_some());
@@ -746,6 +873,157 @@ mod tests {
                 Direction::Received
             ]
         );
+    }
+
+    /// A route to `PHONE` first, then to each of `next`.
+    fn failover_job(next: &[&str], timeout: Option<u64>, trace: bool) -> (Notify, Route) {
+        let (mut notify, mut route) = job(Some("secret"), Transport::Udp);
+        notify.timeout = timeout.map(Duration::from_secs);
+        notify.trace = trace;
+        let next = next
+            .iter()
+            .map(|d| Hop {
+                destination: d.parse().unwrap(),
+                local: "127.0.0.1:40000".parse().unwrap(),
+            })
+            .collect();
+        route.resolution = Some(Box::new(Resolution {
+            next,
+            steps: vec!["SRV _sip._udp.pbx.test.: two servers".into()],
+        }));
+        (notify, route)
+    }
+
+    /// Runs the timers to `until`, returning what was sent on the way.
+    fn run_until(flow: &mut Flow, rng: &mut StdRng, until: Instant) -> Vec<(Instant, Bytes)> {
+        let mut sent = Vec::new();
+        while let Some(t) = flow.poll_timeout().filter(|&t| t <= until) {
+            flow.handle_timeout(t, rng);
+            while let Some(bytes) = flow.poll_transmit(t) {
+                sent.push((t, bytes));
+            }
+        }
+        sent
+    }
+
+    const SECOND: &str = "127.0.0.3:5070";
+
+    #[test]
+    fn a_silent_destination_gets_its_share_then_the_next_a_new_transaction() {
+        let (mut flow, mut rng, now, first) = start(failover_job(&[SECOND], Some(4), true));
+        // Half of the 4 s for each of two destinations.
+        let sent = run_until(&mut flow, &mut rng, now + Duration::from_secs(2));
+        let (at, second) = sent.last().unwrap().clone();
+        assert_eq!(at, now + Duration::from_secs(2));
+        assert_eq!(flow.destination(), SECOND.parse().unwrap());
+        assert_eq!(
+            sent.len(),
+            3,
+            "two retransmissions, then the next destination"
+        );
+        let (a, b) = (
+            codec::parse(&first).unwrap(),
+            codec::parse(&second).unwrap(),
+        );
+        assert_ne!(a.top_via_branch(), b.top_via_branch());
+        assert_eq!(a.header("Call-ID"), b.header("Call-ID"));
+        assert_eq!(b.cseq(), Some((2, "NOTIFY")));
+        // The endpoint is told to stop routing the old branch.
+        let retired = flow.take_retired_branch().unwrap();
+        assert_eq!(Some(retired.as_str()), a.top_via_branch());
+        feed_from(&mut flow, &mut rng, at, SECOND, &respond(&second, 200, "")).unwrap();
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Delivered);
+        assert_eq!((o.attempts, o.retransmissions), (2, 2));
+        assert_eq!(o.destination, Some(SECOND.parse().unwrap()));
+        assert_eq!(o.answered_from, None);
+        let routing: Vec<String> = o
+            .ladder
+            .iter()
+            .filter(|e| e.direction == Direction::Routing)
+            .map(|e| String::from_utf8_lossy(&e.bytes).into_owned())
+            .collect();
+        assert_eq!(
+            routing,
+            [
+                "SRV _sip._udp.pbx.test.: two servers".to_string(),
+                format!("no response from {PHONE} in 2.0 s: trying the next destination, {SECOND}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_destination_gets_what_is_left_over_those_left_and_the_last_the_rest() {
+        let next = [SECOND, "127.0.0.4:5070"];
+        let (mut flow, mut rng, now, _) = start(failover_job(&next, Some(3), false));
+        let mut switches = Vec::new();
+        let mut last = flow.destination();
+        while let Some(t) = flow.poll_timeout() {
+            flow.handle_timeout(t, &mut rng);
+            while flow.poll_transmit(t).is_some() {}
+            if flow.outcome().is_none() && flow.destination() != last {
+                last = flow.destination();
+                switches.push(t - now);
+            }
+        }
+        assert_eq!(switches, [Duration::from_secs(1), Duration::from_secs(2)]);
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Timeout);
+        assert_eq!(
+            o.elapsed,
+            Duration::from_secs(3),
+            "one limit for the target"
+        );
+        assert_eq!(o.attempts, 3);
+        assert_eq!(o.destination, Some("127.0.0.4:5070".parse().unwrap()));
+
+        // Without --timeout, Timer F is the one limit: 16 s each for two destinations.
+        let (mut flow, mut rng, now, _) = start(failover_job(&[SECOND], None, false));
+        run_until(&mut flow, &mut rng, now + Duration::from_secs(16));
+        assert_eq!(flow.destination(), SECOND.parse().unwrap());
+        run_until(&mut flow, &mut rng, now + Duration::from_secs(60));
+        assert_eq!(flow.outcome().unwrap().elapsed, Duration::from_secs(32));
+    }
+
+    #[test]
+    fn a_503_or_a_transport_error_moves_on_at_once_without_the_old_credentials() {
+        let (mut flow, mut rng, now, first) = start(failover_job(&[SECOND], None, false));
+        feed(&mut flow, &mut rng, now, &respond(&first, 401, MD5_QOP));
+        let authenticated = flow.poll_transmit(now).unwrap();
+        feed(&mut flow, &mut rng, now, &respond(&authenticated, 503, ""));
+        assert_eq!(flow.destination(), SECOND.parse().unwrap());
+        let bytes = flow
+            .poll_transmit(now)
+            .expect("the request to the next destination");
+        let next = codec::parse(&bytes).unwrap();
+        assert_eq!(next.header("Authorization"), None);
+        assert_eq!(next.cseq(), Some((3, "NOTIFY")));
+        // The last destination's 503 ends the target.
+        feed_from(&mut flow, &mut rng, now, SECOND, &respond(&bytes, 503, "")).unwrap();
+        let o = flow.outcome().unwrap();
+        assert_eq!((o.kind, o.status), (OutcomeKind::Rejected, Some(503)));
+
+        let (mut flow, mut rng, now, _) = start(failover_job(&[SECOND], None, false));
+        flow.handle_transport_error(now, "connection refused", &mut rng);
+        assert_eq!(flow.destination(), SECOND.parse().unwrap());
+        assert!(flow.poll_transmit(now).is_some());
+        flow.handle_transport_error(now, "connection refused", &mut rng);
+        let o = flow.outcome().unwrap();
+        assert_eq!(
+            (o.kind, o.reason.as_str()),
+            (OutcomeKind::Unreachable, "connection refused")
+        );
+    }
+
+    #[test]
+    fn a_destination_that_answered_provisionally_is_not_left() {
+        let (mut flow, mut rng, now, first) = start(failover_job(&[SECOND], Some(4), false));
+        feed(&mut flow, &mut rng, now, &respond(&first, 100, ""));
+        run_until(&mut flow, &mut rng, now + Duration::from_secs(10));
+        let o = flow.outcome().unwrap();
+        assert_eq!(o.kind, OutcomeKind::Timeout);
+        assert_eq!(o.destination, Some(PHONE.parse().unwrap()));
+        assert_eq!(o.attempts, 1);
     }
 
     #[test]

@@ -19,6 +19,6 @@ mod paired;
 pub mod transaction;
 
 pub use endpoint::{Endpoint, FlowId, Mismatch, Received, Stats, Transmit};
-pub use notify::{Credentials, Notify, Route, TooLargeForUdp, MAX_UDP_PAYLOAD};
+pub use notify::{Credentials, Hop, Notify, Resolution, Route, TooLargeForUdp, MAX_UDP_PAYLOAD};
 pub use outcome::{Outcome, OutcomeKind};
 pub use transaction::Timers;

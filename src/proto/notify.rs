@@ -146,14 +146,51 @@ pub const AUTHORIZATION_ALLOWANCE: usize = 1024;
 
 /// Where a NOTIFY goes once its next hop is resolved (and, over TCP, connected): what the
 /// I/O layer tells the core.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// The address requests go to (the phone, or an outbound proxy).
+    /// The address requests go to first (the phone, or an outbound proxy).
     pub destination: SocketAddr,
     /// The local address written in Via and Contact.
     pub local: SocketAddr,
     /// The transport of the requests.
     pub transport: Transport,
+    /// What a name resolved through DNS adds: the destinations to try next and how they
+    /// were found. `None` for an address, as nearly every target of a campaign is, so that
+    /// its route stays one destination inline.
+    pub resolution: Option<Box<Resolution>>,
+}
+
+impl Route {
+    /// A route to one destination.
+    pub fn new(destination: SocketAddr, local: SocketAddr, transport: Transport) -> Route {
+        Route {
+            destination,
+            local,
+            transport,
+            resolution: None,
+        }
+    }
+}
+
+/// The rest of a resolved route (RFC 3263).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// The destinations after [`Route::destination`], in the order to try them when a
+    /// transaction times out within its share of the time, cannot be sent, or gets 503
+    /// (RFC 3263 §4.3).
+    pub next: Vec<Hop>,
+    /// How the name was resolved, a line per step, shown in the ladder; empty unless the
+    /// NOTIFY is traced.
+    pub steps: Vec<String>,
+}
+
+/// One more destination of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// Its address.
+    pub destination: SocketAddr,
+    /// The local address written in Via and Contact when sending there.
+    pub local: SocketAddr,
 }
 
 #[cfg(test)]

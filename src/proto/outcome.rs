@@ -63,6 +63,9 @@ pub enum Direction {
     Retransmitted,
     /// Received from the phone or proxy.
     Received,
+    /// Not a message: a routing step (how a name was resolved, a move to the next
+    /// destination), its text in place of the bytes.
+    Routing,
 }
 
 /// One message of the ladder, kept only when tracing was asked for.
@@ -98,6 +101,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The Call-ID shared by all attempts.
     pub call_id: String,
+    /// Where the last request went (the last destination tried); `None` when nothing was
+    /// sent.
+    pub destination: Option<SocketAddr>,
     /// Where the last response used came from, when not the address the requests went to
     /// (a multi-homed phone, an SBC); `None` when it came from there, or none came.
     pub answered_from: Option<SocketAddr>,
@@ -119,6 +125,7 @@ impl Outcome {
             retransmissions: 0,
             elapsed: Duration::ZERO,
             call_id: String::new(),
+            destination: None,
             answered_from: None,
             ladder: Vec::new(),
             retry_after: None,

@@ -243,6 +243,7 @@ fn start(pair: &mut Pair, target: &str, password: Option<&str>) -> FlowId {
         destination: SocketAddr::new(ip, target.port()),
         local: LOCAL,
         transport: Transport::Udp,
+        resolution: None,
     };
     let mut notify = Notify::new(target, Event::Resync { profile: None });
     if let Some(password) = password {
