@@ -156,8 +156,16 @@ impl Driver {
                     }
                 }
             }
-            // ICMP errors surface here on some systems; the transaction timers decide.
-            Err(e) => tracing::debug!("udp receive error: {e}"),
+            // An ICMP error: the socket's error queue says for which datagram.
+            Err(e) => {
+                tracing::debug!("udp receive error: {e}");
+                let now = Instant::now().into_std();
+                while let Some(icmp) = super::udp::next_unreachable(socket, buf) {
+                    tracing::debug!("{}", icmp.reason);
+                    self.endpoint
+                        .handle_unreachable(now, &icmp.request, &icmp.reason);
+                }
+            }
         }
     }
 

@@ -99,6 +99,9 @@ impl Notifier {
             Some(_) => None,
         };
         let udp6_local = udp6.as_ref().map(|s| s.local_addr()).transpose()?;
+        for socket in std::iter::once(&udp).chain(&udp6) {
+            super::udp::report_unreachable(socket);
+        }
         let (stream_tx, stream_rx) = mpsc::channel(EVENT_QUEUE);
         let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());
         let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, config.timers.timer_f()));

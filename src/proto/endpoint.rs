@@ -204,6 +204,20 @@ impl Endpoint {
         }
     }
 
+    /// An ICMP error came back for `request`, one of the datagrams this endpoint sent (the
+    /// kernel returns its bytes with the error): its flow takes it, by the request's Via
+    /// branch ([`Flow::handle_unreachable`]). Anything else is ignored.
+    pub fn handle_unreachable(&mut self, now: Instant, request: &[u8], reason: &str) {
+        let Some(id) = codec::route_key(request).and_then(|(b, _)| self.branches.get(b).copied())
+        else {
+            return;
+        };
+        if let Some(Entry { flow, .. }) = self.flows.get_mut(&id) {
+            flow.handle_unreachable(now, reason, &mut self.rng);
+            self.after_input(now, id);
+        }
+    }
+
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.timers.first() {

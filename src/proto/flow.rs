@@ -24,6 +24,10 @@ use rand::RngCore;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// After an ICMP error, how soon the request goes again: long enough for a phone that was
+/// restarting its SIP stack, short enough that a closed port ends a target at once.
+pub const ICMP_RETRY: Duration = Duration::from_millis(200);
+
 /// How many challenge rounds a target may go through before it is `auth_failed`.
 pub const MAX_AUTH_ROUNDS: u32 = 4;
 
@@ -59,6 +63,8 @@ pub struct Flow {
     /// The branch the last new attempt replaced, until the endpoint forgets it.
     retired_branch: Option<String>,
     provisional: bool,
+    /// An ICMP error said the current request did not arrive, and no answer came since.
+    unreachable_once: bool,
     /// Where the last response used came from, when not the destination.
     answered_from: Option<SocketAddr>,
     outcome: Option<Outcome>,
@@ -155,6 +161,7 @@ impl Flow {
             failover: None,
             retired_branch: None,
             provisional: false,
+            unreachable_once: false,
             answered_from: None,
             outcome: None,
             ladder: Vec::new(),
@@ -316,6 +323,25 @@ impl Flow {
         }
     }
 
+    /// An ICMP error (port or host unreachable) for one of this attempt's datagrams. One such
+    /// error is not the end: the network may lose a phone's answer while it restarts its SIP
+    /// stack. The request goes again after [`ICMP_RETRY`] instead of at Timer E; a second
+    /// error with no answer between them ends the target `unreachable` (or moves it to its
+    /// next destination), well before Timer F.
+    pub fn handle_unreachable(&mut self, now: Instant, reason: &str, rng: &mut dyn RngCore) {
+        if self.outcome.is_some() {
+            return;
+        }
+        if self.unreachable_once {
+            self.unreachable_once = false;
+            self.handle_transport_error(now, reason, rng);
+        } else {
+            self.unreachable_once = true;
+            self.note(now, format!("{reason}: sending again in {ICMP_RETRY:?}"));
+            self.tx.retransmit_by(now + ICMP_RETRY);
+        }
+    }
+
     /// Feeds a message routed to this flow by its Via branch, received from `from`, whatever
     /// address that is: RFC 3261 §17.1.3 matches responses to transactions, not to sources,
     /// and multi-homed phones and SBCs answer from another address. It is used only if it is
@@ -343,6 +369,7 @@ impl Flow {
             return Ok(());
         }
         self.answered_from = (from != self.route.destination).then_some(from);
+        self.unreachable_once = false;
         self.trace(
             now,
             Direction::Received,
@@ -457,6 +484,7 @@ impl Flow {
 
     /// Builds and serializes the request of a new attempt (new branch, current CSeq).
     fn new_attempt(&mut self, rng: &mut dyn RngCore) {
+        self.unreachable_once = false;
         self.attempts += 1;
         let old = std::mem::replace(&mut self.branch, token(rng, 16, "z9hG4bK"));
         self.retired_branch = (!old.is_empty()).then_some(old);
@@ -833,6 +861,27 @@ mod tests {
         assert_eq!(now - start, Duration::from_secs(32));
         assert_eq!((sends, o.retransmissions), (11, 10));
         assert!(o.reason.contains("no response"));
+    }
+
+    #[test]
+    fn one_icmp_error_brings_the_retransmission_forward_and_a_second_ends_the_target() {
+        let (mut flow, mut rng, now, first) = start(job(None, Transport::Udp));
+        flow.handle_unreachable(now, "port unreachable", &mut rng);
+        assert!(flow.outcome().is_none());
+        assert_eq!(flow.poll_timeout(), Some(now + ICMP_RETRY));
+        let later = now + ICMP_RETRY;
+        flow.handle_timeout(later, &mut rng);
+        assert_eq!(flow.poll_transmit(later), Some(first.clone()));
+        // An answer between two errors: the next error is a first one again.
+        feed(&mut flow, &mut rng, later, &respond(&first, 100, ""));
+        flow.handle_unreachable(later, "port unreachable", &mut rng);
+        assert!(flow.outcome().is_none());
+        flow.handle_unreachable(later, "port unreachable", &mut rng);
+        let o = flow.outcome().unwrap();
+        assert_eq!(
+            (o.kind, o.reason.as_str()),
+            (OutcomeKind::Unreachable, "port unreachable")
+        );
     }
 
     #[test]

@@ -99,6 +99,14 @@ impl ClientTransaction {
         }
     }
 
+    /// Brings the next retransmission forward to `at` (over UDP, while no final response
+    /// has come): for a request that an ICMP error says did not arrive.
+    pub fn retransmit_by(&mut self, at: Instant) {
+        if let Some(e) = &mut self.timer_e {
+            *e = (*e).min(at);
+        }
+    }
+
     /// How many times the request was sent beyond the first.
     pub fn retransmissions(&self) -> u32 {
         self.sends.saturating_sub(1)
@@ -251,6 +259,25 @@ mod tests {
         assert_eq!(tx.state(), State::Terminated);
         assert_eq!(tx.poll_timeout(), None);
         assert!(!tx.poll_transmit());
+    }
+
+    #[test]
+    fn a_retransmission_brought_forward_goes_then_and_the_schedule_goes_on() {
+        let start = Instant::now();
+        let mut tx = ClientTransaction::new(start, Timers::default(), false);
+        assert!(tx.poll_transmit());
+        tx.retransmit_by(start + secs(0.2));
+        assert_eq!(tx.poll_timeout(), Some(start + secs(0.2)));
+        tx.handle_timeout(start + secs(0.2));
+        assert!(tx.poll_transmit());
+        // The interval doubled from T1, from the retransmission.
+        assert_eq!(tx.poll_timeout(), Some(start + secs(1.2)));
+        // Never later than it was.
+        tx.retransmit_by(start + secs(9.0));
+        assert_eq!(tx.poll_timeout(), Some(start + secs(1.2)));
+        let mut reliable = ClientTransaction::new(start, Timers::default(), true);
+        reliable.retransmit_by(start);
+        assert_eq!(reliable.poll_timeout(), Some(start + secs(32.0)));
     }
 
     #[test]
