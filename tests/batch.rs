@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bin, PhoneProcess};
+use common::{assert_exit, batch, bin, output_with_stdin, temp_dir, PhoneProcess};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -122,13 +122,6 @@ fn keys<'a>(lines: &'a [Value], kind: &str) -> HashSet<&'a str> {
         .collect()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipnotify-batch-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn read_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -143,27 +136,6 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
         .collect()
-}
-
-/// The run exited with `code`; if not, says what it printed.
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn batch(args: &[&str]) -> Output {
-    bin()
-        .arg("batch")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 fn write_targets(dir: &Path, phone: &Phone, users: std::ops::Range<u32>) -> PathBuf {
@@ -237,6 +209,12 @@ impl Campaign {
     /// Runs [`Campaign::command`] to the end.
     fn run(&self, extra: &[&str]) -> Output {
         self.command(extra).output().unwrap()
+    }
+
+    /// `sipnotify batch INPUT EXTRA...`, without the campaign's journal, to the end.
+    fn batch(&self, extra: &[&str]) -> Output {
+        let input = self.input.to_str().unwrap();
+        batch(&[&[input], extra].concat())
     }
 }
 
@@ -336,23 +314,12 @@ fn jsonl_from_stdin_with_per_row_events() {
         phone.target(1101),
         phone.target(1102)
     );
-    let mut child = bin()
-        .args([
+    let out = output_with_stdin(
+        bin().args([
             "batch", "-", "--format", "jsonl", "--event", "reboot", "--output", "csv",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ]),
+        input.as_bytes(),
+    );
     assert_exit(&out, 0);
     let csv = String::from_utf8_lossy(&out.stdout);
     assert_eq!(csv.lines().count(), 4, "{csv}");
@@ -452,13 +419,7 @@ fn shards_cover_every_row_once() {
     let mut seen = Vec::new();
     for k in 0..3 {
         let shard = format!("{k}/3");
-        let out = batch(&[
-            campaign.input.to_str().unwrap(),
-            "--shard",
-            &shard,
-            "--output",
-            "json",
-        ]);
+        let out = campaign.batch(&["--shard", &shard, "--output", "json"]);
         assert_eq!(out.status.code(), Some(0));
         let records = json_lines(&out.stdout);
         assert!((10..=11).contains(&records.len()));
@@ -483,19 +444,13 @@ fn shard_journals_merge_into_the_report_of_one_run() {
     let port = campaign.phone.process.addr("udp").port();
     rows += &format!("sip:99@127.0.0.1:{port},x\nsip:98@127.0.0.1:{port},x\nnot a target,x\n");
     std::fs::write(&campaign.input, rows).unwrap();
-    let whole = batch(&[campaign.input.to_str().unwrap(), "--output", "json"]);
+    let whole = campaign.batch(&["--output", "json"]);
     let single = String::from_utf8_lossy(&whole.stderr).to_string();
     let mut journals = Vec::new();
     for k in 0..3 {
         let journal = campaign.dir.join(format!("shard-{k}.journal"));
         let shard = format!("{k}/3");
-        let out = batch(&[
-            campaign.input.to_str().unwrap(),
-            "--shard",
-            &shard,
-            "--journal",
-            journal.to_str().unwrap(),
-        ]);
+        let out = campaign.batch(&["--shard", &shard, "--journal", journal.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1));
         journals.push(journal);
     }
@@ -535,13 +490,7 @@ fn shard_journals_merge_into_the_report_of_one_run() {
     assert_eq!(csv.lines().count(), 33, "{csv}");
     // Journals of another campaign are refused.
     let other = campaign.dir.join("other.journal");
-    let out = batch(&[
-        campaign.input.to_str().unwrap(),
-        "--event",
-        "reboot",
-        "--journal",
-        other.to_str().unwrap(),
-    ]);
+    let out = campaign.batch(&["--event", "reboot", "--journal", other.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let refused = bin()
         .args(["journal", "merge"])
@@ -941,7 +890,7 @@ fn a_resumed_campaign_appends_to_its_report() {
 #[test]
 fn a_phone_on_two_threads_answers_every_target_once() {
     let campaign = Campaign::start("threads", &["--threads", "2"], 20_000..22_000);
-    let out = batch(&[campaign.input.to_str().unwrap(), "--output", "json"]);
+    let out = campaign.batch(&["--output", "json"]);
     assert_exit(&out, 0);
     let records = json_lines(&out.stdout);
     assert_eq!(records.len(), 2000);

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::bin;
-use std::io::Write;
+use common::{bin, output_with_stdin};
 use std::process::{Command, Stdio};
 
 /// The command's stdout, after checking it exited 0 and wrote nothing on stderr.
@@ -32,20 +31,7 @@ fn installed(program: &str) -> bool {
 
 /// `program -n` (parse only) over `script` on its stdin: the shell's verdict.
 fn parses(program: &str, script: &str) -> std::process::Output {
-    let mut child = Command::new(program)
-        .arg("-n")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(Command::new(program).arg("-n"), script.as_bytes())
 }
 
 #[test]
@@ -129,20 +115,10 @@ fn the_man_page_has_its_sections_and_renders() {
         eprintln!("groff is not installed: the page's sections were checked, not its rendering");
         return;
     }
-    let mut child = Command::new("groff")
-        .args(["-man", "-Tutf8", "-ww", "-P-b", "-P-u"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new("groff").args(["-man", "-Tutf8", "-ww", "-P-b", "-P-u"]),
+        page.as_bytes(),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
     assert!(text.contains("NAME") && text.contains("SYNOPSIS") && text.contains("sipnotify"));

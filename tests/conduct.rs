@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, json_line, PhoneProcess, PASSWORD};
+use common::{bin, json_line, output_with_stdin, send, PhoneProcess, PASSWORD};
 use regex::Regex;
 use std::process::{Output, Stdio};
 
@@ -116,15 +116,7 @@ fn a_bind_error_names_the_address() {
 
 #[test]
 fn standard_input_has_one_name() {
-    let mut child = bin()
-        .args(["batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"target\nfoo\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(bin().args(["batch", "-"]), b"target\nfoo\n");
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("error: standard input: line 2: "),
@@ -165,11 +157,7 @@ fn the_target_is_kept_as_written_on_the_wire_and_in_the_output() {
         "{request}"
     );
     assert!(!request.contains("transport=TCP"), "{request}");
-    let out = bin()
-        .args(["resync", &target, "--output", "json"])
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
+    let out = send(&["resync", &target, "--output", "json"]);
     let v = json_line(&out.stdout);
     assert_eq!(
         (v["outcome"].as_str(), v["target"].as_str()),

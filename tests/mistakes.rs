@@ -4,21 +4,15 @@
 
 mod common;
 
-use common::{bin, response, PhoneProcess};
+use common::{
+    assert_exit, assert_refused, batch, bin, read_pipes, response, temp_dir, wait_watching,
+    PhoneProcess,
+};
 use serde_json::Value;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-/// A folder of its own for each test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("sipnotify-mistakes-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A simulated phone for users 1000-99999 whose passwords are `pw-{user}`, logging each
 /// exchange.
@@ -60,15 +54,6 @@ fn deliveries(log: &Path) -> std::collections::HashMap<String, u32> {
     counts
 }
 
-fn batch(args: &[&str]) -> Output {
-    bin()
-        .arg("batch")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
         .lines()
@@ -76,59 +61,34 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// The phone accepted a NOTIFY from each of `users` users, `times` times each.
 #[track_caller]
-fn assert_refused(out: &Output, message: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(message), "{stderr}");
+fn assert_delivered(log: &Path, users: usize, times: u32) {
+    let counts = deliveries(log);
+    assert_eq!(counts.len(), users);
+    assert!(counts.values().all(|n| *n == times), "{counts:?}");
 }
 
 /// Runs `command` and returns its output and peak RSS in KiB (from wait4).
 #[cfg(target_os = "linux")]
 fn output_and_peak_rss(mut command: Command) -> (Output, i64) {
-    let child = command
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut status = 0;
-        // SAFETY: rusage is plain data, filled in by the kernel.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for our own child; the Child's pipes are read by wait_with_output.
-        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let _ = tx.send((status, usage.ru_maxrss));
-    });
-    let (status, rss) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let exited = wait_watching(&mut child, Duration::from_secs(60), |_| Ok(()));
     // The child is reaped: read what it printed from its pipes.
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    use std::io::Read;
-    let mut child = child;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    std::mem::forget(child);
-    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    let (stdout, stderr) = read_pipes(&mut child);
+    let status = exited.status;
     (
         Output {
             status,
             stdout,
             stderr,
         },
-        rss,
+        exited.max_rss_kib,
     )
 }
 
@@ -155,12 +115,7 @@ fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
             .unwrap()
     };
     let spread = run("--spread 1s", Stdio::piped());
-    assert_eq!(
-        spread.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&spread.stderr)
-    );
+    assert_exit(&spread, 0);
     let records = json_lines(&spread.stdout);
     assert_eq!(records.len(), 1000);
     assert!(records.iter().all(|r| r["outcome"] == "delivered"));
@@ -199,9 +154,7 @@ fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
     // stderr was the terminal: the summary went there (stdout carries JSON).
     assert!(String::from_utf8_lossy(&seen).contains("summary: 1000 targets"));
     // Every phone acted twice: once per run, never more.
-    let counts = deliveries(&log);
-    assert_eq!(counts.len(), 1000);
-    assert!(counts.values().all(|n| *n == 2), "{counts:?}");
+    assert_delivered(&log, 1000, 2);
 }
 
 /// Options naming the same file are refused before anything is opened for writing, and
@@ -323,9 +276,7 @@ fn a_second_run_on_a_busy_journal_sends_nothing() {
         &format!("another run is using it (pid {})", first.id()),
     );
     assert!(first.wait().unwrap().success());
-    let counts = deliveries(&log);
-    assert_eq!(counts.len(), 40);
-    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    assert_delivered(&log, 40, 1);
 }
 
 /// The same phone four times in one file (two spellings of its URI) acts once; the other
@@ -356,12 +307,7 @@ fn duplicate_rows_act_once_unless_allowed() {
         "--output",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let records = json_lines(&out.stdout);
     let duplicates: Vec<&Value> = records
         .iter()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, open_descriptors, wait_watching, PhoneProcess, PASSWORD};
+use common::{bin, open_descriptors, temp_dir, wait_watching, PhoneProcess, PASSWORD};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::File;
@@ -27,8 +27,7 @@ fn a_tcp_campaign_to_2000_addresses_holds_descriptors_for_the_targets_in_flight(
         .start();
     let port = phone.addr("tcp").port();
 
-    let dir = std::env::temp_dir().join(format!("sipnotify-tcp-fleet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("fleet");
     let input = dir.join("targets.csv");
     let mut rows = String::from("target\n");
     for i in 0..TARGETS {
