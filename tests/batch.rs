@@ -2,91 +2,14 @@
 
 mod common;
 
-use common::{assert_exit, batch, bin, output_with_stdin, temp_dir, PhoneProcess};
+use common::campaign::{Campaign, LoggedPhone};
+use common::{assert_exit, batch, bin, output_with_stdin, temp_dir};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A simulated phone on a free loopback UDP port with its `--log`, killed on drop.
-struct Phone {
-    process: PhoneProcess,
-    log: PathBuf,
-}
-
-impl Phone {
-    fn start(dir: &Path, extra: &[&str]) -> Phone {
-        let log = dir.join("phone.log");
-        let process = PhoneProcess::builder()
-            .transport("udp")
-            .users("1000-99999")
-            .password_template("pw-{user}")
-            .log(&log)
-            .args(extra)
-            .start();
-        Phone { process, log }
-    }
-
-    fn target(&self, user: u32) -> String {
-        format!("{user}@127.0.0.1:{}", self.process.addr("udp").port())
-    }
-
-    /// The log lines that `keep`, once there are at least `expected` of them or after
-    /// 10 s: the phone writes its log on a thread of its own, a little after answering.
-    fn logged(&self, expected: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // A line being written may be cut short: skipped until it is whole.
-            let lines: Vec<Value> = std::fs::read_to_string(&self.log)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|l| keep(l))
-                .collect();
-            if lines.len() >= expected || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The 2xx answers to NOTIFY per user, from the phone's log, once it holds `expected`.
-    fn deliveries(&self, expected: usize) -> HashMap<String, u32> {
-        let mut counts = HashMap::new();
-        let delivered =
-            |l: &Value| l["method"] == "NOTIFY" && l["status"].as_u64().unwrap() / 100 == 2;
-        for line in self.logged(expected, delivered) {
-            *counts
-                .entry(line["user"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-        counts
-    }
-
-    /// The phone's log holds one 2xx answer to NOTIFY for each of `n` users, and no more.
-    #[track_caller]
-    fn assert_each_delivered_once(&self, n: usize) {
-        let counts = self.deliveries(n);
-        assert_eq!(counts.len(), n);
-        assert!(counts.values().all(|n| *n == 1));
-    }
-
-    /// The event of each 200 answer per user, from the phone's log, once it holds
-    /// `expected`.
-    fn events(&self, expected: usize) -> HashMap<String, String> {
-        self.logged(expected, |l| l["status"] == 200)
-            .into_iter()
-            .map(|l| {
-                (
-                    l["user"].as_str().unwrap().to_string(),
-                    l["event"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-}
 
 /// Polls the journal every 20 ms until it holds `n` lines of type `kind`; panics after 30 s.
 fn wait_for_journal(journal: &Path, kind: &str, n: usize) {
@@ -138,52 +61,7 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-fn write_targets(dir: &Path, phone: &Phone, users: std::ops::Range<u32>) -> PathBuf {
-    let path = dir.join("targets.csv");
-    let mut text = String::from("target,password\n");
-    for user in users {
-        text += &format!("{},pw-{user}\n", phone.target(user));
-    }
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// A campaign's fresh folder, a phone started with some arguments, a CSV of some of its
-/// users (with their passwords) and where its journal goes.
-struct Campaign {
-    dir: PathBuf,
-    phone: Phone,
-    input: PathBuf,
-    journal: PathBuf,
-}
-
 impl Campaign {
-    fn start(name: &str, phone_args: &[&str], users: std::ops::Range<u32>) -> Campaign {
-        let dir = temp_dir(name);
-        let phone = Phone::start(&dir, phone_args);
-        let input = write_targets(&dir, &phone, users);
-        let journal = dir.join("j.jsonl");
-        Campaign {
-            dir,
-            phone,
-            input,
-            journal,
-        }
-    }
-
-    /// `sipnotify batch INPUT EXTRA... --journal JOURNAL`, stdin closed.
-    fn command(&self, extra: &[&str]) -> Command {
-        let mut command = bin();
-        command
-            .arg("batch")
-            .arg(&self.input)
-            .args(extra)
-            .arg("--journal")
-            .arg(&self.journal)
-            .stdin(Stdio::null());
-        command
-    }
-
     /// Starts [`Campaign::command`] with its stdout to `stdout` and its stderr piped, and
     /// sends it `sig` once the journal holds `intents` intents: the child and when the
     /// signal was sent.
@@ -205,17 +83,6 @@ impl Campaign {
         signal(&child, sig);
         (child, sent_at)
     }
-
-    /// Runs [`Campaign::command`] to the end.
-    fn run(&self, extra: &[&str]) -> Output {
-        self.command(extra).output().unwrap()
-    }
-
-    /// `sipnotify batch INPUT EXTRA...`, without the campaign's journal, to the end.
-    fn batch(&self, extra: &[&str]) -> Output {
-        let input = self.input.to_str().unwrap();
-        batch(&[&[input], extra].concat())
-    }
 }
 
 /// Journal intents' times, in seconds.
@@ -232,7 +99,7 @@ fn intent_times(journal: &Path) -> Vec<f64> {
 #[test]
 fn csv_with_per_row_credentials_events_and_a_bad_row() {
     let dir = temp_dir("csv");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let input = dir.join("in.csv");
     let pwfile = dir.join("default.pw");
     std::fs::write(&pwfile, "pw-1003\n").unwrap();
@@ -305,7 +172,7 @@ fn csv_with_per_row_credentials_events_and_a_bad_row() {
 #[test]
 fn jsonl_from_stdin_with_per_row_events() {
     let dir = temp_dir("jsonl");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let input = format!(
         "{{\"target\":\"{}\",\"password\":\"pw-1100\",\"event\":\"report\",\"id\":1}}\n\n\
          {{\"target\":\"{}\",\"password\":\"pw-1101\"}}\n\
@@ -410,7 +277,7 @@ fn retries_503_honouring_retry_after() {
         assert!(time("result") - time("intent") >= (tries - 1.0) * 0.99);
     }
     // Every user got exactly one delivery.
-    campaign.phone.assert_each_delivered_once(10);
+    campaign.phone.assert_each_delivered(10, 1);
 }
 
 #[test]
@@ -431,7 +298,7 @@ fn shards_cover_every_row_once() {
     }
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!((seen.len(), unique.len()), (31, 31));
-    campaign.phone.assert_each_delivered_once(31);
+    campaign.phone.assert_each_delivered(31, 1);
 }
 
 /// A campaign split 3 ways, each shard with its journal, merged: one record per target and
@@ -704,7 +571,7 @@ fn a_journal_write_error_is_exit_1_with_its_message() {
 #[test]
 fn a_csv_row_with_an_extra_cell_is_a_bad_row_and_leaks_nothing() {
     let dir = temp_dir("cells");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let input = dir.join("in.csv");
     std::fs::write(
         &input,
@@ -898,7 +765,7 @@ fn a_phone_on_two_threads_answers_every_target_once() {
     assert!(records
         .iter()
         .all(|r| r["outcome"] == "delivered" && r["attempts"] == 2));
-    campaign.phone.assert_each_delivered_once(2000);
+    campaign.phone.assert_each_delivered(2000, 1);
 
     let refused = bin().args(["phone", "--threads", "0"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
@@ -909,7 +776,7 @@ fn a_phone_on_two_threads_answers_every_target_once() {
 fn rows_from_a_fifo_start_as_they_come() {
     use std::io::Write;
     let dir = temp_dir("fifo");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let fifo = dir.join("rows.csv");
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);

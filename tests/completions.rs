@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, output_with_stdin};
+use common::{assert_contains_all, bin, output_with_stdin};
 use std::process::{Command, Stdio};
 
 /// The command's stdout, after checking it exited 0 and wrote nothing on stderr.
@@ -38,15 +38,14 @@ fn parses(program: &str, script: &str) -> std::process::Output {
 fn every_shell_gets_a_script_naming_every_command() {
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let script = generated(&["completions", shell]);
-        for word in [
+        let commands = [
             "resync",
             "xml-service",
             "batch",
             "report-html",
             "completions",
-        ] {
-            assert!(script.contains(word), "{shell}: no {word}");
-        }
+        ];
+        assert_contains_all(shell, &script, &commands);
         let checker = match shell {
             "bash" | "zsh" | "fish" => shell,
             _ => continue,
@@ -102,14 +101,13 @@ fn a_bash_completion_completes_subcommands_and_options() {
 #[test]
 fn the_man_page_has_its_sections_and_renders() {
     let page = generated(&["man"]);
-    for section in [
+    let sections = [
         ".TH sipnotify 1",
         ".SH NAME",
         ".SH SYNOPSIS",
         ".SH SUBCOMMANDS",
-    ] {
-        assert!(page.contains(section), "no {section}");
-    }
+    ];
+    assert_contains_all("the man page", &page, &sections);
     assert!(page.contains("completions") && page.contains("journal"));
     if !installed("groff") {
         eprintln!("groff is not installed: the page's sections were checked, not its rendering");

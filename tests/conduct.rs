@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{bin, json_line, output_with_stdin, send, PhoneProcess, PASSWORD};
+use common::{
+    assert_contains_all, bin, json_line, output_with_stdin, send, PhoneProcess, PASSWORD,
+};
 use regex::Regex;
 use std::process::{Output, Stdio};
 
@@ -37,14 +39,13 @@ fn the_demo_captions_each_message_and_says_what_a_phone_does() {
         .collect();
     assert_eq!(times.len(), 8, "{stdout}");
     assert!(times.iter().all(|&t| t > 0.0), "{times:?}");
-    for action in [
+    let actions = [
         "re-fetches its configuration profile",
         "cold restarts",
         "warm restarts",
         "fetches the URL and shows the XML service",
-    ] {
-        assert!(stdout.contains(action), "{action}:\n{stdout}");
-    }
+    ];
+    assert_contains_all("the demo", &stdout, &actions);
     // The first line of each message only; -v shows them whole.
     assert!(!stdout.contains("WWW-Authenticate:"));
     let verbose = text(&run(&["demo", "-v"]).stdout);

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{assert_exit, assert_refused, batch, bin, dry_run, send, temp_dir, PhoneProcess};
+use common::campaign::Campaign;
+use common::{assert_exit, assert_refused, bin, dry_run, send, PhoneProcess};
 
 /// Every preset: vendor, action, Event header, body. Written out here, apart from the
 /// table in src/event.rs, so a change to the table is a visible change to this list.
@@ -96,18 +97,10 @@ fn a_vendor_without_the_event_is_refused_and_a_vendors_phone_refuses_others() {
 /// A campaign's rows may name their vendor; the others get `--vendor`.
 #[test]
 fn a_campaign_sends_each_row_its_vendors_event() {
-    let dir = temp_dir("rows");
-    let log = dir.join("phone.log");
-    let phone = PhoneProcess::builder()
-        .users("1000-1002")
-        .password_template("pw-{user}")
-        .args(["--accept-event", "check-sync"])
-        .log(&log)
-        .start();
-    let addr = phone.addr("udp");
-    let input = dir.join("rows.csv");
+    let campaign = Campaign::start("rows", &["--accept-event", "check-sync"], 0..0);
+    let addr = campaign.phone.process.addr("udp");
     std::fs::write(
-        &input,
+        &campaign.input,
         format!(
             "target,password,vendor\n\
              sip:1000@{addr},pw-1000,yealink\n\
@@ -116,28 +109,9 @@ fn a_campaign_sends_each_row_its_vendors_event() {
         ),
     )
     .unwrap();
-    let out = batch(&[
-        input.to_str().unwrap(),
-        "--event",
-        "reboot",
-        "--vendor",
-        "snom",
-        "--output",
-        "json",
-    ]);
+    let out = campaign.batch(&["--event", "reboot", "--vendor", "snom", "--output", "json"]);
     assert_exit(&out, 0);
-    let events: std::collections::HashMap<String, String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["status"] == 200)
-        .map(|l| {
-            (
-                l["user"].as_str().unwrap().to_string(),
-                l["event"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let events = campaign.phone.events(3);
     assert_eq!(events["1000"], "check-sync");
     assert_eq!(events["1001"], "check-sync");
     assert_eq!(events["1002"], "reboot_now");

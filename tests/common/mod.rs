@@ -2,6 +2,7 @@
 //! child process, and SIP responses built from a request.
 #![allow(dead_code)]
 
+pub mod campaign;
 pub mod needs;
 
 use std::ffi::OsString;
@@ -51,14 +52,18 @@ pub fn dry_run(args: &[&str]) -> String {
     request
 }
 
-/// Runs `command` to its end with `input` on its stdin, its stdout and stderr piped.
-pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
+/// Starts `command` with its stdout and stderr piped.
+pub fn spawn_piped(command: &mut Command) -> Child {
+    command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `command` to its end with `input` on its stdin, its stdout and stderr piped.
+pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = spawn_piped(command.stdin(Stdio::piped()));
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -87,6 +92,14 @@ pub fn assert_exit(out: &Output, code: i32) {
         String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(2000)]),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `text` (`what` it is, for the message) contains each of `parts`.
+#[track_caller]
+pub fn assert_contains_all(what: &str, text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{what}: no {part:?} in:\n{text}");
+    }
 }
 
 /// The run was refused (exit 2), saying `message` on stderr.
