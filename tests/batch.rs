@@ -202,7 +202,7 @@ fn jsonl_from_stdin_with_per_row_events() {
 
 #[test]
 fn rate_holds_the_start_rate() {
-    let campaign = Campaign::start("rate", &["--challenge", "none"], 2000..2070);
+    let campaign = Campaign::start("rate", "--challenge none", 2000..2070);
     let out = campaign.run(&["--rate", "30"]);
     assert_eq!(out.status.code(), Some(0));
     let at = intent_times(&campaign.journal);
@@ -220,7 +220,7 @@ fn rate_holds_the_start_rate() {
 
 #[test]
 fn spread_scatters_the_starts_over_the_window() {
-    let campaign = Campaign::start("spread", &["--challenge", "none"], 3000..3040);
+    let campaign = Campaign::start("spread", "--challenge none", 3000..3040);
     let begin = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -243,11 +243,7 @@ fn spread_scatters_the_starts_over_the_window() {
 
 #[test]
 fn retries_503_honouring_retry_after() {
-    let campaign = Campaign::start(
-        "retry",
-        &["--fail-percent", "50", "--fail-status", "503"],
-        4000..4010,
-    );
+    let campaign = Campaign::start("retry", "--fail-percent 50 --fail-status 503", 4000..4010);
     // 20 retries: a target failing every try at 50 % is a one-in-a-million event, not a flake.
     let out = campaign.run(&["--retries", "20", "--backoff", "100ms", "--output", "json"]);
     assert_exit(&out, 0);
@@ -282,7 +278,7 @@ fn retries_503_honouring_retry_after() {
 
 #[test]
 fn shards_cover_every_row_once() {
-    let campaign = Campaign::start("shard", &["--challenge", "none"], 5000..5031);
+    let campaign = Campaign::start("shard", "--challenge none", 5000..5031);
     let mut seen = Vec::new();
     for k in 0..3 {
         let shard = format!("{k}/3");
@@ -305,7 +301,7 @@ fn shards_cover_every_row_once() {
 /// the summary a single run gives, with failures and bad rows in their places.
 #[test]
 fn shard_journals_merge_into_the_report_of_one_run() {
-    let campaign = Campaign::start("merge", &["--challenge", "none"], 7000..7030);
+    let campaign = Campaign::start("merge", "--challenge none", 7000..7030);
     // Two users the phone does not have (404) and a bad row, among the 30.
     let mut rows = std::fs::read_to_string(&campaign.input).unwrap();
     let port = campaign.phone.process.addr("udp").port();
@@ -371,11 +367,7 @@ fn shard_journals_merge_into_the_report_of_one_run() {
 
 #[test]
 fn resume_after_kill_9_never_sends_twice() {
-    let campaign = Campaign::start(
-        "kill9",
-        &["--challenge", "none", "--delay", "100"],
-        10000..15000,
-    );
+    let campaign = Campaign::start("kill9", "--challenge none --delay 100", 10000..15000);
     let args = ["--concurrency", "200", "--output", "json"];
     let mut first = campaign
         .command(&args)
@@ -457,11 +449,7 @@ fn signal(child: &Child, sig: i32) {
 
 #[test]
 fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
-    let campaign = Campaign::start(
-        "sigterm",
-        &["--challenge", "none", "--delay", "200"],
-        20000..22000,
-    );
+    let campaign = Campaign::start("sigterm", "--challenge none --delay 200", 20000..22000);
     // A journal line means the signal handlers are installed (before the first start).
     let (child, sent_at) = campaign.signal_after_intents(
         &["--concurrency", "50", "--output", "json"],
@@ -485,11 +473,7 @@ fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
 #[test]
 fn second_ctrl_c_exits_at_once() {
     // The phone answers after 30 s: waiting for the targets in flight would take that.
-    let campaign = Campaign::start(
-        "ctrlc2",
-        &["--challenge", "none", "--delay", "30000"],
-        30000..30100,
-    );
+    let campaign = Campaign::start("ctrlc2", "--challenge none --delay 30000", 30000..30100);
     let report = campaign.dir.join("report.csv");
     // Every slot taken (and the signal handlers installed before the first one).
     let (mut child, sent_at) = campaign.signal_after_intents(
@@ -540,7 +524,7 @@ fn second_ctrl_c_exits_at_once() {
 #[test]
 fn a_journal_write_error_is_exit_1_with_its_message() {
     use std::os::unix::process::CommandExt;
-    let campaign = Campaign::start("journalerr", &["--challenge", "none"], 6000..6200);
+    let campaign = Campaign::start("journalerr", "--challenge none", 6000..6200);
     let mut command = campaign.command(&["--concurrency", "4"]);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -694,7 +678,7 @@ fn out_of_range_rates_and_durations_are_exit_2_with_a_message() {
 /// without a journal to resume, the report is replaced.
 #[test]
 fn a_resumed_campaign_appends_to_its_report() {
-    let campaign = Campaign::start("report", &["--challenge", "none"], 7000..7003);
+    let campaign = Campaign::start("report", "--challenge none", 7000..7003);
     for name in ["report.csv", "report.jsonl"] {
         let report = campaign.dir.join(name);
         let _ = std::fs::remove_file(&campaign.journal);
@@ -756,7 +740,7 @@ fn a_resumed_campaign_appends_to_its_report() {
 
 #[test]
 fn a_phone_on_two_threads_answers_every_target_once() {
-    let campaign = Campaign::start("threads", &["--threads", "2"], 20_000..22_000);
+    let campaign = Campaign::start("threads", "--threads 2", 20_000..22_000);
     let out = campaign.batch(&["--output", "json"]);
     assert_exit(&out, 0);
     let records = json_lines(&out.stdout);

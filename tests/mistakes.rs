@@ -54,7 +54,7 @@ fn output_and_peak_rss(mut command: Command) -> (Output, i64) {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
-    let campaign = Campaign::start("pipe", &[], 1000..2000);
+    let campaign = Campaign::start("pipe", "", 1000..2000);
     let run = |extra: &str, stderr: Stdio| {
         let script = format!(
             "exec \"$0\" batch <(cat '{}') --event resync --output json {extra}",
@@ -114,7 +114,7 @@ fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
 /// the input is left as it was.
 #[test]
 fn options_naming_the_same_file_are_refused_and_the_input_is_untouched() {
-    let campaign = Campaign::start("clash", &[], 1000..1005);
+    let campaign = Campaign::start("clash", "", 1000..1005);
     let written = std::fs::read_to_string(&campaign.input).unwrap();
     let journal = &campaign.journal;
     let input_s = campaign.input.to_str().unwrap();
@@ -147,7 +147,7 @@ fn options_naming_the_same_file_are_refused_and_the_input_is_untouched() {
 /// holding it.
 #[test]
 fn a_journal_of_another_campaign_or_in_use_is_refused() {
-    let campaign = Campaign::start("journal", &[], 1000..1050);
+    let campaign = Campaign::start("journal", "", 1000..1050);
     let journal = campaign.dir.join("resync.journal");
     let (input_s, journal_s) = (campaign.input.to_str().unwrap(), journal.to_str().unwrap());
     let out = batch(&[input_s, "--event", "resync", "--journal", journal_s]);
@@ -179,7 +179,7 @@ fn a_journal_of_another_campaign_or_in_use_is_refused() {
 #[test]
 fn a_second_run_on_a_busy_journal_sends_nothing() {
     // Slow phones: the first run is still going when the second starts.
-    let campaign = Campaign::start("busy", &["--delay", "200"], 1000..1040);
+    let campaign = Campaign::start("busy", "--delay 200", 1000..1040);
     let journal = &campaign.journal;
     let args = [
         campaign.input.to_str().unwrap(),
@@ -222,7 +222,7 @@ fn a_second_run_on_a_busy_journal_sends_nothing() {
 /// each.
 #[test]
 fn duplicate_rows_act_once_unless_allowed() {
-    let campaign = Campaign::start("dup", &[], 0..0);
+    let campaign = Campaign::start("dup", "", 0..0);
     let port = campaign.phone.process.addr("udp").port();
     std::fs::write(
         &campaign.input,
@@ -350,7 +350,7 @@ fn unbounded_inputs_are_refused_in_bounded_memory() {
 fn a_closed_pipe_is_not_a_panic() {
     use std::io::{BufRead, BufReader};
     // More output than a pipe holds, so writes go on after the reader left.
-    let campaign = Campaign::start("pipe-closed", &[], 1000..3000);
+    let campaign = Campaign::start("pipe-closed", "", 1000..3000);
     let journal = &campaign.journal;
     let mut demo = bin();
     demo.arg("demo");

@@ -97,7 +97,7 @@ fn a_vendor_without_the_event_is_refused_and_a_vendors_phone_refuses_others() {
 /// A campaign's rows may name their vendor; the others get `--vendor`.
 #[test]
 fn a_campaign_sends_each_row_its_vendors_event() {
-    let campaign = Campaign::start("rows", &["--accept-event", "check-sync"], 0..0);
+    let campaign = Campaign::start("rows", "--accept-event check-sync", 0..0);
     let addr = campaign.phone.process.addr("udp");
     std::fs::write(
         &campaign.input,

@@ -109,9 +109,11 @@ pub struct Campaign {
 }
 
 impl Campaign {
-    pub fn start(name: &str, phone_args: &[&str], users: std::ops::Range<u32>) -> Campaign {
+    /// `phone_args` are the phone's options, as words split at spaces: `"--delay 100"`.
+    pub fn start(name: &str, phone_args: &str, users: std::ops::Range<u32>) -> Campaign {
         let dir = temp_dir(name);
-        let phone = LoggedPhone::start(&dir, phone_args);
+        let phone_args: Vec<&str> = phone_args.split_whitespace().collect();
+        let phone = LoggedPhone::start(&dir, &phone_args);
         let input = write_targets(&dir, &phone, users);
         let journal = dir.join("j.jsonl");
         Campaign {
