@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests (and `benches/fleet.rs`): the simulated phone as a
-//! child process, and SIP responses built from a request.
+//! child process, SIP responses built from a request, running the binary and asserting on
+//! what it did, and a campaign's fixture (`campaign`).
 #![allow(dead_code)]
 
 pub mod campaign;
