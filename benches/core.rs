@@ -58,10 +58,9 @@ fn parse(c: &mut Criterion) {
 fn answer(c: &mut Criterion) {
     let msg = codec::parse(CHALLENGE).unwrap();
     let challenge = digest::select(msg.headers("WWW-Authenticate")).remove(0);
-    let password = Password::new("line-password");
     let answer = Answer {
         username: "159",
-        password: &password,
+        password: &Password::new("line-password"),
         method: "NOTIFY",
         uri: "sip:159@10.0.0.7:5060",
         body: b"",

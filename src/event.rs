@@ -4,6 +4,7 @@
 //! the simulated phone (which events it accepts) and the docs.
 
 use crate::sip::request::check_header_value;
+use std::sync::LazyLock;
 
 /// Whether an event takes a URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,103 +136,59 @@ pub struct Vendor {
     pub source: &'static str,
 }
 
-const fn ev(
-    action: Action,
-    header: &'static str,
-    body: &'static str,
-    note: &'static str,
-) -> VendorEvent {
-    VendorEvent {
-        action,
-        header,
-        body,
-        note,
-    }
-}
+/// Every vendor preset, read once from `vendors.txt`: data, one line per vendor event. The
+/// default, without `--vendor`, is `cisco`.
+pub static VENDORS: LazyLock<Vec<Vendor>> = LazyLock::new(|| {
+    parse_vendors(include_str!("vendors.txt")).unwrap_or_else(|bad| panic!("{bad}"))
+});
 
-/// Every vendor preset. The default, without `--vendor`, is `cisco`.
-pub const VENDORS: &[Vendor] = &[
-    Vendor {
-        name: "cisco",
-        phones: "Cisco SPA and MPP (and Linksys/Sipura)",
-        events: &[
-            ev(Action::Resync, "resync", "", "re-fetches the profile (Resync From SIP, Auth Resync-Reboot)"),
-            ev(Action::Reboot, "reboot_now", "", "cold restart"),
-            ev(Action::Restart, "restart_now", "", "warm restart"),
-            ev(Action::Report, "report", "", "uploads a report per Report_Rule"),
-        ],
-        source: "Cisco 6800/7800 MPP administration guides; Asterisk pjsip_notify.conf.sample (sipura-*, linksys-*)",
-    },
-    Vendor {
-        name: "polycom",
-        phones: "Polycom/Poly VVX and SoundPoint (UC software)",
-        events: &[ev(
-            Action::Resync,
-            "check-sync",
-            "",
-            "re-fetches the configuration; reboots when voIpProt.SIP.specialEvent.checkSync.alwaysReboot=1",
-        )],
-        source: "Asterisk pjsip_notify.conf.sample (polycom-check-cfg); Polycom UC administrator guides",
-    },
-    Vendor {
-        name: "yealink",
-        phones: "Yealink T2x/T4x/T5x and CP",
-        events: &[
-            ev(Action::Resync, "check-sync;reboot=false", "", "re-fetches; reboots anyway when sip.notify_reboot_enable=1 (the default)"),
-            ev(Action::Reboot, "check-sync;reboot=true", "", "re-fetches and reboots (sip.notify_reboot_enable 0 or 1)"),
-        ],
-        source: "Yealink T2/CP969 administrator guides (sip.notify_reboot_enable, sip.trust_ctrl)",
-    },
-    Vendor {
-        name: "snom",
-        phones: "snom D-series",
-        events: &[
-            ev(Action::Resync, "check-sync;reboot=false", "", "re-fetches (checksync_action may override)"),
-            ev(Action::Reboot, "check-sync;reboot=true", "", "reboots (checksync_action may override)"),
-        ],
-        source: "snom wiki: checksync_action, challenge_checksync; Asterisk pjsip_notify.conf.sample (snom-*)",
-    },
-    Vendor {
-        name: "gigaset",
-        phones: "Gigaset N-series DECT bases and desk phones",
-        events: &[
-            ev(Action::Resync, "check-sync;reboot=false", "", "re-fetches; only when sent to a SIP account of the device"),
-            ev(Action::Reboot, "check-sync;reboot=true", "", "reboots where CheckSyncRebootEnabled=1 (N610/N670/N870); ignored by N510/N720"),
-        ],
-        source: "Gigaset gigawiki (check-sync pages)",
-    },
-    Vendor {
-        name: "grandstream",
-        phones: "Grandstream GXP/GRP",
-        events: &[
-            ev(Action::Resync, "resync", "", "re-fetches the configuration"),
-            ev(Action::Reboot, "check-sync;reboot=true", "", "reboots"),
-        ],
-        source: "FusionPBX event_notify (third party; no vendor document found)",
-    },
-    Vendor {
-        name: "aastra",
-        phones: "Aastra/Mitel 6700i/6800i",
-        events: &[ev(Action::Resync, "check-sync", "", "re-fetches the configuration (source allowlist)")],
-        source: "Asterisk pjsip_notify.conf.sample (aastra-check-cfg)",
-    },
-    Vendor {
-        name: "obihai",
-        phones: "Obihai OBi and Poly VVX D230",
-        events: &[ev(Action::Resync, "resync", "", "re-fetches and reboots (X_AcceptResync)")],
-        source: "OBi1062 administration guide (X_AcceptResync)",
-    },
-    Vendor {
-        name: "cucm",
-        phones: "Cisco phones registered to CUCM over SIP",
-        events: &[
-            ev(Action::Restart, "service-control", "action=restart", "restarts; CUCM phones answer 400 unless the body names their RegisterCallId"),
-            ev(Action::Reboot, "service-control", "action=reset", "resets; CUCM phones answer 400 unless the body names their RegisterCallId"),
-            ev(Action::Report, "service-control", "action=prt-report", "sends a problem report"),
-        ],
-        source: "Cisco CUCM SIP service-control (as seen in CUCM traces)",
-    },
-];
+/// Reads the vendor table (its format is described at its top). It is compiled in, so an
+/// error is a bug in the table, caught by its test.
+fn parse_vendors(text: &'static str) -> Result<Vec<Vendor>, String> {
+    let mut vendors: Vec<(Vendor, Vec<VendorEvent>)> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let bad = || format!("vendors.txt line {}: {line:?}", n + 1);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("vendor ") {
+            let vendor = Vendor {
+                name,
+                phones: "",
+                events: &[],
+                source: "",
+            };
+            vendors.push((vendor, Vec::new()));
+            continue;
+        }
+        let (vendor, events) = vendors.last_mut().ok_or_else(bad)?;
+        if let Some(phones) = line.strip_prefix("phones:") {
+            vendor.phones = phones.trim();
+        } else if let Some(source) = line.strip_prefix("source:") {
+            vendor.source = source.trim();
+        } else {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [action, header, body, note] = cells[..] else {
+                return Err(bad());
+            };
+            let action = Action::named(action).ok_or_else(bad)?;
+            events.push(VendorEvent {
+                action,
+                header,
+                body,
+                note,
+            });
+        }
+    }
+    // Each vendor's events are leaked, once, so that `Vendor` stays `Copy` with `'static`
+    // fields.
+    let vendors = vendors.into_iter().map(|(vendor, events)| Vendor {
+        events: Vec::leak(events),
+        ..vendor
+    });
+    Ok(vendors.collect())
+}
 
 /// The vendor preset of that name (any case).
 pub fn vendor(name: &str) -> Option<&'static Vendor> {
@@ -575,7 +532,7 @@ mod tests {
             "{refused}"
         );
         assert!(vendor("nokia").is_none());
-        for v in VENDORS {
+        for v in VENDORS.iter() {
             for e in v.events {
                 assert!(v.accepts(e.header.split(';').next().unwrap()), "{}", v.name);
                 assert!(v.event(e.action, None).is_ok(), "{} {}", v.name, e.header);
@@ -583,6 +540,47 @@ mod tests {
         }
         assert_eq!(Action::named("reboot_now"), Some(Action::Reboot));
         assert_eq!(Action::named("xml-service"), None);
+    }
+
+    #[test]
+    fn the_vendor_table_parses_and_a_malformed_line_is_refused() {
+        let names: Vec<&str> = VENDORS.iter().map(|v| v.name).collect();
+        assert_eq!(
+            names,
+            [
+                "cisco",
+                "polycom",
+                "yealink",
+                "snom",
+                "gigaset",
+                "grandstream",
+                "aastra",
+                "obihai",
+                "cucm"
+            ]
+        );
+        for v in VENDORS.iter() {
+            assert!(!v.phones.is_empty() && !v.source.is_empty(), "{}", v.name);
+            assert!(!v.events.is_empty(), "{}", v.name);
+        }
+        let cucm_report = vendor("cucm").unwrap().events[2];
+        assert_eq!(
+            cucm_report,
+            VendorEvent {
+                action: Action::Report,
+                header: "service-control",
+                body: "action=prt-report",
+                note: "sends a problem report",
+            }
+        );
+        for (text, line) in [
+            ("resync | resync | | note", "line 1"),
+            ("vendor x\nresync | resync | note", "line 2"),
+            ("vendor x\n\nreset | resync | | note", "line 3"),
+        ] {
+            let bad = parse_vendors(text).unwrap_err();
+            assert!(bad.contains(line), "{bad}");
+        }
     }
 
     #[test]

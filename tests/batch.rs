@@ -2,91 +2,14 @@
 
 mod common;
 
-use common::{bin, PhoneProcess};
+use common::campaign::{Campaign, LoggedPhone};
+use common::{assert_exit, batch, bin, output_with_stdin, temp_dir};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// A simulated phone on a free loopback UDP port with its `--log`, killed on drop.
-struct Phone {
-    process: PhoneProcess,
-    log: PathBuf,
-}
-
-impl Phone {
-    fn start(dir: &Path, extra: &[&str]) -> Phone {
-        let log = dir.join("phone.log");
-        let process = PhoneProcess::builder()
-            .transport("udp")
-            .users("1000-99999")
-            .password_template("pw-{user}")
-            .log(&log)
-            .args(extra)
-            .start();
-        Phone { process, log }
-    }
-
-    fn target(&self, user: u32) -> String {
-        format!("{user}@127.0.0.1:{}", self.process.addr("udp").port())
-    }
-
-    /// The log lines that `keep`, once there are at least `expected` of them or after
-    /// 10 s: the phone writes its log on a thread of its own, a little after answering.
-    fn logged(&self, expected: usize, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // A line being written may be cut short: skipped until it is whole.
-            let lines: Vec<Value> = std::fs::read_to_string(&self.log)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|l| keep(l))
-                .collect();
-            if lines.len() >= expected || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The 2xx answers to NOTIFY per user, from the phone's log, once it holds `expected`.
-    fn deliveries(&self, expected: usize) -> HashMap<String, u32> {
-        let mut counts = HashMap::new();
-        let delivered =
-            |l: &Value| l["method"] == "NOTIFY" && l["status"].as_u64().unwrap() / 100 == 2;
-        for line in self.logged(expected, delivered) {
-            *counts
-                .entry(line["user"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-        counts
-    }
-
-    /// The phone's log holds one 2xx answer to NOTIFY for each of `n` users, and no more.
-    #[track_caller]
-    fn assert_each_delivered_once(&self, n: usize) {
-        let counts = self.deliveries(n);
-        assert_eq!(counts.len(), n);
-        assert!(counts.values().all(|n| *n == 1));
-    }
-
-    /// The event of each 200 answer per user, from the phone's log, once it holds
-    /// `expected`.
-    fn events(&self, expected: usize) -> HashMap<String, String> {
-        self.logged(expected, |l| l["status"] == 200)
-            .into_iter()
-            .map(|l| {
-                (
-                    l["user"].as_str().unwrap().to_string(),
-                    l["event"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-}
 
 /// Polls the journal every 20 ms until it holds `n` lines of type `kind`; panics after 30 s.
 fn wait_for_journal(journal: &Path, kind: &str, n: usize) {
@@ -122,13 +45,6 @@ fn keys<'a>(lines: &'a [Value], kind: &str) -> HashSet<&'a str> {
         .collect()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipnotify-batch-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn read_lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -145,73 +61,7 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// The run exited with `code`; if not, says what it printed.
-#[track_caller]
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn batch(args: &[&str]) -> Output {
-    bin()
-        .arg("batch")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn write_targets(dir: &Path, phone: &Phone, users: std::ops::Range<u32>) -> PathBuf {
-    let path = dir.join("targets.csv");
-    let mut text = String::from("target,password\n");
-    for user in users {
-        text += &format!("{},pw-{user}\n", phone.target(user));
-    }
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// A campaign's fresh folder, a phone started with some arguments, a CSV of some of its
-/// users (with their passwords) and where its journal goes.
-struct Campaign {
-    dir: PathBuf,
-    phone: Phone,
-    input: PathBuf,
-    journal: PathBuf,
-}
-
 impl Campaign {
-    fn start(name: &str, phone_args: &[&str], users: std::ops::Range<u32>) -> Campaign {
-        let dir = temp_dir(name);
-        let phone = Phone::start(&dir, phone_args);
-        let input = write_targets(&dir, &phone, users);
-        let journal = dir.join("j.jsonl");
-        Campaign {
-            dir,
-            phone,
-            input,
-            journal,
-        }
-    }
-
-    /// `sipnotify batch INPUT EXTRA... --journal JOURNAL`, stdin closed.
-    fn command(&self, extra: &[&str]) -> Command {
-        let mut command = bin();
-        command
-            .arg("batch")
-            .arg(&self.input)
-            .args(extra)
-            .arg("--journal")
-            .arg(&self.journal)
-            .stdin(Stdio::null());
-        command
-    }
-
     /// Starts [`Campaign::command`] with its stdout to `stdout` and its stderr piped, and
     /// sends it `sig` once the journal holds `intents` intents: the child and when the
     /// signal was sent.
@@ -233,11 +83,6 @@ impl Campaign {
         signal(&child, sig);
         (child, sent_at)
     }
-
-    /// Runs [`Campaign::command`] to the end.
-    fn run(&self, extra: &[&str]) -> Output {
-        self.command(extra).output().unwrap()
-    }
 }
 
 /// Journal intents' times, in seconds.
@@ -254,7 +99,7 @@ fn intent_times(journal: &Path) -> Vec<f64> {
 #[test]
 fn csv_with_per_row_credentials_events_and_a_bad_row() {
     let dir = temp_dir("csv");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let input = dir.join("in.csv");
     let pwfile = dir.join("default.pw");
     std::fs::write(&pwfile, "pw-1003\n").unwrap();
@@ -327,7 +172,7 @@ fn csv_with_per_row_credentials_events_and_a_bad_row() {
 #[test]
 fn jsonl_from_stdin_with_per_row_events() {
     let dir = temp_dir("jsonl");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let input = format!(
         "{{\"target\":\"{}\",\"password\":\"pw-1100\",\"event\":\"report\",\"id\":1}}\n\n\
          {{\"target\":\"{}\",\"password\":\"pw-1101\"}}\n\
@@ -336,23 +181,12 @@ fn jsonl_from_stdin_with_per_row_events() {
         phone.target(1101),
         phone.target(1102)
     );
-    let mut child = bin()
-        .args([
+    let out = output_with_stdin(
+        bin().args([
             "batch", "-", "--format", "jsonl", "--event", "reboot", "--output", "csv",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        ]),
+        input.as_bytes(),
+    );
     assert_exit(&out, 0);
     let csv = String::from_utf8_lossy(&out.stdout);
     assert_eq!(csv.lines().count(), 4, "{csv}");
@@ -368,7 +202,7 @@ fn jsonl_from_stdin_with_per_row_events() {
 
 #[test]
 fn rate_holds_the_start_rate() {
-    let campaign = Campaign::start("rate", &["--challenge", "none"], 2000..2070);
+    let campaign = Campaign::start("rate", "--challenge none", 2000..2070);
     let out = campaign.run(&["--rate", "30"]);
     assert_eq!(out.status.code(), Some(0));
     let at = intent_times(&campaign.journal);
@@ -386,7 +220,7 @@ fn rate_holds_the_start_rate() {
 
 #[test]
 fn spread_scatters_the_starts_over_the_window() {
-    let campaign = Campaign::start("spread", &["--challenge", "none"], 3000..3040);
+    let campaign = Campaign::start("spread", "--challenge none", 3000..3040);
     let begin = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -409,11 +243,7 @@ fn spread_scatters_the_starts_over_the_window() {
 
 #[test]
 fn retries_503_honouring_retry_after() {
-    let campaign = Campaign::start(
-        "retry",
-        &["--fail-percent", "50", "--fail-status", "503"],
-        4000..4010,
-    );
+    let campaign = Campaign::start("retry", "--fail-percent 50 --fail-status 503", 4000..4010);
     // 20 retries: a target failing every try at 50 % is a one-in-a-million event, not a flake.
     let out = campaign.run(&["--retries", "20", "--backoff", "100ms", "--output", "json"]);
     assert_exit(&out, 0);
@@ -443,22 +273,16 @@ fn retries_503_honouring_retry_after() {
         assert!(time("result") - time("intent") >= (tries - 1.0) * 0.99);
     }
     // Every user got exactly one delivery.
-    campaign.phone.assert_each_delivered_once(10);
+    campaign.phone.assert_each_delivered(10, 1);
 }
 
 #[test]
 fn shards_cover_every_row_once() {
-    let campaign = Campaign::start("shard", &["--challenge", "none"], 5000..5031);
+    let campaign = Campaign::start("shard", "--challenge none", 5000..5031);
     let mut seen = Vec::new();
     for k in 0..3 {
         let shard = format!("{k}/3");
-        let out = batch(&[
-            campaign.input.to_str().unwrap(),
-            "--shard",
-            &shard,
-            "--output",
-            "json",
-        ]);
+        let out = campaign.batch(&["--shard", &shard, "--output", "json"]);
         assert_eq!(out.status.code(), Some(0));
         let records = json_lines(&out.stdout);
         assert!((10..=11).contains(&records.len()));
@@ -470,32 +294,26 @@ fn shards_cover_every_row_once() {
     }
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!((seen.len(), unique.len()), (31, 31));
-    campaign.phone.assert_each_delivered_once(31);
+    campaign.phone.assert_each_delivered(31, 1);
 }
 
 /// A campaign split 3 ways, each shard with its journal, merged: one record per target and
 /// the summary a single run gives, with failures and bad rows in their places.
 #[test]
 fn shard_journals_merge_into_the_report_of_one_run() {
-    let campaign = Campaign::start("merge", &["--challenge", "none"], 7000..7030);
+    let campaign = Campaign::start("merge", "--challenge none", 7000..7030);
     // Two users the phone does not have (404) and a bad row, among the 30.
     let mut rows = std::fs::read_to_string(&campaign.input).unwrap();
     let port = campaign.phone.process.addr("udp").port();
     rows += &format!("sip:99@127.0.0.1:{port},x\nsip:98@127.0.0.1:{port},x\nnot a target,x\n");
     std::fs::write(&campaign.input, rows).unwrap();
-    let whole = batch(&[campaign.input.to_str().unwrap(), "--output", "json"]);
+    let whole = campaign.batch(&["--output", "json"]);
     let single = String::from_utf8_lossy(&whole.stderr).to_string();
     let mut journals = Vec::new();
     for k in 0..3 {
         let journal = campaign.dir.join(format!("shard-{k}.journal"));
         let shard = format!("{k}/3");
-        let out = batch(&[
-            campaign.input.to_str().unwrap(),
-            "--shard",
-            &shard,
-            "--journal",
-            journal.to_str().unwrap(),
-        ]);
+        let out = campaign.batch(&["--shard", &shard, "--journal", journal.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1));
         journals.push(journal);
     }
@@ -535,13 +353,7 @@ fn shard_journals_merge_into_the_report_of_one_run() {
     assert_eq!(csv.lines().count(), 33, "{csv}");
     // Journals of another campaign are refused.
     let other = campaign.dir.join("other.journal");
-    let out = batch(&[
-        campaign.input.to_str().unwrap(),
-        "--event",
-        "reboot",
-        "--journal",
-        other.to_str().unwrap(),
-    ]);
+    let out = campaign.batch(&["--event", "reboot", "--journal", other.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let refused = bin()
         .args(["journal", "merge"])
@@ -555,11 +367,7 @@ fn shard_journals_merge_into_the_report_of_one_run() {
 
 #[test]
 fn resume_after_kill_9_never_sends_twice() {
-    let campaign = Campaign::start(
-        "kill9",
-        &["--challenge", "none", "--delay", "100"],
-        10000..15000,
-    );
+    let campaign = Campaign::start("kill9", "--challenge none --delay 100", 10000..15000);
     let args = ["--concurrency", "200", "--output", "json"];
     let mut first = campaign
         .command(&args)
@@ -641,11 +449,7 @@ fn signal(child: &Child, sig: i32) {
 
 #[test]
 fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
-    let campaign = Campaign::start(
-        "sigterm",
-        &["--challenge", "none", "--delay", "200"],
-        20000..22000,
-    );
+    let campaign = Campaign::start("sigterm", "--challenge none --delay 200", 20000..22000);
     // A journal line means the signal handlers are installed (before the first start).
     let (child, sent_at) = campaign.signal_after_intents(
         &["--concurrency", "50", "--output", "json"],
@@ -669,11 +473,7 @@ fn sigterm_finishes_in_flight_and_leaves_a_consistent_journal() {
 #[test]
 fn second_ctrl_c_exits_at_once() {
     // The phone answers after 30 s: waiting for the targets in flight would take that.
-    let campaign = Campaign::start(
-        "ctrlc2",
-        &["--challenge", "none", "--delay", "30000"],
-        30000..30100,
-    );
+    let campaign = Campaign::start("ctrlc2", "--challenge none --delay 30000", 30000..30100);
     let report = campaign.dir.join("report.csv");
     // Every slot taken (and the signal handlers installed before the first one).
     let (mut child, sent_at) = campaign.signal_after_intents(
@@ -724,7 +524,7 @@ fn second_ctrl_c_exits_at_once() {
 #[test]
 fn a_journal_write_error_is_exit_1_with_its_message() {
     use std::os::unix::process::CommandExt;
-    let campaign = Campaign::start("journalerr", &["--challenge", "none"], 6000..6200);
+    let campaign = Campaign::start("journalerr", "--challenge none", 6000..6200);
     let mut command = campaign.command(&["--concurrency", "4"]);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -755,7 +555,7 @@ fn a_journal_write_error_is_exit_1_with_its_message() {
 #[test]
 fn a_csv_row_with_an_extra_cell_is_a_bad_row_and_leaks_nothing() {
     let dir = temp_dir("cells");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let input = dir.join("in.csv");
     std::fs::write(
         &input,
@@ -878,7 +678,7 @@ fn out_of_range_rates_and_durations_are_exit_2_with_a_message() {
 /// without a journal to resume, the report is replaced.
 #[test]
 fn a_resumed_campaign_appends_to_its_report() {
-    let campaign = Campaign::start("report", &["--challenge", "none"], 7000..7003);
+    let campaign = Campaign::start("report", "--challenge none", 7000..7003);
     for name in ["report.csv", "report.jsonl"] {
         let report = campaign.dir.join(name);
         let _ = std::fs::remove_file(&campaign.journal);
@@ -940,8 +740,8 @@ fn a_resumed_campaign_appends_to_its_report() {
 
 #[test]
 fn a_phone_on_two_threads_answers_every_target_once() {
-    let campaign = Campaign::start("threads", &["--threads", "2"], 20_000..22_000);
-    let out = batch(&[campaign.input.to_str().unwrap(), "--output", "json"]);
+    let campaign = Campaign::start("threads", "--threads 2", 20_000..22_000);
+    let out = campaign.batch(&["--output", "json"]);
     assert_exit(&out, 0);
     let records = json_lines(&out.stdout);
     assert_eq!(records.len(), 2000);
@@ -949,7 +749,7 @@ fn a_phone_on_two_threads_answers_every_target_once() {
     assert!(records
         .iter()
         .all(|r| r["outcome"] == "delivered" && r["attempts"] == 2));
-    campaign.phone.assert_each_delivered_once(2000);
+    campaign.phone.assert_each_delivered(2000, 1);
 
     let refused = bin().args(["phone", "--threads", "0"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2));
@@ -960,7 +760,7 @@ fn a_phone_on_two_threads_answers_every_target_once() {
 fn rows_from_a_fifo_start_as_they_come() {
     use std::io::Write;
     let dir = temp_dir("fifo");
-    let phone = Phone::start(&dir, &[]);
+    let phone = LoggedPhone::start(&dir, &[]);
     let fifo = dir.join("rows.csv");
     let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{bin, PhoneProcess, PASSWORD};
+use common::{send, PhoneProcess};
 use regex::Regex;
 use std::path::Path;
 
@@ -55,11 +55,7 @@ fn captures_match_what_the_tool_sends_today() {
                 if name == "xml-service" {
                     args.push("http://10.0.0.1/services/menu.xml");
                 }
-                let out = bin()
-                    .args(&args)
-                    .env("SIPNOTIFY_PASSWORD", PASSWORD)
-                    .output()
-                    .unwrap();
+                let out = send(&args);
                 assert_eq!(out.status.code(), Some(0), "{args:?}");
                 let text = normalize(&String::from_utf8_lossy(&out.stdout));
                 let file = dir.join(format!("{transport}-{name}-{label}.txt"));

@@ -2,19 +2,10 @@
 
 mod common;
 
-use common::{bin, json_line, PhoneProcess, PASSWORD};
+use common::{bin, json_line, send, temp_dir, PhoneProcess, PASSWORD};
 use std::net::UdpSocket;
-use std::process::Output;
 use std::thread;
 use std::time::Duration;
-
-fn send(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .expect("run sipnotify")
-}
 
 /// `sipnotify resync TARGET EXTRA... --output json` with [`PASSWORD`]: the JSON result and
 /// the exit code.
@@ -254,8 +245,7 @@ fn dry_run_prints_the_exact_request_and_sends_nothing() {
 
 #[test]
 fn body_file_loses_its_final_newline_unless_asked() {
-    let dir = std::env::temp_dir().join(format!("sipnotify-body-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("body");
     let file = dir.join("body.txt");
     std::fs::write(&file, "line1\nline2\n").unwrap();
     let file = file.to_str().unwrap();

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::bin;
-use std::io::Write;
+use common::{assert_contains_all, bin, output_with_stdin};
 use std::process::{Command, Stdio};
 
 /// The command's stdout, after checking it exited 0 and wrote nothing on stderr.
@@ -32,35 +31,21 @@ fn installed(program: &str) -> bool {
 
 /// `program -n` (parse only) over `script` on its stdin: the shell's verdict.
 fn parses(program: &str, script: &str) -> std::process::Output {
-    let mut child = Command::new(program)
-        .arg("-n")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(Command::new(program).arg("-n"), script.as_bytes())
 }
 
 #[test]
 fn every_shell_gets_a_script_naming_every_command() {
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let script = generated(&["completions", shell]);
-        for word in [
+        let commands = [
             "resync",
             "xml-service",
             "batch",
             "report-html",
             "completions",
-        ] {
-            assert!(script.contains(word), "{shell}: no {word}");
-        }
+        ];
+        assert_contains_all(shell, &script, &commands);
         let checker = match shell {
             "bash" | "zsh" | "fish" => shell,
             _ => continue,
@@ -116,33 +101,22 @@ fn a_bash_completion_completes_subcommands_and_options() {
 #[test]
 fn the_man_page_has_its_sections_and_renders() {
     let page = generated(&["man"]);
-    for section in [
+    let sections = [
         ".TH sipnotify 1",
         ".SH NAME",
         ".SH SYNOPSIS",
         ".SH SUBCOMMANDS",
-    ] {
-        assert!(page.contains(section), "no {section}");
-    }
+    ];
+    assert_contains_all("the man page", &page, &sections);
     assert!(page.contains("completions") && page.contains("journal"));
     if !installed("groff") {
         eprintln!("groff is not installed: the page's sections were checked, not its rendering");
         return;
     }
-    let mut child = Command::new("groff")
-        .args(["-man", "-Tutf8", "-ww", "-P-b", "-P-u"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new("groff").args(["-man", "-Tutf8", "-ww", "-P-b", "-P-u"]),
+        page.as_bytes(),
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
     assert!(text.contains("NAME") && text.contains("SYNOPSIS") && text.contains("sipnotify"));

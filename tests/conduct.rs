@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{bin, json_line, PhoneProcess, PASSWORD};
+use common::{
+    assert_contains_all, bin, json_line, output_with_stdin, send, PhoneProcess, PASSWORD,
+};
 use regex::Regex;
 use std::process::{Output, Stdio};
 
@@ -37,14 +39,13 @@ fn the_demo_captions_each_message_and_says_what_a_phone_does() {
         .collect();
     assert_eq!(times.len(), 8, "{stdout}");
     assert!(times.iter().all(|&t| t > 0.0), "{times:?}");
-    for action in [
+    let actions = [
         "re-fetches its configuration profile",
         "cold restarts",
         "warm restarts",
         "fetches the URL and shows the XML service",
-    ] {
-        assert!(stdout.contains(action), "{action}:\n{stdout}");
-    }
+    ];
+    assert_contains_all("the demo", &stdout, &actions);
     // The first line of each message only; -v shows them whole.
     assert!(!stdout.contains("WWW-Authenticate:"));
     let verbose = text(&run(&["demo", "-v"]).stdout);
@@ -116,15 +117,7 @@ fn a_bind_error_names_the_address() {
 
 #[test]
 fn standard_input_has_one_name() {
-    let mut child = bin()
-        .args(["batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"target\nfoo\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(bin().args(["batch", "-"]), b"target\nfoo\n");
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("error: standard input: line 2: "),
@@ -165,11 +158,7 @@ fn the_target_is_kept_as_written_on_the_wire_and_in_the_output() {
         "{request}"
     );
     assert!(!request.contains("transport=TCP"), "{request}");
-    let out = bin()
-        .args(["resync", &target, "--output", "json"])
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
+    let out = send(&["resync", &target, "--output", "json"]);
     let v = json_line(&out.stdout);
     assert_eq!(
         (v["outcome"].as_str(), v["target"].as_str()),

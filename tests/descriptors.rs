@@ -3,15 +3,14 @@
 
 mod common;
 
-use common::{bin, PhoneProcess, PASSWORD};
+use common::{bin, temp_dir, PhoneProcess, PASSWORD};
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
 #[test]
 fn a_concurrency_beyond_the_open_file_limit_is_warned_about() {
     let phone = PhoneProcess::builder().transport("tcp").start();
-    let dir = std::env::temp_dir().join(format!("sipnotify-tcp-nofile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("nofile");
     let input = dir.join("targets.csv");
     std::fs::write(&input, format!("target\nsip:159@{}\n", phone.addr("tcp"))).unwrap();
     let run = |concurrency: &str, hard_limit: Option<libc::rlim_t>| {

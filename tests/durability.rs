@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::PhoneProcess;
+use common::{temp_dir, PhoneProcess};
 use std::path::Path;
 use std::process::Command;
 
@@ -122,9 +122,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn every_intent_is_synced_before_its_notify_leaves() {
-    let dir = std::env::temp_dir().join(format!("sipnotify-durability-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("strace");
     let phone = PhoneProcess::builder()
         .transport("udp")
         .users("1000-1999")

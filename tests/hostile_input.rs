@@ -3,19 +3,12 @@
 
 mod common;
 
-use common::{bin, PhoneProcess};
+use common::{bin, temp_dir, PhoneProcess};
 use serde_json::Value;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipnotify-hostile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A phone answering for users 1000-1999, each with the password `pw-{user}`.
 fn phone() -> PhoneProcess {

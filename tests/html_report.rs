@@ -6,7 +6,7 @@
 mod common;
 
 use common::needs::Program;
-use common::{bin, PhoneProcess};
+use common::{assert_exit, bin, PhoneProcess};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -164,12 +164,7 @@ fn the_counts_shown_are_the_journals() {
         .args(["--t1", "50", "--timeout", "2", "--output", "json"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let merged = dir.join("merged.html");
     let out = bin()
         .args(["journal", "merge"])
@@ -177,12 +172,7 @@ fn the_counts_shown_are_the_journals() {
         .args(["--html".as_ref(), merged.as_os_str()])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
 
     let want = journal_counts(&journal);
     assert_eq!(
@@ -288,12 +278,7 @@ fn a_report_of_100000_targets_renders_one_page_of_rows() {
         .stdout(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let start = Instant::now();
     let dom = rendered(&page);
     let took = start.elapsed();

@@ -17,6 +17,7 @@
 
 mod common;
 
+use common::needs::test;
 use common::PhoneProcess;
 use std::fs::{self, File};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -39,17 +40,6 @@ const CHILD_DEADLINE: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------
-
-/// One function per line, `name: function(arguments);`, run by [`main`] when sipp is found.
-macro_rules! sipp_tests {
-    ($($name:ident: $run:ident($($arg:expr),* $(,)?);)*) => {
-        $(
-            fn $name() {
-                $run($($arg),*);
-            }
-        )*
-    };
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Transport {
@@ -467,116 +457,65 @@ fn sipp_uac_vs_phone(
 }
 
 // ---------------------------------------------------------------------------
-// Our agent against SIPp playing the phone
+// The tests: our agent against SIPp playing the phone, SIPp sending NOTIFY to our phone
 // ---------------------------------------------------------------------------
 
-/// Right password: delivered (200), exit 0.
-fn agent_right_password(scenario_file: &str, transport: Transport) {
-    agent_vs_sipp_uas(scenario_file, transport, PASSWORD, 0, "delivered", 200);
-}
-
-/// Wrong password: auth_failed (403), exit 3.
-fn agent_wrong_password(scenario_file: &str, transport: Transport) {
-    agent_vs_sipp_uas(
-        scenario_file,
-        transport,
-        WRONG_PASSWORD,
-        3,
-        "auth_failed",
-        403,
-    );
-}
-
-sipp_tests! {
-    agent_udp_md5_no_qop_right_password_is_delivered:
-        agent_right_password("uas_auth.xml", Transport::Udp);
-    agent_udp_md5_no_qop_wrong_password_is_auth_failed:
-        agent_wrong_password("uas_auth.xml", Transport::Udp);
-    agent_udp_md5_qop_right_password_is_delivered:
-        agent_right_password("uas_auth_qop.xml", Transport::Udp);
-    agent_udp_md5_qop_wrong_password_is_auth_failed:
-        agent_wrong_password("uas_auth_qop.xml", Transport::Udp);
-    agent_tcp_md5_no_qop_right_password_is_delivered:
-        agent_right_password("uas_auth.xml", Transport::Tcp);
-    agent_tcp_md5_no_qop_wrong_password_is_auth_failed:
-        agent_wrong_password("uas_auth.xml", Transport::Tcp);
-    agent_tcp_md5_qop_right_password_is_delivered:
-        agent_right_password("uas_auth_qop.xml", Transport::Tcp);
-    agent_tcp_md5_qop_wrong_password_is_auth_failed:
-        agent_wrong_password("uas_auth_qop.xml", Transport::Tcp);
-}
-
-// ---------------------------------------------------------------------------
-// SIPp sending NOTIFY to our phone simulator
-// ---------------------------------------------------------------------------
-
-/// Right password: the phone answers 401 then 200, which is all that
-/// `uac_notify_auth.xml` accepts (anything else fails sipp: exit 1).
-fn sipp_uac_right_password(transport: Transport, challenge: &str) {
-    let (status, log) = sipp_uac_vs_phone("uac_notify_auth.xml", transport, challenge, PASSWORD);
+/// SIPp's UAC must pass its scenario (exit 0), which accepts only 401 then `want` from the
+/// phone: `uac_notify_auth.xml` 200, `uac_notify_auth_403.xml` 403 (so a phone that let a
+/// wrong password through fails it).
+fn sipp_uac_passes(
+    scenario_file: &str,
+    transport: Transport,
+    challenge: &str,
+    password: &str,
+    want: u16,
+) {
+    let (status, log) = sipp_uac_vs_phone(scenario_file, transport, challenge, password);
     assert_eq!(
         status.code(),
         Some(0),
-        "sipp expected 401 then 200 from the phone ({challenge})\n{log}"
+        "sipp expected 401 then {want} from the phone ({challenge})\n{log}"
     );
-}
-
-/// Wrong password: `uac_notify_auth_403.xml` passes only on 401 then 403,
-/// so a phone that let the wrong password through fails it.
-fn sipp_uac_wrong_password(transport: Transport, challenge: &str) {
-    let (status, log) = sipp_uac_vs_phone(
-        "uac_notify_auth_403.xml",
-        transport,
-        challenge,
-        WRONG_PASSWORD,
-    );
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "sipp expected 401 then 403 from the phone ({challenge})\n{log}"
-    );
-}
-
-sipp_tests! {
-    sipp_uac_udp_md5_right_password_gets_200:
-        sipp_uac_right_password(Transport::Udp, "md5");
-    sipp_uac_udp_md5_qop_right_password_gets_200:
-        sipp_uac_right_password(Transport::Udp, "md5-qop");
-    sipp_uac_udp_md5_qop_wrong_password_gets_403:
-        sipp_uac_wrong_password(Transport::Udp, "md5-qop");
-    sipp_uac_udp_md5_wrong_password_gets_403:
-        sipp_uac_wrong_password(Transport::Udp, "md5");
-    sipp_uac_tcp_md5_right_password_gets_200:
-        sipp_uac_right_password(Transport::Tcp, "md5");
-    sipp_uac_tcp_md5_qop_right_password_gets_200:
-        sipp_uac_right_password(Transport::Tcp, "md5-qop");
-    sipp_uac_tcp_md5_qop_wrong_password_gets_403:
-        sipp_uac_wrong_password(Transport::Tcp, "md5-qop");
-    sipp_uac_tcp_md5_wrong_password_gets_403:
-        sipp_uac_wrong_password(Transport::Tcp, "md5");
 }
 
 fn main() -> std::process::ExitCode {
     let sipp = common::needs::Program::find("sipp", "sip-tester", &[]);
-    common::needs::run(
-        &sipp,
-        trials![
-            agent_udp_md5_no_qop_right_password_is_delivered,
-            agent_udp_md5_no_qop_wrong_password_is_auth_failed,
-            agent_udp_md5_qop_right_password_is_delivered,
-            agent_udp_md5_qop_wrong_password_is_auth_failed,
-            agent_tcp_md5_no_qop_right_password_is_delivered,
-            agent_tcp_md5_no_qop_wrong_password_is_auth_failed,
-            agent_tcp_md5_qop_right_password_is_delivered,
-            agent_tcp_md5_qop_wrong_password_is_auth_failed,
-            sipp_uac_udp_md5_right_password_gets_200,
-            sipp_uac_udp_md5_qop_right_password_gets_200,
-            sipp_uac_udp_md5_qop_wrong_password_gets_403,
-            sipp_uac_udp_md5_wrong_password_gets_403,
-            sipp_uac_tcp_md5_right_password_gets_200,
-            sipp_uac_tcp_md5_qop_right_password_gets_200,
-            sipp_uac_tcp_md5_qop_wrong_password_gets_403,
-            sipp_uac_tcp_md5_wrong_password_gets_403,
-        ],
-    )
+    let mut tests = Vec::new();
+    // Every case on each transport, named `agent_{transport}_...` and
+    // `sipp_uac_{transport}_...`.
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let t = transport.cli();
+        // Our agent against SIPp playing the phone: the right password is delivered (200,
+        // exit 0), a wrong one auth_failed (403, exit 3).
+        for (qop, file) in [("no_qop", "uas_auth.xml"), ("qop", "uas_auth_qop.xml")] {
+            for (case, password, code, outcome, status) in [
+                ("right_password_is_delivered", PASSWORD, 0, "delivered", 200),
+                (
+                    "wrong_password_is_auth_failed",
+                    WRONG_PASSWORD,
+                    3,
+                    "auth_failed",
+                    403,
+                ),
+            ] {
+                tests.push(test(format!("agent_{t}_md5_{qop}_{case}"), move || {
+                    agent_vs_sipp_uas(file, transport, password, code, outcome, status)
+                }));
+            }
+        }
+        // SIPp sending NOTIFY to our phone simulator, with and without qop.
+        for challenge in ["md5", "md5-qop"] {
+            let c = challenge.replace('-', "_");
+            for (case, file, password, want) in [
+                ("right", "uac_notify_auth.xml", PASSWORD, 200),
+                ("wrong", "uac_notify_auth_403.xml", WRONG_PASSWORD, 403),
+            ] {
+                tests.push(test(
+                    format!("sipp_uac_{t}_{c}_{case}_password_gets_{want}"),
+                    move || sipp_uac_passes(file, transport, challenge, password, want),
+                ));
+            }
+        }
+    }
+    common::needs::run(&sipp, tests)
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, PhoneProcess, PASSWORD};
+use common::{dry_run, send, PhoneProcess};
 
 #[test]
 fn an_ipv6_target_is_written_with_brackets_and_delivered_over_udp_and_tcp() {
@@ -16,12 +16,7 @@ fn an_ipv6_target_is_written_with_brackets_and_delivered_over_udp_and_tcp() {
         let addr = phone.addr(transport);
         assert!(addr.is_ipv6(), "{addr}");
         let target = format!("sip:159@[::1]:{};transport={transport}", addr.port());
-        let dry = bin()
-            .args(["resync", &target, "--dry-run"])
-            .output()
-            .unwrap();
-        let request = String::from_utf8_lossy(&dry.stdout);
-        assert_eq!(dry.status.code(), Some(0), "{request}");
+        let request = dry_run(&["resync", &target]);
         assert!(
             request.starts_with(&format!("NOTIFY {target} SIP/2.0\r\n")),
             "{request}"
@@ -40,11 +35,7 @@ fn an_ipv6_target_is_written_with_brackets_and_delivered_over_udp_and_tcp() {
             "{request}"
         );
 
-        let out = bin()
-            .args(["resync", &target, "--output", "json"])
-            .env("SIPNOTIFY_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
+        let out = send(&["resync", &target, "--output", "json"]);
         let record = common::json_line(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{record}");
         assert_eq!(record["outcome"], "delivered");
@@ -57,11 +48,7 @@ fn an_ipv6_target_is_written_with_brackets_and_delivered_over_udp_and_tcp() {
 fn an_ipv6_proxy_in_brackets_is_used() {
     let phone = PhoneProcess::builder().listen("[::1]:0").start();
     let proxy = format!("[::1]:{}", phone.addr("udp").port());
-    let out = bin()
-        .args(["resync", "sip:159@phone.invalid", "--proxy", &proxy])
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
+    let out = send(&["resync", "sip:159@phone.invalid", "--proxy", &proxy]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.starts_with("delivered"), "{text}");

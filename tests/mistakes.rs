@@ -4,70 +4,15 @@
 
 mod common;
 
-use common::{bin, response, PhoneProcess};
+use common::campaign::Campaign;
+use common::{
+    assert_exit, assert_refused, batch, bin, read_pipes, response, spawn_piped, temp_dir,
+    wait_watching,
+};
 use serde_json::Value;
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-/// A folder of its own for each test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("sipnotify-mistakes-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A simulated phone for users 1000-99999 whose passwords are `pw-{user}`, logging each
-/// exchange.
-fn phone(dir: &Path) -> (PhoneProcess, PathBuf) {
-    let log = dir.join("phone.log");
-    let phone = PhoneProcess::builder()
-        .transport("udp")
-        .users("1000-99999")
-        .password_template("pw-{user}")
-        .log(&log)
-        .start();
-    (phone, log)
-}
-
-/// A CSV of `users` on `phone`, each with its password.
-fn targets_csv(path: &Path, phone: &PhoneProcess, users: std::ops::Range<u32>) -> String {
-    let port = phone.addr("udp").port();
-    let mut csv = String::from("target,password\n");
-    for user in users {
-        csv += &format!("sip:{user}@127.0.0.1:{port},pw-{user}\n");
-    }
-    std::fs::write(path, &csv).unwrap();
-    csv
-}
-
-/// The NOTIFYs the phone accepted (2xx), by user, from its log.
-fn deliveries(log: &Path) -> std::collections::HashMap<String, u32> {
-    let mut counts = std::collections::HashMap::new();
-    for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-        let Ok(l) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        if l["method"] == "NOTIFY" && l["status"].as_u64().unwrap_or(0) / 100 == 2 {
-            *counts
-                .entry(l["user"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-    }
-    counts
-}
-
-fn batch(args: &[&str]) -> Output {
-    bin()
-        .arg("batch")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
@@ -76,59 +21,30 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-#[track_caller]
-fn assert_refused(out: &Output, message: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(message), "{stderr}");
+/// A socket on a free loopback UDP port whose reads give up after `timeout`, to play a
+/// hostile phone, and its address.
+fn udp_peer(timeout: Duration) -> (UdpSocket, SocketAddr) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(timeout)).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
 /// Runs `command` and returns its output and peak RSS in KiB (from wait4).
 #[cfg(target_os = "linux")]
 fn output_and_peak_rss(mut command: Command) -> (Output, i64) {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut status = 0;
-        // SAFETY: rusage is plain data, filled in by the kernel.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for our own child; the Child's pipes are read by wait_with_output.
-        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        let _ = tx.send((status, usage.ru_maxrss));
-    });
-    let (status, rss) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let mut child = spawn_piped(command.stdin(Stdio::null()));
+    let exited = wait_watching(&mut child, Duration::from_secs(60), |_| Ok(()));
     // The child is reaped: read what it printed from its pipes.
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    use std::io::Read;
-    let mut child = child;
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    std::mem::forget(child);
-    let status = std::os::unix::process::ExitStatusExt::from_raw(status);
+    let (stdout, stderr) = read_pipes(&mut child);
+    let status = exited.status;
     (
         Output {
             status,
             stdout,
             stderr,
         },
-        rss,
+        exited.max_rss_kib,
     )
 }
 
@@ -138,14 +54,11 @@ fn output_and_peak_rss(mut command: Command) -> (Output, i64) {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
-    let dir = temp_dir("pipe");
-    let (phone, log) = phone(&dir);
-    let input = dir.join("phones.csv");
-    targets_csv(&input, &phone, 1000..2000);
+    let campaign = Campaign::start("pipe", "", 1000..2000);
     let run = |extra: &str, stderr: Stdio| {
         let script = format!(
             "exec \"$0\" batch <(cat '{}') --event resync --output json {extra}",
-            input.display()
+            campaign.input.display()
         );
         Command::new("bash")
             .args(["-c", &script, env!("CARGO_BIN_EXE_sipnotify")])
@@ -155,12 +68,7 @@ fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
             .unwrap()
     };
     let spread = run("--spread 1s", Stdio::piped());
-    assert_eq!(
-        spread.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&spread.stderr)
-    );
+    assert_exit(&spread, 0);
     let records = json_lines(&spread.stdout);
     assert_eq!(records.len(), 1000);
     assert!(records.iter().all(|r| r["outcome"] == "delivered"));
@@ -199,24 +107,20 @@ fn a_pipe_is_read_once_with_spread_and_with_a_progress_bar() {
     // stderr was the terminal: the summary went there (stdout carries JSON).
     assert!(String::from_utf8_lossy(&seen).contains("summary: 1000 targets"));
     // Every phone acted twice: once per run, never more.
-    let counts = deliveries(&log);
-    assert_eq!(counts.len(), 1000);
-    assert!(counts.values().all(|n| *n == 2), "{counts:?}");
+    campaign.phone.assert_each_delivered(1000, 2);
 }
 
 /// Options naming the same file are refused before anything is opened for writing, and
 /// the input is left as it was.
 #[test]
 fn options_naming_the_same_file_are_refused_and_the_input_is_untouched() {
-    let dir = temp_dir("clash");
-    let (phone, log) = phone(&dir);
-    let input = dir.join("phones.csv");
-    let written = targets_csv(&input, &phone, 1000..1005);
-    let journal = dir.join("j.jsonl");
-    let input_s = input.to_str().unwrap();
+    let campaign = Campaign::start("clash", "", 1000..1005);
+    let written = std::fs::read_to_string(&campaign.input).unwrap();
+    let journal = &campaign.journal;
+    let input_s = campaign.input.to_str().unwrap();
     let journal_s = journal.to_str().unwrap();
     // The same journal by another spelling.
-    let dotted = format!("{}/./j.jsonl", dir.display());
+    let dotted = format!("{}/./j.jsonl", campaign.dir.display());
     for (args, message) in [
         (
             vec![input_s, "--journal", journal_s, "--report", &dotted],
@@ -233,30 +137,27 @@ fn options_naming_the_same_file_are_refused_and_the_input_is_untouched() {
     ] {
         let out = batch(&args);
         assert_refused(&out, message);
-        assert_eq!(std::fs::read_to_string(&input).unwrap(), written);
+        assert_eq!(std::fs::read_to_string(input_s).unwrap(), written);
         assert!(!journal.exists(), "{args:?} opened the journal");
     }
-    assert!(deliveries(&log).is_empty());
+    assert!(campaign.phone.deliveries(0).is_empty());
 }
 
 /// A journal is this campaign's or refused: another event, a device, a link to one, a run
 /// holding it.
 #[test]
 fn a_journal_of_another_campaign_or_in_use_is_refused() {
-    let dir = temp_dir("journal");
-    let (phone, log) = phone(&dir);
-    let input = dir.join("phones.csv");
-    targets_csv(&input, &phone, 1000..1050);
-    let journal = dir.join("resync.journal");
-    let (input_s, journal_s) = (input.to_str().unwrap(), journal.to_str().unwrap());
+    let campaign = Campaign::start("journal", "", 1000..1050);
+    let journal = campaign.dir.join("resync.journal");
+    let (input_s, journal_s) = (campaign.input.to_str().unwrap(), journal.to_str().unwrap());
     let out = batch(&[input_s, "--event", "resync", "--journal", journal_s]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(deliveries(&log).len(), 50);
+    assert_eq!(campaign.phone.deliveries(50).len(), 50);
 
     let reboot = batch(&[input_s, "--event", "reboot", "--journal", journal_s]);
     assert_refused(&reboot, "its event is `resync`, this run's is `reboot_now`");
     // Nothing was rebooted.
-    let events: Vec<String> = std::fs::read_to_string(&log)
+    let events: Vec<String> = std::fs::read_to_string(&campaign.phone.log)
         .unwrap()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -264,34 +165,24 @@ fn a_journal_of_another_campaign_or_in_use_is_refused() {
         .collect();
     assert!(events.iter().all(|e| e == "resync"), "{events:?}");
 
-    let link = dir.join("null.journal");
+    let link = campaign.dir.join("null.journal");
     std::os::unix::fs::symlink("/dev/null", &link).unwrap();
     for device in ["/dev/null", link.to_str().unwrap()] {
         let out = batch(&[input_s, "--journal", device]);
         assert_refused(&out, "not a regular file");
     }
-    assert_eq!(deliveries(&log).len(), 50);
+    assert_eq!(campaign.phone.deliveries(50).len(), 50);
 }
 
 /// A second run on a journal a first run holds sends nothing and exits 2, naming the
 /// first run's pid; no phone acts twice.
 #[test]
 fn a_second_run_on_a_busy_journal_sends_nothing() {
-    let dir = temp_dir("busy");
-    let log = dir.join("phone.log");
     // Slow phones: the first run is still going when the second starts.
-    let phone = PhoneProcess::builder()
-        .transport("udp")
-        .users("1000-99999")
-        .password_template("pw-{user}")
-        .log(&log)
-        .args(["--delay", "200"])
-        .start();
-    let input = dir.join("phones.csv");
-    targets_csv(&input, &phone, 1000..1040);
-    let journal = dir.join("j.journal");
+    let campaign = Campaign::start("busy", "--delay 200", 1000..1040);
+    let journal = &campaign.journal;
     let args = [
-        input.to_str().unwrap(),
+        campaign.input.to_str().unwrap(),
         "--journal",
         journal.to_str().unwrap(),
         "--concurrency",
@@ -307,7 +198,7 @@ fn a_second_run_on_a_busy_journal_sends_nothing() {
         .unwrap();
     // Wait for its run record: it holds the lock from then on.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&journal)
+    while !std::fs::read_to_string(journal)
         .unwrap_or_default()
         .contains("\"type\":\"intent\"")
     {
@@ -323,9 +214,7 @@ fn a_second_run_on_a_busy_journal_sends_nothing() {
         &format!("another run is using it (pid {})", first.id()),
     );
     assert!(first.wait().unwrap().success());
-    let counts = deliveries(&log);
-    assert_eq!(counts.len(), 40);
-    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    campaign.phone.assert_each_delivered(40, 1);
 }
 
 /// The same phone four times in one file (two spellings of its URI) acts once; the other
@@ -333,12 +222,10 @@ fn a_second_run_on_a_busy_journal_sends_nothing() {
 /// each.
 #[test]
 fn duplicate_rows_act_once_unless_allowed() {
-    let dir = temp_dir("dup");
-    let (phone, log) = phone(&dir);
-    let port = phone.addr("udp").port();
-    let input = dir.join("phones.csv");
+    let campaign = Campaign::start("dup", "", 0..0);
+    let port = campaign.phone.process.addr("udp").port();
     std::fs::write(
-        &input,
+        &campaign.input,
         format!(
             "target,password\n\
              sip:1000@127.0.0.1:{port},pw-1000\n\
@@ -349,19 +236,8 @@ fn duplicate_rows_act_once_unless_allowed() {
         ),
     )
     .unwrap();
-    let out = batch(&[
-        input.to_str().unwrap(),
-        "--event",
-        "reboot",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = campaign.batch(&["--event", "reboot", "--output", "json"]);
+    assert_exit(&out, 0);
     let records = json_lines(&out.stdout);
     let duplicates: Vec<&Value> = records
         .iter()
@@ -371,28 +247,20 @@ fn duplicate_rows_act_once_unless_allowed() {
     assert!(duplicates
         .iter()
         .all(|r| r["reason"].as_str().unwrap().contains("line 2")));
-    let counts = deliveries(&log);
+    let counts = campaign.phone.deliveries(2);
     assert_eq!((counts["1000"], counts["1001"]), (1, 1));
 
-    let out = batch(&[
-        input.to_str().unwrap(),
-        "--event",
-        "reboot",
-        "--allow-duplicates",
-    ]);
+    let out = campaign.batch(&["--event", "reboot", "--allow-duplicates"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(deliveries(&log)["1000"], 1 + 4);
+    // 1000 four times more, 1001 once: seven in all.
+    assert_eq!(campaign.phone.deliveries(7)["1000"], 1 + 4);
 }
 
 /// A phone whose reason phrase carries escape sequences: no raw ESC reaches stdout or
 /// stderr, whatever the output mode, one target or a campaign.
 #[test]
 fn escape_sequences_from_a_phone_never_reach_the_terminal() {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    let (socket, addr) = udp_peer(Duration::from_millis(200));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let hostile = {
         let stop = stop.clone();
@@ -481,27 +349,14 @@ fn unbounded_inputs_are_refused_in_bounded_memory() {
 #[test]
 fn a_closed_pipe_is_not_a_panic() {
     use std::io::{BufRead, BufReader};
-    let dir = temp_dir("pipe-closed");
-    let (phone, log) = phone(&dir);
-    let input = dir.join("phones.csv");
     // More output than a pipe holds, so writes go on after the reader left.
-    targets_csv(&input, &phone, 1000..3000);
-    let journal = dir.join("j.journal");
+    let campaign = Campaign::start("pipe-closed", "", 1000..3000);
+    let journal = &campaign.journal;
     let mut demo = bin();
     demo.arg("demo");
-    let mut campaign = bin();
-    campaign
-        .arg("batch")
-        .arg(&input)
-        .arg("--journal")
-        .arg(&journal);
-    for command in [&mut demo, &mut campaign] {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    let mut run = campaign.command(&[]);
+    for command in [&mut demo, &mut run] {
+        let mut child = spawn_piped(command.stdin(Stdio::null()));
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
@@ -513,8 +368,8 @@ fn a_closed_pipe_is_not_a_panic() {
         assert_eq!(out.status.code(), Some(0), "{command:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    assert_eq!(deliveries(&log).len(), 2000);
-    let results = std::fs::read_to_string(&journal)
+    assert_eq!(campaign.phone.deliveries(2000).len(), 2000);
+    let results = std::fs::read_to_string(journal)
         .unwrap()
         .matches("\"type\":\"result\"")
         .count();
@@ -525,11 +380,7 @@ fn a_closed_pipe_is_not_a_panic() {
 /// summary.
 #[test]
 fn dropped_answers_are_counted_in_the_summary() {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = socket.local_addr().unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let (socket, addr) = udp_peer(Duration::from_secs(5));
     let junk = std::thread::spawn(move || {
         let mut buf = [0u8; 65536];
         if let Ok((n, from)) = socket.recv_from(&mut buf) {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, open_descriptors, wait_watching, PhoneProcess, PASSWORD};
+use common::{bin, open_descriptors, temp_dir, wait_watching, PhoneProcess, PASSWORD};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::File;
@@ -36,11 +36,7 @@ fn campaign(transport: &str, targets: u32, concurrency: usize) -> Run {
         .start();
     let port = phone.addr(transport).port();
 
-    let dir = std::env::temp_dir().join(format!(
-        "sipnotify-fleet-{transport}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir(&format!("fleet-{transport}"));
     let input = dir.join("targets.csv");
     let mut rows = String::from("target\n");
     for i in 0..targets {

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{bin, json_line, read_message, response, rss_kib, wait_watching};
-use std::io::{Read, Write};
+use common::{bin, json_line, read_message, read_pipes, response, rss_kib, wait_watching};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::Stdio;
 use std::thread;
@@ -47,13 +47,7 @@ fn flooded(body_len: usize) -> (serde_json::Value, SocketAddr) {
             _ => Ok(()),
         }
     });
-    let mut stdout = Vec::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
+    let (stdout, _) = read_pipes(&mut child);
     flood.join().unwrap();
     let v = json_line(&stdout);
     assert!(

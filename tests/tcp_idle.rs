@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, read_message, response};
+use common::{bin, read_message, response, temp_dir};
 use std::io::{ErrorKind, Write};
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -57,8 +57,7 @@ fn a_connection_is_shared_in_flight_and_closed_when_its_last_target_ends() {
         b_done.send(answered_at).unwrap();
     });
 
-    let dir = std::env::temp_dir().join(format!("sipnotify-tcp-idle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("idle");
     let input = dir.join("targets.csv");
     std::fs::write(
         &input,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, json_line, read_message, response};
+use common::{bin, json_line, read_message, response, temp_dir};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Output, Stdio};
@@ -86,8 +86,7 @@ fn a_campaign_retry_after_503_opens_a_new_connection() {
         ),
         (200, "OK", vec![]),
     ]);
-    let dir = std::env::temp_dir().join(format!("sipnotify-tcp-reconnect-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("reconnect");
     let input = dir.join("targets.csv");
     std::fs::write(&input, format!("target\nsip:159@{addr};transport=tcp\n")).unwrap();
     let out = bin()

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{bin, PhoneProcess, PASSWORD};
+use common::campaign::Campaign;
+use common::{assert_exit, assert_refused, bin, dry_run, send, PhoneProcess};
 
 /// Every preset: vendor, action, Event header, body. Written out here, apart from the
 /// table in src/event.rs, so a change to the table is a visible change to this list.
@@ -32,12 +33,7 @@ const PRESETS: &[(&str, &str, &str, &str)] = &[
 fn every_preset_writes_its_exact_request() {
     let target = "sip:159@127.0.0.1:5060";
     for (vendor, action, header, body) in PRESETS {
-        let out = bin()
-            .args([action, target, "--vendor", vendor, "--dry-run"])
-            .output()
-            .unwrap();
-        let request = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{vendor} {action}: {request}");
+        let request = dry_run(&[action, target, "--vendor", vendor]);
         assert!(
             request.contains(&format!("\r\nEvent: {header}\r\n")),
             "{vendor} {action}: {request}"
@@ -58,25 +54,14 @@ fn every_preset_writes_its_exact_request() {
 
 #[test]
 fn every_preset_is_delivered_to_a_phone_playing_its_vendor() {
-    for vendor in [
-        "cisco",
-        "polycom",
-        "yealink",
-        "snom",
-        "gigaset",
-        "grandstream",
-        "aastra",
-        "obihai",
-        "cucm",
-    ] {
+    // Each vendor of the list, once (its rows are together).
+    let mut vendors: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+    vendors.dedup();
+    for vendor in vendors {
         let phone = PhoneProcess::builder().args(["--vendor", vendor]).start();
         let target = format!("sip:159@{}", phone.addr("udp"));
         for (_, action, _, _) in PRESETS.iter().filter(|p| p.0 == vendor) {
-            let out = bin()
-                .args([*action, target.as_str(), "--vendor", vendor])
-                .env("SIPNOTIFY_PASSWORD", PASSWORD)
-                .output()
-                .unwrap();
+            let out = send(&[action, &target, "--vendor", vendor]);
             let text = String::from_utf8_lossy(&out.stdout);
             assert_eq!(out.status.code(), Some(0), "{vendor} {action}: {text}");
             assert!(text.starts_with("delivered"), "{vendor} {action}: {text}");
@@ -86,36 +71,25 @@ fn every_preset_is_delivered_to_a_phone_playing_its_vendor() {
 
 #[test]
 fn a_vendor_without_the_event_is_refused_and_a_vendors_phone_refuses_others() {
-    let out = bin()
-        .args([
-            "reboot",
-            "sip:159@127.0.0.1:5060",
-            "--vendor",
-            "polycom",
-            "--dry-run",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("polycom phones have no NOTIFY event to reboot (they have: resync)"));
-    let out = bin()
-        .args(["resync", "sip:159@127.0.0.1:5060", "--vendor", "nokia"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown vendor `nokia`"));
+    let target = "sip:159@127.0.0.1:5060";
+    for (args, message) in [
+        (
+            &["reboot", target, "--vendor", "polycom", "--dry-run"][..],
+            "polycom phones have no NOTIFY event to reboot (they have: resync)",
+        ),
+        (
+            &["resync", target, "--vendor", "nokia"],
+            "unknown vendor `nokia`",
+        ),
+    ] {
+        assert_refused(&bin().args(args).output().unwrap(), message);
+    }
 
     // A Yealink answers 489 to Cisco's reboot_now, before any challenge.
     let phone = PhoneProcess::builder()
         .args(["--vendor", "yealink"])
         .start();
-    let target = format!("sip:159@{}", phone.addr("udp"));
-    let out = bin()
-        .args(["reboot", &target])
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
+    let out = send(&["reboot", &format!("sip:159@{}", phone.addr("udp"))]);
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stdout).contains("489"));
 }
@@ -123,20 +97,10 @@ fn a_vendor_without_the_event_is_refused_and_a_vendors_phone_refuses_others() {
 /// A campaign's rows may name their vendor; the others get `--vendor`.
 #[test]
 fn a_campaign_sends_each_row_its_vendors_event() {
-    let dir = std::env::temp_dir().join(format!("sipnotify-vendors-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("phone.log");
-    let phone = PhoneProcess::builder()
-        .users("1000-1002")
-        .password_template("pw-{user}")
-        .args(["--accept-event", "check-sync"])
-        .log(&log)
-        .start();
-    let addr = phone.addr("udp");
-    let input = dir.join("rows.csv");
+    let campaign = Campaign::start("rows", "--accept-event check-sync", 0..0);
+    let addr = campaign.phone.process.addr("udp");
     std::fs::write(
-        &input,
+        &campaign.input,
         format!(
             "target,password,vendor\n\
              sip:1000@{addr},pw-1000,yealink\n\
@@ -145,29 +109,9 @@ fn a_campaign_sends_each_row_its_vendors_event() {
         ),
     )
     .unwrap();
-    let out = bin()
-        .args(["batch", input.to_str().unwrap(), "--event", "reboot"])
-        .args(["--vendor", "snom", "--output", "json"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let events: std::collections::HashMap<String, String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["status"] == 200)
-        .map(|l| {
-            (
-                l["user"].as_str().unwrap().to_string(),
-                l["event"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let out = campaign.batch(&["--event", "reboot", "--vendor", "snom", "--output", "json"]);
+    assert_exit(&out, 0);
+    let events = campaign.phone.events(3);
     assert_eq!(events["1000"], "check-sync");
     assert_eq!(events["1001"], "check-sync");
     assert_eq!(events["1002"], "reboot_now");

@@ -4,38 +4,18 @@
 
 mod common;
 
-use common::{bin, response, PhoneProcess};
+use common::{assert_exit, bin, response, temp_dir, PhoneProcess};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A fresh folder for one test's files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("sipnotify-wildcard-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The `i`-th phone's loopback address: `i` in base 200 over the last three bytes, plus one,
 /// so distinct for each `i` and never a 0 or 255 byte.
 fn phone_ip(i: u32) -> Ipv4Addr {
     let digit = |n: u32| u8::try_from(1 + n % 200).unwrap();
     Ipv4Addr::new(127, digit(i / 40_000), digit(i / 200), digit(i))
-}
-
-fn assert_exit(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout (first 2000 bytes):\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(2000)]),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs a batch of `phones` users (1000 on) of one wildcard simulator, each at its own

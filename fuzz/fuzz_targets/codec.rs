@@ -142,27 +142,12 @@ fn compare_with_rsip(data: &[u8], m: &Message) {
     }
 
     let headers = theirs.headers();
-    let their_call_ids: Vec<&str> = headers
-        .iter()
-        .filter_map(|h| match h {
-            rsip::Header::CallId(v) => Some(v.value()),
-            _ => None,
-        })
-        .collect();
-    let our_call_ids: Vec<&str> = m.headers("Call-ID").collect();
-    if let ([ours], [theirs]) = (&our_call_ids[..], &their_call_ids[..]) {
-        assert_eq!(*ours, trim(theirs), "Call-ID vs rsip");
-    }
-    let their_cseqs: Vec<&str> = headers
-        .iter()
-        .filter_map(|h| match h {
-            rsip::Header::CSeq(v) => Some(v.value()),
-            _ => None,
-        })
-        .collect();
-    let our_cseqs: Vec<&str> = m.headers("CSeq").collect();
-    if let ([ours], [theirs]) = (&our_cseqs[..], &their_cseqs[..]) {
-        assert_eq!(*ours, trim(theirs), "CSeq vs rsip");
+    for name in ["Call-ID", "CSeq"] {
+        let their_values: Vec<&str> = headers.iter().filter_map(|h| rsip_value(h, name)).collect();
+        let our_values: Vec<&str> = m.headers(name).collect();
+        if let ([ours], [theirs]) = (&our_values[..], &their_values[..]) {
+            assert_eq!(*ours, trim(theirs), "{name} vs rsip");
+        }
     }
 
     // rsip ignores Content-Length (the body is all after the blank line): compare only
@@ -172,6 +157,15 @@ fn compare_with_rsip(data: &[u8], m: &Message) {
     // (rsip's bug, found by this target: the body there is `\r\nX`).
     if m.header("Content-Length").is_none() && !m.headers.is_empty() {
         assert_eq!(&m.body[..], &theirs.body()[..], "body vs rsip");
+    }
+}
+
+/// The raw value of rsip's `h` when it is the header we call `name` (Call-ID or CSeq).
+fn rsip_value<'a>(h: &'a rsip::Header, name: &str) -> Option<&'a str> {
+    match (name, h) {
+        ("Call-ID", rsip::Header::CallId(v)) => Some(v.value()),
+        ("CSeq", rsip::Header::CSeq(v)) => Some(v.value()),
+        _ => None,
     }
 }
 

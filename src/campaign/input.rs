@@ -619,29 +619,13 @@ mod tests {
         );
         let exact = format!("{exact}{}", " ".repeat(MAX_LINE - exact.len()));
         assert_eq!(exact.len(), MAX_LINE);
+        let message = format!("the line is longer than {MAX_LINE} bytes");
         // Long lines at the end, with and without a newline.
         for end in ["\n", ""] {
             let text = format!("{long}{long}\n{{\"target\":\"161@h\"}}\n{exact}\n{long}{end}");
-            let got = rows(&text, InputFormat::Jsonl);
-            assert_eq!(got.len(), 4);
-            let bad = got[0].as_ref().unwrap_err();
-            assert_eq!((bad.line, bad.index), (1, 0));
-            assert_eq!(
-                bad.message,
-                format!("the line is longer than {MAX_LINE} bytes")
-            );
-            let next = got[1].as_ref().unwrap();
-            assert_eq!((next.line, next.target.as_deref()), (2, Some("161@h")));
+            let got = over_long_rows_are_bad(&text, InputFormat::Jsonl, 1, &message);
             let exact = got[2].as_ref().unwrap();
             assert_eq!((exact.line, exact.target.as_deref()), (3, Some("160@h")));
-            let last = got[3].as_ref().unwrap_err();
-            assert_eq!(last.line, 4);
-            assert!(!format!("{got:?}").contains("s3cr3t"));
-            let n = count_records(
-                Box::new(std::io::Cursor::new(text.clone())),
-                InputFormat::Jsonl,
-            );
-            assert_eq!(n, 4);
         }
     }
 
@@ -663,6 +647,33 @@ mod tests {
 
     fn count(text: &str, format: InputFormat) -> u64 {
         count_records(Box::new(std::io::Cursor::new(text.to_string())), format)
+    }
+
+    /// The rows of `text` from line `first`: an over-long row, `161@h`, a row of exactly
+    /// `MAX_LINE` bytes and an over-long row. Checks that the long ones are bad rows saying
+    /// `message` without quoting their cells (`s3cr3t...`), and that the reader and the count
+    /// go on past them; returns the rows, for the format's own checks of the exact one.
+    #[track_caller]
+    fn over_long_rows_are_bad(
+        text: &str,
+        format: InputFormat,
+        first: u64,
+        message: &str,
+    ) -> Vec<Result<Row, RowError>> {
+        let got = rows(text, format);
+        assert_eq!(got.len(), 4);
+        let bad = got[0].as_ref().unwrap_err();
+        assert_eq!((bad.line, bad.index), (first, 0));
+        assert_eq!(bad.message, message);
+        let next = got[1].as_ref().unwrap();
+        assert_eq!(
+            (next.line, next.target.as_deref()),
+            (first + 1, Some("161@h"))
+        );
+        assert_eq!(got[3].as_ref().unwrap_err().line, first + 3);
+        assert!(!format!("{got:?}").contains("s3cr3t"));
+        assert_eq!(count(text, format), 4);
+        got
     }
 
     #[test]
@@ -725,22 +736,14 @@ mod tests {
         // Long rows at the end, with and without a newline.
         for end in ["\n", ""] {
             let text = format!("target,password\n{long}\n161@h,ok\n{exact}\n{long}{end}");
-            let got = rows(&text, InputFormat::Csv);
-            assert_eq!(got.len(), 4);
-            let bad = got[0].as_ref().unwrap_err();
-            assert_eq!((bad.line, bad.index), (2, 0));
-            assert_eq!(bad.message, "the row is longer than 64 KiB");
-            let next = got[1].as_ref().unwrap();
-            assert_eq!((next.line, next.target.as_deref()), (3, Some("161@h")));
+            let message = "the row is longer than 64 KiB";
+            let got = over_long_rows_are_bad(&text, InputFormat::Csv, 2, message);
             let exact = got[2].as_ref().unwrap();
             assert_eq!(exact.line, 4);
             assert_eq!(
                 exact.password.as_ref().unwrap().expose().len(),
                 MAX_LINE - 6
             );
-            assert_eq!(got[3].as_ref().unwrap_err().line, 5);
-            assert!(!format!("{got:?}").contains("s3cr3t"));
-            assert_eq!(count(&text, InputFormat::Csv), 4);
         }
         // A cell of 8 MiB, streamed: skipped a buffer at a time.
         let input = std::io::Cursor::new("target,password\n159@h,")
@@ -802,21 +805,21 @@ mod tests {
             let reader = std::io::BufReader::new(Trickle(std::io::Cursor::new(text)));
             RowReader::new(Box::new(reader), format).unwrap().collect()
         };
+        // Each input here is two rows: the second, read at the end.
+        let second = |text: &'static str, format| {
+            let got = trickle(text, format);
+            assert_eq!(got.len(), 2);
+            got.into_iter().nth(1).unwrap()
+        };
         let csv = "target,id\n159@h,a\n160@h,bcd";
-        let got = trickle(csv, InputFormat::Csv);
-        assert_eq!(got.len(), 2);
-        let last = got[1].as_ref().unwrap();
+        let last = second(csv, InputFormat::Csv).unwrap();
         assert_eq!((last.line, last.id.as_deref()), (3, Some("bcd")));
         assert_eq!(count(csv, InputFormat::Csv), 2);
         // A quote still open at the end of the input: a bad row, not a cell.
         let csv = "target,id\n159@h,a\n160@h,\"b";
-        let got = trickle(csv, InputFormat::Csv);
-        assert_eq!(got.len(), 2);
-        assert_eq!(got[1].as_ref().unwrap_err().line, 3);
+        assert_eq!(second(csv, InputFormat::Csv).unwrap_err().line, 3);
         let jsonl = "{\"target\":\"159@h\"}\n{\"target\":\"160@h\"}";
-        let got = trickle(jsonl, InputFormat::Jsonl);
-        assert_eq!(got.len(), 2);
-        let last = got[1].as_ref().unwrap();
+        let last = second(jsonl, InputFormat::Jsonl).unwrap();
         assert_eq!((last.line, last.target.as_deref()), (2, Some("160@h")));
         assert_eq!(count(jsonl, InputFormat::Jsonl), 2);
     }

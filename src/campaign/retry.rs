@@ -81,31 +81,22 @@ mod tests {
 
     #[test]
     fn only_transient_failures_are_retried() {
-        assert!(RetryPolicy::retryable(&outcome(OutcomeKind::Timeout, None)));
-        assert!(RetryPolicy::retryable(&outcome(
-            OutcomeKind::Unreachable,
-            None
-        )));
-        assert!(RetryPolicy::retryable(&outcome(
-            OutcomeKind::Rejected,
-            Some(503)
-        )));
-        assert!(!RetryPolicy::retryable(&outcome(
-            OutcomeKind::Rejected,
-            Some(486)
-        )));
-        assert!(!RetryPolicy::retryable(&outcome(
-            OutcomeKind::Rejected,
-            Some(500)
-        )));
-        assert!(!RetryPolicy::retryable(&outcome(
-            OutcomeKind::Delivered,
-            Some(200)
-        )));
-        assert!(!RetryPolicy::retryable(&outcome(
-            OutcomeKind::AuthFailed,
-            Some(403)
-        )));
+        for (kind, status, retried) in [
+            (OutcomeKind::Timeout, None, true),
+            (OutcomeKind::Unreachable, None, true),
+            (OutcomeKind::Rejected, Some(503), true),
+            (OutcomeKind::Rejected, Some(486), false),
+            (OutcomeKind::Rejected, Some(500), false),
+            (OutcomeKind::Delivered, Some(200), false),
+            (OutcomeKind::AuthFailed, Some(403), false),
+        ] {
+            let outcome = outcome(kind, status);
+            assert_eq!(
+                RetryPolicy::retryable(&outcome),
+                retried,
+                "{kind:?} {status:?}"
+            );
+        }
     }
 
     #[test]

@@ -308,7 +308,7 @@ fn vendors(format: Format) {
         ]);
         csv
     });
-    for vendor in event::VENDORS {
+    for vendor in event::VENDORS.iter() {
         for e in vendor.events {
             let action = e.action.as_str();
             match (format, &mut csv) {
@@ -348,7 +348,7 @@ fn vendors(format: Format) {
         }
         None if format == Format::Human => {
             outln!("\nSources:");
-            for vendor in event::VENDORS {
+            for vendor in event::VENDORS.iter() {
                 outln!("  {:<12} {}: {}", vendor.name, vendor.phones, vendor.source);
             }
         }

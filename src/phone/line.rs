@@ -701,8 +701,13 @@ mod tests {
 
     const URI: &str = "sip:159@127.0.0.1:5060";
 
-    fn phone(config: PhoneConfig, t0: Instant) -> Phone {
-        Phone::new(config, 7, t0)
+    /// A phone (seeded 7) with the default configuration as changed by `configure`, and
+    /// the instant it started.
+    fn phone(configure: impl FnOnce(&mut PhoneConfig)) -> (Phone, Instant) {
+        let mut config = PhoneConfig::default();
+        configure(&mut config);
+        let t0 = Instant::now();
+        (Phone::new(config, 7, t0), t0)
     }
 
     /// A NOTIFY as a sender writes it; `extra` is inserted verbatim before Content-Length.
@@ -765,8 +770,7 @@ mod tests {
 
     #[test]
     fn md5_challenge_then_correct_answer_is_accepted() {
-        let t0 = Instant::now();
-        let mut phone = phone(PhoneConfig::default(), t0);
+        let (mut phone, t0) = phone(|_| {});
         let (response, exchange) = send(&mut phone, t0, &notify("resync", "", ""));
         assert_eq!(code(&response), 401);
         assert_eq!(exchange.auth, AuthOutcome::Missing);
@@ -796,12 +800,7 @@ mod tests {
 
     #[test]
     fn md5_qop_challenge_carries_qop_and_opaque() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            challenge: ChallengeMode::Md5Qop,
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.challenge = ChallengeMode::Md5Qop);
         let (response, _) = send(&mut phone, t0, &notify("reboot_now", "", ""));
         let challenge = &challenges(&response)[0];
         assert_eq!(challenge.qop, vec![digest::Qop::Auth]);
@@ -825,12 +824,7 @@ mod tests {
 
     #[test]
     fn sha256_mode_offers_sha256_then_md5_and_accepts_both() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            challenge: ChallengeMode::Sha256,
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.challenge = ChallengeMode::Sha256);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let offered = challenges(&response);
         assert_eq!(offered.len(), 2);
@@ -846,12 +840,8 @@ mod tests {
 
     #[test]
     fn wrong_password_or_user_is_forbidden() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            users: vec!["159".parse().unwrap(), "160".parse().unwrap()],
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) =
+            phone(|c| c.users = vec!["159".parse().unwrap(), "160".parse().unwrap()]);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let challenge = &challenges(&response)[0];
         for (user, password) in [("159", "wrong"), ("160", "pw-160")] {
@@ -863,8 +853,7 @@ mod tests {
 
     #[test]
     fn expired_nonce_gets_stale_challenge() {
-        let t0 = Instant::now();
-        let mut phone = phone(PhoneConfig::default(), t0);
+        let (mut phone, t0) = phone(|_| {});
         let (response, _) = send(
             &mut phone,
             t0 + Duration::from_secs(5),
@@ -898,8 +887,7 @@ mod tests {
 
     #[test]
     fn forged_nonce_or_wrong_realm_is_challenged_again() {
-        let t0 = Instant::now();
-        let mut phone = phone(PhoneConfig::default(), t0);
+        let (mut phone, t0) = phone(|_| {});
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let genuine = challenges(&response).remove(0);
         let forged = Challenge {
@@ -927,12 +915,7 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_event_is_489_before_auth() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            accept_events: vec!["check-sync".to_owned()],
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.accept_events = vec!["check-sync".to_owned()]);
         for event in ["presence", "Resync", ""] {
             let (response, exchange) = send(&mut phone, t0, &notify(event, "", ""));
             assert_eq!(
@@ -967,12 +950,7 @@ mod tests {
 
     #[test]
     fn bad_xml_service_body_is_400_with_reason() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            challenge: ChallengeMode::None,
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.challenge = ChallengeMode::None);
         for (body, why) in [
             ("http://10.0.0.5/menu.xml\n", "ends with CR/LF/space/tab"),
             ("http://10.0.0.5/menu.xml\r\n", "ends with CR/LF/space/tab"),
@@ -1003,12 +981,7 @@ mod tests {
 
     #[test]
     fn unknown_user_is_404_and_user_falls_back_to_to() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            users: vec!["1000-1999".parse().unwrap()],
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.users = vec!["1000-1999".parse().unwrap()]);
         let uri_for = |user: &str| format!("sip:{user}@127.0.0.1");
         for (user, status) in [
             ("1500", 401),
@@ -1061,13 +1034,10 @@ mod tests {
 
     #[test]
     fn password_template_is_per_user() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            users: vec!["100-200".parse().unwrap()],
-            password_template: "s3cret-{user}-x".to_owned(),
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| {
+            c.users = vec!["100-200".parse().unwrap()];
+            c.password_template = "s3cret-{user}-x".to_owned();
+        });
         let uri = "sip:150@127.0.0.1";
         let (response, _) = send(
             &mut phone,
@@ -1094,8 +1064,7 @@ mod tests {
 
     #[test]
     fn response_copies_dialog_headers_and_adds_a_stable_to_tag() {
-        let t0 = Instant::now();
-        let mut phone = phone(PhoneConfig::default(), t0);
+        let (mut phone, t0) = phone(|_| {});
         let bytes = notify("resync", "", "");
         let mut first = Vec::new();
         phone.handle(t0, &bytes, &mut first);
@@ -1138,8 +1107,7 @@ mod tests {
 
     #[test]
     fn retransmitted_authenticated_notify_is_accepted_again() {
-        let t0 = Instant::now();
-        let mut phone = phone(PhoneConfig::default(), t0);
+        let (mut phone, t0) = phone(|_| {});
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let bytes = notify(
             "resync",
@@ -1156,8 +1124,7 @@ mod tests {
 
     #[test]
     fn other_methods_and_non_requests() {
-        let t0 = Instant::now();
-        let mut phone = phone(PhoneConfig::default(), t0);
+        let (mut phone, t0) = phone(|_| {});
         let (response, _) = send(&mut phone, t0, &request("OPTIONS", URI, "", ""));
         assert_eq!(
             (code(&response), response.header("Allow")),
@@ -1188,12 +1155,7 @@ To: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n";
 
     #[test]
     fn challenge_none_accepts_without_credentials() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            challenge: ChallengeMode::None,
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.challenge = ChallengeMode::None);
         let (response, exchange) = send(&mut phone, t0, &notify("reboot_now", "", ""));
         assert_eq!(
             (code(&response), exchange.auth),
@@ -1204,12 +1166,7 @@ To: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n";
 
     #[test]
     fn drop_percent_100_drops_everything() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            drop_percent: 100.0,
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.drop_percent = 100.0);
         let mut out = Vec::new();
         for _ in 0..20 {
             assert_eq!(
@@ -1241,12 +1198,7 @@ To: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 NOTIFY\r\nContent-Length: 0\r\n\r\n";
 
     #[test]
     fn fail_percent_100_fails_only_after_auth() {
-        let t0 = Instant::now();
-        let config = PhoneConfig {
-            fail_percent: 100.0,
-            ..PhoneConfig::default()
-        };
-        let mut phone = phone(config, t0);
+        let (mut phone, t0) = phone(|c| c.fail_percent = 100.0);
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         assert_eq!(code(&response), 401);
         let auth = credentials(&challenges(&response)[0], "159", "pw-159", "");

@@ -176,6 +176,14 @@ mod tests {
         Duration::from_secs_f64(s)
     }
 
+    /// A transaction with the default timers, started now, after its first send.
+    fn started(reliable: bool) -> (Instant, ClientTransaction) {
+        let start = Instant::now();
+        let mut tx = ClientTransaction::new(start, Timers::default(), reliable);
+        assert!(tx.poll_transmit());
+        (start, tx)
+    }
+
     /// Drives a transaction with no answer, stepping to each wake-up, and records when it
     /// asked to send and when it timed out.
     fn run_unanswered(reliable: bool, timers: Timers) -> (Vec<Duration>, Duration) {
@@ -232,9 +240,7 @@ mod tests {
 
     #[test]
     fn provisional_response_holds_retransmissions_at_t2() {
-        let start = Instant::now();
-        let mut tx = ClientTransaction::new(start, Timers::default(), false);
-        assert!(tx.poll_transmit());
+        let (start, mut tx) = started(false);
         assert_eq!(tx.handle_response(100), Some(TxEvent::Provisional(100)));
         assert_eq!(tx.state(), State::Proceeding);
         // Timer E was armed at 0.5 s; after it fires in Proceeding the interval is T2.
@@ -245,9 +251,7 @@ mod tests {
 
     #[test]
     fn final_response_stops_retransmission_and_ignores_what_follows() {
-        let start = Instant::now();
-        let mut tx = ClientTransaction::new(start, Timers::default(), false);
-        assert!(tx.poll_transmit());
+        let (start, mut tx) = started(false);
         tx.handle_timeout(start + secs(0.5));
         assert!(tx.poll_transmit());
         assert_eq!(tx.retransmissions(), 1);
@@ -282,9 +286,7 @@ mod tests {
 
     #[test]
     fn reliable_final_response_terminates_at_once() {
-        let start = Instant::now();
-        let mut tx = ClientTransaction::new(start, Timers::default(), true);
-        assert!(tx.poll_transmit());
+        let (_, mut tx) = started(true);
         assert_eq!(tx.handle_response(200), Some(TxEvent::Final(200)));
         assert_eq!(tx.state(), State::Terminated);
         assert_eq!(tx.poll_timeout(), None);
@@ -292,9 +294,7 @@ mod tests {
 
     #[test]
     fn a_late_wake_up_sends_one_retransmission_not_a_burst() {
-        let start = Instant::now();
-        let mut tx = ClientTransaction::new(start, Timers::default(), false);
-        assert!(tx.poll_transmit());
+        let (start, mut tx) = started(false);
         let late = start + secs(10.0);
         tx.handle_timeout(late);
         assert!(tx.poll_transmit());
@@ -308,9 +308,7 @@ mod tests {
 
     #[test]
     fn timer_f_still_fires_while_proceeding() {
-        let start = Instant::now();
-        let mut tx = ClientTransaction::new(start, Timers::default(), true);
-        assert!(tx.poll_transmit());
+        let (start, mut tx) = started(true);
         tx.handle_response(100);
         assert_eq!(
             tx.handle_timeout(start + secs(32.0)),

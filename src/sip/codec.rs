@@ -662,6 +662,12 @@ mod tests {
         parse(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text:?}"))
     }
 
+    /// `parse` refuses `text` with `error`.
+    #[track_caller]
+    fn assert_refused(text: &str, error: CodecError) {
+        assert_eq!(parse(text.as_bytes()), Err(error), "{text:?}");
+    }
+
     fn with_header(line: &str) -> Message<'static> {
         ok(format!(
             "NOTIFY sip:p@h SIP/2.0\r\n{line}\r\nContent-Length: 0\r\n\r\n"
@@ -778,11 +784,9 @@ mod tests {
             "NO(TIFY sip:p@h SIP/2.0",
             "HTTP/1.1 200 OK",
         ] {
-            let text = format!("{line}\r\nContent-Length: 0\r\n\r\n");
-            assert_eq!(
-                parse(text.as_bytes()),
-                Err(CodecError::BadStartLine),
-                "{line}"
+            assert_refused(
+                &format!("{line}\r\nContent-Length: 0\r\n\r\n"),
+                CodecError::BadStartLine,
             );
         }
     }
@@ -890,8 +894,10 @@ mod tests {
             "Bad Name: x",
             "Caf\u{e9}: x",
         ] {
-            let text = format!("SIP/2.0 200 OK\r\n{line}\r\n\r\n");
-            assert_eq!(parse(text.as_bytes()), Err(CodecError::BadHeader), "{line}");
+            assert_refused(
+                &format!("SIP/2.0 200 OK\r\n{line}\r\n\r\n"),
+                CodecError::BadHeader,
+            );
         }
     }
 
@@ -1020,11 +1026,7 @@ mod tests {
             "Content-Length: 1\r\nl: 2",
         ] {
             let text = format!("SIP/2.0 200 OK\r\n{lines}\r\n\r\nxx");
-            assert_eq!(
-                parse(text.as_bytes()),
-                Err(CodecError::BadContentLength),
-                "{lines}"
-            );
+            assert_refused(&text, CodecError::BadContentLength);
             assert_eq!(
                 frame(text.as_bytes()),
                 Err(CodecError::BadContentLength),

@@ -1,14 +1,16 @@
 //! Helpers shared by the integration tests (and `benches/fleet.rs`): the simulated phone as a
-//! child process, and SIP responses built from a request.
+//! child process, SIP responses built from a request, running the binary and asserting on
+//! what it did, and a campaign's fixture (`campaign`).
 #![allow(dead_code)]
 
+pub mod campaign;
 pub mod needs;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -22,6 +24,104 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// The real binary under test.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sipnotify"))
+}
+
+/// `sipnotify batch ARGS...` with nothing on its stdin, run to its end.
+pub fn batch(args: &[&str]) -> Output {
+    bin()
+        .arg("batch")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// `sipnotify ARGS...` with [`PASSWORD`] in its environment, run to its end.
+pub fn send(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .env("SIPNOTIFY_PASSWORD", PASSWORD)
+        .output()
+        .expect("run sipnotify")
+}
+
+/// `sipnotify ARGS... --dry-run`, which must exit 0: the request it printed.
+pub fn dry_run(args: &[&str]) -> String {
+    let out = bin().args(args).arg("--dry-run").output().unwrap();
+    let request = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {request}");
+    request
+}
+
+/// Starts `command` with its stdout and stderr piped.
+pub fn spawn_piped(command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `command` to its end with `input` on its stdin, its stdout and stderr piped.
+pub fn output_with_stdin(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = spawn_piped(command.stdin(Stdio::piped()));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// What `child` printed on its piped stdout and stderr, each read to its end (empty when
+/// not piped). Read one after the other: for a child that has exited, or one whose stderr
+/// is not piped.
+pub fn read_pipes(child: &mut Child) -> (Vec<u8>, Vec<u8>) {
+    fn read_all(pipe: Option<impl Read>) -> Vec<u8> {
+        let mut all = Vec::new();
+        if let Some(mut pipe) = pipe {
+            pipe.read_to_end(&mut all).unwrap();
+        }
+        all
+    }
+    (read_all(child.stdout.take()), read_all(child.stderr.take()))
+}
+
+/// The run exited with `code`; if not, says what it printed (stdout cut at 2000 bytes).
+#[track_caller]
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(2000)]),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `text` (`what` it is, for the message) contains each of `parts`.
+#[track_caller]
+pub fn assert_contains_all(what: &str, text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{what}: no {part:?} in:\n{text}");
+    }
+}
+
+/// The run was refused (exit 2), saying `message` on stderr.
+#[track_caller]
+pub fn assert_refused(out: &Output, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(message), "{stderr}");
+}
+
+/// A fresh, empty folder for one test's files, `sipnotify-{test binary}-{name}-{pid}` in
+/// the temporary folder: the name keeps one binary's tests apart, the pid concurrent runs.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sipnotify-{}-{name}-{}",
+        env!("CARGO_CRATE_NAME"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// The options of a `sipnotify phone` to start: [`PhoneProcess::builder`].
@@ -335,6 +435,8 @@ pub fn read_message(stream: &mut impl Read, pending: &mut Vec<u8>) -> Option<Vec
 /// How a child process ended.
 #[derive(Debug, Clone, Copy)]
 pub struct Exited {
+    /// How it ended, as `std::process` reports it.
+    pub status: std::process::ExitStatus,
     /// The exit code; `None` if a signal ended it.
     pub code: Option<i32>,
     /// Its peak resident memory in KiB (wait4's `ru_maxrss`).
@@ -359,6 +461,7 @@ pub fn wait_watching(
         if rc == pid {
             let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
             return Exited {
+                status: std::os::unix::process::ExitStatusExt::from_raw(status),
                 code,
                 max_rss_kib: usage.ru_maxrss,
             };

@@ -47,8 +47,16 @@ impl Program {
     }
 }
 
+/// One test: its name and its body. A name may be built at run time (a table of cases).
+pub type Test = (String, Box<dyn FnOnce() + Send>);
+
+/// A [`Test`] from its name and body.
+pub fn test(name: impl Into<String>, body: impl FnOnce() + Send + 'static) -> Test {
+    (name.into(), Box::new(body))
+}
+
 /// Runs `tests` as this binary's tests, each needing `program`.
-pub fn run(program: &Program, tests: Vec<(&'static str, fn())>) -> ExitCode {
+pub fn run(program: &Program, tests: Vec<Test>) -> ExitCode {
     let args = Arguments::from_args();
     let in_ci = std::env::var_os("CI").is_some();
     let missing = program.path.is_none();
@@ -93,6 +101,6 @@ pub fn run(program: &Program, tests: Vec<(&'static str, fn())>) -> ExitCode {
 #[macro_export]
 macro_rules! trials {
     ($($name:ident),* $(,)?) => {
-        vec![$((stringify!($name), $name as fn())),*]
+        vec![$(common::needs::test(stringify!($name), $name)),*]
     };
 }

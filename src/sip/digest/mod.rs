@@ -61,41 +61,8 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    /// The canonical token, as written in headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Algorithm::Md5 => "MD5",
-            Algorithm::Md5Sess => "MD5-sess",
-            Algorithm::Sha256 => "SHA-256",
-            Algorithm::Sha256Sess => "SHA-256-sess",
-        }
-    }
-
     fn is_sess(self) -> bool {
         matches!(self, Algorithm::Md5Sess | Algorithm::Sha256Sess)
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Algorithm {
-    type Err = DigestError;
-
-    /// Case-insensitive: real SPA phones send `algorithm=md5`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Algorithm::Md5,
-            Algorithm::Md5Sess,
-            Algorithm::Sha256,
-            Algorithm::Sha256Sess,
-        ]
-        .into_iter()
-        .find(|a| a.as_str().eq_ignore_ascii_case(s))
-        .ok_or_else(|| DigestError::UnsupportedAlgorithm(s.to_owned()))
     }
 }
 
@@ -108,35 +75,50 @@ pub enum Qop {
     AuthInt,
 }
 
-impl Qop {
-    /// The token, as written in headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Qop::Auth => "auth",
-            Qop::AuthInt => "auth-int",
+/// A token enum as written in headers: `as_str`, `Display`, and a `FromStr` that knows
+/// each token in any case (real SPA phones send `algorithm=md5`) and refuses any other with
+/// `$unknown`.
+macro_rules! header_tokens {
+    ($type:ident, $unknown:path, { $($variant:ident => $token:literal),* $(,)? }) => {
+        impl $type {
+            /// The canonical token, as written in headers.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($type::$variant => $token,)*
+                }
+            }
         }
-    }
-}
 
-impl fmt::Display for Qop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Qop {
-    type Err = DigestError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.eq_ignore_ascii_case("auth") {
-            Ok(Qop::Auth)
-        } else if s.eq_ignore_ascii_case("auth-int") {
-            Ok(Qop::AuthInt)
-        } else {
-            Err(DigestError::UnsupportedQop(s.to_owned()))
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
         }
-    }
+
+        impl FromStr for $type {
+            type Err = DigestError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                [$($type::$variant),*]
+                    .into_iter()
+                    .find(|t| t.as_str().eq_ignore_ascii_case(s))
+                    .ok_or_else(|| $unknown(s.to_owned()))
+            }
+        }
+    };
 }
+
+header_tokens!(Algorithm, DigestError::UnsupportedAlgorithm, {
+    Md5 => "MD5",
+    Md5Sess => "MD5-sess",
+    Sha256 => "SHA-256",
+    Sha256Sess => "SHA-256-sess",
+});
+
+header_tokens!(Qop, DigestError::UnsupportedQop, {
+    Auth => "auth",
+    AuthInt => "auth-int",
+});
 
 /// Why a `WWW-Authenticate`/`Proxy-Authenticate` or `Authorization` value was not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -497,6 +479,19 @@ mod tests {
         }
     }
 
+    /// The RFCs' example answer: Mufasa's first `GET /dir/index.html`.
+    fn mufasa<'a>(password: &'a Password, cnonce: &'a str) -> Answer<'a> {
+        Answer {
+            username: "Mufasa",
+            password,
+            method: "GET",
+            uri: "/dir/index.html",
+            body: b"",
+            cnonce,
+            nc: 1,
+        }
+    }
+
     /// Answers `c`, parses the header back and verifies it; returns the credentials.
     fn roundtrip(c: &Challenge, a: &Answer<'_>) -> Authorization {
         let header = authorization(c, a);
@@ -513,15 +508,7 @@ mod tests {
         assert_eq!(c.algorithm, Algorithm::Md5);
         assert_eq!(c.qop, vec![Qop::Auth, Qop::AuthInt]);
         let password = Password::new("Circle Of Life");
-        let a = Answer {
-            username: "Mufasa",
-            password: &password,
-            method: "GET",
-            uri: "/dir/index.html",
-            body: b"",
-            cnonce: "0a4f113b",
-            nc: 1,
-        };
+        let a = mufasa(&password, "0a4f113b");
         let header = authorization(&c, &a);
         assert_eq!(
             header,
@@ -534,15 +521,7 @@ mod tests {
     #[test]
     fn rfc7616_known_answers() {
         let password = Password::new("Circle of Life");
-        let a = Answer {
-            username: "Mufasa",
-            password: &password,
-            method: "GET",
-            uri: "/dir/index.html",
-            body: b"",
-            cnonce: "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-            nc: 1,
-        };
+        let a = mufasa(&password, "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ");
         for (algorithm, expected) in [
             ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
             (
