@@ -1,7 +1,7 @@
 //! The one task that owns the endpoint: it pumps the UDP socket, the TCP events and the
 //! timer into the sans-IO core, and hands each outcome back to whoever started the target.
 
-use super::tcp::{ConnId, Lease, Sent, StreamEvent, TcpPool};
+use super::tcp::{ConnId, Destination, Lease, Sent, StreamEvent, TcpPool};
 use crate::proto::endpoint::{Endpoint, FlowId, Received, Stats};
 use crate::proto::outcome::Outcome;
 use crate::proto::{Notify, Route};
@@ -21,14 +21,15 @@ pub(crate) const START_QUEUE: usize = 1024;
 pub(crate) struct Start {
     pub notify: Box<Notify>,
     pub route: Route,
-    /// Over TCP, the target's use of its connection, released when the target ends.
+    /// Over TCP or TLS, the target's use of its connection, released when the target ends.
     pub lease: Option<Lease>,
     pub reply: oneshot::Sender<Outcome>,
 }
 
-/// A target in flight over TCP.
+/// A target in flight over TCP or TLS.
 struct OnTcp {
-    _lease: Lease,
+    /// Its use of the connection, which also says where the connection goes.
+    lease: Lease,
     /// The connection its request was queued on, and whether that connection was opened
     /// again for this request (which then gets no other).
     conn: Option<(ConnId, bool)>,
@@ -77,7 +78,7 @@ pub(crate) async fn run(
                         driver.fail(t.flow, &reason);
                     }
                 }
-                Transport::Tcp => driver.send_tcp(t.flow, t.destination, t.payload, false),
+                Transport::Tcp | Transport::Tls => driver.send_tcp(t.flow, t.payload, false),
             }
         }
         // Before the outcomes: whoever reads them after a target ends sees its responses.
@@ -107,7 +108,7 @@ pub(crate) async fn run(
                     let id = driver.endpoint.start(Instant::now().into_std(), *notify, route);
                     driver.waiting.insert(id, reply);
                     if let Some(lease) = lease {
-                        driver.on_tcp.insert(id, OnTcp { _lease: lease, conn: None });
+                        driver.on_tcp.insert(id, OnTcp { lease, conn: None });
                     }
                 }
                 None => accepting = false,
@@ -162,21 +163,27 @@ impl Driver {
             .handle_transport_error(Instant::now().into_std(), flow, reason);
     }
 
-    /// Queues a request on the connection to `destination`. One that finds none open (the
-    /// peer closed it after its last answer) opens a new one, once per request.
-    fn send_tcp(&mut self, flow: FlowId, destination: SocketAddr, payload: Bytes, reopened: bool) {
+    /// Queues a request on the connection its target leases. One that finds none open
+    /// (the peer closed it after its last answer) opens a new one, once per request.
+    fn send_tcp(&mut self, flow: FlowId, payload: Bytes, reopened: bool) {
         // A target waiting for a reconnection may have ended meanwhile (Timer F).
         let Some(target) = self.on_tcp.get_mut(&flow) else {
             return;
         };
         target.conn = None;
+        let destination = target.lease.destination();
         match self.tcp.send(destination, flow, payload.clone()) {
             Sent::Queued(conn) => target.conn = Some((conn, reopened)),
-            Sent::NoConnection if !reopened => self.tcp.reconnect(destination, flow, payload),
-            Sent::NoConnection => self.fail(
-                flow,
-                &format!("the tcp connection to {destination} closed before the request was sent"),
-            ),
+            Sent::NoConnection if !reopened => {
+                self.tcp.reconnect(destination.clone(), flow, payload)
+            }
+            Sent::NoConnection => {
+                let reason = format!(
+                    "the {} connection to {destination} closed before the request was sent",
+                    destination.transport()
+                );
+                self.fail(flow, &reason)
+            }
             Sent::Failed(reason) => self.fail(flow, &reason),
         }
     }
@@ -186,10 +193,10 @@ impl Driver {
             StreamEvent::Message { conn, from, bytes } => {
                 let now = Instant::now().into_std();
                 let used = matches!(
-                    receive(&mut self.endpoint, now, from, &bytes),
+                    receive(&mut self.endpoint, now, from.addr, &bytes),
                     Received::Used | Received::UsedFromElsewhere
                 );
-                if let Some(reason) = self.tcp.received(from, conn, used, bytes.len()) {
+                if let Some(reason) = self.tcp.received(&from, conn, used, bytes.len()) {
                     self.connection_lost(conn, from, &reason, Vec::new());
                 }
             }
@@ -199,14 +206,10 @@ impl Driver {
                 reason,
                 unread,
             } => self.connection_lost(conn, from, &reason, unread),
-            StreamEvent::Reconnected {
-                destination,
-                result,
-                pending,
-            } => {
+            StreamEvent::Reconnected { result, pending } => {
                 for (flow, payload) in pending {
                     match &result {
-                        Ok(()) => self.send_tcp(flow, destination, payload, true),
+                        Ok(()) => self.send_tcp(flow, payload, true),
                         Err(reason) => self.fail(flow, reason),
                     }
                 }
@@ -221,7 +224,7 @@ impl Driver {
     fn connection_lost(
         &mut self,
         conn: ConnId,
-        destination: SocketAddr,
+        destination: Destination,
         reason: &str,
         unread: Vec<(FlowId, Bytes)>,
     ) {
@@ -239,7 +242,9 @@ impl Driver {
             .collect();
         for (flow, reopened) in lost {
             match unread.remove(&flow) {
-                Some(payload) if !reopened => self.tcp.reconnect(destination, flow, payload),
+                Some(payload) if !reopened => {
+                    self.tcp.reconnect(destination.clone(), flow, payload)
+                }
                 _ => self.fail(flow, reason),
             }
         }

@@ -10,6 +10,7 @@ mod driver;
 mod notifier;
 pub mod resolve;
 mod tcp;
+pub mod tls;
 pub(crate) mod udp;
 
 pub use descriptors::{descriptor_budget, raise_descriptor_limit};

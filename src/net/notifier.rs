@@ -2,7 +2,8 @@
 
 use super::driver::{self, Start, UdpSockets, START_QUEUE};
 use super::resolve::{self, ResolveError, Routes};
-use super::tcp::{Lease, TcpPool, EVENT_QUEUE};
+use super::tcp::{Destination, Lease, TcpPool, EVENT_QUEUE};
+use super::tls::{TlsClient, TlsError};
 use crate::proto::endpoint::{Endpoint, Stats};
 use crate::proto::flow::Flow;
 use crate::proto::outcome::{Outcome, OutcomeKind};
@@ -27,17 +28,22 @@ pub enum SendError {
     /// The next hop has no address, or no route.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
-    /// The TCP connection could not be opened.
+    /// The TCP or TLS connection could not be opened.
     #[error("{0}")]
     Connect(String),
-    /// The TCP connection was not accepted in time.
-    #[error("cannot connect to {destination} over tcp: no answer in {seconds:.1} s")]
+    /// The TCP connection was not accepted, or the TLS handshake not finished, in time.
+    #[error("cannot connect to {destination} over {transport}: no answer in {seconds:.1} s")]
     ConnectTimeout {
         /// Where.
         destination: SocketAddr,
+        /// Over what.
+        transport: Transport,
         /// The limit that ran out.
         seconds: f64,
     },
+    /// The next hop cannot be reached over TLS as named.
+    #[error("cannot connect over tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A NOTIFY with its resolved route, ready for the driver.
@@ -55,6 +61,8 @@ pub struct NotifierConfig {
     pub bind: Option<SocketAddr>,
     /// RFC 3261 timers (T1, T2, T4).
     pub timers: Timers,
+    /// How TLS connections are checked; by default against the system's roots.
+    pub tls: TlsClient,
 }
 
 /// Sends NOTIFYs and reports their outcomes. Cheap to clone; all clones share one UDP
@@ -96,7 +104,12 @@ impl Notifier {
         let udp6_local = udp6.as_ref().map(|s| s.local_addr()).transpose()?;
         let (stream_tx, stream_rx) = mpsc::channel(EVENT_QUEUE);
         let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());
-        let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, config.timers.timer_f()));
+        let tcp = Arc::new(TcpPool::new(
+            stream_tx,
+            bind_ip,
+            config.tls,
+            config.timers.timer_f(),
+        ));
         let (starts, starts_rx) = mpsc::channel(START_QUEUE);
         let endpoint = Endpoint::new(StdRng::from_entropy(), config.timers);
         let (stats_tx, stats) = watch::channel(Stats::default());
@@ -184,8 +197,8 @@ impl Notifier {
             .map_err(SendError::from))
     }
 
-    /// The exact first request `send` would put on the wire, sending nothing. Over TCP the
-    /// Via port is the UDP socket's, since no connection is opened.
+    /// The exact first request `send` would put on the wire, sending nothing. Over TCP and
+    /// TLS the Via port is the UDP socket's, since no connection is opened.
     pub async fn preview(&self, notify: Notify) -> Result<Bytes, SendError> {
         let Prepared { notify, route, .. } = self.prepare(Box::new(notify), false).await?;
         let now = std::time::Instant::now();
@@ -201,13 +214,23 @@ impl Notifier {
             .expect("a new flow sends its first request"))
     }
 
-    /// Resolves where the NOTIFY goes and from which local address; over TCP when `connect`
-    /// is set, connects (or joins the open connection) and takes a lease on it.
+    /// Resolves where the NOTIFY goes and from which local address; over TCP or TLS when
+    /// `connect` is set, connects (or joins the open connection) and takes a lease on it.
     async fn prepare(&self, notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
         let transport = notify.transport();
-        let destination = resolve::lookup(&notify.next_hop()).await?;
+        let mut hop = notify.next_hop();
+        // TLS's own default port (RFC 3261 section 19.1.2), where RFC 3263 would look up
+        // _sips._tcp SRV records.
+        if transport == Transport::Tls && hop.port.is_none() {
+            hop.port = Some(transport.default_port());
+        }
+        let destination = resolve::lookup(&hop).await?;
         let (route, lease) = match transport {
-            Transport::Tcp if connect => {
+            Transport::Tcp | Transport::Tls if connect => {
+                let tls = match transport {
+                    Transport::Tls => Some(self.tcp.tls().server_name(&hop.host)?),
+                    _ => None,
+                };
                 // The connect happens before the transaction exists, so Timer F and
                 // --timeout must bound it here: a firewall that drops SYNs would otherwise
                 // hold the target for the kernel's two minutes.
@@ -215,10 +238,15 @@ impl Notifier {
                     .timeout
                     .unwrap_or(self.timers.timer_f())
                     .min(self.timers.timer_f());
-                let (local, lease) = tokio::time::timeout(limit, self.tcp.connect(destination))
+                let connecting = self.tcp.connect(Destination {
+                    addr: destination,
+                    tls,
+                });
+                let (local, lease) = tokio::time::timeout(limit, connecting)
                     .await
                     .map_err(|_| SendError::ConnectTimeout {
                         destination,
+                        transport,
                         seconds: limit.as_secs_f64(),
                     })?
                     .map_err(SendError::Connect)?;
