@@ -749,6 +749,207 @@ mod tests {
         assert_eq!(presented_name("DirectoryName"), "DirectoryName");
     }
 
+    /// A throwaway CA in a temporary directory, and certificates it signs.
+    struct Pki {
+        dir: PathBuf,
+        issuer: rcgen::Issuer<'static, KeyPair>,
+    }
+
+    impl Pki {
+        fn new(test: &str) -> Pki {
+            let dir =
+                std::env::temp_dir().join(format!("sipnotify-tls-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "sipnotify test CA");
+            let key = KeyPair::generate().unwrap();
+            let ca = params.self_signed(&key).unwrap();
+            std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+            Pki {
+                dir,
+                issuer: rcgen::Issuer::new(params, key),
+            }
+        }
+
+        fn ca(&self) -> PathBuf {
+            self.dir.join("ca.pem")
+        }
+
+        /// A certificate for `names` (valid now, unless `expired`), as a phone's identity.
+        fn identity(&self, names: &[&str], expired: bool) -> Identity {
+            let mut params =
+                CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                    .unwrap();
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &self.issuer).unwrap();
+            let (cert_path, key_path) = (self.dir.join("leaf.pem"), self.dir.join("leaf.key"));
+            std::fs::write(&cert_path, cert.pem()).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            Identity::from_pem_files(&cert_path, &key_path).unwrap()
+        }
+    }
+
+    impl Drop for Pki {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Sends a resync over TLS to a simulated phone presenting `identity`, checked as
+    /// `options` say: the outcome's kind and reason.
+    async fn resync(identity: Identity, options: TlsOptions) -> (crate::OutcomeKind, String) {
+        use crate::phone::{self, PhoneConfig};
+        use crate::{Event, Notifier, NotifierConfig, Notify, Password, Target, Transport};
+        let config = PhoneConfig {
+            password_template: "secret".into(),
+            tls: Some(identity),
+            ..PhoneConfig::default()
+        };
+        let any = "127.0.0.1:0".parse().unwrap();
+        let phone = phone::spawn(config, &[(any, Transport::Tls)])
+            .await
+            .unwrap();
+        let addr = phone.local_addr(Transport::Tls).unwrap();
+        let notifier = Notifier::bind(NotifierConfig {
+            tls: TlsClient::new(&options).unwrap(),
+            ..NotifierConfig::default()
+        })
+        .await
+        .unwrap();
+        let target = Target::parse(&format!("sip:159@{addr};transport=tls")).unwrap();
+        let notify = Notify::new(target, Event::resync(None).unwrap())
+            .with_credentials(None, Password::new("secret"));
+        let outcome = notifier.send(notify).await;
+        phone.shutdown().await;
+        (outcome.kind, outcome.reason)
+    }
+
+    #[tokio::test]
+    async fn a_certificate_is_checked_by_ca_and_name_or_by_pin_and_a_refusal_names_the_fix() {
+        use crate::OutcomeKind::{Delivered, Unreachable};
+        let pki = Pki::new("checks");
+        let phone = pki.identity(&["phone-159.example"], false);
+        let by_ca = |name: Option<&str>| TlsOptions {
+            verification: Verification::Ca(pki.ca()),
+            name: name.map(str::to_string),
+            client_cert: None,
+        };
+
+        let (kind, reason) = resync(phone.clone(), by_ca(None)).await;
+        assert_eq!(kind, Unreachable, "{reason}");
+        assert!(
+            reason.ends_with(
+                "over tls: the certificate names phone-159.example, not 127.0.0.1: \
+                 use --tls-name or --tls-pin"
+            ),
+            "{reason}"
+        );
+        let (kind, reason) = resync(phone.clone(), by_ca(Some("phone-159.example"))).await;
+        assert_eq!(kind, Delivered, "{reason}");
+
+        // The system's roots do not know the test CA; the reason offers the pin.
+        let (kind, reason) = resync(phone.clone(), TlsOptions::default()).await;
+        assert_eq!(kind, Unreachable, "{reason}");
+        assert!(
+            reason.contains("is not signed by a CA in the system's root certificates: use --ca"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!("--tls-pin {}", phone.fingerprint())),
+            "{reason}"
+        );
+
+        let pinned = |pin: Fingerprint| TlsOptions {
+            verification: Verification::Pins(vec![pin]),
+            ..TlsOptions::default()
+        };
+        let (kind, reason) = resync(phone.clone(), pinned(phone.fingerprint())).await;
+        assert_eq!(kind, Delivered, "{reason}");
+        // The public key's SHA-256 is a pin too (it survives the certificate's renewal).
+        let leaf = &phone.key.cert[0];
+        let spki = webpki::EndEntityCert::try_from(leaf)
+            .unwrap()
+            .subject_public_key_info();
+        let (kind, reason) = resync(phone.clone(), pinned(Fingerprint::of(spki.as_ref()))).await;
+        assert_eq!(kind, Delivered, "{reason}");
+        let (kind, reason) = resync(phone.clone(), pinned(Fingerprint([7; 32]))).await;
+        assert_eq!(kind, Unreachable, "{reason}");
+        assert!(
+            reason.contains(&format!(
+                "the certificate matches no --tls-pin: its SHA-256 is {}, its public key's ",
+                phone.fingerprint()
+            )),
+            "{reason}"
+        );
+
+        let insecure = TlsOptions {
+            verification: Verification::Insecure,
+            ..TlsOptions::default()
+        };
+        let (kind, reason) = resync(phone, insecure).await;
+        assert_eq!(kind, Delivered, "{reason}");
+
+        // An expired certificate is refused by name and CA, and accepted by its pin.
+        let expired = pki.identity(&["127.0.0.1"], true);
+        let (kind, reason) = resync(expired.clone(), by_ca(None)).await;
+        assert_eq!(kind, Unreachable, "{reason}");
+        assert!(reason.contains("the certificate expired "), "{reason}");
+        assert!(
+            reason.contains(" days ago: check the clocks, or use --tls-pin "),
+            "{reason}"
+        );
+        let (kind, reason) = resync(expired.clone(), pinned(expired.fingerprint())).await;
+        assert_eq!(kind, Delivered, "{reason}");
+    }
+
+    /// The reason given when a peer answers the hello with `alert` (a TLS alert record).
+    async fn refused_with(alert: u8) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 5];
+            stream.read_exact(&mut hello).await.unwrap();
+            assert_eq!(hello[0], 22, "a handshake record");
+            // A fatal alert, as an old TLS 1.0 server writes it.
+            stream.write_all(&[21, 3, 1, 0, 2, 2, alert]).await.unwrap();
+            let _ = stream.read(&mut [0u8; 1024]).await;
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from("peer.example").unwrap();
+        let refused = TlsClient::default()
+            .connect(name, stream)
+            .await
+            .err()
+            .unwrap();
+        peer.await.unwrap();
+        refused.to_string()
+    }
+
+    #[tokio::test]
+    async fn peers_that_speak_only_old_tls_or_old_suites_are_told_apart() {
+        let protocol_version = refused_with(70).await;
+        assert!(
+            protocol_version.starts_with("the peer speaks only TLS 1.0 or 1.1, which rustls"),
+            "{protocol_version}"
+        );
+        let handshake_failure = refused_with(40).await;
+        assert!(
+            handshake_failure.starts_with("the peer refused the handshake (alert HandshakeFailure): it accepts none of the suites rustls offers"),
+            "{handshake_failure}"
+        );
+        assert!(handshake_failure.contains("CBC"), "{handshake_failure}");
+    }
+
     #[test]
     fn an_identity_never_shows_its_key() {
         let identity = Identity::self_signed(&["127.0.0.1".parse().unwrap()]).unwrap();

@@ -566,6 +566,7 @@ fn open_log(path: &Path) -> io::Result<(std_mpsc::Sender<String>, thread::JoinHa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
 
     fn notify(transport: Transport, call_id: &str) -> Vec<u8> {
         format!(
