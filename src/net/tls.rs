@@ -141,7 +141,15 @@ pub enum TlsSetupError {
         /// Why.
         source: rustls::Error,
     },
-    /// The client certificate and key cannot be used together.
+    /// The key is not the certificate's.
+    #[error("--key {} is not the private key of --cert {}", key.display(), cert.display())]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// The key cannot be used.
     #[error("--cert {} and --key {}: {source}", cert.display(), key.display())]
     ClientCert {
         /// The certificate file.
@@ -217,12 +225,24 @@ impl Identity {
             path: key.to_path_buf(),
             source,
         })?;
-        let key_error = |source| TlsSetupError::ClientCert {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-            source,
-        };
-        let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(key_error)?;
+        let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
+        // The key is checked against the certificate by webpki, which reads X.509 v3
+        // only: an older certificate is used unchecked, as its peer may still take it.
+        let loaded = provider()
+            .key_provider
+            .load_private_key(private)
+            .map_err(|source| TlsSetupError::ClientCert {
+                cert: cert.clone(),
+                key: key.clone(),
+                source,
+            })?;
+        let certified = CertifiedKey::new(chain, loaded);
+        match certified.keys_match() {
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+                return Err(TlsSetupError::KeyMismatch { cert, key })
+            }
+            Ok(()) | Err(_) => {}
+        }
         Ok(Identity {
             key: Arc::new(certified),
         })
