@@ -237,11 +237,10 @@ impl Identity {
                 source,
             })?;
         let certified = CertifiedKey::new(chain, loaded);
-        match certified.keys_match() {
-            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-                return Err(TlsSetupError::KeyMismatch { cert, key })
-            }
-            Ok(()) | Err(_) => {}
+        if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+            certified.keys_match()
+        {
+            return Err(TlsSetupError::KeyMismatch { cert, key });
         }
         Ok(Identity {
             key: Arc::new(certified),

@@ -48,13 +48,16 @@ impl Program {
     }
 }
 
+/// Tests by name, as [`trials!`] lists them.
+pub type Tests = Vec<(&'static str, fn())>;
+
 /// Runs `tests` as this binary's tests, each needing `program`.
-pub fn run(program: &Program, tests: Vec<(&'static str, fn())>) -> ExitCode {
+pub fn run(program: &Program, tests: Tests) -> ExitCode {
     run_groups(vec![(program.clone(), tests)])
 }
 
 /// Runs groups of tests as this binary's tests, each group needing its own program.
-pub fn run_groups(groups: Vec<(Program, Vec<(&'static str, fn())>)>) -> ExitCode {
+pub fn run_groups(groups: Vec<(Program, Tests)>) -> ExitCode {
     let args = Arguments::from_args();
     let trials = groups
         .into_iter()
@@ -64,7 +67,7 @@ pub fn run_groups(groups: Vec<(Program, Vec<(&'static str, fn())>)>) -> ExitCode
 }
 
 /// `tests` as trials that need `program`, saying once if it is missing.
-fn trials(args: &Arguments, program: &Program, tests: Vec<(&'static str, fn())>) -> Vec<Trial> {
+fn trials(args: &Arguments, program: &Program, tests: Tests) -> Vec<Trial> {
     let in_ci = std::env::var_os("CI").is_some();
     let missing = program.path.is_none();
     if missing && !args.list {
