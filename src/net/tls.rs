@@ -929,6 +929,85 @@ mod tests {
         assert_eq!(kind, Delivered, "{reason}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_connections_are_pooled_and_closed_like_tcp_ones() {
+        use crate::sip::codec;
+        use crate::sip::response::Response;
+        use crate::{Event, Notifier, NotifierConfig, Notify, OutcomeKind, Target};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const TARGETS: usize = 5;
+        let identity = Identity::self_signed(&["127.0.0.1".parse().unwrap()]).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A peer that answers only once every target's request is in: they must share one
+        // connection. It then reports whether the agent closed it, and any second one.
+        let peer = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut stream = acceptor.accept(stream).await.unwrap();
+            let (mut buf, mut requests) = (Vec::new(), Vec::new());
+            while requests.len() < TARGETS {
+                match codec::frame(&buf).unwrap() {
+                    Some(n) => requests.push(buf.drain(..n).collect::<Vec<u8>>()),
+                    None => assert_ne!(stream.read_buf(&mut buf).await.unwrap(), 0),
+                }
+            }
+            for request in &requests {
+                let mut out = Vec::new();
+                let ok = Response {
+                    status: 200,
+                    reason: "OK",
+                    to_tag: "t",
+                    headers: &[],
+                    body: b"",
+                };
+                ok.write(&codec::parse(request).unwrap(), &mut out).unwrap();
+                stream.write_all(&out).await.unwrap();
+            }
+            stream.flush().await.unwrap();
+            let closed =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_buf(&mut buf))
+                    .await;
+            let another =
+                tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept())
+                    .await
+                    .is_ok();
+            (matches!(closed, Ok(Ok(0)) | Ok(Err(_))), another)
+        });
+        let tls = TlsClient::new(&TlsOptions {
+            verification: Verification::Pins(vec![identity.fingerprint()]),
+            ..TlsOptions::default()
+        })
+        .unwrap();
+        let notifier = Notifier::bind(NotifierConfig {
+            tls,
+            ..NotifierConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut sends = tokio::task::JoinSet::new();
+        for user in 0..TARGETS {
+            let target = Target::parse(&format!("sips:{user}@{addr}")).unwrap();
+            let notifier = notifier.clone();
+            sends.spawn(async move { notifier.send(Notify::new(target, Event::Reboot)).await });
+        }
+        while let Some(outcome) = sends.join_next().await {
+            let outcome = outcome.unwrap();
+            assert_eq!(outcome.kind, OutcomeKind::Delivered, "{}", outcome.reason);
+        }
+        // The notifier lives on: the connection closed because no target uses it.
+        let (closed, another) = peer.await.unwrap();
+        assert!(
+            closed,
+            "the connection stayed open after its last target ended"
+        );
+        assert!(
+            !another,
+            "the targets in flight together did not share one connection"
+        );
+        drop(notifier);
+    }
+
     /// The reason given when a peer answers the hello with `alert` (a TLS alert record).
     async fn refused_with(alert: u8) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
