@@ -295,7 +295,10 @@ fn tls_option_mistakes_are_refused_and_keys_never_shown() {
                 "--key".into(),
                 path(&one.cert),
             ],
-            format!("cannot read --key {}", one.cert.display()),
+            format!(
+                "cannot read --key {}: it holds no PEM private key",
+                one.cert.display()
+            ),
         ),
         (
             vec!["--tls-pin".into(), "AB:CD".into()],

@@ -72,7 +72,7 @@ impl FromStr for Fingerprint {
     fn from_str(text: &str) -> Result<Fingerprint, BadFingerprint> {
         let bad = || BadFingerprint(text.to_string());
         let digits: Vec<u8> = text.bytes().filter(|&b| b != b':').collect();
-        if digits.len() != 64 {
+        if digits.len() != 64 || !digits.iter().all(u8::is_ascii_hexdigit) {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -124,6 +124,14 @@ pub enum TlsSetupError {
         path: PathBuf,
         /// Why.
         source: pem::Error,
+    },
+    /// The key file cannot be used; nothing of what it holds is shown.
+    #[error("cannot read --key {}: {why}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why, in words that quote nothing of the file.
+        why: String,
     },
     /// A file holds no certificate.
     #[error("{option} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display())]
@@ -220,10 +228,15 @@ impl Identity {
     /// together.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Identity, TlsSetupError> {
         let chain = read_certs("--cert", cert)?;
-        let private = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsSetupError::Read {
-            option: "--key",
+        let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Key {
             path: key.to_path_buf(),
-            source,
+            why: match e {
+                pem::Error::Io(e) => e.to_string(),
+                pem::Error::NoItemsFound => {
+                    "it holds no PEM private key (PKCS#8, RSA or EC)".into()
+                }
+                _ => "its PEM is malformed".into(),
+            },
         })?;
         let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
         // The key is checked against the certificate by webpki, which reads X.509 v3
@@ -753,6 +766,7 @@ mod tests {
             "AB:CD",
             &text[..text.len() - 1],
             &text.replace('B', "G"),
+            &"+F".repeat(32),
         ] {
             assert!(bad.parse::<Fingerprint>().is_err(), "{bad}");
         }
