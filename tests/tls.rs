@@ -222,6 +222,59 @@ fn a_campaign_over_tls_checks_the_given_certificate_for_every_row() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// TLS to a port that speaks plain SIP over TCP, hangs up, or answers in plain text: the
+/// reason asks whether it is a TLS port.
+#[test]
+fn tls_to_a_plain_port_asks_whether_it_is_a_tls_port() {
+    // A SIP server on TCP waits for the end of a message that never comes.
+    let phone = PhoneProcess::builder().transport("tcp").start();
+    let addr = phone.addr("tcp");
+    let out = bin()
+        .args(["resync", &format!("sips:159@{addr}"), "--tls-insecure"])
+        .args(["--timeout", "0.5", "--output", "json"])
+        .output()
+        .unwrap();
+    let v = json_line(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{v}");
+    assert_eq!(
+        v["reason"].as_str().unwrap(),
+        format!(
+            "cannot connect to {addr} over tls: no answer in 0.5 s (from TCP or the TLS \
+             handshake: is it a TLS port?)"
+        )
+    );
+    // One that hangs up.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || drop(listener.accept()));
+    let (v, code, _) = resync(&format!("sips:159@{addr}"), &["--tls-insecure"]);
+    assert_eq!(code, 5, "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.ends_with(
+            "the peer closed the connection during the TLS handshake: is it a TLS port?"
+        ),
+        "{reason}"
+    );
+    // One that answers in plain text.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let _ = stream.read(&mut [0u8; 1024]);
+        let _ = stream.write_all(b"SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    });
+    let (v, code, _) = resync(&format!("sips:159@{addr}"), &["--tls-insecure"]);
+    assert_eq!(code, 5, "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the peer does not answer in TLS ("),
+        "{reason}"
+    );
+    assert!(reason.ends_with("): is it a TLS port?"), "{reason}");
+}
+
 /// Without a port, TLS goes to 5061 (RFC 3261 section 19.1.2): the reason of a pin that
 /// cannot match names the address, whatever listens there.
 #[test]

@@ -32,7 +32,10 @@ pub enum SendError {
     #[error("{0}")]
     Connect(String),
     /// The TCP connection was not accepted, or the TLS handshake not finished, in time.
-    #[error("cannot connect to {destination} over {transport}: no answer in {seconds:.1} s")]
+    #[error(
+        "cannot connect to {destination} over {transport}: no answer in {seconds:.1} s{}",
+        if *transport == Transport::Tls { TLS_SILENCE } else { "" }
+    )]
     ConnectTimeout {
         /// Where.
         destination: SocketAddr,
@@ -45,6 +48,10 @@ pub enum SendError {
     #[error("cannot connect over tls: {0}")]
     Tls(#[from] TlsError),
 }
+
+/// What a TLS connection that got no answer may mean: a plain SIP port waits for the end of
+/// a message that never comes.
+pub(crate) const TLS_SILENCE: &str = " (from TCP or the TLS handshake: is it a TLS port?)";
 
 /// A NOTIFY with its resolved route, ready for the driver.
 struct Prepared {

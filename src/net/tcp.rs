@@ -309,9 +309,14 @@ impl TcpPool {
             let result = match connected {
                 Ok(connected) => connected.map(drop),
                 Err(_) => Err(format!(
-                    "cannot connect to {destination} over {}: no answer in {:.1} s",
+                    "cannot connect to {destination} over {}: no answer in {:.1} s{}",
                     destination.transport(),
-                    limit.as_secs_f64()
+                    limit.as_secs_f64(),
+                    if destination.tls.is_some() {
+                        super::notifier::TLS_SILENCE
+                    } else {
+                        ""
+                    }
                 )),
             };
             let _ = pool

@@ -398,7 +398,13 @@ impl TlsClient {
             .get_or_init(|| self.connector())
             .clone()
             .map_err(TlsError::Roots)?;
-        connector.connect(name, stream).await.map_err(explain)
+        connector
+            .connect(name, stream)
+            .await
+            .map_err(|e| match explain(e) {
+                TlsError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => TlsError::Closed,
+                other => other,
+            })
     }
 
     fn connector(&self) -> Result<tokio_rustls::TlsConnector, String> {
@@ -704,6 +710,9 @@ pub enum TlsError {
     /// The peer does not speak TLS on that port.
     #[error("the peer does not answer in TLS ({0}): is it a TLS port?")]
     NotTls(rustls::Error),
+    /// The peer closed the connection before the handshake ended.
+    #[error("the peer closed the connection during the TLS handshake: is it a TLS port?")]
+    Closed,
     /// Any other TLS failure.
     #[error("{0}")]
     Tls(rustls::Error),
