@@ -404,14 +404,15 @@ impl TcpPool {
         let (close, closed) = oneshot::channel();
         let served = (id, destination.clone(), queue, closed);
         match &destination.tls {
-            None => self.spawn(stream, served),
+            // TCP's own halves, which need no lock between them.
+            None => self.spawn(stream.into_split(), served),
             Some(name) => {
                 let stream = self
                     .tls
                     .connect(name.clone(), stream)
                     .await
                     .map_err(|e| e.to_string())?;
-                self.spawn(stream, served);
+                self.spawn(tokio::io::split(stream), served);
             }
         }
         Ok(Conn {
@@ -425,16 +426,17 @@ impl TcpPool {
     }
 
     /// Serves an open connection on its own task until it closes, then tells the driver.
-    fn spawn<S>(
+    fn spawn<R, W>(
         self: &Arc<Self>,
-        stream: S,
+        halves: (R, W),
         (id, destination, queue, closed): (ConnId, Destination, Queue, oneshot::Receiver<()>),
     ) where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
     {
         let pool = self.clone();
         tokio::spawn(async move {
-            let Some((reason, unread)) = pool.serve(stream, id, &destination, queue, closed).await
+            let Some((reason, unread)) = pool.serve(halves, id, &destination, queue, closed).await
             else {
                 return;
             };
@@ -457,16 +459,15 @@ impl TcpPool {
     /// Writes what is queued and hands the driver what arrives, until the pool closes the
     /// connection (`None`) or the peer closes it or it breaks (the reason, and the requests
     /// it may not have read: see [`StreamEvent::Closed`]).
-    async fn serve<S: AsyncRead + AsyncWrite>(
+    async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &self,
-        stream: S,
+        (mut read, mut write): (R, W),
         conn: ConnId,
         destination: &Destination,
         mut queue: Queue,
         mut closed: oneshot::Receiver<()>,
     ) -> Option<(String, Vec<(FlowId, Bytes)>)> {
         let transport = destination.transport();
-        let (mut read, mut write) = tokio::io::split(stream);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         // Whether the peer has sent anything yet, and what was written since it last did.
         let mut answered = false;

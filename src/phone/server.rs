@@ -27,7 +27,7 @@ use nix::sys::socket::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
@@ -451,27 +451,9 @@ async fn serve_tcp(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
                     let fork = phone.fork(seeds.gen());
                     let ctx = Arc::clone(&ctx);
-                    match tls.clone() {
-                        None => {
-                            connections.spawn(serve_connection(stream, peer, Transport::Tcp, fork, ctx));
-                        }
-                        Some(tls) => {
-                            connections.spawn(async move {
-                                match tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(stream)).await {
-                                    Ok(Ok(stream)) => {
-                                        serve_connection(stream, peer, Transport::Tls, fork, ctx).await
-                                    }
-                                    Ok(Err(err)) => {
-                                        tracing::debug!(%peer, %err, "phone TLS handshake failed")
-                                    }
-                                    Err(_) => tracing::debug!(%peer, "phone TLS handshake timed out"),
-                                }
-                            });
-                        }
-                    }
+                    connections.spawn(serve_accepted(stream, peer, tls.clone(), fork, ctx));
                 }
                 Err(err) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -484,17 +466,40 @@ async fn serve_tcp(
     }
 }
 
+/// Serves one accepted connection, after a TLS handshake when `tls` is given.
+async fn serve_accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    phone: Phone,
+    ctx: Arc<Ctx>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        // TCP's own halves, which need no lock between them.
+        let halves = stream.into_split();
+        return serve_connection(halves, peer, Transport::Tcp, phone, ctx).await;
+    };
+    match tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let halves = tokio::io::split(stream);
+            serve_connection(halves, peer, Transport::Tls, phone, ctx).await
+        }
+        Ok(Err(err)) => tracing::debug!(%peer, %err, "phone TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "phone TLS handshake timed out"),
+    }
+}
+
 /// Reads a stream, cuts it into messages with [`codec::frame`] and answers on the same
 /// connection. A malformed frame closes the connection: the stream cannot be resynchronised.
 async fn serve_connection(
-    stream: impl AsyncRead + AsyncWrite,
+    (mut reader, mut writer): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
     peer: SocketAddr,
     transport: Transport,
     mut phone: Phone,
     ctx: Arc<Ctx>,
 ) {
     let delay = phone.config().delay;
-    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let receive = async move {
         let mut buf = Vec::with_capacity(8192);
@@ -566,7 +571,6 @@ fn open_log(path: &Path) -> io::Result<(std_mpsc::Sender<String>, thread::JoinHa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpStream;
 
     fn notify(transport: Transport, call_id: &str) -> Vec<u8> {
         format!(
