@@ -69,31 +69,34 @@ pub struct LineArgs {
     pub tls: TlsArgs,
 }
 
+/// The help heading of the TLS options. Given to each, as a heading for the group would go
+/// on to the options that follow it.
+const TLS: &str = "TLS (--transport tls, transport=tls, sips:)";
+
 /// How TLS certificates are checked, and the agent's own: for every TLS connection of the
 /// command (the whole campaign, for `batch`).
 #[derive(Debug, Args)]
-#[command(next_help_heading = "TLS (--transport tls, transport=tls, sips:)")]
 pub struct TlsArgs {
     /// Trust the CA certificates of this PEM file instead of the system's roots.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, help_heading = TLS, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Check the certificate against this name, and send it as SNI, instead of the next
     /// hop's host.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = TLS, value_name = "NAME")]
     pub tls_name: Option<String>,
     /// Accept exactly the certificate whose SHA-256, or its public key's (SPKI), is this:
     /// hex, colons allowed (repeatable). Its names, CA and dates are not checked.
-    #[arg(long, value_name = "SHA256", conflicts_with = "ca")]
+    #[arg(long, help_heading = TLS, value_name = "SHA256", conflicts_with = "ca")]
     pub tls_pin: Vec<Fingerprint>,
     /// Check no certificate (a warning every run): anyone on the path can then read and
     /// change the NOTIFYs and their answers.
-    #[arg(long, conflicts_with_all = ["ca", "tls_pin"])]
+    #[arg(long, help_heading = TLS, conflicts_with_all = ["ca", "tls_pin"])]
     pub tls_insecure: bool,
     /// A client certificate (PEM, end entity first), for peers that require mutual TLS.
-    #[arg(long, value_name = "FILE", requires = "key")]
+    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
     /// The private key of --cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
+    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "cert")]
     pub key: Option<PathBuf>,
 }
 
