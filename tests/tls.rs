@@ -132,6 +132,20 @@ fn a_sips_target_goes_over_tls_with_a_sips_contact() {
     assert_eq!(udp.status.code(), Some(2));
     let said = String::from_utf8_lossy(&udp.stderr);
     assert!(said.contains("travels over TLS only"), "{said}");
+    for other in ["udp", "tcp"] {
+        let out = bin()
+            .args(["resync", &target, "--dry-run", "--transport", other])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(
+            said.contains(&format!(
+                "travels over TLS only: leave out --transport {other}"
+            )),
+            "{said}"
+        );
+    }
 }
 
 #[test]

@@ -350,6 +350,15 @@ pub fn prepare(
     trace: bool,
 ) -> Result<(NotifierConfig, Notify), Failure> {
     let target = Target::parse(&args.target).map_err(|e| Failure::input(e.to_string()))?;
+    if let Some(other) = args
+        .line
+        .transport
+        .filter(|&t| target.is_sips() && t != Transport::Tls)
+    {
+        return Err(Failure::input(format!(
+            "`{target}` is a sips: URI, which travels over TLS only: leave out --transport {other}"
+        )));
+    }
     let extra = parse_headers(&args.line.headers)?;
     let password = password(&args.line)?;
     let (config, timeout) = notifier_config(&args.line)?;
