@@ -19,8 +19,8 @@
 //!   a flow in the [`Endpoint`](proto::Endpoint), which runs RFC 3261 transactions,
 //!   answers 401/407 challenges and ends each target with an [`Outcome`].
 //! - [`net`] is the thin tokio layer: [`net::resolve`] finds the next hop, and one driver
-//!   task pumps a UDP socket, TCP connections and one timer into an endpoint, behind the
-//!   async [`Notifier`].
+//!   task pumps a UDP socket, TCP and TLS connections ([`net::tls`] checks certificates)
+//!   and one timer into an endpoint, behind the async [`Notifier`].
 //! - [`campaign`] sends one event to many phones from a streamed CSV or JSON Lines file:
 //!   the whole pipeline (input, sharding, pacing, retries, a crash-safe journal, report,
 //!   summary) behind [`Campaign`](campaign::Campaign), over any delivery

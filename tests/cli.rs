@@ -177,7 +177,10 @@ fn bad_input_exits_2_with_a_clear_message_and_sends_nothing() {
             vec!["xml-service", &t, "<CiscoIPPhoneText/>"],
             "not an http:// or https:// URL",
         ),
-        (vec!["resync", "sips:159@10.0.0.1"], "needs TLS"),
+        (
+            vec!["resync", "sips:159@10.0.0.1;transport=udp"],
+            "travels over TLS only",
+        ),
         (vec!["resync", "159@host name"], "is not a SIP URI"),
         (
             vec!["resync", &t, "--header", "Call-ID: x"],
@@ -187,7 +190,7 @@ fn bad_input_exits_2_with_a_clear_message_and_sends_nothing() {
             vec!["resync", &t, "--password-file", "/nonexistent/pw"],
             "cannot read the password file",
         ),
-        (vec!["resync", &t, "--transport", "sctp"], "udp or tcp"),
+        (vec!["resync", &t, "--transport", "sctp"], "udp, tcp or tls"),
         (
             vec!["notify", &t, "--event", "bad event"],
             "not a valid event",

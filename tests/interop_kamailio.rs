@@ -3,11 +3,17 @@
 //! 401: the agent must answer both realms, and Kamailio's digest implementation (not ours)
 //! decides whether the proxy credentials are right. Config: `tests/peers/kamailio/`.
 //!
-//! If `kamailio` cannot be found, the tests fail when `CI` is set and are otherwise reported
-//! ignored, with the reason (`tests/common/needs.rs`).
+//! The `kamailio_tls_*` tests put Kamailio's TLS module (OpenSSL, Debian package
+//! `kamailio-tls-modules`) in front: a throwaway CA and certificates made by each test
+//! (rcgen), a `tls.cfg` written by it, and sipnotify's checks, refusals and client
+//! certificates against them.
+//!
+//! If `kamailio` (or its TLS module) cannot be found, the tests fail when `CI` is set and
+//! are otherwise reported ignored, with the reason (`tests/common/needs.rs`).
 
 mod common;
 
+use common::pki::{self, Leaf, Pki};
 use common::{bin, json_line, PhoneBuilder, PhoneProcess, PASSWORD};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -19,6 +25,31 @@ use std::time::{Duration, Instant};
 /// Kamailio: on PATH or in the sbin directories (not on every user's PATH).
 fn kamailio() -> common::needs::Program {
     common::needs::Program::find("kamailio", "kamailio", &["/usr/sbin", "/usr/local/sbin"])
+}
+
+/// Kamailio's TLS module, in the module directories of `kamailio.cfg`'s `mpath`.
+fn kamailio_tls_module() -> common::needs::Program {
+    common::needs::Program::find(
+        "tls.so",
+        "kamailio-tls-modules",
+        &[
+            "/usr/lib/x86_64-linux-gnu/kamailio/modules",
+            "/usr/lib/aarch64-linux-gnu/kamailio/modules",
+            "/usr/lib/kamailio/modules",
+            "/usr/local/lib64/kamailio/modules",
+            "/usr/local/lib/kamailio/modules",
+        ],
+    )
+}
+
+/// A TCP port free on `host` (`127.0.0.1` or `[::1]`).
+fn free_tcp_port(host: &str) -> u16 {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    TcpListener::bind((host, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A port free on 127.0.0.1 for both UDP and TCP.
@@ -37,29 +68,61 @@ fn free_port() -> u16 {
 struct Kamailio {
     child: Child,
     addr: SocketAddr,
+    /// Its TLS listener, when started with one.
+    tls: Option<SocketAddr>,
     log: PathBuf,
 }
 
+/// A TLS listener for Kamailio: on `host` (`127.0.0.1` or `[::1]`), with the lines of its
+/// `tls.cfg` (the certificate, the key, and what it asks of clients).
+struct TlsListener<'a> {
+    host: &'a str,
+    tls_cfg: String,
+}
+
 impl Kamailio {
-    fn start(binary: &Path, name: &str, proxy_password: &str) -> Kamailio {
+    /// The test's own directory, empty.
+    fn dir(name: &str) -> PathBuf {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("kamailio-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn start(
+        binary: &Path,
+        dir: &Path,
+        proxy_password: &str,
+        tls: Option<TlsListener<'_>>,
+    ) -> Kamailio {
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/kamailio/kamailio.cfg");
         let port = free_port();
         let log = dir.join("kamailio.log");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("-f")
             .arg(&cfg)
             .args(["-DD", "-E", "-n", "2", "-m", "32", "-M", "4"])
             .args(["-l", &format!("udp:127.0.0.1:{port}")])
             .args(["-l", &format!("tcp:127.0.0.1:{port}")])
             .arg("-Y")
-            .arg(&dir)
+            .arg(dir)
             .arg("-w")
-            .arg(&dir)
-            .args(["-A", &format!("PROXY_PASSWORD=\"{proxy_password}\"")])
+            .arg(dir)
+            .args(["-A", &format!("PROXY_PASSWORD=\"{proxy_password}\"")]);
+        let tls = tls.map(|listener| {
+            let tls_cfg = dir.join("tls.cfg");
+            std::fs::write(&tls_cfg, &listener.tls_cfg).unwrap();
+            let host = listener.host;
+            let port = free_tcp_port(host);
+            command
+                .args(["-l", &format!("tls:{host}:{port}")])
+                .args(["-A", "WITH_TLS"])
+                .args(["-A", &format!("TLS_CONFIG=\"{}\"", tls_cfg.display())]);
+            format!("{host}:{port}").parse::<SocketAddr>().unwrap()
+        });
+        let child = command
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(dir.join("kamailio.out")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -67,7 +130,12 @@ impl Kamailio {
             .spawn()
             .expect("start kamailio");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let kamailio = Kamailio { child, addr, log };
+        let kamailio = Kamailio {
+            child,
+            addr,
+            tls,
+            log,
+        };
         kamailio.wait_ready();
         kamailio
     }
@@ -132,7 +200,7 @@ fn resync_through_kamailio(
     password: &str,
 ) -> (Value, i32, String) {
     let phone = phone.start();
-    let kamailio = Kamailio::start(&kamailio().path(), test, PASSWORD);
+    let kamailio = Kamailio::start(&kamailio().path(), &Kamailio::dir(test), PASSWORD, None);
     let (v, code) = resync(phone.addr("udp"), kamailio.addr, transport, password);
     (v, code, kamailio.log())
 }
@@ -184,6 +252,12 @@ fn right_password_through_kamailio(transport: &str) {
     let test = format!("kamailio_{transport}_right_password");
     let phone = PhoneProcess::builder().transport("both");
     let (v, code, log) = resync_through_kamailio(&test, phone, transport, PASSWORD);
+    assert_delivered_through_both_challenges(&v, code, &log);
+}
+
+/// Delivered (exit 0) after Kamailio's 407 and the phone's 401, each answered.
+#[track_caller]
+fn assert_delivered_through_both_challenges(v: &Value, code: i32, log: &str) {
     assert_eq!(
         (v["outcome"].as_str(), code),
         (Some("delivered"), 0),
@@ -192,7 +266,7 @@ fn right_password_through_kamailio(transport: &str) {
     // NOTIFY -> 407 (Kamailio), NOTIFY + Proxy-Authorization -> 401 (the phone, relayed),
     // NOTIFY + both -> 200.
     assert_eq!(v["attempts"], 3, "{v}");
-    let received: Vec<String> = ladder(&v)
+    let received: Vec<String> = ladder(v)
         .into_iter()
         .filter(|(d, _, _)| d == "received")
         .map(|(_, first, _)| first)
@@ -206,7 +280,7 @@ fn right_password_through_kamailio(transport: &str) {
         ],
         "{v}"
     );
-    let last_sent = ladder(&v)
+    let last_sent = ladder(v)
         .into_iter()
         .rfind(|(d, _, _)| d == "sent")
         .unwrap()
@@ -260,15 +334,270 @@ fn kamailio_accepts_but_the_phone_refuses() {
     assert!(log.contains("authenticated 159, relaying NOTIFY"), "{log}");
 }
 
+/// A Kamailio TLS listener on `host` presenting `leaf`, with `more` lines of its server
+/// profile (what it checks of clients, its TLS versions and suites).
+fn tls_listener<'a>(host: &'a str, leaf: &Leaf, more: &str) -> TlsListener<'a> {
+    TlsListener {
+        host,
+        tls_cfg: format!(
+            "[server:default]\nprivate_key = {}\ncertificate = {}\n{more}\n",
+            leaf.key.display(),
+            leaf.cert.display()
+        ),
+    }
+}
+
+/// The simulated phone on UDP, and Kamailio in front of it on TLS as `listener` says.
+fn phone_behind_tls(dir: &Path, listener: TlsListener<'_>) -> (PhoneProcess, Kamailio) {
+    let phone = PhoneProcess::builder().transport("udp").start();
+    let kamailio = Kamailio::start(&kamailio().path(), dir, PASSWORD, Some(listener));
+    (phone, kamailio)
+}
+
+/// `sipnotify resync` to the phone through Kamailio's TLS listener, with `options`: the
+/// JSON result (with the ladder), the exit code and stderr.
+fn resync_over_tls(
+    phone: &PhoneProcess,
+    kamailio: &Kamailio,
+    options: &[&str],
+) -> (Value, i32, String) {
+    let proxy = kamailio.tls.expect("a TLS listener");
+    let out = bin()
+        .arg("resync")
+        .arg(format!("sip:159@{}", phone.addr("udp")))
+        .args(["--proxy", &proxy.to_string(), "--transport", "tls"])
+        .args(["--output", "json", "-v", "--t1", "100", "--timeout", "10"])
+        .args(options)
+        .env("SIPNOTIFY_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (json_line(&out.stdout), out.status.code().unwrap(), stderr)
+}
+
+/// Refused before any request: `unreachable`, exit 5, with a reason that says `why`.
+#[track_caller]
+fn assert_refused(v: &Value, code: i32, why: &str, log: &str) {
+    assert_eq!(
+        (v["outcome"].as_str(), code, v["attempts"].as_u64()),
+        (Some("unreachable"), 5, Some(0)),
+        "{v}\n{log}"
+    );
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains(why), "{reason}\nexpected: {why}");
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A certificate from a CA given with --ca, naming the address: NOTIFY over TLS to Kamailio,
+/// whose 407 and the phone's 401 (relayed over UDP) are answered on the one connection.
+fn kamailio_tls_trusted_certificate_is_delivered_through_the_407_and_the_401() {
+    let dir = Kamailio::dir("kamailio_tls_trusted");
+    let pki = Pki::new(&dir, "proxy");
+    let leaf = pki.issue("kamailio", &["127.0.0.1", "kamailio.test"]);
+    let (phone, kamailio) =
+        phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, "method = TLSv1.2+"));
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--ca", path(pki.ca())]);
+    assert_delivered_through_both_challenges(&v, code, &kamailio.log());
+    for (direction, _, message) in ladder(&v) {
+        if direction == "sent" {
+            assert!(
+                message.contains("\r\nVia: SIP/2.0/TLS 127.0.0.1:"),
+                "{message}"
+            );
+            assert!(message.contains(";transport=tls>\r\n"), "{message}");
+        }
+    }
+}
+
+/// A self-signed certificate naming something else than the address, as phones and
+/// appliances have: refused with exit 5 and a reason that offers its pin; accepted by that
+/// pin (of the certificate or of its key) and by --tls-insecure, which warns.
+fn kamailio_tls_untrusted_certificate_is_refused_and_pinned_or_insecure_accepted() {
+    let dir = Kamailio::dir("kamailio_tls_untrusted");
+    let leaf = pki::self_signed(&dir, "kamailio", &["00-11-22-33-44-55.example"]);
+    let other = Pki::new(&dir, "other");
+    let (phone, kamailio) =
+        phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, "method = TLSv1.2+"));
+    let log = || kamailio.log();
+
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &[]);
+    let why = format!(
+        "over tls: the certificate is not signed by a CA in the system's root certificates: \
+         use --ca with the CA that signed it, or --tls-pin {} once you know it is the peer's",
+        leaf.fingerprint
+    );
+    assert_refused(&v, code, &why, &log());
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--ca", path(other.ca())]);
+    let why = format!("is not signed by a CA in --ca {}: ", other.ca().display());
+    assert_refused(&v, code, &why, &log());
+    let wrong = "00".repeat(32);
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--tls-pin", &wrong]);
+    let why = format!(
+        "the certificate matches no --tls-pin: its SHA-256 is {}, its public key's {}",
+        leaf.fingerprint, leaf.spki
+    );
+    assert_refused(&v, code, &why, &log());
+
+    for pin in [
+        &leaf.fingerprint,
+        &leaf.spki.replace(':', "").to_lowercase(),
+    ] {
+        let (v, code, _) =
+            resync_over_tls(&phone, &kamailio, &["--tls-pin", &wrong, "--tls-pin", pin]);
+        assert_delivered_through_both_challenges(&v, code, &log());
+    }
+    let (v, code, stderr) = resync_over_tls(&phone, &kamailio, &["--tls-insecure"]);
+    assert_delivered_through_both_challenges(&v, code, &log());
+    assert!(
+        stderr.contains("warning: --tls-insecure: no TLS certificate is checked"),
+        "{stderr}"
+    );
+}
+
+/// A trusted certificate for a name, reached at an address: the reason names both and the
+/// option; --tls-name checks that name (and sends it as SNI).
+fn kamailio_tls_certificate_for_a_name_needs_tls_name_at_an_address() {
+    let dir = Kamailio::dir("kamailio_tls_name");
+    let pki = Pki::new(&dir, "proxy");
+    let leaf = pki.issue("kamailio", &["kamailio.test"]);
+    let (phone, kamailio) =
+        phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, "method = TLSv1.2+"));
+    let ca = ["--ca", path(pki.ca())];
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &ca);
+    let why = "the certificate names kamailio.test, not 127.0.0.1: use --tls-name or --tls-pin";
+    assert_refused(&v, code, why, &kamailio.log());
+    let (v, code, _) = resync_over_tls(
+        &phone,
+        &kamailio,
+        &[&ca[..], &["--tls-name", "kamailio.test"]].concat(),
+    );
+    assert_delivered_through_both_challenges(&v, code, &kamailio.log());
+}
+
+/// A proxy that requires a client certificate from its CA: none, or one from another CA,
+/// is refused with a reason that says so; --cert and --key from its CA are delivered.
+fn kamailio_tls_mutual_tls_takes_cert_and_key() {
+    let dir = Kamailio::dir("kamailio_tls_mutual");
+    let pki = Pki::new(&dir, "proxy");
+    let leaf = pki.issue("kamailio", &["127.0.0.1"]);
+    let client = pki.issue("client", &["sipnotify.test"]);
+    let stranger = Pki::new(&dir, "stranger").issue("stranger", &["sipnotify.test"]);
+    let profile = format!(
+        "method = TLSv1.2+\nverify_certificate = yes\nrequire_certificate = yes\nca_list = {}",
+        pki.ca().display()
+    );
+    let (phone, kamailio) = phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, &profile));
+    let ca = ["--ca", path(pki.ca())];
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &ca);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("unreachable"), 5),
+        "{v}"
+    );
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the peer requires a client certificate: use --cert and --key"),
+        "{reason}"
+    );
+    let with = |leaf: &Leaf| {
+        resync_over_tls(
+            &phone,
+            &kamailio,
+            &[
+                &ca[..],
+                &["--cert", path(&leaf.cert), "--key", path(&leaf.key)],
+            ]
+            .concat(),
+        )
+    };
+    let (v, code, _) = with(&stranger);
+    assert_eq!(
+        (v["outcome"].as_str(), code),
+        (Some("unreachable"), 5),
+        "{v}"
+    );
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the peer refused the client certificate of --cert"),
+        "{reason}"
+    );
+    let (v, code, _) = with(&client);
+    assert_delivered_through_both_challenges(&v, code, &kamailio.log());
+}
+
+/// A peer that speaks only TLS 1.1 (OpenSSL at security level 0): rustls cannot, and the
+/// reason says so instead of naming an alert.
+fn kamailio_tls_peer_with_only_tls_1_1_is_told_apart() {
+    let dir = Kamailio::dir("kamailio_tls_1_1");
+    let leaf = Pki::new(&dir, "proxy").issue("kamailio", &["127.0.0.1"]);
+    let old = "method = TLSv1.1\ncipher_list = DEFAULT:@SECLEVEL=0";
+    let (phone, kamailio) = phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, old));
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--tls-insecure"]);
+    let why = "the peer speaks only TLS 1.0 or 1.1, which rustls (sipnotify's TLS) does not and will not support";
+    assert_refused(&v, code, why, &kamailio.log());
+}
+
+/// A peer whose TLS 1.2 has only CBC suites: refused by the peer, and the reason names
+/// what rustls offers and lacks.
+fn kamailio_tls_peer_with_only_cbc_suites_is_told_apart() {
+    let dir = Kamailio::dir("kamailio_tls_cbc");
+    let leaf = Pki::new(&dir, "proxy").issue("kamailio", &["127.0.0.1"]);
+    let cbc = "method = TLSv1.2\ncipher_list = ECDHE-ECDSA-AES128-SHA";
+    let (phone, kamailio) = phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, cbc));
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--tls-insecure"]);
+    let why = "the peer refused the handshake (alert HandshakeFailure): it accepts none of the \
+               suites rustls offers (TLS 1.2 and 1.3 with ECDHE and AES-GCM or ChaCha20; rustls \
+               has no CBC, RSA key-exchange or TLS 1.0/1.1 suites)";
+    assert_refused(&v, code, why, &kamailio.log());
+}
+
+/// Kamailio's TLS listener on [::1], its certificate naming ::1.
+fn kamailio_tls_on_ipv6_loopback_is_delivered() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let dir = Kamailio::dir("kamailio_tls_ipv6");
+    let pki = Pki::new(&dir, "proxy");
+    let leaf = pki.issue("kamailio", &["::1"]);
+    let (phone, kamailio) =
+        phone_behind_tls(&dir, tls_listener("[::1]", &leaf, "method = TLSv1.2+"));
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--ca", path(pki.ca())]);
+    assert_delivered_through_both_challenges(&v, code, &kamailio.log());
+    let (_, _, first_sent) = ladder(&v).into_iter().next().unwrap();
+    assert!(
+        first_sent.contains("\r\nVia: SIP/2.0/TLS [::1]:"),
+        "{first_sent}"
+    );
+}
+
 fn main() -> std::process::ExitCode {
-    common::needs::run(
-        &kamailio(),
-        trials![
-            kamailio_udp_407_then_phone_401_right_password_is_delivered,
-            kamailio_tcp_407_then_phone_401_right_password_is_delivered,
-            kamailio_udp_wrong_password_is_auth_failed_at_the_proxy,
-            kamailio_tcp_wrong_password_is_auth_failed_at_the_proxy,
-            kamailio_accepts_but_the_phone_refuses,
-        ],
-    )
+    common::needs::run_groups(vec![
+        (
+            kamailio(),
+            trials![
+                kamailio_udp_407_then_phone_401_right_password_is_delivered,
+                kamailio_tcp_407_then_phone_401_right_password_is_delivered,
+                kamailio_udp_wrong_password_is_auth_failed_at_the_proxy,
+                kamailio_tcp_wrong_password_is_auth_failed_at_the_proxy,
+                kamailio_accepts_but_the_phone_refuses,
+            ],
+        ),
+        (
+            kamailio_tls_module(),
+            trials![
+                kamailio_tls_trusted_certificate_is_delivered_through_the_407_and_the_401,
+                kamailio_tls_untrusted_certificate_is_refused_and_pinned_or_insecure_accepted,
+                kamailio_tls_certificate_for_a_name_needs_tls_name_at_an_address,
+                kamailio_tls_mutual_tls_takes_cert_and_key,
+                kamailio_tls_peer_with_only_tls_1_1_is_told_apart,
+                kamailio_tls_peer_with_only_cbc_suites_is_told_apart,
+                kamailio_tls_on_ipv6_loopback_is_delivered,
+            ],
+        ),
+    ])
 }

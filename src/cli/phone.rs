@@ -2,10 +2,11 @@
 
 use super::Failure;
 use clap::{Args, ValueEnum};
+use sipnotify::net::tls::Identity;
 use sipnotify::phone::{self, ChallengeMode, PhoneConfig, UserRange};
 use sipnotify::text::printable;
 use sipnotify::Transport;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ pub enum Listen {
     Tcp,
     /// UDP and TCP on the same port.
     Both,
+    /// TLS only, with --cert and --key, or a self-signed certificate made at start.
+    Tls,
 }
 
 /// Options of `sipnotify phone`.
@@ -26,12 +29,20 @@ pub enum Listen {
     after_help = "Example:\n  sipnotify phone --listen 127.0.0.1:5060 --users 1000-1999 \\\n    --password-template 'pw-{user}' --challenge md5-qop"
 )]
 pub struct PhoneArgs {
-    /// Address to listen on (repeatable); port 0 picks a free port.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:5060")]
+    /// Address to listen on (repeatable); port 0 picks a free port. Default 127.0.0.1:5060,
+    /// or 127.0.0.1:5061 with --transport tls.
+    #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
     /// Transports to listen on.
     #[arg(long, value_enum, default_value_t = Listen::Both)]
     transport: Listen,
+    /// The certificate (PEM, end entity first) of --transport tls; without it, a
+    /// self-signed one is made at start and its SHA-256 printed, for --tls-pin.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// A user (line User ID) the phone answers for (repeatable).
     #[arg(long, value_name = "USER")]
     user: Vec<String>,
@@ -154,20 +165,85 @@ fn answers_line(config: &PhoneConfig) -> String {
     )
 }
 
+/// The certificate of the TLS listeners on `listen`, and the line that says what it is.
+/// A generated one names localhost and the addresses listened on (loopback for a wildcard).
+fn identity(args: &PhoneArgs, listen: &[SocketAddr]) -> Result<(Identity, String), Failure> {
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        let identity =
+            Identity::from_pem_files(cert, key).map_err(|e| Failure::input(e.to_string()))?;
+        let line = format!(
+            "tls certificate {} (SHA-256 {})",
+            cert.display(),
+            identity.fingerprint()
+        );
+        return Ok((identity, line));
+    }
+    let mut addresses: Vec<IpAddr> = Vec::new();
+    for ip in listen.iter().map(SocketAddr::ip) {
+        let named: &[IpAddr] = match ip {
+            IpAddr::V4(v4) if v4.is_unspecified() => &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            IpAddr::V6(v6) if v6.is_unspecified() => &[
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ],
+            ip => &[ip],
+        };
+        for ip in named {
+            if !addresses.contains(ip) {
+                addresses.push(*ip);
+            }
+        }
+    }
+    let identity = Identity::self_signed(&addresses).map_err(|e| Failure::local(e.to_string()))?;
+    let names: Vec<String> = std::iter::once("localhost".to_string())
+        .chain(addresses.iter().map(IpAddr::to_string))
+        .collect();
+    let fingerprint = identity.fingerprint();
+    let line = format!(
+        "tls certificate self-signed for {}, made at start: SHA-256 {fingerprint} \
+         (for sipnotify --tls-pin)",
+        names.join(", ")
+    );
+    Ok((identity, line))
+}
+
 /// Runs the simulator until Ctrl-C or SIGTERM, then prints its counters.
 pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
-    let config = args.config()?;
+    let mut config = args.config()?;
     let transports: &[Transport] = match args.transport {
         Listen::Udp => &[Transport::Udp],
         Listen::Tcp => &[Transport::Tcp],
         Listen::Both => &[Transport::Udp, Transport::Tcp],
+        Listen::Tls => &[Transport::Tls],
+    };
+    let addrs = match args.listen.as_slice() {
+        [] => vec![SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            if args.transport == Listen::Tls {
+                5061
+            } else {
+                5060
+            },
+        ))],
+        given => given.to_vec(),
     };
     let mut listen = Vec::new();
-    for addr in &args.listen {
+    for addr in &addrs {
         for t in transports {
             listen.push((*addr, *t));
         }
     }
+    let certificate = match args.transport {
+        Listen::Tls => {
+            let (identity, line) = identity(&args, &addrs)?;
+            config.tls = Some(identity);
+            Some(line)
+        }
+        _ if args.cert.is_some() => {
+            return Err(Failure::input("--cert and --key are for --transport tls"));
+        }
+        _ => None,
+    };
     let answers = answers_line(&config);
     let running = phone::spawn(config, &listen)
         .await
@@ -181,6 +257,9 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     // the phone with its counters, never by the default action.
     let mut signals = super::StopSignals::listen();
     outln!("phone listening on {}", addrs.join(", "));
+    if let Some(certificate) = certificate {
+        outln!("{certificate}");
+    }
     outln!("{answers}");
     signals.recv().await;
     let stats = running.stats();

@@ -4,6 +4,7 @@
 use super::output::Printer;
 use super::Failure;
 use clap::Args;
+use sipnotify::net::tls::{Fingerprint, TlsClient, TlsOptions, Verification};
 use sipnotify::proto::transaction::Timers;
 use sipnotify::{
     Event, ExtraHeader, HostPort, Notifier, NotifierConfig, Notify, Password, Target, Transport,
@@ -16,7 +17,7 @@ use std::time::Duration;
 /// Options of every sending command.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The phone line: a SIP URI (sip:159@192.168.0.10:5061;transport=tcp) or USER@HOST[:PORT].
+    /// The phone line: a SIP URI (sip:159@192.168.0.10:5061;transport=tcp, sips:159@pbx.example.com) or USER@HOST[:PORT].
     pub target: String,
     #[command(flatten)]
     pub line: LineArgs,
@@ -40,8 +41,8 @@ pub struct LineArgs {
     /// process list; prefer --password-file or SIPNOTIFY_PASSWORD.
     #[arg(long, value_name = "VALUE")]
     pub password: Option<String>,
-    /// Transport; default: the target's transport parameter, else udp.
-    #[arg(long, value_name = "udp|tcp")]
+    /// Transport; default: the target's transport parameter (tls for sips:), else udp.
+    #[arg(long, value_name = "udp|tcp|tls")]
     pub transport: Option<Transport>,
     /// Send through this outbound proxy; the Request-URI stays the target.
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -68,6 +69,65 @@ pub struct LineArgs {
     /// An extra header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The help heading of the TLS options. Given to each, as a heading for the group would go
+/// on to the options that follow it.
+const TLS: &str = "TLS (--transport tls, transport=tls, sips:)";
+
+/// How TLS certificates are checked, and the agent's own: for every TLS connection of the
+/// command (the whole campaign, for `batch`).
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Trust the CA certificates of this PEM file instead of the system's roots.
+    #[arg(long, help_heading = TLS, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Check the certificate against this name, and send it as SNI, instead of the next
+    /// hop's host.
+    #[arg(long, help_heading = TLS, value_name = "NAME")]
+    pub tls_name: Option<String>,
+    /// Accept exactly the certificate whose SHA-256, or its public key's (SPKI), is this:
+    /// hex, colons allowed (repeatable). Its names, CA and dates are not checked.
+    #[arg(long, help_heading = TLS, value_name = "SHA256", conflicts_with = "ca")]
+    pub tls_pin: Vec<Fingerprint>,
+    /// Check no certificate (a warning every run): anyone on the path can then read and
+    /// change the NOTIFYs and their answers.
+    #[arg(long, help_heading = TLS, conflicts_with_all = ["ca", "tls_pin"])]
+    pub tls_insecure: bool,
+    /// A client certificate (PEM, end entity first), for peers that require mutual TLS.
+    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Reads and checks the files the options name; warns about --tls-insecure.
+    pub fn client(&self) -> Result<TlsClient, Failure> {
+        let verification = if self.tls_insecure {
+            errln!(
+                "warning: --tls-insecure: no TLS certificate is checked; anyone on the path can \
+                 read and change the NOTIFYs and their answers, and try to guess the password \
+                 from the digests"
+            );
+            Verification::Insecure
+        } else if !self.tls_pin.is_empty() {
+            Verification::Pins(self.tls_pin.clone())
+        } else if let Some(ca) = &self.ca {
+            Verification::Ca(ca.clone())
+        } else {
+            Verification::SystemRoots
+        };
+        let options = TlsOptions {
+            verification,
+            name: self.tls_name.clone(),
+            client_cert: self.cert.clone().zip(self.key.clone()),
+        };
+        TlsClient::new(&options).map_err(|e| Failure::input(e.to_string()))
+    }
 }
 
 /// The event and body of `sipnotify notify`.
@@ -280,6 +340,7 @@ pub fn notifier_config(line: &LineArgs) -> Result<(NotifierConfig, Option<Durati
         bind: line.bind.as_deref().map(parse_bind).transpose()?,
         timers: timers(line.t1, line.t2)?,
         dns_server: line.dns_server,
+        tls: line.tls.client()?,
     };
     Ok((config, parse_timeout(line.timeout)?))
 }
@@ -310,6 +371,15 @@ pub fn prepare(
     trace: bool,
 ) -> Result<(NotifierConfig, Notify), Failure> {
     let target = Target::parse(&args.target).map_err(|e| Failure::input(e.to_string()))?;
+    if let Some(other) = args
+        .line
+        .transport
+        .filter(|&t| target.is_sips() && t != Transport::Tls)
+    {
+        return Err(Failure::input(format!(
+            "`{target}` is a sips: URI, which travels over TLS only: leave out --transport {other}"
+        )));
+    }
     let extra = parse_headers(&args.line.headers)?;
     let password = password(&args.line)?;
     let (config, timeout) = notifier_config(&args.line)?;

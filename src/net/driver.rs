@@ -1,7 +1,7 @@
 //! The one task that owns the endpoint: it pumps the UDP socket, the TCP events and the
 //! timer into the sans-IO core, and hands each outcome back to whoever started the target.
 
-use super::tcp::{ConnId, Lease, Sent, StreamEvent, TcpPool};
+use super::tcp::{ConnId, Destination, Lease, Sent, StreamEvent, TcpPool};
 use crate::proto::endpoint::{Endpoint, FlowId, Received, Stats};
 use crate::proto::outcome::Outcome;
 use crate::proto::{Notify, Route};
@@ -21,14 +21,15 @@ pub(crate) const START_QUEUE: usize = 1024;
 pub(crate) struct Start {
     pub notify: Box<Notify>,
     pub route: Route,
-    /// Over TCP, the target's use of its connection, released when the target ends.
+    /// Over TCP or TLS, the target's use of its connection, released when the target ends.
     pub lease: Option<Lease>,
     pub reply: oneshot::Sender<Outcome>,
 }
 
-/// A target in flight over TCP.
+/// A target in flight over TCP or TLS.
 struct OnTcp {
-    /// Its hold on the connection to its current destination.
+    /// Its use of the connection to its current destination, which also says where the
+    /// connection goes.
     lease: Lease,
     /// The connection its request was queued on, and whether that connection was opened
     /// again for this request (which then gets no other).
@@ -78,7 +79,7 @@ pub(crate) async fn run(
                         driver.fail(t.flow, &reason);
                     }
                 }
-                Transport::Tcp => driver.send_tcp(t.flow, t.destination, t.payload, false),
+                Transport::Tcp | Transport::Tls => driver.send_tcp(t.flow, t.payload, false),
             }
         }
         // Before the outcomes: whoever reads them after a target ends sees its responses.
@@ -105,13 +106,9 @@ pub(crate) async fn run(
         tokio::select! {
             start = starts.recv(), if accepting => match start {
                 Some(Start { notify, route, lease, reply }) => {
-                    let tcp = route.transport.is_reliable().then(|| {
-                        // A route of several destinations comes with no connection yet.
-                        lease.unwrap_or_else(|| driver.tcp.lease(route.destination))
-                    });
                     let id = driver.endpoint.start(Instant::now().into_std(), *notify, route);
                     driver.waiting.insert(id, reply);
-                    if let Some(lease) = tcp {
+                    if let Some(lease) = lease {
                         driver.on_tcp.insert(id, OnTcp { lease, conn: None });
                     }
                 }
@@ -175,25 +172,33 @@ impl Driver {
             .handle_transport_error(Instant::now().into_std(), flow, reason);
     }
 
-    /// Queues a request on the connection to `destination`. One that finds none open (the
-    /// peer closed it after its last answer) opens a new one, once per request.
-    fn send_tcp(&mut self, flow: FlowId, destination: SocketAddr, payload: Bytes, reopened: bool) {
+    /// Queues a request on the connection its target leases. One that finds none open
+    /// (the peer closed it after its last answer) opens a new one, once per request.
+    fn send_tcp(&mut self, flow: FlowId, payload: Bytes, reopened: bool) {
         // A target waiting for a reconnection may have ended meanwhile (Timer F).
         let Some(target) = self.on_tcp.get_mut(&flow) else {
             return;
         };
         // A flow that failed over holds the connection to its new destination instead.
-        if target.lease.destination() != destination {
-            target.lease = self.tcp.lease(destination);
+        let now_to = self.endpoint.destination(flow);
+        if let Some(addr) = now_to.filter(|&a| a != target.lease.destination().addr) {
+            let tls = target.lease.destination().tls.clone();
+            target.lease = self.tcp.lease(Destination { addr, tls });
         }
         target.conn = None;
-        match self.tcp.send(destination, flow, payload.clone()) {
+        let destination = target.lease.destination().clone();
+        match self.tcp.send(&destination, flow, payload.clone()) {
             Sent::Queued(conn) => target.conn = Some((conn, reopened)),
-            Sent::NoConnection if !reopened => self.tcp.reconnect(destination, flow, payload),
-            Sent::NoConnection => self.fail(
-                flow,
-                &format!("the tcp connection to {destination} closed before the request was sent"),
-            ),
+            Sent::NoConnection if !reopened => {
+                self.tcp.reconnect(destination.clone(), flow, payload)
+            }
+            Sent::NoConnection => {
+                let reason = format!(
+                    "the {} connection to {destination} closed before the request was sent",
+                    destination.transport()
+                );
+                self.fail(flow, &reason)
+            }
             Sent::Failed(reason) => self.fail(flow, &reason),
         }
     }
@@ -203,10 +208,10 @@ impl Driver {
             StreamEvent::Message { conn, from, bytes } => {
                 let now = Instant::now().into_std();
                 let used = matches!(
-                    receive(&mut self.endpoint, now, from, &bytes),
+                    receive(&mut self.endpoint, now, from.addr, &bytes),
                     Received::Used | Received::UsedFromElsewhere
                 );
-                if let Some(reason) = self.tcp.received(from, conn, used, bytes.len()) {
+                if let Some(reason) = self.tcp.received(&from, conn, used, bytes.len()) {
                     self.connection_lost(conn, from, &reason, Vec::new());
                 }
             }
@@ -216,18 +221,15 @@ impl Driver {
                 reason,
                 unread,
             } => self.connection_lost(conn, from, &reason, unread),
-            StreamEvent::Reconnected {
-                destination,
-                result,
-                pending,
-            } => {
+            StreamEvent::Reconnected { result, pending } => {
                 for (flow, payload) in pending {
                     // Only if the flow still goes there: it may have failed over, or ended.
-                    if self.endpoint.destination(flow) != Some(destination) {
+                    let leased = self.on_tcp.get(&flow).map(|t| t.lease.destination().addr);
+                    if leased.is_none() || self.endpoint.destination(flow) != leased {
                         continue;
                     }
                     match &result {
-                        Ok(()) => self.send_tcp(flow, destination, payload, true),
+                        Ok(()) => self.send_tcp(flow, payload, true),
                         Err(reason) => self.fail(flow, reason),
                     }
                 }
@@ -242,7 +244,7 @@ impl Driver {
     fn connection_lost(
         &mut self,
         conn: ConnId,
-        destination: SocketAddr,
+        destination: Destination,
         reason: &str,
         unread: Vec<(FlowId, Bytes)>,
     ) {
@@ -260,7 +262,9 @@ impl Driver {
             .collect();
         for (flow, reopened) in lost {
             match unread.remove(&flow) {
-                Some(payload) if !reopened => self.tcp.reconnect(destination, flow, payload),
+                Some(payload) if !reopened => {
+                    self.tcp.reconnect(destination.clone(), flow, payload)
+                }
                 _ => self.fail(flow, reason),
             }
         }

@@ -1,8 +1,9 @@
 //! The tokio layer: sockets pumped into the sans-IO [`crate::proto`] core. Thin on purpose.
 //!
-//! [`Notifier`] owns one UDP socket and a pool of TCP connections, and runs one driver task
-//! that feeds an [`Endpoint`](crate::proto::Endpoint) and carries out what it asks.
-//! [`resolve`] finds where a next hop is and the local address that routes there.
+//! [`Notifier`] owns one UDP socket and a pool of TCP and TLS connections, and runs one
+//! driver task that feeds an [`Endpoint`](crate::proto::Endpoint) and carries out what it
+//! asks. [`resolve`] finds where a next hop is and the local address that routes there.
+//! [`tls`] makes a connected TCP stream a TLS one and checks the peer's certificate.
 //! [`descriptor_budget`] says how many TCP targets can be in flight at once.
 
 mod descriptors;
@@ -10,6 +11,7 @@ mod driver;
 mod notifier;
 pub mod resolve;
 mod tcp;
+pub mod tls;
 pub(crate) mod udp;
 
 pub use descriptors::{descriptor_budget, raise_descriptor_limit};

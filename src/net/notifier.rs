@@ -2,7 +2,8 @@
 
 use super::driver::{self, Start, UdpSockets, START_QUEUE};
 use super::resolve::{self, ResolveError, Resolver, Routes};
-use super::tcp::{Lease, TcpPool, EVENT_QUEUE};
+use super::tcp::{Destination, Lease, TcpPool, EVENT_QUEUE};
+use super::tls::{TlsClient, TlsError};
 use crate::proto::endpoint::{Endpoint, Stats};
 use crate::proto::flow::Flow;
 use crate::proto::outcome::{Outcome, OutcomeKind};
@@ -28,18 +29,30 @@ pub enum SendError {
     /// The next hop has no address, or no route.
     #[error(transparent)]
     Resolve(#[from] ResolveError),
-    /// The TCP connection could not be opened.
+    /// The TCP or TLS connection could not be opened.
     #[error("{0}")]
     Connect(String),
-    /// The TCP connection was not accepted in time.
-    #[error("cannot connect to {destination} over tcp: no answer in {seconds:.1} s")]
+    /// The TCP connection was not accepted, or the TLS handshake not finished, in time.
+    #[error(
+        "cannot connect to {destination} over {transport}: no answer in {seconds:.1} s{}",
+        if *transport == Transport::Tls { TLS_SILENCE } else { "" }
+    )]
     ConnectTimeout {
         /// Where.
         destination: SocketAddr,
+        /// Over what.
+        transport: Transport,
         /// The limit that ran out.
         seconds: f64,
     },
+    /// The next hop cannot be reached over TLS as named.
+    #[error("cannot connect over tls: {0}")]
+    Tls(#[from] TlsError),
 }
+
+/// What a TLS connection that got no answer may mean: a plain SIP port waits for the end of
+/// a message that never comes.
+pub(crate) const TLS_SILENCE: &str = " (from TCP or the TLS handshake: is it a TLS port?)";
 
 /// A NOTIFY with its resolved route, ready for the driver.
 struct Prepared {
@@ -58,6 +71,8 @@ pub struct NotifierConfig {
     pub timers: Timers,
     /// The DNS server to ask about names; the system's configuration when `None`.
     pub dns_server: Option<SocketAddr>,
+    /// How TLS connections are checked; by default against the system's roots.
+    pub tls: TlsClient,
 }
 
 /// Sends NOTIFYs and reports their outcomes. Cheap to clone; all clones share one UDP
@@ -104,7 +119,12 @@ impl Notifier {
         }
         let (stream_tx, stream_rx) = mpsc::channel(EVENT_QUEUE);
         let bind_ip = (!bind.ip().is_unspecified()).then_some(bind.ip());
-        let tcp = Arc::new(TcpPool::new(stream_tx, bind_ip, config.timers.timer_f()));
+        let tcp = Arc::new(TcpPool::new(
+            stream_tx,
+            bind_ip,
+            config.tls,
+            config.timers.timer_f(),
+        ));
         let (starts, starts_rx) = mpsc::channel(START_QUEUE);
         let endpoint = Endpoint::new(StdRng::from_entropy(), config.timers);
         let (stats_tx, stats) = watch::channel(Stats::default());
@@ -193,8 +213,8 @@ impl Notifier {
             .map_err(SendError::from))
     }
 
-    /// The exact first request `send` would put on the wire, sending nothing. Over TCP the
-    /// Via port is the UDP socket's, since no connection is opened.
+    /// The exact first request `send` would put on the wire, sending nothing. Over TCP and
+    /// TLS the Via port is the UDP socket's, since no connection is opened.
     pub async fn preview(&self, notify: Notify) -> Result<Bytes, SendError> {
         let Prepared { notify, route, .. } = self.prepare(Box::new(notify), false).await?;
         let now = std::time::Instant::now();
@@ -210,10 +230,10 @@ impl Notifier {
             .expect("a new flow sends its first request"))
     }
 
-    /// Resolves where the NOTIFY goes and from which local address; over TCP when `connect`
-    /// is set and there is one destination, connects (or joins the open connection) and
-    /// takes a lease on it (with several, the driver connects to each when the flow gets to
-    /// it).
+    /// Resolves where the NOTIFY goes and from which local address; over TCP or TLS, takes
+    /// a lease on the first destination's connection, and when `connect` is set and there
+    /// is one destination, connects (or joins the open connection) first (with several,
+    /// the driver connects to each when the flow gets to it).
     async fn prepare(&self, mut notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
         let started = tokio::time::Instant::now();
         // Resolving and connecting happen before the transaction exists, so Timer F and
@@ -224,8 +244,16 @@ impl Notifier {
             .timeout
             .unwrap_or(self.timers.timer_f())
             .min(self.timers.timer_f());
-        let hop = notify.next_hop();
-        let given = notify.transport.or(notify.target.transport());
+        let mut hop = notify.next_hop();
+        let given = notify
+            .transport
+            .or(notify.target.transport())
+            .or(notify.target.is_sips().then_some(Transport::Tls));
+        // TLS's own default port (RFC 3261 section 19.1.2): SIPS NAPTR and _sips._tcp SRV
+        // records are not looked up yet.
+        if given == Some(Transport::Tls) && hop.port.is_none() {
+            hop.port = Some(Transport::Tls.default_port());
+        }
         let resolved =
             tokio::time::timeout(limit, self.resolver.resolve(&hop, given, notify.trace))
                 .await
@@ -252,13 +280,22 @@ impl Notifier {
             return Err(unroutable.expect("a resolution has a destination").into());
         }
         let Hop { destination, local } = next.remove(0);
+        let tls = match transport {
+            Transport::Tls => Some(self.tcp.tls().server_name(&hop.host)?),
+            _ => None,
+        };
         let (mut route, lease) = match transport {
-            Transport::Tcp if connect && next.is_empty() => {
+            Transport::Tcp | Transport::Tls if connect && next.is_empty() => {
                 let limit = limit.saturating_sub(started.elapsed());
-                let (local, lease) = tokio::time::timeout(limit, self.tcp.connect(destination))
+                let connecting = self.tcp.connect(Destination {
+                    addr: destination,
+                    tls,
+                });
+                let (local, lease) = tokio::time::timeout(limit, connecting)
                     .await
                     .map_err(|_| SendError::ConnectTimeout {
                         destination,
+                        transport,
                         seconds: limit.as_secs_f64(),
                     })?
                     .map_err(SendError::Connect)?;
@@ -266,7 +303,14 @@ impl Notifier {
             }
             // Over TCP to several destinations the Via port is the UDP socket's, as in a
             // preview: which connection will carry the request is not known yet.
-            _ => (Route::new(destination, local, transport), None),
+            Transport::Tcp | Transport::Tls => (
+                Route::new(destination, local, transport),
+                Some(self.tcp.lease(Destination {
+                    addr: destination,
+                    tls,
+                })),
+            ),
+            Transport::Udp => (Route::new(destination, local, transport), None),
         };
         if let Host::Name(_) = hop.host {
             // One limit for the whole target, the time spent resolving included.

@@ -1,22 +1,27 @@
-//! TCP: one connection per destination, shared by the targets in flight to it and closed as
-//! soon as the last of them ends; messages framed by Content-Length.
+//! TCP and TLS: one connection per destination, shared by the targets in flight to it and
+//! closed as soon as the last of them ends; messages framed by Content-Length. A TLS
+//! connection is a TCP connection wrapped by [`tls`](super::tls) once connected; from then
+//! on the pool treats both alike.
 //!
 //! Nothing a peer sends makes memory grow: the queues between tasks are bounded (a reader
 //! waits for room, so it stops reading and TCP flow control holds the peer back), a
 //! connection buffers at most one message, and a connection that keeps sending what answers
 //! nothing is closed.
 
+use super::tls::TlsClient;
 use crate::proto::endpoint::FlowId;
 use crate::sip::codec;
 use bytes::{Buf, Bytes, BytesMut};
+use rustls::pki_types::ServerName;
 use std::collections::HashMap;
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpSocket;
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
 /// Messages and connection news waiting for the driver, from all connections together. At
@@ -43,13 +48,38 @@ const READ_CHUNK: usize = 8192;
 /// another one.
 pub(crate) type ConnId = u64;
 
+/// Where a pooled connection goes: an address and, over TLS, the name its certificate is
+/// checked against. One address under two names is two connections, so that every
+/// target's own name is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Destination {
+    pub addr: SocketAddr,
+    pub tls: Option<ServerName<'static>>,
+}
+
+impl Destination {
+    /// The transport's name, for messages.
+    pub(crate) fn transport(&self) -> &'static str {
+        match self.tls {
+            Some(_) => "tls",
+            None => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.addr.fmt(f)
+    }
+}
+
 /// What connections report to the driver.
 #[derive(Debug)]
 pub(crate) enum StreamEvent {
     /// One whole message received on connection `conn` to `from`.
     Message {
         conn: ConnId,
-        from: SocketAddr,
+        from: Destination,
         bytes: Bytes,
     },
     /// The peer closed connection `conn`, or it broke. `unread` are the requests it may
@@ -58,14 +88,13 @@ pub(crate) enum StreamEvent {
     /// closed the connection it was done with, and our request crossed its close).
     Closed {
         conn: ConnId,
-        from: SocketAddr,
+        from: Destination,
         reason: String,
         unread: Vec<(FlowId, Bytes)>,
     },
     /// [`TcpPool::reconnect`] ended: the targets in `pending` may be sent again, or end with
     /// the error.
     Reconnected {
-        destination: SocketAddr,
         result: Result<(), String>,
         pending: Vec<(FlowId, Bytes)>,
     },
@@ -97,6 +126,9 @@ struct Conn {
 /// One attempt to open a connection, shared by the targets that wait for it.
 type Slot = Arc<OnceCell<Result<Conn, String>>>;
 
+/// The requests waiting to be written on one connection.
+type Queue = mpsc::Receiver<(FlowId, Bytes)>;
+
 #[derive(Debug, Default)]
 struct Peer {
     /// Targets in flight or starting to this destination: one per [`Lease`].
@@ -110,9 +142,10 @@ struct Peer {
 /// The connections, shared by the senders (which connect) and the driver (which writes).
 #[derive(Debug)]
 pub(crate) struct TcpPool {
-    peers: Mutex<HashMap<SocketAddr, Peer>>,
+    peers: Mutex<HashMap<Destination, Peer>>,
     events: mpsc::Sender<StreamEvent>,
     bind: Option<IpAddr>,
+    tls: TlsClient,
     /// The longest a reconnection may take: no transaction waits longer (Timer F).
     connect_limit: Duration,
     next_id: AtomicU64,
@@ -124,13 +157,13 @@ pub(crate) struct TcpPool {
 #[derive(Debug)]
 pub(crate) struct Lease {
     pool: Arc<TcpPool>,
-    destination: SocketAddr,
+    destination: Destination,
 }
 
 impl Lease {
-    /// The destination it holds.
-    pub(crate) fn destination(&self) -> SocketAddr {
-        self.destination
+    /// The destination whose connection this lease holds open.
+    pub(crate) fn destination(&self) -> &Destination {
+        &self.destination
     }
 }
 
@@ -153,30 +186,37 @@ impl Drop for Lease {
 }
 
 impl TcpPool {
-    /// A pool whose connections report to `events`; reconnections give up after
-    /// `connect_limit`.
+    /// A pool whose connections report to `events` and are made TLS by `tls` when their
+    /// destination says so; reconnections give up after `connect_limit`.
     pub(crate) fn new(
         events: mpsc::Sender<StreamEvent>,
         bind: Option<IpAddr>,
+        tls: TlsClient,
         connect_limit: Duration,
     ) -> Self {
         TcpPool {
             peers: Mutex::new(HashMap::new()),
             events,
             bind,
+            tls,
             connect_limit,
             next_id: AtomicU64::new(0),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Peer>> {
+    /// How TLS connections are made and checked.
+    pub(crate) fn tls(&self) -> &TlsClient {
+        &self.tls
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Destination, Peer>> {
         self.peers.lock().expect("tcp pool lock")
     }
 
     /// Takes a lease on `destination` without connecting: the connection, opened when a
     /// request first needs it, stays open while the lease is held.
-    pub(crate) fn lease(self: &Arc<Self>, destination: SocketAddr) -> Lease {
-        self.lock().entry(destination).or_default().users += 1;
+    pub(crate) fn lease(self: &Arc<Self>, destination: Destination) -> Lease {
+        self.lock().entry(destination.clone()).or_default().users += 1;
         Lease {
             pool: self.clone(),
             destination,
@@ -189,44 +229,48 @@ impl TcpPool {
     /// again.
     pub(crate) async fn connect(
         self: &Arc<Self>,
-        destination: SocketAddr,
+        destination: Destination,
     ) -> Result<(SocketAddr, Lease), String> {
         let (lease, slot) = {
             let mut peers = self.lock();
-            let peer = peers.entry(destination).or_default();
+            let peer = peers.entry(destination.clone()).or_default();
             peer.users += 1;
             let slot = peer.slot.get_or_insert_with(Slot::default).clone();
             let lease = Lease {
                 pool: self.clone(),
-                destination,
+                destination: destination.clone(),
             };
             (lease, slot)
         };
         let opened = slot
             .get_or_init(|| async {
-                self.open(destination)
-                    .await
-                    .map_err(|e| format!("cannot connect to {destination} over tcp: {e}"))
+                self.open(&destination).await.map_err(|e| {
+                    format!(
+                        "cannot connect to {destination} over {}: {e}",
+                        destination.transport()
+                    )
+                })
             })
             .await;
         let result = match opened {
             Ok(conn) if conn.writer.is_closed() => Err(format!(
-                "the tcp connection to {destination} closed as soon as it opened"
+                "the {} connection to {destination} closed as soon as it opened",
+                destination.transport()
             )),
             Ok(conn) => Ok(conn.local),
             Err(e) => Err(e.clone()),
         };
         if result.is_err() {
-            self.forget(destination, |s| Arc::ptr_eq(s, &slot));
+            self.forget(&destination, |s| Arc::ptr_eq(s, &slot));
         }
         result.map(|local| (local, lease))
     }
 
     /// Queues the request of `flow` on the open connection to `destination`.
-    pub(crate) fn send(&self, destination: SocketAddr, flow: FlowId, payload: Bytes) -> Sent {
+    pub(crate) fn send(&self, destination: &Destination, flow: FlowId, payload: Bytes) -> Sent {
         let peers = self.lock();
         let Some(Ok(conn)) = peers
-            .get(&destination)
+            .get(destination)
             .and_then(|p| p.slot.as_ref())
             .and_then(|s| s.get())
         else {
@@ -235,8 +279,9 @@ impl TcpPool {
         match conn.writer.try_send((flow, payload)) {
             Ok(()) => Sent::Queued(conn.id),
             Err(mpsc::error::TrySendError::Full(_)) => Sent::Failed(format!(
-                "the tcp connection to {destination} has {WRITE_QUEUE} requests waiting to be \
-                 written: the peer is not reading"
+                "the {} connection to {destination} has {WRITE_QUEUE} requests waiting to be \
+                 written: the peer is not reading",
+                destination.transport()
             )),
             // Its task has ended and is about to say so.
             Err(mpsc::error::TrySendError::Closed(_)) => Sent::NoConnection,
@@ -248,13 +293,13 @@ impl TcpPool {
     /// destination share one attempt; [`StreamEvent::Reconnected`] hands them back.
     pub(crate) fn reconnect(
         self: &Arc<Self>,
-        destination: SocketAddr,
+        destination: Destination,
         flow: FlowId,
         payload: Bytes,
     ) {
         {
             let mut peers = self.lock();
-            let peer = peers.entry(destination).or_default();
+            let peer = peers.entry(destination.clone()).or_default();
             peer.pending.push((flow, payload));
             if peer.pending.len() > 1 {
                 return;
@@ -263,7 +308,7 @@ impl TcpPool {
         let pool = self.clone();
         tokio::spawn(async move {
             let limit = pool.connect_limit;
-            let connected = tokio::time::timeout(limit, pool.connect(destination)).await;
+            let connected = tokio::time::timeout(limit, pool.connect(destination.clone())).await;
             // Taken while this attempt's lease still holds the destination's entry.
             let pending = pool
                 .lock()
@@ -274,17 +319,19 @@ impl TcpPool {
             let result = match connected {
                 Ok(connected) => connected.map(drop),
                 Err(_) => Err(format!(
-                    "cannot connect to {destination} over tcp: no answer in {:.1} s",
-                    limit.as_secs_f64()
+                    "cannot connect to {destination} over {}: no answer in {:.1} s{}",
+                    destination.transport(),
+                    limit.as_secs_f64(),
+                    if destination.tls.is_some() {
+                        super::notifier::TLS_SILENCE
+                    } else {
+                        ""
+                    }
                 )),
             };
             let _ = pool
                 .events
-                .send(StreamEvent::Reconnected {
-                    destination,
-                    result,
-                    pending,
-                })
+                .send(StreamEvent::Reconnected { result, pending })
                 .await;
         });
     }
@@ -294,14 +341,14 @@ impl TcpPool {
     /// anything else in a row, and says why.
     pub(crate) fn received(
         &self,
-        destination: SocketAddr,
+        destination: &Destination,
         conn: ConnId,
         useful: bool,
         len: usize,
     ) -> Option<String> {
         let (gone, what) = {
             let mut peers = self.lock();
-            let peer = peers.get_mut(&destination)?;
+            let peer = peers.get_mut(destination)?;
             let Some(Ok(c)) = peer.slot.as_ref().and_then(|s| s.get()) else {
                 return None;
             };
@@ -326,15 +373,16 @@ impl TcpPool {
         };
         drop(gone);
         Some(format!(
-            "the tcp connection to {destination} sent {what} that match no request; closed"
+            "the {} connection to {destination} sent {what} that match no request; closed",
+            destination.transport()
         ))
     }
 
     /// Drops the connection slot of `destination` if `which` says it is the one meant.
-    fn forget(&self, destination: SocketAddr, which: impl Fn(&Slot) -> bool) {
+    fn forget(&self, destination: &Destination, which: impl Fn(&Slot) -> bool) {
         let gone = {
             let mut peers = self.lock();
-            let Some(peer) = peers.get_mut(&destination) else {
+            let Some(peer) = peers.get_mut(destination) else {
                 return;
             };
             if !peer.slot.as_ref().is_some_and(which) {
@@ -345,28 +393,65 @@ impl TcpPool {
         drop(gone);
     }
 
-    async fn open(self: &Arc<Self>, destination: SocketAddr) -> io::Result<Conn> {
-        let socket = match destination {
-            SocketAddr::V4(_) => TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    /// Connects, with TLS when the destination says so, and starts the connection's task.
+    async fn open(self: &Arc<Self>, destination: &Destination) -> Result<Conn, String> {
+        let connect = async {
+            let socket = match destination.addr {
+                SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            if let Some(ip) = self.bind {
+                socket.bind(SocketAddr::new(ip, 0))?;
+            }
+            let stream = socket.connect(destination.addr).await?;
+            stream.set_nodelay(true)?;
+            let local = stream.local_addr()?;
+            io::Result::Ok((stream, local))
         };
-        if let Some(ip) = self.bind {
-            socket.bind(SocketAddr::new(ip, 0))?;
-        }
-        let stream = socket.connect(destination).await?;
-        stream.set_nodelay(true)?;
-        let local = stream.local_addr()?;
+        let (stream, local) = connect.await.map_err(|e| e.to_string())?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);
         let (close, closed) = oneshot::channel();
+        let served = (id, destination.clone(), queue, closed);
+        match &destination.tls {
+            // TCP's own halves, which need no lock between them.
+            None => self.spawn(stream.into_split(), served),
+            Some(name) => {
+                let stream = self
+                    .tls
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.spawn(tokio::io::split(stream), served);
+            }
+        }
+        Ok(Conn {
+            id,
+            local,
+            writer,
+            _close: close,
+            junk_messages: AtomicU64::new(0),
+            junk_bytes: AtomicU64::new(0),
+        })
+    }
+
+    /// Serves an open connection on its own task until it closes, then tells the driver.
+    fn spawn<R, W>(
+        self: &Arc<Self>,
+        halves: (R, W),
+        (id, destination, queue, closed): (ConnId, Destination, Queue, oneshot::Receiver<()>),
+    ) where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let pool = self.clone();
         tokio::spawn(async move {
-            let Some((reason, unread)) = pool.serve(stream, id, destination, queue, closed).await
+            let Some((reason, unread)) = pool.serve(halves, id, &destination, queue, closed).await
             else {
                 return;
             };
             pool.forget(
-                destination,
+                &destination,
                 |slot| matches!(slot.get(), Some(Ok(conn)) if conn.id == id),
             );
             let _ = pool
@@ -379,28 +464,20 @@ impl TcpPool {
                 })
                 .await;
         });
-        Ok(Conn {
-            id,
-            local,
-            writer,
-            _close: close,
-            junk_messages: AtomicU64::new(0),
-            junk_bytes: AtomicU64::new(0),
-        })
     }
 
     /// Writes what is queued and hands the driver what arrives, until the pool closes the
     /// connection (`None`) or the peer closes it or it breaks (the reason, and the requests
     /// it may not have read: see [`StreamEvent::Closed`]).
-    async fn serve(
+    async fn serve<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &self,
-        stream: TcpStream,
+        (mut read, mut write): (R, W),
         conn: ConnId,
-        destination: SocketAddr,
-        mut queue: mpsc::Receiver<(FlowId, Bytes)>,
+        destination: &Destination,
+        mut queue: Queue,
         mut closed: oneshot::Receiver<()>,
     ) -> Option<(String, Vec<(FlowId, Bytes)>)> {
-        let (mut read, mut write) = stream.into_split();
+        let transport = destination.transport();
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         // Whether the peer has sent anything yet, and what was written since it last did.
         let mut answered = false;
@@ -415,7 +492,7 @@ impl TcpPool {
                     // Waiting here for room is the backpressure: nothing more is read.
                     let message = StreamEvent::Message {
                         conn,
-                        from: destination,
+                        from: destination.clone(),
                         bytes,
                     };
                     tokio::select! {
@@ -428,7 +505,9 @@ impl TcpPool {
                     continue;
                 }
                 Ok(None) => {}
-                Err(e) => break format!("the phone sent an unusable message over tcp: {e}"),
+                Err(e) => {
+                    break format!("the phone sent an unusable message over {transport}: {e}")
+                }
             }
             // At most one message (64 KiB) and one read: frame refuses anything longer.
             buf.reserve(READ_CHUNK);
@@ -440,26 +519,33 @@ impl TcpPool {
                 biased;
                 _ = &mut closed => return None,
                 read = chunk.read_buf(&mut buf) => match read {
-                    Ok(0) => break "the phone closed the tcp connection".into(),
+                    Ok(0) => break format!("the phone closed the {transport} connection"),
                     Ok(_) => {
                         answered = true;
                         unread.clear();
                     }
-                    Err(e) => break format!("tcp connection error: {e}"),
+                    Err(e) => break match destination.tls {
+                        Some(_) => format!("tls connection error: {}", super::tls::explain(e)),
+                        None => format!("tcp connection error: {e}"),
+                    },
                 },
                 request = queue.recv() => match request {
                     Some((flow, payload)) => {
+                        // Flushed, so that TLS writes its records out now.
                         let written = tokio::select! {
                             biased;
                             _ = &mut closed => return None,
-                            written = write.write_all(&payload) => written,
+                            written = async {
+                                write.write_all(&payload).await?;
+                                write.flush().await
+                            } => written,
                         };
                         // On a fresh connection no close can have crossed the request.
                         if answered {
                             unread.push((flow, payload));
                         }
                         if let Err(e) = written {
-                            break format!("cannot send over tcp: {e}");
+                            break format!("cannot send over {transport}: {e}");
                         }
                     }
                     None => return None,

@@ -25,6 +25,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use sha2::{Digest as _, Sha256};
 
 use crate::event::{self, UrlProblem, UrlUse};
+use crate::net::tls::Identity;
 use crate::sip::codec::{self, Message, StartLine};
 use crate::sip::digest::{self, Algorithm, Password, Qop};
 use crate::sip::response::Response;
@@ -203,6 +204,8 @@ pub struct PhoneConfig {
     /// Tasks receiving on each UDP socket (at least 1): a fleet rehearsal on a runtime with
     /// several worker threads answers on several cores.
     pub udp_workers: usize,
+    /// The certificate and key TLS listeners present; needed to listen on TLS.
+    pub tls: Option<Identity>,
 }
 
 impl Default for PhoneConfig {
@@ -221,6 +224,7 @@ impl Default for PhoneConfig {
             fail_status: 503,
             log: None,
             udp_workers: 1,
+            tls: None,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The tokio layer of the phone simulator: a [`Phone`] on UDP sockets and TCP listeners.
+//! The tokio layer of the phone simulator: a [`Phone`] on UDP sockets, TCP listeners and
+//! TLS listeners (TCP with a handshake first, presenting [`PhoneConfig::tls`]).
 //!
 //! Each UDP socket and each TCP connection gets its own [`Phone::fork`], so no lock sits on
 //! the request path; forks share the nonce secret, so a nonce issued on one socket verifies
@@ -25,10 +26,11 @@ use nix::sys::socket::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 use super::line::{Handled, Phone, PhoneConfig};
 use crate::sip::codec::{self, MAX_MESSAGE};
@@ -234,13 +236,17 @@ pub async fn spawn(
                     tasks.push(tokio::spawn(until_stopped(stop.subscribe(), served)));
                 }
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
+                let tls = match transport {
+                    Transport::Tls => Some(acceptor(phone.config())?),
+                    _ => None,
+                };
                 let listener = TcpListener::bind(addr).await?;
                 addrs.push((listener.local_addr()?, transport));
                 let seeds = StdRng::seed_from_u64(seeds.gen());
                 tasks.push(tokio::spawn(until_stopped(
                     stop.subscribe(),
-                    serve_tcp(listener, fork, seeds, ctx),
+                    serve_tcp(listener, tls, fork, seeds, ctx),
                 )));
             }
         }
@@ -416,15 +422,38 @@ fn send_from(socket: &UdpSocket, bytes: &[u8], to: SocketAddr, source: IpAddr) -
     .map_err(io::Error::from)
 }
 
-/// Accepts connections; each is served by its own task, aborted when this one stops.
-async fn serve_tcp(listener: TcpListener, phone: Phone, mut seeds: StdRng, ctx: Arc<Ctx>) {
+/// The TLS side of a listener, presenting the configured certificate.
+fn acceptor(config: &PhoneConfig) -> io::Result<TlsAcceptor> {
+    let identity = config.tls.as_ref().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a TLS listener needs a certificate (PhoneConfig::tls)",
+        )
+    })?;
+    let server = identity.server_config().map_err(io::Error::other)?;
+    Ok(TlsAcceptor::from(server))
+}
+
+/// The longest a client may take over its TLS handshake before the phone hangs up.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Accepts connections (with a TLS handshake when `tls` is given); each is served by its
+/// own task, aborted when this one stops.
+async fn serve_tcp(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    phone: Phone,
+    mut seeds: StdRng,
+    ctx: Arc<Ctx>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let fork = phone.fork(seeds.gen());
-                    connections.spawn(serve_connection(stream, peer, fork, Arc::clone(&ctx)));
+                    let ctx = Arc::clone(&ctx);
+                    connections.spawn(serve_accepted(stream, peer, tls.clone(), fork, ctx));
                 }
                 Err(err) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -437,12 +466,40 @@ async fn serve_tcp(listener: TcpListener, phone: Phone, mut seeds: StdRng, ctx: 
     }
 }
 
+/// Serves one accepted connection, after a TLS handshake when `tls` is given.
+async fn serve_accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    phone: Phone,
+    ctx: Arc<Ctx>,
+) {
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        // TCP's own halves, which need no lock between them.
+        let halves = stream.into_split();
+        return serve_connection(halves, peer, Transport::Tcp, phone, ctx).await;
+    };
+    match tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let halves = tokio::io::split(stream);
+            serve_connection(halves, peer, Transport::Tls, phone, ctx).await
+        }
+        Ok(Err(err)) => tracing::debug!(%peer, %err, "phone TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "phone TLS handshake timed out"),
+    }
+}
+
 /// Reads a stream, cuts it into messages with [`codec::frame`] and answers on the same
 /// connection. A malformed frame closes the connection: the stream cannot be resynchronised.
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut phone: Phone, ctx: Arc<Ctx>) {
-    let _ = stream.set_nodelay(true);
+async fn serve_connection(
+    (mut reader, mut writer): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
+    peer: SocketAddr,
+    transport: Transport,
+    mut phone: Phone,
+    ctx: Arc<Ctx>,
+) {
     let delay = phone.config().delay;
-    let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let receive = async move {
         let mut buf = Vec::with_capacity(8192);
@@ -453,14 +510,14 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut phone: Phone,
                     Ok(Some(len)) => {
                         let now = Instant::now();
                         let handled = phone.handle(now, &buf[..len], &mut out);
-                        if ctx.record(&handled, peer, Transport::Tcp) {
+                        if ctx.record(&handled, peer, transport) {
                             let _ = tx.send((now + delay, std::mem::take(&mut out)));
                         }
                         buf.drain(..len);
                     }
                     Ok(None) if buf.len() <= MAX_MESSAGE => break,
                     Ok(None) | Err(_) => {
-                        tracing::debug!(%peer, "phone closing TCP connection: malformed frame");
+                        tracing::debug!(%peer, %transport, "phone closing connection: malformed frame");
                         return;
                     }
                 }
@@ -476,7 +533,12 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut phone: Phone,
             if !delay.is_zero() {
                 tokio::time::sleep_until(at.into()).await;
             }
-            if writer.write_all(&bytes).await.is_err() {
+            // Flushed, so that TLS writes its records out now.
+            let written = async {
+                writer.write_all(&bytes).await?;
+                writer.flush().await
+            };
+            if written.await.is_err() {
                 return;
             }
         }

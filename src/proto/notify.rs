@@ -30,7 +30,8 @@ pub struct Notify {
     pub extra: Arc<[ExtraHeader]>,
     /// The line's credentials, used only if the phone challenges.
     pub credentials: Option<Credentials>,
-    /// The transport; the target's `transport` parameter, else UDP, when `None`.
+    /// The transport; the target's `transport` parameter, else UDP, when `None`. A `sips:`
+    /// target goes over TLS whatever this says.
     pub transport: Option<Transport>,
     /// An outbound proxy: requests go there, the Request-URI stays the target.
     pub proxy: Option<HostPort>,
@@ -67,8 +68,12 @@ impl Notify {
         self
     }
 
-    /// The transport this NOTIFY will use.
+    /// The transport this NOTIFY will use: TLS for a `sips:` target, which no other may
+    /// carry (RFC 3261 section 19.1).
     pub fn transport(&self) -> Transport {
+        if self.target.is_sips() {
+            return Transport::Tls;
+        }
         self.transport
             .or(self.target.transport())
             .unwrap_or(Transport::Udp)
@@ -207,6 +212,11 @@ mod tests {
         let mut over_tcp = big;
         over_tcp.transport = Some(Transport::Tcp);
         assert_eq!(over_tcp.check_size(), Ok(()));
+        let sips = Target::parse("sips:159@10.0.0.7").unwrap();
+        let mut over_tls = Notify::new(sips, Event::xml_service(&url).unwrap());
+        over_tls.transport = Some(Transport::Udp);
+        assert_eq!(over_tls.transport(), Transport::Tls);
+        assert_eq!(over_tls.check_size(), Ok(()));
         let small = Notify::new(target, Event::Reboot);
         assert_eq!(small.check_size(), Ok(()));
     }

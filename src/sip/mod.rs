@@ -71,6 +71,8 @@ pub enum Transport {
     Udp,
     /// A reliable stream: no retransmission, messages framed by Content-Length.
     Tcp,
+    /// TCP with TLS (RFC 3261 section 26.2): framed as TCP.
+    Tls,
 }
 
 impl Transport {
@@ -79,12 +81,21 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The port a next hop has when none is given (RFC 3261 section 19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Udp | Transport::Tcp => uri::DEFAULT_PORT,
+            Transport::Tls => uri::DEFAULT_TLS_PORT,
         }
     }
 
     /// Whether the transport itself guarantees delivery (RFC 3261 §17.1.2.2: no Timer E).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 }
 
@@ -94,9 +105,9 @@ impl fmt::Display for Transport {
     }
 }
 
-/// A transport name other than udp or tcp.
+/// A transport name other than udp, tcp or tls.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsupported transport `{0}`: use udp or tcp")]
+#[error("unsupported transport `{0}`: use udp, tcp or tls")]
 pub struct UnknownTransport(pub String);
 
 impl FromStr for Transport {
@@ -107,6 +118,8 @@ impl FromStr for Transport {
             Ok(Transport::Udp)
         } else if s.eq_ignore_ascii_case("tcp") {
             Ok(Transport::Tcp)
+        } else if s.eq_ignore_ascii_case("tls") {
+            Ok(Transport::Tls)
         } else {
             Err(UnknownTransport(s.into()))
         }

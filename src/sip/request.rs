@@ -166,11 +166,15 @@ impl NotifyRequest<'_> {
         line("Call-ID", &[self.call_id]);
         line("CSeq", &[itoa::Buffer::new().format(self.cseq), " NOTIFY"]);
         if !user_set(DEFAULTED[0]) {
-            let param = match self.transport {
-                Transport::Udp => "",
-                Transport::Tcp => ";transport=tcp",
+            // A sips: Request-URI needs a sips: Contact (RFC 3261 section 8.1.1.8), which
+            // says TLS itself.
+            let (scheme, param) = match (self.target.is_sips(), self.transport) {
+                (true, _) => ("<sips:sipnotify@", ""),
+                (false, Transport::Udp) => ("<sip:sipnotify@", ""),
+                (false, Transport::Tcp) => ("<sip:sipnotify@", ";transport=tcp"),
+                (false, Transport::Tls) => ("<sip:sipnotify@", ";transport=tls"),
             };
-            line("Contact", &["<sip:sipnotify@", local, param, ">"]);
+            line("Contact", &[scheme, local, param, ">"]);
         }
         line("Event", &[&self.event.header_value()]);
         if !user_set(DEFAULTED[1]) {
@@ -380,6 +384,45 @@ mod tests {
         assert!(s.contains("Via: SIP/2.0/TCP "));
         assert!(s.contains(";transport=tcp>"));
         assert_eq!(codec::parse(&bytes).unwrap().body, body);
+    }
+
+    #[test]
+    fn tls_is_named_in_via_and_contact_and_a_sips_target_gets_a_sips_contact() {
+        let s = text(&build(&Event::Reboot, Transport::Tls, &[]));
+        assert!(
+            s.contains("\r\nVia: SIP/2.0/TLS 192.168.0.5:5062;branch="),
+            "{s}"
+        );
+        assert!(
+            s.contains("\r\nContact: <sip:sipnotify@192.168.0.5:5062;transport=tls>\r\n"),
+            "{s}"
+        );
+        let target = Target::parse("sips:159@pbx.example.com").unwrap();
+        let request = NotifyRequest {
+            target: &target,
+            from: "sip:sipnotify@192.168.0.5",
+            from_tag: "t",
+            call_id: "c",
+            cseq: 1,
+            branch: "z9hG4bKsips",
+            local: "192.168.0.5:5062".parse().unwrap(),
+            transport: Transport::Tls,
+            event: &Event::Reboot,
+            extra: &[],
+            authorization: &[],
+        };
+        let s = text(&request.to_bytes());
+        assert!(
+            s.starts_with("NOTIFY sips:159@pbx.example.com SIP/2.0\r\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("\r\nContact: <sips:sipnotify@192.168.0.5:5062>\r\n"),
+            "{s}"
+        );
+        assert!(s.contains("\r\nTo: <sips:159@pbx.example.com>\r\n"), "{s}");
+        let typed = request.to_rsip().unwrap();
+        assert_eq!(typed.uri.to_string(), "sips:159@pbx.example.com");
     }
 
     #[test]

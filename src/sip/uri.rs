@@ -1,5 +1,5 @@
-//! The phone addresses users type: `sip:159@192.168.0.10:5061;transport=tcp` or
-//! `159@192.168.0.10[:port]`.
+//! The phone addresses users type: `sip:159@192.168.0.10:5061;transport=tcp`,
+//! `sips:159@pbx.example.com` or `159@192.168.0.10[:port]`.
 
 use super::Transport;
 use std::fmt;
@@ -7,6 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The SIP port used when a target names none.
 pub const DEFAULT_PORT: u16 = 5060;
+
+/// The port used over TLS when a target names none (RFC 3261 section 19.1.2).
+pub const DEFAULT_TLS_PORT: u16 = 5061;
 
 /// Why a target could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,9 +21,11 @@ pub enum TargetError {
     /// report, so the target is refused without repeating it.
     #[error("the target holds a password (user:password@host); never put it in the URI: give it with --password-file or SIPNOTIFY_PASSWORD")]
     Password,
-    /// `sips:` needs TLS, which sipnotify does not speak.
-    #[error("`{0}` is a sips: URI, which needs TLS; sipnotify sends over udp or tcp: use sip:")]
-    Sips(String),
+    /// `sips:` asks for TLS on every hop (RFC 3261 section 19.1), which UDP cannot give.
+    #[error(
+        "`{0}` is a sips: URI, which travels over TLS only: leave out transport=udp, or write sip:"
+    )]
+    SipsOverUdp(String),
     /// No user part: a phone line is `USER@HOST`.
     #[error("`{0}` has no user part: a target is a phone line, USER@HOST, e.g. 159@192.168.0.10 or sip:159@192.168.0.10:5060")]
     NoUser(String),
@@ -29,8 +34,8 @@ pub enum TargetError {
         "`{0}` is not a SIP URI: write sip:USER@HOST[:PORT][;transport=tcp] or USER@HOST[:PORT]"
     )]
     Invalid(String),
-    /// The `transport` parameter names something other than udp or tcp.
-    #[error("`{0}` asks for transport `{1}`: sipnotify sends over udp or tcp")]
+    /// The `transport` parameter names something other than udp, tcp or tls.
+    #[error("`{0}` asks for transport `{1}`: sipnotify sends over udp, tcp or tls")]
     Transport(String, String),
 }
 
@@ -172,7 +177,10 @@ pub struct Target {
     user: String,
     host: Host,
     port: Option<u16>,
+    /// The `transport` parameter; TLS for every `sips:` target.
     transport: Option<Transport>,
+    /// A `sips:` URI.
+    sips: bool,
 }
 
 impl Target {
@@ -223,12 +231,13 @@ impl Target {
             host: Host::V4(ip),
             port,
             transport: None,
+            sips: false,
         })
     }
 
     /// `[sip:]USER@[V6][:PORT][;params]`, read here: rsip cannot parse bracketed hosts.
     /// The text is kept as given (with the scheme added), as for the plain form.
-    fn parse_ipv6(input: &str, without_scheme: &str) -> Result<Target, TargetError> {
+    fn parse_ipv6(input: &str, sips: bool, without_scheme: &str) -> Result<Target, TargetError> {
         let invalid = || TargetError::Invalid(input.into());
         let (user, rest) = without_scheme.split_once('@').ok_or(invalid())?;
         if user.is_empty() {
@@ -257,20 +266,15 @@ impl Target {
         if params.is_some_and(|p| p.contains(char::is_whitespace)) {
             return Err(invalid());
         }
-        let text = format!("sip:{without_scheme}");
-        let transport = match transport_param(&text) {
-            None => None,
-            Some(t) => Some(
-                t.parse::<Transport>()
-                    .map_err(|_| TargetError::Transport(input.into(), t.to_string()))?,
-            ),
-        };
+        let text = with_scheme(sips, without_scheme);
+        let transport = transport_of(input, &text, sips)?;
         Ok(Target {
             text,
             user: user.to_string(),
             host,
             port,
             transport,
+            sips,
         })
     }
 
@@ -280,30 +284,25 @@ impl Target {
             return Err(TargetError::Empty);
         }
         let lower = input.to_ascii_lowercase();
-        if lower.starts_with("sips:") {
-            return Err(TargetError::Sips(input.into()));
-        }
-        let without_scheme = input
-            .get(4..)
-            .filter(|_| lower.starts_with("sip:"))
-            .unwrap_or(input);
+        let sips = lower.starts_with("sips:");
+        let without_scheme = match (sips, lower.starts_with("sip:")) {
+            (true, _) => &input[5..],
+            (false, true) => &input[4..],
+            (false, false) => input,
+        };
         if let Some((userinfo, _)) = without_scheme.rsplit_once('@') {
             if userinfo.contains(':') {
                 return Err(TargetError::Password);
             }
         }
         if input.contains('[') {
-            return Target::parse_ipv6(input, without_scheme);
+            return Target::parse_ipv6(input, sips, without_scheme);
         }
-        let with_scheme = if lower.starts_with("sip:") {
-            input.to_string()
-        } else {
-            format!("sip:{input}")
-        };
-        if with_scheme.contains(char::is_whitespace) {
+        if input.contains(char::is_whitespace) {
             return Err(TargetError::Invalid(input.into()));
         }
-        let uri = rsip::Uri::try_from(with_scheme.as_str())
+        // rsip reads the parts; a sips: URI has the same parts as its sip: twin.
+        let uri = rsip::Uri::try_from(format!("sip:{without_scheme}").as_str())
             .map_err(|_| TargetError::Invalid(input.into()))?;
         if uri.user().is_none_or(str::is_empty) {
             return Err(TargetError::NoUser(input.into()));
@@ -311,23 +310,19 @@ impl Target {
         let host = Host::parse(&uri.host().to_string())
             .ok_or_else(|| TargetError::Invalid(input.into()))?;
         let port = uri.port().map(|p| *p.value());
-        let transport = match transport_param(&with_scheme) {
-            None => None,
-            Some(t) => Some(
-                t.parse::<Transport>()
-                    .map_err(|_| TargetError::Transport(input.into(), t.to_string()))?,
-            ),
-        };
+        let text = with_scheme(sips, without_scheme);
+        let transport = transport_of(input, &text, sips)?;
         // Only the parts are kept, not rsip's Uri: a campaign holds one Target per target in
         // flight, and the URI's own allocations would double its size. The text is the
         // user's, as rsip read it (its Display rewrites `transport=tcp` as `transport=TCP`):
         // the Request-URI, the To header and the output show the target as given.
         Ok(Target {
-            text: format!("sip:{without_scheme}"),
+            text,
             user: uri.user().unwrap_or_default().to_string(),
             host,
             port,
             transport,
+            sips,
         })
     }
 
@@ -346,9 +341,10 @@ impl Target {
         &self.host
     }
 
-    /// The port, 5060 when none is given.
+    /// The port; when none is given, 5061 over TLS, else 5060.
     pub fn port(&self) -> u16 {
-        self.port.unwrap_or(DEFAULT_PORT)
+        self.port
+            .unwrap_or(self.transport.map_or(DEFAULT_PORT, Transport::default_port))
     }
 
     /// The port as given, `None` when the target names none (RFC 3263 then looks up SRV).
@@ -364,9 +360,39 @@ impl Target {
         }
     }
 
-    /// The `transport` URI parameter, if given.
+    /// The `transport` URI parameter, if given; TLS for a `sips:` URI.
     pub fn transport(&self) -> Option<Transport> {
         self.transport
+    }
+
+    /// Whether this is a `sips:` URI: TLS to the phone, and a `sips:` Contact (RFC 3261
+    /// section 8.1.1.8).
+    pub fn is_sips(&self) -> bool {
+        self.sips
+    }
+}
+
+/// The target's text with its scheme.
+fn with_scheme(sips: bool, without_scheme: &str) -> String {
+    let scheme = if sips { "sips:" } else { "sip:" };
+    format!("{scheme}{without_scheme}")
+}
+
+/// The transport a target asks for: its `transport` parameter, and TLS for any `sips:`
+/// URI (whose `transport=tcp` means TLS over TCP, RFC 3261 section 19.1; UDP cannot carry
+/// it).
+fn transport_of(input: &str, text: &str, sips: bool) -> Result<Option<Transport>, TargetError> {
+    let given = match transport_param(text) {
+        None => None,
+        Some(t) => Some(
+            t.parse::<Transport>()
+                .map_err(|_| TargetError::Transport(input.into(), t.to_string()))?,
+        ),
+    };
+    match (sips, given) {
+        (false, given) => Ok(given),
+        (true, Some(Transport::Udp)) => Err(TargetError::SipsOverUdp(input.into())),
+        (true, _) => Ok(Some(Transport::Tls)),
     }
 }
 
@@ -477,8 +503,8 @@ mod tests {
     fn bad_targets_say_what_is_wrong() {
         assert_eq!(Target::parse(""), Err(TargetError::Empty));
         assert!(matches!(
-            Target::parse("sips:1@h"),
-            Err(TargetError::Sips(_))
+            Target::parse("sips:1@h;transport=udp"),
+            Err(TargetError::SipsOverUdp(_))
         ));
         assert!(matches!(
             Target::parse("1@h:99999"),
@@ -493,7 +519,44 @@ mod tests {
             Err(TargetError::Transport(_, _))
         ));
         let msg = Target::parse("1@h;transport=sctp").unwrap_err().to_string();
-        assert!(msg.contains("udp or tcp"), "{msg}");
+        assert!(msg.contains("udp, tcp or tls"), "{msg}");
+    }
+
+    #[test]
+    fn tls_targets_default_to_port_5061_and_sips_is_tls_only() {
+        let t = Target::parse("sip:159@10.0.0.7;transport=tls").unwrap();
+        assert_eq!(
+            (t.transport(), t.port(), t.is_sips()),
+            (Some(Transport::Tls), 5061, false)
+        );
+        assert_eq!(t.explicit_port(), None);
+        let t = Target::parse("SIPS:159@pbx.example.com").unwrap();
+        assert_eq!(t.as_str(), "sips:159@pbx.example.com");
+        assert_eq!(
+            (t.transport(), t.port(), t.is_sips()),
+            (Some(Transport::Tls), 5061, true)
+        );
+        assert_eq!(t.host(), "pbx.example.com");
+        // transport=tcp on a sips: URI is TLS over TCP (RFC 3261 section 19.1).
+        let t = Target::parse("sips:159@10.0.0.7:5071;transport=tcp").unwrap();
+        assert_eq!((t.transport(), t.port()), (Some(Transport::Tls), 5071));
+        let t = Target::parse("sips:159@[2001:db8::7]").unwrap();
+        assert_eq!(t.as_str(), "sips:159@[2001:db8::7]");
+        assert_eq!((t.transport(), t.port()), (Some(Transport::Tls), 5061));
+        for udp in [
+            "sips:159@10.0.0.7;transport=udp",
+            "sips:159@[::1];transport=UDP",
+        ] {
+            let refused = Target::parse(udp).unwrap_err();
+            assert_eq!(refused, TargetError::SipsOverUdp(udp.into()));
+            assert!(refused.to_string().contains("TLS only"), "{refused}");
+        }
+        assert_eq!(
+            Target::parse("sips:1:pw@10.0.0.7"),
+            Err(TargetError::Password)
+        );
+        // A plain sip: target keeps UDP's default port.
+        assert_eq!(Target::parse("sip:159@10.0.0.7").unwrap().port(), 5060);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod campaign;
 pub mod needs;
+pub mod pki;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -144,7 +145,7 @@ impl PhoneBuilder {
         self
     }
 
-    /// `udp`, `tcp` or `both` (the phone's default).
+    /// `udp`, `tcp`, `both` (the phone's default) or `tls`.
     pub fn transport(mut self, transport: &str) -> Self {
         self.transport = Some(transport.to_string());
         self
@@ -246,22 +247,30 @@ impl PhoneBuilder {
             .spawn()
             .expect("start sipnotify phone");
         // Its stdout is read on a thread, to the end, so that the phone never blocks on it:
-        // the first line is handed over at once, the rest when the phone exits.
+        // the first line is handed over at once, each later one as it comes
+        // ([`PhoneProcess::line`]) and all of them when the phone exits.
         let stdout = child.stdout.take().expect("the phone's stdout");
         let (first_tx, first_rx) = mpsc::channel();
+        let (lines_tx, lines) = mpsc::channel();
         let rest = thread::spawn(move || {
             let mut stdout = BufReader::new(stdout);
             let mut first = String::new();
             let _ = stdout.read_line(&mut first);
             let _ = first_tx.send(first);
             let mut rest = Vec::new();
-            let _ = stdout.read_to_end(&mut rest);
+            let mut line = Vec::new();
+            while matches!(stdout.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                rest.extend_from_slice(&line);
+                let _ = lines_tx.send(String::from_utf8_lossy(&line).into_owned());
+                line.clear();
+            }
             rest
         });
         let mut phone = PhoneProcess {
             child: Some(child),
             addrs: Vec::new(),
             first_line: String::new(),
+            lines,
             rest: Some(rest),
             stderr: self.stderr,
         };
@@ -302,6 +311,8 @@ pub struct PhoneProcess {
     child: Option<Child>,
     addrs: Vec<(String, SocketAddr)>,
     first_line: String,
+    /// The lines after the first, as the phone prints them.
+    lines: mpsc::Receiver<String>,
     /// The thread reading stdout after the first line.
     rest: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<PathBuf>,
@@ -335,6 +346,13 @@ impl PhoneProcess {
     /// What the phone printed first: where it listens, with a newline.
     pub fn first_line(&self) -> &str {
         &self.first_line
+    }
+
+    /// The next line the phone prints after the first (with its newline), waiting at most
+    /// `within`; the lines read this way are still in what [`terminate`](Self::terminate)
+    /// returns.
+    pub fn line(&self, within: Duration) -> Option<String> {
+        self.lines.recv_timeout(within).ok()
     }
 
     /// What the phone wrote to the file given to [`PhoneBuilder::stderr_to`] so far.

@@ -18,7 +18,8 @@ pub struct Program {
 }
 
 impl Program {
-    /// Looks for `name` on PATH and in `also` (e.g. `/usr/sbin`, which is not on every PATH).
+    /// Looks for `name` on PATH and in `also` (e.g. `/usr/sbin`, which is not on every PATH;
+    /// or a plug-in's directory, for a file that is not a program).
     pub fn find(name: &'static str, package: &'static str, also: &[&str]) -> Program {
         let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).collect())
@@ -50,14 +51,31 @@ impl Program {
 /// One test: its name and its body. A name may be built at run time (a table of cases).
 pub type Test = (String, Box<dyn FnOnce() + Send>);
 
+/// Tests, as [`trials!`] lists them.
+pub type Tests = Vec<Test>;
+
 /// A [`Test`] from its name and body.
 pub fn test(name: impl Into<String>, body: impl FnOnce() + Send + 'static) -> Test {
     (name.into(), Box::new(body))
 }
 
 /// Runs `tests` as this binary's tests, each needing `program`.
-pub fn run(program: &Program, tests: Vec<Test>) -> ExitCode {
+pub fn run(program: &Program, tests: Tests) -> ExitCode {
+    run_groups(vec![(program.clone(), tests)])
+}
+
+/// Runs groups of tests as this binary's tests, each group needing its own program.
+pub fn run_groups(groups: Vec<(Program, Tests)>) -> ExitCode {
     let args = Arguments::from_args();
+    let trials = groups
+        .into_iter()
+        .flat_map(|(program, tests)| trials(&args, &program, tests))
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// `tests` as trials that need `program`, saying once if it is missing.
+fn trials(args: &Arguments, program: &Program, tests: Tests) -> Vec<Trial> {
     let in_ci = std::env::var_os("CI").is_some();
     let missing = program.path.is_none();
     if missing && !args.list {
@@ -74,7 +92,7 @@ pub fn run(program: &Program, tests: Vec<Test>) -> ExitCode {
             );
         }
     }
-    let trials = tests
+    tests
         .into_iter()
         .map(|(name, test)| {
             let found = program.path.is_some();
@@ -93,8 +111,7 @@ pub fn run(program: &Program, tests: Vec<Test>) -> ExitCode {
                 _ => trial,
             }
         })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+        .collect()
 }
 
 /// `trials![a, b]`: each function with its name, for [`run`].
