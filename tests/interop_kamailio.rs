@@ -57,7 +57,10 @@ fn free_port() -> u16 {
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let free = |addr: &str| {
+            UdpSocket::bind((addr, port)).is_ok() && TcpListener::bind((addr, port)).is_ok()
+        };
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && free("::1") {
             return port;
         }
     }
@@ -106,6 +109,8 @@ impl Kamailio {
             .args(["-DD", "-E", "-n", "2", "-m", "32", "-M", "4"])
             .args(["-l", &format!("udp:127.0.0.1:{port}")])
             .args(["-l", &format!("tcp:127.0.0.1:{port}")])
+            .args(["-l", &format!("udp:[::1]:{port}")])
+            .args(["-l", &format!("tcp:[::1]:{port}")])
             .arg("-Y")
             .arg(dir)
             .arg("-w")
@@ -246,6 +251,29 @@ fn assert_auth_failed_403(v: &Value, code: i32, log: &str, attempts: u64) {
         "{v}\n{log}"
     );
     assert_eq!(v["attempts"], attempts, "{v}");
+}
+
+/// Kamailio on [::1] over UDP and TCP, in front of a phone on [::1]: brackets in every
+/// address the agent writes, and both challenges answered.
+fn kamailio_on_ipv6_loopback_over_udp_and_tcp_is_delivered() {
+    let phone = PhoneProcess::builder()
+        .listen("[::1]:0")
+        .transport("both")
+        .start();
+    let dir = Kamailio::dir("kamailio_ipv6");
+    let kamailio = Kamailio::start(&kamailio().path(), &dir, PASSWORD, None);
+    let proxy = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, kamailio.addr.port()));
+    for transport in ["udp", "tcp"] {
+        // Kamailio relays to the phone over UDP, whatever the agent used to reach it.
+        let (v, code) = resync(phone.addr("udp"), proxy, transport, PASSWORD);
+        assert_delivered_through_both_challenges(&v, code, &kamailio.log());
+        let first_sent = &ladder(&v)[0].2;
+        let upper = transport.to_ascii_uppercase();
+        assert!(
+            first_sent.contains(&format!("\r\nVia: SIP/2.0/{upper} [::1]:")),
+            "{first_sent}"
+        );
+    }
 }
 
 fn right_password_through_kamailio(transport: &str) {
@@ -585,6 +613,7 @@ fn main() -> std::process::ExitCode {
                 kamailio_udp_wrong_password_is_auth_failed_at_the_proxy,
                 kamailio_tcp_wrong_password_is_auth_failed_at_the_proxy,
                 kamailio_accepts_but_the_phone_refuses,
+                kamailio_on_ipv6_loopback_over_udp_and_tcp_is_delivered,
             ],
         ),
         (
