@@ -63,6 +63,7 @@ pub mod event;
 pub mod net;
 pub mod phone;
 pub mod proto;
+pub mod provision;
 pub mod sip;
 pub mod text;
 
