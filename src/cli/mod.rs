@@ -33,6 +33,7 @@ mod demo;
 mod journal;
 mod output;
 mod phone;
+mod profile;
 mod send;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -126,6 +127,10 @@ enum Command {
     Journal(journal::JournalCommand),
     /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
     Phone(phone::PhoneArgs),
+    /// Prepare and inspect MPP profiles: encrypt/decrypt (openssl enc -aes-256-cbc -k),
+    /// encode/decode (RFC 8188 aes128gcm), check, expand a Profile_Rule.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
     /// XML-Service, printing every message: the whole job with no phone and no setup.
     Demo,
@@ -209,6 +214,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Batch(args) => batch::run(args, cli.output, cli.verbose).await,
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
+        Command::Profile(command) => profile::run(command, cli.output),
         Command::Demo => demo::run().await,
     }
 }
