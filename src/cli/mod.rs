@@ -35,6 +35,7 @@ mod output;
 mod phone;
 mod profile;
 mod send;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -131,6 +132,9 @@ enum Command {
     /// encode/decode (RFC 8188 aes128gcm), check, expand a Profile_Rule.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    /// Serve profiles over HTTP (path template with default.EXT fallback, on-the-fly
+    /// AES-256-CBC or aes128gcm, Basic auth), logging one JSON line per fetch.
+    Serve(serve::ServeArgs),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
     /// XML-Service, printing every message: the whole job with no phone and no setup.
     Demo,
@@ -164,7 +168,10 @@ impl Failure {
 /// Parses the command line, runs, and maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose, matches!(cli.command, Command::Phone(_)));
+    init_tracing(
+        cli.verbose,
+        matches!(cli.command, Command::Phone(_) | Command::Serve(_)),
+    );
     // One thread: the agent's work is one event loop, and cross-thread wake-ups cost more
     // than they bring. Only a simulator asked for threads gets them.
     let mut builder = match &cli.command {
@@ -215,6 +222,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
         Command::Profile(command) => profile::run(command, cli.output),
+        Command::Serve(args) => serve::run(args).await,
         Command::Demo => demo::run().await,
     }
 }

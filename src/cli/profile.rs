@@ -149,7 +149,7 @@ pub struct IkmArgs {
 
 /// A secret from its file, its environment variable, or the command line, in that order;
 /// the command line warns.
-fn secret(
+pub(super) fn secret(
     file: Option<&Path>,
     env: &str,
     value: Option<&str>,
