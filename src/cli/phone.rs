@@ -68,6 +68,8 @@ pub struct PhoneArgs {
     /// rehearsal at tens of thousands of NOTIFYs per second needs more than one core.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+    #[command(flatten)]
+    provision: super::profile::PhoneProvisionArgs,
 }
 
 impl PhoneArgs {
@@ -127,7 +129,8 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
             listen.push((*addr, *t));
         }
     }
-    let running = phone::spawn(config, &listen)
+    let hook = args.provision.hook()?;
+    let running = phone::spawn_with_hook(config, &listen, hook)
         .await
         .map_err(|e| Failure::local(format!("cannot listen: {e}")))?;
     let addrs: Vec<String> = running

@@ -450,3 +450,36 @@ fn expand(
     }
     Ok(0)
 }
+
+/// The simulator's MPP provisioning (`sipnotify phone --profile-rule ...`).
+#[derive(Debug, Args)]
+pub struct PhoneProvisionArgs {
+    /// On each authenticated resync, fetch and apply this Profile_Rule for the line's own
+    /// MAC address (00:0E:08 then the user as a 24-bit number: user 1000 is 000e080003e8).
+    /// Repeat for Profile_Rule_B, _C, _D: evaluated in order, stopped by the first failure.
+    /// E.g. '[--key $SC] http://127.0.0.1:8099/cfg/$MA.xml'.
+    #[arg(long = "profile-rule", value_name = "RULE")]
+    pub profile_rules: Vec<String>,
+    #[command(flatten)]
+    pub ikm: IkmArgs,
+    /// Append one JSON line per resync (user, mac, result, applied, params, and for a
+    /// failure the rule, URL, status and error).
+    #[arg(long, value_name = "FILE")]
+    pub resync_log: Option<PathBuf>,
+}
+
+impl PhoneProvisionArgs {
+    /// The phone server's hook, when the line resyncs for real.
+    pub fn hook(&self) -> Result<Option<sipnotify::phone::NotifyHook>, Failure> {
+        if self.profile_rules.is_empty() {
+            return Ok(None);
+        }
+        let resyncer = sipnotify::provision::resync::Resyncer::new(
+            &self.profile_rules,
+            self.ikm.ikm()?,
+            self.resync_log.as_deref(),
+        )
+        .map_err(|e| Failure::input(e.to_string()))?;
+        Ok(Some(std::sync::Arc::new(resyncer).hook()))
+    }
+}

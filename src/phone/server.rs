@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::line::{Handled, Phone, PhoneConfig};
+use super::line::{Exchange, Handled, Phone, PhoneConfig};
 use crate::sip::codec::{self, MAX_MESSAGE};
 use crate::sip::Transport;
 
@@ -61,11 +61,17 @@ struct Counters {
     dropped: AtomicU64,
 }
 
+/// Called for each NOTIFY a line acted on (2xx), with the local address the request
+/// reached: the simulator's side effects (a resync's profile fetch) hang here, outside the
+/// sans-IO line. It must not block: it runs on the serving task.
+pub type NotifyHook = Arc<dyn Fn(&Exchange, IpAddr) + Send + Sync>;
+
 /// What every serving task shares.
 struct Ctx {
     counters: Arc<Counters>,
     /// JSON lines for the log writer thread; dropped with the last task, which ends it.
     log: Option<std_mpsc::Sender<String>>,
+    hook: Option<NotifyHook>,
 }
 
 /// One line of the JSON exchange log.
@@ -82,7 +88,13 @@ struct LogLine<'a> {
 
 impl Ctx {
     /// Counts and logs one handled message; true if there is a response to send.
-    fn record(&self, handled: &Handled, peer: SocketAddr, transport: Transport) -> bool {
+    fn record(
+        &self,
+        handled: &Handled,
+        peer: SocketAddr,
+        local: IpAddr,
+        transport: Transport,
+    ) -> bool {
         let c = &self.counters;
         let ex = match handled {
             Handled::Ignored => return false,
@@ -104,6 +116,9 @@ impl Ctx {
         };
         if let Some(counter) = counter {
             counter.fetch_add(1, Relaxed);
+        }
+        if let Some(hook) = self.hook.as_ref().filter(|_| ex.delivered()) {
+            hook(ex, local);
         }
         tracing::info!(
             %peer,
@@ -196,6 +211,15 @@ pub async fn spawn(
     config: PhoneConfig,
     listen: &[(SocketAddr, Transport)],
 ) -> io::Result<RunningPhone> {
+    spawn_with_hook(config, listen, None).await
+}
+
+/// [`spawn`], calling `hook` for each NOTIFY a line acts on.
+pub async fn spawn_with_hook(
+    config: PhoneConfig,
+    listen: &[(SocketAddr, Transport)],
+    hook: Option<NotifyHook>,
+) -> io::Result<RunningPhone> {
     let mut seeds = StdRng::from_entropy();
     let (log, log_writer) = match &config.log {
         Some(path) => {
@@ -209,6 +233,7 @@ pub async fn spawn(
     let ctx = Arc::new(Ctx {
         counters: Arc::clone(&counters),
         log,
+        hook,
     });
     let (stop, _) = watch::channel(false);
 
@@ -270,6 +295,9 @@ async fn until_stopped(
 /// constant) for a sender running alongside the receiver.
 async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx: Arc<Ctx>) {
     let delay = phone.config().delay;
+    let bound = socket
+        .local_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Peer, Vec<u8>)>();
     let receive = async {
         let mut buf = vec![0u8; 65_536];
@@ -286,7 +314,8 @@ async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx
             };
             let now = Instant::now();
             let handled = phone.handle(now, &buf[..len], &mut out);
-            if !ctx.record(&handled, peer.addr, Transport::Udp) {
+            let local = peer.reached_at.unwrap_or(bound);
+            if !ctx.record(&handled, peer.addr, local, Transport::Udp) {
                 continue;
             }
             if delay.is_zero() {
@@ -442,6 +471,9 @@ async fn serve_tcp(listener: TcpListener, phone: Phone, mut seeds: StdRng, ctx: 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut phone: Phone, ctx: Arc<Ctx>) {
     let _ = stream.set_nodelay(true);
     let delay = phone.config().delay;
+    let local = stream
+        .local_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let receive = async move {
@@ -453,7 +485,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, mut phone: Phone,
                     Ok(Some(len)) => {
                         let now = Instant::now();
                         let handled = phone.handle(now, &buf[..len], &mut out);
-                        if ctx.record(&handled, peer, Transport::Tcp) {
+                        if ctx.record(&handled, peer, local, Transport::Tcp) {
                             let _ = tx.send((now + delay, std::mem::take(&mut out)));
                         }
                         buf.drain(..len);

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 /// How a body was sent.
@@ -22,6 +22,7 @@ pub enum Encoding {
     /// As it is on disk.
     Identity,
     /// `openssl enc -aes-256-cbc` format (on the fly, or already so on disk).
+    #[serde(rename = "aes-256-cbc")]
     Aes256Cbc,
     /// RFC 8188, with `Content-Encoding: aes128gcm`.
     Aes128gcm,
@@ -83,6 +84,13 @@ pub fn mac_in(text: &str) -> Option<Mac> {
         }
     }
     None
+}
+
+/// The time now in Unix seconds, as log lines carry it.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What a phone is known by in fetches.

@@ -16,6 +16,7 @@
 pub mod check;
 pub mod fetch;
 pub mod profile;
+pub mod resync;
 pub mod rfc8188;
 pub mod rule;
 pub mod serve;

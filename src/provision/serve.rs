@@ -15,7 +15,7 @@
 //! [`MAX_PROFILE`], and connections at most [`MAX_CONNECTIONS`]. Basic credentials are
 //! compared in constant time (SHA-256 of each side, then `subtle`).
 
-use super::fetch::{mac_in, Encoding, Fetch, FetchBoard};
+use super::fetch::{mac_in, unix_now, Encoding, Fetch, FetchBoard};
 use super::profile::{self, Md};
 use super::{rfc8188, Ikm, Key, MAX_PROFILE};
 use crate::Password;
@@ -28,7 +28,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -328,9 +328,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .unwrap_or("");
     let mac = mac_in(&raw).or_else(|| mac_in(agent));
     let mut fetch = Fetch {
-        at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
+        at: unix_now(),
         addr: peer.ip().to_canonical(),
         path: crate::text::printable(&raw, false).into_owned(),
         mac: mac.map(|m| m.ma()),
