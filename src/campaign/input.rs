@@ -68,6 +68,9 @@ pub struct Row {
     /// `udp` or `tcp`.
     #[serde(default, deserialize_with = "opt_string")]
     pub transport: Option<String>,
+    /// The phone's MAC address, to match its profile fetch (`--confirm-fetch`).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub mac: Option<String>,
 }
 
 /// Empty strings and nulls are missing cells; numbers are accepted as text (`"id": 7`).
@@ -432,6 +435,7 @@ fn csv_row<'a>(columns: &[String], cells: impl Iterator<Item = &'a str>) -> Row 
             "url" => row.url = text(),
             "proxy" => row.proxy = text(),
             "transport" => row.transport = text(),
+            "mac" => row.mac = text(),
             _ => {}
         }
     }

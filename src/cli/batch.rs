@@ -6,7 +6,8 @@ use super::send::{notifier_config, parse_headers, password, timeout_within_timer
 use super::{parse_duration, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
-    Campaign, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop, SyncMode,
+    Campaign, Channel, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop,
+    SyncMode,
 };
 use sipnotify::Notifier;
 use std::io::{IsTerminal, Write};
@@ -120,6 +121,9 @@ pub struct BatchArgs {
     /// appended to.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Fetch confirmation (--confirm-fetch, --serve, --fetch-log, --max-fetch-rate).
+    #[command(flatten)]
+    pub confirm: Box<super::confirm::ConfirmArgs>,
 }
 
 /// The defaults of rows whose cells are empty, checked.
@@ -192,14 +196,40 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let mut options = options(&args)?;
     options.description = defaults.describe();
     let input = options.input.clone();
+    let confirm_within = args.confirm.check()?;
+    let bind = |config| async {
+        Notifier::bind(config)
+            .await
+            .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))
+    };
+    if let Some(within) = confirm_within {
+        let campaign = Campaign::open(options, move |row| {
+            super::confirm::watched(defaults.notify(row)?, row)
+        })
+        .map_err(|e| Failure::input(e.to_string()))?;
+        let confirm = args.confirm.start(within).await?;
+        let channel = confirm.channel(bind(config).await?);
+        let code = drive(campaign, channel, output, verbose, input).await;
+        confirm.stop().await;
+        return code;
+    }
     let campaign = Campaign::open(options, move |row| defaults.notify(row))
         .map_err(|e| Failure::input(e.to_string()))?;
+    let notifier = bind(config).await?;
+    drive(campaign, notifier, output, verbose, input).await
+}
+
+/// Runs an open campaign through `channel`, printing as asked; the exit code.
+async fn drive<C: Channel>(
+    campaign: Campaign<C>,
+    channel: C,
+    output: Format,
+    verbose: u8,
+    input: Input,
+) -> Result<u8, Failure> {
     for warning in campaign.warnings() {
         errln!("warning: {warning}");
     }
-    let notifier = Notifier::bind(config)
-        .await
-        .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
     // Listening from here on, before the first target starts: a signal sent once the
     // journal has a line is never the default action.
     let signals = tokio::spawn(stop_on_signals(
@@ -212,7 +242,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         .then(|| progress_bar(campaign.total()));
     let observer = CampaignOutput::new(output, verbose, bar.clone(), input);
     let finished = campaign
-        .run(notifier, observer)
+        .run(channel, observer)
         .await
         .map_err(|e| Failure::local(e.to_string()))?;
     if let Some(bar) = &bar {

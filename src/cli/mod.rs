@@ -29,6 +29,7 @@ macro_rules! errln {
 }
 
 mod batch;
+mod confirm;
 mod demo;
 mod journal;
 mod output;

@@ -113,7 +113,9 @@ pub enum Confirmation {
     NotFetched,
 }
 
-type Waiters = HashMap<FetchKey, Vec<(u64, oneshot::Sender<Fetch>)>>;
+/// One wait: its id, the path prefix a fetch must have to count, and where to send it.
+type Waiter = (u64, Option<String>, oneshot::Sender<Fetch>);
+type Waiters = HashMap<FetchKey, Vec<Waiter>>;
 
 /// Where fetches meet the campaign records waiting for them.
 #[derive(Debug, Default)]
@@ -142,8 +144,17 @@ impl FetchBoard {
                 .map(FetchKey::Mac),
         ];
         for key in keys.into_iter().flatten() {
-            for (_, tx) in waiters.remove(&key).unwrap_or_default() {
+            let Some(list) = waiters.get_mut(&key) else {
+                continue;
+            };
+            let counts = |prefix: &Option<String>| {
+                prefix.as_deref().is_none_or(|p| fetch.path.starts_with(p))
+            };
+            for (_, _, tx) in list.extract_if(.., |(_, prefix, _)| counts(prefix)) {
                 let _ = tx.send(fetch.clone());
+            }
+            if list.is_empty() {
+                waiters.remove(&key);
             }
         }
     }
@@ -156,6 +167,12 @@ impl FetchBoard {
     /// Starts waiting for `key`'s next fetch. Call it before the NOTIFY goes out: a phone
     /// may fetch before the NOTIFY's answer is read.
     pub fn expect(self: &Arc<Self>, key: FetchKey) -> Ticket {
+        self.expect_matching(key, None)
+    }
+
+    /// [`expect`](FetchBoard::expect), counting only fetches whose path starts with
+    /// `prefix` (the last rule's file, fetched only once the earlier profiles applied).
+    pub fn expect_matching(self: &Arc<Self>, key: FetchKey, prefix: Option<String>) -> Ticket {
         let id = self.next.fetch_add(1, Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters
@@ -163,10 +180,11 @@ impl FetchBoard {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(key.clone())
             .or_default()
-            .push((id, tx));
+            .push((id, prefix.clone(), tx));
         Ticket {
             board: Arc::clone(self),
             key,
+            prefix,
             id,
             rx,
         }
@@ -178,6 +196,7 @@ impl FetchBoard {
 pub struct Ticket {
     board: Arc<FetchBoard>,
     key: FetchKey,
+    prefix: Option<String>,
     id: u64,
     rx: oneshot::Receiver<Fetch>,
 }
@@ -198,7 +217,9 @@ impl Ticket {
                 200..=299 => return Confirmation::Confirmed(fetch),
                 401 => {
                     challenged = Some(fetch);
-                    let again = self.board.expect(self.key.clone());
+                    let again = self
+                        .board
+                        .expect_matching(self.key.clone(), self.prefix.clone());
                     self = again;
                 }
                 _ => return Confirmation::Failed(fetch),
@@ -215,7 +236,7 @@ impl Drop for Ticket {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(list) = waiters.get_mut(&self.key) {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|(id, _, _)| *id != self.id);
             if list.is_empty() {
                 waiters.remove(&self.key);
             }
@@ -273,6 +294,31 @@ mod tests {
         assert_eq!(idle.wait(s).await, Confirmation::NotFetched);
         assert!(board.waiters.lock().unwrap().is_empty());
         assert_eq!(board.fetched(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prefix_waits_for_the_last_rules_file() {
+        let board = FetchBoard::new();
+        let key = FetchKey::Addr("127.0.0.2".parse().unwrap());
+        let ticket = board.expect_matching(key.clone(), Some("/ok/".into()));
+        let mut profile = fetch("127.0.0.2", None, 200);
+        profile.path = "/cfg/a.xml".into();
+        board.record(&profile);
+        let mut beacon = fetch("127.0.0.2", None, 200);
+        beacon.path = "/ok/a".into();
+        let b = Arc::clone(&board);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            b.record(&beacon);
+        });
+        let got = ticket.wait(Duration::from_secs(5)).await;
+        assert!(matches!(got, Confirmation::Confirmed(f) if f.path == "/ok/a"));
+        let ticket = board.expect_matching(key, Some("/ok/".into()));
+        board.record(&profile);
+        assert_eq!(
+            ticket.wait(Duration::from_secs(5)).await,
+            Confirmation::NotFetched
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,6 +14,7 @@
 //! panic.
 
 pub mod check;
+pub mod confirm;
 pub mod fetch;
 pub mod profile;
 pub mod resync;
