@@ -71,7 +71,12 @@ impl ConfirmArgs {
     /// Checks the options (nothing is started yet): `None` without --confirm-fetch.
     pub fn check(&self) -> Result<Option<Duration>, Failure> {
         let Some(text) = &self.confirm_fetch else {
-            if self.serve.is_some() || self.key.key.is_some() || self.ikm.ikm.is_some() {
+            let serving = [
+                self.serve.is_some(),
+                self.key.key.is_some() || self.key.key_file.is_some(),
+                self.ikm.ikm.is_some() || self.ikm.ikm_file.is_some(),
+            ];
+            if serving.contains(&true) {
                 return Err(Failure::input(
                     "--serve, --key and --ikm go with --confirm-fetch",
                 ));
