@@ -120,6 +120,15 @@ fn a_thousand_lines_end_confirmed() {
     let (out, records) = batch(&input, &args, &[("SIPNOTIFY_PROFILE_KEY", KEY)]);
     assert_eq!(counts(&records).get("already_delivered"), Some(&1000));
     assert_eq!(out.status.code(), Some(0));
+    // The journal is a confirmed campaign's: without --confirm-fetch it is refused.
+    let out = bin()
+        .args(["batch", "--event", "resync"])
+        .arg(&input)
+        .args(["--journal", journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("confirm_fetch"));
     let stats = String::from_utf8(phone.terminate()).unwrap();
     assert!(stats.contains("1000 delivered"), "{stats}");
 }

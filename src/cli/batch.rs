@@ -203,6 +203,14 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
             .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))
     };
     if let Some(within) = confirm_within {
+        // Confirmed is not delivered: a journal resumes only the campaign that waited for
+        // the same fetches.
+        let mut options = options;
+        let counted = args.confirm.confirm_path.as_deref().unwrap_or("any path");
+        options
+            .description
+            .fields
+            .insert("confirm_fetch".into(), counted.into());
         let campaign = Campaign::open(options, move |row| {
             super::confirm::watched(defaults.notify(row)?, row)
         })

@@ -130,6 +130,91 @@ mod tests {
         }
     }
 
+    /// Every parser here reads text from files and the network: random input built from
+    /// the characters that matter to them must give a value or an error, never a panic.
+    #[test]
+    fn parsers_never_panic_on_arbitrary_input() {
+        use rand::{Rng, SeedableRng};
+        const PIECES: &[&str] = &[
+            "$",
+            "$$",
+            "$(",
+            ")",
+            "(",
+            "?",
+            "|",
+            "[",
+            "]",
+            "\"",
+            "--key",
+            " ",
+            "MA",
+            "MAU",
+            "SA",
+            "=",
+            "!=",
+            "<",
+            ">=",
+            "eq",
+            "and",
+            "1",
+            "-",
+            ".",
+            "sip.11-3-2MPP-1",
+            "/",
+            "://",
+            "http",
+            ":",
+            "%",
+            "%2e",
+            "..",
+            "<flat-profile>",
+            "</flat-profile>",
+            "<A",
+            ">",
+            "ua=\"",
+            "&lt;",
+            "é",
+            "\u{0}",
+            "\n",
+            "0e:08",
+            "000e08012345",
+            "Salted__",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(8188);
+        let macros = rule::Macros::for_mac(rule::Mac([0, 0x0e, 8, 1, 2, 3]));
+        let ikm = Ikm::from_base64url("BO3ZVPxUlnLORbVGMpbT1Q").unwrap();
+        let key = Key::new("k");
+        for _ in 0..20_000 {
+            let text: String = (0..rng.gen_range(0..12))
+                .map(|_| PIECES[rng.gen_range(0..PIECES.len())])
+                .collect();
+            if let Ok(parsed) = rule::Rule::parse(&text) {
+                let _ = parsed.evaluate(&macros);
+            }
+            let _ = rule::holds(&text);
+            let _ = macros.expand(&text);
+            let _ = rule::macro_names(&text);
+            let _ = rule::Url::parse(&text);
+            let _ = rule::Mac::parse(&text);
+            let _ = fetch::mac_in(&text);
+            let _ = serve::segments(&text);
+            let _ = check::check(text.as_bytes());
+            let _ = confirm::parse_log_line(&text);
+            let bytes: Vec<u8> = (0..rng.gen_range(0..80)).map(|_| rng.gen()).collect();
+            let _ = rfc8188::decode(&bytes, &ikm);
+            let _ = profile::open(
+                &bytes,
+                rng.gen(),
+                profile::Secrets {
+                    key: Some(&key),
+                    ikm: Some(&ikm),
+                },
+            );
+            let _ = check::check(&bytes);
+        }
+    }
+
     #[test]
     fn ikm_is_base64url_within_bounds() {
         assert_eq!(
