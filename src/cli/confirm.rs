@@ -41,8 +41,9 @@ pub struct ConfirmArgs {
     pub key: KeyArgs,
     #[command(flatten)]
     pub ikm: IkmArgs,
-    /// Watch the JSON log of an external server (one object per line with at least addr,
-    /// path and status, as `sipnotify serve --log` writes), from its current end.
+    /// Watch the log of an external server from its current end: JSON lines with at least
+    /// addr, path and status (as `sipnotify serve --log` writes), or Apache/nginx common or
+    /// combined log format.
     #[arg(long, value_name = "FILE", requires = "confirm_fetch")]
     pub fetch_log: Option<PathBuf>,
     /// Count only fetches whose path starts with this (e.g. /ok/ for a last Profile_Rule

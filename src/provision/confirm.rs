@@ -1,7 +1,8 @@
 //! Fetch confirmation for campaigns (`batch --confirm-fetch`): a [`Channel`] around another
 //! one that, once a resync is delivered, waits for that phone's profile fetch and ends the
 //! target `confirmed`, `fetch_failed` or `not_fetched`; and [`follow_log`], which reads an
-//! external server's JSON log into a [`FetchBoard`].
+//! external server's log (JSON lines, or Apache/nginx common or combined format) into a
+//! [`FetchBoard`].
 //!
 //! The wait starts before the NOTIFY is sent (a phone may fetch before its answer is
 //! read), and holds the target's concurrency slot. With a fetch rate cap, each NOTIFY
@@ -208,28 +209,54 @@ struct LogLine {
     bytes: u64,
 }
 
-/// Reads one log line into a fetch, if it is one.
+/// Reads one log line into a fetch, if it is one: a JSON object (as `sipnotify serve`
+/// writes, or any with `addr`, `path` and `status`), or the common or combined log format
+/// of Apache and nginx (`ADDR - USER [TIME] "GET PATH HTTP/1.1" STATUS BYTES "REFERER"
+/// "USER-AGENT"`, whose time is taken as the time the line is read).
 pub fn parse_log_line(line: &str) -> Option<Fetch> {
-    let l: LogLine = serde_json::from_str(line).ok()?;
-    let mac = l
-        .mac
+    let (at, addr, path, status, bytes, mac, file, agent) = if line.trim_start().starts_with('{') {
+        let l: LogLine = serde_json::from_str(line).ok()?;
+        (l.at, l.addr, l.path, l.status, l.bytes, l.mac, l.file, None)
+    } else {
+        let (addr, rest) = line.trim().split_once(' ')?;
+        let quoted: Vec<&str> = rest.split('"').skip(1).step_by(2).collect();
+        let mut request = quoted.first()?.split(' ');
+        let path = request.nth(1)?.to_string();
+        let mut after = rest.split('"').nth(2)?.split_whitespace();
+        let status = after.next()?.parse().ok()?;
+        let bytes = after.next().and_then(|b| b.parse().ok()).unwrap_or(0);
+        let agent = (quoted.len() >= 3).then(|| quoted[quoted.len() - 1].to_string());
+        let at = super::fetch::unix_now();
+        (
+            at,
+            addr.parse().ok()?,
+            path,
+            status,
+            bytes,
+            None,
+            None,
+            agent,
+        )
+    };
+    let mac = mac
         .as_deref()
         .and_then(|m| Mac::parse(m).ok())
-        .or_else(|| super::fetch::mac_in(&l.path));
+        .or_else(|| super::fetch::mac_in(&path))
+        .or_else(|| agent.as_deref().and_then(super::fetch::mac_in));
     Some(Fetch {
-        at: l.at,
-        addr: l.addr.to_canonical(),
-        path: crate::text::printable(&l.path, false).into_owned(),
+        at,
+        addr: addr.to_canonical(),
+        path: crate::text::printable(&path, false).into_owned(),
         mac: mac.map(|m| m.ma()),
-        file: l.file,
-        status: l.status,
-        bytes: l.bytes,
+        file,
+        status,
+        bytes,
         encoding: super::fetch::Encoding::Identity,
         note: None,
     })
 }
 
-/// Follows a JSON log from its current end (earlier lines are other campaigns'), handing
+/// Follows a log from its current end (earlier lines are other campaigns'), handing
 /// each new fetch to `board`, every 20 ms until the task is dropped. A file that shrinks
 /// (rotated, truncated) is read again from its start.
 pub fn follow_log(
@@ -291,7 +318,19 @@ mod tests {
         let f = parse_log_line(r#"{"addr":"::ffff:10.0.0.7","path":"/x","status":404}"#).unwrap();
         assert_eq!(f.addr, "10.0.0.7".parse::<IpAddr>().unwrap());
         assert!(parse_log_line(r#"{"addr":"nope","path":"/x","status":404}"#).is_none());
-        assert!(parse_log_line("127.0.0.1 - - [01/Dec/2026] \"GET / HTTP/1.1\" 200 5").is_none());
+        let f = parse_log_line(r#"10.0.0.7 - prov [01/Dec/2026:10:00:00 +0000] "GET /cfg/x.xml HTTP/1.1" 404 153 "-" "Cisco-CP-8845-3PCC/12.0.1 (00562b043615)""#).unwrap();
+        assert_eq!(
+            (f.addr.to_string(), f.path.as_str(), f.status, f.bytes),
+            ("10.0.0.7".into(), "/cfg/x.xml", 404, 153)
+        );
+        assert_eq!(f.mac.as_deref(), Some("00562b043615"));
+        let f = parse_log_line(
+            r#"::1 - - [01/Dec/2026:10:00:00 +0000] "GET /c/000e08012345.xml HTTP/1.0" 200 -"#,
+        )
+        .unwrap();
+        assert_eq!((f.mac.as_deref(), f.bytes), (Some("000e08012345"), 0));
+        assert!(parse_log_line("garbage").is_none());
+        assert!(parse_log_line(r#"1.2.3.4 - - [x] "GET" 200 1"#).is_none());
     }
 
     #[tokio::test(start_paused = true)]

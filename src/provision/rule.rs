@@ -315,9 +315,7 @@ fn matching(text: &str, open: char, close: char) -> Option<usize> {
     for (i, c) in text.char_indices() {
         match c {
             '"' => quoted = !quoted,
-            c if quoted => {
-                let _ = c;
-            }
+            _ if quoted => {}
             c if c == open => depth += 1,
             c if c == close => {
                 depth -= 1;
