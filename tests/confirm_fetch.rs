@@ -6,81 +6,10 @@ mod common;
 mod prov;
 
 use common::{bin, PhoneProcess};
-use prov::{log_lines, temp_dir, ServeProcess};
-use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-
-const KEY: &str = "Fleet-Key-2024";
-const PROFILE: &str =
-    "<flat-profile>\n<Resync_Periodic> 7200 </Resync_Periodic>\n</flat-profile>\n";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// DIR/cfg/default.xml (every phone's profile) and DIR/ok/default (the last rule's file).
-fn profiles(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    std::fs::create_dir_all(root.join("cfg")).unwrap();
-    std::fs::create_dir_all(root.join("ok")).unwrap();
-    std::fs::write(root.join("cfg/default.xml"), PROFILE).unwrap();
-    std::fs::write(root.join("ok/default"), "<flat-profile/>").unwrap();
-    root
-}
-
-fn mac(user: u32) -> String {
-    format!("000e08{user:06x}")
-}
-
-/// The MPP lines `first..=last`, fetching with `key` from `port`.
-fn fleet(first: u32, last: u32, key: &str, port: u16, beacon: bool) -> PhoneProcess {
-    let mut args = vec![
-        "--profile-rule".to_string(),
-        format!("[--key {key}] http://127.0.0.1:{port}/cfg/$MA.xml"),
-    ];
-    if beacon {
-        args.push("--profile-rule".into());
-        args.push(format!("[--key {key}] http://127.0.0.1:{port}/ok/$MA"));
-    }
-    PhoneProcess::builder()
-        .transport("udp")
-        .users(&format!("{first}-{last}"))
-        .password_template("pw-{user}")
-        .args(args)
-        .start()
-}
-
-fn batch(input: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, Vec<serde_json::Value>) {
-    let out = bin()
-        .args(["batch", "--output", "json", "--event", "resync"])
-        .arg(input)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let records = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (out, records)
-}
-
-fn counts(records: &[serde_json::Value]) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for r in records {
-        *counts
-            .entry(r["outcome"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    counts
-}
+use prov::{
+    batch, counts, fleet, free_port, log_lines, mac, profiles, temp_dir, ServeProcess, KEY, PROFILE,
+};
+use std::net::Ipv4Addr;
 
 #[test]
 fn a_thousand_lines_end_confirmed() {
@@ -272,64 +201,4 @@ fn a_failed_fetch_and_an_external_servers_log_matched_by_address() {
         fetches.iter().any(|f| f["addr"] == "127.0.0.13"),
         "{fetches:?}"
     );
-}
-
-#[test]
-fn max_fetch_rate_holds_the_fetch_rate() {
-    let dir = temp_dir("rate");
-    let root = profiles(&dir);
-    let port = free_port();
-    let lines = 600;
-    let phone = fleet(1000, 1000 + lines - 1, KEY, port, false);
-    let mut csv = String::from("target,mac,password\n");
-    for user in 1000..1000 + lines {
-        csv += &format!("{user}@{},{},pw-{user}\n", phone.addr("udp"), mac(user));
-    }
-    let input = dir.join("lines.csv");
-    std::fs::write(&input, csv).unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let serve_log = dir.join("fetch.log");
-    let rate = 150.0;
-    let (out, records) = batch(
-        &input,
-        &[
-            "--confirm-fetch",
-            "3",
-            "--max-fetch-rate",
-            "150",
-            "--serve",
-            root.to_str().unwrap(),
-            "--serve-listen",
-            &listen,
-            "--serve-log",
-            serve_log.to_str().unwrap(),
-        ],
-        &[("SIPNOTIFY_PROFILE_KEY", KEY)],
-    );
-    assert_eq!(
-        counts(&records).get("confirmed"),
-        Some(&(lines as usize)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut at: Vec<f64> = log_lines(&serve_log)
-        .iter()
-        .map(|f| f["at"].as_f64().unwrap())
-        .collect();
-    at.sort_by(f64::total_cmp);
-    let span = at[at.len() - 1] - at[0];
-    let measured = (at.len() - 1) as f64 / span;
-    assert!(
-        (measured - rate).abs() <= rate * 0.10,
-        "{measured:.1} fetches/s over {span:.2} s, asked {rate}"
-    );
-    // And no one-second window holds more than 10% over the cap.
-    let most = at
-        .iter()
-        .enumerate()
-        .map(|(i, t)| at[i..].iter().take_while(|u| **u < t + 1.0).count())
-        .max()
-        .unwrap();
-    assert!(most as f64 <= rate * 1.10, "{most} fetches in one second");
-    eprintln!("fetch rate {measured:.1}/s over {span:.2} s (asked {rate}), busiest second {most}");
 }

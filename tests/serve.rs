@@ -1,6 +1,7 @@
 //! `sipnotify serve` on loopback: the path template and its fallback, on-the-fly
 //! encryption, Basic auth, the JSON log, and what a hostile client sends.
 
+mod common;
 mod prov;
 
 use prov::{get, raw, temp_dir, wait_log, ServeProcess};

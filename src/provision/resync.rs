@@ -56,9 +56,9 @@ pub fn mac_for_user(user: &str) -> Mac {
 /// Why the simulator's resync settings were refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ResyncError {
-    /// A rule that does not parse.
-    #[error("--profile-rule `{0}`: {1}")]
-    Rule(String, RuleError),
+    /// A rule that does not parse (not quoted: it may hold a key).
+    #[error("--profile-rule number {0}: {1}")]
+    Rule(usize, RuleError),
     /// More than Profile_Rule.._D.
     #[error("at most {MAX_RULES} profile rules (Profile_Rule, _B, _C, _D)")]
     TooMany,
@@ -131,11 +131,8 @@ impl Resyncer {
         }
         let rules = rules
             .iter()
-            .map(|r| {
-                Rule::parse(r).map_err(|e| {
-                    ResyncError::Rule(crate::text::printable(r, false).into_owned(), e)
-                })
-            })
+            .enumerate()
+            .map(|(i, r)| Rule::parse(r).map_err(|e| ResyncError::Rule(i + 1, e)))
             .collect::<Result<_, _>>()?;
         let log = log
             .map(|path| {

@@ -1,11 +1,14 @@
-//! Helpers of the provisioning tests: `sipnotify serve` as a child process, and raw HTTP/1.1
-//! requests over loopback (raw, so that tests can send what no client would).
+//! Helpers of the provisioning tests: `sipnotify serve` as a child process, raw HTTP/1.1
+//! requests over loopback (raw, so that tests can send what no client would), and fleets of
+//! simulated MPP lines with the campaigns that resync them. The including test declares
+//! `mod common;` too.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// A temporary directory of its own for a test.
@@ -146,4 +149,84 @@ pub fn wait_log(path: &Path, n: usize) -> Vec<serde_json::Value> {
         std::thread::sleep(Duration::from_millis(10));
     }
     log_lines(path)
+}
+
+pub const KEY: &str = "Fleet-Key-2024";
+pub const PROFILE: &str =
+    "<flat-profile>\n<Resync_Periodic> 7200 </Resync_Periodic>\n</flat-profile>\n";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// DIR/cfg/default.xml (every phone's profile) and DIR/ok/default (the last rule's file).
+pub fn profiles(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("cfg")).unwrap();
+    std::fs::create_dir_all(root.join("ok")).unwrap();
+    std::fs::write(root.join("cfg/default.xml"), PROFILE).unwrap();
+    std::fs::write(root.join("ok/default"), "<flat-profile/>").unwrap();
+    root
+}
+
+pub fn mac(user: u32) -> String {
+    format!("000e08{user:06x}")
+}
+
+/// The MPP lines `first..=last`, fetching with `key` from `port`.
+pub fn fleet(
+    first: u32,
+    last: u32,
+    key: &str,
+    port: u16,
+    beacon: bool,
+) -> crate::common::PhoneProcess {
+    let mut args = vec![
+        "--profile-rule".to_string(),
+        format!("[--key {key}] http://127.0.0.1:{port}/cfg/$MA.xml"),
+    ];
+    if beacon {
+        args.push("--profile-rule".into());
+        args.push(format!("[--key {key}] http://127.0.0.1:{port}/ok/$MA"));
+    }
+    crate::common::PhoneProcess::builder()
+        .transport("udp")
+        .users(&format!("{first}-{last}"))
+        .password_template("pw-{user}")
+        .args(args)
+        .start()
+}
+
+pub fn batch(
+    input: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Output, Vec<serde_json::Value>) {
+    let out = crate::common::bin()
+        .args(["batch", "--output", "json", "--event", "resync"])
+        .arg(input)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let records = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (out, records)
+}
+
+pub fn counts(records: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in records {
+        *counts
+            .entry(r["outcome"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    counts
 }
