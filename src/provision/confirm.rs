@@ -333,6 +333,78 @@ mod tests {
         assert!(parse_log_line(r#"1.2.3.4 - - [x] "GET" 200 1"#).is_none());
     }
 
+    /// A channel whose phones answer `kind` at once, and then fetch (from the board's
+    /// point of view) with `status` after 10 ms, when given.
+    struct Phones {
+        kind: OutcomeKind,
+        fetch: Option<u16>,
+        board: Arc<FetchBoard>,
+    }
+
+    impl Channel for Phones {
+        type Request = IpAddr;
+
+        async fn deliver(&self, addr: &IpAddr) -> Outcome {
+            if let Some(status) = self.fetch {
+                let (board, addr) = (Arc::clone(&self.board), *addr);
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    board.record(&Fetch {
+                        at: 0.0,
+                        addr,
+                        path: "/cfg/a.xml".into(),
+                        mac: None,
+                        file: Some("cfg/default.xml".into()),
+                        status,
+                        bytes: 7,
+                        encoding: super::super::fetch::Encoding::Identity,
+                        note: None,
+                    });
+                });
+            }
+            Outcome::unsent(self.kind, "phone")
+        }
+        fn target(_: &IpAddr) -> &str {
+            "t"
+        }
+        fn action(_: &IpAddr) -> &str {
+            "resync"
+        }
+        fn identity(addr: &IpAddr) -> String {
+            addr.to_string()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivered_outcomes_wait_for_the_fetch() {
+        let addr: IpAddr = "127.0.0.5".parse().unwrap();
+        let watched = Watched::new(addr, None, Some(addr)).unwrap();
+        let run = |kind, fetch| {
+            let board = FetchBoard::new();
+            let phones = Phones {
+                kind,
+                fetch,
+                board: Arc::clone(&board),
+            };
+            let channel = Confirming::new(phones, board, Duration::from_secs(2), None, None);
+            let watched = watched.clone();
+            async move { channel.deliver(&watched).await }
+        };
+        let o = run(OutcomeKind::Delivered, Some(200)).await;
+        assert_eq!((o.kind, o.status), (OutcomeKind::Confirmed, Some(200)));
+        assert_eq!(o.reason, "fetched /cfg/a.xml (7 bytes, cfg/default.xml)");
+        assert_eq!(o.elapsed, Duration::from_millis(10));
+        let o = run(OutcomeKind::Delivered, Some(404)).await;
+        assert_eq!((o.kind, o.status), (OutcomeKind::FetchFailed, Some(404)));
+        let o = run(OutcomeKind::Delivered, None).await;
+        assert_eq!((o.kind, o.status), (OutcomeKind::NotFetched, None));
+        assert_eq!(o.elapsed, Duration::from_secs(2));
+        // What was not delivered is not waited for.
+        let o = run(OutcomeKind::Timeout, Some(200)).await;
+        assert_eq!(o.kind, OutcomeKind::Timeout);
+        assert!(Watched::new(addr, None, None).is_none());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn fetch_pace_spaces_and_holds_credits_for_a_window() {
         let pace = FetchPace::new(2.0);
