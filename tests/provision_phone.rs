@@ -173,3 +173,134 @@ fn aes128gcm_and_an_explicit_profile_url() {
         "{lines:?}"
     );
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made by the openssl command line:
+/// (CA certificate, server certificate, server key).
+fn certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    use std::process::Command;
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is missing (CI installs it)"
+        );
+        eprintln!("skipped: openssl is not installed");
+        return None;
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=sipnotify test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    Some((dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key")))
+}
+
+#[test]
+fn https_with_the_phones_ca() {
+    let (dir, root) = profiles("https");
+    let Some((ca, cert, key)) = certificates(&dir) else {
+        return;
+    };
+    let fetches = dir.join("fetch.log");
+    let server = ServeProcess::start(
+        &root,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--log",
+            fetches.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let rule = format!("https://{}/cfg/$MA.xml", server.addr);
+    let log = dir.join("resync.log");
+    let phone = start_phone(
+        std::slice::from_ref(&rule),
+        &log,
+        &["--ca-file", ca.to_str().unwrap()],
+    );
+    resync(&phone, "1005", &[]);
+    let lines = wait_log(&log, 1);
+    assert_eq!(lines[0]["result"], "applied", "{lines:?}");
+    assert_eq!(wait_log(&fetches, 1)[0]["status"], 200);
+    // A phone that does not trust the server's CA fails the handshake: a failed resync,
+    // and no request reaches the server.
+    let log2 = dir.join("untrusted.log");
+    let phone2 = start_phone(&[rule], &log2, &["--ca-file", cert.to_str().unwrap()]);
+    resync(&phone2, "1006", &[]);
+    let lines = wait_log(&log2, 1);
+    assert_eq!(lines[0]["result"], "failed", "{lines:?}");
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("TLS"),
+        "{lines:?}"
+    );
+    assert_eq!(prov::log_lines(&fetches).len(), 1);
+    // Plain HTTP to the HTTPS port is refused without an answer worth the name.
+    let r = prov::get(server.addr, "/cfg/default.xml", &[]);
+    assert_ne!(r.status, 200);
+}

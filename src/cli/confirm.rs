@@ -125,6 +125,7 @@ impl ConfirmArgs {
                 auth: None,
                 log: self.serve_log.clone(),
                 board: Some(board),
+                tls: None,
             };
             let server = serve::spawn(self.serve_listen, config)
                 .await

@@ -462,6 +462,9 @@ pub struct PhoneProvisionArgs {
     pub profile_rules: Vec<String>,
     #[command(flatten)]
     pub ikm: IkmArgs,
+    /// Trust these CA certificates (PEM) for https:// rules, and no others.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Append one JSON line per resync (user, mac, result, applied, params, and for a
     /// failure the rule, URL, status and error).
     #[arg(long, value_name = "FILE")]
@@ -474,9 +477,22 @@ impl PhoneProvisionArgs {
         if self.profile_rules.is_empty() {
             return Ok(None);
         }
-        let resyncer = sipnotify::provision::resync::Resyncer::new(
+        use sipnotify::provision::resync;
+        let tls = match &self.ca_file {
+            Some(path) => Some(
+                resync::client_tls(&read_input(
+                    &path.display().to_string(),
+                    1024 * 1024,
+                    "CA file",
+                )?)
+                .map_err(|e| Failure::input(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let resyncer = resync::Resyncer::new(
             &self.profile_rules,
             self.ikm.ikm()?,
+            tls,
             self.resync_log.as_deref(),
         )
         .map_err(|e| Failure::input(e.to_string()))?;

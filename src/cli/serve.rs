@@ -1,6 +1,6 @@
 //! `sipnotify serve`: the provisioning server on the command line.
 
-use super::profile::{secret, IkmArgs, KeyArgs};
+use super::profile::{read_input, secret, IkmArgs, KeyArgs};
 use super::{Failure, StopSignals};
 use clap::Args;
 use sipnotify::provision::serve::{self, BasicAuth, Encryption, ServeConfig};
@@ -22,7 +22,8 @@ User-Agent), file, status, bytes, encoding, note.
 Examples:
   sipnotify serve ./profiles --listen 0.0.0.0:8099 --log fetch.log
   SIPNOTIFY_PROFILE_KEY=... sipnotify serve ./profiles --listen 0.0.0.0:8099 --key-file k
-  sipnotify serve ./profiles --listen 0.0.0.0:8099 --ikm-file ikm --user prov --password-file pw")]
+  sipnotify serve ./profiles --listen 0.0.0.0:8099 --ikm-file ikm --user prov --password-file pw
+  sipnotify serve ./profiles --listen 0.0.0.0:8443 --tls-cert prov.pem --tls-key prov.key")]
 pub struct ServeArgs {
     /// The directory of profiles.
     pub dir: PathBuf,
@@ -42,9 +43,28 @@ pub struct ServeArgs {
     /// Append one JSON line per request to this file.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM) ...
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// ... and this private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
+/// PEM files are small.
+const MAX_PEM: usize = 1024 * 1024;
+
 impl ServeArgs {
+    fn tls(&self) -> Result<Option<std::sync::Arc<serve::TlsConfig>>, Failure> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf, what| read_input(&path.display().to_string(), MAX_PEM, what);
+        let config = serve::tls_config(&read(cert, "certificate")?, &read(key, "TLS key")?)
+            .map_err(|e| Failure::input(e.to_string()))?;
+        Ok(Some(config))
+    }
+
     /// The server's configuration, checked.
     pub fn config(&self) -> Result<ServeConfig, Failure> {
         let encryption = match (self.key.key()?, self.ikm.ikm()?) {
@@ -80,6 +100,7 @@ impl ServeArgs {
             auth,
             log: self.log.clone(),
             board: None,
+            tls: self.tls()?,
         })
     }
 }
@@ -93,8 +114,13 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
             serve::ServeError::Bind(..) => Failure::local(e.to_string()),
             other => Failure::input(other.to_string()),
         })?;
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     outln!(
-        "serving {} on http://{}",
+        "serving {} on {scheme}://{}",
         args.dir.display(),
         server.local_addr()
     );

@@ -1,6 +1,6 @@
 //! The simulated phone's resync, as an MPP phone does it after an authenticated
 //! `Event: resync`: evaluate each Profile_Rule in turn for its own MAC address, fetch the
-//! file over HTTP (Basic credentials from `--uid`/`--pwd` when challenged), decrypt it
+//! file over HTTP or HTTPS (trusting the `--ca-file` roots only; Basic credentials from `--uid`/`--pwd` when challenged), decrypt it
 //! (aes128gcm when the response says `Content-Encoding: aes128gcm`, else AES-256-CBC when
 //! the rule has `--key`), gunzip it, read its `<flat-profile>` and apply it. The first rule
 //! that fails interrupts the sequence, as on the phone, so a later rule is fetched only
@@ -26,6 +26,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio_rustls::rustls;
 
 /// How long one fetch may take, connection included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,7 +66,36 @@ pub enum ResyncError {
     /// The log cannot be opened.
     #[error("cannot open the resync log {0}: {1}")]
     Log(String, std::io::Error),
+    /// The CA certificates cannot be used.
+    #[error("--ca-file: {0}")]
+    Ca(String),
 }
+
+/// The TLS settings of the phone's HTTPS fetches: these PEM CA certificates are the only
+/// trusted roots (as a phone provisioned with a custom CA), with the *ring* provider.
+pub fn client_tls(ca_pem: &[u8]) -> Result<Arc<ClientTls>, ResyncError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| ResyncError::Ca(e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| ResyncError::Ca(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ResyncError::Ca("no certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ResyncError::Ca(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The phone's TLS settings.
+pub type ClientTls = rustls::ClientConfig;
 
 /// One resync's end: a line of the resync log.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -100,6 +130,7 @@ pub struct ResyncReport {
 pub struct Resyncer {
     rules: Vec<Rule>,
     ikm: Option<Ikm>,
+    tls: Option<Arc<ClientTls>>,
     log: Option<Mutex<std::fs::File>>,
     fetches: Semaphore,
 }
@@ -124,6 +155,7 @@ impl Resyncer {
     pub fn new(
         rules: &[String],
         ikm: Option<Ikm>,
+        tls: Option<Arc<ClientTls>>,
         log: Option<&Path>,
     ) -> Result<Resyncer, ResyncError> {
         if rules.len() > MAX_RULES {
@@ -147,6 +179,7 @@ impl Resyncer {
         Ok(Resyncer {
             rules,
             ikm,
+            tls,
             log,
             fetches: Semaphore::new(CONCURRENT_FETCHES),
         })
@@ -273,23 +306,26 @@ impl Resyncer {
             error,
         };
         let url = Url::parse(url).map_err(|e| fail(e.to_string()))?;
-        if url.scheme != "http" {
-            return Err(fail(format!(
-                "the simulator fetches http only, not {}",
-                url.scheme
-            )));
-        }
+        let tls = match (url.scheme.as_str(), &self.tls) {
+            ("http", _) => None,
+            ("https", Some(tls)) => Some(Arc::clone(tls)),
+            ("https", None) => return Err(fail("https needs --ca-file".into())),
+            (other, _) => return Err(fail(format!("the simulator fetches http(s), not {other}"))),
+        };
         let _slot = self
             .fetches
             .acquire()
             .await
             .map_err(|e| fail(e.to_string()))?;
         let attempt = |authorization: Option<String>| {
-            let url = url.clone();
+            let (url, tls) = (url.clone(), tls.clone());
             async move {
-                tokio::time::timeout(FETCH_TIMEOUT, get(&url, local, mac, authorization))
-                    .await
-                    .unwrap_or_else(|_| Err(fail("no answer within 10 s".into())))
+                tokio::time::timeout(
+                    FETCH_TIMEOUT,
+                    get(&url, tls.clone(), local, mac, authorization),
+                )
+                .await
+                .unwrap_or_else(|_| Err(fail("no answer within 10 s".into())))
             }
         };
         let mut answer = attempt(None).await?;
@@ -324,9 +360,10 @@ fn failed(
     report
 }
 
-/// One GET over a new connection from `local`.
+/// One GET over a new connection from `local`, over TLS when `tls` is given.
 async fn get(
     url: &Url,
+    tls: Option<Arc<ClientTls>>,
     local: IpAddr,
     mac: &Mac,
     authorization: Option<String>,
@@ -359,11 +396,6 @@ async fn get(
         .connect(addr)
         .await
         .map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-    tokio::spawn(connection);
     let mut request = hyper::Request::get(url.path.as_str())
         .header(hyper::header::HOST, format!("{host}:{}", url.port))
         .header(
@@ -376,6 +408,37 @@ async fn get(
     let request = request
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| fail(e.to_string()))?;
+    match tls {
+        None => exchange(hyper_util::rt::TokioIo::new(stream), request).await,
+        Some(config) => {
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| fail(format!("{host}: {e}")))?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .map_err(|e| fail(format!("TLS with {addr}: {e}")))?;
+            exchange(hyper_util::rt::TokioIo::new(stream), request).await
+        }
+    }
+}
+
+/// Sends the request on a connection and reads the response: its status, whether it is
+/// aes128gcm, and its body (bounded).
+async fn exchange<I>(
+    io: I,
+    request: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> Result<(u16, bool, Vec<u8>), Failed>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let fail = |error: String| Failed {
+        status: None,
+        error,
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    tokio::spawn(connection);
     let response = sender
         .send_request(request)
         .await

@@ -1,5 +1,5 @@
 //! The provisioning server (`sipnotify serve`, and `batch --serve`): files from one
-//! directory over HTTP, encrypted on the fly if asked, one JSON line per request.
+//! directory over HTTP or HTTPS, encrypted on the fly if asked, one JSON line per request.
 //!
 //! A path names a file under the directory. When that file does not exist, the file
 //! `default` with the same extension in the same directory is served instead (a request
@@ -32,6 +32,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls;
 
 /// Connections served at once; more wait in the listen queue.
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -75,11 +76,44 @@ pub struct ServeConfig {
     pub log: Option<PathBuf>,
     /// Hands each request to a campaign waiting for fetches.
     pub board: Option<Arc<FetchBoard>>,
+    /// HTTPS with this certificate and key ([`tls_config`]), else HTTP.
+    pub tls: Option<Arc<TlsConfig>>,
+}
+
+/// A server's TLS settings.
+pub type TlsConfig = rustls::ServerConfig;
+
+/// A TLS server configuration from a PEM certificate chain and a PEM private key, with
+/// rustls' safe defaults (TLS 1.2 and 1.3) and the *ring* provider.
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<TlsConfig>, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| ServeError::Tls(format!("{what}: {e}"));
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("the certificate", &e))?;
+    if chain.is_empty() {
+        return Err(ServeError::Tls(
+            "the certificate file holds no certificate".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad("the key", &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS", &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad("the certificate and key", &e))?;
+    Ok(Arc::new(config))
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The directory cannot be served.
     #[error("cannot serve {0}: {1}")]
     Root(PathBuf, std::io::Error),
@@ -156,14 +190,20 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
     });
     let app = Router::new().fallback(handle).with_state(shared);
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept(listener, app, stopped));
+    let task = tokio::spawn(accept(listener, app, config.tls, stopped));
     Ok(RunningServer { addr, stop, task })
 }
 
 /// Accepts connections until stopped, each served by hyper with bounded heads.
-async fn accept(listener: TcpListener, app: Router, mut stopped: watch::Receiver<bool>) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<TlsConfig>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::TokioIo;
     use tower::ServiceExt;
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -186,23 +226,44 @@ async fn accept(listener: TcpListener, app: Router, mut stopped: watch::Receiver
                     request.extensions_mut().insert(peer);
                     request
                 });
-        let mut stopped = stopped.clone();
+        let stopped = stopped.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(MAX_HEAD)
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .serve_connection(
-                    TokioIo::new(stream),
-                    hyper_util::service::TowerToHyperService::new(service),
-                );
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = stopped.changed() => {}
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            match tls {
+                None => connection(TokioIo::new(stream), service, stopped).await,
+                // The handshake is bounded like a request head.
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        connection(TokioIo::new(stream), service, stopped).await;
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves one connection (plain or TLS) with bounded heads, until it ends or the server
+/// stops.
+async fn connection<I, S>(io: I, service: S, mut stopped: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response> + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stopped.changed() => {}
     }
 }
 

@@ -47,7 +47,7 @@ impl ServeProcess {
             .unwrap();
         let addr = line
             .trim()
-            .rsplit_once("http://")
+            .rsplit_once("://")
             .and_then(|(_, a)| a.parse().ok())
             .unwrap_or_else(|| {
                 let _ = child.kill();
