@@ -591,9 +591,12 @@ pub fn holds(text: &str) -> Result<bool, RuleError> {
             tokens.push(Token::Op(op));
             rest = &rest[op.len()..];
         } else {
+            // A lone `!` is not an operator: it is taken as a one-character word (and then
+            // refused as an operand), so that the scan always moves on.
             let end = rest
                 .find(|c: char| c.is_whitespace() || "\"=!<>".contains(c))
-                .unwrap_or(rest.len());
+                .unwrap_or(rest.len())
+                .max(1);
             let word = &rest[..end];
             let op = match word.to_ascii_lowercase().as_str() {
                 "eq" => Some("="),
@@ -800,6 +803,8 @@ mod tests {
         assert!(holds("1 =").is_err());
         assert!(holds("abc = 1").is_err());
         assert!(holds("\"x = 1").is_err());
+        // Found by fuzzing: a lone `!` looped for ever.
+        assert!(holds("1 ! 2").is_err() && holds("!").is_err());
     }
 
     #[test]
