@@ -44,12 +44,18 @@ fn start_phone(rules: &[String], log: &Path, extra: &[&str]) -> PhoneProcess {
     for rule in rules {
         args.extend(["--profile-rule".to_string(), rule.clone()]);
     }
-    args.extend(["--resync-log".to_string(), log.display().to_string()]);
+    args.extend([
+        "--resync-log".to_string(),
+        log.display().to_string(),
+        "-vv".to_string(),
+    ]);
     args.extend(extra.iter().map(|s| s.to_string()));
+    // Everything the phone logs goes next to its resync log, to be searched for keys.
     PhoneProcess::builder()
         .transport("udp")
         .users("1000-1009")
         .args(args)
+        .stderr_to(&log.with_extension("stderr"))
         .start()
 }
 
@@ -135,6 +141,12 @@ fn a_wrong_key_a_404_or_a_corrupt_file_is_a_failed_resync_that_stops_the_sequenc
         assert!(
             line["error"].as_str().unwrap().contains(error),
             "{name}: {line}"
+        );
+        let stderr = std::fs::read_to_string(log.with_extension("stderr")).unwrap();
+        assert!(stderr.contains("resync failed"), "{name}: {stderr}");
+        assert!(
+            !stderr.contains("Prov-Key") && !stderr.contains("Not-The-Key"),
+            "{name}"
         );
         // The second rule is never fetched.
         std::thread::sleep(std::time::Duration::from_millis(200));
