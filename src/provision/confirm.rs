@@ -131,7 +131,7 @@ impl<C: Channel> Channel for Confirming<C> {
         };
         let ticket = self
             .board
-            .expect_matching(watched.key.clone(), self.path_prefix.clone());
+            .expect(watched.key.clone(), self.path_prefix.clone());
         let started = tokio::time::Instant::now();
         let mut outcome = self.inner.deliver(&watched.request).await;
         if outcome.kind != OutcomeKind::Delivered {

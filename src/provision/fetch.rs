@@ -122,7 +122,6 @@ type Waiters = HashMap<FetchKey, Vec<Waiter>>;
 pub struct FetchBoard {
     waiters: Mutex<Waiters>,
     next: AtomicU64,
-    fetched: AtomicU64,
 }
 
 impl FetchBoard {
@@ -133,7 +132,6 @@ impl FetchBoard {
 
     /// Hands a fetch to whoever waits for its address or its MAC.
     pub fn record(&self, fetch: &Fetch) {
-        self.fetched.fetch_add(1, Relaxed);
         let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
         let keys = [
             Some(FetchKey::Addr(fetch.addr)),
@@ -159,20 +157,11 @@ impl FetchBoard {
         }
     }
 
-    /// Fetches recorded so far.
-    pub fn fetched(&self) -> u64 {
-        self.fetched.load(Relaxed)
-    }
-
-    /// Starts waiting for `key`'s next fetch. Call it before the NOTIFY goes out: a phone
-    /// may fetch before the NOTIFY's answer is read.
-    pub fn expect(self: &Arc<Self>, key: FetchKey) -> Ticket {
-        self.expect_matching(key, None)
-    }
-
-    /// [`expect`](FetchBoard::expect), counting only fetches whose path starts with
-    /// `prefix` (the last rule's file, fetched only once the earlier profiles applied).
-    pub fn expect_matching(self: &Arc<Self>, key: FetchKey, prefix: Option<String>) -> Ticket {
+    /// Starts waiting for `key`'s next fetch whose path starts with `prefix` (any path
+    /// when `None`; a prefix names the last rule's file, fetched only once the earlier
+    /// profiles applied). Call it before the NOTIFY goes out: a phone may fetch before the
+    /// NOTIFY's answer is read.
+    pub fn expect(self: &Arc<Self>, key: FetchKey, prefix: Option<String>) -> Ticket {
         let id = self.next.fetch_add(1, Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters
@@ -217,9 +206,7 @@ impl Ticket {
                 200..=299 => return Confirmation::Confirmed(fetch),
                 401 => {
                     challenged = Some(fetch);
-                    let again = self
-                        .board
-                        .expect_matching(self.key.clone(), self.prefix.clone());
+                    let again = self.board.expect(self.key.clone(), self.prefix.clone());
                     self = again;
                 }
                 _ => return Confirmation::Failed(fetch),
@@ -283,9 +270,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waits_match_by_address_or_mac() {
         let board = FetchBoard::new();
-        let by_addr = board.expect(FetchKey::Addr("127.0.0.2".parse().unwrap()));
-        let by_mac = board.expect(FetchKey::Mac(Mac::parse("000e08012345").unwrap()));
-        let idle = board.expect(FetchKey::Addr("127.0.0.9".parse().unwrap()));
+        let by_addr = board.expect(FetchKey::Addr("127.0.0.2".parse().unwrap()), None);
+        let by_mac = board.expect(FetchKey::Mac(Mac::parse("000e08012345").unwrap()), None);
+        let idle = board.expect(FetchKey::Addr("127.0.0.9".parse().unwrap()), None);
         board.record(&fetch("127.0.0.2", None, 200));
         board.record(&fetch("127.0.0.3", Some("000e08012345"), 404));
         let s = Duration::from_secs(5);
@@ -293,14 +280,13 @@ mod tests {
         assert!(matches!(by_mac.wait(s).await, Confirmation::Failed(f) if f.status == 404));
         assert_eq!(idle.wait(s).await, Confirmation::NotFetched);
         assert!(board.waiters.lock().unwrap().is_empty());
-        assert_eq!(board.fetched(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_prefix_waits_for_the_last_rules_file() {
         let board = FetchBoard::new();
         let key = FetchKey::Addr("127.0.0.2".parse().unwrap());
-        let ticket = board.expect_matching(key.clone(), Some("/ok/".into()));
+        let ticket = board.expect(key.clone(), Some("/ok/".into()));
         let mut profile = fetch("127.0.0.2", None, 200);
         profile.path = "/cfg/a.xml".into();
         board.record(&profile);
@@ -313,7 +299,7 @@ mod tests {
         });
         let got = ticket.wait(Duration::from_secs(5)).await;
         assert!(matches!(got, Confirmation::Confirmed(f) if f.path == "/ok/a"));
-        let ticket = board.expect_matching(key, Some("/ok/".into()));
+        let ticket = board.expect(key, Some("/ok/".into()));
         board.record(&profile);
         assert_eq!(
             ticket.wait(Duration::from_secs(5)).await,
@@ -325,7 +311,7 @@ mod tests {
     async fn a_challenge_waits_for_the_fetch_with_credentials() {
         let board = FetchBoard::new();
         let key = FetchKey::Addr("127.0.0.2".parse().unwrap());
-        let ticket = board.expect(key.clone());
+        let ticket = board.expect(key.clone(), None);
         let b = Arc::clone(&board);
         tokio::spawn(async move {
             b.record(&fetch("127.0.0.2", None, 401));
@@ -334,7 +320,7 @@ mod tests {
         });
         let s = Duration::from_secs(5);
         assert!(matches!(ticket.wait(s).await, Confirmation::Confirmed(_)));
-        let ticket = board.expect(key);
+        let ticket = board.expect(key, None);
         board.record(&fetch("127.0.0.2", None, 401));
         assert!(matches!(ticket.wait(s).await, Confirmation::Failed(f) if f.status == 401));
         assert!(board.waiters.lock().unwrap().is_empty());
