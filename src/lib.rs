@@ -28,6 +28,9 @@
 //! - [`text`] makes text from the network or a file safe to show on a terminal.
 //! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
 //!   the tests, the demo and users' own rehearsals.
+//! - [`provision`] is what follows a resync: MPP profile formats (openssl AES-256-CBC,
+//!   RFC 8188, gzip), profile rules and checks (sans-IO), the provisioning server, the
+//!   simulated phone's fetch, and campaigns confirmed by the phones' fetches.
 //!
 //! # Example
 //!
@@ -63,6 +66,7 @@ pub mod event;
 pub mod net;
 pub mod phone;
 pub mod proto;
+pub mod provision;
 pub mod sip;
 pub mod text;
 

@@ -506,7 +506,7 @@ fn kamailio_tls_certificate_for_a_name_needs_tls_name_at_an_address() {
 }
 
 /// A proxy that requires a client certificate from its CA: none, or one from another CA,
-/// is refused with a reason that says so; --cert and --key from its CA are delivered.
+/// is refused with a reason that says so; --tls-cert and --tls-key from its CA are delivered.
 fn kamailio_tls_mutual_tls_takes_cert_and_key() {
     let dir = Kamailio::dir("kamailio_tls_mutual");
     let pki = Pki::new(&dir, "proxy");
@@ -527,7 +527,7 @@ fn kamailio_tls_mutual_tls_takes_cert_and_key() {
     );
     let reason = v["reason"].as_str().unwrap();
     assert!(
-        reason.contains("the peer requires a client certificate: use --cert and --key"),
+        reason.contains("the peer requires a client certificate: use --tls-cert and --tls-key"),
         "{reason}"
     );
     let with = |leaf: &Leaf| {
@@ -536,7 +536,7 @@ fn kamailio_tls_mutual_tls_takes_cert_and_key() {
             &kamailio,
             &[
                 &ca[..],
-                &["--cert", path(&leaf.cert), "--key", path(&leaf.key)],
+                &["--tls-cert", path(&leaf.cert), "--tls-key", path(&leaf.key)],
             ]
             .concat(),
         )
@@ -549,7 +549,7 @@ fn kamailio_tls_mutual_tls_takes_cert_and_key() {
     );
     let reason = v["reason"].as_str().unwrap();
     assert!(
-        reason.contains("the peer refused the client certificate of --cert"),
+        reason.contains("the peer refused the client certificate of --tls-cert"),
         "{reason}"
     );
     let (v, code, _) = with(&client);

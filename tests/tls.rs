@@ -1,6 +1,6 @@
 //! SIP over TLS against the simulator (`sipnotify phone --transport tls`): its own
-//! self-signed certificate rehearsed with `--tls-pin`, a certificate given with `--cert`
-//! and `--key` checked by `--ca` and `--tls-name`, `sips:` targets, IPv6, a campaign whose
+//! self-signed certificate rehearsed with `--tls-pin`, a certificate given with `--tls-cert`
+//! and `--tls-key` checked by `--ca` and `--tls-name`, `sips:` targets, IPv6, a campaign whose
 //! `transport` column says tls, and TLS's default port. Kamailio's TLS module as a peer:
 //! `tests/interop_kamailio.rs`.
 
@@ -169,7 +169,7 @@ fn ipv6_loopback_over_tls() {
     );
 }
 
-/// The simulator presents a certificate given with --cert and --key; a campaign checks it
+/// The simulator presents a certificate given with --tls-cert and --tls-key; a campaign checks it
 /// by --ca and --tls-name for every row, whether its `transport` cell or its URI says tls.
 #[test]
 fn a_campaign_over_tls_checks_the_given_certificate_for_every_row() {
@@ -180,7 +180,7 @@ fn a_campaign_over_tls_checks_the_given_certificate_for_every_row() {
     let phone = PhoneProcess::builder()
         .transport("tls")
         .users("1000-1009")
-        .args(["--cert", cert, "--key", key])
+        .args(["--tls-cert", cert, "--tls-key", key])
         .start();
     let line = phone.line(Duration::from_secs(10)).unwrap();
     assert_eq!(
@@ -336,13 +336,13 @@ fn tls_option_mistakes_are_refused_and_keys_never_shown() {
     let cases: Vec<(Vec<String>, String)> = vec![
         (
             vec![
-                "--cert".into(),
+                "--tls-cert".into(),
                 path(&two.cert),
-                "--key".into(),
+                "--tls-key".into(),
                 path(&one.key),
             ],
             format!(
-                "--key {} is not the private key of --cert {}",
+                "--tls-key {} is not the private key of --tls-cert {}",
                 one.key.display(),
                 two.cert.display()
             ),
@@ -357,13 +357,13 @@ fn tls_option_mistakes_are_refused_and_keys_never_shown() {
         ),
         (
             vec![
-                "--cert".into(),
+                "--tls-cert".into(),
                 path(&one.cert),
-                "--key".into(),
+                "--tls-key".into(),
                 path(&one.cert),
             ],
             format!(
-                "cannot read --key {}: it holds no PEM private key",
+                "cannot read --tls-key {}: it holds no PEM private key",
                 one.cert.display()
             ),
         ),
@@ -375,7 +375,10 @@ fn tls_option_mistakes_are_refused_and_keys_never_shown() {
             vec!["--tls-insecure".into(), "--ca".into(), path(pki.ca())],
             "cannot be used with".into(),
         ),
-        (vec!["--cert".into(), path(&one.cert)], "--key".into()),
+        (
+            vec!["--tls-cert".into(), path(&one.cert)],
+            "--tls-key".into(),
+        ),
     ];
     for (options, said) in cases {
         let out = bin()
@@ -400,9 +403,9 @@ fn tls_option_mistakes_are_refused_and_keys_never_shown() {
         .args([
             "--tls-pin",
             &fingerprint,
-            "--cert",
+            "--tls-cert",
             &path(&one.cert),
-            "--key",
+            "--tls-key",
             &path(&one.key),
         ])
         .env("SIPNOTIFY_PASSWORD", PASSWORD)

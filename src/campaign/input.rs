@@ -71,6 +71,9 @@ pub struct Row {
     /// The phone's vendor, for its own event (`sipnotify vendors`).
     #[serde(default, deserialize_with = "opt_string")]
     pub vendor: Option<String>,
+    /// The phone's MAC address, to match its profile fetch (`--confirm-fetch`).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub mac: Option<String>,
 }
 
 /// Empty strings and nulls are missing cells; numbers are accepted as text (`"id": 7`).
@@ -436,6 +439,7 @@ fn csv_row<'a>(columns: &[String], cells: impl Iterator<Item = &'a str>) -> Row 
             "proxy" => row.proxy = text(),
             "transport" => row.transport = text(),
             "vendor" => row.vendor = text(),
+            "mac" => row.mac = text(),
             _ => {}
         }
     }

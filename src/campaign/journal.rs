@@ -148,7 +148,8 @@ impl ResumeState {
                 }
                 "result" => {
                     state.unknown.remove(&record.key);
-                    if record.outcome.as_deref() == Some("delivered") {
+                    // A confirmed fetch (--confirm-fetch) is a delivery too: not resent.
+                    if matches!(record.outcome.as_deref(), Some("delivered" | "confirmed")) {
                         state.delivered.insert(record.key);
                     } else {
                         state.delivered.remove(&record.key);

@@ -2,7 +2,7 @@
 //! the standard output, the report file and the one-phone commands).
 
 use crate::proto::outcome::{Direction, TraceEntry};
-use crate::proto::{Outcome, OutcomeKind};
+use crate::proto::Outcome;
 use crate::text::printable;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -54,7 +54,7 @@ impl Verdict {
     /// Whether this counts as delivered (now or before).
     pub fn is_delivered(&self) -> bool {
         match self {
-            Verdict::Sent { outcome, .. } => outcome.kind == OutcomeKind::Delivered,
+            Verdict::Sent { outcome, .. } => outcome.kind.is_success(),
             Verdict::AlreadyDelivered => true,
             Verdict::Unknown
             | Verdict::BadRow(_)
@@ -325,6 +325,7 @@ pub fn csv_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::OutcomeKind;
 
     #[test]
     fn every_record_has_one_cell_per_column_and_a_hint_for_failures() {

@@ -3,7 +3,6 @@
 
 use super::record::{Record, Verdict};
 use super::run::RunEnd;
-use crate::proto::OutcomeKind;
 use crate::text::printable;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -84,7 +83,7 @@ impl Summary {
         let label = record.verdict.label();
         match &record.verdict {
             Verdict::Sent { outcome, total, .. } => {
-                let reason = (outcome.kind != OutcomeKind::Delivered).then(|| match outcome.status
+                let reason = (!outcome.kind.is_success()).then(|| match outcome.status
                 {
                     Some(s) => format!("{s} {}", outcome.reason),
                     None => outcome.reason.clone(),
@@ -106,7 +105,10 @@ impl Summary {
     /// its first row's target, which counts for it).
     pub fn all_delivered(&self) -> bool {
         self.total()
-            == self.count("delivered") + self.count("already_delivered") + self.count("duplicate")
+            == self.count("delivered")
+                + self.count("confirmed")
+                + self.count("already_delivered")
+                + self.count("duplicate")
     }
 
     /// The summary for people: counts, latency percentiles, the most frequent failures

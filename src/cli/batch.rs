@@ -8,8 +8,9 @@ use super::send::{
 use super::{parse_duration, stop_on_signals, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
-    Campaign, Defaults, Input, InputFormat, Options, RetryPolicy, Shard, SyncMode,
+    Campaign, Channel, Defaults, Input, InputFormat, Options, RetryPolicy, Shard, SyncMode,
 };
+use sipnotify::Notifier;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -132,6 +133,9 @@ pub struct BatchArgs {
     /// (self-contained: opens with no network). Written when the run ends.
     #[arg(long, value_name = "FILE")]
     pub report_html: Option<PathBuf>,
+    /// Fetch confirmation (--confirm-fetch, --serve, --fetch-log, --max-fetch-rate).
+    #[command(flatten)]
+    pub confirm: Box<super::confirm::ConfirmArgs>,
 }
 
 /// The defaults of rows whose cells are empty, checked.
@@ -210,13 +214,70 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let mut options = options(&args)?;
     options.description = defaults.describe();
     let input = options.input.clone();
+    let confirm_within = args.confirm.check()?;
+    let shown = Shown {
+        output,
+        verbose,
+        input,
+        title: format!("sipnotify batch {} --event {}", args.input, args.event),
+        report_html: args.report_html.clone(),
+    };
+    if let Some(within) = confirm_within {
+        // Confirmed is not delivered: a journal resumes only the campaign that waited for
+        // the same fetches.
+        let mut options = options;
+        let counted = args.confirm.confirm_path.as_deref().unwrap_or("any path");
+        options
+            .description
+            .fields
+            .insert("confirm_fetch".into(), counted.into());
+        let campaign = Campaign::open(options, move |row| {
+            super::confirm::watched(defaults.notify(row)?, row)
+        })
+        .map_err(|e| Failure::input(e.to_string()))?;
+        let confirm = args.confirm.start(within).await?;
+        let notifier = bind(config).await?;
+        warn_if_descriptors_short(args.concurrency);
+        let channel = confirm.channel(notifier.clone());
+        let code = drive(campaign, channel, &notifier, shown).await;
+        confirm.stop().await;
+        return code;
+    }
     let campaign = Campaign::open(options, move |row| defaults.notify(row))
         .map_err(|e| Failure::input(e.to_string()))?;
+    let notifier = bind(config).await?;
+    warn_if_descriptors_short(args.concurrency);
+    drive(campaign, notifier.clone(), &notifier, shown).await
+}
+
+/// How a campaign is shown: the output format and detail, the input's name, the HTML
+/// report's title and file.
+struct Shown {
+    output: Format,
+    verbose: u8,
+    input: Input,
+    title: String,
+    report_html: Option<PathBuf>,
+}
+
+/// Runs an open campaign through `channel`, printing as asked (with what `notifier`
+/// dropped in the summary); the exit code.
+async fn drive<C: Channel>(
+    campaign: Campaign<C>,
+    channel: C,
+    notifier: &Notifier,
+    shown: Shown,
+) -> Result<u8, Failure> {
+    let Shown {
+        output,
+        verbose,
+        input,
+        title,
+        report_html,
+    } = shown;
     for warning in campaign.warnings() {
         errln!("warning: {warning}");
     }
-    let notifier = bind(config).await?;
-    warn_if_descriptors_short(args.concurrency);
     // Listening from here on, before the first target starts: a signal sent once the
     // journal has a line is never the default action.
     let signals = tokio::spawn(stop_on_signals(
@@ -227,16 +288,13 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| progress_bar(campaign.total()));
-    let title = format!("sipnotify batch {input} --event {}", args.event);
-    let html = args
-        .report_html
+    let html = report_html
         .as_deref()
         .map(|path| LiveHtml::create(path, &title))
         .transpose()?;
     let observer = CampaignOutput::new(output, verbose, bar.clone(), input).with_html(html.clone());
-    let stats = notifier.clone();
     let finished = campaign
-        .run(notifier, observer)
+        .run(channel, observer)
         .await
         .map_err(|e| Failure::local(e.to_string()))?;
     if let Some(bar) = &bar {
@@ -244,7 +302,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     }
     signals.abort();
     let mut summary = finished.summary.render(&finished.end);
-    summary += &received_not_used(stats.stats());
+    summary += &received_not_used(notifier.stats());
     if output == Format::Human {
         out!("{summary}");
         let _ = std::io::stdout().flush();

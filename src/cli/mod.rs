@@ -23,12 +23,15 @@ macro_rules! errln {
 }
 
 mod batch;
+mod confirm;
 mod demo;
 mod docs;
 mod journal;
 mod output;
 mod phone;
+mod profile;
 mod send;
+mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sipnotify::campaign::{Files, Stop};
@@ -145,6 +148,13 @@ enum Command {
     Vendors,
     /// Run a simulated SPA/MPP phone line (for tests and rehearsals).
     Phone(phone::PhoneArgs),
+    /// Prepare and inspect MPP profiles: encrypt/decrypt (openssl enc -aes-256-cbc -k),
+    /// encode/decode (RFC 8188 aes128gcm), check, expand a Profile_Rule.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    /// Serve profiles over HTTP (path template with default.EXT fallback, on-the-fly
+    /// AES-256-CBC or aes128gcm, Basic auth), logging one JSON line per fetch.
+    Serve(serve::ServeArgs),
     /// Start a simulated phone on loopback and send it resync, reboot, restart and
     /// XML-Service, explaining each message: the whole job with no phone and no setup.
     Demo,
@@ -186,7 +196,10 @@ impl Failure {
 /// Parses the command line, runs, and maps the result to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose, matches!(cli.command, Command::Phone(_)));
+    init_tracing(
+        cli.verbose,
+        matches!(cli.command, Command::Phone(_) | Command::Serve(_)),
+    );
     // One thread: the agent's work is one event loop, and cross-thread wake-ups cost more
     // than they bring. Only a simulator asked for threads gets them.
     let mut builder = match &cli.command {
@@ -262,6 +275,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Batch(args) => batch::run(*args, cli.output, cli.verbose).await,
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
+        Command::Profile(command) => profile::run(command, cli.output),
+        Command::Serve(args) => serve::run(args).await,
         Command::Demo => demo::run(cli.verbose).await,
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
@@ -467,6 +482,13 @@ fn init_tracing(verbose: u8, phone: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Flattened option groups must not share a name: clap only says so when the
+    /// subcommand is first parsed, so every subcommand is checked here.
+    #[test]
+    fn every_subcommand_has_unique_options() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 
     #[test]
     fn durations() {

@@ -19,7 +19,7 @@ pub enum Listen {
     Tcp,
     /// UDP and TCP on the same port.
     Both,
-    /// TLS only, with --cert and --key, or a self-signed certificate made at start.
+    /// TLS only, with --tls-cert and --tls-key, or a self-signed certificate made at start.
     Tls,
 }
 
@@ -38,11 +38,11 @@ pub struct PhoneArgs {
     transport: Listen,
     /// The certificate (PEM, end entity first) of --transport tls; without it, a
     /// self-signed one is made at start and its SHA-256 printed, for --tls-pin.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    cert: Option<PathBuf>,
-    /// The private key of --cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    key: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// A user (line User ID) the phone answers for (repeatable).
     #[arg(long, value_name = "USER")]
     user: Vec<String>,
@@ -85,6 +85,8 @@ pub struct PhoneArgs {
     /// rehearsal at tens of thousands of NOTIFYs per second needs more than one core.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+    #[command(flatten)]
+    provision: super::profile::PhoneProvisionArgs,
 }
 
 impl PhoneArgs {
@@ -168,7 +170,7 @@ fn answers_line(config: &PhoneConfig) -> String {
 /// The certificate of the TLS listeners on `listen`, and the line that says what it is.
 /// A generated one names localhost and the addresses listened on (loopback for a wildcard).
 fn identity(args: &PhoneArgs, listen: &[SocketAddr]) -> Result<(Identity, String), Failure> {
-    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let identity =
             Identity::from_pem_files(cert, key).map_err(|e| Failure::input(e.to_string()))?;
         let line = format!(
@@ -239,13 +241,16 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
             config.tls = Some(identity);
             Some(line)
         }
-        _ if args.cert.is_some() => {
-            return Err(Failure::input("--cert and --key are for --transport tls"));
+        _ if args.tls_cert.is_some() => {
+            return Err(Failure::input(
+                "--tls-cert and --tls-key are for --transport tls",
+            ));
         }
         _ => None,
     };
     let answers = answers_line(&config);
-    let running = phone::spawn(config, &listen)
+    let hook = args.provision.hook()?;
+    let running = phone::spawn_with_hook(config, &listen, hook)
         .await
         .map_err(|e| Failure::local(format!("cannot listen: {e}")))?;
     let addrs: Vec<String> = running

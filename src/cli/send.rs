@@ -97,11 +97,11 @@ pub struct TlsArgs {
     #[arg(long, help_heading = TLS, conflicts_with_all = ["ca", "tls_pin"])]
     pub tls_insecure: bool,
     /// A client certificate (PEM, end entity first), for peers that require mutual TLS.
-    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The private key of --cert (PEM).
-    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
+    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, help_heading = TLS, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -124,7 +124,7 @@ impl TlsArgs {
         let options = TlsOptions {
             verification,
             name: self.tls_name.clone(),
-            client_cert: self.cert.clone().zip(self.key.clone()),
+            client_cert: self.tls_cert.clone().zip(self.tls_key.clone()),
         };
         TlsClient::new(&options).map_err(|e| Failure::input(e.to_string()))
     }

@@ -100,7 +100,7 @@ pub enum Verification {
 }
 
 /// What the user said about TLS: the command line's `--ca`, `--tls-pin`,
-/// `--tls-insecure`, `--tls-name`, `--cert` and `--key`.
+/// `--tls-insecure`, `--tls-name`, `--tls-cert` and `--tls-key`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsOptions {
     /// How the peer's certificate is checked.
@@ -126,7 +126,7 @@ pub enum TlsSetupError {
         source: pem::Error,
     },
     /// The key file cannot be used; nothing of what it holds is shown.
-    #[error("cannot read --key {}: {why}", path.display())]
+    #[error("cannot read --tls-key {}: {why}", path.display())]
     Key {
         /// The file.
         path: PathBuf,
@@ -150,7 +150,7 @@ pub enum TlsSetupError {
         source: rustls::Error,
     },
     /// The key is not the certificate's.
-    #[error("--key {} is not the private key of --cert {}", key.display(), cert.display())]
+    #[error("--tls-key {} is not the private key of --tls-cert {}", key.display(), cert.display())]
     KeyMismatch {
         /// The certificate file.
         cert: PathBuf,
@@ -158,7 +158,7 @@ pub enum TlsSetupError {
         key: PathBuf,
     },
     /// The key cannot be used.
-    #[error("--cert {} and --key {}: {source}", cert.display(), key.display())]
+    #[error("--tls-cert {} and --tls-key {}: {source}", cert.display(), key.display())]
     ClientCert {
         /// The certificate file.
         cert: PathBuf,
@@ -224,10 +224,10 @@ impl fmt::Debug for Identity {
 
 impl Identity {
     /// Reads a certificate chain (end entity first) and its private key (PKCS#8, PKCS#1 or
-    /// SEC1) from the PEM files of `--cert` and `--key`, checking that they belong
+    /// SEC1) from the PEM files of `--tls-cert` and `--tls-key`, checking that they belong
     /// together.
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Identity, TlsSetupError> {
-        let chain = read_certs("--cert", cert)?;
+        let chain = read_certs("--tls-cert", cert)?;
         let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::Key {
             path: key.to_path_buf(),
             why: match e {
@@ -698,14 +698,14 @@ pub enum TlsError {
         "the peer refused the handshake (alert {0:?}): it accepts none of the suites \
              rustls offers (TLS 1.2 and 1.3 with ECDHE and AES-GCM or ChaCha20; rustls has no \
              CBC, RSA key-exchange or TLS 1.0/1.1 suites), or it wants a client certificate \
-             (--cert and --key)"
+             (--tls-cert and --tls-key)"
     )]
     NoCommonSuite(AlertDescription),
     /// The peer requires a client certificate and got none.
-    #[error("the peer requires a client certificate: use --cert and --key")]
+    #[error("the peer requires a client certificate: use --tls-cert and --tls-key")]
     ClientCertRequired,
     /// The peer refused the client certificate.
-    #[error("the peer refused the client certificate of --cert (alert {0:?})")]
+    #[error("the peer refused the client certificate of --tls-cert (alert {0:?})")]
     ClientCertRefused(AlertDescription),
     /// The peer does not speak TLS on that port.
     #[error("the peer does not answer in TLS ({0}): is it a TLS port?")]

@@ -277,6 +277,8 @@ pub struct Exchange {
     pub user: Option<String>,
     /// The Event type, if present.
     pub event: Option<String>,
+    /// The `profile` parameter of the Event header (`resync;profile="URL"`), unquoted.
+    pub profile: Option<String>,
     /// Call-ID.
     pub call_id: String,
     /// CSeq number.
@@ -419,6 +421,7 @@ impl Phone {
             method: method.to_owned(),
             user: None,
             event: None,
+            profile: None,
             call_id: call_id.to_owned(),
             cseq,
             status: 0,
@@ -452,6 +455,7 @@ impl Phone {
             .header("Event")
             .map(|v| v.split(';').next().unwrap_or("").trim());
         exchange.event = event.map(str::to_owned);
+        exchange.profile = msg.header("Event").and_then(profile_param);
         let Some(event) = event.filter(|e| config.accepts_event(e)) else {
             return Reply::new(489);
         };
@@ -634,6 +638,16 @@ fn keyed_hash(secret: &[u8; 16], data: &[u8]) -> u64 {
     u64::from_be_bytes(first)
 }
 
+/// The `profile` parameter of an Event header value, without its quotes.
+fn profile_param(value: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|param| {
+        let (name, v) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("profile")
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
 /// The user part of a `sip:`/`sips:` URI, if any.
 fn uri_user(uri: &str) -> Option<&str> {
     let (scheme, rest) = uri.trim().split_once(':')?;
@@ -701,6 +715,20 @@ fn reason_phrase(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resync_profile_parameter() {
+        assert_eq!(
+            profile_param("resync;profile=\"http://prov/x.xml\"").as_deref(),
+            Some("http://prov/x.xml")
+        );
+        assert_eq!(
+            profile_param("resync ; Profile = http://p/y").as_deref(),
+            Some("http://p/y")
+        );
+        assert_eq!(profile_param("resync"), None);
+        assert_eq!(profile_param("resync;id=1"), None);
+    }
     use crate::sip::digest::{authorization, parse_challenge, Answer, Challenge};
 
     const URI: &str = "sip:159@127.0.0.1:5060";

@@ -9,4 +9,4 @@ mod server;
 pub use line::{
     AuthOutcome, BadSetting, ChallengeMode, Exchange, Handled, Phone, PhoneConfig, UserRange,
 };
-pub use server::{spawn, PhoneStats, RunningPhone};
+pub use server::{spawn, spawn_with_hook, NotifyHook, PhoneStats, RunningPhone};

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use super::line::{Handled, Phone, PhoneConfig};
+use super::line::{Exchange, Handled, Phone, PhoneConfig};
 use crate::sip::codec::{self, MAX_MESSAGE};
 use crate::sip::Transport;
 
@@ -63,11 +63,17 @@ struct Counters {
     dropped: AtomicU64,
 }
 
+/// Called for each NOTIFY a line acted on (2xx), with the local address the request
+/// reached: the simulator's side effects (a resync's profile fetch) hang here, outside the
+/// sans-IO line. It must not block: it runs on the serving task.
+pub type NotifyHook = Arc<dyn Fn(&Exchange, IpAddr) + Send + Sync>;
+
 /// What every serving task shares.
 struct Ctx {
     counters: Arc<Counters>,
     /// JSON lines for the log writer thread; dropped with the last task, which ends it.
     log: Option<std_mpsc::Sender<String>>,
+    hook: Option<NotifyHook>,
 }
 
 /// One line of the JSON exchange log.
@@ -84,7 +90,13 @@ struct LogLine<'a> {
 
 impl Ctx {
     /// Counts and logs one handled message; true if there is a response to send.
-    fn record(&self, handled: &Handled, peer: SocketAddr, transport: Transport) -> bool {
+    fn record(
+        &self,
+        handled: &Handled,
+        peer: SocketAddr,
+        local: IpAddr,
+        transport: Transport,
+    ) -> bool {
         let c = &self.counters;
         let ex = match handled {
             Handled::Ignored => return false,
@@ -106,6 +118,9 @@ impl Ctx {
         };
         if let Some(counter) = counter {
             counter.fetch_add(1, Relaxed);
+        }
+        if let Some(hook) = self.hook.as_ref().filter(|_| ex.delivered()) {
+            hook(ex, local);
         }
         tracing::info!(
             %peer,
@@ -198,6 +213,15 @@ pub async fn spawn(
     config: PhoneConfig,
     listen: &[(SocketAddr, Transport)],
 ) -> io::Result<RunningPhone> {
+    spawn_with_hook(config, listen, None).await
+}
+
+/// [`spawn`], calling `hook` for each NOTIFY a line acts on.
+pub async fn spawn_with_hook(
+    config: PhoneConfig,
+    listen: &[(SocketAddr, Transport)],
+    hook: Option<NotifyHook>,
+) -> io::Result<RunningPhone> {
     let mut seeds = StdRng::from_entropy();
     let (log, log_writer) = match &config.log {
         Some(path) => {
@@ -211,6 +235,7 @@ pub async fn spawn(
     let ctx = Arc::new(Ctx {
         counters: Arc::clone(&counters),
         log,
+        hook,
     });
     let (stop, _) = watch::channel(false);
 
@@ -276,6 +301,9 @@ async fn until_stopped(
 /// constant) for a sender running alongside the receiver.
 async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx: Arc<Ctx>) {
     let delay = phone.config().delay;
+    let bound = socket
+        .local_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Peer, Vec<u8>)>();
     let receive = async {
         let mut buf = vec![0u8; 65_536];
@@ -292,7 +320,8 @@ async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx
             };
             let now = Instant::now();
             let handled = phone.handle(now, &buf[..len], &mut out);
-            if !ctx.record(&handled, peer.addr, Transport::Udp) {
+            let local = peer.reached_at.unwrap_or(bound);
+            if !ctx.record(&handled, peer.addr, local, Transport::Udp) {
                 continue;
             }
             if delay.is_zero() {
@@ -475,26 +504,38 @@ async fn serve_accepted(
     ctx: Arc<Ctx>,
 ) {
     let _ = stream.set_nodelay(true);
+    // The address the peer reached, which a provisioning hook reports per line.
+    let local = stream
+        .local_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let ends = Ends { peer, local };
     let Some(tls) = tls else {
         // TCP's own halves, which need no lock between them.
         let halves = stream.into_split();
-        return serve_connection(halves, peer, Transport::Tcp, phone, ctx).await;
+        return serve_connection(halves, ends, Transport::Tcp, phone, ctx).await;
     };
     match tokio::time::timeout(HANDSHAKE_LIMIT, tls.accept(stream)).await {
         Ok(Ok(stream)) => {
             let halves = tokio::io::split(stream);
-            serve_connection(halves, peer, Transport::Tls, phone, ctx).await
+            serve_connection(halves, ends, Transport::Tls, phone, ctx).await
         }
         Ok(Err(err)) => tracing::debug!(%peer, %err, "phone TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "phone TLS handshake timed out"),
     }
 }
 
+/// The two addresses of an accepted connection.
+#[derive(Clone, Copy)]
+struct Ends {
+    peer: SocketAddr,
+    local: IpAddr,
+}
+
 /// Reads a stream, cuts it into messages with [`codec::frame`] and answers on the same
 /// connection. A malformed frame closes the connection: the stream cannot be resynchronised.
 async fn serve_connection(
     (mut reader, mut writer): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
-    peer: SocketAddr,
+    Ends { peer, local }: Ends,
     transport: Transport,
     mut phone: Phone,
     ctx: Arc<Ctx>,
@@ -510,7 +551,7 @@ async fn serve_connection(
                     Ok(Some(len)) => {
                         let now = Instant::now();
                         let handled = phone.handle(now, &buf[..len], &mut out);
-                        if ctx.record(&handled, peer, transport) {
+                        if ctx.record(&handled, peer, local, transport) {
                             let _ = tx.send((now + delay, std::mem::take(&mut out)));
                         }
                         buf.drain(..len);

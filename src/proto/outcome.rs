@@ -20,6 +20,13 @@ pub enum OutcomeKind {
     Unreachable,
     /// The phone challenged but no password (or user) was given.
     NoCredentials,
+    /// Delivered, and the phone then fetched its profile (2xx) within the wait
+    /// (`batch --confirm-fetch`).
+    Confirmed,
+    /// Delivered, and the phone's fetch was answered 4xx/5xx (`--confirm-fetch`).
+    FetchFailed,
+    /// Delivered, but no fetch from the phone within the wait (`--confirm-fetch`).
+    NotFetched,
 }
 
 impl OutcomeKind {
@@ -32,18 +39,27 @@ impl OutcomeKind {
             OutcomeKind::Timeout => "timeout",
             OutcomeKind::Unreachable => "unreachable",
             OutcomeKind::NoCredentials => "no_credentials",
+            OutcomeKind::Confirmed => "confirmed",
+            OutcomeKind::FetchFailed => "fetch_failed",
+            OutcomeKind::NotFetched => "not_fetched",
         }
     }
 
     /// The process exit code for a single-target command that ended this way.
     pub fn exit_code(self) -> u8 {
         match self {
-            OutcomeKind::Delivered => 0,
+            OutcomeKind::Delivered | OutcomeKind::Confirmed => 0,
             OutcomeKind::NoCredentials => 2,
             OutcomeKind::AuthFailed => 3,
-            OutcomeKind::Rejected => 4,
-            OutcomeKind::Timeout | OutcomeKind::Unreachable => 5,
+            OutcomeKind::Rejected | OutcomeKind::FetchFailed => 4,
+            OutcomeKind::Timeout | OutcomeKind::Unreachable | OutcomeKind::NotFetched => 5,
         }
+    }
+
+    /// Whether the target got what was asked: delivered, or confirmed when a fetch was
+    /// awaited.
+    pub fn is_success(self) -> bool {
+        matches!(self, OutcomeKind::Delivered | OutcomeKind::Confirmed)
     }
 }
 

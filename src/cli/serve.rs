@@ -1,0 +1,135 @@
+//! `sipnotify serve`: the provisioning server on the command line.
+
+use super::profile::{read_input, secret, IkmArgs, KeyArgs};
+use super::{Failure, StopSignals};
+use clap::Args;
+use sipnotify::provision::serve::{self, BasicAuth, Encryption, ServeConfig};
+use sipnotify::Password;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The environment variable the Basic password may come from.
+const PASSWORD_ENV: &str = "SIPNOTIFY_SERVE_PASSWORD";
+
+/// Options of `sipnotify serve`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+A request for cfg/NAME.EXT gets DIR/cfg/NAME.EXT, else DIR/cfg/default.EXT, else 404.
+Paths that leave DIR (.., %2e%2e, hidden names, symbolic links leading out) get 404 and are
+logged. One JSON line per request goes to --log: at, addr, path, mac (from the path, else the
+User-Agent), file, status, bytes, encoding, note.
+
+Examples:
+  sipnotify serve ./profiles --listen 0.0.0.0:8099 --log fetch.log
+  SIPNOTIFY_PROFILE_KEY=... sipnotify serve ./profiles --listen 0.0.0.0:8099 --key-file k
+  sipnotify serve ./profiles --listen 0.0.0.0:8099 --ikm-file ikm --user prov --password-file pw
+  sipnotify serve ./profiles --listen 0.0.0.0:8443 --tls-cert prov.pem --tls-key prov.key")]
+pub struct ServeArgs {
+    /// The directory of profiles.
+    pub dir: PathBuf,
+    /// Where to listen, ADDR:PORT (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8099")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub ikm: IkmArgs,
+    /// Require HTTP Basic credentials: this user (a rule's --uid) ...
+    #[arg(long, value_name = "USER", requires = "password_file")]
+    pub user: Option<String>,
+    /// ... and the password in this file (a rule's --pwd), or SIPNOTIFY_SERVE_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Append one JSON line per request to this file.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM) ...
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// ... and this private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// PEM files are small.
+const MAX_PEM: usize = 1024 * 1024;
+
+impl ServeArgs {
+    fn tls(&self) -> Result<Option<std::sync::Arc<serve::TlsConfig>>, Failure> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf, what| read_input(&path.display().to_string(), MAX_PEM, what);
+        let config = serve::tls_config(&read(cert, "certificate")?, &read(key, "TLS key")?)
+            .map_err(|e| Failure::input(e.to_string()))?;
+        Ok(Some(config))
+    }
+
+    /// The server's configuration, checked.
+    pub fn config(&self) -> Result<ServeConfig, Failure> {
+        let encryption = match (self.key.key()?, self.ikm.ikm()?) {
+            (Some(_), Some(_)) => {
+                return Err(Failure::input(
+                    "give a key (AES-256-CBC) or an IKM (aes128gcm), not both",
+                ))
+            }
+            (Some(key), None) => Encryption::Cbc(key),
+            (None, Some(ikm)) => Encryption::Rfc8188(ikm),
+            (None, None) => Encryption::None,
+        };
+        let auth = match &self.user {
+            Some(user) => {
+                let password = secret(
+                    self.password_file.as_deref(),
+                    PASSWORD_ENV,
+                    None,
+                    "password",
+                )?
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| Failure::input("--user needs a password: --password-file"))?;
+                Some(BasicAuth {
+                    user: user.clone(),
+                    password: Password::new(password),
+                })
+            }
+            None => None,
+        };
+        Ok(ServeConfig {
+            root: self.dir.clone(),
+            encryption,
+            auth,
+            log: self.log.clone(),
+            board: None,
+            tls: self.tls()?,
+        })
+    }
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
+    let signals = StopSignals::listen();
+    let server = serve::spawn(args.listen, args.config()?)
+        .await
+        .map_err(|e| match e {
+            serve::ServeError::Bind(..) => Failure::local(e.to_string()),
+            other => Failure::input(other.to_string()),
+        })?;
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    outln!(
+        "serving {} on {scheme}://{}",
+        args.dir.display(),
+        server.local_addr()
+    );
+    {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
+    let mut signals = signals;
+    signals.recv().await;
+    server.shutdown().await;
+    Ok(0)
+}

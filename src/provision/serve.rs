@@ -1,0 +1,637 @@
+//! The provisioning server (`sipnotify serve`, and `batch --serve`): files from one
+//! directory over HTTP or HTTPS, encrypted on the fly if asked, one JSON line per request.
+//!
+//! A path names a file under the directory. When that file does not exist, the file
+//! `default` with the same extension in the same directory is served instead (a request
+//! for `cfg/000e08012345.xml` gets `cfg/000e08012345.xml`, else `cfg/default.xml`): a
+//! Profile_Rule such as `http://prov/cfg/$MA.xml` then needs a file only for the phones
+//! that differ.
+//!
+//! Nothing in a request is trusted: each path segment is percent-decoded on its own and
+//! refused when it is `..`, starts with `.`, or holds `/`, `\` or NUL; the resolved file
+//! (symbolic links followed) must still be inside the directory; refusals are answered 404,
+//! like a missing file, and logged with the reason. Request heads are bounded (16 KiB, and
+//! 10 s to arrive), bodies are never read (GET and HEAD only), files are at most
+//! [`MAX_PROFILE`], and connections at most [`MAX_CONNECTIONS`]. Basic credentials are
+//! compared in constant time (SHA-256 of each side, then `subtle`).
+
+use super::fetch::{mac_in, unix_now, Encoding, Fetch, FetchBoard};
+use super::profile::{self, Md};
+use super::{rfc8188, Ikm, Key, MAX_PROFILE};
+use crate::Password;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_rustls::rustls;
+
+/// Connections served at once; more wait in the listen queue.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// The most a request head may take (hyper's smallest buffer is 8 KiB).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// How long a request head may take to arrive (slow clients hold no slot for long).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How files are sent.
+#[derive(Debug, Clone, Default)]
+pub enum Encryption {
+    /// As they are.
+    #[default]
+    None,
+    /// Encrypted as `openssl enc -aes-256-cbc -k KEY` (SHA-256 derivation), for rules
+    /// with `--key KEY`; files already in that format are sent as they are.
+    Cbc(Key),
+    /// RFC 8188 with `Content-Encoding: aes128gcm`, for phones with this IKM.
+    Rfc8188(Ikm),
+}
+
+/// The one user and password the server accepts (a rule's `--uid` and `--pwd`).
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    /// The user.
+    pub user: String,
+    /// The password.
+    pub password: Password,
+}
+
+/// What to serve and how.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The directory served.
+    pub root: PathBuf,
+    /// How files are sent.
+    pub encryption: Encryption,
+    /// Credentials required, if any.
+    pub auth: Option<BasicAuth>,
+    /// Appends one JSON line per request here.
+    pub log: Option<PathBuf>,
+    /// Hands each request to a campaign waiting for fetches.
+    pub board: Option<Arc<FetchBoard>>,
+    /// HTTPS with this certificate and key ([`tls_config`]), else HTTP.
+    pub tls: Option<Arc<TlsConfig>>,
+}
+
+/// A server's TLS settings.
+pub type TlsConfig = rustls::ServerConfig;
+
+/// A TLS server configuration from a PEM certificate chain and a PEM private key, with
+/// rustls' safe defaults (TLS 1.2 and 1.3) and the *ring* provider.
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<TlsConfig>, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| ServeError::Tls(format!("{what}: {e}"));
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("the certificate", &e))?;
+    if chain.is_empty() {
+        return Err(ServeError::Tls(
+            "the certificate file holds no certificate".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad("the key", &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS", &e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| bad("the certificate and key", &e))?;
+    Ok(Arc::new(config))
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The directory cannot be served.
+    #[error("cannot serve {0}: {1}")]
+    Root(PathBuf, std::io::Error),
+    /// The log cannot be opened.
+    #[error("cannot open the log {0}: {1}")]
+    Log(PathBuf, std::io::Error),
+    /// The address cannot be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+struct Shared {
+    root: PathBuf,
+    encryption: Encryption,
+    auth: Option<BasicAuth>,
+    log: Option<Mutex<std::fs::File>>,
+    board: Option<Arc<FetchBoard>>,
+}
+
+/// A server that is running.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and ends the connections.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Starts serving on `listen`.
+pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningServer, ServeError> {
+    let root = std::fs::canonicalize(&config.root)
+        .and_then(|root| {
+            if root.is_dir() {
+                Ok(root)
+            } else {
+                Err(std::io::Error::other("not a directory"))
+            }
+        })
+        .map_err(|e| ServeError::Root(config.root.clone(), e))?;
+    let log = match &config.log {
+        Some(path) => Some(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| ServeError::Log(path.clone(), e))?,
+        )),
+        None => None,
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServeError::Bind(listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Bind(listen, e))?;
+    let shared = Arc::new(Shared {
+        root,
+        encryption: config.encryption,
+        auth: config.auth,
+        log,
+        board: config.board,
+    });
+    let app = Router::new().fallback(handle).with_state(shared);
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(accept(listener, app, config.tls, stopped));
+    Ok(RunningServer { addr, stop, task })
+}
+
+/// Accepts connections until stopped, each served by hyper with bounded heads.
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<Arc<TlsConfig>>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::TokioIo;
+    use tower::ServiceExt;
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("serve: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let service =
+            app.clone()
+                .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer);
+                    request
+                });
+        let stopped = stopped.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            match tls {
+                None => connection(TokioIo::new(stream), service, stopped).await,
+                // The handshake is bounded like a request head.
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        connection(TokioIo::new(stream), service, stopped).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serves one connection (plain or TLS) with bounded heads, until it ends or the server
+/// stops.
+async fn connection<I, S>(io: I, service: S, mut stopped: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<Request<hyper::body::Incoming>, Response = Response> + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        _ = stopped.changed() => {}
+    }
+}
+
+/// Why a path is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A segment is `..`, starts with `.`, or holds `/`, `\` or NUL once decoded.
+    Segment,
+    /// Bad percent-encoding, or not UTF-8.
+    Encoding,
+    /// The file, symbolic links followed, is outside the directory.
+    Outside,
+}
+
+impl Refusal {
+    fn note(self) -> &'static str {
+        match self {
+            Refusal::Segment => "refused: a path segment is .., hidden, or holds / \\ or NUL",
+            Refusal::Encoding => "refused: bad percent-encoding",
+            Refusal::Outside => "refused: the file is outside the directory",
+        }
+    }
+}
+
+/// The request path as segments under the directory (empty segments dropped).
+pub fn segments(raw: &str) -> Result<Vec<String>, Refusal> {
+    let mut out = Vec::new();
+    for part in raw.split('/') {
+        let decoded = percent_decode(part).ok_or(Refusal::Encoding)?;
+        if decoded.is_empty() {
+            continue;
+        }
+        if decoded.starts_with('.') || decoded.contains(['/', '\\', '\0']) {
+            return Err(Refusal::Segment);
+        }
+        out.push(decoded);
+    }
+    Ok(out)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The file to serve: the path's, else `default.EXT` beside it; `Ok(None)` when neither
+/// exists. Symbolic links are followed and the result must be inside `root` (canonical).
+fn lookup(root: &Path, segments: &[String]) -> Result<Option<PathBuf>, Refusal> {
+    let Some((last, dirs)) = segments.split_last() else {
+        return Ok(None);
+    };
+    let dir: PathBuf = dirs.iter().fold(root.to_path_buf(), |p, s| p.join(s));
+    let fallback = match Path::new(last).extension() {
+        Some(ext) => format!("default.{}", ext.to_string_lossy()),
+        None => "default".to_string(),
+    };
+    for candidate in [dir.join(last), dir.join(fallback)] {
+        let Ok(real) = std::fs::canonicalize(&candidate) else {
+            continue;
+        };
+        if !real.starts_with(root) {
+            return Err(Refusal::Outside);
+        }
+        if real.is_file() {
+            return Ok(Some(real));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the request carries the server's Basic credentials. Each side is hashed first
+/// so that the comparison takes the same time whatever the lengths, and both are
+/// compared before the result is looked at.
+fn authorized(auth: &BasicAuth, headers: &HeaderMap) -> bool {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, value) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then_some(value)
+        })
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+        })
+        .unwrap_or_default();
+    let (user, password) = match given.iter().position(|&b| b == b':') {
+        Some(colon) => (&given[..colon], &given[colon + 1..]),
+        None => (&given[..], &b""[..]),
+    };
+    let same = |a: &[u8], b: &[u8]| Sha256::digest(a).ct_eq(&Sha256::digest(b));
+    let ok = same(user, auth.user.as_bytes()) & same(password, auth.password.expose().as_bytes());
+    bool::from(ok) && !given.is_empty()
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<SocketAddr>()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let raw = request.uri().path().to_string();
+    let agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mac = mac_in(&raw).or_else(|| mac_in(agent));
+    let mut fetch = Fetch {
+        at: unix_now(),
+        addr: peer.ip().to_canonical(),
+        path: crate::text::printable(&raw, false).into_owned(),
+        mac: mac.map(|m| m.ma()),
+        file: None,
+        status: 200,
+        bytes: 0,
+        encoding: Encoding::Identity,
+        note: None,
+    };
+    // The body is never read: only the head is used.
+    let (parts, _body) = request.into_parts();
+    let response = respond(&shared, &parts, &mut fetch).await;
+    shared.logged(&fetch);
+    response
+}
+
+impl Shared {
+    fn logged(&self, fetch: &Fetch) {
+        tracing::info!(
+            addr = %fetch.addr, path = %fetch.path, status = fetch.status, bytes = fetch.bytes,
+            "fetch"
+        );
+        if let Some(log) = &self.log {
+            if let Ok(mut line) = serde_json::to_vec(fetch) {
+                line.push(b'\n');
+                let mut file = log.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(e) = file.write_all(&line) {
+                    tracing::warn!("serve: cannot write the log: {e}");
+                }
+            }
+        }
+        if let Some(board) = &self.board {
+            board.record(fetch);
+        }
+    }
+}
+
+async fn respond(
+    shared: &Arc<Shared>,
+    request: &axum::http::request::Parts,
+    fetch: &mut Fetch,
+) -> Response {
+    let mut fail = |status: StatusCode, note: &str| {
+        fetch.status = status.as_u16();
+        fetch.note = Some(note.to_string());
+        status.into_response()
+    };
+    if !matches!(request.method, Method::GET | Method::HEAD) {
+        let mut response = fail(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    if let Some(auth) = &shared.auth {
+        if !authorized(auth, &request.headers) {
+            let mut response = fail(StatusCode::UNAUTHORIZED, "no or wrong credentials");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sipnotify\""),
+            );
+            return response;
+        }
+    }
+    let segments = match segments(request.uri.path()) {
+        Ok(s) => s,
+        Err(refusal) => return fail(StatusCode::NOT_FOUND, refusal.note()),
+    };
+    let root = shared.root.clone();
+    type Found = Result<Option<(String, Result<Vec<u8>, String>)>, Refusal>;
+    let found: Found = tokio::task::spawn_blocking(move || {
+        let path = lookup(&root, &segments)?;
+        Ok(path.map(|path| {
+            let bytes = read_bounded(&path);
+            let rel = path
+                .strip_prefix(&root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (rel, bytes)
+        }))
+    })
+    .await
+    .unwrap_or(Ok(None));
+    let (rel, bytes) = match found {
+        Err(refusal) => return fail(StatusCode::NOT_FOUND, refusal.note()),
+        Ok(None) => {
+            return fail(
+                StatusCode::NOT_FOUND,
+                "no such file, nor a default beside it",
+            )
+        }
+        Ok(Some((rel, Err(e)))) => {
+            fetch.file = Some(rel);
+            return fail(StatusCode::INTERNAL_SERVER_ERROR, &e);
+        }
+        Ok(Some((rel, Ok(bytes)))) => (rel, bytes),
+    };
+    fetch.file = Some(rel);
+    let mut headers = HeaderMap::new();
+    let body = match &shared.encryption {
+        Encryption::None if profile::is_encrypted(&bytes) => {
+            fetch.encoding = Encoding::Aes256Cbc;
+            bytes
+        }
+        Encryption::None => bytes,
+        Encryption::Cbc(_) if profile::is_encrypted(&bytes) => {
+            fetch.encoding = Encoding::Aes256Cbc;
+            bytes
+        }
+        Encryption::Cbc(key) => {
+            fetch.encoding = Encoding::Aes256Cbc;
+            profile::encrypt(&bytes, key, Md::Sha256, rand::random())
+        }
+        Encryption::Rfc8188(ikm) => {
+            fetch.encoding = Encoding::Aes128gcm;
+            headers.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static("aes128gcm"),
+            );
+            rfc8188::encode(
+                &bytes,
+                ikm,
+                rand::random(),
+                rfc8188::DEFAULT_RECORD_SIZE,
+                b"",
+            )
+            .expect("the default record size is valid and the key id empty")
+        }
+    };
+    let content_type = if fetch.encoding == Encoding::Identity && !profile::is_gzip(&body) {
+        "application/xml"
+    } else {
+        "application/octet-stream"
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    fetch.bytes = if request.method == Method::HEAD {
+        0
+    } else {
+        body.len() as u64
+    };
+    (headers, Body::from(body)).into_response()
+}
+
+/// A file's bytes, at most [`MAX_PROFILE`].
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_PROFILE as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if bytes.len() > MAX_PROFILE {
+        return Err(format!(
+            "the file is over {} MiB",
+            MAX_PROFILE / (1024 * 1024)
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_refuse_escapes() {
+        assert_eq!(segments("/cfg/a.xml").unwrap(), vec!["cfg", "a.xml"]);
+        assert_eq!(
+            segments("//cfg///a%20b.xml").unwrap(),
+            vec!["cfg", "a b.xml"]
+        );
+        for bad in [
+            "/../x",
+            "/cfg/..",
+            "/%2e%2e/x",
+            "/%2E%2E/x",
+            "/.hidden",
+            "/a%2fb",
+            "/a%5cb",
+            "/a%00b",
+        ] {
+            assert_eq!(segments(bad), Err(Refusal::Segment), "{bad}");
+        }
+        for bad in ["/a%2", "/a%zz", "/%ff"] {
+            assert_eq!(segments(bad), Err(Refusal::Encoding), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lookup_falls_back_to_default_and_stays_inside() {
+        let dir = std::env::temp_dir().join(format!("sipnotify-serve-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("root/cfg")).unwrap();
+        std::fs::write(dir.join("root/cfg/default.xml"), "d").unwrap();
+        std::fs::write(dir.join("root/cfg/000e08012345.xml"), "m").unwrap();
+        std::fs::write(dir.join("secret.xml"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret.xml"), dir.join("root/cfg/out.xml")).unwrap();
+        let root = std::fs::canonicalize(dir.join("root")).unwrap();
+        let seg = |s: &str| segments(s).unwrap();
+        let found = |s: &str| {
+            lookup(&root, &seg(s)).map(|p| p.map(|p| std::fs::read_to_string(p).unwrap()))
+        };
+        assert_eq!(found("/cfg/000e08012345.xml"), Ok(Some("m".into())));
+        assert_eq!(found("/cfg/000e08099999.xml"), Ok(Some("d".into())));
+        assert_eq!(found("/cfg/x.cfg"), Ok(None));
+        assert_eq!(found("/cfg"), Ok(None));
+        assert_eq!(found("/"), Ok(None));
+        assert_eq!(found("/cfg/out.xml"), Err(Refusal::Outside));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn basic_auth() {
+        use base64::Engine as _;
+        let auth = BasicAuth {
+            user: "admin".into(),
+            password: Password::new("s3cret"),
+        };
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            h
+        };
+        let basic = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(authorized(&auth, &with(&basic("admin:s3cret"))));
+        assert!(authorized(
+            &auth,
+            &with(&basic("admin:s3cret").replace("Basic", "basic"))
+        ));
+        assert!(!authorized(&auth, &with(&basic("admin:s3cre"))));
+        assert!(!authorized(&auth, &with(&basic("admin"))));
+        assert!(!authorized(&auth, &with(&basic("Admin:s3cret"))));
+        assert!(!authorized(&auth, &with("Bearer x")));
+        assert!(!authorized(&auth, &HeaderMap::new()));
+        let empty = BasicAuth {
+            user: String::new(),
+            password: Password::new(""),
+        };
+        assert!(!authorized(&empty, &HeaderMap::new()));
+    }
+}

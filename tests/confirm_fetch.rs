@@ -1,0 +1,204 @@
+//! `batch --confirm-fetch`: the campaign waits for each phone's profile fetch after its
+//! resync, against simulated MPP lines (`phone --profile-rule`) and `serve` in the same
+//! process (`--serve`) or in another one (`--fetch-log`).
+
+mod common;
+mod prov;
+
+use common::{bin, PhoneProcess};
+use prov::{
+    batch, counts, fleet, free_port, log_lines, mac, profiles, temp_dir, ServeProcess, KEY, PROFILE,
+};
+use std::net::Ipv4Addr;
+
+#[test]
+fn a_thousand_lines_end_confirmed() {
+    let dir = temp_dir("all");
+    let root = profiles(&dir);
+    let port = free_port();
+    let phone = fleet(1000, 1999, KEY, port, false);
+    let mut csv = String::from("target,mac,password\n");
+    for user in 1000..2000 {
+        csv += &format!("{user}@{},{},pw-{user}\n", phone.addr("udp"), mac(user));
+    }
+    let input = dir.join("lines.csv");
+    std::fs::write(&input, csv).unwrap();
+    let journal = dir.join("journal");
+    let listen = format!("127.0.0.1:{port}");
+    let args = [
+        "--confirm-fetch",
+        "5",
+        "--serve",
+        root.to_str().unwrap(),
+        "--serve-listen",
+        &listen,
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let (out, records) = batch(&input, &args, &[("SIPNOTIFY_PROFILE_KEY", KEY)]);
+    assert_eq!(
+        counts(&records).get("confirmed"),
+        Some(&1000),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let journaled = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(journaled.matches("\"outcome\":\"confirmed\"").count(), 1000);
+    // A resume sends nothing: every line is journaled confirmed.
+    let (out, records) = batch(&input, &args, &[("SIPNOTIFY_PROFILE_KEY", KEY)]);
+    assert_eq!(counts(&records).get("already_delivered"), Some(&1000));
+    assert_eq!(out.status.code(), Some(0));
+    // The journal is a confirmed campaign's: without --confirm-fetch it is refused.
+    let out = bin()
+        .args(["batch", "--event", "resync"])
+        .arg(&input)
+        .args(["--journal", journal.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("confirm_fetch"));
+    let stats = String::from_utf8(phone.terminate()).unwrap();
+    assert!(stats.contains("1000 delivered"), "{stats}");
+}
+
+#[test]
+fn a_thousand_lines_confirmed_and_ten_with_a_wrong_key_not_fetched_then_resumed() {
+    let dir = temp_dir("thousand");
+    let root = profiles(&dir);
+    let port = free_port();
+    let good = fleet(1000, 1989, KEY, port, true);
+    let wrong = fleet(1990, 1999, "Not-The-Key", port, true);
+    let mut csv = String::from("target,mac,password\n");
+    for user in 1000..2000 {
+        let phone = if user < 1990 { &good } else { &wrong };
+        csv += &format!("{user}@{},{},pw-{user}\n", phone.addr("udp"), mac(user));
+    }
+    let input = dir.join("lines.csv");
+    std::fs::write(&input, csv).unwrap();
+    let journal = dir.join("journal");
+    let listen = format!("127.0.0.1:{port}");
+    let serve_log = dir.join("fetch.log");
+    let args = [
+        "--confirm-fetch",
+        "3s",
+        "--confirm-path",
+        "/ok/",
+        "--serve",
+        root.to_str().unwrap(),
+        "--serve-listen",
+        &listen,
+        "--serve-log",
+        serve_log.to_str().unwrap(),
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    let env = [("SIPNOTIFY_PROFILE_KEY", KEY)];
+    let (out, records) = batch(&input, &args, &env);
+    let counts = counts(&records);
+    assert_eq!(counts.get("confirmed"), Some(&990), "{counts:?}");
+    assert_eq!(counts.get("not_fetched"), Some(&10), "{counts:?}");
+    assert_eq!(out.status.code(), Some(1));
+    for r in &records {
+        let user: u32 = r["target"].as_str().unwrap()[4..8].parse().unwrap();
+        let expected = if user < 1990 {
+            "confirmed"
+        } else {
+            "not_fetched"
+        };
+        assert_eq!(r["outcome"], expected, "{r}");
+        if expected == "confirmed" {
+            assert_eq!(r["status"], 200);
+            assert!(
+                r["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("/ok/{}", mac(user))),
+                "{r}"
+            );
+        }
+    }
+    // The wrong-key lines fetched their profile (200) and stopped there: the server
+    // cannot tell a wrong key, the missing last fetch does.
+    let fetches = log_lines(&serve_log);
+    let wrong_fetches: Vec<_> = fetches
+        .iter()
+        .filter(|f| f["mac"].as_str().unwrap() >= mac(1990).as_str())
+        .collect();
+    assert_eq!(wrong_fetches.len(), 10);
+    assert!(wrong_fetches
+        .iter()
+        .all(|f| f["path"].as_str().unwrap().starts_with("/cfg/")));
+    assert!(!std::fs::read_to_string(&journal).unwrap().contains(KEY));
+
+    // Resumed: the confirmed are not sent again; the 10 are, and stay not_fetched.
+    let (_, records) = batch(&input, &args, &env);
+    let counts = self::counts(&records);
+    assert_eq!(counts.get("already_delivered"), Some(&990), "{counts:?}");
+    assert_eq!(counts.get("not_fetched"), Some(&10), "{counts:?}");
+    let stats = String::from_utf8(good.terminate()).unwrap();
+    assert!(stats.contains("990 delivered"), "{stats}");
+}
+
+#[test]
+fn a_failed_fetch_and_an_external_servers_log_matched_by_address() {
+    let dir = temp_dir("external");
+    let root = profiles(&dir);
+    std::fs::remove_file(root.join("cfg/default.xml")).unwrap();
+    std::fs::write(root.join("cfg/000e080003e8.xml"), PROFILE).unwrap();
+    let log = dir.join("fetch.log");
+    std::fs::write(&log, "").unwrap();
+    let server = ServeProcess::start(&root, &["--log", log.to_str().unwrap()], &[]);
+    // One wildcard simulator is a fleet at 127.0.0.x; each line fetches from its address.
+    let phone = PhoneProcess::builder()
+        .listen("0.0.0.0:0")
+        .transport("udp")
+        .users("1000-1003")
+        .password_template("pw-{user}")
+        .args([
+            "--profile-rule",
+            &format!("http://{}/cfg/$MA.xml", server.addr),
+        ])
+        .start();
+    let port = phone.addr("udp").port();
+    let mut csv = String::from("target,password\n");
+    for (i, user) in (1000..1004).enumerate() {
+        csv += &format!(
+            "{user}@{}:{port},pw-{user}\n",
+            Ipv4Addr::new(127, 0, 0, 10 + i as u8)
+        );
+    }
+    let input = dir.join("lines.csv");
+    std::fs::write(&input, csv).unwrap();
+    let (_, records) = batch(
+        &input,
+        &["--confirm-fetch", "3", "--fetch-log", log.to_str().unwrap()],
+        &[],
+    );
+    let by_target = |ip: &str| {
+        records
+            .iter()
+            .find(|r| r["target"].as_str().unwrap().contains(ip))
+            .unwrap()
+            .clone()
+    };
+    // Only 1000 (000e080003e8) has a profile: the others get 404.
+    assert_eq!(
+        by_target("127.0.0.10")["outcome"],
+        "confirmed",
+        "{records:?}"
+    );
+    for ip in ["127.0.0.11", "127.0.0.12", "127.0.0.13"] {
+        let r = by_target(ip);
+        assert_eq!(
+            (r["outcome"].as_str(), r["status"].as_u64()),
+            (Some("fetch_failed"), Some(404)),
+            "{r}"
+        );
+    }
+    let fetches = log_lines(&log);
+    assert!(
+        fetches.iter().any(|f| f["addr"] == "127.0.0.13"),
+        "{fetches:?}"
+    );
+}

@@ -1,0 +1,219 @@
+//! `sipnotify serve` on loopback: the path template and its fallback, on-the-fly
+//! encryption, Basic auth, the JSON log, and what a hostile client sends.
+
+mod common;
+mod prov;
+
+use prov::{get, raw, temp_dir, wait_log, ServeProcess};
+use sipnotify::provision::profile::{self, Md};
+use sipnotify::provision::{rfc8188, Ikm, Key};
+use std::path::PathBuf;
+
+const MAC_PROFILE: &str = "<flat-profile><Station_Name>mac</Station_Name></flat-profile>";
+const DEFAULT_PROFILE: &str = "<flat-profile><Station_Name>default</Station_Name></flat-profile>";
+
+/// DIR/root/cfg/{000e08012345.xml, default.xml}, DIR/secret.xml outside, and a symbolic
+/// link from inside to it.
+fn tree(name: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("cfg")).unwrap();
+    std::fs::write(root.join("cfg/000e08012345.xml"), MAC_PROFILE).unwrap();
+    std::fs::write(root.join("cfg/default.xml"), DEFAULT_PROFILE).unwrap();
+    std::fs::write(dir.join("secret.xml"), "SECRET-OUTSIDE").unwrap();
+    std::os::unix::fs::symlink(dir.join("secret.xml"), root.join("cfg/link.xml")).unwrap();
+    std::os::unix::fs::symlink(&dir, root.join("up")).unwrap();
+    (dir, root)
+}
+
+#[test]
+fn per_mac_files_a_default_and_one_log_line_each() {
+    let (dir, root) = tree("template");
+    let log = dir.join("fetch.log");
+    let server = ServeProcess::start(&root, &["--log", log.to_str().unwrap()], &[]);
+    let r = get(server.addr, "/cfg/000E08012345.xml", &[]);
+    // The file system is case-sensitive: 000E... is not 000e..., so the default answers.
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, DEFAULT_PROFILE.as_bytes())
+    );
+    let r = get(server.addr, "/cfg/000e08012345.xml", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, MAC_PROFILE.as_bytes()));
+    let r = get(
+        server.addr,
+        "/cfg/x.xml",
+        &["User-Agent: Cisco-CP-8845-3PCC/11.3.1 (00562B043615)"],
+    );
+    assert_eq!(r.status, 200);
+    let r = get(server.addr, "/cfg/x.cfg", &[]);
+    assert_eq!(r.status, 404);
+    let lines = wait_log(&log, 4);
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["mac"], "000e08012345");
+    assert_eq!(lines[0]["file"], "cfg/default.xml");
+    assert_eq!(lines[1]["file"], "cfg/000e08012345.xml");
+    assert_eq!(lines[1]["bytes"], MAC_PROFILE.len());
+    assert_eq!(lines[1]["encoding"], "identity");
+    assert_eq!(lines[1]["addr"], "127.0.0.1");
+    assert_eq!(lines[2]["mac"], "00562b043615");
+    assert_eq!(lines[3]["status"], 404);
+    assert!(lines[3]["at"].as_f64().unwrap() > 1.7e9);
+}
+
+#[test]
+fn encrypted_on_the_fly() {
+    let (_dir, root) = tree("encrypt");
+    let key = "Prov-Key-1234";
+    let server = ServeProcess::start(&root, &[], &[("SIPNOTIFY_PROFILE_KEY", key)]);
+    let r = get(server.addr, "/cfg/000e08012345.xml", &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.starts_with(b"Salted__"));
+    assert_eq!(r.header("content-encoding"), None);
+    let plain = profile::decrypt(&r.body, &Key::new(key), Md::Sha256).unwrap();
+    assert_eq!(plain, MAC_PROFILE.as_bytes());
+    drop(server);
+
+    let ikm = "BO3ZVPxUlnLORbVGMpbT1Q";
+    let server = ServeProcess::start(&root, &[], &[("SIPNOTIFY_PROFILE_IKM", ikm)]);
+    let r = get(server.addr, "/cfg/000e08012345.xml", &[]);
+    assert_eq!(r.header("content-encoding"), Some("aes128gcm"));
+    let decoded = rfc8188::decode(&r.body, &Ikm::from_base64url(ikm).unwrap()).unwrap();
+    assert_eq!(decoded.plain, MAC_PROFILE.as_bytes());
+}
+
+#[test]
+fn paths_outside_the_directory_get_404_and_are_logged() {
+    let (dir, root) = tree("escape");
+    let log = dir.join("fetch.log");
+    let server = ServeProcess::start(&root, &["--log", log.to_str().unwrap()], &[]);
+    let attempts = [
+        "/../secret.xml",
+        "/cfg/../../secret.xml",
+        "/%2e%2e/secret.xml",
+        "/%2E%2E%2Fsecret.xml",
+        "/cfg/%2e%2e/%2e%2e/secret.xml",
+        "/cfg/link.xml",
+        "/up/secret.xml",
+        "//etc/passwd",
+        "/etc/passwd",
+        "/%2fetc/passwd",
+        "/cfg/..%5c..%5csecret.xml",
+        "/.%2e/secret.xml",
+    ];
+    for path in attempts {
+        let r = get(server.addr, path, &[]);
+        assert!(
+            r.status == 404 || r.status == 400,
+            "{path}: {} {:?}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.body).contains("SECRET"),
+            "{path}"
+        );
+    }
+    // The request line in absolute form, as a proxy would send it.
+    let r = raw(
+        server.addr,
+        b"GET http://127.0.0.1/../secret.xml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.status == 404 || r.status == 400, "{}", r.status);
+    let lines = wait_log(&log, attempts.len());
+    let refused = lines
+        .iter()
+        .filter(|l| l["status"] == 404 && l["note"].as_str().unwrap_or("").starts_with("refused"))
+        .count();
+    // All but /etc/passwd (a missing file under DIR, not an escape) and //etc/passwd.
+    assert!(refused >= attempts.len() - 2, "{lines:#?}");
+    assert!(lines
+        .iter()
+        .any(|l| l["note"] == "refused: the file is outside the directory"));
+}
+
+#[test]
+fn heads_and_bodies_are_bounded() {
+    let (_dir, root) = tree("bounds");
+    let server = ServeProcess::start(&root, &[], &[]);
+    let big = format!(
+        "GET /cfg/default.xml HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let r = raw(server.addr, big.as_bytes());
+    assert!(r.status == 431 || r.status == 0, "{}", r.status);
+    // A body is never read: a POST of 100 MB is answered at once, without the body.
+    let started = std::time::Instant::now();
+    let r = raw(
+        server.addr,
+        b"POST /cfg/default.xml HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Still serving.
+    assert_eq!(get(server.addr, "/cfg/default.xml", &[]).status, 200);
+}
+
+#[test]
+fn basic_auth() {
+    use base64::Engine as _;
+    let (dir, root) = tree("auth");
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "Serve-Pass-99\n").unwrap();
+    let log = dir.join("fetch.log");
+    let server = ServeProcess::start(
+        &root,
+        &[
+            "--user",
+            "prov",
+            "--password-file",
+            pw.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let basic = |s: &str| {
+        format!(
+            "Authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+    };
+    let r = get(server.addr, "/cfg/default.xml", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"sipnotify\"")
+    );
+    assert_eq!(
+        get(
+            server.addr,
+            "/cfg/default.xml",
+            &[&basic("prov:Bad-Guess-77")]
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        get(
+            server.addr,
+            "/cfg/default.xml",
+            &[&basic("other:Serve-Pass-99")]
+        )
+        .status,
+        401
+    );
+    let r = get(
+        server.addr,
+        "/cfg/default.xml",
+        &[&basic("prov:Serve-Pass-99")],
+    );
+    assert_eq!(
+        (r.status, r.body.as_slice()),
+        (200, DEFAULT_PROFILE.as_bytes())
+    );
+    let lines = wait_log(&log, 4);
+    assert_eq!(lines[0]["note"], "no or wrong credentials");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("Serve-Pass") && !text.contains("Bad-Guess"));
+}
