@@ -188,6 +188,9 @@ pub struct JsonRecord<'a> {
     /// With -v: every message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ladder: Vec<LadderJson<'a>>,
+    /// The channel's own fields ([`Outcome::details`]).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub details: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl<'a> JsonRecord<'a> {
@@ -208,6 +211,7 @@ impl<'a> JsonRecord<'a> {
             tries: None,
             line: None,
             ladder: Vec::new(),
+            details: None,
         }
     }
 
@@ -234,6 +238,7 @@ impl<'a> JsonRecord<'a> {
             } else {
                 Vec::new()
             },
+            details: o.details.as_deref(),
             ..JsonRecord::new(target, event, id)
         }
     }

@@ -6,7 +6,8 @@ use super::send::{notifier_config, parse_headers, password, timeout_within_timer
 use super::{parse_duration, Failure, Format, StopSignals};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
-    Campaign, Defaults, Files, Input, InputFormat, Options, RetryPolicy, Shard, Stop, SyncMode,
+    Campaign, Channel, Defaults, Files, Input, InputFormat, Observer, Options, RetryPolicy, Shard,
+    Stop, SyncMode,
 };
 use sipnotify::Notifier;
 use std::io::{IsTerminal, Write};
@@ -29,6 +30,15 @@ pub enum JournalSync {
     Batch,
     /// Left to the kernel.
     Off,
+}
+
+/// `--channel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelName {
+    /// SIP NOTIFY.
+    Sip,
+    /// HTTP push to Cisco phones' web servers (CGI/Execute, screenshots, information).
+    Http,
 }
 
 /// Options of `sipnotify batch`.
@@ -71,9 +81,9 @@ pub struct BatchArgs {
     /// Options for rows whose cell is empty.
     #[command(flatten)]
     pub line: LineArgs,
-    /// Targets in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    pub concurrency: usize,
+    /// Targets in flight at once (default 256 for sip, 32 for http).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
     /// New targets started per second, evenly spaced.
     #[arg(long, value_name = "PER_SEC")]
     pub rate: Option<f64>,
@@ -120,6 +130,11 @@ pub struct BatchArgs {
     /// appended to.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// How to act on the phones: sip (NOTIFY) or http (Cisco CGI/Execute push).
+    #[arg(long, value_enum, default_value = "sip")]
+    pub channel: ChannelName,
+    #[command(flatten)]
+    pub http: super::http::BatchWebArgs,
 }
 
 /// The defaults of rows whose cells are empty, checked.
@@ -142,7 +157,7 @@ fn defaults(args: &BatchArgs) -> Result<Defaults, Failure> {
 }
 
 /// The campaign's options, checked.
-fn options(args: &BatchArgs) -> Result<Options, Failure> {
+pub fn options(args: &BatchArgs, concurrency: usize) -> Result<Options, Failure> {
     let duration = |name: &str, text: &str| {
         parse_duration(text).map_err(|e| Failure::input(format!("{name}: {e}")))
     };
@@ -163,7 +178,7 @@ fn options(args: &BatchArgs) -> Result<Options, Failure> {
         FileFormat::Jsonl => InputFormat::Jsonl,
     });
     options.shard = args.shard.unwrap_or(Shard::ALL);
-    options.concurrency = args.concurrency;
+    options.concurrency = args.concurrency.unwrap_or(concurrency);
     options.rate = args.rate;
     options.spread = args
         .spread
@@ -185,21 +200,40 @@ fn options(args: &BatchArgs) -> Result<Options, Failure> {
 
 /// Runs a campaign and returns the exit code.
 pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Failure> {
+    if args.channel == ChannelName::Http {
+        return super::http::batch(args, output, verbose).await;
+    }
     let mut defaults = defaults(&args)?;
     let (config, timeout) = notifier_config(&args.line)?;
     timeout_within_timer_f(&config, timeout)?;
     defaults.timeout = timeout;
-    let mut options = options(&args)?;
+    let mut options = options(&args, 256)?;
     options.description = defaults.describe();
     let input = options.input.clone();
     let campaign = Campaign::open(options, move |row| defaults.notify(row))
         .map_err(|e| Failure::input(e.to_string()))?;
-    for warning in campaign.warnings() {
-        errln!("warning: {warning}");
-    }
     let notifier = Notifier::bind(config)
         .await
         .map_err(|e| Failure::local(format!("cannot bind the local socket: {e}")))?;
+    drive(campaign, notifier, output, verbose, input, |printed| {
+        printed
+    })
+    .await
+}
+
+/// Runs an open campaign through `channel`, with signals, progress, per-target output
+/// (`observe` may add to it) and the summary; the exit code.
+pub async fn drive<C: Channel, O: Observer>(
+    campaign: Campaign<C>,
+    channel: C,
+    output: Format,
+    verbose: u8,
+    input: Input,
+    observe: impl FnOnce(CampaignOutput) -> O,
+) -> Result<u8, Failure> {
+    for warning in campaign.warnings() {
+        errln!("warning: {warning}");
+    }
     // Listening from here on, before the first target starts: a signal sent once the
     // journal has a line is never the default action.
     let signals = tokio::spawn(stop_on_signals(
@@ -210,9 +244,9 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| progress_bar(campaign.total()));
-    let observer = CampaignOutput::new(output, verbose, bar.clone(), input);
+    let observer = observe(CampaignOutput::new(output, verbose, bar.clone(), input));
     let finished = campaign
-        .run(notifier, observer)
+        .run(channel, observer)
         .await
         .map_err(|e| Failure::local(e.to_string()))?;
     if let Some(bar) = &bar {

@@ -30,6 +30,7 @@ macro_rules! errln {
 
 mod batch;
 mod demo;
+mod http;
 mod journal;
 mod output;
 mod phone;
@@ -121,6 +122,8 @@ enum Command {
     /// Send one event to many phones listed in a CSV or JSON Lines file (or - for stdin),
     /// paced, retried, journaled for resuming, with a report.
     Batch(batch::BatchArgs),
+    #[command(flatten)]
+    Http(http::HttpCommand),
     /// Work with campaign journals: merge the shards' journals into one report.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
@@ -206,6 +209,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let event = custom.event()?;
             send::run(send, event, &out).await
         }
+        Command::Http(command) => http::run(command, &out, cli.output).await,
         Command::Batch(args) => batch::run(args, cli.output, cli.verbose).await,
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,

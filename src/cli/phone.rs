@@ -68,6 +68,8 @@ pub struct PhoneArgs {
     /// rehearsal at tens of thousands of NOTIFYs per second needs more than one core.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: u16,
+    #[command(flatten)]
+    web: super::http::PhoneWebArgs,
 }
 
 impl PhoneArgs {
@@ -130,15 +132,34 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     let running = phone::spawn(config, &listen)
         .await
         .map_err(|e| Failure::local(format!("cannot listen: {e}")))?;
-    let addrs: Vec<String> = running
+    let faults = super::http::Faults {
+        delay: Duration::from_millis(args.delay),
+        drop_percent: args.drop,
+        fail_percent: args.fail_percent,
+    };
+    let web = args.web.start(&args.password_template, faults).await?;
+    let mut addrs: Vec<String> = running
         .local_addrs()
         .iter()
         .map(|(a, t)| format!("{t} {a}"))
         .collect();
+    addrs.extend(
+        web.iter()
+            .flat_map(|w| w.local_addrs())
+            .map(|a| format!("http {a}")),
+    );
     outln!("phone listening on {}", addrs.join(", "));
     super::StopSignals::listen().recv().await;
     let stats = running.stats();
     running.shutdown().await;
+    if let Some(web) = web {
+        let s = web.stats();
+        web.shutdown().await;
+        outln!(
+            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots",
+            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots
+        );
+    }
     outln!(
         "phone stopped: {} requests, {} challenged, {} delivered, {} forbidden, {} rejected, {} dropped",
         stats.requests, stats.challenged, stats.delivered, stats.forbidden, stats.rejected, stats.dropped
