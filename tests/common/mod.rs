@@ -429,16 +429,29 @@ pub fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
 
 /// A PNG's size and the colour of the pixel at (x, y); panics if it is not a PNG.
 pub fn png_pixel(bytes: &[u8], x: u32, y: u32) -> ((u32, u32), [u8; 3]) {
+    let (size, rgb) = png_rgb(bytes);
+    let at = (y as usize * size.0 as usize + x as usize) * 3;
+    (size, [rgb[at], rgb[at + 1], rgb[at + 2]])
+}
+
+/// A PNG's size and its pixels as RGB; panics if it is not a PNG.
+pub fn png_rgb(bytes: &[u8]) -> ((u32, u32), Vec<u8>) {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().expect("a PNG");
     let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
     let info = reader.next_frame(&mut buf).expect("a PNG frame");
     let channels = info.color_type.samples();
-    let at = y as usize * info.line_size + x as usize * channels;
-    let px = &buf[at..at + channels];
-    (
-        (info.width, info.height),
-        [px[0], px[1 % channels], px[2 % channels]],
-    )
+    let mut rgb = Vec::with_capacity((info.width * info.height * 3) as usize);
+    for y in 0..info.height as usize {
+        let row = &buf[y * info.line_size..];
+        for x in 0..info.width as usize {
+            let px = &row[x * channels..][..channels];
+            match channels {
+                1 | 2 => rgb.extend_from_slice(&[px[0]; 3]),
+                _ => rgb.extend_from_slice(&px[..3]),
+            }
+        }
+    }
+    ((info.width, info.height), rgb)
 }
