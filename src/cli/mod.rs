@@ -121,7 +121,7 @@ enum Command {
     },
     /// Send one event to many phones listed in a CSV or JSON Lines file (or - for stdin),
     /// paced, retried, journaled for resuming, with a report.
-    Batch(batch::BatchArgs),
+    Batch(Box<batch::BatchArgs>),
     #[command(flatten)]
     Http(http::HttpCommand),
     /// Work with campaign journals: merge the shards' journals into one report.
@@ -210,7 +210,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             send::run(send, event, &out).await
         }
         Command::Http(command) => http::run(command, &out, cli.output).await,
-        Command::Batch(args) => batch::run(args, cli.output, cli.verbose).await,
+        Command::Batch(args) => batch::run(*args, cli.output, cli.verbose).await,
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,
         Command::Demo => demo::run().await,

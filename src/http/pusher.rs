@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -347,21 +346,19 @@ impl Drop for Holding<'_> {
 impl Channel for Pusher {
     type Request = Push;
 
-    fn deliver<'a>(&'a self, push: &'a Push) -> impl Future<Output = Outcome> + Send + 'a {
-        async move {
-            let phone = match resolve(&push.phone).await {
-                Ok(addr) => addr,
-                Err(failed) => return Outcome::unsent(failed.kind, failed.reason),
-            };
-            let _holding = self.hold(phone).await;
-            let mut outcome = self.exchange(push).await.outcome;
-            if let Some(shots) = &self.inner.config.screenshots {
-                if outcome.status.is_some() {
-                    self.screenshot_after(push, &mut outcome, shots).await;
-                }
+    async fn deliver(&self, push: &Push) -> Outcome {
+        let phone = match resolve(&push.phone).await {
+            Ok(addr) => addr,
+            Err(failed) => return Outcome::unsent(failed.kind, failed.reason),
+        };
+        let _holding = self.hold(phone).await;
+        let mut outcome = self.exchange(push).await.outcome;
+        if let Some(shots) = &self.inner.config.screenshots {
+            if outcome.status.is_some() {
+                self.screenshot_after(push, &mut outcome, shots).await;
             }
-            outcome
         }
+        outcome
     }
 
     fn target(push: &Push) -> &str {

@@ -98,9 +98,9 @@ impl ContactSheet {
             .iter()
             .map(|(label, n)| format!("{n} {}", escape(label.as_str())))
             .collect();
-        write!(
+        writeln!(
             self.out,
-            "</main><footer>{} thumbnails; {}</footer></body></html>\n",
+            "</main><footer>{} thumbnails; {}</footer></body></html>",
             self.thumbnails,
             counts.join(", ")
         )?;

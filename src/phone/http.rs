@@ -272,8 +272,8 @@ async fn execute(
     if let Some(early) = shared.faults().await {
         return early;
     }
-    if let Err(refused) = shared.authenticate(phone, &headers, "POST", "/CGI/Execute", &body) {
-        return refused;
+    if let Some(refusal) = shared.refusal(phone, &headers, "POST", "/CGI/Execute", &body) {
+        return refusal;
     }
     let Some(xml) = form_urlencoded::parse(&body)
         .find(|(name, _)| name == "XML")
@@ -347,8 +347,8 @@ async fn screenshot(
     if let Some(early) = shared.faults().await {
         return early;
     }
-    if let Err(refused) = shared.authenticate(phone, &headers, "GET", "/CGI/Screenshot", b"") {
-        return refused;
+    if let Some(refusal) = shared.refusal(phone, &headers, "GET", "/CGI/Screenshot", b"") {
+        return refusal;
     }
     let background = shared
         .phones
@@ -428,16 +428,18 @@ impl Shared {
         })
     }
 
-    /// Checks the request's credentials, or the answer that refuses it.
-    fn authenticate(
+    /// Checks the request's credentials: the answer that refuses it, or `None`.
+    fn refusal(
         &self,
         phone: SocketAddr,
         headers: &HeaderMap,
         method: &str,
         path: &str,
         body: &[u8],
-    ) -> Result<(), Response> {
-        self.remember(phone)?;
+    ) -> Option<Response> {
+        if let Some(full) = self.remember(phone) {
+            return Some(full);
+        }
         let config = &self.config;
         let given = headers
             .get(header::AUTHORIZATION)
@@ -445,16 +447,16 @@ impl Shared {
         let refused = |response: Response| {
             self.counters.refused.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%phone, path, "credentials refused");
-            Err(response)
+            Some(response)
         };
         match config.auth {
-            WebAuth::None => Ok(()),
+            WebAuth::None => None,
             WebAuth::Basic => match given.and_then(decode_basic) {
                 None => refused(self.challenge(false)),
                 Some((user, password))
                     if user == config.user && password == config.password.expose() =>
                 {
-                    Ok(())
+                    None
                 }
                 Some(_) if config.reject_with_401 => refused(self.challenge(false)),
                 Some(_) => refused(phone_error(4)),
@@ -473,7 +475,7 @@ impl Shared {
                     && answer.uri == path
                     && digest::verify(&answer, &config.password, method, body)
                 {
-                    Ok(())
+                    None
                 } else {
                     refused(self.challenge(false))
                 }
@@ -482,13 +484,13 @@ impl Shared {
     }
 
     /// Counts a phone the first time it is reached; refuses one past the limit.
-    fn remember(&self, phone: SocketAddr) -> Result<(), Response> {
+    fn remember(&self, phone: SocketAddr) -> Option<Response> {
         let mut phones = self.phones.lock().expect("lock");
         if phones.len() >= MAX_PHONES && !phones.contains_key(&phone) {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "too many phones").into_response());
+            return Some((StatusCode::SERVICE_UNAVAILABLE, "too many phones").into_response());
         }
         phones.entry(phone).or_default();
-        Ok(())
+        None
     }
 
     /// A 401 with this server's challenge.

@@ -312,6 +312,13 @@ pub fn json_line(stdout: &[u8]) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
 
+/// Downloads by source address and path.
+type Hits =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, String), u32>>>;
+
+/// The files served, by path.
+type Files = std::sync::Arc<std::collections::HashMap<&'static str, Vec<u8>>>;
+
 /// A web server for the files the simulated phones download (backgrounds), on loopback,
 /// on a thread of its own: it counts each download by the address it came from and the
 /// path, and answers 404 for paths it does not have.
@@ -330,11 +337,7 @@ impl FileServer {
     pub fn start(files: Vec<(&'static str, Vec<u8>)>) -> FileServer {
         use axum::extract::{ConnectInfo, State};
         use axum::http::{StatusCode, Uri};
-        type Hits = std::sync::Arc<
-            std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, String), u32>>,
-        >;
-        let files: std::sync::Arc<std::collections::HashMap<&'static str, Vec<u8>>> =
-            std::sync::Arc::new(files.into_iter().collect());
+        let files: Files = std::sync::Arc::new(files.into_iter().collect());
         let hits: Hits = Default::default();
         let (addr_tx, addr_rx) = mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -346,10 +349,7 @@ impl FileServer {
                 .expect("a runtime");
             runtime.block_on(async move {
                 async fn serve(
-                    State((files, hits)): State<(
-                        std::sync::Arc<std::collections::HashMap<&'static str, Vec<u8>>>,
-                        Hits,
-                    )>,
+                    State((files, hits)): State<(Files, Hits)>,
                     ConnectInfo(from): ConnectInfo<SocketAddr>,
                     uri: Uri,
                 ) -> axum::response::Response {
