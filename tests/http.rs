@@ -677,3 +677,87 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The web password, and the Basic value that carries it, appear in no output, ladder,
+/// log, journal or report, whatever the verbosity, format or password source.
+#[test]
+fn passwords_appear_nowhere() {
+    use base64::Engine;
+    let dir = tempdir("secrets");
+    let stderr = dir.join("phone.stderr");
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "127.0.0.1:0", "--http-auth", "digest", "-vv"])
+        .stderr_to(&stderr)
+        .start();
+    let addr = web_addr(&phone).to_string();
+    let password_file = dir.join("pw");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{PASSWORD}"));
+    let mut seen = String::new();
+    for verbosity in [None, Some("-v"), Some("-vv")] {
+        for format in ["human", "json", "csv"] {
+            for source in ["file", "env", "arg"] {
+                let mut args = vec![
+                    "execute",
+                    &addr,
+                    "Key:Services",
+                    "--user",
+                    "admin",
+                    "--output",
+                    format,
+                ];
+                args.extend(verbosity);
+                let path = password_file.to_str().unwrap();
+                match source {
+                    "file" => args.extend(["--password-file", path]),
+                    "arg" => args.extend(["--password", PASSWORD]),
+                    _ => {}
+                }
+                let out = run(&args, (source == "env").then_some(PASSWORD));
+                assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+                seen += &text(&out);
+            }
+        }
+    }
+    // A campaign with per-row passwords, a journal and a report.
+    let rows = dir.join("rows.csv");
+    std::fs::write(
+        &rows,
+        format!("target,user,password\n{addr},admin,{PASSWORD}\n"),
+    )
+    .unwrap();
+    let (journal, report) = (dir.join("journal"), dir.join("report.jsonl"));
+    let out = run(
+        &[
+            "batch",
+            rows.to_str().unwrap(),
+            "--channel",
+            "http",
+            "--action",
+            "execute",
+            "--uri",
+            "Key:Services",
+            "-vv",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    seen += &text(&out);
+    seen += &std::fs::read_to_string(&journal).unwrap();
+    seen += &std::fs::read_to_string(&report).unwrap();
+    drop(phone);
+    seen += &std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        seen.contains("Authorization: Digest <redacted>"),
+        "the ladders were checked"
+    );
+    assert!(!seen.contains(PASSWORD), "the password appears");
+    assert!(!seen.contains(&basic), "the Basic credentials appear");
+}

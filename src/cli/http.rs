@@ -290,7 +290,10 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
     defaults.auth = web.auth;
     defaults.max_object = web.max_object;
     defaults.check().map_err(input)?;
-    let settle = parse_timeout(Some(web.settle).filter(|s| *s > 0.0))?.unwrap_or(Duration::ZERO);
+    if !(0.0..=3600.0).contains(&web.settle) {
+        return Err(Failure::input("--settle: 0 to 3600 seconds"));
+    }
+    let settle = Duration::from_secs_f64(web.settle);
     let screenshots = match &web.screenshots {
         Some(dir) => {
             std::fs::create_dir_all(dir)
