@@ -345,6 +345,42 @@ mod tests {
         ));
     }
 
+    /// Mutated and truncated answers (a small deterministic fuzz): reading and judging
+    /// never panic, and whatever they keep is bounded.
+    #[test]
+    fn any_bytes_are_read_without_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"<CiscoIPPhoneResponse><ResponseItem Status=\"0\" Data=\"Success\" URL=\"Key:Services\"/></CiscoIPPhoneResponse>",
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><CiscoIPPhoneError Number=\"4\"/>",
+            b"<DeviceInformation><MACAddress>0011223344AA</MACAddress><phoneDN>1</phoneDN></DeviceInformation>",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].to_vec();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % bytes.len();
+                match next() % 3 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes.insert(at, b"<>\"&;=/\x00\xff"[(next() % 9) as usize]),
+                }
+                if bytes.is_empty() {
+                    break;
+                }
+            }
+            for expect in [Expect::Response, Expect::Image, Expect::DeviceInfo] {
+                let judged = judge(expect, 200, "OK", &bytes, true);
+                assert!(judged.items.len() <= MAX_ITEMS_KEPT);
+            }
+        }
+    }
+
     #[test]
     fn judging() {
         let ok = judge(Expect::Response, 200, "OK", b"<CiscoIPPhoneResponse><ResponseItem Status=\"0\" Data=\"Success\" URL=\"Key:Services\"/></CiscoIPPhoneResponse>", true);

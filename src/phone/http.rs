@@ -164,7 +164,7 @@ impl RunningWeb {
         }
     }
 
-    /// Stops listening; requests in flight are dropped.
+    /// Stops accepting connections; those open end on their own.
     pub async fn shutdown(self) {
         for task in &self.tasks {
             task.abort();
