@@ -761,3 +761,43 @@ fn passwords_appear_nowhere() {
     assert!(!seen.contains(PASSWORD), "the password appears");
     assert!(!seen.contains(&basic), "the Basic credentials appear");
 }
+
+/// A phone answering 503 with `Retry-After: 1` is retried (`--retries`), no sooner than
+/// it asked; the tries are counted.
+#[test]
+fn a_busy_phone_is_retried_after_it_asks() {
+    let phone = web_phone("none", &["--fail-percent", "100"]);
+    let dir = tempdir("busy");
+    let rows = dir.join("rows.csv");
+    std::fs::write(&rows, format!("target\n{}\n", web_addr(&phone))).unwrap();
+    let started = std::time::Instant::now();
+    let out = run(
+        &[
+            "batch",
+            rows.to_str().unwrap(),
+            "--channel",
+            "http",
+            "--action",
+            "info",
+            "--retries",
+            "1",
+            "--backoff",
+            "10ms",
+            "--output",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let record = json_line(&out.stdout);
+    assert_eq!(
+        (&record["outcome"], &record["status"], &record["tries"]),
+        (&"rejected".into(), &503.into(), &2.into()),
+        "{record}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After: 1 is a floor"
+    );
+    assert_eq!(web_counters(phone).0, 2);
+}

@@ -165,6 +165,8 @@ struct Answer {
     status: u16,
     phrase: String,
     challenges: Vec<String>,
+    /// `Retry-After` in delta-seconds (a 503's; an HTTP date is not read).
+    retry_after: Option<Duration>,
     body: Bytes,
 }
 
@@ -241,6 +243,7 @@ impl Pusher {
                     .then_some(answer.body);
                 let outcome = Outcome {
                     status: Some(answer.status),
+                    retry_after: answer.retry_after,
                     hint: judged.hint,
                     details: Some(Box::new(details)),
                     ..Outcome::unsent(judged.kind, judged.reason)
@@ -606,8 +609,15 @@ async fn send(addr: SocketAddr, wire: &Wire, limit: usize) -> Result<Answer, Fai
             .filter_map(|v| v.to_str().ok())
             .map(|v| crate::text::printable(v, false).into_owned())
             .collect();
+        let retry_after = parts
+            .headers
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs);
         Ok(Answer {
             status: parts.status.as_u16(),
+            retry_after,
             phrase: crate::text::printable(&phrase, false).into_owned(),
             challenges,
             body,
