@@ -801,3 +801,64 @@ fn a_busy_phone_is_retried_after_it_asks() {
     );
     assert_eq!(web_counters(phone).0, 2);
 }
+
+/// `info` over a fleet: an inventory CSV with each phone's MAC, model and firmware.
+#[test]
+fn an_inventory_of_a_fleet() {
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "0.0.0.0:0"])
+        .start();
+    let port = web_addr(&phone).port();
+    let dir = tempdir("inventory");
+    let rows = dir.join("rows.csv");
+    std::fs::write(
+        &rows,
+        format!("id,target\na,127.0.9.1:{port}\nb,127.0.9.2:{port}\nc,127.0.9.3:1\n"),
+    )
+    .unwrap();
+    let inventory = dir.join("inventory.csv");
+    let out = run(
+        &[
+            "batch",
+            rows.to_str().unwrap(),
+            "--channel",
+            "http",
+            "--action",
+            "info",
+            "--inventory",
+            inventory.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one phone is unreachable: {}",
+        text(&out)
+    );
+    let mut lines: Vec<String> = std::fs::read_to_string(&inventory)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        lines.remove(0),
+        "target,id,outcome,mac,host_name,dn,model,firmware,serial"
+    );
+    lines.sort();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("http://127.0.9.1:{port},a,delivered,027F000901")),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains(",CP-8845,sip88xx.14-2-1-0001-14,FCH"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("http://127.0.9.2:{port},b,delivered,027F000902")),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], "http://127.0.9.3:1,c,unreachable,,,,,,");
+}

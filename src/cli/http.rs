@@ -7,7 +7,7 @@ use super::output::{CampaignOutput, Printer};
 use super::send::{parse_timeout, password_from, read_limited};
 use super::{Failure, Format};
 use clap::{Args, Subcommand};
-use sipnotify::campaign::{Campaign, Observer, Record};
+use sipnotify::campaign::{Campaign, Observer, Record, Verdict};
 use sipnotify::http::addr::Scheme;
 use sipnotify::http::object::{self, MAX_OBJECT_LIMIT};
 use sipnotify::http::{
@@ -258,6 +258,10 @@ pub struct BatchWebArgs {
     /// Seconds to let each phone act before its screenshot.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub settle: f64,
+    /// With --action info: write an inventory CSV (target, id, outcome, mac, host_name, dn,
+    /// model, firmware, serial), one row per phone.
+    #[arg(long, value_name = "FILE.csv")]
+    pub inventory: Option<PathBuf>,
 }
 
 /// Phones' web servers serve few connections: a modest default.
@@ -320,20 +324,47 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
         })?),
         None => None,
     };
+    let inventory = match &web.inventory {
+        Some(path) => {
+            let mut csv = csv::Writer::from_path(path)
+                .map_err(|e| Failure::input(format!("--inventory {}: {e}", path.display())))?;
+            let _ = csv.write_record(INVENTORY_HEADER);
+            Some(csv)
+        }
+        None => None,
+    };
     let pusher = Pusher::new(PusherConfig {
         timeout,
         screenshots,
     });
     batch::drive(campaign, pusher, output, verbose, input_name, |printed| {
-        Sheeted { printed, sheet }
+        Sheeted {
+            printed,
+            sheet,
+            inventory,
+        }
     })
     .await
 }
 
-/// The campaign's output, and the contact sheet.
+/// The columns of `--inventory`.
+const INVENTORY_HEADER: [&str; 9] = [
+    "target",
+    "id",
+    "outcome",
+    "mac",
+    "host_name",
+    "dn",
+    "model",
+    "firmware",
+    "serial",
+];
+
+/// The campaign's output, the contact sheet and the inventory.
 struct Sheeted {
     printed: CampaignOutput,
     sheet: Option<ContactSheet>,
+    inventory: Option<csv::Writer<std::fs::File>>,
 }
 
 impl Observer for Sheeted {
@@ -345,19 +376,60 @@ impl Observer for Sheeted {
                 self.sheet = None;
             }
         }
+        if let Some(csv) = &mut self.inventory {
+            if let Err(e) = csv.write_record(inventory_row(record)) {
+                errln!("error: cannot write the inventory: {e}");
+                self.inventory = None;
+            }
+        }
     }
 
     fn caught_up(&mut self) {
         self.printed.caught_up();
+        if let Some(csv) = &mut self.inventory {
+            let _ = csv.flush();
+        }
     }
 }
 
-// The campaign's output ends by dropping its observer: the sheet is completed then.
+/// A phone's inventory row: its device information when it answered with some.
+fn inventory_row(record: &Record) -> [String; 9] {
+    let device = match &record.verdict {
+        Verdict::Sent { outcome, .. } => outcome.details.as_deref().and_then(|d| d.get("device")),
+        _ => None,
+    };
+    let field = |name: &str| {
+        device
+            .and_then(|d| d.get(name))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    [
+        record.target.clone(),
+        record.id.clone().unwrap_or_default(),
+        record.verdict.label().to_string(),
+        field("mac"),
+        field("host_name"),
+        field("dn"),
+        field("model"),
+        field("firmware"),
+        field("serial"),
+    ]
+}
+
+// The campaign's output ends by dropping its observer: the sheet and the inventory are
+// completed then.
 impl Drop for Sheeted {
     fn drop(&mut self) {
         if let Some(sheet) = self.sheet.take() {
             if let Err(e) = sheet.finish() {
                 errln!("error: cannot write the contact sheet: {e}");
+            }
+        }
+        if let Some(mut csv) = self.inventory.take() {
+            if let Err(e) = csv.flush() {
+                errln!("error: cannot write the inventory: {e}");
             }
         }
     }
