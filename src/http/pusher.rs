@@ -254,6 +254,7 @@ impl Pusher {
         };
         outcome.attempts = attempts;
         outcome.elapsed = started.elapsed();
+        tracing::debug!(phone = %push.phone, action = push.action.name(), outcome = %outcome.kind, reason = %outcome.reason, "ended");
         outcome.ladder = ladder.entries;
         Delivery { outcome, image }
     }
@@ -446,7 +447,9 @@ async fn exchange(
             Action::Screenshot => MAX_SCREENSHOT,
             _ => MAX_ANSWER,
         };
+        tracing::debug!(phone = %push.phone, method = request.method, path = request.path, "request sent");
         let answer = send(addr, &request, limit).await?;
+        tracing::debug!(phone = %push.phone, status = answer.status, bytes = answer.body.len(), "answer received");
         ladder.push(Direction::Received, render_answer(&answer));
         let sent = authorization.take();
         if answer.status != 401 || *attempts >= MAX_REQUESTS {
