@@ -862,3 +862,53 @@ fn an_inventory_of_a_fleet() {
     );
     assert_eq!(lines[2], "http://127.0.9.3:1,c,unreachable,,,,,,");
 }
+
+/// A campaign sends one request at a time to a phone, even for rows that name it with
+/// different actions; commands run side by side overlap, and the simulator sees it.
+#[test]
+fn one_request_at_a_time_per_phone() {
+    let phone = web_phone("none", &["--delay", "30"]);
+    let addr = web_addr(&phone).to_string();
+    let dir = tempdir("one-at-a-time");
+    let rows = dir.join("rows.csv");
+    let mut csv = String::from("target,action,uri\n");
+    for i in 0..8 {
+        csv += &format!("{addr},execute,Dial:10{i}\n{addr},info,\n");
+    }
+    std::fs::write(&rows, csv).unwrap();
+    let out = run(
+        &[
+            "batch",
+            rows.to_str().unwrap(),
+            "--channel",
+            "http",
+            "--action",
+            "execute",
+            "--allow-duplicates",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stopped = String::from_utf8(phone.terminate()).unwrap();
+    assert!(
+        stopped.contains("16 requests") && stopped.contains(", 0 overlapping"),
+        "{stopped}"
+    );
+    // The control: separate commands at once do overlap.
+    let phone = web_phone("none", &["--delay", "200"]);
+    let addr = web_addr(&phone).to_string();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            bin()
+                .args(["info", &addr])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let stopped = String::from_utf8(phone.terminate()).unwrap();
+    assert!(!stopped.contains(", 0 overlapping"), "{stopped}");
+}

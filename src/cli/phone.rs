@@ -156,8 +156,8 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         let s = web.stats();
         web.shutdown().await;
         outln!(
-            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots",
-            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots
+            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots, {} overlapping",
+            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots, s.overlapping
         );
     }
     outln!(

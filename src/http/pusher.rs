@@ -351,9 +351,18 @@ impl Channel for Pusher {
     type Request = Push;
 
     async fn deliver(&self, push: &Push) -> Outcome {
-        let phone = match resolve(&push.phone).await {
-            Ok(addr) => addr,
-            Err(failed) => return Outcome::unsent(failed.kind, failed.reason),
+        let timeout = self.inner.config.timeout;
+        let phone = match tokio::time::timeout(timeout, resolve(&push.phone)).await {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(failed)) => return Outcome::unsent(failed.kind, failed.reason),
+            Err(_) => {
+                let reason = format!(
+                    "cannot resolve {} in {:.1} s",
+                    push.phone.host(),
+                    timeout.as_secs_f64()
+                );
+                return Outcome::unsent(OutcomeKind::Timeout, reason);
+            }
         };
         let _holding = self.hold(phone).await;
         let mut outcome = self.exchange(push).await.outcome;

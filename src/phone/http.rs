@@ -115,6 +115,9 @@ pub struct WebStats {
     pub screenshots: u64,
     /// Distinct phones (local addresses) reached.
     pub phones: u64,
+    /// Requests that reached a phone while it was still serving another one (a real
+    /// phone's web server serves few at once).
+    pub overlapping: u64,
 }
 
 /// The screen's size, in pixels.
@@ -161,6 +164,7 @@ impl RunningWeb {
             refused: get(&c.refused),
             screenshots: get(&c.screenshots),
             phones: self.shared.phones.lock().expect("lock").len() as u64,
+            overlapping: get(&c.overlapping),
         }
     }
 
@@ -183,6 +187,7 @@ struct Counters {
     failed_fetches: AtomicU64,
     refused: AtomicU64,
     screenshots: AtomicU64,
+    overlapping: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -192,7 +197,27 @@ struct Shared {
     secret: [u8; 16],
     phones: Mutex<HashMap<SocketAddr, PhoneState>>,
     pictures: Mutex<HashMap<[u8; 32], Arc<Picture>>>,
+    /// Requests being served, per phone (phones with none are not kept).
+    serving: Mutex<HashMap<SocketAddr, u32>>,
     counters: Counters,
+}
+
+/// A request being served by a phone: counted while it lives.
+struct Serving<'a> {
+    shared: &'a Shared,
+    phone: SocketAddr,
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let mut serving = self.shared.serving.lock().expect("lock");
+        if let Some(n) = serving.get_mut(&self.phone) {
+            *n -= 1;
+            if *n == 0 {
+                serving.remove(&self.phone);
+            }
+        }
+    }
 }
 
 /// One phone's screen.
@@ -234,6 +259,7 @@ pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Resu
         secret: rand::thread_rng().gen(),
         phones: Mutex::default(),
         pictures: Mutex::default(),
+        serving: Mutex::default(),
         counters: Counters::default(),
     });
     let app = Router::new()
@@ -269,6 +295,7 @@ async fn execute(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _serving = shared.serving(phone);
     if let Some(early) = shared.faults().await {
         return early;
     }
@@ -344,6 +371,7 @@ async fn screenshot(
     ConnectInfo(Reached(phone)): Phone,
     headers: HeaderMap,
 ) -> Response {
+    let _serving = shared.serving(phone);
     if let Some(early) = shared.faults().await {
         return early;
     }
@@ -366,6 +394,7 @@ async fn device_information(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(Reached(phone)): Phone,
 ) -> Response {
+    let _serving = shared.serving(phone);
     if let Some(early) = shared.faults().await {
         return early;
     }
@@ -400,6 +429,21 @@ fn identity(phone: SocketAddr) -> [u8; 6] {
 }
 
 impl Shared {
+    /// Counts a request as being served by `phone` until the guard drops, and one that
+    /// overlaps another.
+    fn serving(&self, phone: SocketAddr) -> Serving<'_> {
+        let mut serving = self.serving.lock().expect("lock");
+        let n = serving.entry(phone).or_default();
+        if *n > 0 {
+            self.counters.overlapping.fetch_add(1, Ordering::Relaxed);
+        }
+        *n += 1;
+        Serving {
+            shared: self,
+            phone,
+        }
+    }
+
     /// `--delay`, `--drop` and `--fail-percent`: an answer to give at once, if any.
     async fn faults(&self) -> Option<Response> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
