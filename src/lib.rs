@@ -25,6 +25,9 @@
 //!   the whole pipeline (input, sharding, pacing, retries, a crash-safe journal, report,
 //!   summary) behind [`Campaign`](campaign::Campaign), over any delivery
 //!   [`Channel`](campaign::Channel), of which the [`Notifier`] is the first.
+//! - [`http`] acts on phones over HTTP (Cisco CGI/Execute push, screenshots, device
+//!   information): objects, answers and authentication sans-IO, a hyper client, and the
+//!   campaign channel [`Pusher`](http::Pusher).
 //! - [`text`] makes text from the network or a file safe to show on a terminal.
 //! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
 //!   the tests, the demo and users' own rehearsals.
@@ -63,6 +66,7 @@
 
 pub mod campaign;
 pub mod event;
+pub mod http;
 pub mod net;
 pub mod phone;
 pub mod proto;

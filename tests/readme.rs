@@ -3,14 +3,22 @@
 //! with `sipnotify` the real binary behind a shell function that keeps the examples on this
 //! machine:
 //!
-//! - sending commands (resync, reboot, restart, report, xml-service, notify) get `--dry-run`:
+//! - sending commands (resync, reboot, restart, report, xml-service, notify, and the HTTP
+//!   push ones: execute, background, push, screenshot, info) get `--dry-run`:
 //!   the request is built and checked, nothing is sent; a proxy named `*.example.com` is
 //!   rewritten to 127.0.0.1;
 //! - `phone` listens on a free loopback port instead of the one shown, and is stopped with
 //!   SIGTERM after two seconds (it must still be running then: exit 0 on the signal);
 //! - campaigns run for real, against a simulator, from `phones.csv` and `phones.jsonl`
-//!   made here; the password file, the body file and HOME are in a scratch directory;
+//!   made here; the password file, the body file, the XML object and HOME are in a scratch
+//!   directory;
 //! - `man -l -` only checks that it is given a man page.
+//!
+//! A block fenced ```` ```sh no-run ```` is shown, not run, because it needs real phones
+//! and servers side by side: the provisioning walkthrough (a server while a campaign waits
+//! for the fetches; tests/confirm_fetch.rs, serve.rs and provision_phone.rs run its steps)
+//! and HTTP campaigns whose phones download images from elsewhere (tests/http.rs and
+//! http_fleet.rs run those).
 
 mod common;
 
@@ -33,7 +41,7 @@ sipnotify() {
         previous=$a
     done
     case "$1" in
-        resync|reboot|restart|report|xml-service|notify)
+        resync|reboot|restart|report|xml-service|notify|execute|background|push|screenshot|info)
             [[ " ${args[*]} " == *" --dry-run "* ]] || args+=(--dry-run)
             "$SIPNOTIFY_BIN" "${args[@]}" ;;
         phone)
@@ -110,6 +118,11 @@ fn every_readme_example_runs_as_written() {
     std::fs::write(
         dir.join("mwi.txt"),
         "Messages-Waiting: yes\nVoice-Message: 2/8\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("notice.xml"),
+        "<CiscoIPPhoneText><Title>Notice</Title><Text>Maintenance at 22:00</Text></CiscoIPPhoneText>",
     )
     .unwrap();
     let password_file = dir.join(".line159");

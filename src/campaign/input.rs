@@ -50,8 +50,8 @@ pub struct Row {
     /// The phone line (required).
     #[serde(default, deserialize_with = "opt_string")]
     pub target: Option<String>,
-    /// The digest user name.
-    #[serde(default, deserialize_with = "opt_string")]
+    /// The digest user name (SIP), or the web user (HTTP, also as `user`).
+    #[serde(default, alias = "user", deserialize_with = "opt_string")]
     pub auth_user: Option<String>,
     /// The line password.
     #[serde(default, deserialize_with = "opt_password")]
@@ -74,6 +74,18 @@ pub struct Row {
     /// The phone's MAC address, to match its profile fetch (`--confirm-fetch`).
     #[serde(default, deserialize_with = "opt_string")]
     pub mac: Option<String>,
+    /// HTTP: `execute`, `background`, `push`, `screenshot` or `info`.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub action: Option<String>,
+    /// HTTP: the background image URL.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub image: Option<String>,
+    /// HTTP: the background thumbnail URL.
+    #[serde(default, deserialize_with = "opt_string")]
+    pub icon: Option<String>,
+    /// HTTP: the Execute URIs, separated by spaces (1 to 3).
+    #[serde(default, deserialize_with = "opt_string")]
+    pub uri: Option<String>,
 }
 
 /// Empty strings and nulls are missing cells; numbers are accepted as text (`"id": 7`).
@@ -431,7 +443,7 @@ fn csv_row<'a>(columns: &[String], cells: impl Iterator<Item = &'a str>) -> Row 
         match name.as_str() {
             "id" => row.id = text(),
             "target" => row.target = text(),
-            "auth_user" => row.auth_user = text(),
+            "auth_user" | "user" => row.auth_user = text(),
             // Taken as given (no trimming); an empty cell is a missing one.
             "password" => row.password = (!cell.is_empty()).then(|| Password::new(cell)),
             "event" => row.event = text(),
@@ -440,6 +452,10 @@ fn csv_row<'a>(columns: &[String], cells: impl Iterator<Item = &'a str>) -> Row 
             "transport" => row.transport = text(),
             "vendor" => row.vendor = text(),
             "mac" => row.mac = text(),
+            "action" => row.action = text(),
+            "image" => row.image = text(),
+            "icon" => row.icon = text(),
+            "uri" => row.uri = text(),
             _ => {}
         }
     }
@@ -456,7 +472,7 @@ fn json_message(e: &serde_json::Error) -> String {
         Category::Syntax => format!("not valid JSON (column {column})"),
         Category::Data | Category::Io => format!(
             "not a JSON object with string fields target, id, auth_user, password, event, url, \
-             proxy, transport, vendor (column {column})"
+             proxy, transport, vendor, mac, action, image, icon, uri (column {column})"
         ),
     }
 }

@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How a target ended.
+// Sent is the variant nearly every target ends in: boxing its outcome would allocate once
+// per target to shrink the rare ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// Sent (perhaps several times); the last try's outcome.
@@ -192,6 +195,9 @@ pub struct JsonRecord<'a> {
     /// With -v: every message.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ladder: Vec<LadderJson<'a>>,
+    /// The channel's own fields ([`Outcome::details`]).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub details: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl<'a> JsonRecord<'a> {
@@ -213,6 +219,7 @@ impl<'a> JsonRecord<'a> {
             tries: None,
             line: None,
             ladder: Vec::new(),
+            details: None,
         }
     }
 
@@ -240,6 +247,7 @@ impl<'a> JsonRecord<'a> {
             } else {
                 Vec::new()
             },
+            details: o.details.as_deref(),
             ..JsonRecord::new(target, event, id)
         }
     }

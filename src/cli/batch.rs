@@ -1,17 +1,17 @@
 //! `sipnotify batch`: the command line of a campaign. The campaign itself (input, shards,
 //! pacing, journal, retries, report, summary) is the library's [`Campaign`].
 
-use super::output::{progress_bar, received_not_used, CampaignOutput, LiveHtml};
+use super::drive::{drive, warn_if_descriptors_short, Shown};
+use super::output::received_not_used;
 use super::send::{
     bind, notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs,
 };
-use super::{parse_duration, stop_on_signals, Failure, Format, StopSignals};
+use super::{parse_duration, Failure, Format};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
-    Campaign, Channel, Defaults, Input, InputFormat, Options, RetryPolicy, Shard, SyncMode,
+    Campaign, Defaults, Input, InputFormat, Options, RetryPolicy, Shard, SyncMode,
 };
-use sipnotify::Notifier;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,6 +32,18 @@ pub enum JournalSync {
     /// Left to the kernel.
     Off,
 }
+
+/// `--channel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelName {
+    /// SIP NOTIFY.
+    Sip,
+    /// HTTP push to Cisco phones' web servers (CGI/Execute, screenshots, information).
+    Http,
+}
+
+/// Targets in flight at once over SIP when --concurrency is not given.
+const SIP_CONCURRENCY: usize = 256;
 
 /// Options of `sipnotify batch`.
 #[derive(Debug, Args)]
@@ -78,9 +90,9 @@ pub struct BatchArgs {
     /// Options for rows whose cell is empty.
     #[command(flatten)]
     pub line: LineArgs,
-    /// Targets in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    pub concurrency: usize,
+    /// Targets in flight at once (default 256 for sip, 32 for http).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
     /// New targets started per second, evenly spaced.
     #[arg(long, value_name = "PER_SEC")]
     pub rate: Option<f64>,
@@ -136,6 +148,11 @@ pub struct BatchArgs {
     /// Fetch confirmation (--confirm-fetch, --serve, --fetch-log, --max-fetch-rate).
     #[command(flatten)]
     pub confirm: Box<super::confirm::ConfirmArgs>,
+    /// How to act on the phones: sip (NOTIFY) or http (Cisco CGI/Execute push).
+    #[arg(long, value_enum, default_value = "sip")]
+    pub channel: ChannelName,
+    #[command(flatten)]
+    pub http: super::http::BatchWebArgs,
 }
 
 /// The defaults of rows whose cells are empty, checked.
@@ -162,8 +179,8 @@ fn defaults(args: &BatchArgs) -> Result<Defaults, Failure> {
     Ok(defaults)
 }
 
-/// The campaign's options, checked.
-fn options(args: &BatchArgs) -> Result<Options, Failure> {
+/// The campaign's options, checked; `concurrency` unless --concurrency is given.
+pub fn options(args: &BatchArgs, concurrency: usize) -> Result<Options, Failure> {
     let duration = |name: &str, text: &str| {
         parse_duration(text).map_err(|e| Failure::input(format!("{name}: {e}")))
     };
@@ -184,7 +201,7 @@ fn options(args: &BatchArgs) -> Result<Options, Failure> {
         FileFormat::Jsonl => InputFormat::Jsonl,
     });
     options.shard = args.shard.unwrap_or(Shard::ALL);
-    options.concurrency = args.concurrency;
+    options.concurrency = args.concurrency.unwrap_or(concurrency);
     options.rate = args.rate;
     options.spread = args
         .spread
@@ -207,11 +224,15 @@ fn options(args: &BatchArgs) -> Result<Options, Failure> {
 
 /// Runs a campaign and returns the exit code.
 pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Failure> {
+    if args.channel == ChannelName::Http {
+        return super::http::batch(args, output, verbose).await;
+    }
     let mut defaults = defaults(&args)?;
     let (config, timeout) = notifier_config(&args.line)?;
     timeout_within_timer_f(&config, timeout)?;
     defaults.timeout = timeout;
-    let mut options = options(&args)?;
+    let mut options = options(&args, SIP_CONCURRENCY)?;
+    let concurrency = options.concurrency;
     options.description = defaults.describe();
     let input = options.input.clone();
     let confirm_within = args.confirm.check()?;
@@ -237,101 +258,17 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         .map_err(|e| Failure::input(e.to_string()))?;
         let confirm = args.confirm.start(within).await?;
         let notifier = bind(config).await?;
-        warn_if_descriptors_short(args.concurrency);
+        warn_if_descriptors_short(concurrency);
         let channel = confirm.channel(notifier.clone());
-        let code = drive(campaign, channel, &notifier, shown).await;
+        let footer = || received_not_used(notifier.stats());
+        let code = drive(campaign, channel, shown, |printed| printed, footer).await;
         confirm.stop().await;
         return code;
     }
     let campaign = Campaign::open(options, move |row| defaults.notify(row))
         .map_err(|e| Failure::input(e.to_string()))?;
     let notifier = bind(config).await?;
-    warn_if_descriptors_short(args.concurrency);
-    drive(campaign, notifier.clone(), &notifier, shown).await
-}
-
-/// How a campaign is shown: the output format and detail, the input's name, the HTML
-/// report's title and file.
-struct Shown {
-    output: Format,
-    verbose: u8,
-    input: Input,
-    title: String,
-    report_html: Option<PathBuf>,
-}
-
-/// Runs an open campaign through `channel`, printing as asked (with what `notifier`
-/// dropped in the summary); the exit code.
-async fn drive<C: Channel>(
-    campaign: Campaign<C>,
-    channel: C,
-    notifier: &Notifier,
-    shown: Shown,
-) -> Result<u8, Failure> {
-    let Shown {
-        output,
-        verbose,
-        input,
-        title,
-        report_html,
-    } = shown;
-    for warning in campaign.warnings() {
-        errln!("warning: {warning}");
-    }
-    // Listening from here on, before the first target starts: a signal sent once the
-    // journal has a line is never the default action.
-    let signals = tokio::spawn(stop_on_signals(
-        StopSignals::listen(),
-        campaign.stop_handle(),
-        campaign.files(),
-    ));
-    let bar = std::io::stderr()
-        .is_terminal()
-        .then(|| progress_bar(campaign.total()));
-    let html = report_html
-        .as_deref()
-        .map(|path| LiveHtml::create(path, &title))
-        .transpose()?;
-    let observer = CampaignOutput::new(output, verbose, bar.clone(), input).with_html(html.clone());
-    let finished = campaign
-        .run(channel, observer)
-        .await
-        .map_err(|e| Failure::local(e.to_string()))?;
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    signals.abort();
-    let mut summary = finished.summary.render(&finished.end);
-    summary += &received_not_used(notifier.stats());
-    if output == Format::Human {
-        out!("{summary}");
-        let _ = std::io::stdout().flush();
-    } else {
-        err!("{summary}");
-    }
-    if let Some(e) = &finished.report_error {
-        errln!("error: cannot write the report: {e}");
-    }
-    if let Some(html) = html {
-        html.finish(&finished.summary);
-    }
-    if let Some(e) = &finished.end.journal_error {
-        errln!(
-            "error: {e}: the campaign stopped, the rest of the input was not started; once the \
-             journal can be written, run the same command to resume"
-        );
-    }
-    Ok(finished.exit_code())
-}
-
-/// Warns when `concurrency` targets over TCP, a descriptor each, cannot all be open at once
-/// (after `Notifier::bind` has raised the limit as far as it goes).
-fn warn_if_descriptors_short(concurrency: usize) {
-    match sipnotify::net::descriptor_budget() {
-        Some(left) if concurrency as u64 > left => errln!(
-            "warning: --concurrency {concurrency}, but only {left} more files can be opened \
-             (ulimit -n): a target in flight over TCP holds one, and those beyond end unreachable"
-        ),
-        _ => {}
-    }
+    warn_if_descriptors_short(concurrency);
+    let footer = || received_not_used(notifier.stats());
+    drive(campaign, notifier.clone(), shown, |printed| printed, footer).await
 }

@@ -26,6 +26,8 @@ mod batch;
 mod confirm;
 mod demo;
 mod docs;
+mod drive;
+mod http;
 mod journal;
 mod output;
 mod phone;
@@ -140,6 +142,8 @@ enum Command {
     /// input),
     /// paced, retried, journaled for resuming, with a report.
     Batch(Box<batch::BatchArgs>),
+    #[command(flatten)]
+    Http(http::HttpCommand),
     /// Work with campaign journals: merge the shards' journals into one report.
     #[command(subcommand)]
     Journal(journal::JournalCommand),
@@ -272,6 +276,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let event = custom.event()?;
             send::run(send, event, &out).await
         }
+        Command::Http(command) => http::run(command, &out, cli.output).await,
         Command::Batch(args) => batch::run(*args, cli.output, cli.verbose).await,
         Command::Journal(command) => journal::run(command, cli.output),
         Command::Phone(args) => phone::run(args).await,

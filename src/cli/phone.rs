@@ -87,6 +87,8 @@ pub struct PhoneArgs {
     pub threads: u16,
     #[command(flatten)]
     provision: super::profile::PhoneProvisionArgs,
+    #[command(flatten)]
+    web: super::http::PhoneWebArgs,
 }
 
 impl PhoneArgs {
@@ -253,7 +255,13 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     let running = phone::spawn_with_hook(config, &listen, hook)
         .await
         .map_err(|e| Failure::local(format!("cannot listen: {e}")))?;
-    let addrs: Vec<String> = running
+    let faults = super::http::Faults {
+        delay: Duration::from_millis(args.delay),
+        drop_percent: args.drop,
+        fail_percent: args.fail_percent,
+    };
+    let web = args.web.start(&args.password_template, faults).await?;
+    let mut addrs: Vec<String> = running
         .local_addrs()
         .iter()
         .map(|(a, t)| format!("{t} {a}"))
@@ -261,6 +269,11 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     // Listening before saying so: a SIGTERM sent as soon as the first line is read stops
     // the phone with its counters, never by the default action.
     let mut signals = super::StopSignals::listen();
+    addrs.extend(
+        web.iter()
+            .flat_map(|w| w.local_addrs())
+            .map(|a| format!("http {a}")),
+    );
     outln!("phone listening on {}", addrs.join(", "));
     if let Some(certificate) = certificate {
         outln!("{certificate}");
@@ -269,6 +282,14 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     signals.recv().await;
     let stats = running.stats();
     running.shutdown().await;
+    if let Some(web) = web {
+        let s = web.stats();
+        web.shutdown().await;
+        outln!(
+            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots, {} overlapping",
+            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots, s.overlapping
+        );
+    }
     outln!(
         "phone stopped: {} requests, {} challenged, {} delivered, {} forbidden, {} rejected, {} dropped",
         stats.requests, stats.challenged, stats.delivered, stats.forbidden, stats.rejected, stats.dropped

@@ -177,7 +177,7 @@ const MAX_PASSWORD_FILE: usize = 4 * 1024;
 
 /// Reads a file of at most `limit` bytes, reading no more than one byte past it (so
 /// `/dev/zero` or a wrong path costs nothing).
-fn read_limited(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
+pub fn read_limited(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
     use std::io::Read;
     let cannot = |e: std::io::Error| {
         Failure::input(format!("cannot read the {what} {}: {e}", path.display()))
@@ -213,7 +213,10 @@ pub fn password(line: &LineArgs) -> Result<Option<Password>, Failure> {
 
 /// The password from `--password-file`, SIPNOTIFY_PASSWORD, or `--password`, in that order
 /// (shared by the single-target commands and `batch`).
-fn password_from(file: Option<&Path>, value: Option<&str>) -> Result<Option<Password>, Failure> {
+pub fn password_from(
+    file: Option<&Path>,
+    value: Option<&str>,
+) -> Result<Option<Password>, Failure> {
     if value.is_some() {
         errln!(
             "warning: --password is visible to other users of this machine (ps, /proc); \

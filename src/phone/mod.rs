@@ -1,11 +1,14 @@
 //! A simulated SPA/MPP phone line, for tests, the demo and users' own rehearsals.
 //!
 //! `line` is the sans-IO behaviour ([`Phone`]: user set, Event check, digest challenge,
-//! faults); `server` puts it on UDP and TCP sockets with tokio ([`spawn`]).
+//! faults); `server` puts it on UDP and TCP sockets with tokio ([`spawn`]); `http` is its
+//! web server, Cisco's CGI/Execute, screenshots and device information ([`spawn_web`]).
 
+mod http;
 mod line;
 mod server;
 
+pub use http::{spawn_web, RunningWeb, WebAuth, WebConfig, WebStats};
 pub use line::{
     AuthOutcome, BadSetting, ChallengeMode, Exchange, Handled, Phone, PhoneConfig, UserRange,
 };

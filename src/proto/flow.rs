@@ -551,6 +551,7 @@ impl Flow {
             answered_from: self.answered_from,
             ladder: std::mem::take(&mut self.ladder),
             retry_after: None,
+            details: None,
         });
     }
 

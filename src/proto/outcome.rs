@@ -127,6 +127,10 @@ pub struct Outcome {
     pub ladder: Vec<TraceEntry>,
     /// The delta-seconds of a `Retry-After` header in the final response (e.g. with 503).
     pub retry_after: Option<Duration>,
+    /// What a channel reports beyond these fields, added to the JSON record as they are
+    /// (HTTP: `http_status`, `phone_error`, `items`, `device`, `screenshot`); boxed, and
+    /// `None` for SIP, so that an outcome stays small.
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Outcome {
@@ -145,6 +149,7 @@ impl Outcome {
             answered_from: None,
             ladder: Vec::new(),
             retry_after: None,
+            details: None,
         }
     }
 }

@@ -509,3 +509,147 @@ pub fn rss_kib(pid: u32) -> Option<i64> {
 pub fn open_descriptors(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
+
+/// Downloads by source address and path.
+type Hits =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, String), u32>>>;
+
+/// The files served, by path.
+type Files = std::sync::Arc<std::collections::HashMap<&'static str, Vec<u8>>>;
+
+/// A web server for the files the simulated phones download (backgrounds), on loopback,
+/// on a thread of its own: it counts each download by the address it came from and the
+/// path, and answers 404 for paths it does not have.
+pub struct FileServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    hits: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, String), u32>>,
+    >,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FileServer {
+    /// Serves `files` (path, bytes) as `image/png` on a free port of 127.0.0.1.
+    pub fn start(files: Vec<(&'static str, Vec<u8>)>) -> FileServer {
+        use axum::extract::{ConnectInfo, State};
+        use axum::http::{StatusCode, Uri};
+        let files: Files = std::sync::Arc::new(files.into_iter().collect());
+        let hits: Hits = Default::default();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = (files, hits.clone());
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                async fn serve(
+                    State((files, hits)): State<(Files, Hits)>,
+                    ConnectInfo(from): ConnectInfo<SocketAddr>,
+                    uri: Uri,
+                ) -> axum::response::Response {
+                    use axum::response::IntoResponse;
+                    let path = uri.path().to_string();
+                    *hits
+                        .lock()
+                        .unwrap()
+                        .entry((from.ip(), path.clone()))
+                        .or_default() += 1;
+                    match files.get(path.as_str()) {
+                        Some(bytes) => {
+                            ([("content-type", "image/png")], bytes.clone()).into_response()
+                        }
+                        None => StatusCode::NOT_FOUND.into_response(),
+                    }
+                }
+                let app = axum::Router::new()
+                    .fallback(serve)
+                    .with_state(state)
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        FileServer {
+            addr: addr_rx
+                .recv_timeout(READY_WITHIN)
+                .expect("the file server's address"),
+            hits,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Downloads so far, by source address and path.
+    pub fn hits(&self) -> std::collections::HashMap<(std::net::IpAddr, String), u32> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A PNG of `width` x `height` pixels of one colour.
+pub fn solid_png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let pixels: Vec<u8> = (0..width * height).flat_map(|_| rgb).collect();
+    encoder
+        .write_header()
+        .expect("a PNG header")
+        .write_image_data(&pixels)
+        .expect("PNG data");
+    out
+}
+
+/// A PNG's size and the colour of the pixel at (x, y); panics if it is not a PNG.
+pub fn png_pixel(bytes: &[u8], x: u32, y: u32) -> ((u32, u32), [u8; 3]) {
+    let (size, rgb) = png_rgb(bytes);
+    let at = (y as usize * size.0 as usize + x as usize) * 3;
+    (size, [rgb[at], rgb[at + 1], rgb[at + 2]])
+}
+
+/// A PNG's size and its pixels as RGB; panics if it is not a PNG.
+pub fn png_rgb(bytes: &[u8]) -> ((u32, u32), Vec<u8>) {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a PNG frame");
+    let channels = info.color_type.samples();
+    let mut rgb = Vec::with_capacity((info.width * info.height * 3) as usize);
+    for y in 0..info.height as usize {
+        let row = &buf[y * info.line_size..];
+        for x in 0..info.width as usize {
+            let px = &row[x * channels..][..channels];
+            match channels {
+                1 | 2 => rgb.extend_from_slice(&[px[0]; 3]),
+                _ => rgb.extend_from_slice(&px[..3]),
+            }
+        }
+    }
+    ((info.width, info.height), rgb)
+}
