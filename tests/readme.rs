@@ -10,15 +10,14 @@
 //! - `phone` listens on a free loopback port instead of the one shown, and is stopped with
 //!   SIGTERM after two seconds (it must still be running then: exit 0 on the signal);
 //! - campaigns run for real, against a simulator, from `phones.csv` and `phones.jsonl`
-//!   made here; the password file, the body file, the XML object and HOME are in a scratch
-//!   directory;
+//!   made here; HTTP campaigns against the same simulator's web server, from
+//!   `web-phones.csv`, with the images of `http://10.0.0.1/` served from loopback; the
+//!   password file, the body file, the XML object and HOME are in a scratch directory;
 //! - `man -l -` only checks that it is given a man page.
 //!
-//! A block fenced ```` ```sh no-run ```` is shown, not run, because it needs real phones
-//! and servers side by side: the provisioning walkthrough (a server while a campaign waits
-//! for the fetches; tests/confirm_fetch.rs, serve.rs and provision_phone.rs run its steps)
-//! and HTTP campaigns whose phones download images from elsewhere (tests/http.rs and
-//! http_fleet.rs run those).
+//! - `serve` runs in the background for at most 10 seconds on a port chosen here, so that a
+//!   campaign later in the block can wait for the fetches it logs; `lines.csv` names a
+//!   simulated MPP line whose profile rule fetches from it.
 
 mod common;
 
@@ -34,7 +33,12 @@ sipnotify() {
         if [[ $previous == --proxy && $a =~ ^[a-z0-9.-]+\.example\.com(:[0-9]+)?$ ]]; then
             a="127.0.0.1${BASH_REMATCH[1]}"
         fi
-        if [[ $previous == --listen ]]; then
+        if [[ $a == http://10.0.0.1/* ]]; then
+            a="$FILES_URL/${a#http://10.0.0.1/}"
+        fi
+        if [[ $previous == --listen && $1 == serve ]]; then
+            a="127.0.0.1:$SERVE_PORT"
+        elif [[ $previous == --listen ]]; then
             a="127.0.0.1:0"
         fi
         args+=("$a")
@@ -44,6 +48,13 @@ sipnotify() {
         resync|reboot|restart|report|xml-service|notify|execute|background|push|screenshot|info)
             [[ " ${args[*]} " == *" --dry-run "* ]] || args+=(--dry-run)
             "$SIPNOTIFY_BIN" "${args[@]}" ;;
+        serve)
+            { timeout -s TERM 10 "$SIPNOTIFY_BIN" "${args[@]}" || [[ $? == 124 ]]; } &
+            local tries=0
+            until (exec 3<>"/dev/tcp/127.0.0.1/$SERVE_PORT") 2>/dev/null; do
+                (( ++tries < 100 )) || return 1
+                sleep 0.05
+            done ;;
         phone)
             local rc=0
             timeout -s TERM 2 "$SIPNOTIFY_BIN" "${args[@]}" || rc=$?
@@ -101,8 +112,47 @@ fn every_readme_example_runs_as_written() {
         .users("1000-1999")
         .user("159")
         .password_template(password)
+        .args(["--http", "127.0.0.1:0", "--http-user", "bbell"])
         .start();
     let addr = phone.addr("udp");
+    std::fs::write(
+        dir.join("web-phones.csv"),
+        format!("target\n{}\n", phone.addr("http")),
+    )
+    .unwrap();
+    // The provisioning walkthrough: the profiles it serves, and a line that fetches the
+    // last rule's file from its server (the file is encrypted with the key the block makes,
+    // which this line does not have: the server logs the fetch all the same).
+    let serve_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir_all(dir.join("profiles/cfg")).unwrap();
+    std::fs::create_dir_all(dir.join("profiles/ok")).unwrap();
+    std::fs::write(
+        dir.join("profiles/cfg/default.xml"),
+        "<flat-profile>\n<Resync_Periodic> 7200 </Resync_Periodic>\n</flat-profile>\n",
+    )
+    .unwrap();
+    let mpp = PhoneProcess::builder()
+        .transport("udp")
+        .user("2000")
+        .password_template(password)
+        .args([
+            "--profile-rule".to_string(),
+            format!("http://127.0.0.1:{serve_port}/ok/$MA"),
+        ])
+        .start();
+    std::fs::write(
+        dir.join("lines.csv"),
+        format!("target,mac\n2000@{},000e080007d0\n", mpp.addr("udp")),
+    )
+    .unwrap();
+    let images = common::FileServer::start(vec![
+        ("/bg/logo.png", common::solid_png(320, 212, [0, 90, 160])),
+        ("/bg/logo-tn.png", common::solid_png(80, 53, [0, 90, 160])),
+    ]);
     std::fs::write(
         dir.join("phones.csv"),
         format!("id,target\ndesk-1,sip:1000@{addr}\ndesk-2,1001@{addr}\n,sip:159@{addr}\n"),
@@ -139,6 +189,8 @@ fn every_readme_example_runs_as_written() {
             .env("HOME", &dir)
             .env("SIPNOTIFY_BIN", env!("CARGO_BIN_EXE_sipnotify"))
             .env("SIPNOTIFY_PASSWORD", password)
+            .env("FILES_URL", images.url(""))
+            .env("SERVE_PORT", serve_port.to_string())
             .env_remove("SIPNOTIFY_LOG")
             .output()
             .unwrap();
@@ -153,5 +205,17 @@ fn every_readme_example_runs_as_written() {
     // The campaigns ran against the simulator, and the HTML report is in place.
     let merged = std::fs::read_to_string(dir.join("campaign.html")).unwrap();
     assert!(merged.contains("data-outcome=\"delivered\" data-count=\"3\""));
+    // The walkthrough's line fetched its file and its resync was confirmed.
+    let report = std::fs::read_to_string(dir.join("report.csv")).unwrap();
+    assert!(report.contains(",confirmed,"), "{report}");
+    // The HTTP campaign set the background (the phone fetched both images), took the
+    // screenshot for the contact sheet, and the inventory has the phone.
+    let hits = images.hits();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(hits.values().all(|&n| n == 1), "{hits:?}");
+    assert!(dir.join("shots/report.html").is_file());
+    let inventory = std::fs::read_to_string(dir.join("inventory.csv")).unwrap();
+    assert_eq!(inventory.lines().count(), 2, "{inventory}");
+    assert!(inventory.contains(",delivered,"), "{inventory}");
     let _ = std::fs::remove_dir_all(&dir);
 }
