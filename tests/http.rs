@@ -912,3 +912,39 @@ fn one_request_at_a_time_per_phone() {
     let stopped = String::from_utf8(phone.terminate()).unwrap();
     assert!(!stopped.contains(", 0 overlapping"), "{stopped}");
 }
+
+/// `batch --channel http` refuses the options only SIP uses, before anything is sent:
+/// ignored, they would let the user believe they applied.
+#[test]
+fn sip_options_with_the_http_channel_are_refused() {
+    let phone = web_phone("none", &[]);
+    let dir = tempdir("sip-options");
+    let rows = dir.join("rows.csv");
+    std::fs::write(&rows, format!("target\n{}\n", web_addr(&phone))).unwrap();
+    for (option, value) in [
+        ("--url", "http://10.0.0.1/menu.xml"),
+        ("--proxy", "127.0.0.1:5060"),
+        ("--event", "reboot"),
+    ] {
+        let out = run(
+            &[
+                "batch",
+                rows.to_str().unwrap(),
+                "--channel",
+                "http",
+                "--action",
+                "info",
+                option,
+                value,
+            ],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{option}: {}", text(&out));
+        assert!(
+            text(&out).contains(&format!("{option} is for SIP NOTIFY, not --channel http")),
+            "{}",
+            text(&out)
+        );
+    }
+    assert_eq!(web_counters(phone).0, 0, "nothing was sent");
+}

@@ -270,6 +270,7 @@ pub const HTTP_CONCURRENCY: usize = 32;
 
 /// `batch --channel http`.
 pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Failure> {
+    refuse_sip_options(&args)?;
     let web = &args.http;
     let action_name = web.action.as_deref().ok_or_else(|| {
         Failure::input("--channel http needs --action execute|background|push|screenshot|info")
@@ -356,6 +357,33 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
         inventory,
     };
     drive(campaign, pusher, shown, sheeted, String::new).await
+}
+
+/// Refuses the options of `batch` that only SIP uses: given with `--channel http` they
+/// would be ignored, and the user would believe they applied.
+fn refuse_sip_options(args: &BatchArgs) -> Result<(), Failure> {
+    let line = &args.line;
+    let given = [
+        ("--url", args.url.is_some()),
+        ("--profile", args.profile.is_some()),
+        ("--body", args.body.is_some()),
+        ("--content-type", args.content_type.is_some()),
+        ("--vendor", args.vendor.is_some()),
+        ("--confirm-fetch", args.confirm.confirm_fetch.is_some()),
+        ("--auth-user", line.auth_user.is_some()),
+        ("--transport", line.transport.is_some()),
+        ("--proxy", line.proxy.is_some()),
+        ("--from", line.from.is_some()),
+        ("--header", !line.headers.is_empty()),
+        ("--event", args.event != "resync"),
+    ];
+    match given.iter().find(|(_, given)| *given) {
+        Some((name, _)) => Err(Failure::input(format!(
+            "{name} is for SIP NOTIFY, not --channel http: use --action, --image, --icon, \
+             --uri, --xml and --user (see `sipnotify batch --help`)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The columns of `--inventory`.
