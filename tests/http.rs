@@ -99,6 +99,10 @@ fn every_command_with_basic_digest_and_no_auth() {
             let record = json_line(&out.stdout);
             assert_eq!(record["outcome"], "delivered", "{auth} {args:?}");
             assert_eq!(record["http_status"], 200);
+            assert!(
+                record.get("call_id").is_none(),
+                "no SIP leftovers: {record}"
+            );
             // Digest: the first request is challenged.
             let attempts = if auth == "digest" && args[0] != "info" {
                 2
