@@ -19,16 +19,21 @@ pub enum AuthMode {
     None,
 }
 
-impl std::str::FromStr for AuthMode {
-    type Err = String;
+/// An `--auth` value that names no [`AuthMode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}`: the auth is auto, basic, digest or none")]
+pub struct UnknownAuthMode(pub String);
 
-    fn from_str(s: &str) -> Result<AuthMode, String> {
+impl std::str::FromStr for AuthMode {
+    type Err = UnknownAuthMode;
+
+    fn from_str(s: &str) -> Result<AuthMode, UnknownAuthMode> {
         match s.to_ascii_lowercase().as_str() {
             "auto" => Ok(AuthMode::Auto),
             "basic" => Ok(AuthMode::Basic),
             "digest" => Ok(AuthMode::Digest),
             "none" => Ok(AuthMode::None),
-            _ => Err(format!("`{s}`: the auth is auto, basic, digest or none")),
+            _ => Err(UnknownAuthMode(s.to_owned())),
         }
     }
 }

@@ -43,14 +43,14 @@ pub enum WebAuth {
 }
 
 impl std::str::FromStr for WebAuth {
-    type Err = String;
+    type Err = super::BadSetting;
 
-    fn from_str(s: &str) -> Result<WebAuth, String> {
+    fn from_str(s: &str) -> Result<WebAuth, super::BadSetting> {
         match s.to_ascii_lowercase().as_str() {
             "basic" => Ok(WebAuth::Basic),
             "digest" => Ok(WebAuth::Digest),
             "none" => Ok(WebAuth::None),
-            _ => Err(format!("`{s}`: basic, digest or none")),
+            _ => Err(super::BadSetting(format!("`{s}`: basic, digest or none"))),
         }
     }
 }
