@@ -952,3 +952,35 @@ fn sip_options_with_the_http_channel_are_refused() {
     }
     assert_eq!(web_counters(phone).0, 0, "nothing was sent");
 }
+
+/// `--inventory` naming the input is refused before anything is written or sent: the
+/// inventory would truncate the rows.
+#[test]
+fn an_inventory_over_the_input_is_refused() {
+    let phone = web_phone("none", &[]);
+    let dir = tempdir("inventory-clash");
+    let rows = dir.join("rows.csv");
+    let text_before = format!("target\n{}\n", web_addr(&phone));
+    std::fs::write(&rows, &text_before).unwrap();
+    let out = run(
+        &[
+            "batch",
+            rows.to_str().unwrap(),
+            "--channel",
+            "http",
+            "--action",
+            "info",
+            "--inventory",
+            rows.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--inventory and the input name the same file"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&rows).unwrap(), text_before);
+    assert_eq!(web_counters(phone).0, 0, "nothing was sent");
+}

@@ -66,7 +66,7 @@ pub use channel::Channel;
 pub use defaults::{BadRow, Defaults};
 pub use input::{InputFormat, Row, RowError, RowReader};
 pub use journal::{
-    merge, Description, Journal, JournalError, MergeError, Merged, ResumeState, SyncMode,
+    merge, same_file, Description, Journal, JournalError, MergeError, Merged, ResumeState, SyncMode,
 };
 pub use record::{Record, Verdict};
 pub use report::Report;

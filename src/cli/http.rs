@@ -8,7 +8,7 @@ use super::output::{CampaignOutput, Printer};
 use super::send::{parse_timeout, password_from, read_limited};
 use super::{Failure, Format};
 use clap::{Args, Subcommand};
-use sipnotify::campaign::{Campaign, Observer, Record, Verdict};
+use sipnotify::campaign::{same_file, Campaign, Input, Observer, Options, Record, Verdict};
 use sipnotify::http::addr::Scheme;
 use sipnotify::http::object::{self, MAX_OBJECT_LIMIT};
 use sipnotify::http::{
@@ -316,6 +316,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
     let concurrency = options.concurrency;
     options.description = defaults.describe();
     let input_name = options.input.clone();
+    check_own_files(&options, web)?;
     let campaign = Campaign::open(options, move |row| defaults.push(row))
         .map_err(|e| Failure::input(e.to_string()))?;
     let sheet = match &screenshots {
@@ -357,6 +358,36 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
         inventory,
     };
     drive(campaign, pusher, shown, sheeted, String::new).await
+}
+
+/// Refuses `--inventory` or the contact sheet (`--screenshots DIR`/report.html) naming a
+/// file the campaign reads or writes: opened for writing, it would destroy that file.
+fn check_own_files(options: &Options, web: &BatchWebArgs) -> Result<(), Failure> {
+    let input = match &options.input {
+        Input::Path(path) => Some(path.clone()),
+        Input::Stdin => None,
+    };
+    let sheet = web.screenshots.as_ref().map(|dir| dir.join("report.html"));
+    let named = [
+        ("--inventory", web.inventory.clone()),
+        ("--screenshots", sheet),
+        ("the input", input),
+        ("--journal", options.journal.clone()),
+        ("--report", options.report.clone()),
+        ("--report-html", options.report_html.clone()),
+    ];
+    for (i, (ours, a)) in named.iter().enumerate().take(2) {
+        for (theirs, b) in &named[i + 1..] {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            if same_file(a, b) {
+                return Err(Failure::input(format!(
+                    "{ours} and {theirs} name the same file ({}): name two files",
+                    b.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses the options of `batch` that only SIP uses: given with `--channel http` they
