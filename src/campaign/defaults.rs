@@ -209,20 +209,13 @@ fn url_needed(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn row(target: &str) -> Row {
-        Row {
-            target: Some(target.into()),
-            ..Row::default()
-        }
-    }
-
     #[test]
     fn missing_cells_fall_back_to_the_defaults() {
         let mut d = Defaults::new("reboot");
         d.check().unwrap();
         d.password = Some(Password::new("default"));
         d.auth_user = Some("admin".into());
-        let n = d.notify(&row("159@10.0.0.1")).unwrap();
+        let n = d.notify(&Row::for_target("159@10.0.0.1")).unwrap();
         assert_eq!(n.event.name(), "reboot_now");
         let c = n.credentials.unwrap();
         assert_eq!(
@@ -230,7 +223,7 @@ mod tests {
             (Some("admin"), "default")
         );
 
-        let mut r = row("sip:160@10.0.0.2");
+        let mut r = Row::for_target("sip:160@10.0.0.2");
         r.password = Some(Password::new("own"));
         r.auth_user = Some("160a".into());
         r.event = Some("xml-service".into());
@@ -246,16 +239,16 @@ mod tests {
     fn bad_rows_say_why() {
         let mut d = Defaults::new("reboot");
         d.check().unwrap();
-        assert!(d.notify(&row("not a target")).is_err());
-        let mut r = row("159@h");
+        assert!(d.notify(&Row::for_target("not a target")).is_err());
+        let mut r = Row::for_target("159@h");
         r.event = Some("xml-service".into());
         assert!(d.notify(&r).unwrap_err().0.contains("needs a url"));
         r.event = Some("bad event!".into());
         assert!(d.notify(&r).is_err());
-        let mut r = row("159@h");
+        let mut r = Row::for_target("159@h");
         r.transport = Some("sctp".into());
         assert!(d.notify(&r).is_err());
-        let mut r = row("159@h");
+        let mut r = Row::for_target("159@h");
         r.password = Some(Password::new("hunter2"));
         r.proxy = Some("proxy:notaport".into());
         assert!(!d.notify(&r).unwrap_err().0.contains("hunter2"));
@@ -266,7 +259,7 @@ mod tests {
         assert!(Defaults::new("bad event!").check().is_err());
         let mut d = Defaults::new("xml-service");
         d.check().unwrap();
-        let mut r = row("159@h");
+        let mut r = Row::for_target("159@h");
         assert!(d.notify(&r).is_err());
         r.url = Some("http://x/m.xml".into());
         assert_eq!(d.notify(&r).unwrap().event.name(), "XML-Service");
@@ -275,7 +268,10 @@ mod tests {
         let mut d = Defaults::new("check-sync;reboot=false");
         d.check().unwrap();
         assert_eq!(
-            d.notify(&row("1@h")).unwrap().event.header_value(),
+            d.notify(&Row::for_target("1@h"))
+                .unwrap()
+                .event
+                .header_value(),
             "check-sync;reboot=false"
         );
     }

@@ -88,6 +88,16 @@ pub struct Row {
     pub uri: Option<String>,
 }
 
+impl Row {
+    /// A row for `target` with every other cell missing, so the campaign's defaults apply.
+    pub fn for_target(target: impl Into<String>) -> Row {
+        Row {
+            target: Some(target.into()),
+            ..Row::default()
+        }
+    }
+}
+
 /// Empty strings and nulls are missing cells; numbers are accepted as text (`"id": 7`).
 fn opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     #[derive(Deserialize)]

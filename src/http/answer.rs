@@ -412,38 +412,44 @@ mod tests {
         );
         assert_eq!((e1.kind, e1.phone_error), (OutcomeKind::Rejected, Some(1)));
         assert!(e1.reason.contains("parse error"));
-        assert_eq!(
-            judge(Expect::Response, 200, "OK", b"", false).kind,
-            OutcomeKind::Delivered
-        );
-        assert_eq!(
-            judge(Expect::Response, 401, "Unauthorized", b"", true).kind,
-            OutcomeKind::AuthFailed
-        );
-        assert_eq!(
-            judge(Expect::Response, 401, "Unauthorized", b"", false).kind,
-            OutcomeKind::NoCredentials
-        );
+        let table: [(Expect, u16, &[u8], bool, OutcomeKind); 7] = [
+            (Expect::Response, 200, b"", false, OutcomeKind::Delivered),
+            (Expect::Response, 401, b"", true, OutcomeKind::AuthFailed),
+            (
+                Expect::Response,
+                401,
+                b"",
+                false,
+                OutcomeKind::NoCredentials,
+            ),
+            (
+                Expect::Image,
+                200,
+                b"\x89PNG\r\n\x1a\nrest",
+                true,
+                OutcomeKind::Delivered,
+            ),
+            (Expect::Image, 200, b"<html/>", true, OutcomeKind::Rejected),
+            (
+                Expect::DeviceInfo,
+                200,
+                b"<x/>",
+                true,
+                OutcomeKind::Rejected,
+            ),
+            (Expect::Response, 500, b"", true, OutcomeKind::Rejected),
+        ];
+        for (expect, status, body, with_credentials, kind) in table {
+            assert_eq!(
+                judge(expect, status, "Phrase", body, with_credentials).kind,
+                kind,
+                "{expect:?} {status} {body:?} {with_credentials}"
+            );
+        }
         let nf = judge(Expect::Response, 404, "Not Found", b"", true);
         assert_eq!(
             (nf.kind, nf.hint),
             (OutcomeKind::Rejected, Some(HINT_NOT_FOUND))
-        );
-        assert_eq!(
-            judge(Expect::Image, 200, "OK", b"\x89PNG\r\n\x1a\nrest", true).kind,
-            OutcomeKind::Delivered
-        );
-        assert_eq!(
-            judge(Expect::Image, 200, "OK", b"<html/>", true).kind,
-            OutcomeKind::Rejected
-        );
-        assert_eq!(
-            judge(Expect::DeviceInfo, 200, "OK", b"<x/>", true).kind,
-            OutcomeKind::Rejected
-        );
-        assert_eq!(
-            judge(Expect::Response, 500, "Internal", b"", true).kind,
-            OutcomeKind::Rejected
         );
     }
 }

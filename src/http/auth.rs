@@ -220,76 +220,59 @@ mod tests {
         ));
         // Answered again: refused, unless the nonce went stale.
         assert!(matches!(
-            answer_401(
-                AuthMode::Auto,
-                Some(&creds()),
-                [challenge.as_str()],
-                request(false, true),
-                "c"
-            ),
+            reply_to(AuthMode::Auto, true, &challenge, (false, true)),
             Reply::Refused(_)
         ));
         let stale =
             digest::challenge_header("phone", "n1", "MD5", Some(digest::Qop::Auth), None, true);
         assert!(matches!(
-            answer_401(
-                AuthMode::Digest,
-                Some(&creds()),
-                [stale.as_str()],
-                request(false, true),
-                "c"
-            ),
+            reply_to(AuthMode::Digest, true, &stale, (false, true)),
             Reply::Retry(_)
         ));
+    }
+
+    /// The reply to a 401 carrying `challenge`, after a request that sent Basic
+    /// (`sent.0`) or Digest (`sent.1`) credentials.
+    fn reply_to(
+        mode: AuthMode,
+        with_credentials: bool,
+        challenge: &str,
+        sent: (bool, bool),
+    ) -> Reply {
+        let credentials = creds();
+        answer_401(
+            mode,
+            Some(&credentials).filter(|_| with_credentials),
+            [challenge],
+            request(sent.0, sent.1),
+            "c",
+        )
     }
 
     #[test]
     fn modes_and_schemes() {
         let basic_challenge = "Basic realm=\"phone\"";
+        let none = (false, false);
         assert!(matches!(
-            answer_401(
-                AuthMode::Auto,
-                None,
-                [basic_challenge],
-                request(false, false),
-                "c"
-            ),
+            reply_to(AuthMode::Auto, false, basic_challenge, none),
             Reply::NoCredentials
         ));
         assert!(matches!(
-            answer_401(
-                AuthMode::None,
-                Some(&creds()),
-                [basic_challenge],
-                request(false, false),
-                "c"
-            ),
+            reply_to(AuthMode::None, true, basic_challenge, none),
             Reply::NoCredentials
         ));
         assert!(matches!(
-            answer_401(
-                AuthMode::Auto,
-                Some(&creds()),
-                [basic_challenge],
-                request(true, false),
-                "c"
-            ),
+            reply_to(AuthMode::Auto, true, basic_challenge, (true, false)),
             Reply::Refused(_)
         ));
         assert!(
-            matches!(answer_401(AuthMode::Auto, Some(&creds()), [basic_challenge], request(false, false), "c"), Reply::Retry(v) if v.starts_with("Basic "))
+            matches!(reply_to(AuthMode::Auto, true, basic_challenge, none), Reply::Retry(v) if v.starts_with("Basic "))
         );
         assert!(
-            matches!(answer_401(AuthMode::Digest, Some(&creds()), [basic_challenge], request(false, false), "c"), Reply::Refused(m) if m.contains("Basic"))
+            matches!(reply_to(AuthMode::Digest, true, basic_challenge, none), Reply::Refused(m) if m.contains("Basic"))
         );
         assert!(matches!(
-            answer_401(
-                AuthMode::Auto,
-                Some(&creds()),
-                ["Negotiate"],
-                request(false, false),
-                "c"
-            ),
+            reply_to(AuthMode::Auto, true, "Negotiate", none),
             Reply::Refused(_)
         ));
     }

@@ -210,24 +210,17 @@ mod tests {
     use crate::campaign::Channel;
     use crate::http::Pusher;
 
-    fn row(target: &str) -> Row {
-        Row {
-            target: Some(target.into()),
-            ..Row::default()
-        }
-    }
-
     #[test]
     fn rows_complete_the_defaults() {
         let mut d = PushDefaults::new(Action::Background);
         d.image = Some("http://h/bg.png".into());
         d.check().unwrap();
         assert!(d
-            .push(&row("10.0.0.7"))
+            .push(&Row::for_target("10.0.0.7"))
             .unwrap_err()
             .0
             .contains("an image and an icon"));
-        let mut r = row("10.0.0.7:8080");
+        let mut r = Row::for_target("10.0.0.7:8080");
         r.icon = Some("http://h/tn.png".into());
         r.password = Some(Password::new("pw"));
         r.auth_user = Some("bbell".into());
@@ -239,7 +232,7 @@ mod tests {
             .unwrap()
             .contains("<icon>http://h/tn.png</icon>"));
         assert_eq!(push.credentials.unwrap().user, "bbell");
-        let mut r = row("10.0.0.8");
+        let mut r = Row::for_target("10.0.0.8");
         r.action = Some("execute".into());
         r.uri = Some("Key:Services Init:Services".into());
         let push = d.push(&r).unwrap();
@@ -256,7 +249,7 @@ mod tests {
         assert!(d.push(&r).is_err());
         r.action = Some("info".into());
         assert!(d.push(&r).unwrap().object.is_none());
-        assert!(d.push(&row("ftp://h")).is_err());
+        assert!(d.push(&Row::for_target("ftp://h")).is_err());
     }
 
     #[test]
@@ -276,8 +269,8 @@ mod tests {
         let described = serde_json::to_string(&d.describe()).unwrap();
         assert!(described.contains("\"channel\":\"http\"") && described.contains("object_digest"));
         assert!(!described.contains("hunter2"));
-        let a = d.push(&row("h")).unwrap();
-        let b = d.push(&row("http://h:80/")).unwrap();
+        let a = d.push(&Row::for_target("h")).unwrap();
+        let b = d.push(&Row::for_target("http://h:80/")).unwrap();
         assert_eq!(Pusher::identity(&a), Pusher::identity(&b));
     }
 }

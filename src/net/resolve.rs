@@ -399,10 +399,10 @@ pub(crate) async fn resolve_name(
             let records = optional(
                 dns.naptr(name).await,
                 || format!("NAPTR {name}"),
+                show_naptr,
                 &mut steps,
                 &mut silent,
             );
-            steps.push(|| format!("NAPTR {name}: {}", show_naptr(&records)));
             match naptr_choice(&records) {
                 Some(chosen) => {
                     steps.push(|| format!("transport {} from NAPTR: SRV {}", chosen.0, chosen.1));
@@ -425,10 +425,10 @@ pub(crate) async fn resolve_name(
         let records = optional(
             dns.srv(service).await,
             || format!("SRV {service}"),
+            show_srv,
             &mut steps,
             &mut silent,
         );
-        steps.push(|| format!("SRV {service}: {}", show_srv(&records)));
         if records.is_empty() {
             continue;
         }
@@ -467,22 +467,26 @@ pub(crate) async fn resolve_name(
     finish(name, transport, destinations, steps)
 }
 
-/// The records of a NAPTR or SRV query, none when it failed: those steps are optional, and
+/// The records of a NAPTR or SRV query (added to the steps with `show`), none when it
+/// failed: those steps are optional, and
 /// whether the name can be reached is for its A/AAAA query to say (a name in the hosts file
 /// has no NAPTR and maybe no DNS server to ask; some servers refuse types they do not know).
 fn optional<T>(
     answer: Result<Vec<T>, Failure>,
-    query: impl FnOnce() -> String,
+    query: impl Fn() -> String,
+    show: fn(&[T]) -> String,
     steps: &mut Steps,
     silent: &mut bool,
 ) -> Vec<T> {
-    answer.unwrap_or_else(|e| {
+    let records = answer.unwrap_or_else(|e| {
         *silent |= e.silent;
         let query = query();
         tracing::debug!("{query}: {e}");
         steps.push(|| format!("{query}: the query failed ({e}): going on without it"));
         Vec::new()
-    })
+    });
+    steps.push(|| format!("{}: {}", query(), show(&records)));
+    records
 }
 
 /// A name's addresses, IPv4 first.

@@ -653,18 +653,10 @@ mod tests {
         assert_ne!(udp_addr.port(), 0);
         assert_ne!(tcp_addr.port(), 0);
 
-        let client = UdpSocket::bind(any).await.unwrap();
-        client
-            .send_to(&notify(Transport::Udp, "udp-1"), udp_addr)
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 65_536];
-        let (len, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
-            .await
-            .expect("UDP answer")
-            .unwrap();
-        assert_eq!(from, udp_addr);
-        assert_challenge(&buf[..len], "udp-1");
+        assert_eq!(
+            answered_from("127.0.0.1:0", udp_addr, "udp-1").await,
+            udp_addr
+        );
 
         // Two requests in one write: both are framed and answered, in order.
         let mut stream = TcpStream::connect(tcp_addr).await.unwrap();
@@ -712,12 +704,12 @@ mod tests {
         assert_eq!(lines[2]["call_id"], "tcp-2");
     }
 
-    /// Sends a NOTIFY from a fresh socket on `client` to `to`, and returns where the answer
-    /// came from.
-    async fn answered_from(client: &str, to: SocketAddr) -> SocketAddr {
+    /// Sends a NOTIFY with `call_id` from a fresh socket on `client` to `to`, checks that it
+    /// is challenged, and returns where the answer came from.
+    async fn answered_from(client: &str, to: SocketAddr, call_id: &str) -> SocketAddr {
         let client = UdpSocket::bind(client).await.unwrap();
         client
-            .send_to(&notify(Transport::Udp, "wild"), to)
+            .send_to(&notify(Transport::Udp, call_id), to)
             .await
             .unwrap();
         let mut buf = vec![0u8; 65_536];
@@ -725,7 +717,7 @@ mod tests {
             .await
             .expect("UDP answer")
             .unwrap();
-        assert_challenge(&buf[..len], "wild");
+        assert_challenge(&buf[..len], call_id);
         from
     }
 
@@ -742,7 +734,11 @@ mod tests {
             let port = phone.local_addr(Transport::Udp).unwrap().port();
             for ip in ["127.0.0.1", "127.0.0.5", "127.1.2.3"] {
                 let to = SocketAddr::new(ip.parse().unwrap(), port);
-                assert_eq!(answered_from("127.0.0.1:0", to).await, to, "delay {delay}");
+                assert_eq!(
+                    answered_from("127.0.0.1:0", to, "wild").await,
+                    to,
+                    "delay {delay}"
+                );
             }
             phone.shutdown().await;
         }
@@ -754,9 +750,9 @@ mod tests {
         };
         let port = phone.local_addr(Transport::Udp).unwrap().port();
         let to = SocketAddr::new("::1".parse().unwrap(), port);
-        assert_eq!(answered_from("[::1]:0", to).await, to);
+        assert_eq!(answered_from("[::1]:0", to, "wild").await, to);
         let to = SocketAddr::new("127.0.0.7".parse().unwrap(), port);
-        assert_eq!(answered_from("127.0.0.1:0", to).await, to);
+        assert_eq!(answered_from("127.0.0.1:0", to, "wild").await, to);
         phone.shutdown().await;
     }
 

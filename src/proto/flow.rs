@@ -654,6 +654,15 @@ mod tests {
     const MD5_QOP: &str =
         "WWW-Authenticate: Digest realm=\"phone\", nonce=\"n1\", qop=\"auth\", opaque=\"o1\", algorithm=MD5\r\n";
 
+    /// The flow ended unreachable, for `reason`.
+    fn assert_unreachable(flow: &Flow, reason: &str) {
+        let o = flow.outcome().unwrap();
+        assert_eq!(
+            (o.kind, o.reason.as_str()),
+            (OutcomeKind::Unreachable, reason)
+        );
+    }
+
     #[test]
     fn challenge_then_200_is_delivered_on_same_dialog_with_higher_cseq() {
         let (mut flow, mut rng, now, first) = start(job(Some("secret"), Transport::Udp));
@@ -878,11 +887,7 @@ mod tests {
         flow.handle_unreachable(later, "port unreachable", &mut rng);
         assert!(flow.outcome().is_none());
         flow.handle_unreachable(later, "port unreachable", &mut rng);
-        let o = flow.outcome().unwrap();
-        assert_eq!(
-            (o.kind, o.reason.as_str()),
-            (OutcomeKind::Unreachable, "port unreachable")
-        );
+        assert_unreachable(&flow, "port unreachable");
     }
 
     #[test]
@@ -1058,11 +1063,7 @@ mod tests {
         assert_eq!(flow.destination(), SECOND.parse().unwrap());
         assert!(flow.poll_transmit(now).is_some());
         flow.handle_transport_error(now, "connection refused", &mut rng);
-        let o = flow.outcome().unwrap();
-        assert_eq!(
-            (o.kind, o.reason.as_str()),
-            (OutcomeKind::Unreachable, "connection refused")
-        );
+        assert_unreachable(&flow, "connection refused");
     }
 
     #[test]

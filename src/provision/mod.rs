@@ -22,45 +22,28 @@ pub mod rfc8188;
 pub mod rule;
 pub mod serve;
 
-use std::fmt;
-
 /// The largest profile read, written, served or decompressed: real profiles are a few
 /// hundred KiB at most, and a gzip bomb must stop here.
 pub const MAX_PROFILE: usize = 16 * 1024 * 1024;
 
-/// A profile encryption key: the passphrase given to `openssl enc -k` and to the phone as
-/// `--key` in its Profile_Rule. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Key(String);
+crate::secret::secret!(
+    /// A profile encryption key: the passphrase given to `openssl enc -k` and to the phone
+    /// as `--key` in its Profile_Rule. `Debug` and `Display` never show it.
+    Key(String) exposed as str
+);
 
 impl Key {
     /// Wraps a passphrase.
     pub fn new(value: impl Into<String>) -> Key {
         Key(value.into())
     }
-
-    /// The passphrase itself, for key derivation only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Key(<redacted>)")
-    }
-}
-
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// RFC 8188 input keying material (the phone's `IKM_HTTP_Encrypt_Content`), written in
-/// base64url. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Ikm(Vec<u8>);
+crate::secret::secret!(
+    /// RFC 8188 input keying material (the phone's `IKM_HTTP_Encrypt_Content`), written in
+    /// base64url. `Debug` and `Display` never show it.
+    Ikm(Vec<u8>) exposed as [u8]
+);
 
 /// Why an IKM was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,23 +72,6 @@ impl Ikm {
             return Err(IkmError::Length(bytes.len()));
         }
         Ok(Ikm(bytes))
-    }
-
-    /// The keying material itself, for key derivation only.
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Ikm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Ikm(<redacted>)")
-    }
-}
-
-impl fmt::Display for Ikm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 

@@ -15,31 +15,15 @@ use std::str::FromStr;
 
 use sha2::Digest;
 
-/// A line password. Its `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
+crate::secret::secret!(
+    /// A line password. Its `Debug` and `Display` never show the value.
+    Password(String) exposed as str
+);
 
 impl Password {
     /// Wraps a password.
     pub fn new(value: impl Into<String>) -> Self {
         Password(value.into())
-    }
-
-    /// The secret itself, for hashing only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
-
-impl fmt::Display for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
