@@ -8,7 +8,7 @@
 mod common;
 
 use common::needs::Program;
-use common::{bin, json_line, PhoneProcess, PASSWORD};
+use common::{json_line, send, PhoneProcess};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -161,13 +161,22 @@ impl Drop for Dnsmasq {
     }
 }
 
-/// Runs sipnotify with the line password, each argument as given.
-fn sipnotify(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .expect("run sipnotify")
+/// `sipnotify resync TARGET` through `dns` with JSON output and `extra` arguments: the
+/// exit status and its one record.
+fn resync_through(dns: &Dnsmasq, target: &str, extra: &[&str]) -> (Output, Value) {
+    let server = dns.server();
+    let mut args = vec![
+        "resync",
+        target,
+        "--dns-server",
+        &server,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = send(&args);
+    let record = json_line(&out.stdout);
+    (out, record)
 }
 
 fn routing_steps(record: &Value) -> Vec<String> {
@@ -212,19 +221,8 @@ fn naptr_then_srv_then_a_and_the_dead_first_server_is_given_its_share_only() {
         ],
     );
     let started = Instant::now();
-    let out = sipnotify(&[
-        "resync",
-        "sip:159@fo.test",
-        "--dns-server",
-        &dns.server(),
-        "--t1",
-        "50",
-        "-v",
-        "--output",
-        "json",
-    ]);
+    let (out, record) = resync_through(&dns, "sip:159@fo.test", &["--t1", "50", "-v"]);
     let elapsed = started.elapsed();
-    let record = json_line(&out.stdout);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -291,17 +289,8 @@ fn over_tcp_a_refused_server_and_one_answering_503_are_passed_at_once() {
         ],
     );
     let started = Instant::now();
-    let out = sipnotify(&[
-        "resync",
-        "sip:159@tcp.test",
-        "--dns-server",
-        &dns.server(),
-        "-v",
-        "--output",
-        "json",
-    ]);
+    let (out, record) = resync_through(&dns, "sip:159@tcp.test", &["-v"]);
     let elapsed = started.elapsed();
-    let record = json_line(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{record:#}");
     assert_eq!(record["destination"], format!("127.0.53.6:{port}"));
     let steps = routing_steps(&record);
@@ -344,16 +333,7 @@ fn a_name_with_a_port_asks_for_its_addresses_only() {
         ],
     );
     let target = format!("sip:159@port.test:{port}");
-    let out = sipnotify(&[
-        "resync",
-        &target,
-        "--dns-server",
-        &dns.server(),
-        "-v",
-        "--output",
-        "json",
-    ]);
-    let record = json_line(&out.stdout);
+    let (out, record) = resync_through(&dns, &target, &["-v"]);
     assert_eq!(out.status.code(), Some(0), "{record:#}");
     assert_eq!(record["destination"], format!("127.0.53.7:{port}"));
     let steps = routing_steps(&record);
@@ -368,15 +348,7 @@ fn a_name_with_a_port_asks_for_its_addresses_only() {
     assert_eq!(queries, ["A port.test", "AAAA port.test"]);
 
     // A name the server does not know: nothing sent, exit 5.
-    let out = sipnotify(&[
-        "resync",
-        "sip:159@unknown.test:5060",
-        "--dns-server",
-        &dns.server(),
-        "--output",
-        "json",
-    ]);
-    let record = json_line(&out.stdout);
+    let (out, record) = resync_through(&dns, "sip:159@unknown.test:5060", &[]);
     assert_eq!(out.status.code(), Some(5), "{record:#}");
     assert_eq!(record["outcome"], "unreachable");
     assert_eq!(record["attempts"], 0);
@@ -415,7 +387,7 @@ fn a_campaign_on_one_domain_asks_the_dns_once() {
         .map(|user| format!("sip:{user}@fleet.test\n"))
         .collect();
     std::fs::write(&input, format!("target\n{rows}")).unwrap();
-    let out = sipnotify(&[
+    let out = send(&[
         "batch",
         input.to_str().unwrap(),
         "--dns-server",
@@ -476,7 +448,7 @@ fn answers_are_kept_for_their_ttl_and_no_longer() {
         .collect();
     std::fs::write(&input, format!("target\n{rows}")).unwrap();
     // 30 rows at 10 a second: 3 s, so the 1 s answer is asked for again, but not per row.
-    let out = sipnotify(&[
+    let out = send(&[
         "batch",
         input.to_str().unwrap(),
         "--dns-server",
@@ -505,7 +477,7 @@ fn answers_are_kept_for_their_ttl_and_no_longer() {
 
 fn a_dns_server_that_is_not_an_address_is_refused_before_anything_is_sent() {
     for bad in ["dns.example.com", "127.0.0.1:dns", "[::1"] {
-        let out = sipnotify(&["resync", "sip:159@fo.test", "--dns-server", bad]);
+        let out = send(&["resync", "sip:159@fo.test", "--dns-server", bad]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
         assert!(

@@ -39,6 +39,15 @@ fn resync(phone: &PhoneProcess, user: &str, extra: &[&str]) {
     );
 }
 
+/// Serves `root` with the profile key, logging each request to `fetches`.
+fn serve_logged(root: &Path, fetches: &Path) -> ServeProcess {
+    ServeProcess::start(
+        root,
+        &["--log", fetches.to_str().unwrap()],
+        &[("SIPNOTIFY_PROFILE_KEY", "Prov-Key-1")],
+    )
+}
+
 fn start_phone(rules: &[String], log: &Path, extra: &[&str]) -> PhoneProcess {
     let mut args: Vec<String> = Vec::new();
     for rule in rules {
@@ -63,11 +72,7 @@ fn start_phone(rules: &[String], log: &Path, extra: &[&str]) -> PhoneProcess {
 fn a_resync_fetches_decrypts_and_applies_the_profile() {
     let (dir, root) = profiles("apply");
     let fetches = dir.join("fetch.log");
-    let server = ServeProcess::start(
-        &root,
-        &["--log", fetches.to_str().unwrap()],
-        &[("SIPNOTIFY_PROFILE_KEY", "Prov-Key-1")],
-    );
+    let server = serve_logged(&root, &fetches);
     let url = |path: &str| format!("http://{}/{path}", server.addr);
     let log = dir.join("resync.log");
     let rules = [
@@ -97,11 +102,7 @@ fn a_resync_fetches_decrypts_and_applies_the_profile() {
 fn a_wrong_key_a_404_or_a_corrupt_file_is_a_failed_resync_that_stops_the_sequence() {
     let (dir, root) = profiles("fail");
     let fetches = dir.join("fetch.log");
-    let server = ServeProcess::start(
-        &root,
-        &["--log", fetches.to_str().unwrap()],
-        &[("SIPNOTIFY_PROFILE_KEY", "Prov-Key-1")],
-    );
+    let server = serve_logged(&root, &fetches);
     let url = |path: &str| format!("http://{}/{path}", server.addr);
     let cases = [
         (

@@ -7,7 +7,7 @@
 mod common;
 
 use common::pki::Pki;
-use common::{bin, json_line, PhoneProcess, PASSWORD};
+use common::{bin, json_line, send_json, PhoneProcess, PASSWORD};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Output;
@@ -46,14 +46,7 @@ fn tls_phone(listen: &str, args: &[&str]) -> (PhoneProcess, String) {
 
 /// `sipnotify resync TARGET OPTIONS --output json` with the line's password.
 fn resync(target: &str, options: &[&str]) -> (Value, i32, String) {
-    let out = bin()
-        .args(["resync", target, "--output", "json", "--timeout", "5"])
-        .args(options)
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (json_line(&out.stdout), out.status.code().unwrap(), stderr)
+    send_json(&[&["resync", target, "--timeout", "5"][..], options].concat())
 }
 
 #[track_caller]

@@ -46,6 +46,14 @@ pub fn send(args: &[&str]) -> Output {
         .expect("run sipnotify")
 }
 
+/// [`send`] of a single-target command with `--output json`: its record, exit code and
+/// standard error.
+pub fn send_json(args: &[&str]) -> (serde_json::Value, i32, String) {
+    let out = send(&[args, &["--output", "json"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (json_line(&out.stdout), out.status.code().unwrap(), stderr)
+}
+
 /// `sipnotify ARGS... --dry-run`, which must exit 0: the request it printed.
 pub fn dry_run(args: &[&str]) -> String {
     let out = bin().args(args).arg("--dry-run").output().unwrap();
