@@ -259,6 +259,32 @@ fn duplicate_rows_act_once_unless_allowed() {
     assert_eq!(campaign.phone.deliveries(7)["1000"], 1 + 4);
 }
 
+/// A misspelt column (`pasword`) would send every row without its password: the run says
+/// which columns it does not read before the first row is sent.
+#[test]
+fn columns_that_are_not_read_are_named_before_sending() {
+    let campaign = Campaign::start("columns", "", 0..0);
+    let port = campaign.phone.process.addr("udp").port();
+    std::fs::write(
+        &campaign.input,
+        format!("target,pasword\nsip:1000@127.0.0.1:{port},pw-1000\n"),
+    )
+    .unwrap();
+    let out = campaign.batch(&["--event", "reboot", "--output", "json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("warning: the input's column(s) `pasword` are not read")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw-1000"), "{stderr}");
+    // Without its password the phone's challenge cannot be answered: the warning says why.
+    assert_exit(&out, 1);
+    assert_eq!(json_lines(&out.stdout)[0]["outcome"], "no_credentials");
+}
+
 /// A phone whose reason phrase carries escape sequences: no raw ESC reaches stdout or
 /// stderr, whatever the output mode, one target or a campaign.
 #[test]

@@ -349,6 +349,17 @@ impl Csv {
         Ok(Csv { columns, cells })
     }
 
+    /// The header's names that are no column sipnotify reads (a typo such as `pasword`
+    /// would otherwise send every row without its password).
+    fn unknown_columns(&self) -> Vec<&str> {
+        let mut probe = Row::default();
+        self.columns
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !set_cell(&mut probe, name, ""))
+            .collect()
+    }
+
     /// The row a line holds, or why it holds none, without quoting it.
     fn row(&mut self, line: &str) -> Result<Row, String> {
         if !self.cells.split(line) {
@@ -403,6 +414,16 @@ impl RowReader {
     }
 }
 
+impl RowReader {
+    /// The CSV header's names that are no column sipnotify reads; their cells are ignored.
+    /// (JSON Lines fields that are not read are ignored too, without a list.)
+    pub fn unknown_columns(&self) -> Vec<&str> {
+        self.csv
+            .as_ref()
+            .map_or_else(Vec::new, Csv::unknown_columns)
+    }
+}
+
 impl Iterator for RowReader {
     type Item = Result<Row, RowError>;
 
@@ -449,27 +470,33 @@ impl Iterator for RowReader {
 fn csv_row<'a>(columns: &[String], cells: impl Iterator<Item = &'a str>) -> Row {
     let mut row = Row::default();
     for (name, cell) in columns.iter().zip(cells) {
-        let text = || Some(cell.trim().to_string()).filter(|t| !t.is_empty());
-        match name.as_str() {
-            "id" => row.id = text(),
-            "target" => row.target = text(),
-            "auth_user" | "user" => row.auth_user = text(),
-            // Taken as given (no trimming); an empty cell is a missing one.
-            "password" => row.password = (!cell.is_empty()).then(|| Password::new(cell)),
-            "event" => row.event = text(),
-            "url" => row.url = text(),
-            "proxy" => row.proxy = text(),
-            "transport" => row.transport = text(),
-            "vendor" => row.vendor = text(),
-            "mac" => row.mac = text(),
-            "action" => row.action = text(),
-            "image" => row.image = text(),
-            "icon" => row.icon = text(),
-            "uri" => row.uri = text(),
-            _ => {}
-        }
+        set_cell(&mut row, name, cell);
     }
     row
+}
+
+/// Sets the cell of column `name`; false when no such column is read.
+fn set_cell(row: &mut Row, name: &str, cell: &str) -> bool {
+    let text = || Some(cell.trim().to_string()).filter(|t| !t.is_empty());
+    match name {
+        "id" => row.id = text(),
+        "target" => row.target = text(),
+        "auth_user" | "user" => row.auth_user = text(),
+        // Taken as given (no trimming); an empty cell is a missing one.
+        "password" => row.password = (!cell.is_empty()).then(|| Password::new(cell)),
+        "event" => row.event = text(),
+        "url" => row.url = text(),
+        "proxy" => row.proxy = text(),
+        "transport" => row.transport = text(),
+        "vendor" => row.vendor = text(),
+        "mac" => row.mac = text(),
+        "action" => row.action = text(),
+        "image" => row.image = text(),
+        "icon" => row.icon = text(),
+        "uri" => row.uri = text(),
+        _ => return false,
+    }
+    true
 }
 
 /// A JSON error without the line's contents: serde quotes the offending value, which may
@@ -533,6 +560,22 @@ mod tests {
         assert_eq!(d.password.as_ref().unwrap().expose(), "pw,with,commas");
         assert_eq!(d.line, 5);
         assert!(!format!("{d:?}").contains("pw,with"));
+    }
+
+    #[test]
+    fn columns_that_are_not_read_are_named() {
+        let reader = |text: &str| {
+            RowReader::new(
+                Box::new(std::io::Cursor::new(text.to_string())),
+                InputFormat::Csv,
+            )
+            .unwrap()
+        };
+        let typo = reader("target,pasword,user,Event\n");
+        assert_eq!(typo.unknown_columns(), ["pasword", "Event"]);
+        let known = "id,target,auth_user,user,password,event,url,proxy,transport,vendor,mac,\
+                     action,image,icon,uri\n";
+        assert!(reader(known).unknown_columns().is_empty());
     }
 
     #[test]

@@ -384,6 +384,14 @@ impl<C: Channel> Campaign<C> {
         // earlier runs' records instead of replacing them.
         let resuming = options.journal.as_deref().is_some_and(Path::exists);
         let mut warnings = Vec::new();
+        let unknown = rows.unknown_columns();
+        if !unknown.is_empty() {
+            warnings.push(format!(
+                "the input's column(s) `{}` are not read and their cells are ignored (the \
+                 columns are listed in `sipnotify batch --help`)",
+                crate::text::printable(&unknown.join("`, `"), false)
+            ));
+        }
         let (journal, resume) = match &options.journal {
             Some(path) => {
                 let (journal, resume) =
