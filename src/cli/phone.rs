@@ -291,8 +291,8 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         );
     }
     outln!(
-        "phone stopped: {} requests, {} challenged, {} delivered, {} forbidden, {} rejected, {} dropped",
-        stats.requests, stats.challenged, stats.delivered, stats.forbidden, stats.rejected, stats.dropped
+        "phone stopped: {} requests, {} challenged, {} delivered, {} forbidden, {} rejected, {} dropped, {} retransmissions answered again",
+        stats.requests, stats.challenged, stats.delivered, stats.forbidden, stats.rejected, stats.dropped, stats.retransmissions
     );
     Ok(0)
 }

@@ -12,12 +12,15 @@
 //! 5. the `fail_percent` fault, else 200.
 //!
 //! Nonces are stateless (issue time plus a keyed hash of it), so a fleet of 100,000 users
-//! costs no memory and a retransmitted request simply gets handled again.
+//! costs no memory for them. Like a real line's non-INVITE server transactions (RFC 3261
+//! §17.2.2), the line remembers its final answers for Timer J: a retransmitted request gets
+//! the same answer again and is never acted on twice.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -310,6 +313,9 @@ pub enum Handled {
     Answered(Exchange),
     /// A request ignored by the `drop_percent` fault.
     Dropped,
+    /// A retransmission of a request answered within Timer J: the output buffer holds the
+    /// same answer again, and the line did not act on it again.
+    Retransmission,
     /// Nothing to answer: unparseable bytes, a response, an ACK, or a request missing
     /// Via/From/To/Call-ID/CSeq (it cannot be answered meaningfully).
     Ignored,
@@ -322,6 +328,53 @@ struct Shared {
     secret: [u8; 16],
     opaque: String,
     start: Instant,
+    /// Shared by the forks: a retransmission may reach another worker of the socket.
+    answered: Mutex<Answered>,
+}
+
+/// Timer J of a non-INVITE server transaction over UDP (64 x T1): how long a final answer
+/// is given again to retransmissions.
+const TIMER_J: Duration = Duration::from_secs(32);
+
+/// The most answers remembered: beyond it the oldest are forgotten first, so a fleet at
+/// full rate stays bounded (a retransmission comes within seconds).
+const MAX_ANSWERED: usize = 1 << 20;
+
+/// The final answers of the last [`TIMER_J`], by transaction (a keyed hash of the Via
+/// branch, Call-ID, CSeq and method).
+#[derive(Debug, Default)]
+struct Answered {
+    replies: HashMap<u64, Reply>,
+    order: VecDeque<(Instant, u64)>,
+}
+
+impl Answered {
+    fn get(&mut self, now: Instant, key: u64) -> Option<Reply> {
+        self.expire(now);
+        self.replies.get(&key).copied()
+    }
+
+    fn insert(&mut self, now: Instant, key: u64, reply: Reply) {
+        self.expire(now);
+        if self.order.len() >= MAX_ANSWERED {
+            if let Some((_, oldest)) = self.order.pop_front() {
+                self.replies.remove(&oldest);
+            }
+        }
+        if self.replies.insert(key, reply).is_none() {
+            self.order.push_back((now, key));
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.order.front() {
+            if now.saturating_duration_since(at) < TIMER_J {
+                break;
+            }
+            self.order.pop_front();
+            self.replies.remove(&key);
+        }
+    }
 }
 
 /// A simulated phone line. Cheap to [`fork`](Phone::fork) for concurrent tasks.
@@ -332,12 +385,14 @@ pub struct Phone {
 }
 
 /// A response about to be written.
+#[derive(Debug, Clone, Copy)]
 struct Reply {
     code: u16,
     reason: &'static str,
     extra: Extra,
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Extra {
     None,
     Challenge { stale: bool },
@@ -369,6 +424,7 @@ impl Phone {
                 secret,
                 opaque,
                 start: now,
+                answered: Mutex::default(),
             }),
             rng,
         }
@@ -416,6 +472,17 @@ impl Phone {
         if roll(&mut self.rng, self.shared.config.drop_percent) {
             return Handled::Dropped;
         }
+        let transaction = msg.top_via_branch().map(|branch| {
+            let id = [branch, call_id, &cseq.to_string(), method].join("\n");
+            keyed_hash(&self.shared.secret, id.as_bytes())
+        });
+        if let Some(key) = transaction {
+            let earlier = self.answered().get(now, key);
+            if let Some(reply) = earlier {
+                self.write_response(now, &msg, &reply, out);
+                return Handled::Retransmission;
+            }
+        }
 
         let mut exchange = Exchange {
             method: method.to_owned(),
@@ -441,7 +508,18 @@ impl Phone {
         };
         exchange.status = reply.code;
         self.write_response(now, &msg, &reply, out);
+        if let Some(key) = transaction {
+            self.answered().insert(now, key, reply);
+        }
         Handled::Answered(exchange)
+    }
+
+    /// The answers remembered; a poisoned lock still holds a usable map.
+    fn answered(&self) -> std::sync::MutexGuard<'_, Answered> {
+        self.shared
+            .answered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn notify(&mut self, now: Instant, msg: &Message, uri: &str, exchange: &mut Exchange) -> Reply {
@@ -743,10 +821,14 @@ mod tests {
     }
 
     /// A NOTIFY as a sender writes it; `extra` is inserted verbatim before Content-Length.
+    /// A request in a transaction of its own (a new branch each time, as each attempt of a
+    /// client is).
     fn request(method: &str, uri: &str, extra: &str, body: &str) -> Vec<u8> {
+        static BRANCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let branch = BRANCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!(
             "{method} {uri} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-1;rport\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-{branch};rport\r\n\
              Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-0\r\n\
              From: <sip:sipnotify@10.0.0.1>;tag=abc\r\n\
              To: <{uri}>\r\n\
@@ -1101,11 +1183,16 @@ mod tests {
         let mut first = Vec::new();
         phone.handle(t0, &bytes, &mut first);
         let response = codec::parse(&first).unwrap();
+        let branch = codec::parse(&bytes)
+            .unwrap()
+            .top_via_branch()
+            .unwrap()
+            .to_owned();
         let vias: Vec<_> = response.headers("Via").collect();
         assert_eq!(
             vias,
             [
-                "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK-1;rport",
+                &format!("SIP/2.0/UDP 10.0.0.1:5070;branch={branch};rport"),
                 "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK-0"
             ]
         );
@@ -1126,10 +1213,12 @@ mod tests {
         assert_eq!(first, second);
 
         // An existing To tag is kept as is.
-        let tagged = String::from_utf8(bytes).unwrap().replace(
-            "To: <sip:159@127.0.0.1:5060>",
-            "To: <sip:159@127.0.0.1:5060>;tag=x1",
-        );
+        let tagged = String::from_utf8(notify("resync", "", ""))
+            .unwrap()
+            .replace(
+                "To: <sip:159@127.0.0.1:5060>",
+                "To: <sip:159@127.0.0.1:5060>;tag=x1",
+            );
         let (response, _) = send(&mut phone, t0, tagged.as_bytes());
         assert_eq!(
             response.header("To"),
@@ -1137,8 +1226,10 @@ mod tests {
         );
     }
 
+    /// RFC 3261 §17.2.2: a retransmission within Timer J gets the same answer again, and
+    /// the line does not act on it again; after Timer J it is a new request.
     #[test]
-    fn retransmitted_authenticated_notify_is_accepted_again() {
+    fn a_retransmitted_notify_is_answered_again_and_not_acted_on_twice() {
         let (mut phone, t0) = phone(|_| {});
         let (response, _) = send(&mut phone, t0, &notify("resync", "", ""));
         let bytes = notify(
@@ -1146,12 +1237,43 @@ mod tests {
             &credentials(&challenges(&response)[0], "159", "pw-159", ""),
             "",
         );
-        let mut first = Vec::new();
-        let mut second = Vec::new();
-        phone.handle(t0, &bytes, &mut first);
-        phone.handle(t0 + Duration::from_millis(500), &bytes, &mut second);
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        let acted = phone.handle(t0, &bytes, &mut first);
+        assert!(
+            matches!(&acted, Handled::Answered(e) if e.delivered()),
+            "{acted:?}"
+        );
+        let again = phone.handle(t0 + Duration::from_millis(500), &bytes, &mut second);
+        assert_eq!(again, Handled::Retransmission);
         assert_eq!(first, second);
         assert_eq!(code(&codec::parse(&first).unwrap()), 200);
+        // A challenge is given again too (the same status; a fresh nonce is as good).
+        let unauthenticated = notify("resync", "", "");
+        let (challenged, _) = send(&mut phone, t0, &unauthenticated);
+        let mut out = Vec::new();
+        let again = phone.handle(t0 + Duration::from_secs(1), &unauthenticated, &mut out);
+        assert_eq!(again, Handled::Retransmission);
+        assert_eq!(code(&codec::parse(&out).unwrap()), code(&challenged));
+        // Past Timer J the transaction is gone: the same bytes are a new request (and its
+        // nonce, from t0, is still fresh enough to be accepted).
+        let later = t0 + TIMER_J;
+        assert!(matches!(
+            phone.handle(later, &bytes, &mut out),
+            Handled::Answered(_)
+        ));
+    }
+
+    #[test]
+    fn remembered_answers_are_bounded() {
+        let t0 = Instant::now();
+        let mut answered = Answered::default();
+        for key in 0..(MAX_ANSWERED as u64 + 10) {
+            answered.insert(t0, key, Reply::new(200));
+        }
+        assert_eq!(answered.replies.len(), MAX_ANSWERED);
+        assert!(answered.get(t0, 0).is_none() && answered.get(t0, 10).is_some());
+        assert!(answered.get(t0 + TIMER_J, 10).is_none());
+        assert!(answered.replies.is_empty() && answered.order.is_empty());
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct PhoneStats {
     pub rejected: u64,
     /// Requests ignored by the `drop_percent` fault.
     pub dropped: u64,
+    /// Retransmissions of requests already answered: answered again, not acted on again.
+    pub retransmissions: u64,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +63,7 @@ struct Counters {
     forbidden: AtomicU64,
     rejected: AtomicU64,
     dropped: AtomicU64,
+    retransmissions: AtomicU64,
 }
 
 /// Called for each NOTIFY a line acted on (2xx), with the local address the request
@@ -105,6 +108,12 @@ impl Ctx {
                 c.dropped.fetch_add(1, Relaxed);
                 tracing::debug!(%peer, %transport, "phone dropped a request (fault)");
                 return false;
+            }
+            Handled::Retransmission => {
+                c.requests.fetch_add(1, Relaxed);
+                c.retransmissions.fetch_add(1, Relaxed);
+                tracing::debug!(%peer, %transport, "phone answered a retransmission again");
+                return true;
             }
             Handled::Answered(ex) => ex,
         };
@@ -188,6 +197,7 @@ impl RunningPhone {
             forbidden: c.forbidden.load(Relaxed),
             rejected: c.rejected.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
+            retransmissions: c.retransmissions.load(Relaxed),
         }
     }
 
@@ -753,6 +763,30 @@ mod tests {
         assert_eq!(answered_from("[::1]:0", to, "wild").await, to);
         let to = SocketAddr::new("127.0.0.7".parse().unwrap(), port);
         assert_eq!(answered_from("127.0.0.1:0", to, "wild").await, to);
+        phone.shutdown().await;
+    }
+
+    /// A retransmitted datagram is answered again and counted as such, not as a second
+    /// exchange: the line acts on a NOTIFY once.
+    #[tokio::test]
+    async fn a_retransmission_is_answered_again_and_counted_apart() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let phone = spawn(PhoneConfig::default(), &[(any, Transport::Udp)])
+            .await
+            .unwrap();
+        let to = phone.local_addr(Transport::Udp).unwrap();
+        for _ in 0..2 {
+            assert_eq!(answered_from("127.0.0.1:0", to, "twice").await, to);
+        }
+        assert_eq!(
+            phone.stats(),
+            PhoneStats {
+                requests: 2,
+                challenged: 1,
+                retransmissions: 1,
+                ..PhoneStats::default()
+            }
+        );
         phone.shutdown().await;
     }
 
