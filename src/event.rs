@@ -4,6 +4,7 @@
 //! the simulated phone (which events it accepts) and the docs.
 
 use crate::sip::request::check_header_value;
+use crate::text::is_noncharacter;
 use std::sync::LazyLock;
 
 /// Whether an event takes a URL.
@@ -237,7 +238,7 @@ pub enum EventError {
     #[error("`{0}` is not an http:// or https:// URL; phones fetch profiles and XML services only over http(s)")]
     NotHttpUrl(String),
     /// A URL with white space or control characters would be cut by the phone.
-    #[error("the URL contains white space or control characters; percent-encode them (e.g. %20)")]
+    #[error("the URL contains white space, control characters, quotes or U+FFFE/U+FFFF; percent-encode them (e.g. %20)")]
     UrlWhitespace,
     /// An event token that is not a token.
     #[error("`{0}` is not a valid event (letters, digits and -._!%*+`'~, then ;params)")]
@@ -273,7 +274,8 @@ pub enum UrlProblem {
     NotHttp,
     /// Ends with CR, LF, space or tab: the phone silently ignores it.
     TrailingWhitespace,
-    /// White space, a control character or a quote inside.
+    /// White space, a control character, a quote, or a noncharacter (U+FFFE, U+FFFF: no
+    /// XML document can carry them) inside.
     Whitespace,
 }
 
@@ -302,7 +304,7 @@ pub fn check_http_url(url: &str) -> Result<(), UrlProblem> {
     }
     if url
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || is_noncharacter(c))
     {
         return Err(UrlProblem::Whitespace);
     }
@@ -598,7 +600,12 @@ mod tests {
         ] {
             assert_eq!(check_http_url(bad), Err(UrlProblem::TrailingWhitespace));
         }
-        for bad in ["http://h/a b", "http://h/a\"b", "http://h/a\u{7}b"] {
+        for bad in [
+            "http://h/a b",
+            "http://h/a\"b",
+            "http://h/a\u{7}b",
+            "http://h/a\u{fffe}b",
+        ] {
             assert_eq!(check_http_url(bad), Err(UrlProblem::Whitespace), "{bad}");
         }
         // The message says what is wrong without claiming the URL was for XML-Service.

@@ -3,6 +3,12 @@
 
 use std::borrow::Cow;
 
+/// U+FFFE and U+FFFF: valid in a Rust string, but no XML document can carry them (XML 1.0
+/// §2.2), so text bound for an XML object or a phone's URL must not hold them.
+pub(crate) fn is_noncharacter(c: char) -> bool {
+    matches!(c, '\u{fffe}' | '\u{ffff}')
+}
+
 /// Text from the network or a file made safe for a terminal: a phone's reason phrase or message could
 /// carry escape sequences. Control characters become `\xNN`; line ends are kept in
 /// `multiline` text.

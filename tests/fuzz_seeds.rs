@@ -111,3 +111,21 @@ fn every_provision_seed_is_what_its_name_says() {
         }
     }
 }
+
+#[test]
+fn every_http_answer_seed_is_what_its_name_says() {
+    use sipnotify::http::answer::{self, Answer};
+    use sipnotify::http::object;
+    for (path, bytes) in seeds("http_answer") {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = String::from_utf8_lossy(&bytes);
+        let (image, icon) = text.split_once('\n').unwrap_or((&text, &text));
+        let built = object::background(image, icon);
+        match name.as_str() {
+            "background" => assert!(object::checked(&built.unwrap()).is_ok()),
+            // A URL no XML can carry is refused, not built into a malformed object.
+            "regression-noncharacter-url" => assert!(built.is_err(), "{name}"),
+            _ => assert_ne!(answer::read(&bytes), Answer::Other, "{name}"),
+        }
+    }
+}

@@ -68,10 +68,11 @@ pub struct DeviceInfo {
 }
 
 /// The most ResponseItems kept from one answer.
-const MAX_ITEMS_KEPT: usize = 16;
+pub const MAX_ITEMS_KEPT: usize = 16;
 
-/// The most characters kept of a value from the phone.
-const MAX_VALUE: usize = 256;
+/// The most characters kept of a value from the phone (before control characters are
+/// escaped, each as 4 characters `\xNN`).
+pub const MAX_VALUE: usize = 256;
 
 /// Reads an answer body. Never fails: what is not a known document is [`Answer::Other`].
 /// Names are matched without regard to case, since firmware differs.

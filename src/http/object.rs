@@ -6,6 +6,7 @@
 //! object, and the object is URL-encoded in the form.
 
 use crate::event::{check_http_url, UrlProblem};
+use crate::text::is_noncharacter;
 use quick_xml::escape::escape;
 
 /// The most `ExecuteItem`s one `CiscoIPPhoneExecute` may hold.
@@ -98,10 +99,10 @@ pub fn check_uri(uri: &str) -> Result<(), ObjectError> {
             why: url_problem(e).into(),
         });
     }
-    if rest.is_empty() || uri.chars().any(char::is_control) {
+    if rest.is_empty() || uri.chars().any(|c| c.is_control() || is_noncharacter(c)) {
         return Err(ObjectError::BadUri {
             uri: shown(),
-            why: "nothing after the scheme, or a control character".into(),
+            why: "nothing after the scheme, or a control character or U+FFFE/U+FFFF".into(),
         });
     }
     Ok(())
@@ -112,7 +113,9 @@ fn url_problem(problem: UrlProblem) -> &'static str {
     match problem {
         UrlProblem::NotHttp => "not an http:// or https:// URL with a host",
         UrlProblem::TrailingWhitespace => "ends with white space",
-        UrlProblem::Whitespace => "holds white space, a control character or a quote",
+        UrlProblem::Whitespace => {
+            "holds white space, a control character, a quote or U+FFFE/U+FFFF"
+        }
     }
 }
 
@@ -208,10 +211,15 @@ mod tests {
             execute(&["Dial:".into()], 0),
             Err(ObjectError::BadUri { .. })
         ));
-        assert!(matches!(
-            execute(&["Key:A\nB".into()], 0),
-            Err(ObjectError::BadUri { .. })
-        ));
+        // What no XML document can carry is refused rather than built into a malformed
+        // object (found by the http_answer fuzz target).
+        for bad in ["Key:A\nB", "Dial:1\u{fffe}", "http://h/\u{ffff}.xml"] {
+            assert!(
+                matches!(execute(&[bad.into()], 0), Err(ObjectError::BadUri { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(background("http://h/\u{fffe}.png", "http://h/tn.png").is_err());
     }
 
     #[test]
