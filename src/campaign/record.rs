@@ -124,7 +124,7 @@ impl Record {
     }
 
     /// The CSV row, in the order of [`CSV_HEADER`].
-    pub fn csv(&self) -> [String; 13] {
+    pub fn csv(&self) -> CsvRow {
         match &self.verdict {
             Verdict::Sent { outcome, tries, .. } => csv_row(
                 &self.target,
@@ -135,7 +135,7 @@ impl Record {
                 *tries,
             ),
             other => {
-                let mut row: [String; 13] = Default::default();
+                let mut row: CsvRow = Default::default();
                 row[0] = self.line.to_string();
                 row[1] = self.id.clone().unwrap_or_default();
                 row[2] = self.target.clone();
@@ -287,7 +287,7 @@ impl<'a> From<&'a TraceEntry> for LadderJson<'a> {
 }
 
 /// The columns of CSV output and reports.
-pub const CSV_HEADER: [&str; 13] = [
+pub const CSV_HEADER: [&str; 14] = [
     "line",
     "id",
     "target",
@@ -301,7 +301,11 @@ pub const CSV_HEADER: [&str; 13] = [
     "retransmissions",
     "elapsed_ms",
     "call_id",
+    "details",
 ];
+
+/// One CSV row: a cell per column of [`CSV_HEADER`].
+pub type CsvRow = [String; CSV_HEADER.len()];
 
 /// The CSV row of a target that was sent, in the order of [`CSV_HEADER`].
 pub fn csv_row(
@@ -311,7 +315,7 @@ pub fn csv_row(
     line: Option<u64>,
     o: &Outcome,
     tries: u32,
-) -> [String; 13] {
+) -> CsvRow {
     [
         line.map(|l| l.to_string()).unwrap_or_default(),
         id.unwrap_or_default().to_string(),
@@ -328,6 +332,13 @@ pub fn csv_row(
         o.retransmissions.to_string(),
         format!("{:.1}", o.elapsed.as_secs_f64() * 1000.0),
         o.call_id.clone(),
+        // The channel's own fields (HTTP: http_status, phone_error, items, device,
+        // screenshot) as one JSON object, escaped like the reason.
+        o.details
+            .as_deref()
+            .and_then(|d| serde_json::to_string(d).ok())
+            .map(|d| printable(&d, false).into_owned())
+            .unwrap_or_default(),
     ]
 }
 
@@ -357,7 +368,20 @@ mod tests {
         let row = sent.csv();
         assert_eq!(
             (row.len(), row[4].as_str(), row[5].as_str()),
-            (13, "rejected", "489")
+            (14, "rejected", "489")
+        );
+        assert_eq!(row[13], "", "no details for SIP");
+        let mut details = serde_json::Map::new();
+        details.insert("http_status".into(), 200.into());
+        details.insert("phone_error".into(), "\u{1b}[2J".into());
+        let http = Outcome {
+            details: Some(Box::new(details)),
+            ..Outcome::unsent(OutcomeKind::Delivered, "OK")
+        };
+        let http_row = csv_row("http://10.0.0.7", "background", None, None, &http, 1);
+        assert_eq!(
+            http_row[13],
+            r#"{"http_status":200,"phone_error":"\u001b[2J"}"#
         );
         assert!(row[7].contains("Resync From SIP"), "{}", row[7]);
         let bad = Record {
