@@ -7,7 +7,7 @@
 //!   push ones: execute, background, push, screenshot, info) get `--dry-run`:
 //!   the request is built and checked, nothing is sent; a proxy named `*.example.com` is
 //!   rewritten to 127.0.0.1;
-//! - `phone` listens on a free loopback port instead of the one shown, and is stopped with
+//! - `phone` listens (`--listen`, `--http`) on a free loopback port instead of the one shown, and is stopped with
 //!   SIGTERM after two seconds (it must still be running then: exit 0 on the signal);
 //! - campaigns run for real, against a simulator, from `phones.csv` and `phones.jsonl`
 //!   made here; HTTP campaigns against the same simulator's web server, from
@@ -38,7 +38,7 @@ sipnotify() {
         fi
         if [[ $previous == --listen && $1 == serve ]]; then
             a="127.0.0.1:$SERVE_PORT"
-        elif [[ $previous == --listen ]]; then
+        elif [[ $previous == --listen || $previous == --http ]]; then
             a="127.0.0.1:0"
         fi
         args+=("$a")

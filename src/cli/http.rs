@@ -5,16 +5,16 @@
 use super::batch::{self, BatchArgs};
 use super::drive::{drive, warn_if_descriptors_short, Shown};
 use super::output::{CampaignOutput, Printer};
-use super::send::{parse_timeout, password_from, read_limited};
+use super::send::{parse_timeout, password_from, read_limited, TlsArgs};
 use super::{Failure, Format};
 use clap::{Args, Subcommand};
 use sipnotify::campaign::{same_file, Campaign, Input, Observer, Options, Record, Verdict};
-use sipnotify::http::addr::Scheme;
 use sipnotify::http::object::{self, MAX_OBJECT_LIMIT};
 use sipnotify::http::{
     Action, AuthMode, ContactSheet, PhoneAddr, Push, PushDefaults, Pusher, PusherConfig,
     Screenshots, WebCredentials,
 };
+use sipnotify::net::tls::Identity;
 use sipnotify::phone::{spawn_web, RunningWeb, WebAuth, WebConfig};
 use sipnotify::Password;
 use std::net::SocketAddr;
@@ -76,10 +76,13 @@ pub enum HttpCommand {
 /// The phone and how to talk to its web server.
 #[derive(Debug, Args)]
 pub struct WebArgs {
-    /// The phone's web server: HOST[:PORT] or http://HOST[:PORT] (IPv6 in brackets).
+    /// The phone's web server: HOST[:PORT] or http(s)://HOST[:PORT] (IPv6 in brackets;
+    /// https:// checks the certificate as --ca, --tls-pin or --tls-insecure say).
     pub phone: String,
     #[command(flatten)]
     pub auth: WebAuthArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Give up after this many seconds (a request, connection included).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -156,21 +159,43 @@ pub async fn run(command: HttpCommand, out: &Printer, format: Format) -> Result<
         auth: web.auth.auth,
         trace: out.wants_ladder(),
     };
-    if web.dry_run {
+    one(push, &web.tls, web.timeout, web.dry_run, save, out, format).await
+}
+
+/// Sends one request to one phone (or shows it, with `dry_run`), prints the outcome and
+/// returns the exit code: where every one-phone HTTP command ends. A screenshot is written
+/// to `save`.
+pub async fn one(
+    push: Push,
+    tls: &TlsArgs,
+    timeout: Option<f64>,
+    dry_run: bool,
+    save: Option<PathBuf>,
+    out: &Printer,
+    format: Format,
+) -> Result<u8, Failure> {
+    let timeout = parse_timeout(timeout)?.unwrap_or(PusherConfig::default().timeout);
+    let tls = tls.client()?;
+    if dry_run {
         out.dry_run(&Pusher::preview(&push));
         return Ok(0);
     }
-    let timeout = parse_timeout(web.timeout)?.unwrap_or(PusherConfig::default().timeout);
     let pusher = Pusher::new(PusherConfig {
         timeout,
         screenshots: None,
+        tls,
     });
     let delivery = pusher.exchange(&push).await;
     if let (Some(path), Some(image)) = (save, &delivery.image) {
         std::fs::write(&path, image)
             .map_err(|e| Failure::local(format!("cannot write {}: {e}", path.display())))?;
     }
-    out.outcome(push.phone.as_str(), action.name(), None, &delivery.outcome);
+    out.outcome(
+        push.phone.as_str(),
+        push.action.name(),
+        None,
+        &delivery.outcome,
+    );
     if format == Format::Human {
         if let Some(device) = delivery
             .outcome
@@ -188,15 +213,9 @@ fn input(e: impl std::fmt::Display) -> Failure {
     Failure::input(e.to_string())
 }
 
-/// Reads a phone address; HTTPS is refused for now.
+/// Reads a phone address.
 fn phone(text: &str) -> Result<PhoneAddr, Failure> {
-    let phone = PhoneAddr::parse(text).map_err(input)?;
-    if phone.scheme() == Scheme::Https {
-        return Err(Failure::input(
-            "https:// is not supported yet: give the phone as http://HOST[:PORT]",
-        ));
-    }
-    Ok(phone)
+    PhoneAddr::parse(text).map_err(input)
 }
 
 /// The object of `push --xml FILE|-`: bounded, UTF-8, well-formed.
@@ -312,6 +331,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
         None => None,
     };
     let timeout = parse_timeout(args.line.timeout)?.unwrap_or(PusherConfig::default().timeout);
+    let tls = args.line.tls.client()?;
     let mut options = batch::options(&args, HTTP_CONCURRENCY)?;
     let concurrency = options.concurrency;
     options.description = defaults.describe();
@@ -340,6 +360,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
     let pusher = Pusher::new(PusherConfig {
         timeout,
         screenshots,
+        tls,
     });
     let shown = Shown {
         output,
@@ -513,6 +534,11 @@ pub struct PhoneWebArgs {
     /// a wildcard address (0.0.0.0:80) each local address reached is a phone of its own.
     #[arg(long = "http", value_name = "ADDR:PORT")]
     pub http: Vec<SocketAddr>,
+    /// Serve HTTPS instead of HTTP on the --http addresses, presenting --tls-cert and
+    /// --tls-key, or a self-signed certificate made at start (its SHA-256 printed, for
+    /// --tls-pin).
+    #[arg(long, requires = "http")]
+    pub http_tls: bool,
     /// basic (CUCM phones), digest (SPA/MPP Local Credential) or none (Trusted).
     #[arg(long, value_name = "MODE", default_value = "basic")]
     pub http_auth: WebAuth,
@@ -539,11 +565,12 @@ pub struct Faults {
 }
 
 impl PhoneWebArgs {
-    /// Starts the web server when `--http` is given.
+    /// Starts the web server when `--http` is given, over HTTPS with `tls`.
     pub async fn start(
         &self,
         password_template: &str,
         faults: Faults,
+        tls: Option<Identity>,
     ) -> Result<Option<RunningWeb>, Failure> {
         if self.http.is_empty() {
             return Ok(None);
@@ -557,6 +584,7 @@ impl PhoneWebArgs {
             delay: faults.delay,
             drop_percent: faults.drop_percent,
             fail_percent: faults.fail_percent,
+            tls,
             ..WebConfig::default()
         };
         spawn_web(config, &self.http)

@@ -8,8 +8,10 @@ use super::auth::{self, AuthMode, Reply, WebCredentials};
 use super::object::form_body;
 use crate::campaign::channel::digest_prefix;
 use crate::campaign::Channel;
+use crate::net::tls::TlsClient;
 use crate::proto::outcome::{Direction, TraceEntry};
 use crate::proto::{Outcome, OutcomeKind};
+use crate::sip::uri::Host;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -119,6 +121,9 @@ pub struct PusherConfig {
     pub timeout: Duration,
     /// Screenshots after each push (campaigns).
     pub screenshots: Option<Screenshots>,
+    /// How `https://` phones' certificates are checked: the same trust options, checks
+    /// and reasons as SIP over TLS.
+    pub tls: TlsClient,
 }
 
 impl Default for PusherConfig {
@@ -126,6 +131,7 @@ impl Default for PusherConfig {
         PusherConfig {
             timeout: Duration::from_secs(10),
             screenshots: None,
+            tls: TlsClient::default(),
         }
     }
 }
@@ -208,7 +214,7 @@ impl Pusher {
         let mut attempts = 0;
         let result = tokio::time::timeout(
             self.inner.config.timeout,
-            exchange(push, &mut ladder, &mut attempts),
+            exchange(push, &self.inner.config.tls, &mut ladder, &mut attempts),
         )
         .await
         .unwrap_or_else(|_| {
@@ -436,15 +442,10 @@ async fn resolve(phone: &PhoneAddr) -> Result<SocketAddr, Failed> {
 /// whether credentials were sent with it.
 async fn exchange(
     push: &Push,
+    tls: &TlsClient,
     ladder: &mut Ladder,
     attempts: &mut u32,
 ) -> Result<(Answer, bool), Failed> {
-    if push.phone.scheme() == Scheme::Https {
-        return Err(Failed {
-            kind: OutcomeKind::Unreachable,
-            reason: "https is not supported yet: use http://".into(),
-        });
-    }
     let addr = resolve(&push.phone).await?;
     let mut authorization = auth::preemptive(push.auth, push.credentials.as_ref());
     let mut sent_digest = false;
@@ -457,7 +458,7 @@ async fn exchange(
             _ => MAX_ANSWER,
         };
         tracing::debug!(phone = %push.phone, method = request.method, path = request.path, "request sent");
-        let answer = send(addr, &request, limit).await?;
+        let answer = send(&push.phone, addr, tls, &request, limit).await?;
         tracing::debug!(phone = %push.phone, status = answer.status, bytes = answer.body.len(), "answer received");
         ladder.push(Direction::Received, render_answer(&answer));
         let sent = authorization.take();
@@ -564,20 +565,52 @@ fn render_answer(answer: &Answer) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// One request on a new connection, its answer read whole (at most `limit` bytes).
-async fn send(addr: SocketAddr, wire: &Wire, limit: usize) -> Result<Answer, Failed> {
-    let unreachable = |what: &str, e: &dyn std::fmt::Display| Failed {
-        kind: OutcomeKind::Unreachable,
-        reason: format!("{what}: {e}"),
-    };
+/// One request on a new connection (TLS for an `https://` phone), its answer read whole
+/// (at most `limit` bytes).
+async fn send(
+    phone: &PhoneAddr,
+    addr: SocketAddr,
+    tls: &TlsClient,
+    wire: &Wire,
+    limit: usize,
+) -> Result<Answer, Failed> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| unreachable("cannot connect", &e))?;
     let _ = stream.set_nodelay(true);
+    match phone.scheme() {
+        Scheme::Http => request(TokioIo::new(stream), wire, limit).await,
+        Scheme::Https => {
+            // The certificate is checked against the phone's host as written (an address
+            // against the certificate's IP addresses), unless --tls-name says otherwise.
+            let refused = |why: &dyn std::fmt::Display| {
+                unreachable(&format!("cannot connect to {addr} over https"), why)
+            };
+            let host = Host::parse(phone.host()).ok_or_else(|| refused(&"not a host"))?;
+            let name = tls.server_name(&host).map_err(|e| refused(&e))?;
+            let stream = tls.connect(name, stream).await.map_err(|e| refused(&e))?;
+            request(TokioIo::new(stream), wire, limit).await
+        }
+    }
+}
+
+/// A phone that could not be reached, and why.
+fn unreachable(what: &str, why: &dyn std::fmt::Display) -> Failed {
+    Failed {
+        kind: OutcomeKind::Unreachable,
+        reason: format!("{what}: {why}"),
+    }
+}
+
+/// One request on a connected stream, plain or TLS.
+async fn request<I>(io: I, wire: &Wire, limit: usize) -> Result<Answer, Failed>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     // Header names as classic phones' servers expect them, not lower case.
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .title_case_headers(true)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+        .handshake::<_, Full<Bytes>>(io)
         .await
         .map_err(|e| unreachable("connection failed", &e))?;
     let mut request = http::Request::builder().method(wire.method).uri(wire.path);

@@ -1,6 +1,8 @@
 //! The simulated phone's web server (axum): Cisco's `POST /CGI/Execute`,
 //! `GET /CGI/Screenshot` and `GET /DeviceInformationX`.
 //!
+//! Over HTTP, or HTTPS when [`WebConfig::tls`] gives a certificate.
+//!
 //! On a wildcard address each local address a connection reaches is a phone of its own
 //! (its state is keyed by that address), so one process plays a fleet at `127.x.y.z`.
 //! After a `setBackground` the phone downloads the image and the icon, from its own
@@ -9,6 +11,7 @@
 //! background it shows, red stripes after a failed download, grey before any.
 
 use crate::http::object::check_uri;
+use crate::net::tls::Identity;
 use crate::sip::digest::{self, Password, Qop};
 use axum::body::Bytes;
 use axum::extract::connect_info::{ConnectInfo, Connected};
@@ -27,8 +30,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
 
 /// How the web server checks its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,6 +84,8 @@ pub struct WebConfig {
     pub fail_percent: f64,
     /// The longest download of a background.
     pub fetch_timeout: Duration,
+    /// Serve HTTPS with this certificate instead of HTTP.
+    pub tls: Option<Identity>,
 }
 
 impl Default for WebConfig {
@@ -94,6 +101,7 @@ impl Default for WebConfig {
             drop_percent: 0.0,
             fail_percent: 0.0,
             fetch_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -150,6 +158,15 @@ impl RunningWeb {
     /// Where it listens.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// `https` when it serves HTTPS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Its counters.
@@ -252,6 +269,90 @@ impl Connected<IncomingStream<'_, TcpListener>> for Reached {
     }
 }
 
+impl Connected<IncomingStream<'_, TlsListener>> for Reached {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Reached {
+        Reached(*stream.remote_addr())
+    }
+}
+
+/// The longest TLS handshake: a client that stalls in it is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS handshakes run at once; more connections wait to be accepted.
+const HANDSHAKES: usize = 256;
+
+/// An HTTPS listener for axum. Each connection's handshake runs in a task of its own,
+/// bounded in time and in number, so that a slow or silent client holds up no other;
+/// `accept` hands over the finished ones, each with the local address it reached (its
+/// `Addr`: the phone it is for).
+struct TlsListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    fn new(listener: TcpListener, identity: &Identity) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let config = identity
+            .server_config()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (done, ready) = mpsc::channel(HANDSHAKES);
+        let slots = Arc::new(Semaphore::new(HANDSHAKES));
+        // Ends when the listener is dropped (the receiver closes).
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            tracing::warn!("the web server cannot accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    _ = done.closed() => return,
+                };
+                let (acceptor, done) = (acceptor.clone(), done.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let reached = stream.local_addr();
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            if let Ok(reached) = reached {
+                                let _ = done.send((tls, reached)).await;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::info!("a TLS handshake failed: {e}"),
+                        Err(_) => tracing::info!("a TLS handshake took over 10 s"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { local, ready })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task ended: no connection will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
 /// Starts the web server on each address (port 0 picks a free one).
 pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Result<RunningWeb> {
     let shared = Arc::new(Shared {
@@ -277,11 +378,22 @@ pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Resu
         let listener = TcpListener::bind(addr).await?;
         running.addrs.push(listener.local_addr()?);
         let service = app.clone().into_make_service_with_connect_info::<Reached>();
-        running.tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, service).await {
-                tracing::warn!("the web server stopped: {e}");
+        let served = match &running.shared.config.tls {
+            None => tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, service).await {
+                    tracing::warn!("the web server stopped: {e}");
+                }
+            }),
+            Some(identity) => {
+                let listener = TlsListener::new(listener, identity)?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, service).await {
+                        tracing::warn!("the web server stopped: {e}");
+                    }
+                })
             }
-        }));
+        };
+        running.tasks.push(served);
     }
     Ok(running)
 }
