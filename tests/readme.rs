@@ -4,7 +4,7 @@
 //! machine:
 //!
 //! - sending commands (resync, reboot, restart, report, xml-service, notify, and the HTTP
-//!   push ones: execute, background, push, screenshot, info) get `--dry-run`:
+//!   push ones: execute, background, push, screenshot, info, upgrade) get `--dry-run`:
 //!   the request is built and checked, nothing is sent; a proxy named `*.example.com` is
 //!   rewritten to 127.0.0.1;
 //! - `phone` listens (`--listen`, `--http`) on a free loopback port instead of the one shown, and is stopped with
@@ -45,7 +45,7 @@ sipnotify() {
         previous=$a
     done
     case "$1" in
-        resync|reboot|restart|report|xml-service|notify|execute|background|push|screenshot|info)
+        resync|reboot|restart|report|xml-service|notify|execute|background|push|screenshot|info|upgrade)
             [[ " ${args[*]} " == *" --dry-run "* ]] || args+=(--dry-run)
             "$SIPNOTIFY_BIN" "${args[@]}" ;;
         serve)

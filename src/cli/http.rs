@@ -5,17 +5,20 @@
 use super::batch::{self, BatchArgs};
 use super::drive::{drive, warn_if_descriptors_short, Shown};
 use super::output::{CampaignOutput, Printer};
-use super::send::{parse_timeout, password_from, read_limited, TlsArgs};
+use super::send::{
+    parse_timeout, password_from, read_limited, SendArgs, TlsArgs, DEFAULT_T1, DEFAULT_T2,
+};
 use super::{Failure, Format};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use sipnotify::campaign::{same_file, Campaign, Input, Observer, Options, Record, Verdict};
+use sipnotify::http::admin;
 use sipnotify::http::object::{self, MAX_OBJECT_LIMIT};
 use sipnotify::http::{
     Action, AuthMode, ContactSheet, PhoneAddr, Push, PushDefaults, Pusher, PusherConfig,
     Screenshots, WebCredentials,
 };
 use sipnotify::net::tls::Identity;
-use sipnotify::phone::{spawn_web, RunningWeb, WebAuth, WebConfig};
+use sipnotify::phone::{spawn_web_with_hook, ResyncHook, RunningWeb, WebAuth, WebConfig};
 use sipnotify::Password;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,7 +74,29 @@ pub enum HttpCommand {
         #[command(flatten)]
         web: WebArgs,
     },
+    /// Upgrade an MPP phone's firmware (GET /admin/upgrade?URL, with its admin user).
+    #[command(long_about = UPGRADE_HELP)]
+    Upgrade {
+        #[command(flatten)]
+        web: WebArgs,
+        /// The firmware load: tftp://, http:// or https://SERVER[:PORT]/PATH/NAME.loads.
+        url: String,
+    },
 }
+
+/// `upgrade --help`: the MPP provisioning guide's cautions.
+const UPGRADE_HELP: &str = "\
+Upgrade an MPP phone's firmware: GET /admin/upgrade?URL on its web server, with its admin \
+user (--user, default admin) and password, as the MPP provisioning guide's browser command \
+(the URL as the query, as is; never xuser/xpassword in it).
+
+The phone answers at once and upgrades later. It upgrades only when idle: with a call up, \
+the upgrade is attempted after the call ends. It disables audio when the upgrade starts and \
+reboots when it ends: calls cannot be made meanwhile. Do not power the phone off or unplug \
+it until it is back. A load already in the phone's inactive partition is activated without \
+a download. Upgrade_Enable must be Yes (it also governs this command); a failed upgrade is \
+retried after Upgrade_Error_Retry_Delay. Delivered means the phone took the request, not \
+that the upgrade succeeded: check the phone's firmware version afterwards.";
 
 /// The phone and how to talk to its web server.
 #[derive(Debug, Args)]
@@ -114,7 +139,8 @@ pub struct WebAuthArgs {
 }
 
 impl WebAuthArgs {
-    fn credentials(&self) -> Result<Option<WebCredentials>, Failure> {
+    /// The web user (`user` when --user is not given) and its password, if one is given.
+    fn credentials(&self, user: &str) -> Result<Option<WebCredentials>, Failure> {
         if self.max_object > MAX_OBJECT_LIMIT {
             return Err(Failure::input(format!(
                 "--max-object: at most {MAX_OBJECT_LIMIT}"
@@ -122,10 +148,121 @@ impl WebAuthArgs {
         }
         let password = password_from(self.password_file.as_deref(), self.password.as_deref())?;
         Ok(password.map(|password| WebCredentials {
-            user: self.user.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_else(|| user.to_string()),
             password,
         }))
     }
+}
+
+/// The MPP phones' admin user: the web actions' user when --user is not given.
+const ADMIN_USER: &str = "admin";
+
+/// A profile or firmware URL for an MPP web action, checked.
+fn admin_url(url: String) -> Result<Arc<str>, Failure> {
+    admin::check_url(&url).map_err(input)?;
+    Ok(Arc::from(url))
+}
+
+/// How `resync` and `reboot` reach the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// A SIP NOTIFY to the line.
+    Sip,
+    /// The MPP web interface: GET /admin/resync[?URL] or /admin/reboot.
+    Http,
+}
+
+/// `resync --via http` and `reboot --via http`: the options of the web interface.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Web interface (--via http)")]
+pub struct ViaArgs {
+    /// sip: a NOTIFY to the line TARGET; http: the MPP web interface of the phone at
+    /// TARGET, HOST[:PORT] or http(s)://HOST[:PORT], with its admin user, the password
+    /// options, --timeout, --dry-run and the TLS options.
+    #[arg(long, value_enum, default_value_t = Via::Sip)]
+    pub via: Via,
+    /// With --via http: the phone's admin user (default admin).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// With --via http: auto (Basic pre-emptively, then whatever the phone's 401 asks),
+    /// basic, digest or none.
+    #[arg(long, value_name = "MODE")]
+    pub auth: Option<AuthMode>,
+}
+
+impl ViaArgs {
+    /// Refuses the web interface's options with `--via sip`: ignored, they would let the
+    /// user believe they applied.
+    pub fn refuse_http_options(&self) -> Result<(), Failure> {
+        let given = [
+            ("--user", self.user.is_some()),
+            ("--auth", self.auth.is_some()),
+        ];
+        match given.iter().find(|(_, given)| *given) {
+            Some((name, _)) => Err(Failure::input(format!(
+                "{name} is for --via http (the phone's web interface); a SIP line's digest \
+                 user is --auth-user, its password the password options"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `resync --via http` (with the profile `url`, else the phone's Profile_Rule) and
+/// `reboot --via http`: one MPP web action, printed as every HTTP command.
+pub async fn admin(
+    action: Action,
+    send: SendArgs,
+    url: Option<String>,
+    vendor: Option<&str>,
+    via: ViaArgs,
+    out: &Printer,
+    format: Format,
+) -> Result<u8, Failure> {
+    let line = &send.line;
+    let given = [
+        ("--vendor", vendor.is_some()),
+        ("--auth-user", line.auth_user.is_some()),
+        ("--transport", line.transport.is_some()),
+        ("--proxy", line.proxy.is_some()),
+        ("--bind", line.bind.is_some()),
+        ("--dns-server", line.dns_server.is_some()),
+        ("--from", line.from.is_some()),
+        ("--header", !line.headers.is_empty()),
+        ("--t1", line.t1 != DEFAULT_T1),
+        ("--t2", line.t2 != DEFAULT_T2),
+    ];
+    if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+        return Err(Failure::input(format!(
+            "{name} is for SIP NOTIFY, not --via http: the web interface takes --user, --auth, \
+             the password options, --timeout and the TLS options (see `sipnotify {} --help`)",
+            action.name()
+        )));
+    }
+    let url = url.map(admin_url).transpose()?;
+    let password = super::send::password(line)?;
+    let push = Push {
+        phone: phone(&send.target)?,
+        action,
+        object: None,
+        url,
+        credentials: password.map(|password| WebCredentials {
+            user: via.user.unwrap_or_else(|| ADMIN_USER.to_string()),
+            password,
+        }),
+        auth: via.auth.unwrap_or_default(),
+        trace: out.wants_ladder(),
+    };
+    one(
+        push,
+        &line.tls,
+        line.timeout,
+        send.dry_run,
+        None,
+        out,
+        format,
+    )
+    .await
 }
 
 /// Runs one HTTP command; the exit code.
@@ -146,6 +283,20 @@ pub async fn run(command: HttpCommand, out: &Printer, format: Format) -> Result<
         HttpCommand::Push { web, xml } => (web, Action::Push, Some(read_object(&xml)?), None),
         HttpCommand::Screenshot { web, out } => (web, Action::Screenshot, None, Some(out)),
         HttpCommand::Info { web } => (web, Action::Info, None, None),
+        HttpCommand::Upgrade { web, url } => {
+            let url = admin_url(url)?;
+            let credentials = web.auth.credentials(ADMIN_USER)?;
+            let push = Push {
+                phone: phone(&web.phone)?,
+                action: Action::Upgrade,
+                object: None,
+                url: Some(url),
+                credentials,
+                auth: web.auth.auth,
+                trace: out.wants_ladder(),
+            };
+            return one(push, &web.tls, web.timeout, web.dry_run, None, out, format).await;
+        }
     };
     if let Some(xml) = &object {
         object::check_size(xml, web.auth.max_object).map_err(input)?;
@@ -155,7 +306,8 @@ pub async fn run(command: HttpCommand, out: &Printer, format: Format) -> Result<
         phone,
         action,
         object: object.map(Arc::from),
-        credentials: web.auth.credentials()?,
+        url: None,
+        credentials: web.auth.credentials("")?,
         auth: web.auth.auth,
         trace: out.wants_ladder(),
     };
@@ -565,12 +717,14 @@ pub struct Faults {
 }
 
 impl PhoneWebArgs {
-    /// Starts the web server when `--http` is given, over HTTPS with `tls`.
+    /// Starts the web server when `--http` is given, over HTTPS with `tls`, its
+    /// `/admin/resync` calling `resync`.
     pub async fn start(
         &self,
         password_template: &str,
         faults: Faults,
         tls: Option<Identity>,
+        resync: Option<ResyncHook>,
     ) -> Result<Option<RunningWeb>, Failure> {
         if self.http.is_empty() {
             return Ok(None);
@@ -587,7 +741,7 @@ impl PhoneWebArgs {
             tls,
             ..WebConfig::default()
         };
-        spawn_web(config, &self.http)
+        spawn_web_with_hook(config, &self.http, resync)
             .await
             .map(Some)
             .map_err(|e| Failure::local(format!("cannot listen (--http): {e}")))

@@ -4,6 +4,7 @@ use super::Failure;
 use clap::{Args, ValueEnum};
 use sipnotify::net::tls::Identity;
 use sipnotify::phone::{self, ChallengeMode, PhoneConfig, UserRange};
+use sipnotify::provision::resync::Resyncer;
 use sipnotify::text::printable;
 use sipnotify::Transport;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -262,7 +263,8 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         (args.web.http_tls.then_some(identity), Some(line))
     };
     let answers = answers_line(&config);
-    let hook = args.provision.hook()?;
+    let resyncer = args.provision.resyncer(!args.web.http.is_empty())?;
+    let hook = args.provision.hook(resyncer.as_ref());
     let running = phone::spawn_with_hook(config, &listen, hook)
         .await
         .map_err(|e| Failure::local(format!("cannot listen: {e}")))?;
@@ -273,7 +275,12 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     };
     let web = args
         .web
-        .start(&args.password_template, faults, web_tls)
+        .start(
+            &args.password_template,
+            faults,
+            web_tls,
+            resyncer.map(Resyncer::web_hook),
+        )
         .await?;
     let mut addrs: Vec<String> = running
         .local_addrs()
@@ -302,8 +309,8 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         let s = web.stats();
         web.shutdown().await;
         outln!(
-            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots, {} overlapping",
-            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots, s.overlapping
+            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots, {} overlapping, {} resyncs, {} upgrades, {} reboots",
+            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots, s.overlapping, s.resyncs, s.upgrades, s.reboots
         );
     }
     outln!(

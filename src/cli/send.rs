@@ -61,10 +61,10 @@ pub struct LineArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
     /// RFC 3261 T1 in milliseconds (first retransmission interval over udp).
-    #[arg(long, value_name = "MS", default_value_t = 500)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_T1)]
     pub t1: u64,
     /// RFC 3261 T2 in milliseconds (longest retransmission interval).
-    #[arg(long, value_name = "MS", default_value_t = 4000)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_T2)]
     pub t2: u64,
     /// An extra header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
@@ -72,6 +72,11 @@ pub struct LineArgs {
     #[command(flatten)]
     pub tls: TlsArgs,
 }
+
+/// RFC 3261's T1 in milliseconds, `--t1`'s default.
+pub const DEFAULT_T1: u64 = 500;
+/// RFC 3261's T2 in milliseconds, `--t2`'s default.
+pub const DEFAULT_T2: u64 = 4000;
 
 /// The help heading of the TLS options. Given to each, as a heading for the group would go
 /// on to the options that follow it.

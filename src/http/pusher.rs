@@ -3,6 +3,7 @@
 //! one-phone commands, which also need the answer's body (a screenshot).
 
 use super::addr::{PhoneAddr, Scheme};
+use super::admin;
 use super::answer::{self, Expect, MAX_ANSWER, MAX_SCREENSHOT};
 use super::auth::{self, AuthMode, Reply, WebCredentials};
 use super::object::form_body;
@@ -36,10 +37,17 @@ pub enum Action {
     Screenshot,
     /// GET `/DeviceInformationX`.
     Info,
+    /// GET `/admin/resync[?URL]` (MPP): fetch and apply a profile.
+    Resync,
+    /// GET `/admin/upgrade?URL` (MPP): install a firmware load.
+    Upgrade,
+    /// GET `/admin/reboot` (MPP).
+    Reboot,
 }
 
 impl Action {
-    /// Every action, in the order help texts list them.
+    /// Every action a campaign takes, in the order help texts list them (the MPP web
+    /// actions are one-phone commands).
     pub const ALL: [Action; 5] = [
         Action::Execute,
         Action::Background,
@@ -56,10 +64,13 @@ impl Action {
             Action::Push => "push",
             Action::Screenshot => "screenshot",
             Action::Info => "info",
+            Action::Resync => "resync",
+            Action::Upgrade => "upgrade",
+            Action::Reboot => "reboot",
         }
     }
 
-    /// The action named `name`.
+    /// The campaign action named `name`.
     pub fn named(name: &str) -> Option<Action> {
         Action::ALL
             .into_iter()
@@ -76,6 +87,9 @@ impl Action {
             Action::Execute | Action::Background | Action::Push => "/CGI/Execute",
             Action::Screenshot => "/CGI/Screenshot",
             Action::Info => "/DeviceInformationX",
+            Action::Resync => admin::RESYNC,
+            Action::Upgrade => admin::UPGRADE,
+            Action::Reboot => admin::REBOOT,
         }
     }
 
@@ -84,6 +98,7 @@ impl Action {
             Action::Execute | Action::Background | Action::Push => Expect::Response,
             Action::Screenshot => Expect::Image,
             Action::Info => Expect::DeviceInfo,
+            Action::Resync | Action::Upgrade | Action::Reboot => Expect::Page,
         }
     }
 }
@@ -97,6 +112,9 @@ pub struct Push {
     pub action: Action,
     /// The object POSTed (for execute, background and push), built and checked.
     pub object: Option<Arc<str>>,
+    /// The URL handed to `/admin/resync` (a profile) or `/admin/upgrade` (a firmware
+    /// load) as the query, checked by [`admin::check_url`].
+    pub url: Option<Arc<str>>,
     /// The web user.
     pub credentials: Option<WebCredentials>,
     /// How to authenticate.
@@ -161,7 +179,8 @@ struct Inner {
 /// A request as sent (for the ladder and `--dry-run`).
 struct Wire {
     method: &'static str,
-    path: &'static str,
+    /// The request target: the path, and the query of the MPP web actions.
+    path: String,
     headers: Vec<(&'static str, String)>,
     body: Bytes,
 }
@@ -297,6 +316,7 @@ impl Pusher {
             let shot = Push {
                 action: Action::Screenshot,
                 object: None,
+                url: None,
                 trace: false,
                 ..push.clone()
             };
@@ -388,14 +408,15 @@ impl Channel for Pusher {
         push.action.name()
     }
 
-    /// The phone, the action and a digest of the object: another object is another act.
+    /// The phone, the action and a digest of the object or URL: another object or URL is
+    /// another act.
     fn identity(push: &Push) -> String {
-        match &push.object {
-            Some(object) => format!(
+        match push.object.as_deref().or(push.url.as_deref()) {
+            Some(what) => format!(
                 "{} {} {}",
                 push.phone,
                 push.action.name(),
-                digest_prefix(object.as_bytes())
+                digest_prefix(what.as_bytes())
             ),
             None => format!("{} {}", push.phone, push.action.name()),
         }
@@ -457,7 +478,7 @@ async fn exchange(
             Action::Screenshot => MAX_SCREENSHOT,
             _ => MAX_ANSWER,
         };
-        tracing::debug!(phone = %push.phone, method = request.method, path = request.path, "request sent");
+        tracing::debug!(phone = %push.phone, method = request.method, path = %request.path, "request sent");
         let answer = send(&push.phone, addr, tls, &request, limit).await?;
         tracing::debug!(phone = %push.phone, status = answer.status, bytes = answer.body.len(), "answer received");
         ladder.push(Direction::Received, render_answer(&answer));
@@ -474,7 +495,7 @@ async fn exchange(
             answer.challenges.iter().map(String::as_str),
             auth::Request {
                 method: request.method,
-                uri: request.path,
+                uri: &request.path,
                 body: &request.body,
                 sent_basic,
                 sent_digest,
@@ -520,7 +541,7 @@ fn wire(push: &Push, authorization: Option<&str>) -> Wire {
     }
     Wire {
         method,
-        path: push.action.path(),
+        path: admin::target(push.action.path(), push.url.as_deref()),
         headers,
         body,
     }
@@ -613,7 +634,9 @@ where
         .handshake::<_, Full<Bytes>>(io)
         .await
         .map_err(|e| unreachable("connection failed", &e))?;
-    let mut request = http::Request::builder().method(wire.method).uri(wire.path);
+    let mut request = http::Request::builder()
+        .method(wire.method)
+        .uri(wire.path.as_str());
     for (name, value) in &wire.headers {
         request = request.header(*name, value);
     }

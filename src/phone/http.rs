@@ -1,5 +1,6 @@
 //! The simulated phone's web server (axum): Cisco's `POST /CGI/Execute`,
-//! `GET /CGI/Screenshot` and `GET /DeviceInformationX`.
+//! `GET /CGI/Screenshot` and `GET /DeviceInformationX`, and the MPP web interface's
+//! `GET /admin/resync[?URL]`, `/admin/upgrade?URL` and `/admin/reboot`.
 //!
 //! Over HTTP, or HTTPS when [`WebConfig::tls`] gives a certificate.
 //!
@@ -16,7 +17,7 @@ use crate::sip::digest::{self, Password, Qop};
 use axum::body::Bytes;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
@@ -126,7 +127,20 @@ pub struct WebStats {
     /// Requests that reached a phone while it was still serving another one (a real
     /// phone's web server serves few at once).
     pub overlapping: u64,
+    /// `/admin/resync` requests taken.
+    pub resyncs: u64,
+    /// `/admin/upgrade` requests taken.
+    pub upgrades: u64,
+    /// `/admin/reboot` requests taken.
+    pub reboots: u64,
 }
+
+/// Called for each `/admin/resync` a phone takes, with the phone's web user, its MAC
+/// address (the one `/DeviceInformationX` gives), the local address the request reached,
+/// and the profile URL of the query, if any: the profile fetch hangs here (as
+/// [`NotifyHook`](super::NotifyHook) for SIP). It must not block: it runs on the serving
+/// task.
+pub type ResyncHook = Arc<dyn Fn(&str, [u8; 6], SocketAddr, Option<String>) + Send + Sync>;
 
 /// The screen's size, in pixels.
 pub const SCREEN: (u32, u32) = (160, 96);
@@ -182,6 +196,9 @@ impl RunningWeb {
             screenshots: get(&c.screenshots),
             phones: self.shared.phones.lock().expect("lock").len() as u64,
             overlapping: get(&c.overlapping),
+            resyncs: get(&c.resyncs),
+            upgrades: get(&c.upgrades),
+            reboots: get(&c.reboots),
         }
     }
 
@@ -205,11 +222,14 @@ struct Counters {
     refused: AtomicU64,
     screenshots: AtomicU64,
     overlapping: AtomicU64,
+    resyncs: AtomicU64,
+    upgrades: AtomicU64,
+    reboots: AtomicU64,
 }
 
-#[derive(Debug)]
 struct Shared {
     config: WebConfig,
+    resync: Option<ResyncHook>,
     /// Signs nonces, so that they need no state.
     secret: [u8; 16],
     phones: Mutex<HashMap<SocketAddr, PhoneState>>,
@@ -234,6 +254,15 @@ impl Drop for Serving<'_> {
                 serving.remove(&self.phone);
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("resync", &self.resync.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -355,8 +384,18 @@ impl axum::serve::Listener for TlsListener {
 
 /// Starts the web server on each address (port 0 picks a free one).
 pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Result<RunningWeb> {
+    spawn_web_with_hook(config, addrs, None).await
+}
+
+/// [`spawn_web`], calling `resync` for each `/admin/resync` a phone takes.
+pub async fn spawn_web_with_hook(
+    config: WebConfig,
+    addrs: &[SocketAddr],
+    resync: Option<ResyncHook>,
+) -> std::io::Result<RunningWeb> {
     let shared = Arc::new(Shared {
         config,
+        resync,
         secret: rand::thread_rng().gen(),
         phones: Mutex::default(),
         pictures: Mutex::default(),
@@ -367,6 +406,18 @@ pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Resu
         .route("/CGI/Execute", post(execute))
         .route("/CGI/Screenshot", get(screenshot))
         .route("/DeviceInformationX", get(device_information))
+        .route(
+            crate::http::admin::RESYNC,
+            get(admin_route(AdminAction::Resync)),
+        )
+        .route(
+            crate::http::admin::UPGRADE,
+            get(admin_route(AdminAction::Upgrade)),
+        )
+        .route(
+            crate::http::admin::REBOOT,
+            get(admin_route(AdminAction::Reboot)),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared.clone());
     let mut running = RunningWeb {
@@ -411,7 +462,7 @@ async fn execute(
     if let Some(early) = shared.faults().await {
         return early;
     }
-    if let Some(refusal) = shared.refusal(phone, &headers, "POST", "/CGI/Execute", &body) {
+    if let Some(refusal) = shared.refusal(phone, &headers, "POST", "/CGI/Execute", &body, true) {
         return refusal;
     }
     let Some(xml) = form_urlencoded::parse(&body)
@@ -487,7 +538,7 @@ async fn screenshot(
     if let Some(early) = shared.faults().await {
         return early;
     }
-    if let Some(refusal) = shared.refusal(phone, &headers, "GET", "/CGI/Screenshot", b"") {
+    if let Some(refusal) = shared.refusal(phone, &headers, "GET", "/CGI/Screenshot", b"", true) {
         return refusal;
     }
     let background = shared
@@ -525,6 +576,88 @@ async fn device_information(
              <messageWaiting>No</messageWaiting></DeviceInformation>"
         ),
     )
+}
+
+/// An MPP web action.
+#[derive(Debug, Clone, Copy)]
+enum AdminAction {
+    Resync,
+    Upgrade,
+    Reboot,
+}
+
+/// `GET /admin/resync[?URL]`, `/admin/upgrade?URL` and `/admin/reboot`, after faults and
+/// credentials (the digest's URI is the whole request target, query included). A resync
+/// is answered at once, then fetches and applies the profile at URL (its Profile_Rule
+/// without one) through the resync hook. An upgrade's URL is logged and counted, not
+/// downloaded: a load is tens of megabytes, and the simulator has no firmware to replace.
+/// A reboot is logged and counted.
+async fn admin(
+    action: AdminAction,
+    shared: Arc<Shared>,
+    phone: SocketAddr,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let _serving = shared.serving(phone);
+    if let Some(early) = shared.faults().await {
+        return early;
+    }
+    let target = uri.path_and_query().map_or(uri.path(), |t| t.as_str());
+    if let Some(refusal) = shared.refusal(phone, &headers, "GET", target, b"", false) {
+        return refusal;
+    }
+    let url = uri.query().filter(|q| !q.is_empty()).map(str::to_string);
+    let shown = url
+        .as_deref()
+        .map(|u| crate::text::printable(u, false).into_owned());
+    let counters = &shared.counters;
+    match action {
+        AdminAction::Resync => {
+            counters.resyncs.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%phone, url = shown, "resync requested");
+            if let Some(hook) = &shared.resync {
+                hook(&shared.config.user, identity(phone), phone, url);
+            }
+            page("resync requested")
+        }
+        AdminAction::Upgrade => {
+            let Some(shown) = shown else {
+                let missing = "no firmware URL: /admin/upgrade?URL";
+                return (StatusCode::BAD_REQUEST, missing).into_response();
+            };
+            counters.upgrades.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%phone, url = %shown, "upgrade requested");
+            page("upgrade requested")
+        }
+        AdminAction::Reboot => {
+            counters.reboots.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%phone, "reboot requested");
+            page("reboot requested")
+        }
+    }
+}
+
+/// The handler of one MPP web action's path.
+fn admin_route(
+    action: AdminAction,
+) -> impl Fn(State<Arc<Shared>>, Phone, HeaderMap, Uri) -> BoxedResponse + Clone + Send + Sync + 'static
+{
+    move |State(shared), ConnectInfo(Reached(phone)), headers, uri| {
+        Box::pin(admin(action, shared, phone, headers, uri))
+    }
+}
+
+/// A handler's answer, to come.
+type BoxedResponse = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// A 200 with a short page, as the web interface answers an action.
+fn page(what: &str) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        format!("<html><body><p>{what}</p></body></html>\n"),
+    )
+        .into_response()
 }
 
 /// Six bytes naming a phone: 02 (a locally administered MAC), its IPv4 address and the
@@ -584,7 +717,9 @@ impl Shared {
         })
     }
 
-    /// Checks the request's credentials: the answer that refuses it, or `None`.
+    /// Checks the request's credentials: the answer that refuses it, or `None`. A wrong
+    /// Basic password on the CGI pages (`cgi`) is answered as CUCM phones do, with
+    /// `CiscoIPPhoneError Number="4"` (unless `--http-reject-401`); elsewhere with a 401.
     fn refusal(
         &self,
         phone: SocketAddr,
@@ -592,6 +727,7 @@ impl Shared {
         method: &str,
         path: &str,
         body: &[u8],
+        cgi: bool,
     ) -> Option<Response> {
         if let Some(full) = self.remember(phone) {
             return Some(full);
@@ -614,7 +750,7 @@ impl Shared {
                 {
                     None
                 }
-                Some(_) if config.reject_with_401 => refused(self.challenge(false)),
+                Some(_) if config.reject_with_401 || !cgi => refused(self.challenge(false)),
                 Some(_) => refused(phone_error(4)),
             },
             WebAuth::Digest => {
