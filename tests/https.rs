@@ -156,6 +156,63 @@ fn an_untrusted_certificate_is_refused_with_its_reason_until_pinned_or_insecure(
     // Plain HTTP to the HTTPS port is no exchange either, and says so.
     let out = run(&["info", &format!("http://{addr}")]);
     assert_exit(&out, 5);
+    let reason = json_line(&out.stdout)["reason"].to_string();
+    assert!(
+        reason.contains("the answer is not HTTP")
+            && reason.contains("if the phone serves HTTPS there, give it as https://"),
+        "{reason}"
+    );
+}
+
+/// HTTPS to a plain HTTP port: the handshake fails, and the reason asks whether it is a
+/// TLS port.
+#[test]
+fn https_to_a_plain_port_asks_whether_it_is_a_tls_port() {
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "127.0.0.1:0", "--http-auth", "none"])
+        .start();
+    let out = run(&[
+        "info",
+        &format!("https://{}", phone.addr("http")),
+        "--tls-insecure",
+    ]);
+    assert_exit(&out, 5);
+    let reason = json_line(&out.stdout)["reason"].to_string();
+    assert!(reason.contains("is it a TLS port?"), "{reason}");
+}
+
+/// IPv6 loopback: the self-signed certificate names ::1, the address in brackets is
+/// checked against it (and pinned).
+#[test]
+fn https_on_ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "[::1]:0", "--http-tls", "--http-auth", "none"])
+        .start();
+    let certificate = phone.line(Duration::from_secs(10)).unwrap();
+    assert!(
+        certificate.contains("self-signed for localhost, ::1,"),
+        "{certificate}"
+    );
+    let pin = certificate
+        .split("SHA-256 ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    let addr = phone.addr("https");
+    assert!(addr.is_ipv6(), "{addr}");
+    let out = run(&["info", &format!("https://{addr}"), "--tls-pin", pin]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        json_line(&out.stdout)["target"],
+        format!("https://[::1]:{}", addr.port())
+    );
 }
 
 /// A certificate that names a host, not the address: refused by name, accepted with

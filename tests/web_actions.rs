@@ -58,7 +58,11 @@ fn each_action_with_basic_and_digest_and_a_wrong_password_exits_3() {
             let out = run(&[args, &["-v"]].concat(), PASSWORD);
             assert_exit(&out, 0);
             let shown = String::from_utf8_lossy(&out.stdout);
-            assert!(!shown.contains(PASSWORD), "{shown}");
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !shown.contains(PASSWORD) && !said.contains(PASSWORD),
+                "{shown}{said}"
+            );
             assert_contains_all(
                 "the ladder",
                 &shown,

@@ -600,7 +600,7 @@ async fn send(
         .map_err(|e| unreachable("cannot connect", &e))?;
     let _ = stream.set_nodelay(true);
     match phone.scheme() {
-        Scheme::Http => request(TokioIo::new(stream), wire, limit).await,
+        Scheme::Http => request(TokioIo::new(stream), Scheme::Http, wire, limit).await,
         Scheme::Https => {
             // The certificate is checked against the phone's host as written (an address
             // against the certificate's IP addresses), unless --tls-name says otherwise.
@@ -610,7 +610,7 @@ async fn send(
             let host = Host::parse(phone.host()).ok_or_else(|| refused(&"not a host"))?;
             let name = tls.server_name(&host).map_err(|e| refused(&e))?;
             let stream = tls.connect(name, stream).await.map_err(|e| refused(&e))?;
-            request(TokioIo::new(stream), wire, limit).await
+            request(TokioIo::new(stream), Scheme::Https, wire, limit).await
         }
     }
 }
@@ -623,8 +623,8 @@ fn unreachable(what: &str, why: &dyn std::fmt::Display) -> Failed {
     }
 }
 
-/// One request on a connected stream, plain or TLS.
-async fn request<I>(io: I, wire: &Wire, limit: usize) -> Result<Answer, Failed>
+/// One request on a connected stream, plain or TLS (`scheme`).
+async fn request<I>(io: I, scheme: Scheme, wire: &Wire, limit: usize) -> Result<Answer, Failed>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -644,10 +644,17 @@ where
         .body(Full::new(wire.body.clone()))
         .map_err(|e| unreachable("cannot build the request", &e))?;
     let work = async move {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| unreachable("the connection broke", &e))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A TLS server answers plain HTTP with a TLS alert, which is no HTTP answer.
+            if e.is_parse() && scheme == Scheme::Http {
+                unreachable(
+                    "the answer is not HTTP",
+                    &format!("{e}; if the phone serves HTTPS there, give it as https://"),
+                )
+            } else {
+                unreachable("the connection broke", &e)
+            }
+        })?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, limit)
             .collect()
