@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::pki::Pki;
 use common::{bin, json_line, png_pixel, solid_png, FileServer, PhoneProcess, PASSWORD};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -498,8 +499,6 @@ fn phone_addresses_and_unreachable_phones() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
         assert!(!text(&out).contains("pw@"));
     }
-    let out = run(&["info", "https://127.0.0.1:1"], None);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     // Nothing listens on this port: unreachable, exit 5.
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -550,33 +549,42 @@ fn phone_addresses_and_unreachable_phones() {
     );
 }
 
-/// curl, a client nobody here wrote, against the simulator.
-#[test]
-fn curl_against_the_simulator() {
-    if Command::new("curl")
+/// Whether curl is installed; where it is not, outside CI, the test says it skipped.
+fn curl_installed() -> bool {
+    let installed = Command::new("curl")
         .arg("--version")
         .stdout(Stdio::null())
         .status()
-        .is_err()
-    {
+        .is_ok();
+    if !installed {
         assert!(
             std::env::var_os("CI").is_none(),
             "curl is missing and CI is set"
         );
         eprintln!("SKIPPED: curl is not installed");
+    }
+    installed
+}
+
+/// `curl ARGS`, which must succeed: the HTTP status and the body.
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl {args:?}: {}", text(&out));
+    let body = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = body.rsplit_once('\n').unwrap();
+    (code.to_string(), body.to_string())
+}
+
+/// curl, a client nobody here wrote, against the simulator.
+#[test]
+fn curl_against_the_simulator() {
+    if !curl_installed() {
         return;
     }
-    let curl = |args: &[&str]| {
-        let out = Command::new("curl")
-            .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "curl {args:?}: {}", text(&out));
-        let body = String::from_utf8(out.stdout).unwrap();
-        let (body, code) = body.rsplit_once('\n').unwrap();
-        (code.to_string(), body.to_string())
-    };
     let object =
         "XML=<CiscoIPPhoneExecute><ExecuteItem URL=\"Key:Services\"/></CiscoIPPhoneExecute>";
     let login = format!("admin:{PASSWORD}");
@@ -672,6 +680,58 @@ fn curl_against_the_simulator() {
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<CiscoIPPhoneError Number=\"4\"/>"
         )
     );
+}
+
+/// curl with `--cacert` (the CA its only trust) against the simulator serving HTTPS
+/// (`--http-tls`); without it, curl refuses the certificate.
+#[test]
+fn curl_with_cacert_against_the_https_simulator() {
+    if !curl_installed() {
+        return;
+    }
+    let dir = tempdir("curl-https");
+    let pki = Pki::new(&dir, "phones");
+    let leaf = pki.issue("phone", &["127.0.0.1"]);
+    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
+    let phone = web_phone(
+        "basic",
+        &["--http-tls", "--tls-cert", cert, "--tls-key", key],
+    );
+    let url = format!("https://{}", phone.addr("https"));
+    let ca = pki.ca().to_str().unwrap();
+    let (code, body) = curl(&["--cacert", ca, &format!("{url}/DeviceInformationX")]);
+    assert_eq!(code, "200");
+    assert!(
+        body.contains("<modelNumber>CP-8845</modelNumber>"),
+        "{body}"
+    );
+    let object =
+        "XML=<CiscoIPPhoneExecute><ExecuteItem URL=\"Key:Services\"/></CiscoIPPhoneExecute>";
+    let login = format!("admin:{PASSWORD}");
+    let execute = format!("{url}/CGI/Execute");
+    let (code, body) = curl(&[
+        "--cacert",
+        ca,
+        "--basic",
+        "-u",
+        &login,
+        "--data-urlencode",
+        object,
+        &execute,
+    ]);
+    assert_eq!(code, "200");
+    assert!(body.contains("Status=\"0\""), "{body}");
+    // Without the CA: exit 60, the peer's certificate is not trusted.
+    let untrusted = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            &format!("{url}/DeviceInformationX"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(60), "{}", text(&untrusted));
 }
 
 /// A fresh directory for one test's files.

@@ -4,10 +4,10 @@
 //! machine:
 //!
 //! - sending commands (resync, reboot, restart, report, xml-service, notify, and the HTTP
-//!   push ones: execute, background, push, screenshot, info) get `--dry-run`:
+//!   push ones: execute, background, push, screenshot, info, upgrade) get `--dry-run`:
 //!   the request is built and checked, nothing is sent; a proxy named `*.example.com` is
 //!   rewritten to 127.0.0.1;
-//! - `phone` listens on a free loopback port instead of the one shown, and is stopped with
+//! - `phone` listens (`--listen`, `--http`) on a free loopback port instead of the one shown, and is stopped with
 //!   SIGTERM after two seconds (it must still be running then: exit 0 on the signal);
 //! - campaigns run for real, against a simulator, from `phones.csv` and `phones.jsonl`
 //!   made here; HTTP campaigns against the same simulator's web server, from
@@ -38,14 +38,14 @@ sipnotify() {
         fi
         if [[ $previous == --listen && $1 == serve ]]; then
             a="127.0.0.1:$SERVE_PORT"
-        elif [[ $previous == --listen ]]; then
+        elif [[ $previous == --listen || $previous == --http ]]; then
             a="127.0.0.1:0"
         fi
         args+=("$a")
         previous=$a
     done
     case "$1" in
-        resync|reboot|restart|report|xml-service|notify|execute|background|push|screenshot|info)
+        resync|reboot|restart|report|xml-service|notify|execute|background|push|screenshot|info|upgrade)
             [[ " ${args[*]} " == *" --dry-run "* ]] || args+=(--dry-run)
             "$SIPNOTIFY_BIN" "${args[@]}" ;;
         serve)

@@ -5,17 +5,20 @@
 use super::batch::{self, BatchArgs};
 use super::drive::{drive, warn_if_descriptors_short, Shown};
 use super::output::{CampaignOutput, Printer};
-use super::send::{parse_timeout, password_from, read_limited};
+use super::send::{
+    parse_timeout, password_from, read_limited, SendArgs, TlsArgs, DEFAULT_T1, DEFAULT_T2,
+};
 use super::{Failure, Format};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use sipnotify::campaign::{same_file, Campaign, Input, Observer, Options, Record, Verdict};
-use sipnotify::http::addr::Scheme;
+use sipnotify::http::admin;
 use sipnotify::http::object::{self, MAX_OBJECT_LIMIT};
 use sipnotify::http::{
     Action, AuthMode, ContactSheet, PhoneAddr, Push, PushDefaults, Pusher, PusherConfig,
     Screenshots, WebCredentials,
 };
-use sipnotify::phone::{spawn_web, RunningWeb, WebAuth, WebConfig};
+use sipnotify::net::tls::Identity;
+use sipnotify::phone::{spawn_web_with_hook, ResyncHook, RunningWeb, WebAuth, WebConfig};
 use sipnotify::Password;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,15 +74,40 @@ pub enum HttpCommand {
         #[command(flatten)]
         web: WebArgs,
     },
+    /// Upgrade an MPP phone's firmware (GET /admin/upgrade?URL, with its admin user).
+    #[command(long_about = UPGRADE_HELP)]
+    Upgrade {
+        #[command(flatten)]
+        web: WebArgs,
+        /// The firmware load: tftp://, http:// or https://SERVER[:PORT]/PATH/NAME.loads.
+        url: String,
+    },
 }
+
+/// `upgrade --help`: the MPP provisioning guide's cautions.
+const UPGRADE_HELP: &str = "\
+Upgrade an MPP phone's firmware: GET /admin/upgrade?URL on its web server, with its admin \
+user (--user, default admin) and password, as the MPP provisioning guide's browser command \
+(the URL as the query, as is; never xuser/xpassword in it).
+
+The phone answers at once and upgrades later. It upgrades only when idle: with a call up, \
+the upgrade is attempted after the call ends. It disables audio when the upgrade starts and \
+reboots when it ends: calls cannot be made meanwhile. Do not power the phone off or unplug \
+it until it is back. A load already in the phone's inactive partition is activated without \
+a download. Upgrade_Enable must be Yes (it also governs this command); a failed upgrade is \
+retried after Upgrade_Error_Retry_Delay. Delivered means the phone took the request, not \
+that the upgrade succeeded: check the phone's firmware version afterwards.";
 
 /// The phone and how to talk to its web server.
 #[derive(Debug, Args)]
 pub struct WebArgs {
-    /// The phone's web server: HOST[:PORT] or http://HOST[:PORT] (IPv6 in brackets).
+    /// The phone's web server: HOST[:PORT] or http(s)://HOST[:PORT] (IPv6 in brackets;
+    /// https:// checks the certificate as --ca, --tls-pin or --tls-insecure say).
     pub phone: String,
     #[command(flatten)]
     pub auth: WebAuthArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Give up after this many seconds (a request, connection included).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -111,7 +139,8 @@ pub struct WebAuthArgs {
 }
 
 impl WebAuthArgs {
-    fn credentials(&self) -> Result<Option<WebCredentials>, Failure> {
+    /// The web user (`user` when --user is not given) and its password, if one is given.
+    fn credentials(&self, user: &str) -> Result<Option<WebCredentials>, Failure> {
         if self.max_object > MAX_OBJECT_LIMIT {
             return Err(Failure::input(format!(
                 "--max-object: at most {MAX_OBJECT_LIMIT}"
@@ -119,10 +148,121 @@ impl WebAuthArgs {
         }
         let password = password_from(self.password_file.as_deref(), self.password.as_deref())?;
         Ok(password.map(|password| WebCredentials {
-            user: self.user.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_else(|| user.to_string()),
             password,
         }))
     }
+}
+
+/// The MPP phones' admin user: the web actions' user when --user is not given.
+const ADMIN_USER: &str = "admin";
+
+/// A profile or firmware URL for an MPP web action, checked.
+fn admin_url(url: String) -> Result<Arc<str>, Failure> {
+    admin::check_url(&url).map_err(input)?;
+    Ok(Arc::from(url))
+}
+
+/// How `resync` and `reboot` reach the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// A SIP NOTIFY to the line.
+    Sip,
+    /// The MPP web interface: GET /admin/resync[?URL] or /admin/reboot.
+    Http,
+}
+
+/// `resync --via http` and `reboot --via http`: the options of the web interface.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Web interface (--via http)")]
+pub struct ViaArgs {
+    /// sip: a NOTIFY to the line TARGET; http: the MPP web interface of the phone at
+    /// TARGET, HOST[:PORT] or http(s)://HOST[:PORT], with its admin user, the password
+    /// options, --timeout, --dry-run and the TLS options.
+    #[arg(long, value_enum, default_value_t = Via::Sip)]
+    pub via: Via,
+    /// With --via http: the phone's admin user (default admin).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// With --via http: auto (Basic pre-emptively, then whatever the phone's 401 asks),
+    /// basic, digest or none.
+    #[arg(long, value_name = "MODE")]
+    pub auth: Option<AuthMode>,
+}
+
+impl ViaArgs {
+    /// Refuses the web interface's options with `--via sip`: ignored, they would let the
+    /// user believe they applied.
+    pub fn refuse_http_options(&self) -> Result<(), Failure> {
+        let given = [
+            ("--user", self.user.is_some()),
+            ("--auth", self.auth.is_some()),
+        ];
+        match given.iter().find(|(_, given)| *given) {
+            Some((name, _)) => Err(Failure::input(format!(
+                "{name} is for --via http (the phone's web interface); a SIP line's digest \
+                 user is --auth-user, its password the password options"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `resync --via http` (with the profile `url`, else the phone's Profile_Rule) and
+/// `reboot --via http`: one MPP web action, printed as every HTTP command.
+pub async fn admin(
+    action: Action,
+    send: SendArgs,
+    url: Option<String>,
+    vendor: Option<&str>,
+    via: ViaArgs,
+    out: &Printer,
+    format: Format,
+) -> Result<u8, Failure> {
+    let line = &send.line;
+    let given = [
+        ("--vendor", vendor.is_some()),
+        ("--auth-user", line.auth_user.is_some()),
+        ("--transport", line.transport.is_some()),
+        ("--proxy", line.proxy.is_some()),
+        ("--bind", line.bind.is_some()),
+        ("--dns-server", line.dns_server.is_some()),
+        ("--from", line.from.is_some()),
+        ("--header", !line.headers.is_empty()),
+        ("--t1", line.t1 != DEFAULT_T1),
+        ("--t2", line.t2 != DEFAULT_T2),
+    ];
+    if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+        return Err(Failure::input(format!(
+            "{name} is for SIP NOTIFY, not --via http: the web interface takes --user, --auth, \
+             the password options, --timeout and the TLS options (see `sipnotify {} --help`)",
+            action.name()
+        )));
+    }
+    let url = url.map(admin_url).transpose()?;
+    let password = super::send::password(line)?;
+    let push = Push {
+        phone: phone(&send.target)?,
+        action,
+        object: None,
+        url,
+        credentials: password.map(|password| WebCredentials {
+            user: via.user.unwrap_or_else(|| ADMIN_USER.to_string()),
+            password,
+        }),
+        auth: via.auth.unwrap_or_default(),
+        trace: out.wants_ladder(),
+    };
+    one(
+        push,
+        &line.tls,
+        line.timeout,
+        send.dry_run,
+        None,
+        out,
+        format,
+    )
+    .await
 }
 
 /// Runs one HTTP command; the exit code.
@@ -143,6 +283,20 @@ pub async fn run(command: HttpCommand, out: &Printer, format: Format) -> Result<
         HttpCommand::Push { web, xml } => (web, Action::Push, Some(read_object(&xml)?), None),
         HttpCommand::Screenshot { web, out } => (web, Action::Screenshot, None, Some(out)),
         HttpCommand::Info { web } => (web, Action::Info, None, None),
+        HttpCommand::Upgrade { web, url } => {
+            let url = admin_url(url)?;
+            let credentials = web.auth.credentials(ADMIN_USER)?;
+            let push = Push {
+                phone: phone(&web.phone)?,
+                action: Action::Upgrade,
+                object: None,
+                url: Some(url),
+                credentials,
+                auth: web.auth.auth,
+                trace: out.wants_ladder(),
+            };
+            return one(push, &web.tls, web.timeout, web.dry_run, None, out, format).await;
+        }
     };
     if let Some(xml) = &object {
         object::check_size(xml, web.auth.max_object).map_err(input)?;
@@ -152,25 +306,48 @@ pub async fn run(command: HttpCommand, out: &Printer, format: Format) -> Result<
         phone,
         action,
         object: object.map(Arc::from),
-        credentials: web.auth.credentials()?,
+        url: None,
+        credentials: web.auth.credentials("")?,
         auth: web.auth.auth,
         trace: out.wants_ladder(),
     };
-    if web.dry_run {
+    one(push, &web.tls, web.timeout, web.dry_run, save, out, format).await
+}
+
+/// Sends one request to one phone (or shows it, with `dry_run`), prints the outcome and
+/// returns the exit code: where every one-phone HTTP command ends. A screenshot is written
+/// to `save`.
+pub async fn one(
+    push: Push,
+    tls: &TlsArgs,
+    timeout: Option<f64>,
+    dry_run: bool,
+    save: Option<PathBuf>,
+    out: &Printer,
+    format: Format,
+) -> Result<u8, Failure> {
+    let timeout = parse_timeout(timeout)?.unwrap_or(PusherConfig::default().timeout);
+    let tls = tls.client()?;
+    if dry_run {
         out.dry_run(&Pusher::preview(&push));
         return Ok(0);
     }
-    let timeout = parse_timeout(web.timeout)?.unwrap_or(PusherConfig::default().timeout);
     let pusher = Pusher::new(PusherConfig {
         timeout,
         screenshots: None,
+        tls,
     });
     let delivery = pusher.exchange(&push).await;
     if let (Some(path), Some(image)) = (save, &delivery.image) {
         std::fs::write(&path, image)
             .map_err(|e| Failure::local(format!("cannot write {}: {e}", path.display())))?;
     }
-    out.outcome(push.phone.as_str(), action.name(), None, &delivery.outcome);
+    out.outcome(
+        push.phone.as_str(),
+        push.action.name(),
+        None,
+        &delivery.outcome,
+    );
     if format == Format::Human {
         if let Some(device) = delivery
             .outcome
@@ -188,15 +365,9 @@ fn input(e: impl std::fmt::Display) -> Failure {
     Failure::input(e.to_string())
 }
 
-/// Reads a phone address; HTTPS is refused for now.
+/// Reads a phone address.
 fn phone(text: &str) -> Result<PhoneAddr, Failure> {
-    let phone = PhoneAddr::parse(text).map_err(input)?;
-    if phone.scheme() == Scheme::Https {
-        return Err(Failure::input(
-            "https:// is not supported yet: give the phone as http://HOST[:PORT]",
-        ));
-    }
-    Ok(phone)
+    PhoneAddr::parse(text).map_err(input)
 }
 
 /// The object of `push --xml FILE|-`: bounded, UTF-8, well-formed.
@@ -312,6 +483,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
         None => None,
     };
     let timeout = parse_timeout(args.line.timeout)?.unwrap_or(PusherConfig::default().timeout);
+    let tls = args.line.tls.client()?;
     let mut options = batch::options(&args, HTTP_CONCURRENCY)?;
     let concurrency = options.concurrency;
     options.description = defaults.describe();
@@ -340,6 +512,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
     let pusher = Pusher::new(PusherConfig {
         timeout,
         screenshots,
+        tls,
     });
     let shown = Shown {
         output,
@@ -513,6 +686,11 @@ pub struct PhoneWebArgs {
     /// a wildcard address (0.0.0.0:80) each local address reached is a phone of its own.
     #[arg(long = "http", value_name = "ADDR:PORT")]
     pub http: Vec<SocketAddr>,
+    /// Serve HTTPS instead of HTTP on the --http addresses, presenting --tls-cert and
+    /// --tls-key, or a self-signed certificate made at start (its SHA-256 printed, for
+    /// --tls-pin).
+    #[arg(long, requires = "http")]
+    pub http_tls: bool,
     /// basic (CUCM phones), digest (SPA/MPP Local Credential) or none (Trusted).
     #[arg(long, value_name = "MODE", default_value = "basic")]
     pub http_auth: WebAuth,
@@ -539,11 +717,14 @@ pub struct Faults {
 }
 
 impl PhoneWebArgs {
-    /// Starts the web server when `--http` is given.
+    /// Starts the web server when `--http` is given, over HTTPS with `tls`, its
+    /// `/admin/resync` calling `resync`.
     pub async fn start(
         &self,
         password_template: &str,
         faults: Faults,
+        tls: Option<Identity>,
+        resync: Option<ResyncHook>,
     ) -> Result<Option<RunningWeb>, Failure> {
         if self.http.is_empty() {
             return Ok(None);
@@ -557,9 +738,10 @@ impl PhoneWebArgs {
             delay: faults.delay,
             drop_percent: faults.drop_percent,
             fail_percent: faults.fail_percent,
+            tls,
             ..WebConfig::default()
         };
-        spawn_web(config, &self.http)
+        spawn_web_with_hook(config, &self.http, resync)
             .await
             .map(Some)
             .map_err(|e| Failure::local(format!("cannot listen (--http): {e}")))

@@ -38,6 +38,7 @@ mod serve;
 use clap::{Parser, Subcommand, ValueEnum};
 use sipnotify::campaign::{Files, Stop};
 use sipnotify::event::{self, Action, EventError};
+use sipnotify::http::Action as HttpAction;
 use sipnotify::Event;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -84,19 +85,23 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Make the phone re-fetch its configuration profile (Event: resync).
+    /// Make the phone re-fetch its configuration profile (Event: resync; with --via http,
+    /// MPP's GET /admin/resync[?URL]).
     Resync {
         #[command(flatten)]
         send: send::SendArgs,
-        /// Resync from this profile URL instead of Profile_Rule (MPP: Event: resync;profile="URL").
+        /// Resync from this profile URL instead of Profile_Rule (MPP: Event: resync;profile="URL";
+        /// with --via http, /admin/resync?URL, where tftp:// is taken too).
         #[arg(long, value_name = "URL")]
         profile: Option<String>,
         /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
         /// default cisco (SPA/MPP).
         #[arg(long, value_name = "VENDOR")]
         vendor: Option<String>,
+        #[command(flatten)]
+        via: http::ViaArgs,
     },
-    /// Cold restart (Event: reboot_now).
+    /// Cold restart (Event: reboot_now; with --via http, MPP's GET /admin/reboot).
     Reboot {
         #[command(flatten)]
         send: send::SendArgs,
@@ -104,6 +109,8 @@ enum Command {
         /// default cisco (SPA/MPP).
         #[arg(long, value_name = "VENDOR")]
         vendor: Option<String>,
+        #[command(flatten)]
+        via: http::ViaArgs,
     },
     /// Warm restart (Event: restart_now).
     Restart {
@@ -238,7 +245,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             send,
             profile,
             vendor,
+            via,
         } => {
+            if via.via == http::Via::Http {
+                let (action, vendor) = (HttpAction::Resync, vendor.as_deref());
+                return http::admin(action, send, profile, vendor, via, &out, cli.output).await;
+            }
+            via.refuse_http_options()?;
             let event = action_event(vendor.as_deref(), Action::Resync, profile.as_deref())
                 .map_err(|e| match e {
                     EventError::NotHttpUrl(_) | EventError::UrlWhitespace => {
@@ -248,7 +261,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 })?;
             send::run(send, event, &out).await
         }
-        Command::Reboot { send, vendor } => {
+        Command::Reboot { send, vendor, via } => {
+            if via.via == http::Via::Http {
+                let (action, vendor) = (HttpAction::Reboot, vendor.as_deref());
+                return http::admin(action, send, None, vendor, via, &out, cli.output).await;
+            }
+            via.refuse_http_options()?;
             let event = action_event(vendor.as_deref(), Action::Reboot, None)
                 .map_err(|e| Failure::input(e.to_string()))?;
             send::run(send, event, &out).await

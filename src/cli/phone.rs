@@ -4,6 +4,7 @@ use super::Failure;
 use clap::{Args, ValueEnum};
 use sipnotify::net::tls::Identity;
 use sipnotify::phone::{self, ChallengeMode, PhoneConfig, UserRange};
+use sipnotify::provision::resync::Resyncer;
 use sipnotify::text::printable;
 use sipnotify::Transport;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -36,8 +37,8 @@ pub struct PhoneArgs {
     /// Transports to listen on.
     #[arg(long, value_enum, default_value_t = Listen::Both)]
     transport: Listen,
-    /// The certificate (PEM, end entity first) of --transport tls; without it, a
-    /// self-signed one is made at start and its SHA-256 printed, for --tls-pin.
+    /// The certificate (PEM, end entity first) of --transport tls and --http-tls; without
+    /// it, a self-signed one is made at start and its SHA-256 printed, for --tls-pin.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
@@ -169,8 +170,9 @@ fn answers_line(config: &PhoneConfig) -> String {
     )
 }
 
-/// The certificate of the TLS listeners on `listen`, and the line that says what it is.
-/// A generated one names localhost and the addresses listened on (loopback for a wildcard).
+/// The certificate of the TLS and HTTPS listeners on `listen`, and the line that says what
+/// it is. A generated one names localhost and the addresses listened on (loopback for a
+/// wildcard).
 fn identity(args: &PhoneArgs, listen: &[SocketAddr]) -> Result<(Identity, String), Failure> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let identity =
@@ -237,21 +239,32 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
             listen.push((*addr, *t));
         }
     }
-    let certificate = match args.transport {
-        Listen::Tls => {
-            let (identity, line) = identity(&args, &addrs)?;
-            config.tls = Some(identity);
-            Some(line)
-        }
-        _ if args.tls_cert.is_some() => {
+    // One certificate for SIP over TLS and HTTPS, naming the addresses of both.
+    let sip_tls = args.transport == Listen::Tls;
+    let mut named = Vec::new();
+    if sip_tls {
+        named.extend(&addrs);
+    }
+    if args.web.http_tls {
+        named.extend(&args.web.http);
+    }
+    let (web_tls, certificate) = if named.is_empty() {
+        if args.tls_cert.is_some() {
             return Err(Failure::input(
-                "--tls-cert and --tls-key are for --transport tls",
+                "--tls-cert and --tls-key are for --transport tls and --http-tls",
             ));
         }
-        _ => None,
+        (None, None)
+    } else {
+        let (identity, line) = identity(&args, &named)?;
+        if sip_tls {
+            config.tls = Some(identity.clone());
+        }
+        (args.web.http_tls.then_some(identity), Some(line))
     };
     let answers = answers_line(&config);
-    let hook = args.provision.hook()?;
+    let resyncer = args.provision.resyncer(!args.web.http.is_empty())?;
+    let hook = args.provision.hook(resyncer.as_ref());
     let running = phone::spawn_with_hook(config, &listen, hook)
         .await
         .map_err(|e| Failure::local(format!("cannot listen: {e}")))?;
@@ -260,7 +273,15 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         drop_percent: args.drop,
         fail_percent: args.fail_percent,
     };
-    let web = args.web.start(&args.password_template, faults).await?;
+    let web = args
+        .web
+        .start(
+            &args.password_template,
+            faults,
+            web_tls,
+            resyncer.map(Resyncer::web_hook),
+        )
+        .await?;
     let mut addrs: Vec<String> = running
         .local_addrs()
         .iter()
@@ -269,11 +290,13 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
     // Listening before saying so: a SIGTERM sent as soon as the first line is read stops
     // the phone with its counters, never by the default action.
     let mut signals = super::StopSignals::listen();
-    addrs.extend(
-        web.iter()
-            .flat_map(|w| w.local_addrs())
-            .map(|a| format!("http {a}")),
-    );
+    if let Some(web) = &web {
+        addrs.extend(
+            web.local_addrs()
+                .iter()
+                .map(|a| format!("{} {a}", web.scheme())),
+        );
+    }
     outln!("phone listening on {}", addrs.join(", "));
     if let Some(certificate) = certificate {
         outln!("{certificate}");
@@ -286,8 +309,8 @@ pub async fn run(args: PhoneArgs) -> Result<u8, Failure> {
         let s = web.stats();
         web.shutdown().await;
         outln!(
-            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots, {} overlapping",
-            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots, s.overlapping
+            "web stopped: {} requests, {} phones, {} executed, {} backgrounds, {} failed downloads, {} refused, {} screenshots, {} overlapping, {} resyncs, {} upgrades, {} reboots",
+            s.requests, s.phones, s.executed, s.backgrounds, s.failed_fetches, s.refused, s.screenshots, s.overlapping, s.resyncs, s.upgrades, s.reboots
         );
     }
     outln!(

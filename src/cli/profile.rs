@@ -3,12 +3,15 @@
 
 use super::{Failure, Format};
 use clap::{Args, Subcommand, ValueEnum};
+use sipnotify::phone::NotifyHook;
 use sipnotify::provision::profile::{self, Md};
+use sipnotify::provision::resync::{self, Resyncer};
 use sipnotify::provision::rfc8188;
 use sipnotify::provision::rule::{Mac, Macros, Rule, Url};
 use sipnotify::provision::{check, Ikm, Key, MAX_PROFILE};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The environment variable a profile key may come from.
 pub const KEY_ENV: &str = "SIPNOTIFY_PROFILE_KEY";
@@ -472,12 +475,12 @@ pub struct PhoneProvisionArgs {
 }
 
 impl PhoneProvisionArgs {
-    /// The phone server's hook, when the line resyncs for real.
-    pub fn hook(&self) -> Result<Option<sipnotify::phone::NotifyHook>, Failure> {
-        if self.profile_rules.is_empty() {
+    /// The simulator's resync: made when there are profile rules, or for `web` (the web
+    /// server's `/admin/resync?URL` fetches without rules); otherwise none.
+    pub fn resyncer(&self, web: bool) -> Result<Option<Arc<Resyncer>>, Failure> {
+        if self.profile_rules.is_empty() && !web {
             return Ok(None);
         }
-        use sipnotify::provision::resync;
         let tls = match &self.ca_file {
             Some(path) => Some(
                 resync::client_tls(&read_input(
@@ -489,13 +492,21 @@ impl PhoneProvisionArgs {
             ),
             None => None,
         };
-        let resyncer = resync::Resyncer::new(
+        let resyncer = Resyncer::new(
             &self.profile_rules,
             self.ikm.ikm()?,
             tls,
             self.resync_log.as_deref(),
         )
         .map_err(|e| Failure::input(e.to_string()))?;
-        Ok(Some(std::sync::Arc::new(resyncer).hook()))
+        Ok(Some(Arc::new(resyncer)))
+    }
+
+    /// The phone server's hook: its lines resync for real when there are profile rules
+    /// (a SIP resync with `profile="URL"` and no rules is acknowledged only).
+    pub fn hook(&self, resyncer: Option<&Arc<Resyncer>>) -> Option<NotifyHook> {
+        resyncer
+            .filter(|_| !self.profile_rules.is_empty())
+            .map(|r| Arc::clone(r).hook())
     }
 }

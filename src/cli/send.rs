@@ -61,10 +61,10 @@ pub struct LineArgs {
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
     /// RFC 3261 T1 in milliseconds (first retransmission interval over udp).
-    #[arg(long, value_name = "MS", default_value_t = 500)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_T1)]
     pub t1: u64,
     /// RFC 3261 T2 in milliseconds (longest retransmission interval).
-    #[arg(long, value_name = "MS", default_value_t = 4000)]
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_T2)]
     pub t2: u64,
     /// An extra header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
@@ -73,12 +73,17 @@ pub struct LineArgs {
     pub tls: TlsArgs,
 }
 
+/// RFC 3261's T1 in milliseconds, `--t1`'s default.
+pub const DEFAULT_T1: u64 = 500;
+/// RFC 3261's T2 in milliseconds, `--t2`'s default.
+pub const DEFAULT_T2: u64 = 4000;
+
 /// The help heading of the TLS options. Given to each, as a heading for the group would go
 /// on to the options that follow it.
-const TLS: &str = "TLS (--transport tls, transport=tls, sips:)";
+const TLS: &str = "TLS (--transport tls, transport=tls, sips:, https://)";
 
 /// How TLS certificates are checked, and the agent's own: for every TLS connection of the
-/// command (the whole campaign, for `batch`).
+/// command (SIP over TLS, and HTTPS to phones' web servers; the whole campaign, for `batch`).
 #[derive(Debug, Args)]
 pub struct TlsArgs {
     /// Trust the CA certificates of this PEM file instead of the system's roots.
@@ -93,7 +98,7 @@ pub struct TlsArgs {
     #[arg(long, help_heading = TLS, value_name = "SHA256", conflicts_with = "ca")]
     pub tls_pin: Vec<Fingerprint>,
     /// Check no certificate (a warning every run): anyone on the path can then read and
-    /// change the NOTIFYs and their answers.
+    /// change the requests and their answers.
     #[arg(long, help_heading = TLS, conflicts_with_all = ["ca", "tls_pin"])]
     pub tls_insecure: bool,
     /// A client certificate (PEM, end entity first), for peers that require mutual TLS.
@@ -110,8 +115,8 @@ impl TlsArgs {
         let verification = if self.tls_insecure {
             errln!(
                 "warning: --tls-insecure: no TLS certificate is checked; anyone on the path can \
-                 read and change the NOTIFYs and their answers, and try to guess the password \
-                 from the digests"
+                 read and change the requests and their answers, and read or guess the \
+                 credentials they carry"
             );
             Verification::Insecure
         } else if !self.tls_pin.is_empty() {

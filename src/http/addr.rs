@@ -7,7 +7,7 @@ use std::net::IpAddr;
 pub enum Scheme {
     /// Plain HTTP, port 80 by default.
     Http,
-    /// HTTPS, port 443 by default (not supported yet: refused by the pusher).
+    /// HTTPS, port 443 by default.
     Https,
 }
 

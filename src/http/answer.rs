@@ -23,6 +23,8 @@ pub enum Expect {
     Image,
     /// A `DeviceInformation` document.
     DeviceInfo,
+    /// A page of the MPP web interface (`/admin/...`): judged by the status alone.
+    Page,
 }
 
 /// One `ResponseItem`.
@@ -174,6 +176,10 @@ pub struct Judged {
 
 /// Hint for a 404 from `/CGI/Execute` and friends.
 pub const HINT_NOT_FOUND: &str = "the phone has no such page: its web access may be disabled (CUCM: Web Access), or XML execution (SPA/MPP: CISCO XML EXE Enable)";
+/// Hint for a 404 from an MPP web action.
+pub const HINT_NO_ADMIN: &str = "the phone has no such page: /admin/resync, /admin/upgrade and /admin/reboot are MPP and SPA firmware's, with the web server enabled (Enable Web Server, Enable Web Admin Access)";
+/// Hint for credentials an MPP web action refused.
+pub const HINT_ADMIN_AUTH: &str = "credentials refused: the MPP web actions take the phone's admin user (--user, default admin) and its Admin Login password";
 /// Hint for an authentication failure.
 pub const HINT_AUTH: &str = "credentials refused: the user must be associated with the device (CUCM) and the phone's Authentication URL must answer AUTHORIZED; SPA/MPP: CISCO XML EXE Auth Mode and its password";
 /// Hint for a 401 with no credentials to answer it.
@@ -200,7 +206,11 @@ pub fn judge(
     match status {
         401 if credentials_sent => {
             judged.kind = OutcomeKind::AuthFailed;
-            judged.hint = Some(HINT_AUTH);
+            judged.hint = Some(if expect == Expect::Page {
+                HINT_ADMIN_AUTH
+            } else {
+                HINT_AUTH
+            });
             return judged;
         }
         401 => {
@@ -209,7 +219,11 @@ pub fn judge(
             return judged;
         }
         404 => {
-            judged.hint = Some(HINT_NOT_FOUND);
+            judged.hint = Some(if expect == Expect::Page {
+                HINT_NO_ADMIN
+            } else {
+                HINT_NOT_FOUND
+            });
             return judged;
         }
         200..=299 => {}
@@ -253,8 +267,10 @@ pub fn judge(
             judged.kind = OutcomeKind::Delivered;
             judged.device = Some(device);
         }
-        // MPP answers a push with a bare 2xx.
-        _ if expect == Expect::Response => judged.kind = OutcomeKind::Delivered,
+        // MPP answers a push with a bare 2xx, and its web actions with a page.
+        _ if matches!(expect, Expect::Response | Expect::Page) => {
+            judged.kind = OutcomeKind::Delivered
+        }
         _ if expect == Expect::Image => {
             judged.reason = format!("{} but the body is not an image", judged.reason);
         }

@@ -1,9 +1,12 @@
-//! Acting on phones over HTTP: Cisco's `POST /CGI/Execute` (CiscoIPPhoneExecute,
+//! Acting on phones over HTTP or HTTPS: Cisco's `POST /CGI/Execute` (CiscoIPPhoneExecute,
 //! setBackground, any CiscoIPPhone object), `GET /CGI/Screenshot` and
 //! `GET /DeviceInformationX`, for one phone or, as a [`Channel`](crate::campaign::Channel),
-//! a campaign.
+//! a campaign; and the MPP web interface's `/admin/resync`, `/admin/upgrade` and
+//! `/admin/reboot` for one phone.
 //!
 //! - [`addr`] reads a phone's address (`HOST[:PORT]`, `http(s)://HOST[:PORT]`).
+//! - [`admin`] checks the URLs of the MPP web actions and writes their requests' targets
+//!   (sans-IO).
 //! - [`object`] builds and checks the objects and the form that carries them (sans-IO).
 //! - [`answer`] reads the phone's answers and judges them into outcomes (sans-IO).
 //! - [`auth`] is Basic and Digest authentication of the web user (sans-IO).
@@ -31,6 +34,7 @@
 //!     phone: PhoneAddr::parse(&phone.local_addrs()[0].to_string())?,
 //!     action: Action::Execute,
 //!     object: Some(Arc::from(object::execute(&["Key:Services".into()], 0)?)),
+//!     url: None,
 //!     credentials: Some(WebCredentials { user: "admin".into(), password: Password::new("secret") }),
 //!     auth: AuthMode::Auto,
 //!     trace: false,
@@ -47,6 +51,7 @@
 //! with [`PushDefaults::push`] as the row function, and run it with a [`Pusher`].
 
 pub mod addr;
+pub mod admin;
 pub mod answer;
 pub mod auth;
 pub mod object;

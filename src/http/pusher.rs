@@ -3,13 +3,16 @@
 //! one-phone commands, which also need the answer's body (a screenshot).
 
 use super::addr::{PhoneAddr, Scheme};
+use super::admin;
 use super::answer::{self, Expect, MAX_ANSWER, MAX_SCREENSHOT};
 use super::auth::{self, AuthMode, Reply, WebCredentials};
 use super::object::form_body;
 use crate::campaign::channel::digest_prefix;
 use crate::campaign::Channel;
+use crate::net::tls::TlsClient;
 use crate::proto::outcome::{Direction, TraceEntry};
 use crate::proto::{Outcome, OutcomeKind};
+use crate::sip::uri::Host;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -34,10 +37,17 @@ pub enum Action {
     Screenshot,
     /// GET `/DeviceInformationX`.
     Info,
+    /// GET `/admin/resync[?URL]` (MPP): fetch and apply a profile.
+    Resync,
+    /// GET `/admin/upgrade?URL` (MPP): install a firmware load.
+    Upgrade,
+    /// GET `/admin/reboot` (MPP).
+    Reboot,
 }
 
 impl Action {
-    /// Every action, in the order help texts list them.
+    /// Every action a campaign takes, in the order help texts list them (the MPP web
+    /// actions are one-phone commands).
     pub const ALL: [Action; 5] = [
         Action::Execute,
         Action::Background,
@@ -54,10 +64,13 @@ impl Action {
             Action::Push => "push",
             Action::Screenshot => "screenshot",
             Action::Info => "info",
+            Action::Resync => "resync",
+            Action::Upgrade => "upgrade",
+            Action::Reboot => "reboot",
         }
     }
 
-    /// The action named `name`.
+    /// The campaign action named `name`.
     pub fn named(name: &str) -> Option<Action> {
         Action::ALL
             .into_iter()
@@ -74,6 +87,9 @@ impl Action {
             Action::Execute | Action::Background | Action::Push => "/CGI/Execute",
             Action::Screenshot => "/CGI/Screenshot",
             Action::Info => "/DeviceInformationX",
+            Action::Resync => admin::RESYNC,
+            Action::Upgrade => admin::UPGRADE,
+            Action::Reboot => admin::REBOOT,
         }
     }
 
@@ -82,6 +98,7 @@ impl Action {
             Action::Execute | Action::Background | Action::Push => Expect::Response,
             Action::Screenshot => Expect::Image,
             Action::Info => Expect::DeviceInfo,
+            Action::Resync | Action::Upgrade | Action::Reboot => Expect::Page,
         }
     }
 }
@@ -95,6 +112,9 @@ pub struct Push {
     pub action: Action,
     /// The object POSTed (for execute, background and push), built and checked.
     pub object: Option<Arc<str>>,
+    /// The URL handed to `/admin/resync` (a profile) or `/admin/upgrade` (a firmware
+    /// load) as the query, checked by [`admin::check_url`].
+    pub url: Option<Arc<str>>,
     /// The web user.
     pub credentials: Option<WebCredentials>,
     /// How to authenticate.
@@ -119,6 +139,9 @@ pub struct PusherConfig {
     pub timeout: Duration,
     /// Screenshots after each push (campaigns).
     pub screenshots: Option<Screenshots>,
+    /// How `https://` phones' certificates are checked: the same trust options, checks
+    /// and reasons as SIP over TLS.
+    pub tls: TlsClient,
 }
 
 impl Default for PusherConfig {
@@ -126,6 +149,7 @@ impl Default for PusherConfig {
         PusherConfig {
             timeout: Duration::from_secs(10),
             screenshots: None,
+            tls: TlsClient::default(),
         }
     }
 }
@@ -155,7 +179,8 @@ struct Inner {
 /// A request as sent (for the ladder and `--dry-run`).
 struct Wire {
     method: &'static str,
-    path: &'static str,
+    /// The request target: the path, and the query of the MPP web actions.
+    path: String,
     headers: Vec<(&'static str, String)>,
     body: Bytes,
 }
@@ -208,7 +233,7 @@ impl Pusher {
         let mut attempts = 0;
         let result = tokio::time::timeout(
             self.inner.config.timeout,
-            exchange(push, &mut ladder, &mut attempts),
+            exchange(push, &self.inner.config.tls, &mut ladder, &mut attempts),
         )
         .await
         .unwrap_or_else(|_| {
@@ -291,6 +316,7 @@ impl Pusher {
             let shot = Push {
                 action: Action::Screenshot,
                 object: None,
+                url: None,
                 trace: false,
                 ..push.clone()
             };
@@ -382,14 +408,15 @@ impl Channel for Pusher {
         push.action.name()
     }
 
-    /// The phone, the action and a digest of the object: another object is another act.
+    /// The phone, the action and a digest of the object or URL: another object or URL is
+    /// another act.
     fn identity(push: &Push) -> String {
-        match &push.object {
-            Some(object) => format!(
+        match push.object.as_deref().or(push.url.as_deref()) {
+            Some(what) => format!(
                 "{} {} {}",
                 push.phone,
                 push.action.name(),
-                digest_prefix(object.as_bytes())
+                digest_prefix(what.as_bytes())
             ),
             None => format!("{} {}", push.phone, push.action.name()),
         }
@@ -436,15 +463,10 @@ async fn resolve(phone: &PhoneAddr) -> Result<SocketAddr, Failed> {
 /// whether credentials were sent with it.
 async fn exchange(
     push: &Push,
+    tls: &TlsClient,
     ladder: &mut Ladder,
     attempts: &mut u32,
 ) -> Result<(Answer, bool), Failed> {
-    if push.phone.scheme() == Scheme::Https {
-        return Err(Failed {
-            kind: OutcomeKind::Unreachable,
-            reason: "https is not supported yet: use http://".into(),
-        });
-    }
     let addr = resolve(&push.phone).await?;
     let mut authorization = auth::preemptive(push.auth, push.credentials.as_ref());
     let mut sent_digest = false;
@@ -456,8 +478,8 @@ async fn exchange(
             Action::Screenshot => MAX_SCREENSHOT,
             _ => MAX_ANSWER,
         };
-        tracing::debug!(phone = %push.phone, method = request.method, path = request.path, "request sent");
-        let answer = send(addr, &request, limit).await?;
+        tracing::debug!(phone = %push.phone, method = request.method, path = %request.path, "request sent");
+        let answer = send(&push.phone, addr, tls, &request, limit).await?;
         tracing::debug!(phone = %push.phone, status = answer.status, bytes = answer.body.len(), "answer received");
         ladder.push(Direction::Received, render_answer(&answer));
         let sent = authorization.take();
@@ -473,7 +495,7 @@ async fn exchange(
             answer.challenges.iter().map(String::as_str),
             auth::Request {
                 method: request.method,
-                uri: request.path,
+                uri: &request.path,
                 body: &request.body,
                 sent_basic,
                 sent_digest,
@@ -519,7 +541,7 @@ fn wire(push: &Push, authorization: Option<&str>) -> Wire {
     }
     Wire {
         method,
-        path: push.action.path(),
+        path: admin::target(push.action.path(), push.url.as_deref()),
         headers,
         body,
     }
@@ -564,23 +586,57 @@ fn render_answer(answer: &Answer) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// One request on a new connection, its answer read whole (at most `limit` bytes).
-async fn send(addr: SocketAddr, wire: &Wire, limit: usize) -> Result<Answer, Failed> {
-    let unreachable = |what: &str, e: &dyn std::fmt::Display| Failed {
-        kind: OutcomeKind::Unreachable,
-        reason: format!("{what}: {e}"),
-    };
+/// One request on a new connection (TLS for an `https://` phone), its answer read whole
+/// (at most `limit` bytes).
+async fn send(
+    phone: &PhoneAddr,
+    addr: SocketAddr,
+    tls: &TlsClient,
+    wire: &Wire,
+    limit: usize,
+) -> Result<Answer, Failed> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| unreachable("cannot connect", &e))?;
     let _ = stream.set_nodelay(true);
+    match phone.scheme() {
+        Scheme::Http => request(TokioIo::new(stream), Scheme::Http, wire, limit).await,
+        Scheme::Https => {
+            // The certificate is checked against the phone's host as written (an address
+            // against the certificate's IP addresses), unless --tls-name says otherwise.
+            let refused = |why: &dyn std::fmt::Display| {
+                unreachable(&format!("cannot connect to {addr} over https"), why)
+            };
+            let host = Host::parse(phone.host()).ok_or_else(|| refused(&"not a host"))?;
+            let name = tls.server_name(&host).map_err(|e| refused(&e))?;
+            let stream = tls.connect(name, stream).await.map_err(|e| refused(&e))?;
+            request(TokioIo::new(stream), Scheme::Https, wire, limit).await
+        }
+    }
+}
+
+/// A phone that could not be reached, and why.
+fn unreachable(what: &str, why: &dyn std::fmt::Display) -> Failed {
+    Failed {
+        kind: OutcomeKind::Unreachable,
+        reason: format!("{what}: {why}"),
+    }
+}
+
+/// One request on a connected stream, plain or TLS (`scheme`).
+async fn request<I>(io: I, scheme: Scheme, wire: &Wire, limit: usize) -> Result<Answer, Failed>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     // Header names as classic phones' servers expect them, not lower case.
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .title_case_headers(true)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+        .handshake::<_, Full<Bytes>>(io)
         .await
         .map_err(|e| unreachable("connection failed", &e))?;
-    let mut request = http::Request::builder().method(wire.method).uri(wire.path);
+    let mut request = http::Request::builder()
+        .method(wire.method)
+        .uri(wire.path.as_str());
     for (name, value) in &wire.headers {
         request = request.header(*name, value);
     }
@@ -588,10 +644,17 @@ async fn send(addr: SocketAddr, wire: &Wire, limit: usize) -> Result<Answer, Fai
         .body(Full::new(wire.body.clone()))
         .map_err(|e| unreachable("cannot build the request", &e))?;
     let work = async move {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| unreachable("the connection broke", &e))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            // A TLS server answers plain HTTP with a TLS alert, which is no HTTP answer.
+            if e.is_parse() && scheme == Scheme::Http {
+                unreachable(
+                    "the answer is not HTTP",
+                    &format!("{e}; if the phone serves HTTPS there, give it as https://"),
+                )
+            } else {
+                unreachable("the connection broke", &e)
+            }
+        })?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, limit)
             .collect()

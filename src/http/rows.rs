@@ -149,6 +149,7 @@ impl PushDefaults {
             phone,
             action,
             object,
+            url: None,
             credentials,
             auth: self.auth,
             trace: false,
@@ -183,7 +184,11 @@ impl PushDefaults {
                 Some(xml) => object::checked(xml)?,
                 None => return Err(Missing::Cell("--xml FILE")),
             },
-            Action::Screenshot | Action::Info => return Ok(None),
+            Action::Screenshot
+            | Action::Info
+            | Action::Resync
+            | Action::Upgrade
+            | Action::Reboot => return Ok(None),
         };
         object::check_size(&xml, self.max_object)?;
         Ok(Some(Arc::from(xml)))

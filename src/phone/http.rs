@@ -1,5 +1,8 @@
 //! The simulated phone's web server (axum): Cisco's `POST /CGI/Execute`,
-//! `GET /CGI/Screenshot` and `GET /DeviceInformationX`.
+//! `GET /CGI/Screenshot` and `GET /DeviceInformationX`, and the MPP web interface's
+//! `GET /admin/resync[?URL]`, `/admin/upgrade?URL` and `/admin/reboot`.
+//!
+//! Over HTTP, or HTTPS when [`WebConfig::tls`] gives a certificate.
 //!
 //! On a wildcard address each local address a connection reaches is a phone of its own
 //! (its state is keyed by that address), so one process plays a fleet at `127.x.y.z`.
@@ -9,11 +12,12 @@
 //! background it shows, red stripes after a failed download, grey before any.
 
 use crate::http::object::check_uri;
+use crate::net::tls::Identity;
 use crate::sip::digest::{self, Password, Qop};
 use axum::body::Bytes;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
@@ -27,8 +31,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
 
 /// How the web server checks its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,6 +85,8 @@ pub struct WebConfig {
     pub fail_percent: f64,
     /// The longest download of a background.
     pub fetch_timeout: Duration,
+    /// Serve HTTPS with this certificate instead of HTTP.
+    pub tls: Option<Identity>,
 }
 
 impl Default for WebConfig {
@@ -94,6 +102,7 @@ impl Default for WebConfig {
             drop_percent: 0.0,
             fail_percent: 0.0,
             fetch_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -118,7 +127,20 @@ pub struct WebStats {
     /// Requests that reached a phone while it was still serving another one (a real
     /// phone's web server serves few at once).
     pub overlapping: u64,
+    /// `/admin/resync` requests taken.
+    pub resyncs: u64,
+    /// `/admin/upgrade` requests taken.
+    pub upgrades: u64,
+    /// `/admin/reboot` requests taken.
+    pub reboots: u64,
 }
+
+/// Called for each `/admin/resync` a phone takes, with the phone's web user, its MAC
+/// address (the one `/DeviceInformationX` gives), the local address the request reached,
+/// and the profile URL of the query, if any: the profile fetch hangs here (as
+/// [`NotifyHook`](super::NotifyHook) for SIP). It must not block: it runs on the serving
+/// task.
+pub type ResyncHook = Arc<dyn Fn(&str, [u8; 6], SocketAddr, Option<String>) + Send + Sync>;
 
 /// The screen's size, in pixels.
 pub const SCREEN: (u32, u32) = (160, 96);
@@ -152,6 +174,15 @@ impl RunningWeb {
         &self.addrs
     }
 
+    /// `https` when it serves HTTPS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// Its counters.
     pub fn stats(&self) -> WebStats {
         let c = &self.shared.counters;
@@ -165,6 +196,9 @@ impl RunningWeb {
             screenshots: get(&c.screenshots),
             phones: self.shared.phones.lock().expect("lock").len() as u64,
             overlapping: get(&c.overlapping),
+            resyncs: get(&c.resyncs),
+            upgrades: get(&c.upgrades),
+            reboots: get(&c.reboots),
         }
     }
 
@@ -188,11 +222,14 @@ struct Counters {
     refused: AtomicU64,
     screenshots: AtomicU64,
     overlapping: AtomicU64,
+    resyncs: AtomicU64,
+    upgrades: AtomicU64,
+    reboots: AtomicU64,
 }
 
-#[derive(Debug)]
 struct Shared {
     config: WebConfig,
+    resync: Option<ResyncHook>,
     /// Signs nonces, so that they need no state.
     secret: [u8; 16],
     phones: Mutex<HashMap<SocketAddr, PhoneState>>,
@@ -217,6 +254,15 @@ impl Drop for Serving<'_> {
                 serving.remove(&self.phone);
             }
         }
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("resync", &self.resync.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -252,10 +298,104 @@ impl Connected<IncomingStream<'_, TcpListener>> for Reached {
     }
 }
 
+impl Connected<IncomingStream<'_, TlsListener>> for Reached {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Reached {
+        Reached(*stream.remote_addr())
+    }
+}
+
+/// The longest TLS handshake: a client that stalls in it is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS handshakes run at once; more connections wait to be accepted.
+const HANDSHAKES: usize = 256;
+
+/// An HTTPS listener for axum. Each connection's handshake runs in a task of its own,
+/// bounded in time and in number, so that a slow or silent client holds up no other;
+/// `accept` hands over the finished ones, each with the local address it reached (its
+/// `Addr`: the phone it is for).
+struct TlsListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    fn new(listener: TcpListener, identity: &Identity) -> std::io::Result<TlsListener> {
+        let local = listener.local_addr()?;
+        let config = identity
+            .server_config()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let (done, ready) = mpsc::channel(HANDSHAKES);
+        let slots = Arc::new(Semaphore::new(HANDSHAKES));
+        // Ends when the listener is dropped (the receiver closes).
+        tokio::spawn(async move {
+            loop {
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            tracing::warn!("the web server cannot accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    _ = done.closed() => return,
+                };
+                let (acceptor, done) = (acceptor.clone(), done.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let reached = stream.local_addr();
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            if let Ok(reached) = reached {
+                                let _ = done.send((tls, reached)).await;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::info!("a TLS handshake failed: {e}"),
+                        Err(_) => tracing::info!("a TLS handshake took over 10 s"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { local, ready })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        match self.ready.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task ended: no connection will come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
 /// Starts the web server on each address (port 0 picks a free one).
 pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Result<RunningWeb> {
+    spawn_web_with_hook(config, addrs, None).await
+}
+
+/// [`spawn_web`], calling `resync` for each `/admin/resync` a phone takes.
+pub async fn spawn_web_with_hook(
+    config: WebConfig,
+    addrs: &[SocketAddr],
+    resync: Option<ResyncHook>,
+) -> std::io::Result<RunningWeb> {
     let shared = Arc::new(Shared {
         config,
+        resync,
         secret: rand::thread_rng().gen(),
         phones: Mutex::default(),
         pictures: Mutex::default(),
@@ -266,6 +406,18 @@ pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Resu
         .route("/CGI/Execute", post(execute))
         .route("/CGI/Screenshot", get(screenshot))
         .route("/DeviceInformationX", get(device_information))
+        .route(
+            crate::http::admin::RESYNC,
+            get(admin_route(AdminAction::Resync)),
+        )
+        .route(
+            crate::http::admin::UPGRADE,
+            get(admin_route(AdminAction::Upgrade)),
+        )
+        .route(
+            crate::http::admin::REBOOT,
+            get(admin_route(AdminAction::Reboot)),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared.clone());
     let mut running = RunningWeb {
@@ -277,11 +429,22 @@ pub async fn spawn_web(config: WebConfig, addrs: &[SocketAddr]) -> std::io::Resu
         let listener = TcpListener::bind(addr).await?;
         running.addrs.push(listener.local_addr()?);
         let service = app.clone().into_make_service_with_connect_info::<Reached>();
-        running.tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, service).await {
-                tracing::warn!("the web server stopped: {e}");
+        let served = match &running.shared.config.tls {
+            None => tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, service).await {
+                    tracing::warn!("the web server stopped: {e}");
+                }
+            }),
+            Some(identity) => {
+                let listener = TlsListener::new(listener, identity)?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, service).await {
+                        tracing::warn!("the web server stopped: {e}");
+                    }
+                })
             }
-        }));
+        };
+        running.tasks.push(served);
     }
     Ok(running)
 }
@@ -299,7 +462,7 @@ async fn execute(
     if let Some(early) = shared.faults().await {
         return early;
     }
-    if let Some(refusal) = shared.refusal(phone, &headers, "POST", "/CGI/Execute", &body) {
+    if let Some(refusal) = shared.refusal(phone, &headers, "POST", "/CGI/Execute", &body, true) {
         return refusal;
     }
     let Some(xml) = form_urlencoded::parse(&body)
@@ -375,7 +538,7 @@ async fn screenshot(
     if let Some(early) = shared.faults().await {
         return early;
     }
-    if let Some(refusal) = shared.refusal(phone, &headers, "GET", "/CGI/Screenshot", b"") {
+    if let Some(refusal) = shared.refusal(phone, &headers, "GET", "/CGI/Screenshot", b"", true) {
         return refusal;
     }
     let background = shared
@@ -413,6 +576,88 @@ async fn device_information(
              <messageWaiting>No</messageWaiting></DeviceInformation>"
         ),
     )
+}
+
+/// An MPP web action.
+#[derive(Debug, Clone, Copy)]
+enum AdminAction {
+    Resync,
+    Upgrade,
+    Reboot,
+}
+
+/// `GET /admin/resync[?URL]`, `/admin/upgrade?URL` and `/admin/reboot`, after faults and
+/// credentials (the digest's URI is the whole request target, query included). A resync
+/// is answered at once, then fetches and applies the profile at URL (its Profile_Rule
+/// without one) through the resync hook. An upgrade's URL is logged and counted, not
+/// downloaded: a load is tens of megabytes, and the simulator has no firmware to replace.
+/// A reboot is logged and counted.
+async fn admin(
+    action: AdminAction,
+    shared: Arc<Shared>,
+    phone: SocketAddr,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let _serving = shared.serving(phone);
+    if let Some(early) = shared.faults().await {
+        return early;
+    }
+    let target = uri.path_and_query().map_or(uri.path(), |t| t.as_str());
+    if let Some(refusal) = shared.refusal(phone, &headers, "GET", target, b"", false) {
+        return refusal;
+    }
+    let url = uri.query().filter(|q| !q.is_empty()).map(str::to_string);
+    let shown = url
+        .as_deref()
+        .map(|u| crate::text::printable(u, false).into_owned());
+    let counters = &shared.counters;
+    match action {
+        AdminAction::Resync => {
+            counters.resyncs.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%phone, url = shown, "resync requested");
+            if let Some(hook) = &shared.resync {
+                hook(&shared.config.user, identity(phone), phone, url);
+            }
+            page("resync requested")
+        }
+        AdminAction::Upgrade => {
+            let Some(shown) = shown else {
+                let missing = "no firmware URL: /admin/upgrade?URL";
+                return (StatusCode::BAD_REQUEST, missing).into_response();
+            };
+            counters.upgrades.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%phone, url = %shown, "upgrade requested");
+            page("upgrade requested")
+        }
+        AdminAction::Reboot => {
+            counters.reboots.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%phone, "reboot requested");
+            page("reboot requested")
+        }
+    }
+}
+
+/// The handler of one MPP web action's path.
+fn admin_route(
+    action: AdminAction,
+) -> impl Fn(State<Arc<Shared>>, Phone, HeaderMap, Uri) -> BoxedResponse + Clone + Send + Sync + 'static
+{
+    move |State(shared), ConnectInfo(Reached(phone)), headers, uri| {
+        Box::pin(admin(action, shared, phone, headers, uri))
+    }
+}
+
+/// A handler's answer, to come.
+type BoxedResponse = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
+
+/// A 200 with a short page, as the web interface answers an action.
+fn page(what: &str) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        format!("<html><body><p>{what}</p></body></html>\n"),
+    )
+        .into_response()
 }
 
 /// Six bytes naming a phone: 02 (a locally administered MAC), its IPv4 address and the
@@ -472,7 +717,9 @@ impl Shared {
         })
     }
 
-    /// Checks the request's credentials: the answer that refuses it, or `None`.
+    /// Checks the request's credentials: the answer that refuses it, or `None`. A wrong
+    /// Basic password on the CGI pages (`cgi`) is answered as CUCM phones do, with
+    /// `CiscoIPPhoneError Number="4"` (unless `--http-reject-401`); elsewhere with a 401.
     fn refusal(
         &self,
         phone: SocketAddr,
@@ -480,6 +727,7 @@ impl Shared {
         method: &str,
         path: &str,
         body: &[u8],
+        cgi: bool,
     ) -> Option<Response> {
         if let Some(full) = self.remember(phone) {
             return Some(full);
@@ -502,7 +750,7 @@ impl Shared {
                 {
                     None
                 }
-                Some(_) if config.reject_with_401 => refused(self.challenge(false)),
+                Some(_) if config.reject_with_401 || !cgi => refused(self.challenge(false)),
                 Some(_) => refused(phone_error(4)),
             },
             WebAuth::Digest => {

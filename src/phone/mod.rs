@@ -8,7 +8,9 @@ mod http;
 mod line;
 mod server;
 
-pub use http::{spawn_web, RunningWeb, WebAuth, WebConfig, WebStats};
+pub use http::{
+    spawn_web, spawn_web_with_hook, ResyncHook, RunningWeb, WebAuth, WebConfig, WebStats,
+};
 pub use line::{
     AuthOutcome, BadSetting, ChallengeMode, Exchange, Handled, Phone, PhoneConfig, UserRange,
 };

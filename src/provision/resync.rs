@@ -7,8 +7,9 @@
 //! when every earlier profile was applied: a small last rule is how a provisioning server
 //! learns that a phone applied its profile (see `batch --confirm-path`).
 //!
-//! `resync;profile="URL"` replaces the rules with that one. Each line's MAC address comes
-//! from its user ([`mac_for_user`]). Each resync ends in one JSON line (`--resync-log`)
+//! `resync;profile="URL"` (or the web server's `/admin/resync?URL`) replaces the rules with
+//! that one. Each line's MAC address comes from its user ([`mac_for_user`]); a resync asked
+//! for on the web server is the phone at that address's, with the MAC its web server gives. Each resync ends in one JSON line (`--resync-log`)
 //! and a log event: `applied`, `failed` (with the rule, URL, HTTP status and what went
 //! wrong: a 404, a wrong key, a corrupt file) or `skipped` (no rule applied).
 
@@ -16,7 +17,7 @@ use super::check;
 use super::profile::{self, Secrets};
 use super::rule::{Mac, Macros, Rule, RuleError, Url};
 use super::{Ikm, MAX_PROFILE};
-use crate::phone::{Exchange, NotifyHook};
+use crate::phone::{Exchange, NotifyHook, ResyncHook};
 use crate::Password;
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -203,9 +204,38 @@ impl Resyncer {
         })
     }
 
+    /// The web server's hook: `/admin/resync[?URL]` starts a resync of the phone at the
+    /// address it reached, with the MAC address its web server gives it and its web user
+    /// as the line, fetching from that address (so the provisioning server sees the
+    /// phone's address, as after a SIP resync).
+    pub fn web_hook(self: Arc<Self>) -> ResyncHook {
+        Arc::new(
+            move |user: &str, mac: [u8; 6], phone: SocketAddr, profile: Option<String>| {
+                let (me, user) = (Arc::clone(&self), user.to_string());
+                tokio::spawn(async move {
+                    me.resync_as(&user, Mac(mac), phone.ip(), profile.as_deref())
+                        .await;
+                });
+            },
+        )
+    }
+
     /// One resync of `user`'s line, fetching from `local`; logged, and returned.
     pub async fn resync(&self, user: &str, local: IpAddr, profile: Option<&str>) -> ResyncReport {
-        let mut report = self.run(user, local, profile).await;
+        self.resync_as(user, mac_for_user(user), local, profile)
+            .await
+    }
+
+    /// One resync of the phone with MAC address `mac` (`user` its line), fetching from
+    /// `local`; logged, and returned.
+    pub async fn resync_as(
+        &self,
+        user: &str,
+        mac: Mac,
+        local: IpAddr,
+        profile: Option<&str>,
+    ) -> ResyncReport {
+        let mut report = self.run(user, mac, local, profile).await;
         report.at = super::fetch::unix_now();
         if report.result == "failed" {
             tracing::warn!(user, mac = %report.mac, url = ?report.url, status = ?report.status, error = ?report.error, "resync failed");
@@ -224,8 +254,13 @@ impl Resyncer {
         report
     }
 
-    async fn run(&self, user: &str, local: IpAddr, profile: Option<&str>) -> ResyncReport {
-        let mac = mac_for_user(user);
+    async fn run(
+        &self,
+        user: &str,
+        mac: Mac,
+        local: IpAddr,
+        profile: Option<&str>,
+    ) -> ResyncReport {
         let mut report = ResyncReport {
             at: 0.0,
             user: user.to_string(),

@@ -1,0 +1,396 @@
+//! The MPP web actions (`resync --via http`, `upgrade`, `reboot --via http`) as the real
+//! binary against the simulator's web server on loopback: Basic, Digest, wrong passwords,
+//! HTTPS, `--dry-run`, options of the other channel refused; the simulator's
+//! `/admin/resync` fetching from `sipnotify serve` (its fetch log seen), its upgrade URL and
+//! reboot logged.
+
+mod common;
+mod prov;
+
+use common::PASSWORD;
+use common::{assert_contains_all, assert_exit, assert_refused, bin, json_line, PhoneProcess};
+use prov::{profiles, temp_dir, wait_log, ServeProcess};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+/// A simulated phone with a web server (`--http-auth auth`) and more `args`.
+fn web_phone(auth: &str, args: &[&str]) -> PhoneProcess {
+    PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "127.0.0.1:0", "--http-auth", auth])
+        .args(args.iter().copied())
+        .start()
+}
+
+/// `sipnotify ARGS --output json` with `password` in the environment.
+fn run(args: &[&str], password: &str) -> Output {
+    bin()
+        .args(args)
+        .args(["--output", "json"])
+        .env("SIPNOTIFY_PASSWORD", password)
+        .output()
+        .expect("run sipnotify")
+}
+
+/// What the phone printed when it stopped: its `web stopped:` line.
+fn web_stopped(phone: PhoneProcess) -> String {
+    let out = String::from_utf8(phone.terminate()).unwrap();
+    out.lines()
+        .find(|l| l.starts_with("web stopped:"))
+        .unwrap_or_else(|| panic!("no web counters in {out}"))
+        .to_string()
+}
+
+const FIRMWARE: &str = "http://10.0.0.1:8080/fw/sip88xx.12-0-1MPP-1.loads";
+
+#[test]
+fn each_action_with_basic_and_digest_and_a_wrong_password_exits_3() {
+    for (auth, attempts) in [("basic", 1), ("digest", 2)] {
+        let phone = web_phone(auth, &[]);
+        let addr = phone.addr("http").to_string();
+        let actions: [&[&str]; 3] = [
+            &["resync", &addr, "--via", "http"],
+            &["upgrade", &addr, FIRMWARE],
+            &["reboot", &addr, "--via", "http"],
+        ];
+        for args in actions {
+            let out = run(&[args, &["-v"]].concat(), PASSWORD);
+            assert_exit(&out, 0);
+            let shown = String::from_utf8_lossy(&out.stdout);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !shown.contains(PASSWORD) && !said.contains(PASSWORD),
+                "{shown}{said}"
+            );
+            assert_contains_all(
+                "the ladder",
+                &shown,
+                &["Authorization: Basic <redacted>", "HTTP/1.1 200 OK"],
+            );
+            let record = json_line(&out.stdout);
+            assert_eq!(
+                (&record["outcome"], &record["event"], &record["http_status"]),
+                (&"delivered".into(), &args[0].into(), &200.into()),
+                "{auth} {args:?}: {record}"
+            );
+            assert_eq!(record["attempts"], attempts, "{auth} {args:?}: {record}");
+            assert_eq!(record["target"], format!("http://{addr}"));
+
+            // A wrong admin password: a 401 after credentials, exit 3, whatever the scheme
+            // (the web interface does not answer with CiscoIPPhoneError 4).
+            let out = run(args, "wrong");
+            assert_exit(&out, 3);
+            let record = json_line(&out.stdout);
+            assert_eq!(
+                (&record["outcome"], &record["http_status"]),
+                (&"auth_failed".into(), &401.into()),
+                "{auth} {args:?}: {record}"
+            );
+            assert!(
+                record["hint"].as_str().unwrap().contains("admin user"),
+                "{record}"
+            );
+        }
+        let stopped = web_stopped(phone);
+        assert!(
+            stopped.ends_with("1 resyncs, 1 upgrades, 1 reboots"),
+            "{auth}: {stopped}"
+        );
+    }
+}
+
+/// `/admin/resync?URL` makes the simulated phone fetch and apply that profile through the
+/// provisioning fetch path, as a SIP resync with `profile="URL"`; without a URL, its
+/// Profile_Rule. `sipnotify serve` logs each fetch, from the phone's address, under the MAC
+/// the phone's web server gives (`/DeviceInformationX`).
+#[test]
+fn a_web_resync_fetches_the_profile_from_serve() {
+    let dir = temp_dir("web-resync");
+    let root = profiles(&dir);
+    let fetches = dir.join("fetch.log");
+    let server = ServeProcess::start(&root, &["--log", fetches.to_str().unwrap()], &[]);
+    let resyncs = dir.join("resync.log");
+    let phone = web_phone(
+        "digest",
+        &[
+            "--profile-rule",
+            &format!("http://{}/ok/$MA", server.addr),
+            "--resync-log",
+            resyncs.to_str().unwrap(),
+        ],
+    );
+    let addr = phone.addr("http").to_string();
+    let info = run(&["info", &addr], PASSWORD);
+    assert_exit(&info, 0);
+    let mac = json_line(&info.stdout)["device"]["mac"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+
+    let profile = format!("http://{}/cfg/$MA.xml", server.addr);
+    let out = run(
+        &["resync", &addr, "--via", "http", "--profile", &profile],
+        PASSWORD,
+    );
+    assert_exit(&out, 0);
+    let fetched = wait_log(&fetches, 1);
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert_eq!(
+        (
+            fetched[0]["path"].as_str(),
+            fetched[0]["file"].as_str(),
+            fetched[0]["status"].as_u64(),
+            fetched[0]["addr"].as_str(),
+            fetched[0]["mac"].as_str(),
+        ),
+        (
+            Some(format!("/cfg/{mac}.xml").as_str()),
+            Some("cfg/default.xml"),
+            Some(200),
+            Some("127.0.0.1"),
+            Some(mac.as_str()),
+        ),
+        "{fetched:?}"
+    );
+    let applied = wait_log(&resyncs, 1);
+    assert_eq!(
+        (applied[0]["result"].as_str(), applied[0]["mac"].as_str()),
+        (Some("applied"), Some(mac.as_str())),
+        "{applied:?}"
+    );
+
+    // No URL: the phone's own Profile_Rule.
+    let out = run(&["resync", &addr, "--via", "http"], PASSWORD);
+    assert_exit(&out, 0);
+    let fetched = wait_log(&fetches, 2);
+    assert_eq!(
+        fetched.get(1).and_then(|f| f["path"].as_str()),
+        Some(format!("/ok/{mac}").as_str()),
+        "{fetched:?}"
+    );
+    assert_eq!(wait_log(&resyncs, 2)[1]["result"], "applied");
+
+    // A profile that is not there: the phone took the request (delivered), and its resync
+    // failed, as a real phone's does later.
+    let missing = format!("http://{}/nowhere/x.xml", server.addr);
+    let out = run(
+        &["resync", &addr, "--via", "http", "--profile", &missing],
+        PASSWORD,
+    );
+    assert_exit(&out, 0);
+    let failed = wait_log(&resyncs, 3);
+    assert_eq!(
+        (failed[2]["result"].as_str(), failed[2]["status"].as_u64()),
+        (Some("failed"), Some(404)),
+        "{failed:?}"
+    );
+    assert!(web_stopped(phone).ends_with("3 resyncs, 0 upgrades, 0 reboots"));
+}
+
+/// The simulator logs the firmware URL it was asked to install and the reboot (its
+/// stderr at -v), and counts them.
+#[test]
+fn the_upgrade_url_is_recorded_and_the_reboot_seen() {
+    let dir = temp_dir("web-upgrade");
+    let stderr = dir.join("phone.stderr");
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "127.0.0.1:0", "--http-auth", "basic", "-v"])
+        .stderr_to(&stderr)
+        .start();
+    let addr = phone.addr("http").to_string();
+    assert_exit(&run(&["upgrade", &addr, FIRMWARE], PASSWORD), 0);
+    assert_exit(&run(&["reboot", &addr, "--via", "http"], PASSWORD), 0);
+    let logged = wait_for(&stderr, "reboot requested");
+    assert!(
+        logged.contains(&format!("upgrade requested phone={addr} url={FIRMWARE}")),
+        "{logged}"
+    );
+    assert!(
+        logged.contains(&format!("reboot requested phone={addr}")),
+        "{logged}"
+    );
+    assert!(!logged.contains(PASSWORD), "{logged}");
+    assert!(web_stopped(phone).ends_with("0 resyncs, 1 upgrades, 1 reboots"));
+}
+
+/// The file's text once it holds `what` (waiting at most 5 s).
+fn wait_for(path: &Path, what: &str) -> String {
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn dry_run_prints_each_request_masked_and_sends_nothing() {
+    let phone = web_phone("basic", &[]);
+    let addr = phone.addr("http").to_string();
+    let profile = "tftp://192.168.15.100/my_config.xml";
+    for (args, line) in [
+        (
+            vec!["resync", &addr, "--via", "http", "--profile", profile],
+            format!("GET /admin/resync?{profile} HTTP/1.1\r\n"),
+        ),
+        (
+            vec!["resync", &addr, "--via", "http"],
+            "GET /admin/resync HTTP/1.1\r\n".to_string(),
+        ),
+        (
+            vec!["upgrade", &addr, FIRMWARE],
+            format!("GET /admin/upgrade?{FIRMWARE} HTTP/1.1\r\n"),
+        ),
+        (
+            vec!["reboot", &addr, "--via", "http", "--user", "root"],
+            "GET /admin/reboot HTTP/1.1\r\n".to_string(),
+        ),
+    ] {
+        let out = bin()
+            .args(&args)
+            .arg("--dry-run")
+            .env("SIPNOTIFY_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let request = String::from_utf8(out.stdout).unwrap();
+        assert!(request.starts_with(&line), "{args:?}: {request}");
+        assert_contains_all(
+            "the request",
+            &request,
+            &[
+                &format!("Host: {addr}\r\n"),
+                "Connection: close\r\n",
+                "Authorization: Basic <redacted>\r\n",
+            ],
+        );
+        assert!(!request.contains(PASSWORD), "{request}");
+    }
+    assert!(web_stopped(phone).starts_with("web stopped: 0 requests,"));
+}
+
+/// Options of the other channel, and URLs the phone cannot take, are refused before
+/// anything is sent (exit 2).
+#[test]
+fn options_of_the_other_channel_and_bad_urls_are_refused_unsent() {
+    let phone = web_phone("none", &[]);
+    let addr = phone.addr("http").to_string();
+    for (extra, message) in [
+        (
+            &["--proxy", "127.0.0.1:5060"][..],
+            "--proxy is for SIP NOTIFY, not --via http",
+        ),
+        (
+            &["--transport", "tcp"][..],
+            "--transport is for SIP NOTIFY, not --via http",
+        ),
+        (
+            &["--vendor", "yealink"][..],
+            "--vendor is for SIP NOTIFY, not --via http",
+        ),
+        (
+            &["--header", "X-A: b"][..],
+            "--header is for SIP NOTIFY, not --via http",
+        ),
+        (
+            &["--t1", "100"][..],
+            "--t1 is for SIP NOTIFY, not --via http",
+        ),
+        (
+            &["--auth-user", "159"][..],
+            "--auth-user is for SIP NOTIFY, not --via http",
+        ),
+    ] {
+        for command in ["resync", "reboot"] {
+            let out = run(
+                &[&[command, &addr, "--via", "http"], extra].concat(),
+                PASSWORD,
+            );
+            assert_refused(&out, message);
+        }
+    }
+    // The web interface's options with SIP.
+    for extra in [
+        &["--user", "admin"][..],
+        &["--auth", "digest"][..],
+        &["--via", "sip", "--user", "a"][..],
+    ] {
+        let out = run(
+            &[&["reboot", "sip:159@127.0.0.1:9"], extra].concat(),
+            PASSWORD,
+        );
+        assert_refused(&out, "is for --via http (the phone's web interface)");
+    }
+    // URLs: the guide's credentials in the query (never echoed), another scheme, a `#`.
+    let out = run(
+        &[
+            "upgrade",
+            &addr,
+            "tftp://10.0.0.1/x.loads&xuser=admin&xpassword=s3cret",
+        ],
+        PASSWORD,
+    );
+    assert_refused(&out, "the URL carries xuser/xpassword");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret"));
+    let out = run(
+        &[
+            "resync",
+            &addr,
+            "--via",
+            "http",
+            "--profile",
+            "ftp://h/c.xml",
+        ],
+        PASSWORD,
+    );
+    assert_refused(
+        &out,
+        "the URL must be tftp://, http:// or https://SERVER[:PORT]/PATH",
+    );
+    let out = run(&["upgrade", &addr, "http://h/a#b"], PASSWORD);
+    assert_refused(&out, "percent-encode it (%23)");
+    // The phone is not a SIP target with --via http, nor a web address with SIP.
+    let out = run(&["reboot", "sip:159@127.0.0.1", "--via", "http"], PASSWORD);
+    assert_exit(&out, 2);
+    assert!(web_stopped(phone).starts_with("web stopped: 0 requests,"));
+}
+
+#[test]
+fn web_actions_over_https() {
+    let phone = web_phone("digest", &["--http-tls"]);
+    let certificate = phone.line(Duration::from_secs(10)).unwrap();
+    let pin = certificate
+        .split("SHA-256 ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_string();
+    let url = format!("https://{}", phone.addr("https"));
+    let out = run(&["reboot", &url, "--via", "http"], PASSWORD);
+    assert_exit(&out, 5);
+    assert!(json_line(&out.stdout)["reason"]
+        .as_str()
+        .unwrap()
+        .contains("over https: the certificate is not signed by a CA"),);
+    for args in [
+        &["reboot", &url, "--via", "http", "--tls-pin", &pin][..],
+        &[
+            "upgrade",
+            &url,
+            FIRMWARE,
+            "--tls-pin",
+            &pin,
+            "--auth",
+            "digest",
+        ][..],
+    ] {
+        let out = run(args, PASSWORD);
+        assert_exit(&out, 0);
+        assert_eq!(json_line(&out.stdout)["outcome"], "delivered");
+    }
+    assert!(web_stopped(phone).ends_with("0 resyncs, 1 upgrades, 1 reboots"));
+}
