@@ -56,11 +56,19 @@ pub fn basic(credentials: &WebCredentials) -> String {
     )
 }
 
-/// Whether a request's first try carries Basic credentials.
-pub fn preemptive(mode: AuthMode, credentials: Option<&WebCredentials>) -> Option<String> {
+/// The Basic credentials a request's first try carries, if any. `classic` says the page
+/// is one of the classic phones' CGI pages, whose CUCM authentication expects Basic
+/// without a challenge; elsewhere (the MPP `/admin/` pages, which challenge with Digest)
+/// `Auto` waits for the 401, so the password never crosses plain HTTP in Basic form.
+pub fn preemptive(
+    mode: AuthMode,
+    credentials: Option<&WebCredentials>,
+    classic: bool,
+) -> Option<String> {
     match mode {
-        AuthMode::Auto | AuthMode::Basic => credentials.map(basic),
-        AuthMode::Digest | AuthMode::None => None,
+        AuthMode::Basic => credentials.map(basic),
+        AuthMode::Auto if classic => credentials.map(basic),
+        AuthMode::Auto | AuthMode::Digest | AuthMode::None => None,
     }
 }
 
@@ -174,11 +182,14 @@ mod tests {
             password: Password::new("open sesame"),
         };
         assert_eq!(basic(&aladdin), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
-        assert!(preemptive(AuthMode::Auto, Some(&creds())).is_some());
-        assert!(preemptive(AuthMode::Basic, Some(&creds())).is_some());
-        assert!(preemptive(AuthMode::Digest, Some(&creds())).is_none());
-        assert!(preemptive(AuthMode::None, Some(&creds())).is_none());
-        assert!(preemptive(AuthMode::Auto, None).is_none());
+        assert!(preemptive(AuthMode::Auto, Some(&creds()), true).is_some());
+        assert!(preemptive(AuthMode::Basic, Some(&creds()), true).is_some());
+        assert!(preemptive(AuthMode::Digest, Some(&creds()), true).is_none());
+        assert!(preemptive(AuthMode::None, Some(&creds()), true).is_none());
+        assert!(preemptive(AuthMode::Auto, None, true).is_none());
+        // MPP admin pages: Auto waits for the challenge; Basic is still sent if asked.
+        assert!(preemptive(AuthMode::Auto, Some(&creds()), false).is_none());
+        assert!(preemptive(AuthMode::Basic, Some(&creds()), false).is_some());
     }
 
     #[test]

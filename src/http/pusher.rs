@@ -82,6 +82,12 @@ impl Action {
         matches!(self, Action::Execute | Action::Background | Action::Push)
     }
 
+    /// Whether the page is a classic phone's CGI page (Basic sent with the first try under
+    /// `--auth auto`), not an MPP `/admin/` page.
+    fn classic(self) -> bool {
+        !matches!(self, Action::Resync | Action::Upgrade | Action::Reboot)
+    }
+
     fn path(self) -> &'static str {
         match self {
             Action::Execute | Action::Background | Action::Push => "/CGI/Execute",
@@ -218,7 +224,7 @@ impl Pusher {
 
     /// The first request of `push` as it would be sent, its credentials masked.
     pub fn preview(push: &Push) -> Vec<u8> {
-        let first = auth::preemptive(push.auth, push.credentials.as_ref());
+        let first = auth::preemptive(push.auth, push.credentials.as_ref(), push.action.classic());
         render_request(&wire(push, first.as_deref()))
     }
 
@@ -468,7 +474,8 @@ async fn exchange(
     attempts: &mut u32,
 ) -> Result<(Answer, bool), Failed> {
     let addr = resolve(&push.phone).await?;
-    let mut authorization = auth::preemptive(push.auth, push.credentials.as_ref());
+    let mut authorization =
+        auth::preemptive(push.auth, push.credentials.as_ref(), push.action.classic());
     let mut sent_digest = false;
     loop {
         let request = wire(push, authorization.as_deref());
