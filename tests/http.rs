@@ -986,7 +986,7 @@ fn sip_options_with_the_http_channel_are_refused() {
     let rows = dir.join("rows.csv");
     std::fs::write(&rows, format!("target\n{}\n", web_addr(&phone))).unwrap();
     for (option, value) in [
-        ("--url", "http://10.0.0.1/menu.xml"),
+        ("--profile", "http://10.0.0.1/cfg.xml"),
         ("--proxy", "127.0.0.1:5060"),
         ("--event", "reboot"),
     ] {

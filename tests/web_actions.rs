@@ -397,3 +397,72 @@ fn web_actions_over_https() {
     }
     assert!(web_stopped(phone).ends_with("0 resyncs, 1 upgrades, 1 reboots"));
 }
+
+/// The web actions as a campaign against one wildcard simulator (a phone per address): a
+/// reboot by default, a resync and an upgrade from the rows' `url`, an upgrade without one a
+/// bad row; run again on its journal, it acts on no phone twice.
+#[test]
+fn web_actions_as_a_campaign_act_once() {
+    let dir = temp_dir("web-batch");
+    let phone = PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "0.0.0.0:0", "--http-auth", "digest"])
+        .start();
+    let port = phone.addr("http").port();
+    let input = dir.join("phones.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "target,action,url\n\
+             127.0.0.1:{port},,\n\
+             127.0.0.2:{port},resync,http://127.0.0.1:9/cfg/$MA.xml\n\
+             127.0.0.3:{port},upgrade,\n\
+             127.0.0.4:{port},upgrade,{FIRMWARE}\n"
+        ),
+    )
+    .unwrap();
+    let journal = dir.join("journal.jsonl");
+    let args = [
+        "batch",
+        input.to_str().unwrap(),
+        "--channel",
+        "http",
+        "--action",
+        "reboot",
+        "--journal",
+        journal.to_str().unwrap(),
+    ];
+    // The records in the input's order (they are printed as targets end).
+    let outcomes = |out: &Output| -> Vec<String> {
+        let mut records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        records.sort_by_key(|r| r["line"].as_u64());
+        records
+            .iter()
+            .map(|r| format!("{} {}", r["outcome"].as_str().unwrap(), r["reason"]))
+            .collect()
+    };
+    let out = run(&args, PASSWORD);
+    assert_exit(&out, 1);
+    let first = outcomes(&out);
+    assert!(first[0].starts_with("delivered"), "{first:?}");
+    assert!(first[1].starts_with("delivered"), "{first:?}");
+    assert!(
+        first[2].starts_with("bad_row") && first[2].contains("upgrade needs a url"),
+        "{first:?}"
+    );
+    assert!(first[3].starts_with("delivered"), "{first:?}");
+
+    let again = outcomes(&run(&args, PASSWORD));
+    assert_eq!(
+        again
+            .iter()
+            .filter(|o| o.starts_with("already_delivered"))
+            .count(),
+        3,
+        "{again:?}"
+    );
+    assert!(web_stopped(phone).ends_with("1 resyncs, 1 upgrades, 1 reboots"));
+}

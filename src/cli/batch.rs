@@ -75,7 +75,8 @@ pub struct BatchArgs {
     /// become its events (see `sipnotify vendors`); default cisco (SPA/MPP).
     #[arg(long, value_name = "VENDOR")]
     pub vendor: Option<String>,
-    /// The XML-Service URL for rows with no `url` cell.
+    /// The XML-Service URL for rows with no `url` cell (--channel http: the profile or
+    /// firmware URL of --action resync or upgrade).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
     /// The resync profile URL for rows with no `url` cell (MPP).

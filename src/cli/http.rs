@@ -19,6 +19,7 @@ use sipnotify::http::{
 };
 use sipnotify::net::tls::Identity;
 use sipnotify::phone::{spawn_web_with_hook, ResyncHook, RunningWeb, WebAuth, WebConfig};
+use sipnotify::text::printable;
 use sipnotify::Password;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -154,9 +155,6 @@ impl WebAuthArgs {
     }
 }
 
-/// The MPP phones' admin user: the web actions' user when --user is not given.
-const ADMIN_USER: &str = "admin";
-
 /// A profile or firmware URL for an MPP web action, checked.
 fn admin_url(url: String) -> Result<Arc<str>, Failure> {
     admin::check_url(&url).map_err(input)?;
@@ -247,7 +245,7 @@ pub async fn admin(
         object: None,
         url,
         credentials: password.map(|password| WebCredentials {
-            user: via.user.unwrap_or_else(|| ADMIN_USER.to_string()),
+            user: via.user.unwrap_or_else(|| admin::DEFAULT_USER.to_string()),
             password,
         }),
         auth: via.auth.unwrap_or_default(),
@@ -285,7 +283,7 @@ pub async fn run(command: HttpCommand, out: &Printer, format: Format) -> Result<
         HttpCommand::Info { web } => (web, Action::Info, None, None),
         HttpCommand::Upgrade { web, url } => {
             let url = admin_url(url)?;
-            let credentials = web.auth.credentials(ADMIN_USER)?;
+            let credentials = web.auth.credentials(admin::DEFAULT_USER)?;
             let push = Push {
                 phone: phone(&web.phone)?,
                 action: Action::Upgrade,
@@ -397,7 +395,8 @@ fn read_object(source: &str) -> Result<String, Failure> {
 #[command(next_help_heading = "HTTP channel (--channel http)")]
 pub struct BatchWebArgs {
     /// What to do to each phone whose row has no `action`: execute, background, push,
-    /// screenshot or info.
+    /// screenshot, info, or the MPP web actions resync, upgrade (with --url or a `url`
+    /// column: the firmware load) and reboot.
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
     /// The background image URL for rows with no `image`.
@@ -444,11 +443,16 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
     refuse_sip_options(&args)?;
     let web = &args.http;
     let action_name = web.action.as_deref().ok_or_else(|| {
-        Failure::input("--channel http needs --action execute|background|push|screenshot|info")
+        Failure::input(format!(
+            "--channel http needs --action: {}",
+            Action::names()
+        ))
     })?;
     let action = Action::named(action_name).ok_or_else(|| {
         Failure::input(format!(
-            "--action `{action_name}`: execute, background, push, screenshot or info"
+            "--action `{}`: one of {}",
+            printable(action_name, false),
+            Action::names()
         ))
     })?;
     if web.max_object > MAX_OBJECT_LIMIT {
@@ -466,6 +470,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
     defaults.password = super::send::password(&args.line)?;
     defaults.auth = web.auth;
     defaults.max_object = web.max_object;
+    defaults.url = args.url.clone();
     defaults.check().map_err(input)?;
     if !(0.0..=3600.0).contains(&web.settle) {
         return Err(Failure::input("--settle: 0 to 3600 seconds"));
@@ -568,7 +573,6 @@ fn check_own_files(options: &Options, web: &BatchWebArgs) -> Result<(), Failure>
 fn refuse_sip_options(args: &BatchArgs) -> Result<(), Failure> {
     let line = &args.line;
     let given = [
-        ("--url", args.url.is_some()),
         ("--profile", args.profile.is_some()),
         ("--body", args.body.is_some()),
         ("--content-type", args.content_type.is_some()),
@@ -584,7 +588,7 @@ fn refuse_sip_options(args: &BatchArgs) -> Result<(), Failure> {
     match given.iter().find(|(_, given)| *given) {
         Some((name, _)) => Err(Failure::input(format!(
             "{name} is for SIP NOTIFY, not --channel http: use --action, --image, --icon, \
-             --uri, --xml and --user (see `sipnotify batch --help`)"
+             --uri, --xml, --url and --user (see `sipnotify batch --help`)"
         ))),
         None => Ok(()),
     }

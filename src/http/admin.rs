@@ -10,6 +10,9 @@
 use crate::provision::rule::Url;
 use crate::text::printable;
 
+/// The MPP phones' admin user: the web actions' user when none is given.
+pub const DEFAULT_USER: &str = "admin";
+
 /// Fetch and apply a profile.
 pub const RESYNC: &str = "/admin/resync";
 /// Install a firmware load; the phone reboots at the end.

@@ -46,15 +46,27 @@ pub enum Action {
 }
 
 impl Action {
-    /// Every action a campaign takes, in the order help texts list them (the MPP web
-    /// actions are one-phone commands).
-    pub const ALL: [Action; 5] = [
+    /// Every action, in the order help texts list them.
+    pub const ALL: [Action; 8] = [
         Action::Execute,
         Action::Background,
         Action::Push,
         Action::Screenshot,
         Action::Info,
+        Action::Resync,
+        Action::Upgrade,
+        Action::Reboot,
     ];
+
+    /// The names of [`Action::ALL`], for messages: `execute, background, ...`.
+    pub fn names() -> String {
+        Action::ALL.map(Action::name).join(", ")
+    }
+
+    /// Whether it hands the phone a URL (`/admin/resync` may, `/admin/upgrade` must).
+    pub fn takes_url(self) -> bool {
+        matches!(self, Action::Resync | Action::Upgrade)
+    }
 
     /// The name in reports and on the command line.
     pub fn name(self) -> &'static str {
@@ -84,7 +96,7 @@ impl Action {
 
     /// Whether the page is a classic phone's CGI page (Basic sent with the first try under
     /// `--auth auto`), not an MPP `/admin/` page.
-    fn classic(self) -> bool {
+    pub(crate) fn classic(self) -> bool {
         !matches!(self, Action::Resync | Action::Upgrade | Action::Reboot)
     }
 

@@ -2,6 +2,7 @@
 //! requests, as [`Defaults`](crate::campaign::Defaults) is the SIP one's.
 
 use super::addr::PhoneAddr;
+use super::admin;
 use super::auth::{AuthMode, WebCredentials};
 use super::object::{self, ObjectError};
 use super::pusher::{Action, Push};
@@ -38,6 +39,8 @@ pub struct PushDefaults {
     pub auth: AuthMode,
     /// The largest object sent.
     pub max_object: usize,
+    /// The profile (`resync`) or firmware (`upgrade`) URL of rows with no `url`.
+    pub url: Option<String>,
     /// The default object, built once by [`PushDefaults::check`] when rows need not complete it.
     object: Option<Arc<str>>,
 }
@@ -64,6 +67,7 @@ impl PushDefaults {
             password: None,
             auth: AuthMode::Auto,
             max_object: object::DEFAULT_MAX_OBJECT,
+            url: None,
             object: None,
         }
     }
@@ -74,6 +78,15 @@ impl PushDefaults {
         self.object = None;
         if self.action == Action::Push && self.xml.is_none() {
             return Err(BadRow("push needs --xml FILE".into()));
+        }
+        if let Some(url) = &self.url {
+            if !self.action.takes_url() {
+                return Err(BadRow(format!(
+                    "--url is for --action resync or upgrade, not {}",
+                    self.action.name()
+                )));
+            }
+            admin::check_url(url).map_err(|e| BadRow(e.to_string()))?;
         }
         let cells = Cells {
             image: self.image.as_deref(),
@@ -101,6 +114,7 @@ impl PushDefaults {
         put("image", self.image.clone());
         put("icon", self.icon.clone());
         put("uri", Some(self.uris.join(" ")));
+        put("url", self.url.clone());
         put(
             "object_digest",
             self.object.as_deref().map(|o| digest_prefix(o.as_bytes())),
@@ -121,8 +135,9 @@ impl PushDefaults {
         let action = match &row.action {
             Some(name) => Action::named(name).ok_or_else(|| {
                 BadRow(format!(
-                    "action `{}`: one of execute, background, push, screenshot, info",
-                    crate::text::printable(name, false)
+                    "action `{}`: one of {}",
+                    crate::text::printable(name, false),
+                    Action::names()
                 ))
             })?,
             None => self.action,
@@ -141,19 +156,35 @@ impl PushDefaults {
         };
         let user = row.auth_user.as_deref().or(self.user.as_deref());
         let password = row.password.clone().or_else(|| self.password.clone());
+        // The MPP admin pages' user is `admin` unless given; the CGI pages' has no default.
+        let user = user.or((!action.classic()).then_some(admin::DEFAULT_USER));
         let credentials = password.map(|password| WebCredentials {
             user: user.unwrap_or_default().to_string(),
             password,
         });
+        let url = self.row_url(action, row)?;
         Ok(Push {
             phone,
             action,
             object,
-            url: None,
+            url,
             credentials,
             auth: self.auth,
             trace: false,
         })
+    }
+
+    /// The URL handed to `/admin/resync` or `/admin/upgrade`: the row's, else the default.
+    fn row_url(&self, action: Action, row: &Row) -> Result<Option<Arc<str>>, BadRow> {
+        let url = row.url.as_deref().or(self.url.as_deref());
+        match (action, url) {
+            (Action::Upgrade, None) => Err(BadRow("upgrade needs a url (a firmware load)".into())),
+            (_, Some(url)) if action.takes_url() => {
+                admin::check_url(url).map_err(|e| BadRow(e.to_string()))?;
+                Ok(Some(Arc::from(url)))
+            }
+            _ => Ok(None),
+        }
     }
 
     fn row_object(&self, action: Action, row: &Row) -> Result<Option<Arc<str>>, BadRow> {
@@ -250,10 +281,34 @@ mod tests {
         );
         r.uri = Some("Key:A Key:B Key:C Key:D".into());
         assert!(d.push(&r).unwrap_err().0.contains("1 to 3"));
+        r.action = Some("restart".into());
+        assert!(d.push(&r).unwrap_err().0.contains("upgrade, reboot"));
+        // The MPP web actions: the admin user by default, upgrade only with a URL.
         r.action = Some("reboot".into());
-        assert!(d.push(&r).is_err());
+        let reboot = d.push(&r).unwrap();
+        assert_eq!((reboot.action, reboot.url), (Action::Reboot, None));
+        let mut admin = Row::for_target("10.0.0.9");
+        admin.password = Some(Password::new("pw"));
+        admin.action = Some("upgrade".into());
+        assert!(d.push(&admin).unwrap_err().0.contains("needs a url"));
+        admin.url = Some("http://h/fw.loads".into());
+        let upgrade = d.push(&admin).unwrap();
+        assert_eq!(upgrade.url.as_deref(), Some("http://h/fw.loads"));
+        assert_eq!(upgrade.credentials.unwrap().user, "admin");
+        admin.url = Some("http://h/fw.loads?xpassword=x".into());
+        assert!(d.push(&admin).is_err());
         r.action = Some("info".into());
         assert!(d.push(&r).unwrap().object.is_none());
+        let mut info = PushDefaults::new(Action::Info);
+        info.url = Some("http://h/cfg.xml".into());
+        assert!(info
+            .check()
+            .unwrap_err()
+            .0
+            .contains("--url is for --action resync"));
+        let mut resync = PushDefaults::new(Action::Resync);
+        resync.url = Some("http://h/cfg.xml#x".into());
+        assert!(resync.check().is_err());
         assert!(d.push(&Row::for_target("ftp://h")).is_err());
     }
 
