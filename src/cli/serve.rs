@@ -54,17 +54,22 @@ pub struct ServeArgs {
 /// PEM files are small.
 const MAX_PEM: usize = 1024 * 1024;
 
-impl ServeArgs {
-    fn tls(&self) -> Result<Option<std::sync::Arc<serve::TlsConfig>>, Failure> {
-        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
-            return Ok(None);
-        };
-        let read = |path: &PathBuf, what| read_input(&path.display().to_string(), MAX_PEM, what);
-        let config = serve::tls_config(&read(cert, "certificate")?, &read(key, "TLS key")?)
-            .map_err(|e| Failure::input(e.to_string()))?;
-        Ok(Some(config))
-    }
+/// The TLS server configuration of `--tls-cert` and `--tls-key`, if given (`serve` and
+/// `api`).
+pub fn tls_files(
+    cert: Option<&PathBuf>,
+    key: Option<&PathBuf>,
+) -> Result<Option<std::sync::Arc<serve::TlsConfig>>, Failure> {
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf, what| read_input(&path.display().to_string(), MAX_PEM, what);
+    let config = serve::tls_config(&read(cert, "certificate")?, &read(key, "TLS key")?)
+        .map_err(|e| Failure::input(e.to_string()))?;
+    Ok(Some(config))
+}
 
+impl ServeArgs {
     /// The server's configuration, checked.
     pub fn config(&self) -> Result<ServeConfig, Failure> {
         let encryption = match (self.key.key()?, self.ikm.ikm()?) {
@@ -100,7 +105,7 @@ impl ServeArgs {
             auth,
             log: self.log.clone(),
             board: None,
-            tls: self.tls()?,
+            tls: tls_files(self.tls_cert.as_ref(), self.tls_key.as_ref())?,
         })
     }
 }
