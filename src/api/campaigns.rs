@@ -651,11 +651,8 @@ fn unknown(id: &str) -> Response {
     )
 }
 
-fn find(service: &Service, id: &str) -> Result<Arc<Entry>, Response> {
-    valid_id(id)
-        .then(|| service.campaigns.get(id))
-        .flatten()
-        .ok_or_else(|| unknown(id))
+fn find(service: &Service, id: &str) -> Option<Arc<Entry>> {
+    valid_id(id).then(|| service.campaigns.get(id)).flatten()
 }
 
 /// `GET /v1/campaigns/{id}`.
@@ -664,17 +661,16 @@ pub(super) async fn status(
     Path(id): Path<String>,
 ) -> Response {
     match find(&service, &id) {
-        Ok(entry) => Json(entry.status()).into_response(),
-        Err(response) => response,
+        Some(entry) => Json(entry.status()).into_response(),
+        None => unknown(&id),
     }
 }
 
 /// `DELETE /v1/campaigns/{id}`: no new target starts; those in flight end and are
 /// recorded, then the state is `stopped`.
 pub(super) async fn stop(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
-    let entry = match find(&service, &id) {
-        Ok(entry) => entry,
-        Err(response) => return response,
+    let Some(entry) = find(&service, &id) else {
+        return unknown(&id);
     };
     if entry.state() != CampaignState::Running {
         return Json(entry.status()).into_response();
@@ -699,9 +695,8 @@ pub(super) async fn records(
     Path(id): Path<String>,
     request: Request,
 ) -> Response {
-    let entry = match find(&service, &id) {
-        Ok(entry) => entry,
-        Err(response) => return response,
+    let Some(entry) = find(&service, &id) else {
+        return unknown(&id);
     };
     let (mut offset, mut follow) = (0u64, false);
     for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {

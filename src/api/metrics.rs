@@ -21,7 +21,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::future::Future;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -137,20 +136,15 @@ impl Drop for InFlight<'_> {
 impl<C: Channel> Channel for Metered<C> {
     type Request = C::Request;
 
-    fn deliver<'a>(
-        &'a self,
-        request: &'a Self::Request,
-    ) -> impl Future<Output = Outcome> + Send + 'a {
-        async move {
-            self.metrics.in_flight.inc();
-            let _in_flight = InFlight(&self.metrics.in_flight);
-            let outcome = self.inner.deliver(request).await;
-            self.metrics.duration.observe(outcome.elapsed.as_secs_f64());
-            self.metrics
-                .retransmissions
-                .inc_by(u64::from(outcome.retransmissions));
-            outcome
-        }
+    async fn deliver(&self, request: &Self::Request) -> Outcome {
+        self.metrics.in_flight.inc();
+        let _in_flight = InFlight(&self.metrics.in_flight);
+        let outcome = self.inner.deliver(request).await;
+        self.metrics.duration.observe(outcome.elapsed.as_secs_f64());
+        self.metrics
+            .retransmissions
+            .inc_by(u64::from(outcome.retransmissions));
+        outcome
     }
 
     fn target(request: &Self::Request) -> &str {
