@@ -818,3 +818,24 @@ fn the_openapi_document_matches_the_responses() {
         "404",
     );
 }
+
+/// A second service on the same state directory would resume the first one's campaigns:
+/// it is refused (exit 2), naming the first one's pid.
+#[test]
+fn a_second_service_on_one_state_directory_is_refused() {
+    let dir = temp_dir("busy");
+    let state = dir.join("state");
+    let first = Api::start(&dir, &state, false, &[]);
+    let out = bin()
+        .args(["api", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    common::assert_refused(
+        &out,
+        &format!(
+            "another sipnotify api (pid {}) is using the state directory",
+            first.child.id()
+        ),
+    );
+}

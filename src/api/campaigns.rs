@@ -21,7 +21,7 @@
 //! those started with no result are not sent again (reported `unknown`).
 
 use super::metrics::{Metered, Metrics};
-use super::{error, Service, MAX_CAMPAIGN_BODY};
+use super::{error, ApiError, Service, MAX_CAMPAIGN_BODY};
 use crate::campaign::html::unix_now;
 use crate::campaign::{Campaign, Defaults, Input, Observer, Options, Record, Report, Stop};
 use crate::{Notifier, NotifierConfig};
@@ -95,6 +95,8 @@ const JOURNAL: &str = "journal.jsonl";
 const RECORDS: &str = "records.jsonl";
 const END: &str = "end.json";
 const STOPPED: &str = "stopped";
+/// The state directory's lock file, holding the pid of the service that holds it.
+const LOCK: &str = "lock";
 
 /// What is needed to open a campaign again: `spec.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -169,15 +171,22 @@ impl Entry {
 
     /// Ends the campaign: `end.json` written (durably), then the state set.
     fn end(&self, state: CampaignState, error: Option<String>) {
-        let mut live = lock(&self.live);
+        let counts = lock(&self.live).counts.clone();
         let end = End {
             state,
-            counts: live.counts.clone(),
+            counts,
             error: error.clone(),
         };
         if let Err(e) = write_durably(&self.dir.join(END), &end) {
             tracing::warn!(campaign = %self.id, "cannot write {END}: {e}");
         }
+        self.set(state, error);
+    }
+
+    /// Sets the state (and wakes the followers) without writing `end.json`: for a
+    /// campaign that could not be resumed now, and is tried again at the next start.
+    fn set(&self, state: CampaignState, error: Option<String>) {
+        let mut live = lock(&self.live);
         live.state = state;
         live.error = error;
         drop(live);
@@ -214,6 +223,9 @@ impl Entry {
 
 /// The campaigns the service knows, by id.
 pub(super) struct Campaigns {
+    /// The state directory's lock, held while the service lives: two services on one
+    /// directory would both resume its campaigns.
+    _lock: std::fs::File,
     root: PathBuf,
     settings: Arc<dyn Settings>,
     metrics: Arc<Metrics>,
@@ -227,15 +239,41 @@ struct Opened {
 }
 
 impl Campaigns {
-    /// The campaigns of `state_dir`, which is created if needed; none running yet.
+    /// The campaigns of `state_dir`, which is created if needed and locked; none running
+    /// yet.
     pub(super) fn open(
         state_dir: &std::path::Path,
         settings: Arc<dyn Settings>,
         metrics: &Arc<Metrics>,
-    ) -> std::io::Result<Campaigns> {
+    ) -> Result<Campaigns, ApiError> {
+        let failed = |e| ApiError::StateDir(state_dir.to_path_buf(), e);
         let root = state_dir.join("campaigns");
-        private_dir_all(&root)?;
+        private_dir_all(&root).map_err(failed)?;
+        let mut lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(state_dir.join(LOCK))
+            .map_err(failed)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = std::io::Read::read_to_string(&mut lock, &mut pid);
+                return Err(ApiError::Busy(
+                    state_dir.to_path_buf(),
+                    pid.trim().parse().ok(),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+        }
+        // The pid, for the message of a second service.
+        lock.set_len(0)
+            .and_then(|()| write!(lock, "{}", std::process::id()))
+            .map_err(failed)?;
         Ok(Campaigns {
+            _lock: lock,
             root,
             settings,
             metrics: metrics.clone(),
@@ -289,9 +327,12 @@ impl Campaigns {
                     resumed += 1;
                 }
                 Err(message) => {
-                    entry.end(
+                    tracing::warn!(campaign = %id, "cannot resume: {message}");
+                    entry.set(
                         CampaignState::Stopped,
-                        Some(format!("cannot resume: {message}")),
+                        Some(format!(
+                            "cannot resume: {message}; tried again at the next start"
+                        )),
                     );
                 }
             }

@@ -81,6 +81,13 @@ pub enum ApiError {
     /// The state directory cannot be used.
     #[error("cannot use the state directory {0}: {1}")]
     StateDir(PathBuf, std::io::Error),
+    /// Another service holds the state directory.
+    #[error(
+        "another sipnotify api{} is using the state directory {0}: stop it, or give another \
+         --state-dir",
+        .1.map_or(String::new(), |pid| format!(" (pid {pid})"))
+    )]
+    Busy(PathBuf, Option<u32>),
     /// The address cannot be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
@@ -129,8 +136,7 @@ pub async fn spawn(listen: SocketAddr, config: ApiConfig) -> Result<RunningApi, 
         return Err(ApiError::NoToken(listen));
     }
     let metrics = Arc::new(metrics::Metrics::new());
-    let campaigns = campaigns::Campaigns::open(&config.state_dir, config.settings, &metrics)
-        .map_err(|e| ApiError::StateDir(config.state_dir.clone(), e))?;
+    let campaigns = campaigns::Campaigns::open(&config.state_dir, config.settings, &metrics)?;
     let notifier = Notifier::bind(config.notifier)
         .await
         .map_err(ApiError::Notifier)?;

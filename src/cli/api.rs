@@ -94,7 +94,9 @@ pub async fn run(args: ApiArgs) -> Result<u8, Failure> {
     };
     let api = api::spawn(args.listen, config).await.map_err(|e| match e {
         ApiError::Bind(..) | ApiError::Notifier(_) => Failure::local(e.to_string()),
-        ApiError::NoToken(_) | ApiError::StateDir(..) => Failure::input(e.to_string()),
+        ApiError::NoToken(_) | ApiError::StateDir(..) | ApiError::Busy(..) => {
+            Failure::input(e.to_string())
+        }
     })?;
     let scheme = if args.tls_cert.is_some() {
         "https"
