@@ -45,7 +45,7 @@ impl Api {
             .unwrap();
         let url = first_line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {first_line:?}"))
             .to_string();
         Api {
@@ -838,4 +838,39 @@ fn a_second_service_on_one_state_directory_is_refused() {
             first.child.id()
         ),
     );
+}
+
+/// With `--tls-cert` and `--tls-key` the service speaks HTTPS only, with that certificate.
+#[test]
+fn the_service_serves_https_with_its_certificate() {
+    let dir = temp_dir("tls");
+    let pki = common::pki::Pki::new(&dir, "api");
+    let leaf = pki.issue("api", &["127.0.0.1"]);
+    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
+    let api = Api::start(
+        &dir,
+        &dir.join("state"),
+        true,
+        &["--tls-cert", cert, "--tls-key", key],
+    );
+    assert!(
+        api.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        api.first_line
+    );
+    let ca = pki.ca().to_str().unwrap();
+    let (status, doc) = curl(
+        &api.url,
+        "/v1/openapi.json",
+        &["--cacert", ca, "-H", &bearer()],
+    );
+    assert_eq!(status, 200);
+    assert!(doc.contains("\"openapi\""), "{doc}");
+    // Plain HTTP gets no answer.
+    let plain = api.url.replacen("https://", "http://", 1);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("{plain}/healthz")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
 }

@@ -5,7 +5,7 @@
 
 use super::batch::{sip_settings, BatchArgs};
 use super::send::read_limited;
-use super::serve::tls_files;
+use super::serve::TlsServerArgs;
 use super::{Failure, StopSignals};
 use clap::{Args, FromArgMatches};
 use sipnotify::api::{self, ApiConfig, ApiError, CampaignSettings, Settings};
@@ -53,12 +53,8 @@ pub struct ApiArgs {
     /// file's text (a final newline is ignored).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Serve HTTPS with this certificate chain (PEM) ...
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// ... and this private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
 }
 
 /// The largest token file.
@@ -88,7 +84,7 @@ pub async fn run(args: ApiArgs) -> Result<u8, Failure> {
     let config = ApiConfig {
         state_dir: args.state_dir.clone(),
         token,
-        tls: tls_files(args.tls_cert.as_ref(), args.tls_key.as_ref())?,
+        tls: args.tls.config()?,
         settings: Arc::new(BatchQuery),
         notifier: NotifierConfig::default(),
     };
@@ -98,13 +94,9 @@ pub async fn run(args: ApiArgs) -> Result<u8, Failure> {
             Failure::input(e.to_string())
         }
     })?;
-    let scheme = if args.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
     outln!(
-        "api listening on {scheme}://{} (state in {}; {} campaign(s) resumed)",
+        "api listening on {}://{} (state in {}; {} campaign(s) resumed)",
+        args.tls.scheme(),
         api.local_addr(),
         args.state_dir.display(),
         api.resumed()
