@@ -295,9 +295,13 @@ impl Campaigns {
         let mut resumed = 0;
         for id in names {
             let dir = self.root.join(&id);
-            let Some(spec) = read_json::<Spec>(&dir.join(SPEC)) else {
+            if !dir.join(SPEC).exists() {
                 // Never started (killed before its first target): nothing was sent.
                 let _ = std::fs::remove_dir_all(&dir);
+                continue;
+            }
+            let Some(spec) = read_json::<Spec>(&dir.join(SPEC)) else {
+                tracing::warn!(campaign = %id, "{SPEC} cannot be read: left alone");
                 continue;
             };
             let entry = Entry::new(

@@ -21,7 +21,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TargetLabels {
@@ -34,10 +35,17 @@ struct StateLabels {
     state: String,
 }
 
+/// Distinct `event` label values; more are counted as [`OTHER`].
+pub const MAX_EVENTS: usize = 64;
+
+/// The `event` label of the events past [`MAX_EVENTS`].
+pub const OTHER: &str = "other";
+
 /// The service's metrics and their registry.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    events: Mutex<HashSet<String>>,
     targets: Family<TargetLabels, Counter>,
     duration: Histogram,
     in_flight: Gauge,
@@ -81,6 +89,7 @@ impl Metrics {
         registry.register("campaigns", "Campaigns by state", campaigns.clone());
         Metrics {
             registry,
+            events: Mutex::default(),
             targets,
             duration,
             in_flight,
@@ -89,8 +98,19 @@ impl Metrics {
         }
     }
 
-    /// One target ended with a record labelled `outcome`.
+    /// One target ended with a record labelled `outcome`. Events past the first
+    /// [`MAX_EVENTS`] are counted as `other`: rows may name any event, and each label
+    /// value is a series kept for the life of the service.
     pub fn target(&self, event: &str, outcome: &str) {
+        let event = {
+            let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+            if events.contains(event) || events.len() < MAX_EVENTS {
+                events.insert(event.to_string());
+                event
+            } else {
+                OTHER
+            }
+        };
         self.targets
             .get_or_create(&TargetLabels {
                 outcome: outcome.to_string(),
@@ -170,9 +190,14 @@ mod tests {
         metrics.target("resync", "delivered");
         metrics.target("resync", "delivered");
         metrics.duration.observe(0.003);
+        for n in 0..MAX_EVENTS + 10 {
+            metrics.target(&format!("custom-{n}"), "rejected");
+        }
         let text = metrics.encode(&[("running", 2), ("done", 0)]);
         for line in [
             "sipnotify_targets_total{outcome=\"delivered\",event=\"resync\"} 2",
+            "sipnotify_targets_total{outcome=\"rejected\",event=\"custom-62\"} 1",
+            "sipnotify_targets_total{outcome=\"rejected\",event=\"other\"} 11",
             "sipnotify_target_duration_seconds_count 1",
             "sipnotify_targets_in_flight 0",
             "sipnotify_retransmissions_total 0",
