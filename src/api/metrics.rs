@@ -3,7 +3,7 @@
 //!
 //! - `sipnotify_targets_total{outcome, event}`: targets ended, by the label of their record
 //!   (`delivered`, `auth_failed`, ..., `already_delivered`, `bad_row`) and event, from
-//!   `POST /v1/notify` and campaigns alike;
+//!   `POST /v1/notify` and campaigns alike (at most [`MAX_EVENTS`] events by name);
 //! - `sipnotify_target_duration_seconds`: a histogram of each try's time, first send to
 //!   answer;
 //! - `sipnotify_targets_in_flight`: tries under way now;
