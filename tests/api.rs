@@ -30,6 +30,7 @@ impl Api {
             .args(["api", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(state)
             .args(extra)
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("api.err")).unwrap());
@@ -456,6 +457,85 @@ fn a_killed_service_resumes_its_campaign_and_no_phone_acts_twice() {
     );
 }
 
+/// SIGTERM stops the service as Ctrl-C stops `batch`: the targets in flight end and are
+/// journaled, the campaign is left unfinished, and the next start resumes it: every phone
+/// acts exactly once.
+#[test]
+fn a_terminated_service_resumes_its_campaign_at_the_next_start() {
+    let dir = temp_dir("term");
+    let phone = LoggedPhone::start(&dir, &[]);
+    let rows = rows(&dir, &phone, 1000..1400, &[]);
+    let state = dir.join("state");
+    let mut first = Api::start(&dir, &state, true, &[]);
+    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &rows);
+    first.wait(&id, Duration::from_secs(20), |s| {
+        s["done"].as_u64() >= Some(60)
+    });
+    let pid = first.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(first.child.wait().unwrap().code(), Some(0));
+
+    let second = Api::start(&dir, &state, true, &[]);
+    assert!(
+        second.first_line.contains("1 campaign(s) resumed"),
+        "{}",
+        second.first_line
+    );
+    let end = second.wait(&id, Duration::from_secs(60), |s| s["state"] != "running");
+    assert_eq!(end["state"], "done", "{end}");
+    let counted: BTreeMap<String, u64> = serde_json::from_value(end["counts"].clone()).unwrap();
+    assert_eq!(counted.get("unknown"), None, "{counted:?}");
+    assert_eq!(counted.values().sum::<u64>(), 400, "{counted:?}");
+    assert!(counted["already_delivered"] >= 60, "{counted:?}");
+    phone.assert_each_delivered(400, 1);
+}
+
+/// `?input=PATH` names the rows instead of a body: a path relative to the service's folder
+/// is made absolute, so that a restart from elsewhere still finds it. JSON Lines rows and
+/// `_` for `-` in parameter names work as on the command line.
+#[test]
+fn a_campaign_reads_its_rows_from_input_path() {
+    let dir = temp_dir("input");
+    let phone = LoggedPhone::start(&dir, &[]);
+    let jsonl: String = (1000..1030)
+        .map(|u| {
+            format!(
+                "{{\"target\":\"{}\",\"password\":\"pw-{u}\"}}\n",
+                phone.target(u)
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("rows.jsonl"), jsonl).unwrap();
+    let api = Api::start(&dir, &dir.join("state"), true, &[]);
+    let (status, started) = api.json(
+        "/v1/campaigns?event=restart&input=rows.jsonl&allow_duplicates=true",
+        &["-X", "POST"],
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap();
+    let end = api.wait(id, Duration::from_secs(20), |s| s["state"] != "running");
+    assert_eq!(end["counts"]["delivered"], 30, "{end}");
+    let spec =
+        std::fs::read_to_string(dir.join(format!("state/campaigns/{id}/spec.json"))).unwrap();
+    let absolute = dir.canonicalize().unwrap().join("rows.jsonl");
+    assert!(
+        spec.contains(&format!("\"input\":{:?}", absolute.to_str().unwrap())),
+        "{spec}"
+    );
+    assert_eq!(
+        phone
+            .events(30)
+            .values()
+            .filter(|e| *e == "restart_now")
+            .count(),
+        30
+    );
+}
+
 /// Bodies over the limits are answered 413, malformed ones 400, with a JSON error that
 /// says what is wrong (and never quotes the password); nothing reaches a phone and no
 /// campaign is left in the state directory.
@@ -600,6 +680,13 @@ fn oversized_and_malformed_bodies_are_refused_without_effect() {
         assert!(error.contains(message), "{path}: {error}");
         assert!(!error.contains("pw-1000"), "{error}");
     }
+    // Names from the network are cut by characters when quoted, never inside one.
+    let long = format!("a{}", "%C3%A9".repeat(70));
+    let (status, text) = api.curl(&format!("/v1/campaigns/{long}"), &[]);
+    assert_eq!(status, 404, "{text}");
+    let (status, text) = api.curl(&format!("/v1/campaigns?{long}=1"), &csv);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("unknown parameter `aé"), "{text}");
     // Rows with no Content-Type are not guessed at.
     let (status, text) = api.curl(
         "/v1/campaigns",

@@ -24,6 +24,7 @@ use super::metrics::{Metered, Metrics};
 use super::{error, ApiError, Service, MAX_CAMPAIGN_BODY};
 use crate::campaign::html::unix_now;
 use crate::campaign::{Campaign, Defaults, Input, Observer, Options, Record, Report, Stop};
+use crate::text::printable;
 use crate::{Notifier, NotifierConfig};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -170,14 +171,14 @@ impl Entry {
     }
 
     /// Ends the campaign: `end.json` written (durably), then the state set.
-    fn end(&self, state: CampaignState, error: Option<String>) {
+    async fn end(&self, state: CampaignState, error: Option<String>) {
         let counts = lock(&self.live).counts.clone();
         let end = End {
             state,
             counts,
             error: error.clone(),
         };
-        if let Err(e) = write_durably(&self.dir.join(END), &end) {
+        if let Err(e) = persist(self.dir.join(END), &end).await {
             tracing::warn!(campaign = %self.id, "cannot write {END}: {e}");
         }
         self.set(state, error);
@@ -318,10 +319,12 @@ impl Campaigns {
                 continue;
             }
             if dir.join(STOPPED).exists() {
-                entry.end(
-                    CampaignState::Stopped,
-                    Some("stopped; the service ended before its targets in flight did".into()),
-                );
+                entry
+                    .end(
+                        CampaignState::Stopped,
+                        Some("stopped; the service ended before its targets in flight did".into()),
+                    )
+                    .await;
                 continue;
             }
             match self.open_campaign(&entry, &spec).await {
@@ -385,30 +388,29 @@ impl Campaigns {
         *lock(&entry.total) = campaign.total();
         *lock(&entry.stop) = Some(campaign.stop_handle());
         lock(&entry.live).started = Instant::now();
-        let report = match Report::open(&entry.dir.join(RECORDS), true) {
-            Ok(report) => report,
-            Err(e) => {
-                entry.end(
-                    CampaignState::Stopped,
-                    Some(format!("cannot open {RECORDS}: {e}")),
-                );
-                return;
-            }
-        };
-        let observer = Watch {
-            entry: entry.clone(),
-            report,
-            metrics: self.metrics.clone(),
-            unflushed: false,
-            failed: false,
-        };
         let channel = Metered {
             inner: notifier,
             metrics: self.metrics.clone(),
         };
+        let metrics = self.metrics.clone();
         let task_entry = entry.clone();
         let task = tokio::spawn(async move {
             let entry = task_entry;
+            let report = match Report::open(&entry.dir.join(RECORDS), true) {
+                Ok(report) => report,
+                Err(e) => {
+                    let error = format!("cannot open {RECORDS}: {e}");
+                    entry.end(CampaignState::Stopped, Some(error)).await;
+                    return;
+                }
+            };
+            let observer = Watch {
+                entry: entry.clone(),
+                report,
+                metrics,
+                unflushed: false,
+                failed: false,
+            };
             let finished = campaign.run(channel, observer).await;
             let deleted = entry.deleted.load(Ordering::SeqCst);
             let (state, error) = match finished {
@@ -425,7 +427,7 @@ impl Campaigns {
                 Err(e) => (CampaignState::Stopped, Some(e.to_string())),
             };
             tracing::info!(campaign = %entry.id, state = state.as_str(), "ended");
-            entry.end(state, error);
+            entry.end(state, error).await;
         });
         *lock(&entry.task) = Some(task);
     }
@@ -511,11 +513,18 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T
 }
 
 /// Writes `value` as JSON so that it is whole or absent after a crash: a temporary file,
-/// synced, renamed, and the folder synced.
-fn write_durably(path: &std::path::Path, value: &impl Serialize) -> std::io::Result<()> {
+/// synced, renamed, and the folder synced; on a blocking thread, as syncs may be slow.
+async fn persist(path: PathBuf, value: &impl Serialize) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
     let mut file = std::fs::File::create(&partial)?;
-    file.write_all(&serde_json::to_vec(value).map_err(std::io::Error::other)?)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&partial, path)?;
     if let Some(dir) = path.parent() {
@@ -637,7 +646,13 @@ pub(super) async fn start(State(service): State<Arc<Service>>, request: Request)
                     )
                 })?;
                 debug_assert!(rest.is_empty());
-                PathBuf::from(path)
+                // Absolute, so that a restart from another folder finds it.
+                tokio::fs::canonicalize(&path).await.map_err(|e| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the input {}: {e}", printable(&path, false)),
+                    )
+                })?
             }
             None => {
                 let Some(extension) = extension(&parts.headers) else {
@@ -662,7 +677,7 @@ pub(super) async fn start(State(service): State<Arc<Service>>, request: Request)
             .await
             .map_err(|message| error(StatusCode::BAD_REQUEST, message))?;
         // From here on a restart resumes it.
-        write_durably(&dir.join(SPEC), &spec).map_err(|e| {
+        persist(dir.join(SPEC), &spec).await.map_err(|e| {
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot write the campaign's {SPEC}: {e}"),
@@ -691,7 +706,7 @@ fn unknown(id: &str) -> Response {
         StatusCode::NOT_FOUND,
         format!(
             "no campaign {}",
-            crate::text::printable(&id[..id.len().min(64)], false)
+            printable(&id.chars().take(64).collect::<String>(), false)
         ),
     )
 }
@@ -721,7 +736,7 @@ pub(super) async fn stop(State(service): State<Arc<Service>>, Path(id): Path<Str
         return Json(entry.status()).into_response();
     }
     entry.deleted.store(true, Ordering::SeqCst);
-    if let Err(e) = write_durably(&entry.dir.join(STOPPED), &true) {
+    if let Err(e) = persist(entry.dir.join(STOPPED), &true).await {
         tracing::warn!(campaign = %entry.id, "cannot write {STOPPED}: {e}");
     }
     if let Some(stop) = lock(&entry.stop).as_ref() {

@@ -167,7 +167,7 @@ fn batch_args(query: &[(String, String)]) -> Result<BatchArgs, String> {
             return Err(format!(
                 "unknown parameter `{}`: the parameters are the long options of `sipnotify \
                  batch` (see `sipnotify batch --help`), and input",
-                printable(&long[..long.len().min(64)], false)
+                printable(&long.chars().take(64).collect::<String>(), false)
             ));
         };
         if arg.get_action().takes_values() {
