@@ -961,3 +961,52 @@ fn the_service_serves_https_with_its_certificate() {
         .unwrap();
     assert!(!out.status.success(), "{out:?}");
 }
+
+/// A body that stops arriving is answered 408 after 30 s, for one NOTIFY and for a
+/// campaign's rows alike; nothing is sent, no campaign is left behind.
+#[test]
+fn a_body_that_stops_arriving_is_answered_408() {
+    use std::io::{Read, Write};
+    let dir = temp_dir("slow");
+    let state = dir.join("state");
+    let api = Api::start(&dir, &state, true, &[]);
+    let addr = api.url.trim_start_matches("http://").to_string();
+    let slow = |path: &'static str, content_type: &'static str, start: &'static str| {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                stream,
+                "POST {path} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n{start}"
+            )
+            .unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            let started = Instant::now();
+            let mut answer = vec![0; 4096];
+            let n = stream.read(&mut answer).unwrap();
+            (
+                started.elapsed(),
+                String::from_utf8_lossy(&answer[..n]).into_owned(),
+            )
+        })
+    };
+    let notify = slow("/v1/notify", "application/json", "{\"target\":");
+    let campaign = slow(
+        "/v1/campaigns?event=reboot",
+        "text/csv",
+        "target\n1000@127.0.0.1:9\n",
+    );
+    for thread in [notify, campaign] {
+        let (waited, answer) = thread.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("stopped arriving"), "{answer}");
+        assert!(waited >= Duration::from_secs(25), "{waited:?}");
+    }
+    let left: Vec<_> = std::fs::read_dir(state.join("campaigns"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

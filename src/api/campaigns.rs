@@ -21,7 +21,7 @@
 //! those started with no result are not sent again (reported `unknown`).
 
 use super::metrics::{Metered, Metrics};
-use super::{error, ApiError, Service, MAX_CAMPAIGN_BODY};
+use super::{body_timeout, error, ApiError, Service, BODY_IDLE, MAX_CAMPAIGN_BODY};
 use crate::campaign::html::unix_now;
 use crate::campaign::{Campaign, Defaults, Input, Observer, Options, Record, Report, Stop};
 use crate::text::printable;
@@ -553,7 +553,8 @@ fn extension(headers: &HeaderMap) -> Option<&'static str> {
     }
 }
 
-/// Writes a body to `path` as it arrives, at most [`MAX_CAMPAIGN_BODY`] bytes, synced.
+/// Writes a body to `path` as it arrives, at most [`MAX_CAMPAIGN_BODY`] bytes, each part
+/// within [`BODY_IDLE`] of the last, synced.
 async fn save_body(body: Body, path: &std::path::Path) -> Result<(), Response> {
     use http_body_util::BodyExt;
     use tokio::io::AsyncWriteExt;
@@ -566,7 +567,11 @@ async fn save_body(body: Body, path: &std::path::Path) -> Result<(), Response> {
     let mut file = tokio::fs::File::create(path).await.map_err(failed)?;
     let mut body = body;
     let mut len = 0u64;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = tokio::time::timeout(BODY_IDLE, body.frame())
+            .await
+            .map_err(|_| body_timeout())?;
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,

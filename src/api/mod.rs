@@ -44,6 +44,7 @@ use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The OpenAPI 3 description of the routes.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -253,9 +254,27 @@ async fn not_found() -> Response {
     )
 }
 
-/// Reads a whole body of at most `limit` bytes: 413 past it, 400 if it breaks off.
+/// How long a body may pause: a client that stops sending holds no connection for long.
+pub const BODY_IDLE: Duration = Duration::from_secs(30);
+
+/// 408, for a body that paused longer than [`BODY_IDLE`].
+fn body_timeout() -> Response {
+    error(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the body stopped arriving for {} s; nothing was sent",
+            BODY_IDLE.as_secs()
+        ),
+    )
+}
+
+/// Reads a whole body of at most `limit` bytes (a small one: within [`BODY_IDLE`]): 413
+/// past it, 400 if it breaks off, 408 if it is too slow.
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(BODY_IDLE, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| body_timeout())?;
+    read.map_err(|e| {
         if is_too_large(&e) {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
