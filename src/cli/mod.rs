@@ -302,6 +302,7 @@ fn refuse_output(cli: &Cli) -> Result<(), Failure> {
     let name = match cli.command {
         Command::Phone(_) => "phone",
         Command::Demo => "demo",
+        Command::Api(_) => "api",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
         _ => return Ok(()),
