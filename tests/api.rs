@@ -656,6 +656,12 @@ fn oversized_and_malformed_bodies_are_refused_without_effect() {
             "unknown parameter `evnt`",
         ),
         (
+            "/v1/campaigns?event=reboot&input=/etc/hostname",
+            vec!["--data-binary".into(), format!("target\n{target}\n")],
+            400,
+            "not both",
+        ),
+        (
             "/v1/campaigns?event=reboot&input=/no/such/file.csv",
             vec![],
             400,
