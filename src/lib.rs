@@ -35,6 +35,9 @@
 //! - [`provision`] is what follows a resync: MPP profile formats (openssl AES-256-CBC,
 //!   RFC 8188, gzip), profile rules and checks (sans-IO), the provisioning server, the
 //!   simulated phone's fetch, and campaigns confirmed by the phones' fetches.
+//! - [`api`] is the service mode (`sipnotify api`): one NOTIFY and whole campaigns behind
+//!   an HTTP JSON API (axum), campaigns journaled in a state directory and resumed after a
+//!   restart, Prometheus metrics; built on [`campaign`] and the [`Notifier`].
 //!
 //! # Example
 //!
@@ -65,6 +68,7 @@
 //! this public API.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod campaign;
 pub mod event;
 pub mod http;

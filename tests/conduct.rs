@@ -66,6 +66,10 @@ fn commands_that_print_only_text_refuse_json_and_csv() {
         (&["demo"][..], "csv"),
         (&["phone", "--listen", "127.0.0.1:0"][..], "json"),
         (&["man"][..], "json"),
+        (
+            &["api", "--state-dir", "/nonexistent/sipnotify-api"][..],
+            "json",
+        ),
         (&["completions", "bash"][..], "csv"),
     ] {
         let mut args = command.to_vec();

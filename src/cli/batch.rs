@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
     Campaign, Defaults, Input, InputFormat, Options, RetryPolicy, Shard, SyncMode,
 };
+use sipnotify::NotifierConfig;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -223,18 +224,27 @@ pub fn options(args: &BatchArgs, concurrency: usize) -> Result<Options, Failure>
     Ok(options)
 }
 
+/// What a SIP campaign needs from `args`, checked: the rows' defaults, the campaign's
+/// options (described by the defaults, for its journal) and the notifier's
+/// configuration. `batch` runs them, and so does the service (`sipnotify api`), whose
+/// campaigns' query parameters are these same options.
+pub fn sip_settings(args: &BatchArgs) -> Result<(Defaults, Options, NotifierConfig), Failure> {
+    let mut defaults = defaults(args)?;
+    let (config, timeout) = notifier_config(&args.line)?;
+    timeout_within_timer_f(&config, timeout)?;
+    defaults.timeout = timeout;
+    let mut options = options(args, SIP_CONCURRENCY)?;
+    options.description = defaults.describe();
+    Ok((defaults, options, config))
+}
+
 /// Runs a campaign and returns the exit code.
 pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Failure> {
     if args.channel == ChannelName::Http {
         return super::http::batch(args, output, verbose).await;
     }
-    let mut defaults = defaults(&args)?;
-    let (config, timeout) = notifier_config(&args.line)?;
-    timeout_within_timer_f(&config, timeout)?;
-    defaults.timeout = timeout;
-    let mut options = options(&args, SIP_CONCURRENCY)?;
+    let (defaults, options, config) = sip_settings(&args)?;
     let concurrency = options.concurrency;
-    options.description = defaults.describe();
     let input = options.input.clone();
     let confirm_within = args.confirm.check()?;
     let shown = Shown {

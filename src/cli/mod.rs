@@ -22,6 +22,7 @@ macro_rules! errln {
     ($($arg:tt)*) => { emit!(std::io::stderr(), writeln, $($arg)*) };
 }
 
+mod api;
 mod batch;
 mod confirm;
 mod demo;
@@ -163,6 +164,9 @@ enum Command {
     /// encode/decode (RFC 8188 aes128gcm), check, expand a Profile_Rule.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
+    /// Run as a service: an HTTP JSON API for one NOTIFY and for campaigns (journaled in a
+    /// state directory, resumed after a restart), with Prometheus metrics.
+    Api(api::ApiArgs),
     /// Serve profiles over HTTP (path template with default.EXT fallback, on-the-fly
     /// AES-256-CBC or aes128gcm, Basic auth), logging one JSON line per fetch.
     Serve(serve::ServeArgs),
@@ -209,7 +213,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(
         cli.verbose,
-        matches!(cli.command, Command::Phone(_) | Command::Serve(_)),
+        matches!(
+            cli.command,
+            Command::Phone(_) | Command::Serve(_) | Command::Api(_)
+        ),
     );
     // One thread: the agent's work is one event loop, and cross-thread wake-ups cost more
     // than they bring. Only a simulator asked for threads gets them.
@@ -300,6 +307,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Phone(args) => phone::run(args).await,
         Command::Profile(command) => profile::run(command, cli.output),
         Command::Serve(args) => serve::run(args).await,
+        Command::Api(args) => api::run(args).await,
         Command::Demo => demo::run(cli.verbose).await,
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
@@ -312,6 +320,7 @@ fn refuse_output(cli: &Cli) -> Result<(), Failure> {
     let name = match cli.command {
         Command::Phone(_) => "phone",
         Command::Demo => "demo",
+        Command::Api(_) => "api",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
         _ => return Ok(()),

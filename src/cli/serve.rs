@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// Append one JSON line per request to this file.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: TlsServerArgs,
+}
+
+/// `--tls-cert` and `--tls-key` of the servers (`serve`, `api`).
+#[derive(Debug, Args)]
+pub struct TlsServerArgs {
     /// Serve HTTPS with this certificate chain (PEM) ...
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -54,8 +61,9 @@ pub struct ServeArgs {
 /// PEM files are small.
 const MAX_PEM: usize = 1024 * 1024;
 
-impl ServeArgs {
-    fn tls(&self) -> Result<Option<std::sync::Arc<serve::TlsConfig>>, Failure> {
+impl TlsServerArgs {
+    /// The TLS server configuration, if the options are given.
+    pub fn config(&self) -> Result<Option<std::sync::Arc<serve::TlsConfig>>, Failure> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
@@ -65,6 +73,17 @@ impl ServeArgs {
         Ok(Some(config))
     }
 
+    /// `https` or `http`, for the line that says where the server listens.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+impl ServeArgs {
     /// The server's configuration, checked.
     pub fn config(&self) -> Result<ServeConfig, Failure> {
         let encryption = match (self.key.key()?, self.ikm.ikm()?) {
@@ -100,7 +119,7 @@ impl ServeArgs {
             auth,
             log: self.log.clone(),
             board: None,
-            tls: self.tls()?,
+            tls: self.tls.config()?,
         })
     }
 }
@@ -114,11 +133,7 @@ pub async fn run(args: ServeArgs) -> Result<u8, Failure> {
             serve::ServeError::Bind(..) => Failure::local(e.to_string()),
             other => Failure::input(other.to_string()),
         })?;
-    let scheme = if args.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = args.tls.scheme();
     outln!(
         "serving {} on {scheme}://{}",
         args.dir.display(),

@@ -189,9 +189,23 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         board: config.board,
     });
     let app = Router::new().fallback(handle).with_state(shared);
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(accept(listener, app, config.tls, stopped));
-    Ok(RunningServer { addr, stop, task })
+    Ok(RunningServer::start(listener, addr, app, config.tls))
+}
+
+impl RunningServer {
+    /// Serves `app` on `listener` (which listens on `addr`) with this module's bounds:
+    /// [`MAX_CONNECTIONS`], request heads of [`MAX_HEAD`] within [`HEAD_TIMEOUT`], TLS when
+    /// given. The service mode (`crate::api`) serves its routes through it too.
+    pub(crate) fn start(
+        listener: TcpListener,
+        addr: SocketAddr,
+        app: Router,
+        tls: Option<Arc<TlsConfig>>,
+    ) -> RunningServer {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(accept(listener, app, tls, stopped));
+        RunningServer { addr, stop, task }
+    }
 }
 
 /// Accepts connections until stopped, each served by hyper with bounded heads.
@@ -346,13 +360,10 @@ fn lookup(root: &Path, segments: &[String]) -> Result<Option<PathBuf>, Refusal> 
     Ok(None)
 }
 
-/// Whether the request carries the server's Basic credentials. Each side is hashed first
-/// so that the comparison takes the same time whatever the lengths, and both are
-/// compared before the result is looked at.
+/// Whether the request carries the server's Basic credentials: user and password are
+/// both compared ([`same_secret`]) before the result is looked at.
 fn authorized(auth: &BasicAuth, headers: &HeaderMap) -> bool {
     use base64::Engine as _;
-    use sha2::{Digest, Sha256};
-    use subtle::ConstantTimeEq;
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -370,9 +381,18 @@ fn authorized(auth: &BasicAuth, headers: &HeaderMap) -> bool {
         Some(colon) => (&given[..colon], &given[colon + 1..]),
         None => (&given[..], &b""[..]),
     };
-    let same = |a: &[u8], b: &[u8]| Sha256::digest(a).ct_eq(&Sha256::digest(b));
-    let ok = same(user, auth.user.as_bytes()) & same(password, auth.password.expose().as_bytes());
+    let ok = same_secret(user, auth.user.as_bytes())
+        & same_secret(password, auth.password.expose().as_bytes());
     bool::from(ok) && !given.is_empty()
+}
+
+/// Whether `given` is `expected`, in a time that depends on neither: each side is hashed
+/// first, so that the lengths do not show, and the hashes are compared in constant time.
+/// A `Choice`, so that a caller comparing several secrets looks at the result once.
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> subtle::Choice {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(given).ct_eq(&Sha256::digest(expected))
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
