@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, openssl};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -16,20 +16,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// openssl is the compatibility peer: skipped with a reason outside CI when missing,
-/// a failure in CI.
-fn openssl() -> Option<Command> {
-    if Command::new("openssl").arg("version").output().is_ok() {
-        return Some(Command::new("openssl"));
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "openssl is missing (CI installs it)"
-    );
-    eprintln!("skipped: openssl is not installed");
-    None
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -6,7 +6,7 @@
 mod common;
 mod prov;
 
-use common::{bin, PhoneProcess, PASSWORD};
+use common::{bin, openssl, PhoneProcess, PASSWORD};
 use prov::{temp_dir, wait_log, ServeProcess};
 use std::path::{Path, PathBuf};
 
@@ -25,8 +25,13 @@ fn profiles(name: &str) -> (PathBuf, PathBuf) {
 }
 
 fn resync(phone: &PhoneProcess, user: &str, extra: &[&str]) {
+    notify(phone, "resync", user, extra);
+}
+
+/// `sipnotify COMMAND USER@PHONE EXTRA...`, which must be delivered.
+fn notify(phone: &PhoneProcess, command: &str, user: &str, extra: &[&str]) {
     let out = bin()
-        .arg("resync")
+        .arg(command)
         .arg(format!("{user}@{}", phone.addr("udp")))
         .args(extra)
         .env("SIPNOTIFY_PASSWORD", PASSWORD)
@@ -316,4 +321,98 @@ fn https_with_the_phones_ca() {
     // Plain HTTP to the HTTPS port is refused without an answer worth the name.
     let r = prov::get(server.addr, "/cfg/default.xml", &[]);
     assert_ne!(r.status, 200);
+}
+
+/// An authenticated report NOTIFY makes the line POST its configuration report to its
+/// Report_Rule, and `serve --reports` stores it: encrypted with the rule's key in openssl's
+/// format (the openssl command line decrypts it), or plain without one. The key shows in no
+/// log, and an upload is logged as a POST, never as a fetch.
+#[test]
+fn a_report_notify_uploads_the_configuration_report() {
+    let Some(mut openssl) = openssl() else { return };
+    let dir = temp_dir("report");
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let reports = dir.join("reports");
+    let fetches = dir.join("fetch.log");
+    let server = ServeProcess::start(
+        &root,
+        &[
+            "--log",
+            fetches.to_str().unwrap(),
+            "--reports",
+            reports.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let log = dir.join("resync.log");
+    let rule = format!(
+        "[--key Report-Key-9] http://{}/rep/$MA.xml.enc",
+        server.addr
+    );
+    let phone = start_phone(&[], &log, &["--report-rule", &rule]);
+    notify(&phone, "report", "1000", &[]);
+    let lines = wait_log(&log, 1);
+    assert_eq!(
+        (&lines[0]["result"], &lines[0]["status"]),
+        (&"reported".into(), &201.into()),
+        "{lines:?}"
+    );
+    let stored = reports.join("rep/000e080003e8.xml.enc");
+    let out = openssl
+        .args([
+            "enc",
+            "-d",
+            "-aes-256-cbc",
+            "-md",
+            "sha256",
+            "-k",
+            "Report-Key-9",
+            "-in",
+        ])
+        .arg(&stored)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let xml = String::from_utf8(out.stdout).unwrap();
+    for part in [
+        "<flat-profile>",
+        "<MAC_Address ua=\"ro\">000e080003e8</MAC_Address>",
+        "<User_ID_1_ ua=\"na\">1000</User_ID_1_>",
+    ] {
+        assert!(xml.contains(part), "{part} not in {xml}");
+    }
+    let logged = wait_log(&fetches, 1);
+    assert_eq!(
+        (
+            &logged[0]["method"],
+            &logged[0]["status"],
+            &logged[0]["encoding"]
+        ),
+        (&"POST".into(), &201.into(), &"aes-256-cbc".into()),
+        "{logged:?}"
+    );
+    // A resync NOTIFY with no profile rule fetches nothing.
+    resync(&phone, "1000", &[]);
+    for file in [&log, &fetches, &log.with_extension("stderr")] {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(!text.contains("Report-Key"), "{}: {text}", file.display());
+    }
+    assert_eq!(wait_log(&fetches, 1).len(), 1);
+
+    // Without a key the report goes as plain XML.
+    let plain_log = dir.join("plain.log");
+    let rule = format!("http://{}/rep/$MA.xml", server.addr);
+    let plain = start_phone(&[], &plain_log, &["--report-rule", &rule]);
+    notify(&plain, "report", "1001", &[]);
+    assert_eq!(wait_log(&plain_log, 1)[0]["result"], "reported");
+    let text = std::fs::read_to_string(reports.join("rep/000e080003e9.xml")).unwrap();
+    assert!(
+        text.contains("<User_ID_1_ ua=\"na\">1001</User_ID_1_>"),
+        "{text}"
+    );
 }

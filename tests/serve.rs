@@ -154,6 +154,56 @@ fn heads_and_bodies_are_bounded() {
     assert_eq!(get(server.addr, "/cfg/default.xml", &[]).status, 200);
 }
 
+/// With `--reports DIR`, a POST or PUT stores a report at its path (201), inside DIR only,
+/// bounded, and behind the same Basic credentials as the fetches.
+#[test]
+fn reports_are_stored_inside_their_directory_and_bounded() {
+    use base64::Engine as _;
+    let (dir, root) = tree("reports");
+    let reports = dir.join("reports");
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let server = ServeProcess::start(
+        &root,
+        &[
+            "--reports",
+            reports.to_str().unwrap(),
+            "--user",
+            "prov",
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let auth = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("prov:s3cret")
+    );
+    let post = |method: &str, path: &str, body: &[u8], auth: &str| {
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{auth}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        raw(server.addr, &request).status
+    };
+    assert_eq!(post("POST", "/r/a.xml", b"<flat-profile/>", &auth), 201);
+    assert_eq!(post("PUT", "/r/b.xml", b"<b/>", &auth), 201);
+    assert_eq!(
+        std::fs::read(reports.join("r/a.xml")).unwrap(),
+        b"<flat-profile/>"
+    );
+    assert_eq!(post("POST", "/r/c.xml", b"x", "X-No: auth"), 401);
+    for escape in ["/../escaped.xml", "/%2e%2e/escaped.xml", "/"] {
+        assert_eq!(post("POST", escape, b"x", &auth), 404, "{escape}");
+    }
+    assert!(!dir.join("escaped.xml").exists());
+    let over = vec![b'a'; 16 * 1024 * 1024 + 1];
+    assert_eq!(post("POST", "/r/big.xml", &over, &auth), 413);
+    assert!(!reports.join("r/big.xml").exists());
+}
+
 #[test]
 fn basic_auth() {
     use base64::Engine as _;

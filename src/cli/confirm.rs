@@ -126,6 +126,7 @@ impl ConfirmArgs {
                 log: self.serve_log.clone(),
                 board: Some(board),
                 tls: None,
+                reports: None,
             };
             let server = serve::spawn(self.serve_listen, config)
                 .await

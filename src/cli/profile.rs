@@ -463,6 +463,12 @@ pub struct PhoneProvisionArgs {
     /// E.g. '[--key $SC] http://127.0.0.1:8099/cfg/$MA.xml'.
     #[arg(long = "profile-rule", value_name = "RULE")]
     pub profile_rules: Vec<String>,
+    /// On each authenticated report NOTIFY, POST the line's configuration report (its
+    /// identity parameters as a flat-profile) to this Report_Rule, evaluated like a
+    /// profile rule: AES-256-CBC with its --key, else aes128gcm with --ikm, else plain.
+    /// E.g. '[--key $SC] http://127.0.0.1:8099/reports/$MA.xml'.
+    #[arg(long, value_name = "RULE")]
+    pub report_rule: Option<String>,
     #[command(flatten)]
     pub ikm: IkmArgs,
     /// Trust these CA certificates (PEM) for https:// rules, and no others.
@@ -478,7 +484,7 @@ impl PhoneProvisionArgs {
     /// The simulator's resync: made when there are profile rules, or for `web` (the web
     /// server's `/admin/resync?URL` fetches without rules); otherwise none.
     pub fn resyncer(&self, web: bool) -> Result<Option<Arc<Resyncer>>, Failure> {
-        if self.profile_rules.is_empty() && !web {
+        if self.profile_rules.is_empty() && self.report_rule.is_none() && !web {
             return Ok(None);
         }
         let tls = match &self.ca_file {
@@ -492,21 +498,25 @@ impl PhoneProvisionArgs {
             ),
             None => None,
         };
-        let resyncer = Resyncer::new(
+        let mut resyncer = Resyncer::new(
             &self.profile_rules,
             self.ikm.ikm()?,
             tls,
             self.resync_log.as_deref(),
         )
         .map_err(|e| Failure::input(e.to_string()))?;
+        if let Some(rule) = &self.report_rule {
+            resyncer = resyncer
+                .with_report_rule(rule)
+                .map_err(|e| Failure::input(e.to_string()))?;
+        }
         Ok(Some(Arc::new(resyncer)))
     }
 
     /// The phone server's hook: its lines resync for real when there are profile rules
-    /// (a SIP resync with `profile="URL"` and no rules is acknowledged only).
+    /// (a SIP resync with `profile="URL"` and no rules is acknowledged only), and report
+    /// when there is a report rule.
     pub fn hook(&self, resyncer: Option<&Arc<Resyncer>>) -> Option<NotifyHook> {
-        resyncer
-            .filter(|_| !self.profile_rules.is_empty())
-            .map(|r| Arc::clone(r).hook())
+        resyncer.filter(|r| r.acts()).map(|r| Arc::clone(r).hook())
     }
 }

@@ -43,6 +43,11 @@ pub struct ServeArgs {
     /// Append one JSON line per request to this file.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Store the configuration reports phones upload (POST or PUT, their Report_Rule) in
+    /// this directory, at the request's path, as sent; logged like fetches (method POST,
+    /// status 201), never counted as fetches.
+    #[arg(long, value_name = "DIR")]
+    pub reports: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsServerArgs,
 }
@@ -120,6 +125,7 @@ impl ServeArgs {
             log: self.log.clone(),
             board: None,
             tls: self.tls.config()?,
+            reports: self.reports.clone(),
         })
     }
 }

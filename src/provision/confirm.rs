@@ -198,6 +198,8 @@ const MAX_LOG_LINE: usize = 64 * 1024;
 struct LogLine {
     #[serde(default)]
     at: f64,
+    #[serde(default)]
+    method: Option<String>,
     addr: IpAddr,
     path: String,
     status: u16,
@@ -216,12 +218,22 @@ struct LogLine {
 pub fn parse_log_line(line: &str) -> Option<Fetch> {
     let (at, addr, path, status, bytes, mac, file, agent) = if line.trim_start().starts_with('{') {
         let l: LogLine = serde_json::from_str(line).ok()?;
+        if !l
+            .method
+            .as_deref()
+            .is_none_or(super::fetch::is_fetch_method)
+        {
+            return None;
+        }
         (l.at, l.addr, l.path, l.status, l.bytes, l.mac, l.file, None)
     } else {
         let (addr, rest) = line.trim().split_once(' ')?;
         let quoted: Vec<&str> = rest.split('"').skip(1).step_by(2).collect();
         let mut request = quoted.first()?.split(' ');
-        let path = request.nth(1)?.to_string();
+        if !super::fetch::is_fetch_method(request.next()?) {
+            return None;
+        }
+        let path = request.next()?.to_string();
         let mut after = rest.split('"').nth(2)?.split_whitespace();
         let status = after.next()?.parse().ok()?;
         let bytes = after.next().and_then(|b| b.parse().ok()).unwrap_or(0);
@@ -253,6 +265,7 @@ pub fn parse_log_line(line: &str) -> Option<Fetch> {
         bytes,
         encoding: super::fetch::Encoding::Identity,
         note: None,
+        method: None,
     })
 }
 
@@ -359,6 +372,7 @@ mod tests {
                         bytes: 7,
                         encoding: super::super::fetch::Encoding::Identity,
                         note: None,
+                        method: None,
                     });
                 });
             }

@@ -50,6 +50,22 @@ pub struct Fetch {
     /// Why a request was refused (outside the directory, no credentials, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The method when it is not GET (`HEAD`, or `POST`/`PUT`: a configuration report
+    /// uploaded): only GET and HEAD are fetches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+impl Fetch {
+    /// Whether the request fetched (GET or HEAD), rather than uploaded a report.
+    pub fn is_fetch(&self) -> bool {
+        self.method.as_deref().is_none_or(is_fetch_method)
+    }
+}
+
+/// GET and HEAD fetch; a report upload (POST, PUT) in a log is not a fetch.
+pub fn is_fetch_method(method: &str) -> bool {
+    method == "GET" || method == "HEAD"
 }
 
 /// The first MAC address in `text`: 12 hex digits not touching another hex digit, or six
@@ -246,6 +262,7 @@ mod tests {
             bytes: 0,
             encoding: Encoding::Identity,
             note: None,
+            method: None,
         }
     }
 

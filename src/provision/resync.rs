@@ -12,9 +12,16 @@
 //! for on the web server is the phone at that address's, with the MAC its web server gives. Each resync ends in one JSON line (`--resync-log`)
 //! and a log event: `applied`, `failed` (with the rule, URL, HTTP status and what went
 //! wrong: a 404, a wrong key, a corrupt file) or `skipped` (no rule applied).
+//!
+//! An authenticated `Event: report` makes a line with a Report_Rule (`--report-rule`,
+//! evaluated like a profile rule) POST its configuration report there, once, with no
+//! retry, as the Cisco provisioning guides describe: AES-256-CBC with the rule's `--key`,
+//! else aes128gcm with the IKM, else plain XML. It is logged as `reported` or
+//! `report_failed`.
 
 use super::check;
-use super::profile::{self, Secrets};
+use super::profile::{self, Md, Secrets};
+use super::rfc8188;
 use super::rule::{Mac, Macros, Rule, RuleError, Url};
 use super::{Ikm, MAX_PROFILE};
 use crate::phone::{Exchange, NotifyHook, ResyncHook};
@@ -70,6 +77,9 @@ pub enum ResyncError {
     /// The CA certificates cannot be used.
     #[error("--ca-file: {0}")]
     Ca(String),
+    /// A report rule that does not parse (not quoted: it may hold a key).
+    #[error("--report-rule: {0}")]
+    ReportRule(RuleError),
 }
 
 /// The TLS settings of the phone's HTTPS fetches: these PEM CA certificates are the only
@@ -107,7 +117,8 @@ pub struct ResyncReport {
     pub user: String,
     /// Its MAC address.
     pub mac: String,
-    /// `applied`, `failed` or `skipped`.
+    /// A resync: `applied`, `failed` or `skipped`; a report: `reported` or
+    /// `report_failed`.
     pub result: &'static str,
     /// Rules whose profile was applied.
     pub applied: usize,
@@ -130,6 +141,7 @@ pub struct ResyncReport {
 /// The simulator's resync: its rules, its IKM, and where it logs.
 pub struct Resyncer {
     rules: Vec<Rule>,
+    report_rule: Option<Rule>,
     ikm: Option<Ikm>,
     tls: Option<Arc<ClientTls>>,
     log: Option<Mutex<std::fs::File>>,
@@ -179,6 +191,7 @@ impl Resyncer {
             .transpose()?;
         Ok(Resyncer {
             rules,
+            report_rule: None,
             ikm,
             tls,
             log,
@@ -186,22 +199,42 @@ impl Resyncer {
         })
     }
 
+    /// Sets the Report_Rule a `report` NOTIFY uploads the line's configuration to.
+    pub fn with_report_rule(mut self, rule: &str) -> Result<Resyncer, ResyncError> {
+        self.report_rule = Some(Rule::parse(rule).map_err(ResyncError::ReportRule)?);
+        Ok(self)
+    }
+
     /// The phone server's hook: each resync NOTIFY a line acts on starts a resync from the
-    /// address the NOTIFY reached (so the provisioning server sees the phone's address).
+    /// address the NOTIFY reached (so the provisioning server sees the phone's address),
+    /// and each report NOTIFY an upload of its report, when it has a Report_Rule.
     pub fn hook(self: Arc<Self>) -> NotifyHook {
         Arc::new(move |exchange: &Exchange, local: IpAddr| {
-            if exchange.event.as_deref() != Some("resync") {
-                return;
-            }
             let Some(user) = exchange.user.clone() else {
                 return;
             };
-            let profile = exchange.profile.clone();
             let me = Arc::clone(&self);
-            tokio::spawn(async move {
-                me.resync(&user, local, profile.as_deref()).await;
-            });
+            match exchange.event.as_deref() {
+                Some("resync") if !self.rules.is_empty() => {
+                    let profile = exchange.profile.clone();
+                    tokio::spawn(async move {
+                        me.resync(&user, local, profile.as_deref()).await;
+                    });
+                }
+                Some("report") if self.report_rule.is_some() => {
+                    tokio::spawn(async move {
+                        me.report(&user, local).await;
+                    });
+                }
+                _ => {}
+            }
         })
+    }
+
+    /// Whether a line acts on NOTIFYs beyond answering them: it has profile rules or a
+    /// report rule.
+    pub fn acts(&self) -> bool {
+        !self.rules.is_empty() || self.report_rule.is_some()
     }
 
     /// The web server's hook: `/admin/resync[?URL]` starts a resync of the phone at the
@@ -235,12 +268,73 @@ impl Resyncer {
         local: IpAddr,
         profile: Option<&str>,
     ) -> ResyncReport {
-        let mut report = self.run(user, mac, local, profile).await;
+        let report = self.run(user, mac, local, profile).await;
+        self.logged(report)
+    }
+
+    /// Uploads `user`'s configuration report (from `local`) as its Report_Rule says;
+    /// logged, and returned. `None` without a report rule.
+    pub async fn report(&self, user: &str, local: IpAddr) -> Option<ResyncReport> {
+        let rule = self.report_rule.as_ref()?;
+        let mac = mac_for_user(user);
+        let mut report = ResyncReport::new(user, &mac);
+        let resolved = match rule.evaluate(&line_macros(user, mac)) {
+            Ok(Some(r)) if !r.url.is_empty() => r,
+            Ok(_) => return Some(self.logged(report)),
+            Err(e) => return Some(self.logged(report_failed(report, None, None, e.to_string()))),
+        };
+        let xml = report_xml(user, &mac);
+        report.params = REPORTED_PARAMS;
+        let upload = match (&resolved.key, &self.ikm) {
+            (Some(key), _) => Upload {
+                body: profile::encrypt(xml.as_bytes(), key, Md::Sha256, rand::random()),
+                aes128gcm: false,
+            },
+            (None, Some(ikm)) => Upload {
+                body: rfc8188::encode(
+                    xml.as_bytes(),
+                    ikm,
+                    rand::random(),
+                    rfc8188::DEFAULT_RECORD_SIZE,
+                    b"",
+                )
+                .expect("the default record size is valid and the key id empty"),
+                aes128gcm: true,
+            },
+            (None, None) => Upload {
+                body: xml.into_bytes(),
+                aes128gcm: false,
+            },
+        };
+        let url = resolved.url.clone();
+        let credentials = resolved.uid.as_deref().zip(resolved.pwd.as_ref());
+        let sent = self
+            .request(&url, local, &mac, credentials, Some(upload))
+            .await;
+        let report = match sent {
+            Ok((status, ..)) => ResyncReport {
+                result: "reported",
+                url: Some(url),
+                status: Some(status),
+                ..report
+            },
+            Err(f) => report_failed(report, Some(url), f.status, f.error),
+        };
+        Some(self.logged(report))
+    }
+
+    /// Stamps, traces and logs a resync or report.
+    fn logged(&self, mut report: ResyncReport) -> ResyncReport {
         report.at = super::fetch::unix_now();
-        if report.result == "failed" {
-            tracing::warn!(user, mac = %report.mac, url = ?report.url, status = ?report.status, error = ?report.error, "resync failed");
+        let what = if report.result.starts_with("report") {
+            "report"
         } else {
-            tracing::info!(user, mac = %report.mac, result = report.result, params = report.params, "resync");
+            "resync"
+        };
+        if report.error.is_some() {
+            tracing::warn!(user = %report.user, mac = %report.mac, url = ?report.url, status = ?report.status, error = ?report.error, "{what} failed");
+        } else {
+            tracing::info!(user = %report.user, mac = %report.mac, result = report.result, params = report.params, "{what}");
         }
         if let Some(log) = &self.log {
             if let Ok(mut line) = serde_json::to_vec(&report) {
@@ -261,22 +355,8 @@ impl Resyncer {
         local: IpAddr,
         profile: Option<&str>,
     ) -> ResyncReport {
-        let mut report = ResyncReport {
-            at: 0.0,
-            user: user.to_string(),
-            mac: mac.ma(),
-            result: "skipped",
-            applied: 0,
-            params: 0,
-            rule: None,
-            url: None,
-            status: None,
-            error: None,
-        };
-        let mut macros = Macros::for_mac(mac);
-        for (name, value) in [("UID1", user), ("PN", "CP-8845-3PCC"), ("PSN", "8845")] {
-            macros.set(name, value).expect("known macros");
-        }
+        let mut report = ResyncReport::new(user, &mac);
+        let macros = line_macros(user, mac);
         let explicit;
         let rules: &[Rule] = match profile {
             Some(url) => match Rule::parse(url) {
@@ -336,6 +416,20 @@ impl Resyncer {
         mac: &Mac,
         credentials: Option<(&str, &Password)>,
     ) -> Result<(u16, bool, Vec<u8>), Failed> {
+        self.request(url, local, mac, credentials, None).await
+    }
+
+    /// GETs `url` from `local`, or POSTs `upload` to it, answering a 401 with Basic
+    /// credentials when the rule gives them; a 2xx answer's status, whether its body is
+    /// aes128gcm, and its body (bounded).
+    async fn request(
+        &self,
+        url: &str,
+        local: IpAddr,
+        mac: &Mac,
+        credentials: Option<(&str, &Password)>,
+        upload: Option<Upload>,
+    ) -> Result<(u16, bool, Vec<u8>), Failed> {
         let fail = |error: String| Failed {
             status: None,
             error,
@@ -352,12 +446,20 @@ impl Resyncer {
             .acquire()
             .await
             .map_err(|e| fail(e.to_string()))?;
+        let upload = upload.map(Arc::new);
         let attempt = |authorization: Option<String>| {
-            let (url, tls) = (url.clone(), tls.clone());
+            let (url, tls, upload) = (url.clone(), tls.clone(), upload.clone());
             async move {
                 tokio::time::timeout(
                     FETCH_TIMEOUT,
-                    get(&url, tls.clone(), local, mac, authorization),
+                    send(
+                        &url,
+                        tls.clone(),
+                        local,
+                        mac,
+                        authorization,
+                        upload.as_deref(),
+                    ),
                 )
                 .await
                 .unwrap_or_else(|_| Err(fail("no answer within 10 s".into())))
@@ -380,6 +482,73 @@ impl Resyncer {
     }
 }
 
+/// A configuration report to POST.
+struct Upload {
+    body: Vec<u8>,
+    /// Sent with `Content-Encoding: aes128gcm`.
+    aes128gcm: bool,
+}
+
+impl ResyncReport {
+    /// The start of a resync or report of `user`'s line: nothing done yet.
+    fn new(user: &str, mac: &Mac) -> ResyncReport {
+        ResyncReport {
+            at: 0.0,
+            user: user.to_string(),
+            mac: mac.ma(),
+            result: "skipped",
+            applied: 0,
+            params: 0,
+            rule: None,
+            url: None,
+            status: None,
+            error: None,
+        }
+    }
+}
+
+/// The macros a line's rules expand: its MAC's, its user, the product name and serial.
+fn line_macros(user: &str, mac: Mac) -> Macros {
+    let mut macros = Macros::for_mac(mac);
+    for (name, value) in [("UID1", user), ("PN", "CP-8845-3PCC"), ("PSN", "8845")] {
+        macros.set(name, value).expect("known macros");
+    }
+    macros
+}
+
+/// The parameters of a simulated line's report.
+const REPORTED_PARAMS: usize = 4;
+
+/// A line's configuration report: its identity parameters in the `<flat-profile>` form the
+/// phone's profiles use. Rules are left out: they may hold keys and passwords.
+fn report_xml(user: &str, mac: &Mac) -> String {
+    use quick_xml::escape::escape;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<flat-profile>\n\
+         <MAC_Address ua=\"ro\">{}</MAC_Address>\n\
+         <Product_Name ua=\"ro\">CP-8845-3PCC</Product_Name>\n\
+         <Serial_Number ua=\"ro\">8845</Serial_Number>\n\
+         <User_ID_1_ ua=\"na\">{}</User_ID_1_>\n</flat-profile>\n",
+        mac.ma(),
+        escape(user)
+    )
+}
+
+fn report_failed(
+    report: ResyncReport,
+    url: Option<String>,
+    status: Option<u16>,
+    error: String,
+) -> ResyncReport {
+    ResyncReport {
+        result: "report_failed",
+        url,
+        status,
+        error: Some(error),
+        ..report
+    }
+}
+
 fn failed(
     mut report: ResyncReport,
     rule: usize,
@@ -395,13 +564,15 @@ fn failed(
     report
 }
 
-/// One GET over a new connection from `local`, over TLS when `tls` is given.
-async fn get(
+/// One GET (or POST of `upload`) over a new connection from `local`, over TLS when `tls`
+/// is given.
+async fn send(
     url: &Url,
     tls: Option<Arc<ClientTls>>,
     local: IpAddr,
     mac: &Mac,
     authorization: Option<String>,
+    upload: Option<&Upload>,
 ) -> Result<(u16, bool, Vec<u8>), Failed> {
     let fail = |error: String| Failed {
         status: None,
@@ -431,7 +602,13 @@ async fn get(
         .connect(addr)
         .await
         .map_err(|e| fail(format!("cannot connect to {addr}: {e}")))?;
-    let mut request = hyper::Request::get(url.path.as_str())
+    let method = match upload {
+        Some(_) => hyper::Method::POST,
+        None => hyper::Method::GET,
+    };
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(url.path.as_str())
         .header(hyper::header::HOST, format!("{host}:{}", url.port))
         .header(
             hyper::header::USER_AGENT,
@@ -440,8 +617,18 @@ async fn get(
     if let Some(value) = authorization {
         request = request.header(hyper::header::AUTHORIZATION, value);
     }
+    let body = match upload {
+        Some(upload) => {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/xml");
+            if upload.aes128gcm {
+                request = request.header(hyper::header::CONTENT_ENCODING, "aes128gcm");
+            }
+            bytes::Bytes::from(upload.body.clone())
+        }
+        None => bytes::Bytes::new(),
+    };
     let request = request
-        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .body(http_body_util::Full::new(body))
         .map_err(|e| fail(e.to_string()))?;
     match tls {
         None => exchange(hyper_util::rt::TokioIo::new(stream), request).await,
@@ -461,7 +648,7 @@ async fn get(
 /// aes128gcm, and its body (bounded).
 async fn exchange<I>(
     io: I,
-    request: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+    request: hyper::Request<http_body_util::Full<bytes::Bytes>>,
 ) -> Result<(u16, bool, Vec<u8>), Failed>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,

@@ -78,6 +78,9 @@ pub struct ServeConfig {
     pub board: Option<Arc<FetchBoard>>,
     /// HTTPS with this certificate and key ([`tls_config`]), else HTTP.
     pub tls: Option<Arc<TlsConfig>>,
+    /// Store the configuration reports phones POST or PUT (their Report_Rule) here, at
+    /// their path; without it such requests are refused with 405.
+    pub reports: Option<PathBuf>,
 }
 
 /// A server's TLS settings.
@@ -117,6 +120,9 @@ pub enum ServeError {
     /// The directory cannot be served.
     #[error("cannot serve {0}: {1}")]
     Root(PathBuf, std::io::Error),
+    /// The reports directory cannot be made.
+    #[error("cannot store reports in {0}: {1}")]
+    Reports(PathBuf, std::io::Error),
     /// The log cannot be opened.
     #[error("cannot open the log {0}: {1}")]
     Log(PathBuf, std::io::Error),
@@ -131,6 +137,7 @@ struct Shared {
     auth: Option<BasicAuth>,
     log: Option<Mutex<std::fs::File>>,
     board: Option<Arc<FetchBoard>>,
+    reports: Option<PathBuf>,
 }
 
 /// A server that is running.
@@ -175,6 +182,14 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         )),
         None => None,
     };
+    let reports = match &config.reports {
+        Some(dir) => Some(
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::canonicalize(dir))
+                .map_err(|e| ServeError::Reports(dir.clone(), e))?,
+        ),
+        None => None,
+    };
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Bind(listen, e))?;
@@ -187,6 +202,7 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         auth: config.auth,
         log,
         board: config.board,
+        reports,
     });
     let app = Router::new().fallback(handle).with_state(shared);
     Ok(RunningServer::start(listener, addr, app, config.tls))
@@ -418,11 +434,106 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         bytes: 0,
         encoding: Encoding::Identity,
         note: None,
+        method: (request.method() != Method::GET).then(|| request.method().to_string()),
     };
-    // The body is never read: only the head is used.
-    let (parts, _body) = request.into_parts();
-    let response = respond(&shared, &parts, &mut fetch).await;
+    let (parts, body) = request.into_parts();
+    let response = match (&parts.method, &shared.reports) {
+        (&Method::POST | &Method::PUT, Some(dir)) => {
+            store_report(&shared, dir, &parts, body, &mut fetch).await
+        }
+        // A fetch's body is never read: only the head is used.
+        _ => respond(&shared, &parts, &mut fetch).await,
+    };
     shared.logged(&fetch);
+    response
+}
+
+/// Stores a configuration report (the body of a POST or PUT, bounded by [`MAX_PROFILE`])
+/// at its path under `dir`, as sent (encrypted or not): 201, or why not.
+async fn store_report(
+    shared: &Shared,
+    dir: &Path,
+    request: &axum::http::request::Parts,
+    body: Body,
+    fetch: &mut Fetch,
+) -> Response {
+    let mut fail = |status: StatusCode, note: String| {
+        fetch.status = status.as_u16();
+        fetch.note = Some(note);
+        status.into_response()
+    };
+    if let Some(auth) = &shared.auth {
+        if !authorized(auth, &request.headers) {
+            return unauthorized(fail(
+                StatusCode::UNAUTHORIZED,
+                "no or wrong credentials".into(),
+            ));
+        }
+    }
+    let segments = match segments(request.uri.path()) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return fail(StatusCode::NOT_FOUND, "a report needs a file name".into()),
+        Err(refusal) => return fail(StatusCode::NOT_FOUND, refusal.note().into()),
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_PROFILE).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a report is at most {MAX_PROFILE} bytes"),
+            )
+        }
+    };
+    fetch.encoding = if request
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"aes128gcm"))
+    {
+        Encoding::Aes128gcm
+    } else if profile::is_encrypted(&bytes) {
+        Encoding::Aes256Cbc
+    } else {
+        Encoding::Identity
+    };
+    let path = segments.iter().fold(dir.to_path_buf(), |p, s| p.join(s));
+    let rel = segments.join("/");
+    let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    match written {
+        Ok(len) => {
+            fetch.file = Some(rel);
+            fetch.bytes = len;
+            fetch.status = StatusCode::CREATED.as_u16();
+            fetch.note = Some("report stored".into());
+            StatusCode::CREATED.into_response()
+        }
+        Err(e) => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot store it: {e}"),
+        ),
+    }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
+/// reader never sees half a report; the number of bytes written.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<u64> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Adds the Basic challenge to a 401.
+fn unauthorized(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"sipnotify\""),
+    );
     response
 }
 
@@ -441,7 +552,7 @@ impl Shared {
                 }
             }
         }
-        if let Some(board) = &self.board {
+        if let Some(board) = self.board.as_ref().filter(|_| fetch.is_fetch()) {
             board.record(fetch);
         }
     }
@@ -458,7 +569,10 @@ async fn respond(
         status.into_response()
     };
     if !matches!(request.method, Method::GET | Method::HEAD) {
-        let mut response = fail(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+        let mut response = fail(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD (POST and PUT of reports with --reports DIR)",
+        );
         response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -466,12 +580,7 @@ async fn respond(
     }
     if let Some(auth) = &shared.auth {
         if !authorized(auth, &request.headers) {
-            let mut response = fail(StatusCode::UNAUTHORIZED, "no or wrong credentials");
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"sipnotify\""),
-            );
-            return response;
+            return unauthorized(fail(StatusCode::UNAUTHORIZED, "no or wrong credentials"));
         }
     }
     let segments = match segments(request.uri.path()) {

@@ -27,6 +27,20 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sipnotify"))
 }
 
+/// The `openssl` command line, the compatibility peer of profile encryption: skipped with a
+/// reason outside CI when missing, a failure in CI.
+pub fn openssl() -> Option<Command> {
+    if Command::new("openssl").arg("version").output().is_ok() {
+        return Some(Command::new("openssl"));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "openssl is missing (CI installs it)"
+    );
+    eprintln!("skipped: openssl is not installed");
+    None
+}
+
 /// `sipnotify batch ARGS...` with nothing on its stdin, run to its end.
 pub fn batch(args: &[&str]) -> Output {
     bin()
