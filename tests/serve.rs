@@ -202,6 +202,38 @@ fn reports_are_stored_inside_their_directory_and_bounded() {
     let over = vec![b'a'; 16 * 1024 * 1024 + 1];
     assert_eq!(post("POST", "/r/big.xml", &over, &auth), 413);
     assert!(!reports.join("r/big.xml").exists());
+    // Private: a report may hold a line's password.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        (
+            mode(&reports),
+            mode(&reports.join("r")),
+            mode(&reports.join("r/a.xml"))
+        ),
+        (0o700, 0o700, 0o600)
+    );
+    // A directory of the reports that is a symbolic link (out of it) is not followed.
+    std::os::unix::fs::symlink(&dir, reports.join("out")).unwrap();
+    assert_eq!(post("POST", "/out/x.xml", b"x", &auth), 500);
+    assert!(!dir.join("x.xml").exists());
+    // Reports inside the served directory, or around it, are refused at start.
+    for overlapping in [root.join("reports"), dir.clone()] {
+        let out = common::bin()
+            .args([
+                "serve",
+                root.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--reports",
+            ])
+            .arg(&overlapping)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert!(said.contains("overlaps the served directory"), "{said}");
+    }
 }
 
 #[test]

@@ -123,6 +123,13 @@ pub enum ServeError {
     /// The reports directory cannot be made.
     #[error("cannot store reports in {0}: {1}")]
     Reports(PathBuf, std::io::Error),
+    /// The reports directory and the served one overlap: an upload could replace a
+    /// profile, or a report (which may hold a line's password) be fetched.
+    #[error(
+        "--reports {0} overlaps the served directory: uploads could replace profiles or be \
+         fetched; give a directory outside it"
+    )]
+    ReportsOverlap(PathBuf),
     /// The log cannot be opened.
     #[error("cannot open the log {0}: {1}")]
     Log(PathBuf, std::io::Error),
@@ -182,14 +189,11 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         )),
         None => None,
     };
-    let reports = match &config.reports {
-        Some(dir) => Some(
-            std::fs::create_dir_all(dir)
-                .and_then(|()| std::fs::canonicalize(dir))
-                .map_err(|e| ServeError::Reports(dir.clone(), e))?,
-        ),
-        None => None,
-    };
+    let reports = config
+        .reports
+        .as_deref()
+        .map(|dir| reports_dir(dir, &root))
+        .transpose()?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Bind(listen, e))?;
@@ -411,6 +415,23 @@ pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> subtle::Choice {
     Sha256::digest(given).ct_eq(&Sha256::digest(expected))
 }
 
+/// The reports directory, made private (0700) and canonical, and refused when it overlaps
+/// the served `root`.
+fn reports_dir(dir: &Path, root: &Path) -> Result<PathBuf, ServeError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let failed = |e| ServeError::Reports(dir.to_path_buf(), e);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed)?;
+    let dir = std::fs::canonicalize(dir).map_err(failed)?;
+    if dir.starts_with(root) || root.starts_with(&dir) {
+        return Err(ServeError::ReportsOverlap(dir));
+    }
+    Ok(dir)
+}
+
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let peer = request
         .extensions()
@@ -475,12 +496,24 @@ async fn store_report(
         Ok(_) => return fail(StatusCode::NOT_FOUND, "a report needs a file name".into()),
         Err(refusal) => return fail(StatusCode::NOT_FOUND, refusal.note().into()),
     };
-    let bytes = match axum::body::to_bytes(body, MAX_PROFILE).await {
+    let bytes = match read_body(body, MAX_PROFILE, HEAD_TIMEOUT).await {
         Ok(bytes) => bytes,
-        Err(_) => {
+        Err(BodyError::TooLarge) => {
             return fail(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("a report is at most {MAX_PROFILE} bytes"),
+            )
+        }
+        Err(BodyError::Idle) => {
+            return fail(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body paused over {} s", HEAD_TIMEOUT.as_secs()),
+            )
+        }
+        Err(BodyError::Broken(e)) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("the body could not be read: {e}"),
             )
         }
     };
@@ -495,9 +528,9 @@ async fn store_report(
     } else {
         Encoding::Identity
     };
-    let path = segments.iter().fold(dir.to_path_buf(), |p, s| p.join(s));
     let rel = segments.join("/");
-    let written = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+    let dir = dir.to_path_buf();
+    let written = tokio::task::spawn_blocking(move || store(&dir, &segments, &bytes))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r);
@@ -516,16 +549,81 @@ async fn store_report(
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
-/// reader never sees half a report; the number of bytes written.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<u64> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+/// Why a request body was not read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Over the limit.
+    TooLarge,
+    /// No data for the idle time: a client trickling its body must not hold a connection.
+    Idle,
+    /// The connection failed.
+    Broken(String),
+}
+
+/// Reads a body of at most `limit` bytes, each frame within `idle`.
+pub(crate) async fn read_body(
+    body: Body,
+    limit: usize,
+    idle: Duration,
+) -> Result<Vec<u8>, BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut bytes = Vec::new();
+    loop {
+        let frame = tokio::time::timeout(idle, body.frame())
+            .await
+            .map_err(|_| BodyError::Idle)?;
+        let Some(frame) = frame else {
+            return Ok(bytes);
+        };
+        let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
     }
-    let partial = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)?;
-    Ok(bytes.len() as u64)
+}
+
+/// Stores a report at `segments` under `dir`: directories made private (0700), none of them
+/// a symbolic link (which could lead out of `dir`); the file (0600) written under a unique
+/// temporary name, then renamed over the last report, so a reader never sees half of one
+/// and two uploads to one path never mix. The bytes written.
+fn store(dir: &Path, segments: &[String], bytes: &[u8]) -> std::io::Result<u64> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let Some((name, dirs)) = segments.split_last() else {
+        return Err(std::io::Error::other("no file name"));
+    };
+    let mut parent = dir.to_path_buf();
+    for segment in dirs {
+        parent.push(segment);
+        match std::fs::symlink_metadata(&parent) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(std::io::Error::other("a path segment is not a directory")),
+            Err(_) => std::fs::DirBuilder::new().mode(0o700).create(&parent)?,
+        }
+    }
+    let path = parent.join(name);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+        return Err(std::io::Error::other("the path is not a regular file"));
+    }
+    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = parent.join(format!(".{name}.{}-{n}.partial", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| std::fs::rename(&partial, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written.map(|()| bytes.len() as u64)
 }
 
 /// Adds the Basic challenge to a 401.
