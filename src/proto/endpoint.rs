@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Identifies one target within an endpoint.
@@ -30,7 +31,7 @@ pub struct Transmit {
     pub destination: SocketAddr,
     /// Over what.
     pub transport: Transport,
-    /// The bytes; retransmissions share the buffer of the first send.
+    /// The bytes: each retransmission is written again, identical to the first send.
     pub payload: Bytes,
 }
 
@@ -124,11 +125,12 @@ impl Endpoint {
     }
 
     /// Starts a target on its resolved route; its first request is available from
-    /// `poll_transmit` at once.
-    pub fn start(&mut self, now: Instant, notify: Notify, route: Route) -> FlowId {
+    /// `poll_transmit` at once. The flow keeps `notify` until the target ends: pass an
+    /// `Arc` to share it with the caller instead of copying it.
+    pub fn start(&mut self, now: Instant, notify: impl Into<Arc<Notify>>, route: Route) -> FlowId {
         let id = self.next_id;
         self.next_id += 1;
-        let flow = Flow::new(now, notify, route, self.sip_timers, &mut self.rng);
+        let flow = Flow::new(now, notify.into(), route, self.sip_timers, &mut self.rng);
         self.branches.insert(flow.branch().to_string(), id);
         self.flows.insert(
             id,
