@@ -39,7 +39,7 @@ struct RealmAuth {
     nc: u32,
     /// The client nonce of the current attempt's answer, kept so that a retransmission is
     /// written again byte for byte.
-    cnonce: String,
+    cnonce: Token<16>,
     stale_retried: bool,
 }
 
@@ -53,10 +53,11 @@ pub struct Flow {
     notify: Arc<Notify>,
     route: Route,
     timers: Timers,
-    from_tag: String,
-    call_id: String,
+    from_tag: Token<16>,
+    call_id: Token<32>,
     cseq: u32,
-    branch: String,
+    /// Empty until the first attempt.
+    branch: Branch,
     tx: ClientTransaction,
     realms: Vec<RealmAuth>,
     rounds: u32,
@@ -67,7 +68,7 @@ pub struct Flow {
     /// While other destinations remain; boxed, since nearly every target has one.
     failover: Option<Box<Failover>>,
     /// The branch the last new attempt replaced, until the endpoint forgets it.
-    retired_branch: Option<String>,
+    retired_branch: Option<Branch>,
     provisional: bool,
     /// An ICMP error said the current request did not arrive, and no answer came since.
     unreachable_once: bool,
@@ -102,19 +103,45 @@ pub enum Mismatch {
     CSeq,
 }
 
-/// A random token of `bytes` random bytes in lower-case hex.
-fn token(rng: &mut dyn RngCore, bytes: usize, prefix: &str) -> String {
-    let mut raw = [0u8; 16];
-    let raw = &mut raw[..bytes.min(16)];
-    rng.fill_bytes(raw);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(prefix.len() + raw.len() * 2);
-    s.push_str(prefix);
-    for b in raw.iter() {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
+/// A random token of `N` characters, kept inline: a prefix, then random bytes in lower-case
+/// hex. A flow holds several, and a branch is also the endpoint's key for its responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token<const N: usize>([u8; N]);
+
+/// The Via branch of an attempt: the RFC 3261 magic cookie and 128 random bits.
+pub type Branch = Token<39>;
+
+/// What every RFC 3261 branch starts with (§8.1.1.7).
+const BRANCH_MAGIC: &str = "z9hG4bK";
+
+impl<const N: usize> Token<N> {
+    /// No token yet; never equal to a random one, which has no zero byte.
+    const EMPTY: Token<N> = Token([0; N]);
+
+    /// `prefix` then `(N - prefix.len()) / 2` random bytes in hex.
+    fn random(rng: &mut dyn RngCore, prefix: &str) -> Token<N> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut raw = [0u8; N];
+        rng.fill_bytes(&mut raw[..(N - prefix.len()) / 2]);
+        let mut token = [0u8; N];
+        token[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        let hex = &mut token[prefix.len()..];
+        for (i, b) in raw[..hex.len() / 2].iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(b >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        Token(token)
     }
-    s
+
+    /// The token as it is written.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The token written as `text`, to look one up by; `None` if it has another length.
+    pub fn from_text(text: &str) -> Option<Token<N>> {
+        text.as_bytes().try_into().ok().map(Token)
+    }
 }
 
 impl Flow {
@@ -147,10 +174,10 @@ impl Flow {
         .and_then(|t| now.checked_add(t));
         let tx = ClientTransaction::new(now, timers, route.transport.is_reliable());
         let mut flow = Flow {
-            from_tag: token(rng, 8, ""),
-            call_id: token(rng, 16, ""),
+            from_tag: Token::random(rng, ""),
+            call_id: Token::random(rng, ""),
             cseq: 1,
-            branch: String::new(),
+            branch: Token::EMPTY,
             tx,
             realms: Vec::new(),
             rounds: 0,
@@ -178,7 +205,7 @@ impl Flow {
     }
 
     /// The branch replaced by the last new attempt, once: the endpoint stops routing it.
-    pub fn take_retired_branch(&mut self) -> Option<String> {
+    pub fn take_retired_branch(&mut self) -> Option<Branch> {
         self.retired_branch.take()
     }
 
@@ -224,8 +251,8 @@ impl Flow {
     }
 
     /// The Via branch of the current attempt: responses carrying another are not ours.
-    pub fn branch(&self) -> &str {
-        &self.branch
+    pub fn branch(&self) -> Branch {
+        self.branch
     }
 
     /// Where the requests go.
@@ -241,7 +268,7 @@ impl Flow {
     /// The Call-ID.
     #[cfg(test)]
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        self.call_id.as_str()
     }
 
     /// The result, once the target has ended.
@@ -464,7 +491,7 @@ impl Flow {
                         proxy,
                         challenge,
                         nc: 0,
-                        cnonce: String::new(),
+                        cnonce: Token::EMPTY,
                         stale_retried: false,
                     })
                 }
@@ -493,12 +520,12 @@ impl Flow {
     fn new_attempt(&mut self, rng: &mut dyn RngCore) {
         self.unreachable_once = false;
         self.attempts += 1;
-        let old = std::mem::replace(&mut self.branch, token(rng, 16, "z9hG4bK"));
-        self.retired_branch = (!old.is_empty()).then_some(old);
+        let old = std::mem::replace(&mut self.branch, Token::random(rng, BRANCH_MAGIC));
+        self.retired_branch = (old != Token::EMPTY).then_some(old);
         if self.notify.credentials.is_some() {
             for realm in &mut self.realms {
                 realm.nc += 1;
-                realm.cnonce = token(rng, 8, "");
+                realm.cnonce = Token::random(rng, "");
             }
         }
     }
@@ -516,7 +543,7 @@ impl Flow {
                     method: "NOTIFY",
                     uri: self.notify.target.as_str(),
                     body: self.notify.event.body(),
-                    cnonce: &realm.cnonce,
+                    cnonce: realm.cnonce.as_str(),
                     nc: realm.nc,
                 };
                 authorization.push((
@@ -538,10 +565,10 @@ impl Flow {
         NotifyRequest {
             target: &self.notify.target,
             from,
-            from_tag: &self.from_tag,
-            call_id: &self.call_id,
+            from_tag: self.from_tag.as_str(),
+            call_id: self.call_id.as_str(),
             cseq: self.cseq,
-            branch: &self.branch,
+            branch: self.branch.as_str(),
             local: self.route.local,
             transport: self.route.transport,
             event: &self.notify.event,
@@ -572,7 +599,7 @@ impl Flow {
             attempts: self.attempts,
             retransmissions: self.retransmissions,
             elapsed: now - self.started,
-            call_id: self.call_id.clone(),
+            call_id: self.call_id.as_str().to_string(),
             destination: Some(self.route.destination),
             answered_from: self.answered_from,
             ladder: std::mem::take(&mut self.ladder),
@@ -860,7 +887,8 @@ mod tests {
     #[test]
     fn branches_carry_128_random_bits_and_call_ids_differ() {
         let (flow, _, _, _) = start(job(None, Transport::Udp));
-        let random = flow.branch().strip_prefix("z9hG4bK").unwrap();
+        let branch = flow.branch();
+        let random = branch.as_str().strip_prefix("z9hG4bK").unwrap();
         assert_eq!(random.len(), 32, "{random}");
         assert!(random.bytes().all(|b| b.is_ascii_hexdigit()));
         let mut rng = StdRng::seed_from_u64(8);
