@@ -172,7 +172,13 @@ impl<C: Channel> Runner<C> {
         });
         let halt = shared.halt.clone();
         let (targets, started_targets) = mpsc::channel(STARTED_QUEUE);
-        let in_flight = tokio::spawn(in_flight(started_targets, records.clone()));
+        // Unconstrained by tokio's budget, which counts the operations of all the targets
+        // of this one task as if they were one task's: spent, it would make every target
+        // polled after it wake itself at once, and the task go round without progress.
+        let in_flight = tokio::spawn(tokio::task::unconstrained(in_flight(
+            started_targets,
+            records.clone(),
+        )));
         let started = tokio::time::Instant::now();
         let mut end = RunEnd::default();
         let mut chunk = Vec::new().into_iter();
