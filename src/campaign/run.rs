@@ -297,6 +297,14 @@ where
     }
 }
 
+/// What follows an outcome: another try after a wait, or none (not retried, or a stop was
+/// requested). The outcome moves through it, so that it is never borrowed by the target's
+/// future.
+enum NextTry {
+    After(Duration, Outcome),
+    None(Outcome),
+}
+
 fn record<C: Channel>(job: &Job<C::Request>, verdict: Verdict) -> Record {
     Record {
         line: job.line,
@@ -359,9 +367,9 @@ impl<C: Channel> Shared<C> {
             tries += 1;
             let back_off = {
                 let outcome = self.channel.deliver_shared(request).await;
-                match self.retry_delay(tries, outcome) {
-                    Err(last) => return (last, tries),
-                    Ok((outcome, delay)) => Box::pin(self.back_off(delay, outcome)),
+                match self.next_try(tries, outcome) {
+                    NextTry::None(last) => return (last, tries),
+                    NextTry::After(delay, outcome) => Box::pin(self.back_off(delay, outcome)),
                 }
             };
             if let Some(last) = back_off.await {
@@ -370,17 +378,16 @@ impl<C: Channel> Shared<C> {
         }
     }
 
-    /// The wait before the next try, with `outcome`, or `outcome` back as the target's last
-    /// (not retried, or a stop was requested).
-    fn retry_delay(&self, tries: u32, outcome: Outcome) -> Result<(Outcome, Duration), Outcome> {
+    /// Whether `outcome` is tried again, and after what wait.
+    fn next_try(&self, tries: u32, outcome: Outcome) -> NextTry {
         let delay = self
             .retry
             .next_delay(tries, &outcome, &mut rand::thread_rng());
         match delay {
             Some(delay) if !self.stop.is_stopped() && !self.halt.is_stopped() => {
-                Ok((outcome, delay))
+                NextTry::After(delay, outcome)
             }
-            _ => Err(outcome),
+            _ => NextTry::None(outcome),
         }
     }
 

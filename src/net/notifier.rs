@@ -344,6 +344,9 @@ impl Notifier {
     }
 }
 
+/// Where the driver hands a target's outcome back, boxed so the channel is a few words.
+type OutcomeReceiver = oneshot::Receiver<Box<Outcome>>;
+
 /// The future of [`Notifier::send`].
 ///
 /// Written out rather than an `async fn`, because every target in flight holds one: an
@@ -362,9 +365,9 @@ enum SendState<'a> {
     /// Resolving a host name or connecting over TCP.
     Preparing(Pin<Box<dyn Future<Output = Result<Prepared, SendError>> + Send + 'a>>),
     /// Waiting for room in the driver's queue.
-    Starting(Pin<Box<dyn Future<Output = Option<oneshot::Receiver<Box<Outcome>>>> + Send + 'a>>),
+    Starting(Pin<Box<dyn Future<Output = Option<OutcomeReceiver>> + Send + 'a>>),
     /// Handed to the driver.
-    Waiting(oneshot::Receiver<Box<Outcome>>),
+    Waiting(OutcomeReceiver),
     /// Ended.
     Done,
 }
