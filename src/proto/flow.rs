@@ -52,7 +52,6 @@ pub struct Flow {
     /// Shared with whoever started the target (a campaign keeps it for retries and records).
     notify: Arc<Notify>,
     route: Route,
-    timers: Timers,
     from_tag: Token<16>,
     call_id: Token<32>,
     cseq: u32,
@@ -194,7 +193,6 @@ impl Flow {
             ladder: Vec::new(),
             notify,
             route,
-            timers,
         };
         if !steps.is_empty() {
             flow.note(now, steps.join("\n"));
@@ -246,7 +244,7 @@ impl Flow {
         self.answered_from = None;
         self.next_destinations(now, next);
         self.cseq += 1;
-        self.tx = ClientTransaction::new(now, self.timers, self.route.transport.is_reliable());
+        self.tx = ClientTransaction::new(now, self.tx.timers(), self.route.transport.is_reliable());
         self.new_attempt(rng);
     }
 
@@ -334,7 +332,7 @@ impl Flow {
             return;
         }
         if self.tx.handle_timeout(now) == Some(TxEvent::Timeout) {
-            self.finish_timeout(now, self.timers.timer_f());
+            self.finish_timeout(now, self.tx.timers().timer_f());
         }
     }
 
@@ -429,7 +427,7 @@ impl Flow {
                     self.cseq += 1;
                     self.tx = ClientTransaction::new(
                         now,
-                        self.timers,
+                        self.tx.timers(),
                         self.route.transport.is_reliable(),
                     );
                     self.new_attempt(rng);
