@@ -11,7 +11,9 @@
 //! target in flight by the protocol core, at 10,000 and 50,000 in flight. Then (with
 //! `cargo bench`, or `FLEET_WAN=1`) the WAN-shaped figures: phones at 100 ms, one loopback
 //! address each, 100,000 targets with 10,000 in flight against Little's bound, memory per
-//! target in flight, and the cost of syncing the journal.
+//! target in flight, the cost of syncing the journal, and the agent's CPU per target beside
+//! SIPp's (`bench/compare-sipp.sh`, when sipp is installed; `FLEET_SIPP=0` skips it), then
+//! all four beside the targets.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -160,16 +162,16 @@ fn wan_campaign(size: u64, in_flight: u64, extra: &[&str]) -> (Duration, Usage) 
 }
 
 /// The WAN-shaped figures: time against Little's bound, bytes of RSS per target in flight
-/// (peak RSS at 10,000 in flight less at 1,000, over 9,000), and the cost of syncing the
-/// journal's intents.
+/// (peak RSS at 10,000 in flight less at 1,000, over 9,000), the cost of syncing the
+/// journal's intents, and the agent's CPU per target beside SIPp's; then each beside the
+/// issue's target, in one block.
 fn wan() {
     let (_, low) = wan_campaign(1_000, 1_000, &[]);
     let (_, high) = wan_campaign(10_000, 10_000, &[]);
+    let per_target = (high.max_rss_kib - low.max_rss_kib) as f64 * 1024.0 / 9_000.0;
     println!(
-        "memory per target in flight (phones at 100 ms): {:.0} bytes ({} KiB at 1,000, {} KiB at 10,000)",
-        (high.max_rss_kib - low.max_rss_kib) as f64 * 1024.0 / 9_000.0,
-        low.max_rss_kib,
-        high.max_rss_kib
+        "memory per target in flight (phones at 100 ms): {per_target:.0} bytes ({} KiB at 1,000, {} KiB at 10,000)",
+        low.max_rss_kib, high.max_rss_kib
     );
     let (plain, _) = wan_campaign(100_000, 10_000, &[]);
     let dir = std::env::temp_dir().join(format!("sipnotify-wan-journal-{}", std::process::id()));
@@ -184,11 +186,81 @@ fn wan() {
         &["--journal", journal, "--journal-sync", "off"],
     );
     std::fs::remove_dir_all(&dir).unwrap();
+    let cost = |t: Duration| (t.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0;
     println!(
         "journal sync cost: {:+.1}% time with synced intents, {:+.1}% with --journal-sync off, against no journal",
-        (synced.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
-        (unsynced.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
+        cost(synced),
+        cost(unsynced)
     );
+    let sipp = compare_sipp();
+    let bound = 2.0;
+    println!(
+        "\nissue #16, WAN-shaped figures against their targets (load now: {}):",
+        load()
+    );
+    println!(
+        "  100,000 targets, 10,000 in flight, 100 ms phones: {:.2} s, {:+.0}% over Little's bound {bound:.1} s (target: within 10%)",
+        plain.as_secs_f64(),
+        (plain.as_secs_f64() / bound - 1.0) * 100.0
+    );
+    println!("  memory per target in flight: {per_target:.0} bytes (target: at most 2,048)");
+    println!(
+        "  synced journal: {:+.1}% time (target: under 10%)",
+        cost(synced)
+    );
+    match sipp {
+        Some(ratio) => {
+            println!("  agent CPU per target, SIPp / sipnotify: {ratio:.1}x (target: at least 3x)")
+        }
+        None => println!("  agent CPU per target against SIPp: not measured (see above)"),
+    }
+}
+
+/// Runs `bench/compare-sipp.sh` on the binary under test (`FLEET_SIPP_TARGETS` targets,
+/// default 100,000; `FLEET_SIPP=0` skips it), prints its report and returns its ratio of
+/// SIPp's CPU per target to sipnotify's; `None` without sipp or if the run failed.
+fn compare_sipp() -> Option<f64> {
+    if std::env::var("FLEET_SIPP").is_ok_and(|v| v == "0") {
+        println!("SIPp comparison skipped (FLEET_SIPP=0)");
+        return None;
+    }
+    let targets = std::env::var("FLEET_SIPP_TARGETS").unwrap_or_else(|_| "100000".into());
+    // The script runs <target dir>/release/sipnotify: the binary this bench was built with.
+    let bin = Path::new(env!("CARGO_BIN_EXE_sipnotify"));
+    let target_dir = bin.parent()?.parent()?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/compare-sipp.sh");
+    let run = std::process::Command::new(script)
+        .arg(&targets)
+        .env("SKIP_BUILD", "1")
+        .env("CARGO_TARGET_DIR", target_dir)
+        .output();
+    let out = match run {
+        Ok(out) => out,
+        Err(e) => {
+            println!("SIPp comparison not run: {e}");
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if !out.status.success() {
+        println!(
+            "SIPp comparison failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("agent CPU per delivered target, SIPp / sipnotify: "))
+        .and_then(|r| r.trim_end_matches('x').parse().ok())
+}
+
+/// The machine's load averages, to read the times by: other work on the two cores slows
+/// every figure but the memory.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Runs `sipnotify batch` on `input` with JSON records to `output`; its usage and wall time.

@@ -4,6 +4,7 @@
 use crate::net::Notifier;
 use crate::proto::{Notify, Outcome};
 use std::future::Future;
+use std::sync::Arc;
 
 /// A way of acting on one phone.
 ///
@@ -20,6 +21,16 @@ pub trait Channel: Send + Sync + 'static {
         request: &'a Self::Request,
     ) -> impl Future<Output = Outcome> + Send + 'a;
 
+    /// [`deliver`](Self::deliver), given the campaign's shared copy of the request, which
+    /// it keeps for retries and the record: a channel that holds the request while the
+    /// target is in flight holds this one instead of a copy of its own.
+    fn deliver_shared<'a>(
+        &'a self,
+        request: &'a Arc<Self::Request>,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
+        self.deliver(request)
+    }
+
     /// The target as reports name it (its URI).
     fn target(request: &Self::Request) -> &str;
 
@@ -35,6 +46,13 @@ impl Channel for Notifier {
     type Request = Notify;
 
     fn deliver<'a>(&'a self, notify: &'a Notify) -> impl Future<Output = Outcome> + Send + 'a {
+        self.send(notify.clone())
+    }
+
+    fn deliver_shared<'a>(
+        &'a self,
+        notify: &'a Arc<Notify>,
+    ) -> impl Future<Output = Outcome> + Send + 'a {
         self.send(notify.clone())
     }
 

@@ -577,7 +577,7 @@ fn read_items<C: Channel>(
                             None => format!("{identity} line {}", row.line),
                         },
                         id: row.id,
-                        request,
+                        request: Arc::new(request),
                     });
                     match first {
                         Some(first_line) => Item::Duplicate(job, first_line),

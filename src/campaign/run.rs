@@ -7,12 +7,15 @@ use super::journal::{Finished, Intent, Journal, ResumeState};
 use super::pace::{Pacer, Spread};
 use super::record::{Record, Verdict};
 use super::retry::RetryPolicy;
+use crate::proto::Outcome;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// One input item: a target ready to send, or a bad row to report.
 #[derive(Debug)]
@@ -34,8 +37,9 @@ pub(crate) struct Job<R> {
     pub key: String,
     /// The row's `id`.
     pub id: Option<String>,
-    /// What to send.
-    pub request: R,
+    /// What to send; shared with the channel while the target is in flight
+    /// ([`Channel::deliver_shared`]).
+    pub request: Arc<R>,
 }
 
 /// A stop request shared by the runner, its tasks and the signal handler.
@@ -113,7 +117,6 @@ struct Shared<C> {
     /// The stop after a journal write error, kept apart from `stop` so that the end tells
     /// which one it was.
     halt: Arc<Stop>,
-    records: mpsc::Sender<Record>,
     journal_error: Mutex<Option<String>>,
 }
 
@@ -134,6 +137,9 @@ pub fn period(rate: f64) -> Option<Duration> {
 /// input thread and the runner costs nothing per row, small enough to start at once.
 pub(crate) const ITEM_CHUNK: usize = 64;
 
+/// Targets started and not yet taken by [`in_flight`]; the runner waits while it is full.
+const STARTED_QUEUE: usize = ITEM_CHUNK;
+
 /// The lowest `--rate`: one start in 1000 seconds.
 pub const MIN_RATE: f64 = 0.001;
 /// The highest `--rate`: a start every microsecond.
@@ -151,10 +157,7 @@ impl<C: Channel> Runner<C> {
         records: mpsc::Sender<Record>,
         stop: Arc<Stop>,
     ) -> RunEnd {
-        // At most u32::MAX: the end waits for all the slots with one acquire_many(u32).
-        let concurrency = self
-            .concurrency
-            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let concurrency = self.concurrency.clamp(1, Semaphore::MAX_PERMITS);
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut pacer = self.rate.and_then(period).map(Pacer::new);
         let mut spread = self.spread.map(|(w, total)| Spread::new(w, total));
@@ -165,10 +168,17 @@ impl<C: Channel> Runner<C> {
             journal: self.journal,
             stop: stop.clone(),
             halt: Stop::new(),
-            records: records.clone(),
             journal_error: Mutex::new(None),
         });
         let halt = shared.halt.clone();
+        let (targets, started_targets) = mpsc::channel(STARTED_QUEUE);
+        // Unconstrained by tokio's budget, which counts the operations of all the targets
+        // of this one task as if they were one task's: spent, it would make every target
+        // polled after it wake itself at once, and the task go round without progress.
+        let in_flight = tokio::spawn(tokio::task::unconstrained(in_flight(
+            started_targets,
+            records.clone(),
+        )));
         let started = tokio::time::Instant::now();
         let mut end = RunEnd::default();
         let mut chunk = Vec::new().into_iter();
@@ -244,14 +254,14 @@ impl<C: Channel> Runner<C> {
                 }
             }
             let shared = shared.clone();
-            tokio::spawn(async move {
-                let record = shared.target(job).await;
-                let _ = shared.records.send(record).await;
-                drop(permit);
-            });
+            let target = async move { (shared.target(job).await, permit) };
+            if targets.send(target).await.is_err() {
+                break 'input;
+            }
         }
-        // Every slot back means every target in flight has ended and been reported.
-        let _ = slots.acquire_many(concurrency as u32).await;
+        // Its end means every target in flight has ended and been reported.
+        drop(targets);
+        let _ = in_flight.await;
         if let Some(journal) = &shared.journal {
             if let Err(e) = journal.finish() {
                 shared.journal_failed(e);
@@ -260,6 +270,39 @@ impl<C: Channel> Runner<C> {
         end.journal_error = shared.journal_error.lock().expect("lock").take();
         end
     }
+}
+
+/// Runs every target started, all in this one task rather than a task each (a target in
+/// flight then costs its future and little else), and reports each record as it ends,
+/// before its concurrency slot is given back. Ends when the runner has started its last
+/// target and every target has ended.
+async fn in_flight<F>(mut started: mpsc::Receiver<F>, records: mpsc::Sender<Record>)
+where
+    F: Future<Output = (Record, OwnedSemaphorePermit)>,
+{
+    let mut targets = FuturesUnordered::new();
+    let mut starting = true;
+    loop {
+        tokio::select! {
+            next = started.recv(), if starting => match next {
+                Some(target) => targets.push(target),
+                None => starting = false,
+            },
+            Some((record, slot)) = targets.next(), if !targets.is_empty() => {
+                let _ = records.send(record).await;
+                drop(slot);
+            }
+            else => return,
+        }
+    }
+}
+
+/// What follows an outcome: another try after a wait, or none (not retried, or a stop was
+/// requested). The outcome moves through it, so that it is never borrowed by the target's
+/// future.
+enum NextTry {
+    After(Duration, Outcome),
+    None(Outcome),
 }
 
 fn record<C: Channel>(job: &Job<C::Request>, verdict: Verdict) -> Record {
@@ -273,63 +316,117 @@ fn record<C: Channel>(job: &Job<C::Request>, verdict: Verdict) -> Record {
 }
 
 impl<C: Channel> Shared<C> {
-    /// One target: intent, tries with backoff, result.
+    /// One target: intent, tries with backoff, result. Every wait but the channel's own is
+    /// boxed, and what it needs moves into it, so that a target waiting for its phone (what
+    /// nearly all targets in flight do) holds little more than the channel's future. An
+    /// outcome is bound only in blocks that end before the next wait: a local keeps its room
+    /// in the future until its scope ends, even once moved.
     async fn target(&self, job: Box<Job<C::Request>>) -> Record {
-        let target = C::target(&job.request);
-        let event = C::action(&job.request);
         if let Some(journal) = &self.journal {
-            let intent = Intent {
-                key: &job.key,
-                target,
-                event,
-                id: job.id.as_deref(),
-                line: job.line,
-            };
-            if let Err(e) = journal.intent(&intent).await {
+            let intent = Box::pin(async {
+                let intent = Intent {
+                    key: &job.key,
+                    target: C::target(&job.request),
+                    event: C::action(&job.request),
+                    id: job.id.as_deref(),
+                    line: job.line,
+                };
+                journal.intent(&intent).await
+            });
+            if let Err(e) = intent.await {
                 return record::<C>(&job, Verdict::JournalError(self.journal_failed(e)));
             }
         }
         let first = tokio::time::Instant::now();
-        let mut tries = 0;
-        let outcome = loop {
-            tries += 1;
-            let outcome = self.channel.deliver(&job.request).await;
-            let delay = self
-                .retry
-                .next_delay(tries, &outcome, &mut rand::thread_rng());
-            match delay {
-                None => break outcome,
-                Some(_) if self.stop.is_stopped() || self.halt.is_stopped() => break outcome,
-                Some(delay) => tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = self.stop.stopped() => break outcome,
-                    _ = self.halt.stopped() => break outcome,
-                },
+        let journaling = {
+            let (outcome, tries) = self.tries(&job.request).await;
+            let total = first.elapsed();
+            match &self.journal {
+                Some(journal) => {
+                    Box::pin(self.journal_result(journal, &job.key, outcome, tries, total))
+                }
+                None => {
+                    return record::<C>(
+                        &job,
+                        Verdict::Sent {
+                            outcome,
+                            tries,
+                            total,
+                        },
+                    )
+                }
             }
         };
-        let total = first.elapsed();
-        if let Some(journal) = &self.journal {
-            let finished = Finished {
-                key: &job.key,
-                outcome: outcome.kind.as_str(),
-                status: outcome.status,
-                reason: &outcome.reason,
-                attempts: outcome.attempts,
-                tries,
-                elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
+        record::<C>(&job, journaling.await)
+    }
+
+    /// Delivers until an outcome is not retried; that outcome and the tries made.
+    async fn tries(&self, request: &Arc<C::Request>) -> (Outcome, u32) {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let back_off = {
+                let outcome = self.channel.deliver_shared(request).await;
+                match self.next_try(tries, outcome) {
+                    NextTry::None(last) => return (last, tries),
+                    NextTry::After(delay, outcome) => Box::pin(self.back_off(delay, outcome)),
+                }
             };
-            if let Err(e) = journal.result(&finished).await {
-                self.journal_failed(e);
+            if let Some(last) = back_off.await {
+                return (last, tries);
             }
         }
-        record::<C>(
-            &job,
-            Verdict::Sent {
-                outcome,
-                tries,
-                total,
-            },
-        )
+    }
+
+    /// Whether `outcome` is tried again, and after what wait.
+    fn next_try(&self, tries: u32, outcome: Outcome) -> NextTry {
+        let delay = self
+            .retry
+            .next_delay(tries, &outcome, &mut rand::thread_rng());
+        match delay {
+            Some(delay) if !self.stop.is_stopped() && !self.halt.is_stopped() => {
+                NextTry::After(delay, outcome)
+            }
+            _ => NextTry::None(outcome),
+        }
+    }
+
+    /// Waits `delay` before the next try; `outcome` back if a stop came first, as the
+    /// target's last.
+    async fn back_off(&self, delay: Duration, outcome: Outcome) -> Option<Outcome> {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => None,
+            _ = self.stop.stopped() => Some(outcome),
+            _ = self.halt.stopped() => Some(outcome),
+        }
+    }
+
+    /// Journals the result of a target that was sent; its verdict.
+    async fn journal_result(
+        &self,
+        journal: &Journal,
+        key: &str,
+        outcome: Outcome,
+        tries: u32,
+        total: Duration,
+    ) -> Verdict {
+        let finished = Finished {
+            key,
+            outcome: outcome.kind.as_str(),
+            status: outcome.status,
+            reason: &outcome.reason,
+            attempts: outcome.attempts,
+            tries,
+            elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
+        };
+        if let Err(e) = journal.result(&finished).await {
+            self.journal_failed(e);
+        }
+        Verdict::Sent {
+            outcome,
+            tries,
+            total,
+        }
     }
 
     /// Records the first journal error and stops the campaign: without a journal, a resumed
@@ -359,7 +456,7 @@ mod tests {
         assert_eq!(period(MAX_RATE), Some(Duration::from_micros(1)));
     }
 
-    use crate::proto::{Outcome, OutcomeKind};
+    use crate::proto::OutcomeKind;
 
     /// A channel whose phones answer after `latency` of (virtual) time: the first
     /// `failures` tries of each target time out, the next is delivered.
@@ -419,7 +516,7 @@ mod tests {
                     line: i + 2,
                     key: format!("t{i}"),
                     id: None,
-                    request: format!("sip:{i}@h"),
+                    request: Arc::new(format!("sip:{i}@h")),
                 };
                 let _ = items_tx.send(vec![Item::Job(Box::new(job))]).await;
             }
@@ -492,6 +589,25 @@ mod tests {
             }
         }
         assert!(took <= Duration::from_millis(2200), "{took:?}");
+    }
+
+    #[test]
+    fn a_target_in_flight_holds_its_channel_future_and_a_few_words() {
+        // Every target in flight is one of these futures: the outcome, the record and the
+        // waits that only some targets make must not take room in it.
+        fn size_of_future<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
+            std::mem::size_of::<F>()
+        }
+        use crate::net::Notifier;
+        use crate::proto::Notify;
+        let target =
+            size_of_future(|s: &'static Shared<Notifier>, j: Box<Job<Notify>>| s.target(j));
+        let deliver =
+            size_of_future(|n: &'static Notifier, r: &'static Arc<Notify>| n.deliver_shared(r));
+        assert!(
+            target <= deliver + 96,
+            "{target} bytes, {deliver} of them the channel's"
+        );
     }
 
     #[tokio::test]

@@ -19,11 +19,12 @@ pub(crate) const START_QUEUE: usize = 1024;
 
 /// A target handed to the driver.
 pub(crate) struct Start {
-    pub notify: Box<Notify>,
+    pub notify: Arc<Notify>,
     pub route: Route,
     /// Over TCP or TLS, the target's use of its connection, released when the target ends.
     pub lease: Option<Lease>,
-    pub reply: oneshot::Sender<Outcome>,
+    /// Boxed, so that the channel a target waits on is a few words until it ends.
+    pub reply: oneshot::Sender<Box<Outcome>>,
 }
 
 /// A target in flight over TCP or TLS.
@@ -40,7 +41,7 @@ struct OnTcp {
 struct Driver {
     endpoint: Endpoint,
     tcp: Arc<TcpPool>,
-    waiting: FxHashMap<FlowId, oneshot::Sender<Outcome>>,
+    waiting: FxHashMap<FlowId, oneshot::Sender<Box<Outcome>>>,
     /// Apart, so that a target over UDP (nearly all of a campaign) costs no more.
     on_tcp: FxHashMap<FlowId, OnTcp>,
 }
@@ -96,7 +97,7 @@ pub(crate) async fn run(
             // Its lease goes with it: a connection no target uses any more closes.
             driver.on_tcp.remove(&id);
             if let Some(reply) = driver.waiting.remove(&id) {
-                let _ = reply.send(outcome);
+                let _ = reply.send(Box::new(outcome));
             }
         }
         if !accepting && driver.waiting.is_empty() {
@@ -106,7 +107,7 @@ pub(crate) async fn run(
         tokio::select! {
             start = starts.recv(), if accepting => match start {
                 Some(Start { notify, route, lease, reply }) => {
-                    let id = driver.endpoint.start(Instant::now().into_std(), *notify, route);
+                    let id = driver.endpoint.start(Instant::now().into_std(), notify, route);
                     driver.waiting.insert(id, reply);
                     if let Some(lease) = lease {
                         driver.on_tcp.insert(id, OnTcp { lease, conn: None });

@@ -56,7 +56,7 @@ pub(crate) const TLS_SILENCE: &str = " (from TCP or the TLS handshake: is it a T
 
 /// A NOTIFY with its resolved route, ready for the driver.
 struct Prepared {
-    notify: Box<Notify>,
+    notify: Arc<Notify>,
     route: Route,
     lease: Option<Lease>,
 }
@@ -162,12 +162,13 @@ impl Notifier {
 
     /// Sends one NOTIFY, answering challenges, and waits for its outcome. Network faults are
     /// outcomes (`timeout`, `unreachable`), never errors. Nothing is sent until the returned
-    /// future is first polled.
-    pub fn send(&self, notify: Notify) -> Sending<'_> {
+    /// future is first polled. The notifier keeps `notify` while the target is in flight:
+    /// pass an `Arc` to share it with the caller instead of copying it.
+    pub fn send(&self, notify: impl Into<Arc<Notify>>) -> Sending<'_> {
         Sending {
             notifier: self,
             started: std::time::Instant::now(),
-            state: SendState::New(Box::new(notify)),
+            state: SendState::New(notify.into()),
         }
     }
 
@@ -196,7 +197,7 @@ impl Notifier {
     /// [`prepare`](Self::prepare) for what needs nothing awaited, UDP to an address (nearly
     /// every target of a campaign), so that no future is made for it; the NOTIFY back for
     /// anything else.
-    fn prepare_now(&self, notify: Box<Notify>) -> Result<Result<Prepared, SendError>, Box<Notify>> {
+    fn prepare_now(&self, notify: Arc<Notify>) -> Result<Result<Prepared, SendError>, Arc<Notify>> {
         if notify.transport() != Transport::Udp {
             return Err(notify);
         }
@@ -216,15 +217,9 @@ impl Notifier {
     /// The exact first request `send` would put on the wire, sending nothing. Over TCP and
     /// TLS the Via port is the UDP socket's, since no connection is opened.
     pub async fn preview(&self, notify: Notify) -> Result<Bytes, SendError> {
-        let Prepared { notify, route, .. } = self.prepare(Box::new(notify), false).await?;
+        let Prepared { notify, route, .. } = self.prepare(Arc::new(notify), false).await?;
         let now = std::time::Instant::now();
-        let mut flow = Flow::new(
-            now,
-            *notify,
-            route,
-            self.timers,
-            &mut StdRng::from_entropy(),
-        );
+        let mut flow = Flow::new(now, notify, route, self.timers, &mut StdRng::from_entropy());
         Ok(flow
             .poll_transmit(now)
             .expect("a new flow sends its first request"))
@@ -234,7 +229,7 @@ impl Notifier {
     /// a lease on the first destination's connection, and when `connect` is set and there
     /// is one destination, connects (or joins the open connection) first (with several,
     /// the driver connects to each when the flow gets to it).
-    async fn prepare(&self, mut notify: Box<Notify>, connect: bool) -> Result<Prepared, SendError> {
+    async fn prepare(&self, mut notify: Arc<Notify>, connect: bool) -> Result<Prepared, SendError> {
         let started = tokio::time::Instant::now();
         // Resolving and connecting happen before the transaction exists, so Timer F and
         // --timeout must bound them here: a DNS server that does not answer, or a firewall
@@ -313,8 +308,9 @@ impl Notifier {
             Transport::Udp => (Route::new(destination, local, transport), None),
         };
         if let Host::Name(_) = hop.host {
-            // One limit for the whole target, the time spent resolving included.
-            notify.timeout = Some(limit.saturating_sub(started.elapsed()));
+            // One limit for the whole target, the time spent resolving included (on a copy
+            // of the NOTIFY if the caller shares it).
+            Arc::make_mut(&mut notify).timeout = Some(limit.saturating_sub(started.elapsed()));
         }
         if !next.is_empty() || !resolved.steps.is_empty() {
             route.resolution = Some(Box::new(Resolution {
@@ -348,6 +344,9 @@ impl Notifier {
     }
 }
 
+/// Where the driver hands a target's outcome back, boxed so the channel is a few words.
+type OutcomeReceiver = oneshot::Receiver<Box<Outcome>>;
+
 /// The future of [`Notifier::send`].
 ///
 /// Written out rather than an `async fn`, because every target in flight holds one: an
@@ -361,14 +360,14 @@ pub struct Sending<'a> {
 }
 
 enum SendState<'a> {
-    /// Not polled yet. Boxed: the NOTIFY is only needed until the first poll.
-    New(Box<Notify>),
+    /// Not polled yet.
+    New(Arc<Notify>),
     /// Resolving a host name or connecting over TCP.
     Preparing(Pin<Box<dyn Future<Output = Result<Prepared, SendError>> + Send + 'a>>),
     /// Waiting for room in the driver's queue.
-    Starting(Pin<Box<dyn Future<Output = Option<oneshot::Receiver<Outcome>>> + Send + 'a>>),
+    Starting(Pin<Box<dyn Future<Output = Option<OutcomeReceiver>> + Send + 'a>>),
     /// Handed to the driver.
-    Waiting(oneshot::Receiver<Outcome>),
+    Waiting(OutcomeReceiver),
     /// Ended.
     Done,
 }
@@ -408,7 +407,9 @@ impl Future for Sending<'_> {
                 },
                 SendState::Waiting(mut outcome) => {
                     return match Pin::new(&mut outcome).poll(cx) {
-                        Poll::Ready(outcome) => Poll::Ready(outcome.unwrap_or_else(|_| stopped())),
+                        Poll::Ready(outcome) => {
+                            Poll::Ready(outcome.map_or_else(|_| stopped(), |outcome| *outcome))
+                        }
                         Poll::Pending => {
                             this.state = SendState::Waiting(outcome);
                             Poll::Pending

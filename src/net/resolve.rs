@@ -27,9 +27,10 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use rand::Rng;
+use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Mutex, OnceLock};
 
 /// Why a next hop could not be reached before anything was sent.
@@ -667,13 +668,16 @@ impl Routes {
         if let Some(ip) = routes.get(&dest) {
             return Ok(*ip);
         }
-        // Connecting a UDP socket sends nothing; it only asks the kernel for the route.
-        let unspecified: IpAddr = match dest {
-            IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-            IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-        };
-        let ip = std::net::UdpSocket::bind(SocketAddr::new(unspecified, 0))
-            .and_then(|s| s.connect((dest, 9)).and_then(|()| s.local_addr()))
+        // Connecting a UDP socket sends nothing; it only asks the kernel for the route (and
+        // binds the socket, so no bind of its own: a campaign to distinct phones asks once
+        // per target).
+        let to = SocketAddr::new(dest, 9);
+        let ip = Socket::new(Domain::for_address(to), Type::DGRAM, None)
+            .and_then(|s| s.connect(&to.into()).and_then(|()| s.local_addr()))
+            .and_then(|a| {
+                a.as_socket()
+                    .ok_or_else(|| io::Error::other("not an IP address"))
+            })
             .map(|a| a.ip())
             .map_err(|source| ResolveError::NoRoute {
                 destination: dest,

@@ -343,7 +343,11 @@ async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx
     };
     let send_delayed = async {
         while let Some((at, peer, bytes)) = rx.recv().await {
-            tokio::time::sleep_until(at.into()).await;
+            // A burst of answers falls due together: only the first waits for the timer,
+            // the others go at once instead of each registering a timer of its own.
+            if at > Instant::now() {
+                tokio::time::sleep_until(at.into()).await;
+            }
             answer(&socket, &bytes, peer).await;
         }
     };

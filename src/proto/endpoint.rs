@@ -4,8 +4,8 @@
 //! `handle_transport_error`; outputs come from `poll_transmit`, `poll_timeout` and
 //! `poll_event`. Call the `poll_*` methods after every input.
 
-use super::flow::Flow;
 pub use super::flow::Mismatch;
+use super::flow::{Branch, Flow};
 use super::notify::{Notify, Route};
 use super::outcome::Outcome;
 use super::transaction::Timers;
@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Identifies one target within an endpoint.
@@ -30,7 +31,7 @@ pub struct Transmit {
     pub destination: SocketAddr,
     /// Over what.
     pub transport: Transport,
-    /// The bytes; retransmissions share the buffer of the first send.
+    /// The bytes: each retransmission is written again, identical to the first send.
     pub payload: Bytes,
 }
 
@@ -97,7 +98,7 @@ pub struct Endpoint {
     // branches), so received bytes can look keys up but never choose what collides, and
     // a lookup per datagram must be cheap.
     flows: FxHashMap<FlowId, Entry>,
-    branches: FxHashMap<String, FlowId>,
+    branches: FxHashMap<Branch, FlowId>,
     // One entry per flow, its next deadline, moved or removed as the flow changes: a
     // campaign's timer memory follows the targets in flight, not the rate.
     timers: BTreeSet<(Instant, FlowId)>,
@@ -124,12 +125,13 @@ impl Endpoint {
     }
 
     /// Starts a target on its resolved route; its first request is available from
-    /// `poll_transmit` at once.
-    pub fn start(&mut self, now: Instant, notify: Notify, route: Route) -> FlowId {
+    /// `poll_transmit` at once. The flow keeps `notify` until the target ends: pass an
+    /// `Arc` to share it with the caller instead of copying it.
+    pub fn start(&mut self, now: Instant, notify: impl Into<Arc<Notify>>, route: Route) -> FlowId {
         let id = self.next_id;
         self.next_id += 1;
-        let flow = Flow::new(now, notify, route, self.sip_timers, &mut self.rng);
-        self.branches.insert(flow.branch().to_string(), id);
+        let flow = Flow::new(now, notify.into(), route, self.sip_timers, &mut self.rng);
+        self.branches.insert(flow.branch(), id);
         self.flows.insert(
             id,
             Entry {
@@ -161,11 +163,9 @@ impl Endpoint {
     /// whatever address it comes from; all but [`Received::Used`] are counted in [`Stats`].
     pub fn handle(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Received {
         let id = match codec::route_key(bytes) {
-            Some((branch, _)) => self.branches.get(branch).copied(),
+            Some((branch, _)) => self.branch(branch),
             None => match codec::parse(bytes) {
-                Ok(msg) => msg
-                    .top_via_branch()
-                    .and_then(|b| self.branches.get(b).copied()),
+                Ok(msg) => msg.top_via_branch().and_then(|b| self.branch(b)),
                 Err(_) => {
                     self.stats.malformed += 1;
                     return Received::Malformed;
@@ -208,8 +208,7 @@ impl Endpoint {
     /// kernel returns its bytes with the error): its flow takes it, by the request's Via
     /// branch ([`Flow::handle_unreachable`]). Anything else is ignored.
     pub fn handle_unreachable(&mut self, now: Instant, request: &[u8], reason: &str) {
-        let Some(id) = codec::route_key(request).and_then(|(b, _)| self.branches.get(b).copied())
-        else {
+        let Some(id) = codec::route_key(request).and_then(|(b, _)| self.branch(b)) else {
             return;
         };
         if let Some(Entry { flow, .. }) = self.flows.get_mut(&id) {
@@ -248,6 +247,11 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// The flow in flight whose branch `text` is.
+    fn branch(&self, text: &str) -> Option<FlowId> {
+        self.branches.get(&Branch::from_text(text)?).copied()
+    }
+
     /// Collects what a flow wants after an input: sends, a new branch, a timer, its end.
     /// A flow is dropped at its outcome: a retransmitted final response then matches no
     /// branch and is counted as unmatched, which is all the Completed state (Timer K)
@@ -266,7 +270,7 @@ impl Endpoint {
         }
         if let Some(old) = flow.take_retired_branch() {
             self.branches.remove(&old);
-            self.branches.insert(flow.branch().to_string(), id);
+            self.branches.insert(flow.branch(), id);
         }
         let next = flow.poll_timeout();
         if next != *scheduled {
@@ -279,7 +283,7 @@ impl Endpoint {
             }
         }
         if let Some(outcome) = flow.take_outcome() {
-            self.branches.remove(flow.branch());
+            self.branches.remove(&flow.branch());
             self.flows.remove(&id);
             self.events.push_back((id, outcome));
         }

@@ -22,6 +22,7 @@ use crate::sip::Transport;
 use bytes::Bytes;
 use rand::RngCore;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// After an ICMP error, how soon the request goes again: long enough for a phone that was
@@ -36,21 +37,26 @@ struct RealmAuth {
     proxy: bool,
     challenge: Challenge,
     nc: u32,
+    /// The client nonce of the current attempt's answer, kept so that a retransmission is
+    /// written again byte for byte.
+    cnonce: Token<16>,
     stale_retried: bool,
 }
 
 /// The state of one target.
 #[derive(Debug)]
+///
+/// The request is not kept: each (re)transmission writes it again from the attempt's state,
+/// which gives the same bytes, so a target waiting for its answer holds no request.
 pub struct Flow {
-    notify: Notify,
+    /// Shared with whoever started the target (a campaign keeps it for retries and records).
+    notify: Arc<Notify>,
     route: Route,
-    timers: Timers,
-    from: String,
-    from_tag: String,
-    call_id: String,
+    from_tag: Token<16>,
+    call_id: Token<32>,
     cseq: u32,
-    branch: String,
-    request: Bytes,
+    /// Empty until the first attempt.
+    branch: Branch,
     tx: ClientTransaction,
     realms: Vec<RealmAuth>,
     rounds: u32,
@@ -61,13 +67,14 @@ pub struct Flow {
     /// While other destinations remain; boxed, since nearly every target has one.
     failover: Option<Box<Failover>>,
     /// The branch the last new attempt replaced, until the endpoint forgets it.
-    retired_branch: Option<String>,
+    retired_branch: Option<Branch>,
     provisional: bool,
     /// An ICMP error said the current request did not arrive, and no answer came since.
     unreachable_once: bool,
     /// Where the last response used came from, when not the destination.
     answered_from: Option<SocketAddr>,
-    outcome: Option<Outcome>,
+    /// Boxed: it is set only for the moment between the end and `take_outcome`.
+    outcome: Option<Box<Outcome>>,
     ladder: Vec<TraceEntry>,
 }
 
@@ -95,19 +102,45 @@ pub enum Mismatch {
     CSeq,
 }
 
-/// A random token of `bytes` random bytes in lower-case hex.
-fn token(rng: &mut dyn RngCore, bytes: usize, prefix: &str) -> String {
-    let mut raw = [0u8; 16];
-    let raw = &mut raw[..bytes.min(16)];
-    rng.fill_bytes(raw);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(prefix.len() + raw.len() * 2);
-    s.push_str(prefix);
-    for b in raw.iter() {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
+/// A random token of `N` characters, kept inline: a prefix, then random bytes in lower-case
+/// hex. A flow holds several, and a branch is also the endpoint's key for its responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token<const N: usize>([u8; N]);
+
+/// The Via branch of an attempt: the RFC 3261 magic cookie and 128 random bits.
+pub type Branch = Token<39>;
+
+/// What every RFC 3261 branch starts with (§8.1.1.7).
+const BRANCH_MAGIC: &str = "z9hG4bK";
+
+impl<const N: usize> Token<N> {
+    /// No token yet; never equal to a random one, which has no zero byte.
+    const EMPTY: Token<N> = Token([0; N]);
+
+    /// `prefix` then `(N - prefix.len()) / 2` random bytes in hex.
+    fn random(rng: &mut dyn RngCore, prefix: &str) -> Token<N> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut raw = [0u8; N];
+        rng.fill_bytes(&mut raw[..(N - prefix.len()) / 2]);
+        let mut token = [0u8; N];
+        token[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        let hex = &mut token[prefix.len()..];
+        for (i, b) in raw[..hex.len() / 2].iter().enumerate() {
+            hex[2 * i] = HEX[usize::from(b >> 4)];
+            hex[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        Token(token)
     }
-    s
+
+    /// The token as it is written.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The token written as `text`, to look one up by; `None` if it has another length.
+    pub fn from_text(text: &str) -> Option<Token<N>> {
+        text.as_bytes().try_into().ok().map(Token)
+    }
 }
 
 impl Flow {
@@ -117,7 +150,7 @@ impl Flow {
     /// §17.1.3), so an unguessable branch and Call-ID are what keep others from answering.
     pub fn new(
         now: Instant,
-        notify: Notify,
+        notify: Arc<Notify>,
         mut route: Route,
         timers: Timers,
         rng: &mut dyn RngCore,
@@ -127,11 +160,6 @@ impl Flow {
             .take()
             .map(|r| (r.steps, r.next))
             .unwrap_or_default();
-        let from = notify.from.clone().unwrap_or_else(|| {
-            let mut from = b"sip:sipnotify@".to_vec();
-            push_ip(&mut from, route.local.ip());
-            String::from_utf8(from).expect("an address is ASCII")
-        });
         // A limit too far away to represent is no limit: Timer F ends the target first. With
         // several destinations, Timer F bounds the whole target, not each transaction.
         let deadline = match !next.is_empty() {
@@ -145,12 +173,10 @@ impl Flow {
         .and_then(|t| now.checked_add(t));
         let tx = ClientTransaction::new(now, timers, route.transport.is_reliable());
         let mut flow = Flow {
-            from,
-            from_tag: token(rng, 8, ""),
-            call_id: token(rng, 16, ""),
+            from_tag: Token::random(rng, ""),
+            call_id: Token::random(rng, ""),
             cseq: 1,
-            branch: String::new(),
-            request: Bytes::new(),
+            branch: Token::EMPTY,
             tx,
             realms: Vec::new(),
             rounds: 0,
@@ -167,7 +193,6 @@ impl Flow {
             ladder: Vec::new(),
             notify,
             route,
-            timers,
         };
         if !steps.is_empty() {
             flow.note(now, steps.join("\n"));
@@ -178,7 +203,7 @@ impl Flow {
     }
 
     /// The branch replaced by the last new attempt, once: the endpoint stops routing it.
-    pub fn take_retired_branch(&mut self) -> Option<String> {
+    pub fn take_retired_branch(&mut self) -> Option<Branch> {
         self.retired_branch.take()
     }
 
@@ -219,13 +244,13 @@ impl Flow {
         self.answered_from = None;
         self.next_destinations(now, next);
         self.cseq += 1;
-        self.tx = ClientTransaction::new(now, self.timers, self.route.transport.is_reliable());
+        self.tx = ClientTransaction::new(now, self.tx.timers(), self.route.transport.is_reliable());
         self.new_attempt(rng);
     }
 
     /// The Via branch of the current attempt: responses carrying another are not ours.
-    pub fn branch(&self) -> &str {
-        &self.branch
+    pub fn branch(&self) -> Branch {
+        self.branch
     }
 
     /// Where the requests go.
@@ -241,18 +266,18 @@ impl Flow {
     /// The Call-ID.
     #[cfg(test)]
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        self.call_id.as_str()
     }
 
     /// The result, once the target has ended.
     #[cfg(test)]
     pub fn outcome(&self) -> Option<&Outcome> {
-        self.outcome.as_ref()
+        self.outcome.as_deref()
     }
 
     /// Takes the result, once the target has ended.
     pub fn take_outcome(&mut self) -> Option<Outcome> {
-        self.outcome.take()
+        self.outcome.take().map(|outcome| *outcome)
     }
 
     /// The request bytes to send now, if any. Call after `new` and every `handle_*`.
@@ -266,8 +291,9 @@ impl Flow {
         } else {
             Direction::Sent
         };
-        self.trace(now, direction, None, self.request.clone());
-        Some(self.request.clone())
+        let request = self.request();
+        self.trace(now, direction, None, request.clone());
+        Some(request)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next; `None` once ended.
@@ -306,7 +332,7 @@ impl Flow {
             return;
         }
         if self.tx.handle_timeout(now) == Some(TxEvent::Timeout) {
-            self.finish_timeout(now, self.timers.timer_f());
+            self.finish_timeout(now, self.tx.timers().timer_f());
         }
     }
 
@@ -401,7 +427,7 @@ impl Flow {
                     self.cseq += 1;
                     self.tx = ClientTransaction::new(
                         now,
-                        self.timers,
+                        self.tx.timers(),
                         self.route.transport.is_reliable(),
                     );
                     self.new_attempt(rng);
@@ -456,12 +482,17 @@ impl Flow {
                 .iter_mut()
                 .find(|r| r.proxy == proxy && r.challenge.realm == challenge.realm);
             match known {
-                None => self.realms.push(RealmAuth {
-                    proxy,
-                    challenge,
-                    nc: 0,
-                    stale_retried: false,
-                }),
+                None => {
+                    // Exactly the realms there are: the flow holds them until its end.
+                    self.realms.reserve_exact(1);
+                    self.realms.push(RealmAuth {
+                        proxy,
+                        challenge,
+                        nc: 0,
+                        cnonce: Token::EMPTY,
+                        stale_retried: false,
+                    })
+                }
                 // RFC 7616 §3.3: stale means the credentials were right but the nonce expired.
                 Some(r) if challenge.stale && !r.stale_retried => {
                     r.challenge = challenge;
@@ -482,25 +513,35 @@ impl Flow {
         Ok(())
     }
 
-    /// Builds and serializes the request of a new attempt (new branch, current CSeq).
+    /// Starts a new attempt: a new branch, and for each realm the next nonce count and a
+    /// new client nonce. The request is written by [`request`](Self::request).
     fn new_attempt(&mut self, rng: &mut dyn RngCore) {
         self.unreachable_once = false;
         self.attempts += 1;
-        let old = std::mem::replace(&mut self.branch, token(rng, 16, "z9hG4bK"));
-        self.retired_branch = (!old.is_empty()).then_some(old);
-        let user = self.notify.auth_user();
-        let mut authorization = Vec::with_capacity(self.realms.len());
-        if let Some(password) = self.notify.credentials.as_ref().map(|c| &c.password) {
+        let old = std::mem::replace(&mut self.branch, Token::random(rng, BRANCH_MAGIC));
+        self.retired_branch = (old != Token::EMPTY).then_some(old);
+        if self.notify.credentials.is_some() {
             for realm in &mut self.realms {
                 realm.nc += 1;
-                let cnonce = token(rng, 8, "");
+                realm.cnonce = Token::random(rng, "");
+            }
+        }
+    }
+
+    /// Writes the current attempt's request: the same bytes each time it is called within
+    /// an attempt, as a retransmission must be (RFC 3261 §17.1.2.2).
+    fn request(&self) -> Bytes {
+        let mut authorization = Vec::new();
+        if let Some(password) = self.notify.credentials.as_ref().map(|c| &c.password) {
+            authorization.reserve_exact(self.realms.len());
+            for realm in &self.realms {
                 let answer = Answer {
-                    username: user,
+                    username: self.notify.auth_user(),
                     password,
                     method: "NOTIFY",
                     uri: self.notify.target.as_str(),
                     body: self.notify.event.body(),
-                    cnonce: &cnonce,
+                    cnonce: realm.cnonce.as_str(),
                     nc: realm.nc,
                 };
                 authorization.push((
@@ -509,13 +550,23 @@ impl Flow {
                 ));
             }
         }
-        self.request = NotifyRequest {
+        let default_from;
+        let from = match &self.notify.from {
+            Some(from) => from.as_str(),
+            None => {
+                let mut from = b"sip:sipnotify@".to_vec();
+                push_ip(&mut from, self.route.local.ip());
+                default_from = String::from_utf8(from).expect("an address is ASCII");
+                default_from.as_str()
+            }
+        };
+        NotifyRequest {
             target: &self.notify.target,
-            from: &self.from,
-            from_tag: &self.from_tag,
-            call_id: &self.call_id,
+            from,
+            from_tag: self.from_tag.as_str(),
+            call_id: self.call_id.as_str(),
             cseq: self.cseq,
-            branch: &self.branch,
+            branch: self.branch.as_str(),
             local: self.route.local,
             transport: self.route.transport,
             event: &self.notify.event,
@@ -523,7 +574,7 @@ impl Flow {
             authorization: &authorization,
         }
         .to_bytes()
-        .into();
+        .into()
     }
 
     fn finish_timeout(&mut self, now: Instant, after: Duration) {
@@ -536,7 +587,7 @@ impl Flow {
     }
 
     fn finish(&mut self, now: Instant, kind: OutcomeKind, status: Option<u16>, reason: String) {
-        self.outcome = Some(Outcome {
+        self.outcome = Some(Box::new(Outcome {
             kind,
             status,
             reason,
@@ -546,13 +597,13 @@ impl Flow {
             attempts: self.attempts,
             retransmissions: self.retransmissions,
             elapsed: now - self.started,
-            call_id: self.call_id.clone(),
+            call_id: self.call_id.as_str().to_string(),
             destination: Some(self.route.destination),
             answered_from: self.answered_from,
             ladder: std::mem::take(&mut self.ladder),
             retry_after: None,
             details: None,
-        });
+        }));
     }
 
     /// A routing step in the ladder.
@@ -646,7 +697,7 @@ mod tests {
     fn start((notify, route): (Notify, Route)) -> (Flow, StdRng, Instant, Bytes) {
         let mut rng = StdRng::seed_from_u64(7);
         let now = Instant::now();
-        let mut flow = Flow::new(now, notify, route, Timers::default(), &mut rng);
+        let mut flow = Flow::new(now, Arc::new(notify), route, Timers::default(), &mut rng);
         let first = flow.poll_transmit(now).expect("first NOTIFY");
         (flow, rng, now, first)
     }
@@ -843,12 +894,19 @@ mod tests {
     #[test]
     fn branches_carry_128_random_bits_and_call_ids_differ() {
         let (flow, _, _, _) = start(job(None, Transport::Udp));
-        let random = flow.branch().strip_prefix("z9hG4bK").unwrap();
+        let branch = flow.branch();
+        let random = branch.as_str().strip_prefix("z9hG4bK").unwrap();
         assert_eq!(random.len(), 32, "{random}");
         assert!(random.bytes().all(|b| b.is_ascii_hexdigit()));
         let mut rng = StdRng::seed_from_u64(8);
         let (notify, route) = job(None, Transport::Udp);
-        let other = Flow::new(Instant::now(), notify, route, Timers::default(), &mut rng);
+        let other = Flow::new(
+            Instant::now(),
+            Arc::new(notify),
+            route,
+            Timers::default(),
+            &mut rng,
+        );
         assert_ne!(other.branch(), flow.branch());
         assert_ne!(other.call_id(), flow.call_id());
         assert_eq!(flow.call_id().len(), 32);
@@ -871,6 +929,36 @@ mod tests {
         assert_eq!(now - start, Duration::from_secs(32));
         assert_eq!((sends, o.retransmissions), (11, 10));
         assert!(o.reason.contains("no response"));
+    }
+
+    #[test]
+    fn a_retransmission_is_the_same_bytes_as_its_first_send() {
+        // The request is written again for each send: the authenticated one too (same
+        // branch, cnonce and nc), and a new attempt is a new request.
+        let (mut flow, mut rng, now, first) = start(job(Some("secret"), Transport::Udp));
+        let t1 = Timers::default().t1;
+        flow.handle_timeout(now + t1, &mut rng);
+        assert_eq!(flow.poll_transmit(now + t1), Some(first.clone()));
+        feed(
+            &mut flow,
+            &mut rng,
+            now + t1,
+            &respond(&first, 401, MD5_QOP),
+        );
+        let second = flow.poll_transmit(now + t1).expect("authenticated retry");
+        assert_ne!(second, first);
+        let mut at = now + t1;
+        for _ in 0..3 {
+            at = flow.poll_timeout().unwrap();
+            flow.handle_timeout(at, &mut rng);
+            assert_eq!(flow.poll_transmit(at), Some(second.clone()));
+        }
+        feed(&mut flow, &mut rng, at, &respond(&second, 200, ""));
+        let outcome = flow.outcome().unwrap();
+        assert_eq!(
+            (outcome.kind, outcome.retransmissions),
+            (OutcomeKind::Delivered, 4)
+        );
     }
 
     #[test]

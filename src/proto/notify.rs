@@ -113,6 +113,11 @@ impl Notify {
         if self.transport() != Transport::Udp {
             return Ok(());
         }
+        // Every campaign row is checked: when the parts of any length leave room for the
+        // rest, whose length is bounded, the request fits without being written out.
+        if self.variable_len() + REST_BOUND <= MAX_UDP_PAYLOAD {
+            return Ok(());
+        }
         let local: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
             .parse()
             .expect("an address");
@@ -142,6 +147,29 @@ impl Notify {
         } else {
             Ok(())
         }
+    }
+}
+
+/// The most a NOTIFY writes beyond [`Notify::variable_len`]: the start line, header names,
+/// addresses, tokens, numbers and fixed values.
+const REST_BOUND: usize = 1024;
+
+impl Notify {
+    /// The parts of its requests whose length has no bound: the target (Request-URI, To, and
+    /// the digest `uri`), the From URI, the event, the extra headers, and the allowance for
+    /// the `Authorization` header.
+    fn variable_len(&self) -> usize {
+        3 * self.target.as_str().len()
+            + self.from.as_deref().map_or(0, str::len)
+            + self.event.header_value().len()
+            + self.event.content_type().map_or(0, str::len)
+            + self.event.body().len()
+            + self
+                .extra
+                .iter()
+                .map(ExtraHeader::written_len)
+                .sum::<usize>()
+            + AUTHORIZATION_ALLOWANCE
     }
 }
 
@@ -219,5 +247,36 @@ mod tests {
         assert_eq!(over_tls.check_size(), Ok(()));
         let small = Notify::new(target, Event::Reboot);
         assert_eq!(small.check_size(), Ok(()));
+    }
+
+    #[test]
+    fn what_a_request_writes_beyond_its_variable_parts_is_bounded() {
+        // The longest of everything else: an IPv6 Via and Contact, a sips: target, the
+        // largest CSeq, a custom event with a content type, an answer to a proxy.
+        let target = Target::parse("sips:1@h").unwrap();
+        let event = Event::custom("e", b"x".to_vec(), Some("a/b".into())).unwrap();
+        let mut notify = Notify::new(target, event);
+        notify.extra = Arc::from(vec![ExtraHeader::parse("X-A: b").unwrap()]);
+        let local: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .unwrap();
+        let authorization = [(true, "x".repeat(AUTHORIZATION_ALLOWANCE))];
+        let written = NotifyRequest {
+            target: &notify.target,
+            from: "",
+            from_tag: "0123456789abcdef",
+            call_id: "0123456789abcdef0123456789abcdef",
+            cseq: u32::MAX,
+            branch: "z9hG4bK0123456789abcdef0123456789abcdef",
+            local,
+            transport: Transport::Tls,
+            event: &notify.event,
+            extra: &notify.extra,
+            authorization: &authorization,
+        }
+        .to_bytes()
+        .len();
+        let rest = written - notify.variable_len();
+        assert!(rest <= REST_BOUND, "{rest} bytes beyond the variable parts");
     }
 }

@@ -82,6 +82,11 @@ impl ClientTransaction {
         }
     }
 
+    /// The timers it runs on.
+    pub fn timers(&self) -> Timers {
+        self.timers
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state

@@ -68,6 +68,11 @@ pub struct ExtraHeader {
 }
 
 impl ExtraHeader {
+    /// Its length on the wire: name, `: `, value and the line's end.
+    pub(crate) fn written_len(&self) -> usize {
+        self.name.len() + self.value.len() + 4
+    }
+
     /// Parses `Name: value`.
     pub fn parse(line: &str) -> Result<ExtraHeader, RequestError> {
         let (name, value) = line
