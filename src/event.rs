@@ -4,7 +4,7 @@
 //! the simulated phone (which events it accepts) and the docs.
 
 use crate::sip::request::check_header_value;
-use crate::text::is_noncharacter;
+use crate::text::outside_xml;
 use std::sync::LazyLock;
 
 /// Whether an event takes a URL.
@@ -304,7 +304,7 @@ pub fn check_http_url(url: &str) -> Result<(), UrlProblem> {
     }
     if url
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || is_noncharacter(c))
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"' || outside_xml(c))
     {
         return Err(UrlProblem::Whitespace);
     }

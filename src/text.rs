@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 /// U+FFFE and U+FFFF: valid in a Rust string, but no XML document can carry them (XML 1.0
 /// §2.2), so text bound for an XML object or a phone's URL must not hold them.
-pub(crate) fn is_noncharacter(c: char) -> bool {
+pub(crate) fn outside_xml(c: char) -> bool {
     matches!(c, '\u{fffe}' | '\u{ffff}')
 }
 

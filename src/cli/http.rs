@@ -130,8 +130,9 @@ pub struct WebAuthArgs {
     /// The web password on the command line: visible to other users of the machine.
     #[arg(long, value_name = "VALUE")]
     pub password: Option<String>,
-    /// auto: Basic pre-emptively (classic phones) and whatever the phone's 401 asks;
-    /// basic, digest (SPA/MPP), or none.
+    /// auto: Basic pre-emptively on the CGI pages (classic phones), nothing before the
+    /// challenge on the MPP /admin/ pages (and no Basic there over plain http); then
+    /// whatever the phone's 401 asks. Or basic, digest (SPA/MPP), none.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub auth: AuthMode,
     /// Refuse objects over this many bytes (512 on classic phones; at most 65536).
@@ -182,8 +183,8 @@ pub struct ViaArgs {
     /// With --via http: the phone's admin user (default admin).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// With --via http: auto (Basic pre-emptively, then whatever the phone's 401 asks),
-    /// basic, digest or none.
+    /// With --via http: auto (nothing before the phone's 401, then Digest, or Basic over
+    /// https only), basic, digest or none.
     #[arg(long, value_name = "MODE")]
     pub auth: Option<AuthMode>,
 }

@@ -34,10 +34,12 @@ pub enum AdminUrlError {
         /// Which character, and what to do.
         why: String,
     },
-    /// The guide's `&xuser=`/`&xpassword=` (the URL is not shown: it holds a password).
+    /// The guide's `&xuser=`/`&xpassword=`, or `user:password@` (the URL is not shown: it
+    /// holds a password).
     #[error(
-        "the URL carries xuser/xpassword: a password in a URL is logged by the phone, proxies \
-         and shells; give it with --password-file or SIPNOTIFY_PASSWORD (and --user) instead"
+        "the URL carries credentials (user@, xuser or xpassword): a password in a URL is \
+         logged by the phone, proxies and shells; give it with --password-file or \
+         SIPNOTIFY_PASSWORD (and --user) instead"
     )]
     Credentials,
 }
@@ -45,8 +47,7 @@ pub enum AdminUrlError {
 /// Checks a URL to hand to `/admin/resync` or `/admin/upgrade`: the guide's schemes
 /// (tftp, http, https), a server and a path, and only characters a query holds as is.
 pub fn check_url(url: &str) -> Result<(), AdminUrlError> {
-    let lower = url.to_ascii_lowercase();
-    if lower.contains("xpassword=") || lower.contains("xuser=") {
+    if carries_credentials(url) {
         return Err(AdminUrlError::Credentials);
     }
     let shown = || printable(url, false).into_owned();
@@ -71,6 +72,21 @@ pub fn check_url(url: &str) -> Result<(), AdminUrlError> {
         return Err(AdminUrlError::Form(shown()));
     }
     Ok(())
+}
+
+/// Whether the URL carries credentials: `user:password@` in its authority, or the guide's
+/// `xuser=`/`xpassword=`, percent-encoded or not.
+pub(crate) fn carries_credentials(url: &str) -> bool {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let decoded: String = percent_encoding::percent_decode_str(url)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    authority.contains('@') || decoded.contains("xpassword=") || decoded.contains("xuser=")
 }
 
 /// The request target: `path`, then `?` and the URL as is when there is one.
@@ -145,8 +161,22 @@ mod tests {
         let e = check_url("http://h/a#b").unwrap_err().to_string();
         assert!(e.ends_with("percent-encode it (%23)"), "{e}");
         // The guide's credentials in the URL: refused, and never shown.
-        let e = check_url("tftp://h/c.xml&xuser=admin&xpassword=s3cret").unwrap_err();
-        assert_eq!(e, AdminUrlError::Credentials);
-        assert!(!e.to_string().contains("s3cret"));
+        for bad in [
+            "tftp://h/c.xml&xuser=admin&xpassword=s3cret",
+            "http://h/c.xml&%78password=s3cret",
+            "http://admin:s3cret@h:8080/fw.loads",
+            "http://admin:s3cret@h/fw.loads",
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert_eq!(e, AdminUrlError::Credentials, "{bad}");
+            assert!(!e.to_string().contains("s3cret"));
+        }
+        // IPv6 servers, with and without a port.
+        for good in [
+            "http://[2001:db8::1]/cfg.xml",
+            "https://[::1]:8443/fw.loads",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good}");
+        }
     }
 }

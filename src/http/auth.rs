@@ -97,6 +97,9 @@ pub struct Request<'a> {
     pub sent_basic: bool,
     /// Whether this request carried Digest credentials (stale nonces aside, no second try).
     pub sent_digest: bool,
+    /// Whether `Auto` may answer a Basic challenge: not on an MPP admin page over plain
+    /// HTTP, where the admin password would cross the network readable.
+    pub auto_basic: bool,
 }
 
 /// Answers a 401 from its `WWW-Authenticate` values. `cnonce` is random, from the caller.
@@ -134,6 +137,11 @@ pub fn answer_401<'v>(
             Reply::Retry(digest::authorization(&challenge, &answer))
         }
         (_, Some(_)) => Reply::Refused("401 after Digest credentials".into()),
+        (AuthMode::Auto, None) if offers_basic && !request.auto_basic => Reply::Refused(
+            "the phone asks for Basic over plain http, which would show the admin password to \
+             the network: use https://, or --auth basic to send it anyway"
+                .into(),
+        ),
         (AuthMode::Auto, None) if offers_basic && !request.sent_basic => {
             Reply::Retry(basic(credentials))
         }
@@ -171,6 +179,7 @@ mod tests {
             body: b"XML=x",
             sent_basic,
             sent_digest,
+            auto_basic: true,
         }
     }
 
@@ -286,6 +295,17 @@ mod tests {
             reply_to(AuthMode::Auto, true, "Negotiate", none),
             Reply::Refused(_)
         ));
+        // An MPP admin page over plain http: Auto does not send Basic, --auth basic does.
+        let credentials = creds();
+        let admin = |mode| {
+            let request = Request {
+                auto_basic: false,
+                ..request(false, false)
+            };
+            answer_401(mode, Some(&credentials), [basic_challenge], request, "c")
+        };
+        assert!(matches!(admin(AuthMode::Auto), Reply::Refused(m) if m.contains("https://")));
+        assert!(matches!(admin(AuthMode::Basic), Reply::Retry(_)));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! setBackground, any CiscoIPPhone object), `GET /CGI/Screenshot` and
 //! `GET /DeviceInformationX`, for one phone or, as a [`Channel`](crate::campaign::Channel),
 //! a campaign; and the MPP web interface's `/admin/resync`, `/admin/upgrade` and
-//! `/admin/reboot` for one phone.
+//! `/admin/reboot`, for one phone or a campaign.
 //!
 //! - [`addr`] reads a phone's address (`HOST[:PORT]`, `http(s)://HOST[:PORT]`).
 //! - [`admin`] checks the URLs of the MPP web actions and writes their requests' targets

@@ -6,7 +6,7 @@
 //! object, and the object is URL-encoded in the form.
 
 use crate::event::{check_http_url, UrlProblem};
-use crate::text::is_noncharacter;
+use crate::text::outside_xml;
 use quick_xml::escape::escape;
 
 /// The most `ExecuteItem`s one `CiscoIPPhoneExecute` may hold.
@@ -99,7 +99,7 @@ pub fn check_uri(uri: &str) -> Result<(), ObjectError> {
             why: url_problem(e).into(),
         });
     }
-    if rest.is_empty() || uri.chars().any(|c| c.is_control() || is_noncharacter(c)) {
+    if rest.is_empty() || uri.chars().any(|c| c.is_control() || outside_xml(c)) {
         return Err(ObjectError::BadUri {
             uri: shown(),
             why: "nothing after the scheme, or a control character or U+FFFE/U+FFFF".into(),
@@ -212,7 +212,7 @@ mod tests {
             Err(ObjectError::BadUri { .. })
         ));
         // What no XML document can carry is refused rather than built into a malformed
-        // object (found by the http_answer fuzz target).
+        // object.
         for bad in ["Key:A\nB", "Dial:1\u{fffe}", "http://h/\u{ffff}.xml"] {
             assert!(
                 matches!(execute(&[bad.into()], 0), Err(ObjectError::BadUri { .. })),

@@ -410,8 +410,10 @@ impl Channel for Pusher {
         };
         let _holding = self.hold(phone).await;
         let mut outcome = self.exchange(push).await.outcome;
+        // No screenshot after an MPP admin action: the phone is restarting or fetching,
+        // and it would send the admin credentials to a CGI page.
         if let Some(shots) = &self.inner.config.screenshots {
-            if outcome.status.is_some() {
+            if outcome.status.is_some() && push.action.classic() {
                 self.screenshot_after(push, &mut outcome, shots).await;
             }
         }
@@ -518,6 +520,7 @@ async fn exchange(
                 body: &request.body,
                 sent_basic,
                 sent_digest,
+                auto_basic: push.action.classic() || matches!(push.phone.scheme(), Scheme::Https),
             },
             &cnonce,
         );

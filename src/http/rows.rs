@@ -183,7 +183,13 @@ impl PushDefaults {
                 admin::check_url(url).map_err(|e| BadRow(e.to_string()))?;
                 Ok(Some(Arc::from(url)))
             }
-            _ => Ok(None),
+            (_, None) => Ok(None),
+            (_, Some(_)) if row.url.is_some() => Err(BadRow(format!(
+                "a url is for resync or upgrade, not {}",
+                action.name()
+            ))),
+            // The default URL is for the default action; a row that names another leaves it.
+            (_, Some(_)) => Ok(None),
         }
     }
 
@@ -297,6 +303,9 @@ mod tests {
         assert_eq!(upgrade.credentials.unwrap().user, "admin");
         admin.url = Some("http://h/fw.loads?xpassword=x".into());
         assert!(d.push(&admin).is_err());
+        admin.action = Some("info".into());
+        admin.url = Some("http://h/fw.loads".into());
+        assert!(d.push(&admin).unwrap_err().0.contains("not info"));
         r.action = Some("info".into());
         assert!(d.push(&r).unwrap().object.is_none());
         let mut info = PushDefaults::new(Action::Info);

@@ -13,6 +13,7 @@
 
 use crate::http::object::check_uri;
 use crate::net::tls::Identity;
+use crate::provision::serve::same_secret;
 use crate::sip::digest::{self, Password, Qop};
 use axum::body::Bytes;
 use axum::extract::connect_info::{ConnectInfo, Connected};
@@ -608,9 +609,13 @@ async fn admin(
         return refusal;
     }
     let url = uri.query().filter(|q| !q.is_empty()).map(str::to_string);
+    // A URL with credentials in it (the guide's form appends `&xpassword=`) is not logged.
     let shown = url
         .as_deref()
-        .map(|u| crate::text::printable(u, false).into_owned());
+        .map(|u| match crate::http::admin::carries_credentials(u) {
+            true => "<a URL carrying credentials, not shown>".to_string(),
+            false => crate::text::printable(u, false).into_owned(),
+        });
     let counters = &shared.counters;
     match action {
         AdminAction::Resync => {
@@ -745,8 +750,12 @@ impl Shared {
             WebAuth::None => None,
             WebAuth::Basic => match given.and_then(decode_basic) {
                 None => refused(self.challenge(false)),
+                // Both compared in constant time before either result is used.
                 Some((user, password))
-                    if user == config.user && password == config.password.expose() =>
+                    if bool::from(
+                        same_secret(user.as_bytes(), config.user.as_bytes())
+                            & same_secret(password.as_bytes(), config.password.expose().as_bytes()),
+                    ) =>
                 {
                     None
                 }

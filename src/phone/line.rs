@@ -472,8 +472,14 @@ impl Phone {
         if roll(&mut self.rng, self.shared.config.drop_percent) {
             return Handled::Dropped;
         }
-        let transaction = msg.top_via_branch().map(|branch| {
-            let id = [branch, call_id, &cseq.to_string(), method].join("\n");
+        // RFC 3261 §17.2.3: a request matches a server transaction by its top Via (branch,
+        // sent-by) and method. Only UDP retransmits (Timer J is 0 on TCP and TLS).
+        let via = msg.header("Via").unwrap_or_default();
+        let udp = via
+            .get(..11)
+            .is_some_and(|t| t.eq_ignore_ascii_case("SIP/2.0/UDP"));
+        let transaction = msg.top_via_branch().filter(|_| udp).map(|_| {
+            let id = [via, call_id, &cseq.to_string(), method].join("\n");
             keyed_hash(&self.shared.secret, id.as_bytes())
         });
         if let Some(key) = transaction {
@@ -1254,6 +1260,16 @@ mod tests {
         let again = phone.handle(t0 + Duration::from_secs(1), &unauthenticated, &mut out);
         assert_eq!(again, Handled::Retransmission);
         assert_eq!(code(&codec::parse(&out).unwrap()), code(&challenged));
+        // Over TCP nothing is retransmitted (Timer J is 0): the same bytes are a new request.
+        let tcp = String::from_utf8(notify("resync", "", ""))
+            .unwrap()
+            .replace("SIP/2.0/UDP 10.0.0.1", "SIP/2.0/TCP 10.0.0.1");
+        for _ in 0..2 {
+            assert!(matches!(
+                phone.handle(t0, tcp.as_bytes(), &mut out),
+                Handled::Answered(_)
+            ));
+        }
         // Past Timer J the transaction is gone: the same bytes are a new request (and its
         // nonce, from t0, is still fresh enough to be accepted).
         let later = t0 + TIMER_J;

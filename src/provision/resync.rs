@@ -269,7 +269,7 @@ impl Resyncer {
         profile: Option<&str>,
     ) -> ResyncReport {
         let report = self.run(user, mac, local, profile).await;
-        self.logged(report)
+        self.logged("resync", report)
     }
 
     /// Uploads `user`'s configuration report (from `local`) as its Report_Rule says;
@@ -280,8 +280,11 @@ impl Resyncer {
         let mut report = ResyncReport::new(user, &mac);
         let resolved = match rule.evaluate(&line_macros(user, mac)) {
             Ok(Some(r)) if !r.url.is_empty() => r,
-            Ok(_) => return Some(self.logged(report)),
-            Err(e) => return Some(self.logged(report_failed(report, None, None, e.to_string()))),
+            Ok(_) => return Some(self.logged("report", report)),
+            Err(e) => {
+                let failed = report_failed(report, None, None, e.to_string());
+                return Some(self.logged("report", failed));
+            }
         };
         let xml = report_xml(user, &mac);
         report.params = REPORTED_PARAMS;
@@ -320,17 +323,12 @@ impl Resyncer {
             },
             Err(f) => report_failed(report, Some(url), f.status, f.error),
         };
-        Some(self.logged(report))
+        Some(self.logged("report", report))
     }
 
-    /// Stamps, traces and logs a resync or report.
-    fn logged(&self, mut report: ResyncReport) -> ResyncReport {
+    /// Stamps, traces and logs a resync or a report (`what`).
+    fn logged(&self, what: &str, mut report: ResyncReport) -> ResyncReport {
         report.at = super::fetch::unix_now();
-        let what = if report.result.starts_with("report") {
-            "report"
-        } else {
-            "resync"
-        };
         if report.error.is_some() {
             tracing::warn!(user = %report.user, mac = %report.mac, url = ?report.url, status = ?report.status, error = ?report.error, "{what} failed");
         } else {
@@ -609,7 +607,7 @@ async fn send(
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(url.path.as_str())
-        .header(hyper::header::HOST, format!("{host}:{}", url.port))
+        .header(hyper::header::HOST, host_port(host, url.port))
         .header(
             hyper::header::USER_AGENT,
             format!("Cisco-CP-8845-3PCC/12.0.1 ({})", mac.ma()),
@@ -641,6 +639,14 @@ async fn send(
                 .map_err(|e| fail(format!("TLS with {addr}: {e}")))?;
             exchange(hyper_util::rt::TokioIo::new(stream), request).await
         }
+    }
+}
+
+/// `host:port` for a Host header, an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    match crate::sip::uri::Host::parse(host) {
+        Some(host) => format!("{host}:{port}"),
+        None => format!("{host}:{port}"),
     }
 }
 

@@ -485,7 +485,8 @@ pub struct Resolved {
 pub struct Url {
     /// `tftp` when omitted.
     pub scheme: String,
-    /// Empty when omitted (the phone then uses DHCP option 66).
+    /// Empty when omitted (the phone then uses DHCP option 66); an IPv6 address without
+    /// its brackets.
     pub host: String,
     /// The scheme's port when omitted (69, 80, 443).
     pub port: u16,
@@ -511,12 +512,22 @@ impl Url {
             .find('/')
             .ok_or_else(|| bad("the file path must start with /"))?;
         let (server, path) = rest.split_at(slash);
-        let (host, port) = match server.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse().map_err(|_| bad("the port is not a number"))?,
-            ),
-            None => (server, default_port),
+        // `[v6]` or `[v6]:port`; else `host` or `host:port`.
+        let (host, port) = match server.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed
+                    .split_once(']')
+                    .ok_or_else(|| bad("an IPv6 address needs its closing ]"))?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match server.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (server, None),
+            },
+        };
+        let port = match port {
+            Some(port) => port.parse().map_err(|_| bad("the port is not a number"))?,
+            None => default_port,
         };
         if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("it contains white space or control characters"));
@@ -847,6 +858,14 @@ mod tests {
             Url::parse("192.168.1.130/p/init.cfg").unwrap().host,
             "192.168.1.130"
         );
+        for (text, host, port) in [
+            ("http://[2001:db8::1]/cfg.xml", "2001:db8::1", 80),
+            ("https://[::1]:8443/cfg.xml", "::1", 8443),
+        ] {
+            let u = Url::parse(text).unwrap();
+            assert_eq!((u.host.as_str(), u.port), (host, port), "{text}");
+        }
+        assert!(Url::parse("http://[::1/x").is_err());
         assert!(Url::parse("ftp://h/x").is_err() && Url::parse("http://h").is_err());
         assert!(Url::parse("http://h:99999/x").is_err());
         assert_eq!(
