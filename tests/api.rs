@@ -966,6 +966,10 @@ fn the_openapi_document_matches_the_responses() {
                 continue;
             }
             let documented = resolve(&doc, &operation["responses"]["405"]);
+            assert!(
+                documented.is_object(),
+                "{method} {path}: 405 is not documented"
+            );
             assert_schema(
                 &doc,
                 &documented["content"]["application/json"]["schema"],
@@ -1195,10 +1199,17 @@ fn a_relative_state_dir_resumes_from_another_folder() {
 #[test]
 fn a_follower_that_has_gone_holds_nothing() {
     let dir = temp_dir("follow-gone");
-    let phone = LoggedPhone::start(&dir, &[]);
-    let rows = rows(&dir, &phone, 1000..1400, &[]);
+    // A phone that never answers: no record for 30 s, so nothing is sent to the followers
+    // that would tell them their client has gone.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rows = dir.join("rows.csv");
+    std::fs::write(
+        &rows,
+        format!("target\n1000@{}\n", silent.local_addr().unwrap()),
+    )
+    .unwrap();
     let api = Api::start(&dir, &dir.join("state"), true, &[]);
-    let id = api.start_campaign("event=resync&rate=5", &rows);
+    let id = api.start_campaign("event=resync&timeout=30", &rows);
     let records_open = || {
         std::fs::read_dir(format!("/proc/{}/fd", api.child.id()))
             .unwrap()
