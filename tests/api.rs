@@ -667,7 +667,50 @@ fn oversized_and_malformed_bodies_are_refused_without_effect() {
             400,
             "/no/such/file.csv",
         ),
+        (
+            "/v1/campaigns?event=reboot&input=fifo.csv",
+            vec![],
+            400,
+            "fifo.csv is not a regular file",
+        ),
+        (
+            "/v1/campaigns?event=reboot&input=/dev/null",
+            vec![],
+            400,
+            "/dev/null is not a regular file",
+        ),
+        (
+            "/v1/campaigns?event=reboot&resend-unknown=true",
+            vec!["--data-binary".into(), format!("target\n{target}\n")],
+            400,
+            "resend-unknown: ",
+        ),
+        (
+            "/v1/campaigns?event=reboot&key=pw-1000",
+            vec!["--data-binary".into(), format!("target\n{target}\n")],
+            400,
+            "key: a key in a URL ends up in logs",
+        ),
+        (
+            "/v1/campaigns?event=reboot&action=reboot",
+            vec!["--data-binary".into(), format!("target\n{target}\n")],
+            400,
+            "action: an option of batch --channel http",
+        ),
+        (
+            "/v1/campaigns?event=reboot&fetch-log=/tmp/f",
+            vec!["--data-binary".into(), format!("target\n{target}\n")],
+            400,
+            "fetch-log: the service does not confirm fetches",
+        ),
     ];
+    // A FIFO would hold a thread until something wrote to it.
+    let fifo = dir.join("fifo.csv");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     for (path, body, expected, message) in cases {
         let headers: &[&str] = if path.starts_with("/v1/notify") {
             &notify
@@ -898,18 +941,43 @@ fn the_openapi_document_matches_the_responses() {
         &serde_json::from_str(&body).unwrap(),
         "401",
     );
-    let (status, body) = api.json("/v1/campaigns/0123456789abcdef", &[]);
-    assert_eq!(status, 404);
     let not_found = resolve(
         &doc,
         &doc["paths"]["/v1/campaigns/{id}"]["get"]["responses"]["404"],
     );
-    assert_schema(
-        &doc,
-        &not_found["content"]["application/json"]["schema"],
-        &body,
-        "404",
-    );
+    // An id that cannot be decoded is answered as an unknown one.
+    for path in ["/v1/campaigns/0123456789abcdef", "/v1/campaigns/%FF%FE"] {
+        let (status, body) = api.json(path, &[]);
+        assert_eq!(status, 404, "{path}");
+        assert_schema(
+            &doc,
+            &not_found["content"]["application/json"]["schema"],
+            &body,
+            "404",
+        );
+    }
+    // A method a route does not take: 405 in JSON, documented for each operation.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let path_with_id = path.replace("{id}", &id);
+        let (status, body) = api.json(&path_with_id, &["-X", "PUT"]);
+        assert_eq!(status, 405, "PUT {path}: {body}");
+        for (method, operation) in item.as_object().unwrap() {
+            if method == "parameters" {
+                continue;
+            }
+            let documented = resolve(&doc, &operation["responses"]["405"]);
+            assert!(
+                documented.is_object(),
+                "{method} {path}: 405 is not documented"
+            );
+            assert_schema(
+                &doc,
+                &documented["content"]["application/json"]["schema"],
+                &body,
+                &format!("{method} {path} 405"),
+            );
+        }
+    }
 }
 
 /// A second service on the same state directory would resume the first one's campaigns:
@@ -999,6 +1067,32 @@ fn a_body_that_stops_arriving_is_answered_408() {
             )
         })
     };
+    // A body that arrives in parts, each within 30 s of the last but over 30 s in all, is
+    // read whole: the limit is a pause, not a total.
+    let trickle = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            let body = "{\"target\":\"sip:\"}";
+            write!(
+                stream,
+                "POST /v1/notify HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            for part in [&body[..5], &body[5..10], &body[10..]] {
+                std::thread::sleep(Duration::from_secs(14));
+                stream.write_all(part.as_bytes()).unwrap();
+            }
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            let mut answer = vec![0; 4096];
+            let n = stream.read(&mut answer).unwrap();
+            String::from_utf8_lossy(&answer[..n]).into_owned()
+        })
+    };
     let notify = slow("/v1/notify", "application/json", "{\"target\":");
     let campaign = slow(
         "/v1/campaigns?event=reboot",
@@ -1011,8 +1105,197 @@ fn a_body_that_stops_arriving_is_answered_408() {
         assert!(answer.contains("stopped arriving"), "{answer}");
         assert!(waited >= Duration::from_secs(25), "{waited:?}");
     }
+    let answer = trickle.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("sip:"), "{answer}");
     let left: Vec<_> = std::fs::read_dir(state.join("campaigns"))
         .unwrap()
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `DELETE` of a campaign that could not be resumed (its input gone at the start; it is
+/// tried again at the next one) stops it for good: the next start, with the input back,
+/// does not resume it, and no phone acts.
+#[test]
+fn delete_stops_a_campaign_that_could_not_be_resumed() {
+    let dir = temp_dir("delete-unresumed");
+    let phone = LoggedPhone::start(&dir, &[]);
+    let rows = rows(&dir, &phone, 1000..1400, &[]);
+    let state = dir.join("state");
+    let first = Api::start(&dir, &state, true, &[]);
+    let (status, started) = first.json(
+        "/v1/campaigns?event=resync&rate=50&input=rows.csv",
+        &["-X", "POST"],
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    first.wait(&id, Duration::from_secs(10), |s| {
+        s["done"].as_u64() >= Some(5)
+    });
+    drop(first); // SIGKILL
+    std::thread::sleep(Duration::from_millis(300));
+    let log = || std::fs::read_to_string(&phone.log).unwrap_or_default();
+    let acted = log();
+    let hidden = dir.join("rows.away");
+    std::fs::rename(&rows, &hidden).unwrap();
+    let second = Api::start(&dir, &state, true, &[]);
+    assert!(
+        second.first_line.contains("0 campaign(s) resumed"),
+        "{}",
+        second.first_line
+    );
+    let (_, status) = second.json(&format!("/v1/campaigns/{id}"), &[]);
+    assert_eq!(status["state"], "stopped", "{status}");
+    assert!(
+        status["error"].as_str().unwrap().contains("cannot resume"),
+        "{status}"
+    );
+    let (code, stopped) = second.json(&format!("/v1/campaigns/{id}"), &["-X", "DELETE"]);
+    assert_eq!((code, stopped["state"].as_str()), (200, Some("stopped")));
+    drop(second);
+    std::fs::rename(&hidden, &rows).unwrap();
+    let third = Api::start(&dir, &state, true, &[]);
+    assert!(
+        third.first_line.contains("0 campaign(s) resumed"),
+        "{}",
+        third.first_line
+    );
+    let (_, status) = third.json(&format!("/v1/campaigns/{id}"), &[]);
+    assert_eq!(status["state"], "stopped", "{status}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(log(), acted, "a phone acted after DELETE");
+}
+
+/// A relative --state-dir is made absolute: a campaign whose rows came in the body, the
+/// service killed, resumes when the service starts again from another folder.
+#[test]
+fn a_relative_state_dir_resumes_from_another_folder() {
+    let dir = temp_dir("relative");
+    let phone = LoggedPhone::start(&dir, &[]);
+    let rows = rows(&dir, &phone, 1000..1400, &[]);
+    let first = Api::start(&dir, Path::new("state"), true, &[]);
+    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &rows);
+    first.wait(&id, Duration::from_secs(20), |s| {
+        s["done"].as_u64() >= Some(20)
+    });
+    drop(first); // SIGKILL
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let second = Api::start(&elsewhere, Path::new("../state"), true, &[]);
+    assert!(
+        second.first_line.contains("1 campaign(s) resumed"),
+        "{}",
+        second.first_line
+    );
+    let end = second.wait(&id, Duration::from_secs(60), |s| s["state"] != "running");
+    assert_eq!(end["state"], "done", "{end}");
+    let counted: BTreeMap<String, u64> = serde_json::from_value(end["counts"].clone()).unwrap();
+    assert_eq!(counted.values().sum::<u64>(), 400, "{counted:?}");
+}
+
+/// A client that stops following a campaign's records ends its stream at once: the
+/// service does not keep the records file open for it until the campaign ends.
+#[test]
+fn a_follower_that_has_gone_holds_nothing() {
+    let dir = temp_dir("follow-gone");
+    // A phone that never answers: no record for 30 s, so nothing is sent to the followers
+    // that would tell them their client has gone.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rows = dir.join("rows.csv");
+    std::fs::write(
+        &rows,
+        format!("target\n1000@{}\n", silent.local_addr().unwrap()),
+    )
+    .unwrap();
+    let api = Api::start(&dir, &dir.join("state"), true, &[]);
+    let id = api.start_campaign("event=resync&timeout=30", &rows);
+    let records_open = || {
+        std::fs::read_dir(format!("/proc/{}/fd", api.child.id()))
+            .unwrap()
+            .flatten()
+            .filter(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|target| target.ends_with("records.jsonl"))
+            })
+            .count()
+    };
+    let followers: Vec<_> = (0..10)
+        .map(|_| {
+            Command::new("curl")
+                .args(["-sS", "-N", "-H", &bearer()])
+                .arg(format!("{}/v1/campaigns/{id}/records?follow=true", api.url))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records_open() < 11 {
+        assert!(Instant::now() < deadline, "{} open", records_open());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for mut follower in followers {
+        follower.kill().unwrap();
+        follower.wait().unwrap();
+    }
+    // The campaign's own writer is left.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while records_open() > 1 {
+        assert!(Instant::now() < deadline, "{} still open", records_open());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, status) = api.json(&format!("/v1/campaigns/{id}"), &[]);
+    assert_eq!(status["state"], "running", "{status}");
+}
+
+/// The cap on running campaigns counts those whose rows are still arriving: with 64 such
+/// requests open, the next is refused 429; once they have gone, campaigns start again.
+#[test]
+fn the_running_cap_counts_campaigns_still_starting() {
+    use std::io::Write;
+    let dir = temp_dir("cap");
+    let api = Api::start(&dir, &dir.join("state"), true, &[]);
+    let addr = api.url.trim_start_matches("http://").to_string();
+    let open: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                stream,
+                "POST /v1/campaigns?event=reboot HTTP/1.1\r\nHost: api\r\n\
+                 Authorization: Bearer {TOKEN}\r\nContent-Type: text/csv\r\n\
+                 Content-Length: 1000\r\n\r\ntarget\n"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    let body = "target\n1000@127.0.0.1:9\n";
+    let post = || {
+        api.curl(
+            "/v1/campaigns?event=reboot&timeout=1",
+            &["-X", "POST", "-H", "Content-Type: text/csv", "-d", body],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, text) = post();
+        if status == 429 {
+            assert!(text.contains("64 campaigns are running"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused: {status} {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(open);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, text) = post();
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 429, "{text}");
+        assert!(Instant::now() < deadline, "still refused: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

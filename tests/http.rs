@@ -1013,6 +1013,43 @@ fn sip_options_with_the_http_channel_are_refused() {
     assert_eq!(web_counters(phone).0, 0, "nothing was sent");
 }
 
+/// `batch` over SIP (`--channel sip`, the default) refuses the options of the HTTP channel,
+/// even one given its default value, before anything is sent: ignored, they would let the
+/// user believe they applied.
+#[test]
+fn http_options_with_the_sip_channel_are_refused() {
+    let dir = tempdir("http-options");
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone.set_nonblocking(true).unwrap();
+    let rows = dir.join("rows.csv");
+    std::fs::write(
+        &rows,
+        format!("target\n1000@{}\n", phone.local_addr().unwrap()),
+    )
+    .unwrap();
+    for channel in [&[][..], &["--channel", "sip"][..]] {
+        for (option, value) in [
+            ("--action", "reboot"),
+            ("--priority", "0"),
+            ("--uri", "Key:Settings"),
+            ("--settle", "2"),
+            ("--inventory", "inventory.csv"),
+        ] {
+            let rows = rows.to_str().unwrap();
+            let args = [&["batch", rows, option, value][..], channel].concat();
+            let out = run(&args, None);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+            assert!(
+                text(&out).contains(&format!("{option} is for --channel http")),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    let mut buf = [0; 2048];
+    assert!(phone.recv(&mut buf).is_err(), "nothing was sent");
+}
+
 /// `--inventory` naming the input is refused before anything is written or sent: the
 /// inventory would truncate the rows.
 #[test]

@@ -21,12 +21,13 @@
 //! those started with no result are not sent again (reported `unknown`).
 
 use super::metrics::{Metered, Metrics};
-use super::{body_timeout, error, ApiError, Service, BODY_IDLE, MAX_CAMPAIGN_BODY};
+use super::{error, read_pieces, ApiError, Service, MAX_CAMPAIGN_BODY};
 use crate::campaign::html::unix_now;
 use crate::campaign::{Campaign, Defaults, Input, Observer, Options, Record, Report, Stop};
 use crate::text::printable;
 use crate::{Notifier, NotifierConfig};
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// Turns a campaign's query parameters into its settings: `sipnotify batch`'s long options,
@@ -231,6 +232,9 @@ pub(super) struct Campaigns {
     settings: Arc<dyn Settings>,
     metrics: Arc<Metrics>,
     entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+    /// One permit per running campaign, taken when its request arrives (before its body is
+    /// read) and held until it ends: concurrent requests cannot pass [`MAX_RUNNING`].
+    slots: Arc<Semaphore>,
 }
 
 /// A campaign opened, with its notifier bound: ready to run.
@@ -248,8 +252,10 @@ impl Campaigns {
         metrics: &Arc<Metrics>,
     ) -> Result<Campaigns, ApiError> {
         let failed = |e| ApiError::StateDir(state_dir.to_path_buf(), e);
+        private_dir_all(&state_dir.join("campaigns")).map_err(failed)?;
+        // Absolute: the paths written in `spec.json` must hold from any working folder.
+        let state_dir = &state_dir.canonicalize().map_err(failed)?;
         let root = state_dir.join("campaigns");
-        private_dir_all(&root).map_err(failed)?;
         let mut lock = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -279,6 +285,7 @@ impl Campaigns {
             settings,
             metrics: metrics.clone(),
             entries: Mutex::default(),
+            slots: Arc::new(Semaphore::new(MAX_RUNNING)),
         })
     }
 
@@ -322,7 +329,7 @@ impl Campaigns {
                 entry
                     .end(
                         CampaignState::Stopped,
-                        Some("stopped; the service ended before its targets in flight did".into()),
+                        Some("stopped by DELETE; the service ended before the campaign did".into()),
                     )
                     .await;
                 continue;
@@ -330,7 +337,10 @@ impl Campaigns {
             match self.open_campaign(&entry, &spec).await {
                 Ok(opened) => {
                     tracing::info!(campaign = %id, "resumed");
-                    self.run(&entry, opened);
+                    // At most MAX_RUNNING were running when the service stopped, so each
+                    // finds a slot.
+                    let slot = self.slots.clone().try_acquire_owned().ok();
+                    self.run(&entry, opened, slot);
                     resumed += 1;
                 }
                 Err(message) => {
@@ -379,8 +389,9 @@ impl Campaigns {
         Ok(Opened { campaign, notifier })
     }
 
-    /// Runs an opened campaign on a task of its own, its records to its folder.
-    fn run(&self, entry: &Arc<Entry>, opened: Opened) {
+    /// Runs an opened campaign on a task of its own, its records to its folder; `slot` is
+    /// released when it ends.
+    fn run(&self, entry: &Arc<Entry>, opened: Opened, slot: Option<OwnedSemaphorePermit>) {
         let Opened { campaign, notifier } = opened;
         for warning in campaign.warnings() {
             tracing::warn!(campaign = %entry.id, "{warning}");
@@ -395,6 +406,7 @@ impl Campaigns {
         let metrics = self.metrics.clone();
         let task_entry = entry.clone();
         let task = tokio::spawn(async move {
+            let _slot = slot;
             let entry = task_entry;
             let report = match Report::open(&entry.dir.join(RECORDS), true) {
                 Ok(report) => report,
@@ -554,39 +566,25 @@ fn extension(headers: &HeaderMap) -> Option<&'static str> {
 }
 
 /// Writes a body to `path` as it arrives, at most [`MAX_CAMPAIGN_BODY`] bytes, each part
-/// within [`BODY_IDLE`] of the last, synced.
+/// within [`super::BODY_IDLE`] of the last, synced.
 async fn save_body(body: Body, path: &std::path::Path) -> Result<(), Response> {
-    use http_body_util::BodyExt;
-    use tokio::io::AsyncWriteExt;
-    let failed = |e: std::io::Error| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot write the rows to the state directory: {e}"),
-        )
-    };
-    let mut file = tokio::fs::File::create(path).await.map_err(failed)?;
-    let mut body = body;
-    let mut len = 0u64;
-    loop {
-        let frame = tokio::time::timeout(BODY_IDLE, body.frame())
-            .await
-            .map_err(|_| body_timeout())?;
-        let Some(frame) = frame else { break };
-        let frame = frame.map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("the body could not be read: {e}"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            len += data.len() as u64;
-            if len > MAX_CAMPAIGN_BODY {
-                return Err(too_large());
-            }
-            file.write_all(&data).await.map_err(failed)?;
-        }
+    let mut file = tokio::fs::File::create(path).await.map_err(write_failed)?;
+    read_pieces(body, MAX_CAMPAIGN_BODY, |_| too_large(), &mut file).await?;
+    file.sync_all().await.map_err(write_failed)
+}
+
+fn write_failed(e: std::io::Error) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot write the rows to the state directory: {e}"),
+    )
+}
+
+impl super::AsyncSink for &mut tokio::fs::File {
+    async fn take(&mut self, data: Bytes) -> Result<(), Response> {
+        use tokio::io::AsyncWriteExt;
+        self.write_all(&data).await.map_err(write_failed)
     }
-    file.sync_all().await.map_err(failed)
 }
 
 fn too_large() -> Response {
@@ -603,12 +601,12 @@ fn too_large() -> Response {
 /// `POST /v1/campaigns`.
 pub(super) async fn start(State(service): State<Arc<Service>>, request: Request) -> Response {
     let campaigns = &service.campaigns;
-    if campaigns.count(CampaignState::Running) >= MAX_RUNNING {
+    let Ok(slot) = campaigns.slots.clone().try_acquire_owned() else {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("{MAX_RUNNING} campaigns are running: wait for one to end"),
+            format!("{MAX_RUNNING} campaigns are running or starting: wait for one to end"),
         );
-    }
+    };
     let (parts, body) = request.into_parts();
     let declared = parts
         .headers
@@ -651,13 +649,30 @@ pub(super) async fn start(State(service): State<Arc<Service>>, request: Request)
                         "give the rows in the body or as ?input=PATH, not both",
                     )
                 })?;
-                // Absolute, so that a restart from another folder finds it.
-                tokio::fs::canonicalize(&path).await.map_err(|e| {
+                let shown = printable(&path, false);
+                let unreadable = |e: std::io::Error| {
                     error(
                         StatusCode::BAD_REQUEST,
-                        format!("cannot read the input {}: {e}", printable(&path, false)),
+                        format!("cannot read the input {shown}: {e}"),
                     )
-                })?
+                };
+                // Absolute, so that a restart from another folder finds it.
+                let path = tokio::fs::canonicalize(&path).await.map_err(unreadable)?;
+                // A FIFO or a device would hold a thread forever, or never end.
+                if !tokio::fs::metadata(&path)
+                    .await
+                    .map_err(unreadable)?
+                    .is_file()
+                {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "the input {shown} is not a regular file: write the rows to a file, \
+                             or send them in the body"
+                        ),
+                    ));
+                }
+                path
             }
             None => {
                 let Some(extension) = extension(&parts.headers) else {
@@ -694,7 +709,7 @@ pub(super) async fn start(State(service): State<Arc<Service>>, request: Request)
     match opened {
         Ok(opened) => {
             lock(&campaigns.entries).insert(id.clone(), entry.clone());
-            campaigns.run(&entry, opened);
+            campaigns.run(&entry, opened, Some(slot));
             tracing::info!(campaign = %id, "started");
             (StatusCode::ACCEPTED, Json(entry.status())).into_response()
         }
@@ -706,43 +721,61 @@ pub(super) async fn start(State(service): State<Arc<Service>>, request: Request)
     }
 }
 
-fn unknown(id: &str) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!(
-            "no campaign {}",
-            printable(&id.chars().take(64).collect::<String>(), false)
-        ),
-    )
-}
-
-fn find(service: &Service, id: &str) -> Option<Arc<Entry>> {
-    valid_id(id).then(|| service.campaigns.get(id)).flatten()
+/// The campaign a path names, or why none (a 404 in JSON, as every error: a path that
+/// cannot be decoded names no campaign either).
+fn find(
+    service: &Service,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Arc<Entry>, String> {
+    let Ok(Path(id)) = path else {
+        return Err("no such campaign: ids are 16 hexadecimal digits".into());
+    };
+    valid_id(&id)
+        .then(|| service.campaigns.get(&id))
+        .flatten()
+        .ok_or_else(|| {
+            format!(
+                "no campaign {}",
+                printable(&id.chars().take(64).collect::<String>(), false)
+            )
+        })
 }
 
 /// `GET /v1/campaigns/{id}`.
 pub(super) async fn status(
     State(service): State<Arc<Service>>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Response {
-    match find(&service, &id) {
-        Some(entry) => Json(entry.status()).into_response(),
-        None => unknown(&id),
+    match find(&service, path) {
+        Ok(entry) => Json(entry.status()).into_response(),
+        Err(message) => error(StatusCode::NOT_FOUND, message),
     }
 }
 
 /// `DELETE /v1/campaigns/{id}`: no new target starts; those in flight end and are
 /// recorded, then the state is `stopped`.
-pub(super) async fn stop(State(service): State<Arc<Service>>, Path(id): Path<String>) -> Response {
-    let Some(entry) = find(&service, &id) else {
-        return unknown(&id);
+pub(super) async fn stop(
+    State(service): State<Arc<Service>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let entry = match find(&service, path) {
+        Ok(entry) => entry,
+        Err(message) => return error(StatusCode::NOT_FOUND, message),
     };
+    entry.deleted.store(true, Ordering::SeqCst);
+    // Whatever the state: a campaign without an end (running, or not resumable now and
+    // tried again at the next start) must not be resumed after this.
+    if !entry.dir.join(END).exists() {
+        if let Err(e) = persist(entry.dir.join(STOPPED), &true).await {
+            tracing::warn!(campaign = %entry.id, "cannot write {STOPPED}: {e}");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot record the stop in the state directory: {e}; try again"),
+            );
+        }
+    }
     if entry.state() != CampaignState::Running {
         return Json(entry.status()).into_response();
-    }
-    entry.deleted.store(true, Ordering::SeqCst);
-    if let Err(e) = persist(entry.dir.join(STOPPED), &true).await {
-        tracing::warn!(campaign = %entry.id, "cannot write {STOPPED}: {e}");
     }
     if let Some(stop) = lock(&entry.stop).as_ref() {
         stop.stop();
@@ -757,11 +790,12 @@ const MAX_RECORD: usize = 1 << 20;
 /// (0-based), as JSON Lines; with `follow`, the response goes on until the campaign ends.
 pub(super) async fn records(
     State(service): State<Arc<Service>>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
-    let Some(entry) = find(&service, &id) else {
-        return unknown(&id);
+    let entry = match find(&service, path) {
+        Ok(entry) => entry,
+        Err(message) => return error(StatusCode::NOT_FOUND, message),
     };
     let (mut offset, mut follow) = (0u64, false);
     for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
@@ -785,27 +819,39 @@ pub(super) async fn records(
             }
         }
     }
-    let (sender, body) =
-        http_body_util::channel::Channel::<Bytes, std::convert::Infallible>::new(4);
+    let (sender, receiver) = mpsc::channel(4);
     tokio::spawn(stream_records(entry, offset, follow, sender));
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         )],
-        Body::new(body),
+        Body::new(Chunks(receiver)),
     )
         .into_response()
 }
 
+/// A response body of the chunks sent on a channel: it ends when the sender is dropped,
+/// and the sender sees it closed as soon as the client has gone.
+struct Chunks(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|data| Ok(hyper::body::Frame::data(data))))
+    }
+}
+
 /// Sends the records file's whole lines from the `offset`-th record; with `follow`, waits
 /// for more until the campaign has ended and its last records are sent.
-async fn stream_records(
-    entry: Arc<Entry>,
-    offset: u64,
-    follow: bool,
-    mut sender: http_body_util::channel::Sender<Bytes>,
-) {
+async fn stream_records(entry: Arc<Entry>, offset: u64, follow: bool, sender: mpsc::Sender<Bytes>) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let mut flushed = entry.flushed.subscribe();
     let mut reader = None;
@@ -846,7 +892,7 @@ async fn stream_records(
                 line.clear();
                 if out.len() >= 64 * 1024
                     && sender
-                        .send_data(Bytes::from(std::mem::take(&mut out)))
+                        .send(Bytes::from(std::mem::take(&mut out)))
                         .await
                         .is_err()
                 {
@@ -856,7 +902,7 @@ async fn stream_records(
         }
         if !out.is_empty()
             && sender
-                .send_data(Bytes::from(std::mem::take(&mut out)))
+                .send(Bytes::from(std::mem::take(&mut out)))
                 .await
                 .is_err()
         {
@@ -865,7 +911,11 @@ async fn stream_records(
         if !follow || ended {
             return;
         }
-        // Woken by new records; the timeout covers records flushed without a wake-up.
-        let _ = tokio::time::timeout(Duration::from_millis(250), flushed.changed()).await;
+        // Woken by new records; the timeout covers records flushed without a wake-up. A
+        // client that has gone ends the stream at once, not when the campaign ends.
+        tokio::select! {
+            _ = tokio::time::timeout(Duration::from_millis(250), flushed.changed()) => {}
+            () = sender.closed() => return,
+        }
     }
 }

@@ -35,11 +35,16 @@ struct StateLabels {
     state: String,
 }
 
-/// Distinct `event` label values; more are counted as [`OTHER`].
+/// Distinct `event` label values named after events; more are counted as [`OTHER`].
 pub const MAX_EVENTS: usize = 64;
 
-/// The `event` label of the events past [`MAX_EVENTS`].
-pub const OTHER: &str = "other";
+/// The `event` label of the events past [`MAX_EVENTS`], and of names that are not SIP
+/// tokens; no event is named so (parentheses are not token characters).
+pub const OTHER: &str = "(other)";
+
+/// The `event` label of records with no event (a bad row whose event is unknown); it takes
+/// no place among the [`MAX_EVENTS`].
+pub const NO_EVENT: &str = "(none)";
 
 /// The service's metrics and their registry.
 #[derive(Debug)]
@@ -99,10 +104,14 @@ impl Metrics {
     }
 
     /// One target ended with a record labelled `outcome`. Events past the first
-    /// [`MAX_EVENTS`] are counted as `other`: rows may name any event, and each label
+    /// [`MAX_EVENTS`] are counted as [`OTHER`]: rows may name any event, and each label
     /// value is a series kept for the life of the service.
     pub fn target(&self, event: &str, outcome: &str) {
-        let event = {
+        let event = if event.is_empty() {
+            NO_EVENT
+        } else if !event.bytes().all(crate::sip::codec::is_token_byte) {
+            OTHER
+        } else {
             let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
             if events.contains(event) || events.len() < MAX_EVENTS {
                 events.insert(event.to_string());
@@ -190,14 +199,23 @@ mod tests {
         metrics.target("resync", "delivered");
         metrics.target("resync", "delivered");
         metrics.duration.observe(0.003);
+        for _ in 0..3 {
+            metrics.target("", "bad_row");
+        }
+        // "resync", "other" and custom-0 to custom-61 are the 64 events named; empty events
+        // take no place, and the overflow's label is not an event's.
+        metrics.target("other", "rejected");
         for n in 0..MAX_EVENTS + 10 {
             metrics.target(&format!("custom-{n}"), "rejected");
         }
+        metrics.target("(other)", "rejected");
         let text = metrics.encode(&[("running", 2), ("done", 0)]);
         for line in [
             "sipnotify_targets_total{outcome=\"delivered\",event=\"resync\"} 2",
-            "sipnotify_targets_total{outcome=\"rejected\",event=\"custom-62\"} 1",
-            "sipnotify_targets_total{outcome=\"rejected\",event=\"other\"} 11",
+            "sipnotify_targets_total{outcome=\"bad_row\",event=\"(none)\"} 3",
+            "sipnotify_targets_total{outcome=\"rejected\",event=\"other\"} 1",
+            "sipnotify_targets_total{outcome=\"rejected\",event=\"custom-61\"} 1",
+            "sipnotify_targets_total{outcome=\"rejected\",event=\"(other)\"} 13",
             "sipnotify_target_duration_seconds_count 1",
             "sipnotify_targets_in_flight 0",
             "sipnotify_retransmissions_total 0",
@@ -206,5 +224,6 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
+        assert!(!text.contains("custom-62"), "{text}");
     }
 }

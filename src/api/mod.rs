@@ -18,8 +18,10 @@
 //! Security: every route but `/healthz` needs `Authorization: Bearer TOKEN` when a token is
 //! configured, compared in constant time, and [`spawn`] refuses a non-loopback address
 //! without one; request bodies are bounded ([`MAX_NOTIFY_BODY`], [`MAX_CAMPAIGN_BODY`]);
-//! nothing a request carries is logged, and errors never quote a password. Connections are
-//! served as the provisioning server serves them (bounded heads and count, optional TLS).
+//! no password, key or token a request carries is logged or quoted in an error (errors may
+//! quote what they refuse: a target, a rate, a file's path); every error, 404 and 405
+//! included, is `{"error": MESSAGE}`. Connections are served as the provisioning server
+//! serves them (bounded heads and count, optional TLS).
 //!
 //! Each campaign lives in a folder of the state directory, with its parameters, its rows,
 //! its journal (the campaign's own, with its OS lock and durable intents) and its records.
@@ -166,6 +168,7 @@ pub async fn spawn(listen: SocketAddr, config: ApiConfig) -> Result<RunningApi, 
         .route("/v1/campaigns/{id}/records", get(campaigns::records))
         .route(HEALTHZ, get(healthz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(service.clone(), authorized))
         .with_state(service.clone());
     Ok(RunningApi {
@@ -254,6 +257,13 @@ async fn not_found() -> Response {
     )
 }
 
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take this method: see /v1/openapi.json for the routes",
+    )
+}
+
 /// How long a body may pause: a client that stops sending holds no connection for long.
 pub const BODY_IDLE: Duration = Duration::from_secs(30);
 
@@ -268,35 +278,69 @@ fn body_timeout() -> Response {
     )
 }
 
-/// Reads a whole body of at most `limit` bytes (a small one: within [`BODY_IDLE`]): 413
-/// past it, 400 if it breaks off, 408 if it is too slow.
-async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
-    let read = tokio::time::timeout(BODY_IDLE, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| body_timeout())?;
-    read.map_err(|e| {
-        if is_too_large(&e) {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over {} KiB", limit / 1024),
-            )
-        } else {
+/// Reads a body piece by piece, each within [`BODY_IDLE`] of the last (408 otherwise: a
+/// pause, not a total), at most `limit` bytes (`too_large(limit)` past it), 400 if it breaks
+/// off; each piece goes to `sink` (which may refuse it).
+async fn read_pieces(
+    body: Body,
+    limit: u64,
+    too_large: fn(u64) -> Response,
+    mut sink: impl AsyncSink,
+) -> Result<(), Response> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut len = 0u64;
+    loop {
+        let frame = tokio::time::timeout(BODY_IDLE, body.frame())
+            .await
+            .map_err(|_| body_timeout())?;
+        let Some(frame) = frame else {
+            return Ok(());
+        };
+        let frame = frame.map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {e}"),
             )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            len += data.len() as u64;
+            if len > limit {
+                return Err(too_large(limit));
+            }
+            sink.take(data).await?;
         }
-    })
+    }
 }
 
-/// Whether a body error is its length limit.
-fn is_too_large(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
+/// Where [`read_pieces`] puts a body's pieces.
+trait AsyncSink {
+    /// Takes one piece, or refuses the body.
+    async fn take(&mut self, data: bytes::Bytes) -> Result<(), Response>;
+}
+
+impl AsyncSink for &mut bytes::BytesMut {
+    async fn take(&mut self, data: bytes::Bytes) -> Result<(), Response> {
+        self.extend_from_slice(&data);
+        Ok(())
     }
-    false
+}
+
+/// Reads a whole body of at most `limit` bytes: 413 past it, 400 if it breaks off, 408 if
+/// it pauses for over [`BODY_IDLE`].
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
+    let mut whole = bytes::BytesMut::new();
+    read_pieces(
+        body,
+        limit as u64,
+        |limit| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {} KiB", limit / 1024),
+            )
+        },
+        &mut whole,
+    )
+    .await?;
+    Ok(whole.freeze())
 }

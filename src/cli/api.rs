@@ -4,6 +4,8 @@
 //! is parsed into [`BatchArgs`] and checked by [`sip_settings`], as `batch` checks its own.
 
 use super::batch::{sip_settings, BatchArgs};
+use super::confirm::ConfirmArgs;
+use super::http::BatchWebArgs;
 use super::send::read_limited;
 use super::serve::TlsServerArgs;
 use super::{Failure, StopSignals};
@@ -112,11 +114,16 @@ pub async fn run(args: ApiArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `batch`'s options the service sets itself or refuses in a URL, and why.
-const REFUSED: [(&str, &str); 7] = [
+/// `batch`'s options the service sets itself or refuses in a URL, and why. The options of
+/// the HTTP channel and of fetch confirmation are refused too ([`refused`]).
+const REFUSED: [(&str, &str); 8] = [
     (
         "journal",
         "the service journals each campaign in its state directory",
+    ),
+    (
+        "resend-unknown",
+        "a campaign's targets started with no result are never sent again by the service",
     ),
     (
         "report",
@@ -131,10 +138,34 @@ const REFUSED: [(&str, &str); 7] = [
         "a password in a URL ends up in logs: give password-file, or a password column in \
          the rows",
     ),
+    (
+        "key",
+        "a key in a URL ends up in logs, and the service does not confirm fetches",
+    ),
+    (
+        "ikm",
+        "a key in a URL ends up in logs, and the service does not confirm fetches",
+    ),
     ("channel", "the service runs SIP campaigns"),
-    ("confirm-fetch", "the service does not confirm fetches"),
-    ("serve", "the service does not serve profiles"),
 ];
+
+/// Why the long option `long` is refused in a campaign's query, if it is: [`REFUSED`], then
+/// every option of `batch --channel http` and of fetch confirmation, taken from their
+/// clap groups so that a new one is refused too (the service runs SIP campaigns only).
+fn refused(long: &str) -> Option<&'static str> {
+    if let Some((_, why)) = REFUSED.iter().find(|(refused, _)| *refused == long) {
+        return Some(why);
+    }
+    let named =
+        |command: clap::Command| command.get_arguments().any(|a| a.get_long() == Some(long));
+    if named(BatchWebArgs::augment_args(clap::Command::new("http"))) {
+        return Some("an option of batch --channel http: the service runs SIP campaigns");
+    }
+    if named(ConfirmArgs::augment_args(clap::Command::new("confirm"))) {
+        return Some("the service does not confirm fetches nor serve profiles");
+    }
+    None
+}
 
 /// A campaign's query, read as `sipnotify batch`'s options.
 struct BatchQuery;
@@ -157,7 +188,7 @@ fn batch_args(query: &[(String, String)]) -> Result<BatchArgs, String> {
     let mut argv = vec!["batch".to_string(), "-".to_string()];
     for (name, value) in query {
         let long = name.replace('_', "-");
-        if let Some((_, why)) = REFUSED.iter().find(|(refused, _)| *refused == long) {
+        if let Some(why) = refused(&long) {
             return Err(format!("{long}: {why}"));
         }
         let Some(arg) = command
@@ -229,10 +260,40 @@ mod tests {
             (&[("password", "secret")][..], "ends up in logs"),
             (&[("allow-duplicates", "maybe")][..], "a flag"),
             (&[("output", "json")][..], "unknown parameter `output`"),
+            (&[("resend-unknown", "true")][..], "never sent again"),
+            (&[("key", "secret")][..], "ends up in logs"),
+            (&[("ikm", "secret")][..], "ends up in logs"),
+            (&[("key-file", "/k")][..], "does not confirm fetches"),
+            (&[("ikm_file", "/k")][..], "does not confirm fetches"),
+            (
+                &[("serve-listen", "127.0.0.1:1")][..],
+                "does not confirm fetches",
+            ),
+            (&[("fetch-log", "/f")][..], "does not confirm fetches"),
+            (&[("max-fetch-rate", "5")][..], "does not confirm fetches"),
+            (&[("action", "reboot")][..], "--channel http"),
+            (&[("uri", "Key:Settings")][..], "--channel http"),
+            (&[("priority", "0")][..], "--channel http"),
+            (&[("screenshots", "/s")][..], "--channel http"),
         ] {
             let message = batch_args(&query(pairs)).err().unwrap();
             assert!(message.contains(expected), "{pairs:?}: {message}");
             assert!(!message.contains("secret"), "{message}");
         }
+    }
+
+    #[test]
+    fn every_http_and_confirm_option_is_refused() {
+        for group in [
+            BatchWebArgs::augment_args(clap::Command::new("http")),
+            ConfirmArgs::augment_args(clap::Command::new("confirm")),
+        ] {
+            for arg in group.get_arguments() {
+                let long = arg.get_long().unwrap();
+                assert!(refused(long).is_some(), "{long} is accepted");
+            }
+        }
+        assert_eq!(refused("event"), None);
+        assert_eq!(refused("password-file"), None);
     }
 }

@@ -243,6 +243,7 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     if args.channel == ChannelName::Http {
         return super::http::batch(args, output, verbose).await;
     }
+    args.http.refuse_for_sip()?;
     let (defaults, options, config) = sip_settings(&args)?;
     let concurrency = options.concurrency;
     let input = options.input.clone();

@@ -434,6 +434,38 @@ pub struct BatchWebArgs {
     /// model, firmware, serial), one row per phone.
     #[arg(long, value_name = "FILE.csv")]
     pub inventory: Option<PathBuf>,
+    /// The options above given on the command line (`--action`, ...), set by
+    /// [`BatchWebArgs::note_given`]: --channel sip refuses them.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+impl BatchWebArgs {
+    /// Notes which of these options `matches` (batch's) got from the command line; the
+    /// options are this group's own, so that a new one is noted too.
+    pub fn note_given(&mut self, matches: &clap::ArgMatches) {
+        let group = BatchWebArgs::augment_args(clap::Command::new("http"));
+        self.given = group
+            .get_arguments()
+            .filter(|arg| {
+                matches.value_source(arg.get_id().as_str())
+                    == Some(clap::parser::ValueSource::CommandLine)
+            })
+            .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+            .collect();
+    }
+
+    /// Refuses the options given (see [`BatchWebArgs::note_given`]) to a SIP campaign,
+    /// which would ignore them.
+    pub fn refuse_for_sip(&self) -> Result<(), Failure> {
+        match self.given.first() {
+            Some(name) => Err(Failure::input(format!(
+                "{name} is for --channel http, and the campaign is SIP NOTIFY (--channel sip, \
+                 the default): give --channel http, or leave {name} out"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Phones' web servers serve few connections: a modest default.

@@ -36,7 +36,7 @@ mod profile;
 mod send;
 mod serve;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{FromArgMatches, Parser, Subcommand, ValueEnum};
 use sipnotify::campaign::{Files, Stop};
 use sipnotify::event::{self, Action, EventError};
 use sipnotify::http::Action as HttpAction;
@@ -210,7 +210,13 @@ impl Failure {
 
 /// Parses the command line, runs, and maps the result to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Batch(args), Some(("batch", matches))) =
+        (&mut cli.command, matches.subcommand())
+    {
+        args.http.note_given(matches);
+    }
     init_tracing(
         cli.verbose,
         matches!(

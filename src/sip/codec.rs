@@ -380,7 +380,7 @@ fn is_ws(c: char) -> bool {
 }
 
 /// RFC 3261 `token` characters (header names, methods).
-fn is_token_byte(b: u8) -> bool {
+pub(crate) fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTES[usize::from(b)]
 }
 
