@@ -24,6 +24,7 @@ use super::metrics::{Metered, Metrics};
 use super::{error, read_pieces, ApiError, Service, MAX_CAMPAIGN_BODY};
 use crate::campaign::html::unix_now;
 use crate::campaign::{Campaign, Defaults, Input, Observer, Options, Record, Report, Stop};
+use crate::provision::serve::replace_file;
 use crate::text::printable;
 use crate::{Notifier, NotifierConfig};
 use axum::body::{Body, Bytes};
@@ -528,21 +529,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Option<T
 /// synced, renamed, and the folder synced; on a blocking thread, as syncs may be slow.
 async fn persist(path: PathBuf, value: &impl Serialize) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
-    tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+    tokio::task::spawn_blocking(move || replace_file(&path, &bytes, true))
         .await
         .map_err(std::io::Error::other)?
-}
-
-fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let partial = path.with_extension("partial");
-    let mut file = std::fs::File::create(&partial)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&partial, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Creates a folder (and its parents) readable by this user only.

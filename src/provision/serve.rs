@@ -586,14 +586,11 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Stores a report at `segments` under `dir`: directories made private (0700), none of them
-/// a symbolic link (which could lead out of `dir`); the file (0600) written under a unique
-/// temporary name, then renamed over the last report, so a reader never sees half of one
-/// and two uploads to one path never mix. The bytes written.
+/// Stores a report at `segments` under `dir` ([`replace_file`]), its directories made
+/// private (0700), none of them a symbolic link (which could lead out of `dir`). The bytes
+/// written.
 fn store(dir: &Path, segments: &[String], bytes: &[u8]) -> std::io::Result<u64> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    use std::os::unix::fs::DirBuilderExt;
     let Some((name, dirs)) = segments.split_last() else {
         return Err(std::io::Error::other("no file name"));
     };
@@ -610,20 +607,47 @@ fn store(dir: &Path, segments: &[String], bytes: &[u8]) -> std::io::Result<u64> 
     if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
         return Err(std::io::Error::other("the path is not a regular file"));
     }
-    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let partial = parent.join(format!(".{name}.{}-{n}.partial", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
+    replace_file(&path, bytes, false)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Replaces the file at `path` with `bytes`, readable by this user only (0600): written
+/// under a unique temporary name beside it, then renamed over it, so a reader never sees
+/// half a file and two writers never mix. With `sync`, the file and then its directory
+/// reach the disk before this returns.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::other("no file name"));
+    };
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = dir.join(format!(
+        ".{}.{}-{n}.partial",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&partial)?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| std::fs::rename(&partial, &path));
+        .open(&partial)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            if sync {
+                file.sync_all()?;
+            }
+            std::fs::rename(&partial, path)
+        });
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    written.map(|()| bytes.len() as u64)
+    written?;
+    if sync {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Adds the Basic challenge to a 401.
