@@ -28,8 +28,9 @@
 //! - [`http`] acts on phones over HTTP (Cisco CGI/Execute push, screenshots, device
 //!   information): objects, answers and authentication sans-IO, a hyper client, and the
 //!   campaign channel [`Pusher`](http::Pusher).
-//! - [`text`] makes text from the network or a file safe to show on a terminal; `secret`
-//!   declares the types of passwords and keys, which never show in output.
+//! - [`text`] makes text from the network or a file safe to show on a terminal; [`secret`]
+//!   declares the types of passwords and keys, which never show in output, and reads the
+//!   files that hold them.
 //! - [`phone`] is a simulated SPA/MPP phone line (sans-IO logic plus a tokio server) used by
 //!   the tests, the demo and users' own rehearsals.
 //! - [`provision`] is what follows a resync: MPP profile formats (openssl AES-256-CBC,
@@ -76,7 +77,7 @@ pub mod net;
 pub mod phone;
 pub mod proto;
 pub mod provision;
-mod secret;
+pub mod secret;
 pub mod sip;
 pub mod text;
 

@@ -19,7 +19,6 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +43,7 @@ struct NotifyRequest {
 }
 
 /// The largest password file: a line password is a few dozen bytes.
-const MAX_PASSWORD_FILE: u64 = 4 * 1024;
+const MAX_PASSWORD_FILE: usize = 4 * 1024;
 
 /// A NOTIFY from the request's body, and the row's `id`; or what is wrong with it.
 pub fn parse(body: &[u8]) -> Result<(Notify, Option<String>), String> {
@@ -89,26 +88,9 @@ fn timeout(seconds: f64) -> Result<Duration, String> {
 
 /// The password in `path` (a final newline is not part of it); errors never quote it.
 fn read_password(path: &std::path::Path) -> Result<Password, String> {
-    let cannot = |e: std::io::Error| format!("cannot read password_file {}: {e}", path.display());
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_PASSWORD_FILE + 1).read_to_end(&mut bytes))
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_PASSWORD_FILE {
-        return Err(format!(
-            "password_file {} is over 4 KiB; is it the right file?",
-            path.display()
-        ));
-    }
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-    }
-    String::from_utf8(bytes)
+    crate::secret::read_secret(path, MAX_PASSWORD_FILE, "password_file")
         .map(Password::new)
-        .map_err(|_| format!("password_file {} is not UTF-8 text", path.display()))
+        .map_err(|e| e.to_string())
 }
 
 /// What is wrong with the JSON, without quoting a value (serde quotes a value of the wrong

@@ -6,7 +6,7 @@
 use super::batch::{sip_settings, BatchArgs};
 use super::confirm::ConfirmArgs;
 use super::http::BatchWebArgs;
-use super::send::read_limited;
+use super::send::read_secret;
 use super::serve::TlsServerArgs;
 use super::{Failure, StopSignals};
 use clap::{Args, FromArgMatches};
@@ -64,10 +64,7 @@ const MAX_TOKEN_FILE: usize = 4 * 1024;
 
 /// The token in `path`: visible ASCII (it travels in a header), a final newline ignored.
 fn read_token(path: &Path) -> Result<Password, Failure> {
-    let bytes = read_limited(path, MAX_TOKEN_FILE, "token file")?;
-    let token = String::from_utf8(bytes)
-        .ok()
-        .map(|t| t.trim_end_matches(['\r', '\n']).to_string())
+    let token = Some(read_secret(path, MAX_TOKEN_FILE, "token file")?)
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             Failure::input(format!(

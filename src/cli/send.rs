@@ -6,6 +6,7 @@ use super::Failure;
 use clap::Args;
 use sipnotify::net::tls::{Fingerprint, TlsClient, TlsOptions, Verification};
 use sipnotify::proto::transaction::Timers;
+use sipnotify::secret;
 use sipnotify::{
     Event, ExtraHeader, HostPort, Notifier, NotifierConfig, Notify, Password, Target, Transport,
 };
@@ -163,7 +164,7 @@ impl CustomArgs {
             (None, Some(path)) => {
                 let mut bytes = read_limited(path, MAX_BODY_FILE, "body file")?;
                 if !self.keep_final_newline {
-                    strip_final_newline(&mut bytes);
+                    secret::strip_final_newline(&mut bytes);
                 }
                 bytes
             }
@@ -180,35 +181,14 @@ const MAX_BODY_FILE: usize = 64 * 1024;
 /// The largest `--password-file`: a line password is a few dozen bytes.
 const MAX_PASSWORD_FILE: usize = 4 * 1024;
 
-/// Reads a file of at most `limit` bytes, reading no more than one byte past it (so
-/// `/dev/zero` or a wrong path costs nothing).
-pub fn read_limited(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
-    use std::io::Read;
-    let cannot = |e: std::io::Error| {
-        Failure::input(format!("cannot read the {what} {}: {e}", path.display()))
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
-        .map_err(cannot)?;
-    if bytes.len() > limit {
-        return Err(Failure::input(format!(
-            "the {what} {} is over {} KiB; is it the right file?",
-            path.display(),
-            limit / 1024
-        )));
-    }
-    Ok(bytes)
+/// [`secret::read_file`], its error a bad-input failure.
+pub fn read_limited(path: &Path, limit: usize, what: &'static str) -> Result<Vec<u8>, Failure> {
+    secret::read_file(path, limit, what).map_err(|e| Failure::input(e.to_string()))
 }
 
-/// Removes one final LF or CRLF, the newline editors add to a file.
-fn strip_final_newline(bytes: &mut Vec<u8>) {
-    if bytes.last() == Some(&b'\n') {
-        bytes.pop();
-        if bytes.last() == Some(&b'\r') {
-            bytes.pop();
-        }
-    }
+/// [`secret::read_secret`], its error a bad-input failure.
+pub fn read_secret(path: &Path, limit: usize, what: &'static str) -> Result<String, Failure> {
+    secret::read_secret(path, limit, what).map_err(|e| Failure::input(e.to_string()))
 }
 
 /// The password from the file, the environment, or the command line, in that order.
@@ -236,14 +216,7 @@ pub fn password_from(
     if let Some(path) = file {
         ignored("--password-file");
         warn_if_shared(path);
-        let mut bytes = read_limited(path, MAX_PASSWORD_FILE, "password file")?;
-        strip_final_newline(&mut bytes);
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Failure::input(format!(
-                "the password file {} is not UTF-8 text",
-                path.display()
-            ))
-        })?;
+        let text = read_secret(path, MAX_PASSWORD_FILE, "password file")?;
         return Ok(Some(Password::new(text)));
     }
     if let Ok(from_env) = std::env::var("SIPNOTIFY_PASSWORD") {
