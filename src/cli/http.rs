@@ -5,9 +5,7 @@
 use super::batch::{self, BatchArgs};
 use super::drive::{drive, warn_if_descriptors_short, Shown};
 use super::output::{CampaignOutput, Printer};
-use super::send::{
-    parse_timeout, password_from, read_limited, SendArgs, TlsArgs, DEFAULT_T1, DEFAULT_T2,
-};
+use super::send::{parse_timeout, password_from, read_limited, SendArgs, TlsArgs};
 use super::{Failure, Format};
 use clap::{Args, Subcommand, ValueEnum};
 use sipnotify::campaign::{same_file, Campaign, Input, Observer, Options, Record, Verdict};
@@ -219,19 +217,8 @@ pub async fn admin(
     format: Format,
 ) -> Result<u8, Failure> {
     let line = &send.line;
-    let given = [
-        ("--vendor", vendor.is_some()),
-        ("--auth-user", line.auth_user.is_some()),
-        ("--transport", line.transport.is_some()),
-        ("--proxy", line.proxy.is_some()),
-        ("--bind", line.bind.is_some()),
-        ("--dns-server", line.dns_server.is_some()),
-        ("--from", line.from.is_some()),
-        ("--header", !line.headers.is_empty()),
-        ("--t1", line.t1 != DEFAULT_T1),
-        ("--t2", line.t2 != DEFAULT_T2),
-    ];
-    if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+    let sip_only = vendor.map(|_| "--vendor").or_else(|| line.sip_only_given());
+    if let Some(name) = sip_only {
         return Err(Failure::input(format!(
             "{name} is for SIP NOTIFY, not --via http: the web interface takes --user, --auth, \
              the password options, --timeout and the TLS options (see `sipnotify {} --help`)",
@@ -604,22 +591,20 @@ fn check_own_files(options: &Options, web: &BatchWebArgs) -> Result<(), Failure>
 /// Refuses the options of `batch` that only SIP uses: given with `--channel http` they
 /// would be ignored, and the user would believe they applied.
 fn refuse_sip_options(args: &BatchArgs) -> Result<(), Failure> {
-    let line = &args.line;
     let given = [
         ("--profile", args.profile.is_some()),
         ("--body", args.body.is_some()),
         ("--content-type", args.content_type.is_some()),
         ("--vendor", args.vendor.is_some()),
         ("--confirm-fetch", args.confirm.confirm_fetch.is_some()),
-        ("--auth-user", line.auth_user.is_some()),
-        ("--transport", line.transport.is_some()),
-        ("--proxy", line.proxy.is_some()),
-        ("--from", line.from.is_some()),
-        ("--header", !line.headers.is_empty()),
         ("--event", args.event != "resync"),
     ];
-    match given.iter().find(|(_, given)| *given) {
-        Some((name, _)) => Err(Failure::input(format!(
+    let name = given
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name))
+        .or_else(|| args.line.sip_only_given());
+    match name {
+        Some(name) => Err(Failure::input(format!(
             "{name} is for SIP NOTIFY, not --channel http: use --action, --image, --icon, \
              --uri, --xml, --url and --user (see `sipnotify batch --help`)"
         ))),

@@ -79,6 +79,26 @@ pub const DEFAULT_T1: u64 = 500;
 /// RFC 3261's T2 in milliseconds, `--t2`'s default.
 pub const DEFAULT_T2: u64 = 4000;
 
+impl LineArgs {
+    /// The first option given that only SIP uses (the HTTP channel must refuse it rather
+    /// than ignore it). A timer given at its default value cannot be told apart.
+    pub fn sip_only_given(&self) -> Option<&'static str> {
+        [
+            ("--auth-user", self.auth_user.is_some()),
+            ("--transport", self.transport.is_some()),
+            ("--proxy", self.proxy.is_some()),
+            ("--bind", self.bind.is_some()),
+            ("--dns-server", self.dns_server.is_some()),
+            ("--from", self.from.is_some()),
+            ("--header", !self.headers.is_empty()),
+            ("--t1", self.t1 != DEFAULT_T1),
+            ("--t2", self.t2 != DEFAULT_T2),
+        ]
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name))
+    }
+}
+
 /// The help heading of the TLS options. Given to each, as a heading for the group would go
 /// on to the options that follow it.
 const TLS: &str = "TLS (--transport tls, transport=tls, sips:, https://)";

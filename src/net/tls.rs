@@ -401,8 +401,19 @@ impl TlsClient {
         connector
             .connect(name, stream)
             .await
+            // A peer that hangs up during the handshake is seen as an end of stream, or as a
+            // reset when the ClientHello reached it after it closed: the same for the user.
             .map_err(|e| match explain(e) {
-                TlsError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => TlsError::Closed,
+                TlsError::Io(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    TlsError::Closed
+                }
                 other => other,
             })
     }
