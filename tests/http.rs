@@ -5,7 +5,7 @@
 mod common;
 
 use common::pki::Pki;
-use common::{bin, json_line, png_pixel, solid_png, FileServer, PhoneProcess, PASSWORD};
+use common::{bin, json_line, png_pixel, solid_png, temp_dir, FileServer, PhoneProcess, PASSWORD};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output, Stdio};
@@ -62,7 +62,7 @@ fn every_command_with_basic_digest_and_no_auth() {
         ("/bg.png", solid_png(320, 196, [0, 0, 255])),
         ("/tn.png", solid_png(80, 49, [0, 0, 255])),
     ]);
-    let dir = tempdir("every");
+    let dir = temp_dir("every");
     let object = dir.join("text.xml");
     std::fs::write(
         &object,
@@ -206,7 +206,7 @@ fn wrong_passwords_exit_3_in_both_styles() {
 fn objects_too_large_or_malformed_and_a_fourth_item_are_refused_unsent() {
     let phone = web_phone("none", &[]);
     let addr = web_addr(&phone).to_string();
-    let dir = tempdir("refused");
+    let dir = temp_dir("refused");
     // Exactly 513 bytes, then 512.
     let wrap = |n: usize| {
         let frame = "<CiscoIPPhoneText><Text></Text></CiscoIPPhoneText>";
@@ -295,7 +295,7 @@ fn a_background_is_downloaded_by_the_phone_and_a_missing_image_is_reported() {
     ]);
     let phone = web_phone("basic", &[]);
     let addr = web_addr(&phone).to_string();
-    let dir = tempdir("background");
+    let dir = temp_dir("background");
     let shot = dir.join("shot.png");
     let good = run(
         &[
@@ -646,7 +646,7 @@ fn curl_against_the_simulator() {
         // Credentials: none is a 401 with the phone's challenge.
         let (code, _) = curl(&["--data-urlencode", object, &execute]);
         assert_eq!(code, "401", "{auth}");
-        let shot = tempdir("curl").join(format!("{auth}.png"));
+        let shot = temp_dir("curl").join(format!("{auth}.png"));
         let (code, _) = curl(&[
             &format!("--{auth}"),
             "-u",
@@ -689,7 +689,7 @@ fn curl_with_cacert_against_the_https_simulator() {
     if !curl_installed() {
         return;
     }
-    let dir = tempdir("curl-https");
+    let dir = temp_dir("curl-https");
     let pki = Pki::new(&dir, "phones");
     let leaf = pki.issue("phone", &["127.0.0.1"]);
     let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
@@ -734,20 +734,12 @@ fn curl_with_cacert_against_the_https_simulator() {
     assert_eq!(untrusted.status.code(), Some(60), "{}", text(&untrusted));
 }
 
-/// A fresh directory for one test's files.
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipnotify-http-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The web password, and the Basic value that carries it, appear in no output, ladder,
 /// log, journal or report, whatever the verbosity, format or password source.
 #[test]
 fn passwords_appear_nowhere() {
     use base64::Engine;
-    let dir = tempdir("secrets");
+    let dir = temp_dir("secrets");
     let stderr = dir.join("phone.stderr");
     let phone = PhoneProcess::builder()
         .transport("udp")
@@ -831,7 +823,7 @@ fn passwords_appear_nowhere() {
 #[test]
 fn a_busy_phone_is_retried_after_it_asks() {
     let phone = web_phone("none", &["--fail-percent", "100"]);
-    let dir = tempdir("busy");
+    let dir = temp_dir("busy");
     let rows = dir.join("rows.csv");
     std::fs::write(&rows, format!("target\n{}\n", web_addr(&phone))).unwrap();
     let started = std::time::Instant::now();
@@ -874,7 +866,7 @@ fn an_inventory_of_a_fleet() {
         .args(["--http", "0.0.0.0:0"])
         .start();
     let port = web_addr(&phone).port();
-    let dir = tempdir("inventory");
+    let dir = temp_dir("inventory");
     let rows = dir.join("rows.csv");
     std::fs::write(
         &rows,
@@ -933,7 +925,7 @@ fn an_inventory_of_a_fleet() {
 fn one_request_at_a_time_per_phone() {
     let phone = web_phone("none", &["--delay", "30"]);
     let addr = web_addr(&phone).to_string();
-    let dir = tempdir("one-at-a-time");
+    let dir = temp_dir("one-at-a-time");
     let rows = dir.join("rows.csv");
     let mut csv = String::from("target,action,uri\n");
     for i in 0..8 {
@@ -982,7 +974,7 @@ fn one_request_at_a_time_per_phone() {
 #[test]
 fn sip_options_with_the_http_channel_are_refused() {
     let phone = web_phone("none", &[]);
-    let dir = tempdir("sip-options");
+    let dir = temp_dir("sip-options");
     let rows = dir.join("rows.csv");
     std::fs::write(&rows, format!("target\n{}\n", web_addr(&phone))).unwrap();
     for (option, value) in [
@@ -1018,7 +1010,7 @@ fn sip_options_with_the_http_channel_are_refused() {
 /// user believe they applied.
 #[test]
 fn http_options_with_the_sip_channel_are_refused() {
-    let dir = tempdir("http-options");
+    let dir = temp_dir("http-options");
     let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     phone.set_nonblocking(true).unwrap();
     let rows = dir.join("rows.csv");
@@ -1055,7 +1047,7 @@ fn http_options_with_the_sip_channel_are_refused() {
 #[test]
 fn an_inventory_over_the_input_is_refused() {
     let phone = web_phone("none", &[]);
-    let dir = tempdir("inventory-clash");
+    let dir = temp_dir("inventory-clash");
     let rows = dir.join("rows.csv");
     let text_before = format!("target\n{}\n", web_addr(&phone));
     std::fs::write(&rows, &text_before).unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, solid_png, FileServer, PhoneProcess, PASSWORD};
+use common::{bin, solid_png, temp_dir, FileServer, PhoneProcess, PASSWORD};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -39,16 +39,6 @@ fn write_input(dir: &Path, port: u16) -> PathBuf {
     let path = dir.join("phones.csv");
     std::fs::write(&path, csv).unwrap();
     path
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sipnotify-http-fleet-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn batch(input: &Path, files: &FileServer, extra: &[&str]) -> Command {
@@ -104,7 +94,7 @@ fn every_phone_sets_its_background_once_and_the_contact_sheet_shows_each() {
         ("/tn.png", solid_png(80, 49, [30, 90, 200])),
     ]);
     let (phone, port) = fleet_phone(&[]);
-    let dir = tempdir("sheet");
+    let dir = temp_dir("sheet");
     let input = write_input(&dir, port);
     let shots = dir.join("shots");
     let started = Instant::now();
@@ -269,7 +259,7 @@ fn a_campaign_killed_and_resumed_acts_on_no_phone_twice() {
     ]);
     // Slow phones, so that the campaign is killed midway.
     let (phone, port) = fleet_phone(&["--delay", "20"]);
-    let dir = tempdir("resume");
+    let dir = temp_dir("resume");
     let input = write_input(&dir, port);
     let journal = dir.join("journal");
     let args = [

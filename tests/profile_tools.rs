@@ -4,19 +4,12 @@
 
 mod common;
 
-use common::{bin, openssl};
+use common::{bin, openssl, temp_dir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const KEY: &str = "SecretPhrase1234";
 const PROFILE: &str = "<flat-profile>\n<Resync_On_Reset> Yes </Resync_On_Reset>\n<Resync_Periodic> 7200 </Resync_Periodic>\n<Profile_Rule>[--key $SC] http://prov.telco.com/cfg/$MA.xml</Profile_Rule>\n</flat-profile>\n";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipnotify-profile-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();

@@ -7,19 +7,10 @@
 mod common;
 
 use common::pki::Pki;
-use common::{bin, json_line, send_json, PhoneProcess, PASSWORD};
+use common::{bin, json_line, send_json, temp_dir, PhoneProcess, PASSWORD};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
-
-/// A fresh directory for the test's files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipnotify-tls-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A phone on TLS at `listen`, with the SHA-256 its second line prints.
 fn tls_phone(listen: &str, args: &[&str]) -> (PhoneProcess, String) {

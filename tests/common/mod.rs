@@ -134,14 +134,24 @@ pub fn assert_refused(out: &Output, message: &str) {
     assert!(stderr.contains(message), "{stderr}");
 }
 
-/// A fresh, empty folder for one test's files, `sipnotify-{test binary}-{name}-{pid}` in
-/// the temporary folder: the name keeps one binary's tests apart, the pid concurrent runs.
+/// A fresh directory for one test's files, `sipnotify-CRATE-NAME-PID` in the temporary
+/// directory, kept after the run to be looked at. Those that earlier runs of the same test
+/// left (their process gone) are removed, so that runs do not fill the disk.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sipnotify-{}-{name}-{}",
-        env!("CARGO_CRATE_NAME"),
-        std::process::id()
-    ));
+    let prefix = format!("sipnotify-{}-{name}-", env!("CARGO_CRATE_NAME"));
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let pid = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .and_then(|rest| rest.parse::<u32>().ok());
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("{prefix}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

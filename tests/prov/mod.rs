@@ -12,12 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// A temporary directory of its own for a test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sipnotify-prov-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+pub use crate::common::temp_dir;
 
 /// `sipnotify serve` running as a child; killed on drop.
 pub struct ServeProcess {
