@@ -374,11 +374,12 @@ impl Resyncer {
             };
             let url = resolved.url.clone();
             let fetched = self
-                .fetch(
+                .request(
                     &url,
                     local,
                     &mac,
                     resolved.uid.as_deref().zip(resolved.pwd.as_ref()),
+                    None,
                 )
                 .await;
             let (status, aes128gcm, body) = match fetched {
@@ -403,18 +404,6 @@ impl Resyncer {
             report.result = "applied";
         }
         report
-    }
-
-    /// GETs an http URL from `local`, answering a 401 with Basic credentials when the rule
-    /// gives them; the status, whether the body is aes128gcm, and the body (bounded).
-    async fn fetch(
-        &self,
-        url: &str,
-        local: IpAddr,
-        mac: &Mac,
-        credentials: Option<(&str, &Password)>,
-    ) -> Result<(u16, bool, Vec<u8>), Failed> {
-        self.request(url, local, mac, credentials, None).await
     }
 
     /// GETs `url` from `local`, or POSTs `upload` to it, answering a 401 with Basic
