@@ -10,7 +10,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{bin, solid_png, FileServer, PhoneProcess, PASSWORD};
+use common::{background_batch, solid_png, FileServer, PhoneProcess};
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -49,33 +49,8 @@ fn main() {
         "http fleet benchmark: sipnotify batch --channel http --action background (concurrency {concurrency}) -> sipnotify phone --http (basic, 2 threads), loopback"
     );
     for screenshots in [false, true] {
-        let mut command = bin();
-        command
-            .args([
-                "batch",
-                input.to_str().unwrap(),
-                "--channel",
-                "http",
-                "--action",
-                "background",
-            ])
-            .args([
-                "--image",
-                &files.url("/bg.png"),
-                "--icon",
-                &files.url("/tn.png"),
-            ])
-            .args([
-                "--user",
-                "admin",
-                "--output",
-                "json",
-                "--concurrency",
-                &concurrency,
-            ])
-            .env("SIPNOTIFY_PASSWORD", PASSWORD)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null());
+        let mut command = background_batch(&input, &files, &["--concurrency", &concurrency]);
+        command.stderr(Stdio::null());
         if screenshots {
             let shots = dir.join("shots");
             command.args(["--screenshots", shots.to_str().unwrap(), "--settle", "0"]);

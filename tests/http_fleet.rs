@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, solid_png, temp_dir, FileServer, PhoneProcess, PASSWORD};
+use common::{background_batch, solid_png, temp_dir, FileServer, PhoneProcess, PASSWORD};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -41,30 +41,6 @@ fn write_input(dir: &Path, port: u16) -> PathBuf {
     path
 }
 
-fn batch(input: &Path, files: &FileServer, extra: &[&str]) -> Command {
-    let mut command = bin();
-    command
-        .args([
-            "batch",
-            input.to_str().unwrap(),
-            "--channel",
-            "http",
-            "--action",
-            "background",
-        ])
-        .args([
-            "--image",
-            &files.url("/bg.png"),
-            "--icon",
-            &files.url("/tn.png"),
-        ])
-        .args(["--user", "admin", "--output", "json"])
-        .args(extra)
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .stdin(Stdio::null());
-    command
-}
-
 /// The outcome of each record printed.
 fn outcomes(stdout: &[u8]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
@@ -98,7 +74,7 @@ fn every_phone_sets_its_background_once_and_the_contact_sheet_shows_each() {
     let input = write_input(&dir, port);
     let shots = dir.join("shots");
     let started = Instant::now();
-    let out = batch(
+    let out = background_batch(
         &input,
         &files,
         &[
@@ -268,7 +244,7 @@ fn a_campaign_killed_and_resumed_acts_on_no_phone_twice() {
         "--concurrency",
         "16",
     ];
-    let mut first = batch(&input, &files, &args)
+    let mut first = background_batch(&input, &files, &args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -294,7 +270,7 @@ fn a_campaign_killed_and_resumed_acts_on_no_phone_twice() {
     }
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let out = batch(&input, &files, &args).output().unwrap();
+    let out = background_batch(&input, &files, &args).output().unwrap();
     let counts = outcomes(&out.stdout);
     let (before, unknown, now) = (
         counts.get("already_delivered").copied().unwrap_or(0),

@@ -157,6 +157,21 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `sipnotify batch INPUT --channel http --action background` with the images of `files`,
+/// user `admin` and [`PASSWORD`], JSON output, and `extra`; stdin closed.
+pub fn background_batch(input: &Path, files: &FileServer, extra: &[&str]) -> Command {
+    let mut command = bin();
+    command
+        .args(["batch", input.to_str().unwrap(), "--channel", "http"])
+        .args(["--action", "background", "--image", &files.url("/bg.png")])
+        .args(["--icon", &files.url("/tn.png")])
+        .args(["--user", "admin", "--output", "json"])
+        .args(extra)
+        .env("SIPNOTIFY_PASSWORD", PASSWORD)
+        .stdin(Stdio::null());
+    command
+}
+
 /// The options of a `sipnotify phone` to start: [`PhoneProcess::builder`].
 #[derive(Debug, Clone)]
 pub struct PhoneBuilder {
