@@ -217,6 +217,23 @@ fn reports_are_stored_inside_their_directory_and_bounded() {
     std::os::unix::fs::symlink(&dir, reports.join("out")).unwrap();
     assert_eq!(post("POST", "/out/x.xml", b"x", &auth), 500);
     assert!(!dir.join("x.xml").exists());
+    // A log inside the reports, which an upload could replace, is refused at start.
+    let out = common::bin()
+        .args([
+            "serve",
+            root.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--reports",
+        ])
+        .arg(&reports)
+        .arg("--log")
+        .arg(reports.join("r/fetch.log"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("is inside --reports"), "{said}");
     // Reports inside the served directory, or around it, are refused at start.
     for overlapping in [root.join("reports"), dir.clone()] {
         let out = common::bin()

@@ -130,6 +130,9 @@ pub enum ServeError {
          fetched; give a directory outside it"
     )]
     ReportsOverlap(PathBuf),
+    /// The log is inside the reports directory: an upload could replace it.
+    #[error("--log {0} is inside --reports: an upload could replace it; keep the log elsewhere")]
+    LogInReports(PathBuf),
     /// The log cannot be opened.
     #[error("cannot open the log {0}: {1}")]
     Log(PathBuf, std::io::Error),
@@ -179,6 +182,18 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
             }
         })
         .map_err(|e| ServeError::Root(config.root.clone(), e))?;
+    let reports = config
+        .reports
+        .as_deref()
+        .map(|dir| reports_dir(dir, &root))
+        .transpose()?;
+    if let (Some(dir), Some(log)) = (&reports, &config.log) {
+        let parent = log.parent().filter(|p| !p.as_os_str().is_empty());
+        let real = std::fs::canonicalize(parent.unwrap_or(Path::new(".")));
+        if real.is_ok_and(|p| p.starts_with(dir)) {
+            return Err(ServeError::LogInReports(log.clone()));
+        }
+    }
     let log = match &config.log {
         Some(path) => Some(Mutex::new(
             std::fs::OpenOptions::new()
@@ -189,11 +204,6 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         )),
         None => None,
     };
-    let reports = config
-        .reports
-        .as_deref()
-        .map(|dir| reports_dir(dir, &root))
-        .transpose()?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| ServeError::Bind(listen, e))?;
