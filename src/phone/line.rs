@@ -330,6 +330,9 @@ struct Shared {
     start: Instant,
     /// Shared by the forks: a retransmission may reach another worker of the socket.
     answered: Mutex<Answered>,
+    /// Keys the transactions' hashes (SipHash with random keys: a peer cannot make two
+    /// requests collide).
+    transactions: std::collections::hash_map::RandomState,
 }
 
 /// Timer J of a non-INVITE server transaction over UDP (64 x T1): how long a final answer
@@ -340,8 +343,8 @@ const TIMER_J: Duration = Duration::from_secs(32);
 /// full rate stays bounded (a retransmission comes within seconds).
 const MAX_ANSWERED: usize = 1 << 20;
 
-/// The final answers of the last [`TIMER_J`], by transaction (a keyed hash of the Via
-/// branch, Call-ID, CSeq and method).
+/// The final answers of the last [`TIMER_J`], by transaction (a keyed hash of the top Via,
+/// Call-ID, CSeq and method).
 #[derive(Debug, Default)]
 struct Answered {
     replies: HashMap<u64, Reply>,
@@ -425,6 +428,7 @@ impl Phone {
                 opaque,
                 start: now,
                 answered: Mutex::default(),
+                transactions: Default::default(),
             }),
             rng,
         }
@@ -479,8 +483,10 @@ impl Phone {
             .get(..11)
             .is_some_and(|t| t.eq_ignore_ascii_case("SIP/2.0/UDP"));
         let transaction = msg.top_via_branch().filter(|_| udp).map(|_| {
-            let id = [via, call_id, &cseq.to_string(), method].join("\n");
-            keyed_hash(&self.shared.secret, id.as_bytes())
+            use std::hash::BuildHasher;
+            self.shared
+                .transactions
+                .hash_one((via, call_id, cseq, method))
         });
         if let Some(key) = transaction {
             let earlier = self.answered().get(now, key);
