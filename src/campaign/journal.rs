@@ -29,7 +29,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -197,20 +197,58 @@ pub struct Finished<'a> {
     pub elapsed_ms: f64,
 }
 
-/// One record for the writer thread.
-struct Entry {
-    line: Vec<u8>,
+/// A waiting intent's answer: written (and synced), or the error that stopped the writer.
+type Written = oneshot::Sender<Result<(), io::ErrorKind>>;
+
+/// What the campaign's tasks have handed to the writer thread and it has not written yet.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// The intents waiting for the write (and sync) of their lines.
+    waiting: Vec<Written>,
+    /// Whether any line pending must be synced before its waiter is told.
     sync: bool,
-    done: Option<oneshot::Sender<Result<(), io::ErrorKind>>>,
+    /// The writer is waiting for work: the next intent wakes it. Results do not (they are
+    /// written with the next intents, or after [`RESULTS_WAIT`]), so a record costs no
+    /// thread wake-up of its own.
+    idle: bool,
+    /// [`Journal::finish`] was called: the writer writes what is pending and ends.
+    closed: bool,
+    /// The first write error: every later record fails with it.
+    failed: Option<io::ErrorKind>,
+}
+
+/// The state the campaign's tasks share with the writer thread.
+struct Shared {
+    file: Mutex<File>,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    syncs: AtomicU64,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn file(&self) -> MutexGuard<'_, File> {
+        self.file.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("syncs", &self.syncs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The open journal, shared by all the tasks of a campaign. Records go to one writer
-/// thread, which writes what is pending in one write and syncs it when any of it asks.
+/// thread, which writes what is pending in one write and syncs it when an intent asks.
 #[derive(Debug)]
 pub struct Journal {
-    file: Arc<Mutex<File>>,
-    syncs: Arc<AtomicU64>,
-    entries: Mutex<Option<mpsc::Sender<Entry>>>,
+    shared: Arc<Shared>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     sync: SyncMode,
 }
@@ -254,19 +292,20 @@ impl Journal {
             None if empty => {}
             None => return Err(JournalError::NoHeader),
         }
-        let file = Arc::new(Mutex::new(file));
-        let syncs = Arc::new(AtomicU64::new(0));
-        let (entries, receiver) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            file: Mutex::new(file),
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+            syncs: AtomicU64::new(0),
+        });
         let writer = {
-            let (file, syncs) = (file.clone(), syncs.clone());
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("campaign-journal".into())
-                .spawn(move || write_entries(&file, &syncs, &receiver))?
+                .spawn(move || write_pending(&shared))?
         };
         let journal = Journal {
-            file,
-            syncs,
-            entries: Mutex::new(Some(entries)),
+            shared,
             writer: Mutex::new(Some(writer)),
             sync,
         };
@@ -292,58 +331,22 @@ impl Journal {
     /// Writes an intent record; returns once it is written, and synced to the disk unless
     /// the sync mode is off. Intents handed in together share one write and one sync.
     pub async fn intent(&self, intent: &Intent<'_>) -> io::Result<()> {
-        self.append("intent", intent, self.sync == SyncMode::Batch)
-            .await
-    }
-
-    /// Writes a result record (synced lazily).
-    pub async fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
-        self.append("result", outcome, false).await
-    }
-
-    /// How many times the writer synced a group of records to the disk.
-    pub fn syncs(&self) -> u64 {
-        self.syncs.load(Ordering::Relaxed)
-    }
-
-    /// Writes what is pending, syncs the journal to the disk and stops its writer: the
-    /// end of a campaign.
-    pub fn finish(&self) -> io::Result<()> {
-        drop(
-            self.entries
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
-        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = writer.join();
-        }
-        self.lock().sync_data()
-    }
-
-    /// Holds the journal so no record is being written, e.g. while the process exits, and
-    /// syncs what is written.
-    pub fn lock(&self) -> MutexGuard<'_, File> {
-        let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = file.sync_data();
-        file
-    }
-
-    async fn append(&self, kind: &str, record: &impl Serialize, sync: bool) -> io::Result<()> {
-        let line = line(kind, record)?;
+        let line = line("intent", intent)?;
         let (done, written) = oneshot::channel();
-        let sent = match &*self.entries.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(entries) => entries
-                .send(Entry {
-                    line,
-                    sync,
-                    done: Some(done),
-                })
-                .is_ok(),
-            None => false,
-        };
-        if !sent {
-            return Err(io::Error::other("the journal is closed"));
+        {
+            let mut pending = self.shared.pending();
+            if let Some(kind) = pending.failed {
+                return Err(kind.into());
+            }
+            if pending.closed {
+                return Err(io::Error::other("the journal is closed"));
+            }
+            pending.bytes.extend_from_slice(&line);
+            pending.waiting.push(done);
+            pending.sync |= self.sync == SyncMode::Batch;
+            if std::mem::take(&mut pending.idle) {
+                self.shared.wake.notify_one();
+            }
         }
         match written.await {
             Ok(result) => result.map_err(io::Error::from),
@@ -351,10 +354,60 @@ impl Journal {
         }
     }
 
+    /// Hands a result record to the writer, which writes it with the next intents or within
+    /// [`RESULTS_WAIT`], and syncs it lazily. Fails if an earlier write failed.
+    pub fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
+        let line = line("result", outcome)?;
+        let mut pending = self.shared.pending();
+        if let Some(kind) = pending.failed {
+            return Err(kind.into());
+        }
+        if pending.closed {
+            return Err(io::Error::other("the journal is closed"));
+        }
+        pending.bytes.extend_from_slice(&line);
+        if pending.bytes.len() >= FLUSH_BYTES && std::mem::take(&mut pending.idle) {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// How many times the writer synced a group of records to the disk.
+    pub fn syncs(&self) -> u64 {
+        self.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Writes what is pending, syncs the journal to the disk and stops its writer: the
+    /// end of a campaign. The first write error of the run, if any.
+    pub fn finish(&self) -> io::Result<()> {
+        {
+            let mut pending = self.shared.pending();
+            pending.closed = true;
+            self.shared.wake.notify_one();
+        }
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.join();
+        }
+        if let Some(kind) = self.shared.pending().failed {
+            return Err(kind.into());
+        }
+        self.lock().sync_data()
+    }
+
+    /// Holds the journal so no record is being written, e.g. while the process exits,
+    /// after writing the records pending and syncing what is written.
+    pub fn lock(&self) -> MutexGuard<'_, File> {
+        let mut file = self.shared.file();
+        let bytes = std::mem::take(&mut self.shared.pending().bytes);
+        let _ = file.write_all(&bytes);
+        let _ = file.sync_data();
+        file
+    }
+
     /// Writes a record at once from the caller's thread, synced.
     fn append_now(&self, kind: &str, record: &impl Serialize) -> io::Result<()> {
         let line = line(kind, record)?;
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = self.shared.file();
         file.write_all(&line)?;
         file.sync_data()
     }
@@ -378,59 +431,88 @@ struct Run {
     pid: u32,
 }
 
-/// One JSON line: the record's fields after its `type`, then the time.
+/// One JSON line: `type`, the record's fields in their order, then the time.
 fn line(kind: &str, record: &impl Serialize) -> io::Result<Vec<u8>> {
-    let mut value = serde_json::to_value(record).map_err(io::Error::other)?;
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
-    let mut line = format!("{{\"type\":\"{kind}\",").into_bytes();
-    if let Some(map) = value.as_object_mut() {
-        map.insert("at".into(), at.into());
+    let mut line = Vec::with_capacity(256);
+    write!(line, "{{\"type\":\"{kind}\",").expect("writing to a Vec");
+    serde_json::to_writer(&mut line, record).map_err(io::Error::other)?;
+    // The record is an object: its fields go inside the line's object, after `type`.
+    match line.pop() {
+        Some(b'}') => {}
+        _ => return Err(io::Error::other("a journal record must be an object")),
     }
-    let body = serde_json::to_vec(&value).map_err(io::Error::other)?;
-    line.extend_from_slice(&body[1..]);
-    line.push(b'\n');
+    let opening = kind.len() + 11;
+    line.remove(opening);
+    if line.len() == opening {
+        line.pop();
+    }
+    writeln!(line, ",\"at\":{at}}}").expect("writing to a Vec");
     Ok(line)
 }
 
-/// Most records written in one group.
-const GROUP: usize = 4096;
+/// Result bytes pending that wake the writer: the memory results may hold.
+const FLUSH_BYTES: usize = 1 << 20;
 
-/// The writer thread: everything pending in one write, synced when any of it asks, then
-/// each waiting task told.
-fn write_entries(file: &Mutex<File>, syncs: &AtomicU64, entries: &mpsc::Receiver<Entry>) {
-    let mut group = Vec::new();
+/// The longest a result waits for the next intents before the writer writes it alone, so
+/// that a crash (`kill -9`) loses only the results of this last moment (their targets
+/// are then reported unknown, never sent again unless asked).
+const RESULTS_WAIT: Duration = Duration::from_millis(20);
+
+/// The writer thread: everything pending in one write, synced when an intent asks, then
+/// each waiting intent told; results alone are written within [`RESULTS_WAIT`].
+fn write_pending(shared: &Shared) {
     let mut bytes = Vec::new();
-    while let Ok(first) = entries.recv() {
-        group.push(first);
-        while group.len() < GROUP {
-            match entries.try_recv() {
-                Ok(entry) => group.push(entry),
-                Err(_) => break,
+    let mut waiting = Vec::new();
+    loop {
+        let sync = {
+            let mut pending = shared.pending();
+            while pending.waiting.is_empty() && !pending.closed {
+                pending.idle = true;
+                if pending.bytes.is_empty() {
+                    pending = shared
+                        .wake
+                        .wait(pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                } else {
+                    let (guard, wait) = shared
+                        .wake
+                        .wait_timeout(pending, RESULTS_WAIT)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    pending = guard;
+                    if wait.timed_out() {
+                        break;
+                    }
+                }
             }
-        }
-        bytes.clear();
-        let mut sync = false;
-        for entry in &group {
-            bytes.extend_from_slice(&entry.line);
-            sync |= entry.sync;
-        }
+            pending.idle = false;
+            if pending.closed && pending.bytes.is_empty() && pending.waiting.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut bytes, &mut pending.bytes);
+            std::mem::swap(&mut waiting, &mut pending.waiting);
+            std::mem::take(&mut pending.sync)
+        };
         let result = {
-            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            let mut file = shared.file();
             file.write_all(&bytes).and_then(|()| match sync {
                 true => {
-                    syncs.fetch_add(1, Ordering::Relaxed);
+                    shared.syncs.fetch_add(1, Ordering::Relaxed);
                     file.sync_data()
                 }
                 false => Ok(()),
             })
         };
-        for entry in group.drain(..) {
-            if let Some(done) = entry.done {
-                let _ = done.send(result.as_ref().map(|_| ()).map_err(io::Error::kind));
-            }
+        let result = result.map_err(|e| e.kind());
+        if let Err(kind) = result {
+            shared.pending().failed.get_or_insert(kind);
         }
+        for done in waiting.drain(..) {
+            let _ = done.send(result);
+        }
+        bytes.clear();
     }
 }
 
@@ -763,8 +845,8 @@ mod tests {
             for k in ["a", "b", "c", "d"] {
                 j.intent(&intent(k)).await.unwrap();
             }
-            j.result(&result("a", "delivered")).await.unwrap();
-            j.result(&result("b", "timeout")).await.unwrap();
+            j.result(&result("a", "delivered")).unwrap();
+            j.result(&result("b", "timeout")).unwrap();
         }
         // A torn record, as after kill -9 in the middle of a write.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -778,7 +860,7 @@ mod tests {
             HashSet::from(["c".to_string(), "d".to_string()])
         );
         assert_eq!(state.unreadable, 1);
-        j.result(&result("d", "delivered")).await.unwrap();
+        j.result(&result("d", "delivered")).unwrap();
         drop(j);
         let (_, state) = open(&path);
         assert_eq!(state.unknown, HashSet::from(["c".to_string()]));

@@ -319,8 +319,9 @@ impl<C: Channel> Shared<C> {
     /// One target: intent, tries with backoff, result. Every wait but the channel's own is
     /// boxed, and what it needs moves into it, so that a target waiting for its phone (what
     /// nearly all targets in flight do) holds little more than the channel's future. An
-    /// outcome is bound only in blocks that end before the next wait: a local keeps its room
-    /// in the future until its scope ends, even once moved.
+    /// outcome is bound only where no wait follows in its scope: a local keeps its room in
+    /// the future until its scope ends, even once moved. The result is handed to the
+    /// journal without a wait.
     async fn target(&self, job: Box<Job<C::Request>>) -> Record {
         if let Some(journal) = &self.journal {
             let intent = Box::pin(async {
@@ -338,26 +339,19 @@ impl<C: Channel> Shared<C> {
             }
         }
         let first = tokio::time::Instant::now();
-        let journaling = {
-            let (outcome, tries) = self.tries(&job.request).await;
-            let total = first.elapsed();
-            match &self.journal {
-                Some(journal) => {
-                    Box::pin(self.journal_result(journal, &job.key, outcome, tries, total))
-                }
-                None => {
-                    return record::<C>(
-                        &job,
-                        Verdict::Sent {
-                            outcome,
-                            tries,
-                            total,
-                        },
-                    )
-                }
-            }
-        };
-        record::<C>(&job, journaling.await)
+        let (outcome, tries) = self.tries(&job.request).await;
+        let total = first.elapsed();
+        if let Some(journal) = &self.journal {
+            self.journal_result(journal, &job.key, &outcome, tries);
+        }
+        record::<C>(
+            &job,
+            Verdict::Sent {
+                outcome,
+                tries,
+                total,
+            },
+        )
     }
 
     /// Delivers until an outcome is not retried; that outcome and the tries made.
@@ -401,15 +395,8 @@ impl<C: Channel> Shared<C> {
         }
     }
 
-    /// Journals the result of a target that was sent; its verdict.
-    async fn journal_result(
-        &self,
-        journal: &Journal,
-        key: &str,
-        outcome: Outcome,
-        tries: u32,
-        total: Duration,
-    ) -> Verdict {
+    /// Journals the result of a target that was sent.
+    fn journal_result(&self, journal: &Journal, key: &str, outcome: &Outcome, tries: u32) {
         let finished = Finished {
             key,
             outcome: outcome.kind.as_str(),
@@ -419,13 +406,8 @@ impl<C: Channel> Shared<C> {
             tries,
             elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
         };
-        if let Err(e) = journal.result(&finished).await {
+        if let Err(e) = journal.result(&finished) {
             self.journal_failed(e);
-        }
-        Verdict::Sent {
-            outcome,
-            tries,
-            total,
         }
     }
 
