@@ -331,17 +331,9 @@ impl Journal {
     /// Writes an intent record; returns once it is written, and synced to the disk unless
     /// the sync mode is off. Intents handed in together share one write and one sync.
     pub async fn intent(&self, intent: &Intent<'_>) -> io::Result<()> {
-        let line = line("intent", intent)?;
         let (done, written) = oneshot::channel();
         {
-            let mut pending = self.shared.pending();
-            if let Some(kind) = pending.failed {
-                return Err(kind.into());
-            }
-            if pending.closed {
-                return Err(io::Error::other("the journal is closed"));
-            }
-            pending.bytes.extend_from_slice(&line);
+            let mut pending = self.push(&line("intent", intent)?)?;
             pending.waiting.push(done);
             pending.sync |= self.sync == SyncMode::Batch;
             if std::mem::take(&mut pending.idle) {
@@ -357,7 +349,16 @@ impl Journal {
     /// Hands a result record to the writer, which writes it with the next intents or within
     /// [`RESULTS_WAIT`], and syncs it lazily. Fails if an earlier write failed.
     pub fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
-        let line = line("result", outcome)?;
+        let mut pending = self.push(&line("result", outcome)?)?;
+        if pending.bytes.len() >= FLUSH_BYTES && std::mem::take(&mut pending.idle) {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Adds a record's line to what the writer has pending; fails if an earlier write failed
+    /// or the journal is finished.
+    fn push(&self, line: &[u8]) -> io::Result<MutexGuard<'_, Pending>> {
         let mut pending = self.shared.pending();
         if let Some(kind) = pending.failed {
             return Err(kind.into());
@@ -365,11 +366,8 @@ impl Journal {
         if pending.closed {
             return Err(io::Error::other("the journal is closed"));
         }
-        pending.bytes.extend_from_slice(&line);
-        if pending.bytes.len() >= FLUSH_BYTES && std::mem::take(&mut pending.idle) {
-            self.shared.wake.notify_one();
-        }
-        Ok(())
+        pending.bytes.extend_from_slice(line);
+        Ok(pending)
     }
 
     /// How many times the writer synced a group of records to the disk.
