@@ -64,6 +64,12 @@ pub(crate) async fn run(
     let mut buf = vec![0u8; 65536];
     let mut buf6 = vec![0u8; if udp.v6.is_some() { 65536 } else { 0 }];
     let mut accepting = true;
+    // One timer for the whole run, moved only to an earlier deadline: a deadline that
+    // moved later (its flow ended) fires early and finds nothing due, which costs less
+    // than registering a timer on every turn (and waking the reactor when it is nearer
+    // than the reactor's own wake-up).
+    let mut timer = std::pin::pin!(tokio::time::sleep(std::time::Duration::ZERO));
+    let mut armed: Option<Instant> = None;
     loop {
         while let Some(t) = driver.endpoint.poll_transmit() {
             tracing::debug!(
@@ -103,7 +109,12 @@ pub(crate) async fn run(
         if !accepting && driver.waiting.is_empty() {
             return;
         }
-        let deadline = driver.endpoint.poll_timeout();
+        if let Some(deadline) = driver.endpoint.poll_timeout().map(Instant::from_std) {
+            if armed.is_none_or(|at| deadline < at) {
+                timer.as_mut().reset(deadline);
+                armed = Some(deadline);
+            }
+        }
         tokio::select! {
             start = starts.recv(), if accepting => match start {
                 Some(Start { notify, route, lease, reply }) => {
@@ -124,7 +135,8 @@ pub(crate) async fn run(
                 }
             }
             Some(event) = streams.recv() => driver.stream_event(event),
-            _ = sleep_until(deadline), if deadline.is_some() => {
+            () = timer.as_mut(), if armed.is_some() => {
+                armed = None;
                 driver.endpoint.handle_timeout(Instant::now().into_std());
             }
         }
@@ -334,10 +346,4 @@ async fn send_udp(udp: &UdpSocket, payload: &[u8], to: SocketAddr) -> Result<(),
     };
     sent.map(drop)
         .map_err(|e| format!("cannot send to {to} over udp: {e}"))
-}
-
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    if let Some(d) = deadline {
-        tokio::time::sleep_until(Instant::from_std(d)).await;
-    }
 }
