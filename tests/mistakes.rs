@@ -375,7 +375,6 @@ fn unbounded_inputs_are_refused_in_bounded_memory() {
 /// to its end and its usual exit code; a campaign journals every target.
 #[test]
 fn a_closed_pipe_is_not_a_panic() {
-    use std::io::{BufRead, BufReader};
     // More output than a pipe holds, so writes go on after the reader left.
     let campaign = Campaign::start("pipe-closed", "", 1000..3000);
     let journal = &campaign.journal;
@@ -384,10 +383,7 @@ fn a_closed_pipe_is_not_a_panic() {
     let mut run = campaign.command(&[]);
     for command in [&mut demo, &mut run] {
         let mut child = spawn_piped(command.stdin(Stdio::null()));
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let first = common::first_line(&mut child);
         assert!(!first.is_empty());
         // The reader is gone (its end of the pipe dropped above).
         let out = child.wait_with_output().unwrap();

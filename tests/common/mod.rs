@@ -106,6 +106,16 @@ pub fn read_pipes(child: &mut Child) -> (Vec<u8>, Vec<u8>) {
     (read_all(child.stdout.take()), read_all(child.stderr.take()))
 }
 
+/// The first line `child` printed on its piped stdout, with its newline (empty if it
+/// printed none); its stdout is closed after it.
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("a piped stdout"))
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 /// The run exited with `code`; if not, says what it printed (stdout cut at 2000 bytes).
 #[track_caller]
 pub fn assert_exit(out: &Output, code: i32) {
