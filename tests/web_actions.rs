@@ -9,19 +9,11 @@ mod prov;
 
 use common::PASSWORD;
 use common::{assert_contains_all, assert_exit, assert_refused, bin, json_line, PhoneProcess};
+use common::{web_builder, web_phone, web_stopped};
 use prov::{profiles, temp_dir, wait_log, ServeProcess};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-
-/// A simulated phone with a web server (`--http-auth auth`) and more `args`.
-fn web_phone(auth: &str, args: &[&str]) -> PhoneProcess {
-    PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-auth", auth])
-        .args(args.iter().copied())
-        .start()
-}
 
 /// `sipnotify ARGS --output json` with `password` in the environment.
 fn run(args: &[&str], password: &str) -> Output {
@@ -31,15 +23,6 @@ fn run(args: &[&str], password: &str) -> Output {
         .env("SIPNOTIFY_PASSWORD", password)
         .output()
         .expect("run sipnotify")
-}
-
-/// What the phone printed when it stopped: its `web stopped:` line.
-fn web_stopped(phone: PhoneProcess) -> String {
-    let out = String::from_utf8(phone.terminate()).unwrap();
-    out.lines()
-        .find(|l| l.starts_with("web stopped:"))
-        .unwrap_or_else(|| panic!("no web counters in {out}"))
-        .to_string()
 }
 
 const FIRMWARE: &str = "http://10.0.0.1:8080/fw/sip88xx.12-0-1MPP-1.loads";
@@ -215,11 +198,7 @@ fn a_web_resync_fetches_the_profile_from_serve() {
 fn the_upgrade_url_is_recorded_and_the_reboot_seen() {
     let dir = temp_dir("web-upgrade");
     let stderr = dir.join("phone.stderr");
-    let phone = PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-auth", "basic", "-v"])
-        .stderr_to(&stderr)
-        .start();
+    let phone = web_builder("basic").args(["-v"]).stderr_to(&stderr).start();
     let addr = phone.addr("http").to_string();
     let basic = ["--auth", "basic"];
     assert_exit(

@@ -448,6 +448,28 @@ impl Drop for PhoneProcess {
     }
 }
 
+/// The builder of a simulated phone over UDP with a web server on a free loopback port
+/// (`--http-auth auth`), for more options.
+pub fn web_builder(auth: &str) -> PhoneBuilder {
+    PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "127.0.0.1:0", "--http-auth", auth])
+}
+
+/// A simulated phone with a web server (`--http-auth auth`) and more `args`.
+pub fn web_phone(auth: &str, args: &[&str]) -> PhoneProcess {
+    web_builder(auth).args(args.iter().copied()).start()
+}
+
+/// What the phone printed when it stopped: its `web stopped:` line.
+pub fn web_stopped(phone: PhoneProcess) -> String {
+    let out = String::from_utf8(phone.terminate()).unwrap();
+    out.lines()
+        .find(|l| l.starts_with("web stopped:"))
+        .unwrap_or_else(|| panic!("no web counters in {out}"))
+        .to_string()
+}
+
 /// A SIP response to `request`: `SIP/2.0 {status} {reason}`, the request's Via, From, To,
 /// Call-ID and CSeq lines copied in their order, then `headers` (whole `Name: value` lines,
 /// without line ends), a `Content-Length` that is the length of `body`, and `body`.
