@@ -958,13 +958,7 @@ fn the_service_serves_https_with_its_certificate() {
     let dir = temp_dir("tls");
     let pki = common::pki::Pki::new(&dir, "api");
     let leaf = pki.issue("api", &["127.0.0.1"]);
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    let api = Api::start(
-        &dir,
-        &dir.join("state"),
-        true,
-        &["--tls-cert", cert, "--tls-key", key],
-    );
+    let api = Api::start(&dir, &dir.join("state"), true, &leaf.options());
     assert!(
         api.url.starts_with("https://127.0.0.1:"),
         "{}",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::pki::Pki;
+use common::pki::phones_ca;
 use common::{bin, json_line, png_pixel, solid_png, temp_dir, FileServer, PhoneProcess, PASSWORD};
 use common::{web_builder, web_phone, web_stopped};
 use std::io::{Read, Write};
@@ -574,14 +574,8 @@ fn curl_with_cacert_against_the_https_simulator() {
     if !curl_installed() {
         return;
     }
-    let dir = temp_dir("curl-https");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["127.0.0.1"]);
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    let phone = web_phone(
-        "basic",
-        &["--http-tls", "--tls-cert", cert, "--tls-key", key],
-    );
+    let (_, pki, leaf) = phones_ca("curl-https", &["127.0.0.1"]);
+    let phone = web_phone("basic", &[&["--http-tls"][..], &leaf.options()].concat());
     let url = format!("https://{}", phone.addr("https"));
     let ca = pki.ca().to_str().unwrap();
     let (code, body) = curl(&["--cacert", ca, &format!("{url}/DeviceInformationX")]);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::pki::{self, Pki};
+use common::pki::{self, phones_ca, Pki};
 use common::{
     assert_contains_all, assert_exit, bin, json_line, png_pixel, temp_dir, PhoneProcess, PASSWORD,
 };
@@ -33,8 +33,7 @@ fn https_phone(auth: &str, args: &[&str]) -> (PhoneProcess, String) {
 
 /// A simulated phone serving HTTPS with `leaf`'s certificate.
 fn https_phone_presenting(leaf: &pki::Leaf, auth: &str) -> PhoneProcess {
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    https_phone(auth, &["--tls-cert", cert, "--tls-key", key]).0
+    https_phone(auth, &leaf.options()).0
 }
 
 /// `sipnotify ARGS --output json` with the web password in the environment.
@@ -49,14 +48,15 @@ fn run(args: &[&str]) -> Output {
 
 #[test]
 fn a_trusted_ca_delivers_execute_info_and_screenshot_over_https() {
-    let dir = temp_dir("trusted");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["127.0.0.1"]);
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    let (phone, certificate) = https_phone("digest", &["--tls-cert", cert, "--tls-key", key]);
+    let (dir, pki, leaf) = phones_ca("trusted", &["127.0.0.1"]);
+    let (phone, certificate) = https_phone("digest", &leaf.options());
     assert_eq!(
         certificate.trim_end(),
-        format!("tls certificate {cert} (SHA-256 {})", leaf.fingerprint)
+        format!(
+            "tls certificate {} (SHA-256 {})",
+            leaf.cert.display(),
+            leaf.fingerprint
+        )
     );
     let url = format!("https://{}", phone.addr("https"));
     let ca = pki.ca().to_str().unwrap();
@@ -219,9 +219,7 @@ fn https_on_ipv6_loopback() {
 /// `--tls-name`.
 #[test]
 fn a_certificate_naming_another_host_needs_tls_name() {
-    let dir = temp_dir("named");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["phone-7.example"]);
+    let (_, pki, leaf) = phones_ca("named", &["phone-7.example"]);
     let phone = https_phone_presenting(&leaf, "none");
     let url = format!("https://{}", phone.addr("https"));
     let ca = pki.ca().to_str().unwrap();
@@ -240,9 +238,7 @@ fn a_certificate_naming_another_host_needs_tls_name() {
 
 #[test]
 fn a_campaign_over_https() {
-    let dir = temp_dir("campaign");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["127.0.0.1"]);
+    let (dir, pki, leaf) = phones_ca("campaign", &["127.0.0.1"]);
     let phone = https_phone_presenting(&leaf, "basic");
     let addr = phone.addr("https");
     let rows = dir.join("rows.csv");

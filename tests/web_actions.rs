@@ -216,14 +216,11 @@ fn the_upgrade_url_is_recorded_and_the_reboot_seen() {
         0,
     );
     let logged = wait_for(&stderr, "reboot requested");
-    assert!(
-        logged.contains(&format!("upgrade requested phone={addr} url={FIRMWARE}")),
-        "{logged}"
-    );
-    assert!(
-        logged.contains(&format!("reboot requested phone={addr}")),
-        "{logged}"
-    );
+    let requested: [&str; 2] = [
+        &format!("upgrade requested phone={addr} url={FIRMWARE}"),
+        &format!("reboot requested phone={addr}"),
+    ];
+    assert_contains_all("the phone's log", &logged, &requested);
     assert!(!logged.contains(PASSWORD), "{logged}");
     assert!(web_stopped(phone).ends_with("0 resyncs, 1 upgrades, 1 reboots"));
 }

@@ -136,6 +136,14 @@ pub fn assert_contains_all(what: &str, text: &str, parts: &[&str]) {
     }
 }
 
+/// `request` is a NOTIFY to `target` (its request line) holding each of `parts`.
+#[track_caller]
+pub fn assert_notify(request: &str, target: &str, parts: &[&str]) {
+    let request_line = format!("NOTIFY {target} SIP/2.0\r\n");
+    assert!(request.starts_with(&request_line), "{request}");
+    assert_contains_all("the request", request, parts);
+}
+
 /// The run was refused (exit 2), saying `message` on stderr.
 #[track_caller]
 pub fn assert_refused(out: &Output, message: &str) {
@@ -509,6 +517,15 @@ pub fn json_line(stdout: &[u8]) -> serde_json::Value {
         .last()
         .unwrap_or_else(|| panic!("no output: {text}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+/// The single-target run exited with `code`, and its record (returned) says `outcome`.
+#[track_caller]
+pub fn assert_outcome(out: &Output, code: i32, outcome: &str) -> serde_json::Value {
+    let record = json_line(&out.stdout);
+    assert_eq!(out.status.code(), Some(code), "{record}");
+    assert_eq!(record["outcome"], outcome, "{record}");
+    record
 }
 
 /// Reads one whole SIP message (framed by its Content-Length) from `stream`; what was read
