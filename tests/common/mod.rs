@@ -76,6 +76,20 @@ pub fn dry_run(args: &[&str]) -> String {
     request
 }
 
+/// Runs `command` to its end, which must succeed (if not, says its stderr): its output.
+#[track_caller]
+pub fn run_ok(command: &mut Command) -> Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Starts `command` with its stdout and stderr piped.
 pub fn spawn_piped(command: &mut Command) -> Child {
     command
