@@ -11,6 +11,13 @@ use std::process::Command;
 const KEY: &str = "SecretPhrase1234";
 const PROFILE: &str = "<flat-profile>\n<Resync_On_Reset> Yes </Resync_On_Reset>\n<Resync_Periodic> 7200 </Resync_Periodic>\n<Profile_Rule>[--key $SC] http://prov.telco.com/cfg/$MA.xml</Profile_Rule>\n</flat-profile>\n";
 
+/// [`PROFILE`] as `DIR/profile.xml`.
+fn plain_profile(dir: &Path) -> PathBuf {
+    let plain = dir.join("profile.xml");
+    std::fs::write(&plain, PROFILE).unwrap();
+    plain
+}
+
 fn gzip_file(path: &Path) -> PathBuf {
     let gz = path.with_extension("xml.gz");
     let out = run_ok(Command::new("gzip").arg("-c").arg(path));
@@ -22,8 +29,7 @@ fn gzip_file(path: &Path) -> PathBuf {
 fn files_encrypted_by_openssl_decrypt_with_sipnotify() {
     let Some(_) = openssl() else { return };
     let dir = temp_dir("from-openssl");
-    let plain = dir.join("profile.xml");
-    std::fs::write(&plain, PROFILE).unwrap();
+    let plain = plain_profile(&dir);
     let gz = gzip_file(&plain);
     for md in ["sha256", "md5"] {
         for (input, gzipped) in [(&plain, false), (&gz, true)] {
@@ -69,8 +75,7 @@ fn files_encrypted_by_openssl_decrypt_with_sipnotify() {
 fn files_encrypted_by_sipnotify_decrypt_with_openssl() {
     let Some(_) = openssl() else { return };
     let dir = temp_dir("to-openssl");
-    let plain = dir.join("profile.xml");
-    std::fs::write(&plain, PROFILE).unwrap();
+    let plain = plain_profile(&dir);
     for md in ["sha256", "md5"] {
         for gzip in [false, true] {
             let sealed = dir.join(format!("{md}-{gzip}.cfg"));
@@ -106,9 +111,8 @@ fn files_encrypted_by_sipnotify_decrypt_with_openssl() {
 #[test]
 fn a_wrong_key_or_a_corrupt_file_exits_2_saying_what_is_wrong() {
     let dir = temp_dir("wrong");
-    let plain = dir.join("profile.xml");
+    let plain = plain_profile(&dir);
     let sealed = dir.join("profile.cfg");
-    std::fs::write(&plain, PROFILE).unwrap();
     let key_file = dir.join("key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
     run_ok(
@@ -181,8 +185,7 @@ fn rfc8188_examples_decode_byte_for_byte_and_round_trip() {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("wrong IKM"));
     }
-    let plain = dir.join("profile.xml");
-    std::fs::write(&plain, PROFILE).unwrap();
+    let plain = plain_profile(&dir);
     let encoded = dir.join("profile.gcm");
     run_ok(
         bin()
@@ -303,14 +306,11 @@ fn check_reports_lines_and_exits_2_on_errors() {
     let out = bin().args(["profile", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("bad.xml:3: error: <Line_Enable_1_ ua=\"yes\">"),
-        "{text}"
-    );
-    assert!(
-        text.contains("bad.xml:4: warning: <Resync_Periodic> is also at line 2"),
-        "{text}"
-    );
+    let said = [
+        "bad.xml:3: error: <Line_Enable_1_ ua=\"yes\">",
+        "bad.xml:4: warning: <Resync_Periodic> is also at line 2",
+    ];
+    common::assert_contains_all("profile check", &text, &said);
     std::fs::write(&bad, "<flat-profile>\n<A>\n").unwrap();
     let out = bin().args(["profile", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -286,38 +286,21 @@ fn dry_run_prints_each_request_masked_and_sends_nothing() {
 fn options_of_the_other_channel_and_bad_urls_are_refused_unsent() {
     let phone = web_phone("none", &[]);
     let addr = phone.addr("http").to_string();
-    for (extra, message) in [
-        (
-            &["--proxy", "127.0.0.1:5060"][..],
-            "--proxy is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--transport", "tcp"][..],
-            "--transport is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--vendor", "yealink"][..],
-            "--vendor is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--header", "X-A: b"][..],
-            "--header is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--t1", "100"][..],
-            "--t1 is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--auth-user", "159"][..],
-            "--auth-user is for SIP NOTIFY, not --via http",
-        ),
+    for extra in [
+        ["--proxy", "127.0.0.1:5060"],
+        ["--transport", "tcp"],
+        ["--vendor", "yealink"],
+        ["--header", "X-A: b"],
+        ["--t1", "100"],
+        ["--auth-user", "159"],
     ] {
+        let message = format!("{} is for SIP NOTIFY, not --via http", extra[0]);
         for command in ["resync", "reboot"] {
             let out = run(
-                &[&[command, &addr, "--via", "http"], extra].concat(),
+                &[&[command, &addr, "--via", "http"][..], &extra].concat(),
                 PASSWORD,
             );
-            assert_refused(&out, message);
+            assert_refused(&out, &message);
         }
     }
     // The web interface's options with SIP.
