@@ -89,12 +89,7 @@ fn every_phone_sets_its_background_once_and_the_contact_sheet_shows_each() {
     .output()
     .unwrap();
     let took = started.elapsed();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(
         outcomes(&out.stdout),
         HashMap::from([("delivered".to_string(), PHONES)])

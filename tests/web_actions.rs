@@ -132,12 +132,16 @@ fn a_web_resync_fetches_the_profile_from_serve() {
         .unwrap()
         .to_ascii_lowercase();
 
+    // `resync ADDR --via http EXTRA...`, which the phone takes.
+    let resync = |extra: &[&str]| {
+        let out = run(
+            &[&["resync", &addr, "--via", "http"][..], extra].concat(),
+            PASSWORD,
+        );
+        assert_exit(&out, 0);
+    };
     let profile = format!("http://{}/cfg/$MA.xml", server.addr);
-    let out = run(
-        &["resync", &addr, "--via", "http", "--profile", &profile],
-        PASSWORD,
-    );
-    assert_exit(&out, 0);
+    resync(&["--profile", &profile]);
     let fetched = wait_log(&fetches, 1);
     assert_eq!(fetched.len(), 1, "{fetched:?}");
     assert_eq!(
@@ -165,8 +169,7 @@ fn a_web_resync_fetches_the_profile_from_serve() {
     );
 
     // No URL: the phone's own Profile_Rule.
-    let out = run(&["resync", &addr, "--via", "http"], PASSWORD);
-    assert_exit(&out, 0);
+    resync(&[]);
     let fetched = wait_log(&fetches, 2);
     assert_eq!(
         fetched.get(1).and_then(|f| f["path"].as_str()),
@@ -178,11 +181,7 @@ fn a_web_resync_fetches_the_profile_from_serve() {
     // A profile that is not there: the phone took the request (delivered), and its resync
     // failed, as a real phone's does later.
     let missing = format!("http://{}/nowhere/x.xml", server.addr);
-    let out = run(
-        &["resync", &addr, "--via", "http", "--profile", &missing],
-        PASSWORD,
-    );
-    assert_exit(&out, 0);
+    resync(&["--profile", &missing]);
     let failed = wait_log(&resyncs, 3);
     assert_eq!(
         (failed[2]["result"].as_str(), failed[2]["status"].as_u64()),
