@@ -90,12 +90,7 @@ fn a_trusted_ca_delivers_execute_info_and_screenshot_over_https() {
 #[test]
 fn an_untrusted_certificate_is_refused_with_its_reason_until_pinned_or_insecure() {
     let (phone, certificate) = https_phone("none", &[]);
-    let fingerprint = certificate
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no fingerprint: {certificate}"))
-        .to_string();
+    let fingerprint = common::certificate_fingerprint(&certificate);
     let addr = phone.addr("https");
     let url = format!("https://{addr}");
 
@@ -198,11 +193,7 @@ fn https_on_ipv6_loopback() {
         certificate.contains("self-signed for localhost, ::1,"),
         "{certificate}"
     );
-    let pin = certificate
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap();
+    let pin = &common::certificate_fingerprint(&certificate);
     let addr = phone.addr("https");
     assert!(addr.is_ipv6(), "{addr}");
     let out = run(&["info", &format!("https://{addr}"), "--tls-pin", pin]);

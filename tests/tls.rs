@@ -22,12 +22,7 @@ fn tls_phone(listen: &str, args: &[&str]) -> (PhoneProcess, String) {
     let line = phone
         .line(Duration::from_secs(10))
         .expect("the phone's certificate line");
-    let fingerprint = line
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split([' ', ')']).next())
-        .unwrap_or_else(|| panic!("no fingerprint: {line}"))
-        .to_string();
+    let fingerprint = common::certificate_fingerprint(&line);
     assert!(
         line.starts_with("tls certificate self-signed for localhost, "),
         "{line}"

@@ -355,12 +355,7 @@ fn options_of_the_other_channel_and_bad_urls_are_refused_unsent() {
 fn web_actions_over_https() {
     let phone = web_phone("digest", &["--http-tls"]);
     let certificate = phone.line(Duration::from_secs(10)).unwrap();
-    let pin = certificate
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap()
-        .to_string();
+    let pin = common::certificate_fingerprint(&certificate);
     let url = format!("https://{}", phone.addr("https"));
     let out = run(&["reboot", &url, "--via", "http"], PASSWORD);
     assert_exit(&out, 5);

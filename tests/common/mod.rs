@@ -503,6 +503,16 @@ pub fn web_stopped(phone: PhoneProcess) -> String {
         .to_string()
 }
 
+/// The SHA-256 fingerprint that a phone's `tls certificate ...` line names.
+#[track_caller]
+pub fn certificate_fingerprint(line: &str) -> String {
+    line.split("SHA-256 ")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ')']).next())
+        .unwrap_or_else(|| panic!("no fingerprint: {line}"))
+        .to_string()
+}
+
 /// A SIP response to `request`: `SIP/2.0 {status} {reason}`, the request's Via, From, To,
 /// Call-ID and CSeq lines copied in their order, then `headers` (whole `Name: value` lines,
 /// without line ends), a `Content-Length` that is the length of `body`, and `body`.
