@@ -7,7 +7,6 @@ use common::campaign::LoggedPhone;
 use common::{bin, temp_dir};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,10 +39,7 @@ impl Api {
             command.arg("--token-file").arg(file);
         }
         let mut child = command.spawn().unwrap();
-        let mut first_line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first_line)
-            .unwrap();
+        let first_line = common::first_line(&mut child);
         let url = first_line
             .split_whitespace()
             .find(|w| w.starts_with("http://") || w.starts_with("https://"))
@@ -99,6 +95,34 @@ impl Api {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// [`Api::wait`] until the campaign has done `done` targets or more.
+    fn wait_for(&self, id: &str, done: u64, within: Duration) -> Value {
+        self.wait(id, within, |s| s["done"].as_u64() >= Some(done))
+    }
+
+    /// [`Api::wait`] until the campaign is no longer running: its status.
+    fn wait_end(&self, id: &str, within: Duration) -> Value {
+        self.wait(id, within, |s| s["state"] != "running")
+    }
+
+    /// [`Api::wait_end`], at most 60 s, for a campaign that must end `done`: its status
+    /// and its counts.
+    fn wait_done(&self, id: &str) -> (Value, BTreeMap<String, u64>) {
+        let end = self.wait_end(id, Duration::from_secs(60));
+        assert_eq!(end["state"], "done", "{end}");
+        let counted = serde_json::from_value(end["counts"].clone()).unwrap();
+        (end, counted)
+    }
+}
+
+/// [`Api::start`] with the token and nothing more, which must say that it resumed
+/// `resumed` campaigns.
+fn restart(dir: &Path, state: &Path, resumed: usize) -> Api {
+    let api = Api::start(dir, state, true, &[]);
+    let said = format!("{resumed} campaign(s) resumed");
+    assert!(api.first_line.contains(&said), "{}", api.first_line);
+    api
 }
 
 impl Drop for Api {
@@ -152,6 +176,39 @@ fn rows(dir: &Path, phone: &LoggedPhone, users: std::ops::Range<u32>, wrong: &[u
     let path = dir.join("rows.csv");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// No campaign is in the state directory `state`.
+#[track_caller]
+fn assert_no_campaign(state: &Path) {
+    let left: Vec<_> = std::fs::read_dir(state.join("campaigns"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A test's folder, a phone that logs, `rows.csv` of its users (as [`rows`] writes them)
+/// and the service's state directory, `state` in the folder.
+struct Fixture {
+    dir: PathBuf,
+    phone: LoggedPhone,
+    rows: PathBuf,
+    state: PathBuf,
+}
+
+impl Fixture {
+    fn new(name: &str, users: std::ops::Range<u32>, wrong: &[u32]) -> Fixture {
+        let dir = temp_dir(name);
+        let phone = LoggedPhone::start(&dir, &[]);
+        let rows = rows(&dir, &phone, users, wrong);
+        let state = dir.join("state");
+        Fixture {
+            dir,
+            phone,
+            rows,
+            state,
+        }
+    }
 }
 
 /// The outcome counts of `records`.
@@ -272,24 +329,19 @@ fn the_token_is_required_and_needed_off_loopback() {
 /// read by a Prometheus parser, count what the campaign counted.
 #[test]
 fn a_campaign_is_followed_to_its_end_and_the_metrics_match() {
-    let dir = temp_dir("follow");
-    let phone = LoggedPhone::start(&dir, &[]);
     let wrong: Vec<u32> = (0..10).map(|i| 1000 + i * 97).collect();
-    let rows = rows(&dir, &phone, 1000..2000, &wrong);
-    let api = Api::start(&dir, &dir.join("state"), true, &[]);
-    let id = api.start_campaign("event=reboot&rate=2000&concurrency=64", &rows);
+    let fx = Fixture::new("follow", 1000..2000, &wrong);
+    let api = Api::start(&fx.dir, &fx.state, true, &[]);
+    let id = api.start_campaign("event=reboot&rate=2000&concurrency=64", &fx.rows);
     // Followed from the start while it runs: the stream ends when the campaign does.
     let follower = {
         let url = api.url.clone();
         let path = format!("/v1/campaigns/{id}/records?follow=true");
         std::thread::spawn(move || curl(&url, &path, &["-N", "-H", &bearer()]))
     };
-    let running = api.wait(&id, Duration::from_secs(5), |s| {
-        s["done"].as_u64() > Some(0)
-    });
+    let running = api.wait_for(&id, 1, Duration::from_secs(5));
     assert_eq!(running["total"], 1000, "{running}");
-    let end = api.wait(&id, Duration::from_secs(60), |s| s["state"] != "running");
-    assert_eq!(end["state"], "done", "{end}");
+    let (end, counted) = api.wait_done(&id);
     let (status, followed) = follower.join().unwrap();
     assert_eq!(status, 200);
     let records = json_lines(&followed);
@@ -300,7 +352,6 @@ fn a_campaign_is_followed_to_its_end_and_the_metrics_match() {
     ]
     .into();
     assert_eq!(counts(&records), expected);
-    let counted: BTreeMap<String, u64> = serde_json::from_value(end["counts"].clone()).unwrap();
     assert_eq!(counted, expected);
     assert_eq!(end["done"], 1000);
     let lines: Vec<u64> = records
@@ -330,7 +381,7 @@ fn a_campaign_is_followed_to_its_end_and_the_metrics_match() {
     assert_eq!(json_lines(&tail), records[990..]);
     let (_, none) = api.curl(&format!("/v1/campaigns/{id}/records?offset=1000"), &[]);
     assert_eq!(none, "");
-    phone.assert_each_delivered(990, 1);
+    fx.phone.assert_each_delivered(990, 1);
 
     let (status, text) = api.curl("/metrics", &[]);
     assert_eq!(status, 200);
@@ -385,43 +436,26 @@ fn a_campaign_is_followed_to_its_end_and_the_metrics_match() {
 /// shows that no phone acted twice; the targets of the first run are not sent again.
 #[test]
 fn a_killed_service_resumes_its_campaign_and_no_phone_acts_twice() {
-    let dir = temp_dir("kill");
-    let phone = LoggedPhone::start(&dir, &[]);
-    let rows = rows(&dir, &phone, 1000..1400, &[]);
-    let state = dir.join("state");
-    let first = Api::start(&dir, &state, true, &[]);
-    assert!(
-        first.first_line.contains("0 campaign(s) resumed"),
-        "{}",
-        first.first_line
-    );
-    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &rows);
-    first.wait(&id, Duration::from_secs(20), |s| {
-        s["done"].as_u64() >= Some(60)
-    });
+    let fx = Fixture::new("kill", 1000..1400, &[]);
+    let first = restart(&fx.dir, &fx.state, 0);
+    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &fx.rows);
+    first.wait_for(&id, 60, Duration::from_secs(20));
     drop(first); // SIGKILL
-    let before = phone.deliveries(60).len();
+    let before = fx.phone.deliveries(60).len();
     assert!(
         (60..400).contains(&before),
         "{before} delivered before the kill"
     );
 
-    let second = Api::start(&dir, &state, true, &[]);
-    assert!(
-        second.first_line.contains("1 campaign(s) resumed"),
-        "{}",
-        second.first_line
-    );
-    let end = second.wait(&id, Duration::from_secs(60), |s| s["state"] != "running");
-    assert_eq!(end["state"], "done", "{end}");
-    let counted: BTreeMap<String, u64> = serde_json::from_value(end["counts"].clone()).unwrap();
+    let second = restart(&fx.dir, &fx.state, 1);
+    let (end, counted) = second.wait_done(&id);
     let get = |label: &str| counted.get(label).copied().unwrap_or(0);
     let (earlier, now, unknown) = (get("already_delivered"), get("delivered"), get("unknown"));
     assert_eq!(earlier + now + unknown, 400, "{counted:?}");
     assert!(earlier >= 60 && unknown <= 8, "{counted:?}");
     // Each phone that acted acted once: the first run's, the second's, and perhaps those in
     // flight at the kill (unknown: not sent again).
-    let deliveries = phone.deliveries((earlier + now) as usize);
+    let deliveries = fx.phone.deliveries((earlier + now) as usize);
     assert!(deliveries.values().all(|&n| n == 1), "{deliveries:?}");
     let acted = deliveries.len() as u64;
     assert!(
@@ -444,12 +478,7 @@ fn a_killed_service_resumes_its_campaign_and_no_phone_acts_twice() {
     );
     // A third start has nothing left to resume, and still knows the campaign.
     drop(second);
-    let third = Api::start(&dir, &state, true, &[]);
-    assert!(
-        third.first_line.contains("0 campaign(s) resumed"),
-        "{}",
-        third.first_line
-    );
+    let third = restart(&fx.dir, &fx.state, 0);
     let (_, again) = third.json(&format!("/v1/campaigns/{id}"), &[]);
     assert_eq!(
         (again["state"].as_str(), again["counts"].clone()),
@@ -462,15 +491,10 @@ fn a_killed_service_resumes_its_campaign_and_no_phone_acts_twice() {
 /// acts exactly once.
 #[test]
 fn a_terminated_service_resumes_its_campaign_at_the_next_start() {
-    let dir = temp_dir("term");
-    let phone = LoggedPhone::start(&dir, &[]);
-    let rows = rows(&dir, &phone, 1000..1400, &[]);
-    let state = dir.join("state");
-    let mut first = Api::start(&dir, &state, true, &[]);
-    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &rows);
-    first.wait(&id, Duration::from_secs(20), |s| {
-        s["done"].as_u64() >= Some(60)
-    });
+    let fx = Fixture::new("term", 1000..1400, &[]);
+    let mut first = Api::start(&fx.dir, &fx.state, true, &[]);
+    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &fx.rows);
+    first.wait_for(&id, 60, Duration::from_secs(20));
     let pid = first.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -479,19 +503,12 @@ fn a_terminated_service_resumes_its_campaign_at_the_next_start() {
         .success());
     assert_eq!(first.child.wait().unwrap().code(), Some(0));
 
-    let second = Api::start(&dir, &state, true, &[]);
-    assert!(
-        second.first_line.contains("1 campaign(s) resumed"),
-        "{}",
-        second.first_line
-    );
-    let end = second.wait(&id, Duration::from_secs(60), |s| s["state"] != "running");
-    assert_eq!(end["state"], "done", "{end}");
-    let counted: BTreeMap<String, u64> = serde_json::from_value(end["counts"].clone()).unwrap();
+    let second = restart(&fx.dir, &fx.state, 1);
+    let (_, counted) = second.wait_done(&id);
     assert_eq!(counted.get("unknown"), None, "{counted:?}");
     assert_eq!(counted.values().sum::<u64>(), 400, "{counted:?}");
     assert!(counted["already_delivered"] >= 60, "{counted:?}");
-    phone.assert_each_delivered(400, 1);
+    fx.phone.assert_each_delivered(400, 1);
 }
 
 /// `?input=PATH` names the rows instead of a body: a path relative to the service's folder
@@ -517,7 +534,7 @@ fn a_campaign_reads_its_rows_from_input_path() {
     );
     assert_eq!(status, 202, "{started}");
     let id = started["id"].as_str().unwrap();
-    let end = api.wait(id, Duration::from_secs(20), |s| s["state"] != "running");
+    let end = api.wait_end(id, Duration::from_secs(20));
     assert_eq!(end["counts"]["delivered"], 30, "{end}");
     let spec =
         std::fs::read_to_string(dir.join(format!("state/campaigns/{id}/spec.json"))).unwrap();
@@ -567,143 +584,92 @@ fn oversized_and_malformed_bodies_are_refused_without_effect() {
     }
     let notify = ["-X", "POST", "-H", "Content-Type: application/json"];
     let csv = ["-X", "POST", "-H", "Content-Type: text/csv"];
-    let cases: Vec<(&str, Vec<String>, u16, &str)> = vec![
+    let binary = |data: &str| vec!["--data-binary".to_string(), data.to_string()];
+    let mut cases: Vec<(String, Vec<String>, u16, &str)> = vec![
         (
-            "/v1/notify",
-            vec!["--data-binary".into(), format!("@{}", huge.display())],
+            "/v1/notify".into(),
+            binary(&format!("@{}", huge.display())),
             413,
             "over 64 KiB",
         ),
         (
-            "/v1/notify",
-            vec!["-d".into(), "{\"target\":".into()],
-            400,
-            "cut short",
-        ),
-        (
-            "/v1/notify",
-            vec!["-d".into(), "not json".into()],
-            400,
-            "not valid JSON",
-        ),
-        (
-            "/v1/notify",
-            vec![
-                "-d".into(),
-                format!(r#"{{"target":"{target}","pasword":"pw-1000"}}"#),
-            ],
-            400,
-            "unknown field `pasword`",
-        ),
-        (
-            "/v1/notify",
-            vec![
-                "-d".into(),
-                format!(r#"{{"target":"{target}","password":["pw-1000"]}}"#),
-            ],
-            400,
-            "fields are strings",
-        ),
-        (
-            "/v1/notify",
-            vec!["-d".into(), r#"{"target":"sip:"}"#.into()],
-            400,
-            "sip:",
-        ),
-        (
-            "/v1/notify",
-            vec![
-                "-d".into(),
-                format!(r#"{{"target":"{target}","event":"xml-service","password":"pw-1000"}}"#),
-            ],
-            400,
-            "xml-service",
-        ),
-        (
-            "/v1/campaigns?event=reboot",
-            vec!["--data-binary".into(), format!("@{}", big_rows.display())],
+            "/v1/campaigns?event=reboot".into(),
+            binary(&format!("@{}", big_rows.display())),
             413,
             "over 64 MiB",
         ),
+    ];
+    // One NOTIFY's JSON, malformed.
+    let with_target = |fields: &str| format!(r#"{{"target":"{target}",{fields}}}"#);
+    for (json, message) in [
+        ("{\"target\":", "cut short"),
+        ("not json", "not valid JSON"),
         (
-            "/v1/campaigns?event=reboot",
-            vec!["--data-binary".into(), "name,address\n1,2\n".into()],
-            400,
-            "target",
+            &with_target(r#""pasword":"pw-1000""#),
+            "unknown field `pasword`",
         ),
         (
-            "/v1/campaigns?event=reboot&rate=fast",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
-            "--rate",
+            &with_target(r#""password":["pw-1000"]"#),
+            "fields are strings",
         ),
+        (r#"{"target":"sip:"}"#, "sip:"),
         (
-            "/v1/campaigns?event=reboot&password=pw-1000",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
-            "ends up in logs",
+            &with_target(r#""event":"xml-service","password":"pw-1000""#),
+            "xml-service",
         ),
-        (
-            "/v1/campaigns?event=reboot&journal=/tmp/j",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
+    ] {
+        cases.push((
+            "/v1/notify".into(),
+            vec!["-d".into(), json.into()],
             400,
-            "state directory",
-        ),
+            message,
+        ));
+    }
+    // A campaign's rows, or its parameters, refused.
+    let one_row = format!("target\n{target}\n");
+    for (query, rows, message) in [
+        ("event=reboot", "name,address\n1,2\n", "target"),
+        ("event=reboot&rate=fast", &one_row, "--rate"),
+        ("event=reboot&password=pw-1000", &one_row, "ends up in logs"),
+        ("event=reboot&journal=/tmp/j", &one_row, "state directory"),
+        ("evnt=reboot", &one_row, "unknown parameter `evnt`"),
+        ("event=reboot&input=/etc/hostname", &one_row, "not both"),
         (
-            "/v1/campaigns?evnt=reboot",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
-            "unknown parameter `evnt`",
-        ),
-        (
-            "/v1/campaigns?event=reboot&input=/etc/hostname",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
-            "not both",
-        ),
-        (
-            "/v1/campaigns?event=reboot&input=/no/such/file.csv",
-            vec![],
-            400,
-            "/no/such/file.csv",
-        ),
-        (
-            "/v1/campaigns?event=reboot&input=fifo.csv",
-            vec![],
-            400,
-            "fifo.csv is not a regular file",
-        ),
-        (
-            "/v1/campaigns?event=reboot&input=/dev/null",
-            vec![],
-            400,
-            "/dev/null is not a regular file",
-        ),
-        (
-            "/v1/campaigns?event=reboot&resend-unknown=true",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
+            "event=reboot&resend-unknown=true",
+            &one_row,
             "resend-unknown: ",
         ),
         (
-            "/v1/campaigns?event=reboot&key=pw-1000",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
+            "event=reboot&key=pw-1000",
+            &one_row,
             "key: a key in a URL ends up in logs",
         ),
         (
-            "/v1/campaigns?event=reboot&action=reboot",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
+            "event=reboot&action=reboot",
+            &one_row,
             "action: an option of batch --channel http",
         ),
         (
-            "/v1/campaigns?event=reboot&fetch-log=/tmp/f",
-            vec!["--data-binary".into(), format!("target\n{target}\n")],
-            400,
+            "event=reboot&fetch-log=/tmp/f",
+            &one_row,
             "fetch-log: the service does not confirm fetches",
         ),
-    ];
+    ] {
+        cases.push((format!("/v1/campaigns?{query}"), binary(rows), 400, message));
+    }
+    // A campaign's input that cannot be read as rows.
+    for (input, message) in [
+        ("/no/such/file.csv", "/no/such/file.csv"),
+        ("fifo.csv", "fifo.csv is not a regular file"),
+        ("/dev/null", "/dev/null is not a regular file"),
+    ] {
+        cases.push((
+            format!("/v1/campaigns?event=reboot&input={input}"),
+            vec![],
+            400,
+            message,
+        ));
+    }
     // A FIFO would hold a thread until something wrote to it.
     let fifo = dir.join("fifo.csv");
     assert!(Command::new("mkfifo")
@@ -722,7 +688,7 @@ fn oversized_and_malformed_bodies_are_refused_without_effect() {
             .copied()
             .chain(body.iter().map(String::as_str))
             .collect();
-        let (status, text) = api.curl(path, &args);
+        let (status, text) = api.curl(&path, &args);
         assert_eq!(status, expected, "{path} {message}: {text}");
         let error: Value = serde_json::from_str(&text).unwrap();
         let error = error["error"].as_str().unwrap();
@@ -751,10 +717,7 @@ fn oversized_and_malformed_bodies_are_refused_without_effect() {
     assert_eq!(status, 415, "{text}");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(std::fs::read_to_string(&phone.log).unwrap_or_default(), "");
-    let left: Vec<_> = std::fs::read_dir(state.join("campaigns"))
-        .unwrap()
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_no_campaign(&state);
     let (_, metrics) = api.curl("/metrics", &[]);
     assert!(!metrics.contains("sipnotify_targets_total"), "{metrics}");
     // Still serving.
@@ -766,35 +729,25 @@ fn oversized_and_malformed_bodies_are_refused_without_effect() {
 /// flight end; its state is `stopped` and a restart does not resume it.
 #[test]
 fn delete_stops_a_campaign_for_good() {
-    let dir = temp_dir("delete");
-    let phone = LoggedPhone::start(&dir, &[]);
-    let rows = rows(&dir, &phone, 1000..1300, &[]);
-    let state = dir.join("state");
-    let api = Api::start(&dir, &state, true, &[]);
-    let id = api.start_campaign("event=resync&rate=50", &rows);
-    api.wait(&id, Duration::from_secs(10), |s| {
-        s["done"].as_u64() >= Some(10)
-    });
+    let fx = Fixture::new("delete", 1000..1300, &[]);
+    let api = Api::start(&fx.dir, &fx.state, true, &[]);
+    let id = api.start_campaign("event=resync&rate=50", &fx.rows);
+    api.wait_for(&id, 10, Duration::from_secs(10));
     let (status, stopping) = api.json(&format!("/v1/campaigns/{id}"), &["-X", "DELETE"]);
     assert_eq!(status, 202, "{stopping}");
-    let end = api.wait(&id, Duration::from_secs(10), |s| s["state"] != "running");
+    let end = api.wait_end(&id, Duration::from_secs(10));
     assert_eq!(end["state"], "stopped", "{end}");
     let done = end["done"].as_u64().unwrap();
     assert!(done < 300, "{end}");
     std::thread::sleep(Duration::from_millis(500));
-    let acted = phone.deliveries(done as usize).len() as u64;
+    let acted = fx.phone.deliveries(done as usize).len() as u64;
     assert_eq!(acted, done, "{end}");
     let (status, again) = api.json(&format!("/v1/campaigns/{id}"), &["-X", "DELETE"]);
     assert_eq!((status, again["state"].as_str()), (200, Some("stopped")));
     drop(api);
-    let api = Api::start(&dir, &state, true, &[]);
-    assert!(
-        api.first_line.contains("0 campaign(s) resumed"),
-        "{}",
-        api.first_line
-    );
+    let api = restart(&fx.dir, &fx.state, 0);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(phone.deliveries(done as usize).len() as u64, done);
+    assert_eq!(fx.phone.deliveries(done as usize).len() as u64, done);
     let (_, status) = api.json(&format!("/v1/campaigns/{id}"), &[]);
     assert_eq!(status["state"], "stopped");
 }
@@ -835,23 +788,21 @@ fn assert_schema(doc: &Value, schema: &Value, value: &Value, what: &str) {
 /// schemas require are in the answers (each line of a JSON Lines answer).
 #[test]
 fn the_openapi_document_matches_the_responses() {
-    let dir = temp_dir("openapi");
-    let phone = LoggedPhone::start(&dir, &[]);
-    let rows = rows(&dir, &phone, 1000..1020, &[]);
-    let api = Api::start(&dir, &dir.join("state"), true, &[]);
+    let fx = Fixture::new("openapi", 1000..1020, &[]);
+    let api = Api::start(&fx.dir, &fx.state, true, &[]);
     let (status, doc) = api.json("/v1/openapi.json", &[]);
     assert_eq!(status, 200);
     let file =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/openapi.json"))
             .unwrap();
     assert_eq!(doc, serde_json::from_str::<Value>(&file).unwrap());
-    let id = api.start_campaign("event=resync", &rows);
+    let id = api.start_campaign("event=resync", &fx.rows);
     api.wait(&id, Duration::from_secs(20), |s| s["state"] == "done");
     let notify = format!(
         r#"{{"target":"{}","password":"pw-1000"}}"#,
-        phone.target(1000)
+        fx.phone.target(1000)
     );
-    let rows_body = format!("@{}", rows.display());
+    let rows_body = format!("@{}", fx.rows.display());
     // A request for each operation, and one that fails for some.
     let requests: Vec<(&str, &str, Vec<&str>)> = vec![
         ("get", "/healthz", vec![]),
@@ -1007,13 +958,7 @@ fn the_service_serves_https_with_its_certificate() {
     let dir = temp_dir("tls");
     let pki = common::pki::Pki::new(&dir, "api");
     let leaf = pki.issue("api", &["127.0.0.1"]);
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    let api = Api::start(
-        &dir,
-        &dir.join("state"),
-        true,
-        &["--tls-cert", cert, "--tls-key", key],
-    );
+    let api = Api::start(&dir, &dir.join("state"), true, &leaf.options());
     assert!(
         api.url.starts_with("https://127.0.0.1:"),
         "{}",
@@ -1108,10 +1053,7 @@ fn a_body_that_stops_arriving_is_answered_408() {
     let answer = trickle.join().unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("sip:"), "{answer}");
-    let left: Vec<_> = std::fs::read_dir(state.join("campaigns"))
-        .unwrap()
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert_no_campaign(&state);
 }
 
 /// `DELETE` of a campaign that could not be resumed (its input gone at the start; it is
@@ -1119,32 +1061,22 @@ fn a_body_that_stops_arriving_is_answered_408() {
 /// does not resume it, and no phone acts.
 #[test]
 fn delete_stops_a_campaign_that_could_not_be_resumed() {
-    let dir = temp_dir("delete-unresumed");
-    let phone = LoggedPhone::start(&dir, &[]);
-    let rows = rows(&dir, &phone, 1000..1400, &[]);
-    let state = dir.join("state");
-    let first = Api::start(&dir, &state, true, &[]);
+    let fx = Fixture::new("delete-unresumed", 1000..1400, &[]);
+    let first = Api::start(&fx.dir, &fx.state, true, &[]);
     let (status, started) = first.json(
         "/v1/campaigns?event=resync&rate=50&input=rows.csv",
         &["-X", "POST"],
     );
     assert_eq!(status, 202, "{started}");
     let id = started["id"].as_str().unwrap().to_string();
-    first.wait(&id, Duration::from_secs(10), |s| {
-        s["done"].as_u64() >= Some(5)
-    });
+    first.wait_for(&id, 5, Duration::from_secs(10));
     drop(first); // SIGKILL
     std::thread::sleep(Duration::from_millis(300));
-    let log = || std::fs::read_to_string(&phone.log).unwrap_or_default();
+    let log = || std::fs::read_to_string(&fx.phone.log).unwrap_or_default();
     let acted = log();
-    let hidden = dir.join("rows.away");
-    std::fs::rename(&rows, &hidden).unwrap();
-    let second = Api::start(&dir, &state, true, &[]);
-    assert!(
-        second.first_line.contains("0 campaign(s) resumed"),
-        "{}",
-        second.first_line
-    );
+    let hidden = fx.dir.join("rows.away");
+    std::fs::rename(&fx.rows, &hidden).unwrap();
+    let second = restart(&fx.dir, &fx.state, 0);
     let (_, status) = second.json(&format!("/v1/campaigns/{id}"), &[]);
     assert_eq!(status["state"], "stopped", "{status}");
     assert!(
@@ -1154,13 +1086,8 @@ fn delete_stops_a_campaign_that_could_not_be_resumed() {
     let (code, stopped) = second.json(&format!("/v1/campaigns/{id}"), &["-X", "DELETE"]);
     assert_eq!((code, stopped["state"].as_str()), (200, Some("stopped")));
     drop(second);
-    std::fs::rename(&hidden, &rows).unwrap();
-    let third = Api::start(&dir, &state, true, &[]);
-    assert!(
-        third.first_line.contains("0 campaign(s) resumed"),
-        "{}",
-        third.first_line
-    );
+    std::fs::rename(&hidden, &fx.rows).unwrap();
+    let third = restart(&fx.dir, &fx.state, 0);
     let (_, status) = third.json(&format!("/v1/campaigns/{id}"), &[]);
     assert_eq!(status["state"], "stopped", "{status}");
     std::thread::sleep(Duration::from_millis(500));
@@ -1171,26 +1098,15 @@ fn delete_stops_a_campaign_that_could_not_be_resumed() {
 /// service killed, resumes when the service starts again from another folder.
 #[test]
 fn a_relative_state_dir_resumes_from_another_folder() {
-    let dir = temp_dir("relative");
-    let phone = LoggedPhone::start(&dir, &[]);
-    let rows = rows(&dir, &phone, 1000..1400, &[]);
-    let first = Api::start(&dir, Path::new("state"), true, &[]);
-    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &rows);
-    first.wait(&id, Duration::from_secs(20), |s| {
-        s["done"].as_u64() >= Some(20)
-    });
+    let fx = Fixture::new("relative", 1000..1400, &[]);
+    let first = Api::start(&fx.dir, Path::new("state"), true, &[]);
+    let id = first.start_campaign("event=reboot&rate=100&concurrency=8", &fx.rows);
+    first.wait_for(&id, 20, Duration::from_secs(20));
     drop(first); // SIGKILL
-    let elsewhere = dir.join("elsewhere");
+    let elsewhere = fx.dir.join("elsewhere");
     std::fs::create_dir(&elsewhere).unwrap();
-    let second = Api::start(&elsewhere, Path::new("../state"), true, &[]);
-    assert!(
-        second.first_line.contains("1 campaign(s) resumed"),
-        "{}",
-        second.first_line
-    );
-    let end = second.wait(&id, Duration::from_secs(60), |s| s["state"] != "running");
-    assert_eq!(end["state"], "done", "{end}");
-    let counted: BTreeMap<String, u64> = serde_json::from_value(end["counts"].clone()).unwrap();
+    let second = restart(&elsewhere, Path::new("../state"), 1);
+    let (_, counted) = second.wait_done(&id);
     assert_eq!(counted.values().sum::<u64>(), 400, "{counted:?}");
 }
 

@@ -97,9 +97,7 @@ fn wrong_password_is_auth_failed_with_exit_3() {
         .env("SIPNOTIFY_PASSWORD", "not-the-password")
         .output()
         .unwrap();
-    let v = json_line(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{v}");
-    assert_eq!(v["outcome"], "auth_failed");
+    let v = common::assert_outcome(&out, 3, "auth_failed");
     assert_eq!(v["status"], 403);
 }
 
@@ -125,9 +123,7 @@ fn challenged_without_a_password_exits_2_and_says_how_to_fix_it() {
         .env_remove("SIPNOTIFY_PASSWORD")
         .output()
         .unwrap();
-    let v = json_line(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{v}");
-    assert_eq!(v["outcome"], "no_credentials");
+    let v = common::assert_outcome(&out, 2, "no_credentials");
     assert!(v["reason"].as_str().unwrap().contains("--password-file"));
 }
 
@@ -237,11 +233,7 @@ fn dry_run_prints_the_exact_request_and_sends_nothing() {
     assert_eq!(out.status.code(), Some(0));
     let v = json_line(&out.stdout);
     let request = v["request"].as_str().unwrap();
-    assert!(
-        request.starts_with(&format!("NOTIFY {t} SIP/2.0\r\n")),
-        "{request}"
-    );
-    assert!(request.contains("Event: XML-Service\r\n"));
+    common::assert_notify(request, &t, &["Event: XML-Service\r\n"]);
     assert!(request.ends_with(&format!("Content-Length: {}\r\n\r\n{url}", url.len())));
     assert_nothing_sent(&listener);
 }

@@ -153,14 +153,7 @@ fn the_target_is_kept_as_written_on_the_wire_and_in_the_output() {
     let target = format!("sip:159@{};transport=tcp", phone.addr("tcp"));
     let out = run(&["resync", &target, "--dry-run"]);
     let request = text(&out.stdout);
-    assert!(
-        request.starts_with(&format!("NOTIFY {target} SIP/2.0\r\n")),
-        "{request}"
-    );
-    assert!(
-        request.contains(&format!("\r\nTo: <{target}>\r\n")),
-        "{request}"
-    );
+    common::assert_notify(&request, &target, &[&format!("\r\nTo: <{target}>\r\n")]);
     assert!(!request.contains("transport=TCP"), "{request}");
     let out = send(&["resync", &target, "--output", "json"]);
     let v = json_line(&out.stdout);

@@ -6,36 +6,23 @@ mod common;
 mod prov;
 
 use common::{bin, PhoneProcess};
-use prov::{
-    batch, counts, fleet, free_port, log_lines, mac, profiles, temp_dir, ServeProcess, KEY, PROFILE,
-};
+use prov::PROFILE;
+use prov::{batch, counts, fleet, log_lines, mac, profiles, temp_dir, ServeProcess, Served, KEY};
 use std::net::Ipv4Addr;
 
 #[test]
 fn a_thousand_lines_end_confirmed() {
-    let dir = temp_dir("all");
-    let root = profiles(&dir);
-    let port = free_port();
-    let phone = fleet(1000, 1999, KEY, port, false);
-    let mut csv = String::from("target,mac,password\n");
-    for user in 1000..2000 {
-        csv += &format!("{user}@{},{},pw-{user}\n", phone.addr("udp"), mac(user));
-    }
-    let input = dir.join("lines.csv");
-    std::fs::write(&input, csv).unwrap();
-    let journal = dir.join("journal");
-    let listen = format!("127.0.0.1:{port}");
+    let served = Served::new("all");
+    let phone = fleet(1000, 1999, KEY, served.port, false);
+    let input = served.lines(1000..2000, |_| phone.addr("udp"));
+    let journal = served.dir.join("journal");
     let args = [
         "--confirm-fetch",
         "5",
-        "--serve",
-        root.to_str().unwrap(),
-        "--serve-listen",
-        &listen,
         "--journal",
         journal.to_str().unwrap(),
     ];
-    let (out, records) = batch(&input, &args, &[("SIPNOTIFY_PROFILE_KEY", KEY)]);
+    let (out, records) = served.batch(&input, &args);
     assert_eq!(
         counts(&records).get("confirmed"),
         Some(&1000),
@@ -46,7 +33,7 @@ fn a_thousand_lines_end_confirmed() {
     let journaled = std::fs::read_to_string(&journal).unwrap();
     assert_eq!(journaled.matches("\"outcome\":\"confirmed\"").count(), 1000);
     // A resume sends nothing: every line is journaled confirmed.
-    let (out, records) = batch(&input, &args, &[("SIPNOTIFY_PROFILE_KEY", KEY)]);
+    let (out, records) = served.batch(&input, &args);
     assert_eq!(counts(&records).get("already_delivered"), Some(&1000));
     assert_eq!(out.status.code(), Some(0));
     // The journal is a confirmed campaign's: without --confirm-fetch it is refused.
@@ -64,37 +51,25 @@ fn a_thousand_lines_end_confirmed() {
 
 #[test]
 fn a_thousand_lines_confirmed_and_ten_with_a_wrong_key_not_fetched_then_resumed() {
-    let dir = temp_dir("thousand");
-    let root = profiles(&dir);
-    let port = free_port();
-    let good = fleet(1000, 1989, KEY, port, true);
-    let wrong = fleet(1990, 1999, "Not-The-Key", port, true);
-    let mut csv = String::from("target,mac,password\n");
-    for user in 1000..2000 {
+    let served = Served::new("thousand");
+    let good = fleet(1000, 1989, KEY, served.port, true);
+    let wrong = fleet(1990, 1999, "Not-The-Key", served.port, true);
+    let input = served.lines(1000..2000, |user| {
         let phone = if user < 1990 { &good } else { &wrong };
-        csv += &format!("{user}@{},{},pw-{user}\n", phone.addr("udp"), mac(user));
-    }
-    let input = dir.join("lines.csv");
-    std::fs::write(&input, csv).unwrap();
-    let journal = dir.join("journal");
-    let listen = format!("127.0.0.1:{port}");
-    let serve_log = dir.join("fetch.log");
+        phone.addr("udp")
+    });
+    let (journal, serve_log) = (served.dir.join("journal"), served.dir.join("fetch.log"));
     let args = [
         "--confirm-fetch",
         "3s",
         "--confirm-path",
         "/ok/",
-        "--serve",
-        root.to_str().unwrap(),
-        "--serve-listen",
-        &listen,
         "--serve-log",
         serve_log.to_str().unwrap(),
         "--journal",
         journal.to_str().unwrap(),
     ];
-    let env = [("SIPNOTIFY_PROFILE_KEY", KEY)];
-    let (out, records) = batch(&input, &args, &env);
+    let (out, records) = served.batch(&input, &args);
     let counts = counts(&records);
     assert_eq!(counts.get("confirmed"), Some(&990), "{counts:?}");
     assert_eq!(counts.get("not_fetched"), Some(&10), "{counts:?}");
@@ -132,7 +107,7 @@ fn a_thousand_lines_confirmed_and_ten_with_a_wrong_key_not_fetched_then_resumed(
     assert!(!std::fs::read_to_string(&journal).unwrap().contains(KEY));
 
     // Resumed: the confirmed are not sent again; the 10 are, and stay not_fetched.
-    let (_, records) = batch(&input, &args, &env);
+    let (_, records) = served.batch(&input, &args);
     let counts = self::counts(&records);
     assert_eq!(counts.get("already_delivered"), Some(&990), "{counts:?}");
     assert_eq!(counts.get("not_fetched"), Some(&10), "{counts:?}");

@@ -8,7 +8,7 @@
 mod common;
 
 use common::needs::Program;
-use common::{json_line, send, PhoneProcess};
+use common::{json_line, send, PhoneBuilder, PhoneProcess};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -58,7 +58,7 @@ struct Dnsmasq {
 }
 
 impl Dnsmasq {
-    fn start(binary: &Path, name: &str, ttl: u32, records: &[String]) -> Dnsmasq {
+    fn start(name: &str, ttl: u32, records: &[String]) -> Dnsmasq {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("dnsmasq-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -80,7 +80,7 @@ impl Dnsmasq {
         let conf = dir.join("dnsmasq.conf");
         std::fs::write(&conf, config.join("\n") + "\n").unwrap();
         let log = dir.join("dnsmasq.log");
-        let child = Command::new(binary)
+        let child = Command::new(dnsmasq().path())
             .arg("--keep-in-foreground")
             .arg(format!("--conf-file={}", conf.display()))
             .stdin(Stdio::null())
@@ -161,6 +161,35 @@ impl Drop for Dnsmasq {
     }
 }
 
+/// A simulated phone on `ip`, on a free UDP port, for more options.
+fn udp_phone(ip: &str) -> PhoneBuilder {
+    PhoneProcess::builder()
+        .listen(format!("{ip}:0"))
+        .transport("udp")
+}
+
+/// `sipnotify batch` through `dns` of `targets` (a target a line, as `name.csv` in a
+/// folder of its own) with JSON output and `extra` arguments, which must exit 0: its
+/// standard output.
+fn batch_through(dns: &Dnsmasq, name: &str, targets: &str, extra: &[&str]) -> String {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dns-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join(format!("{name}.csv"));
+    std::fs::write(&input, format!("target\n{targets}")).unwrap();
+    let (input, server) = (input.to_str().unwrap(), dns.server());
+    let args = ["batch", input, "--dns-server", &server, "--output", "json"];
+    let out = send(&[&args[..], extra].concat());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `sipnotify resync TARGET` through `dns` with JSON output and `extra` arguments: the
 /// exit status and its one record.
 fn resync_through(dns: &Dnsmasq, target: &str, extra: &[&str]) -> (Output, Value) {
@@ -198,17 +227,12 @@ fn assert_contains(all: &[String], wanted: &str) {
 }
 
 fn naptr_then_srv_then_a_and_the_dead_first_server_is_given_its_share_only() {
-    let binary = dnsmasq().path();
-    let phone = PhoneProcess::builder()
-        .listen("127.0.53.3:0")
-        .transport("udp")
-        .start();
+    let phone = udp_phone("127.0.53.3").start();
     let port = phone.addr("udp").port();
     // The first server by priority takes the requests and never answers (a closed port
     // would say so at once, by ICMP: see tests/icmp.rs).
     let _black_hole = UdpSocket::bind(("127.0.53.9", port)).unwrap();
     let dns = Dnsmasq::start(
-        &binary,
         "failover",
         300,
         &[
@@ -262,7 +286,6 @@ fn naptr_then_srv_then_a_and_the_dead_first_server_is_given_its_share_only() {
 }
 
 fn over_tcp_a_refused_server_and_one_answering_503_are_passed_at_once() {
-    let binary = dnsmasq().path();
     let busy = PhoneProcess::builder()
         .listen("127.0.53.5:0")
         .transport("tcp")
@@ -276,7 +299,6 @@ fn over_tcp_a_refused_server_and_one_answering_503_are_passed_at_once() {
     // No NAPTR: SRV for udp (none), then tcp. Nothing listens on the first server's address,
     // so its connection is refused.
     let dns = Dnsmasq::start(
-        &binary,
         "tcp",
         300,
         &[
@@ -314,15 +336,10 @@ fn over_tcp_a_refused_server_and_one_answering_503_are_passed_at_once() {
 }
 
 fn a_name_with_a_port_asks_for_its_addresses_only() {
-    let binary = dnsmasq().path();
-    let phone = PhoneProcess::builder()
-        .listen("127.0.53.7:0")
-        .transport("udp")
-        .start();
+    let phone = udp_phone("127.0.53.7").start();
     let port = phone.addr("udp").port();
     // SRV and NAPTR records that would lead elsewhere, if they were asked for.
     let dns = Dnsmasq::start(
-        &binary,
         "port",
         300,
         &[
@@ -362,16 +379,12 @@ fn a_name_with_a_port_asks_for_its_addresses_only() {
 }
 
 fn a_campaign_on_one_domain_asks_the_dns_once() {
-    let binary = dnsmasq().path();
     const ROWS: u32 = 1000;
-    let phone = PhoneProcess::builder()
-        .listen("127.0.53.8:0")
-        .transport("udp")
+    let phone = udp_phone("127.0.53.8")
         .users(&format!("1000-{}", 1000 + ROWS - 1))
         .start();
     let port = phone.addr("udp").port();
     let dns = Dnsmasq::start(
-        &binary,
         "campaign",
         300,
         &[
@@ -380,28 +393,10 @@ fn a_campaign_on_one_domain_asks_the_dns_once() {
             "host-record=sbc.fleet.test,127.0.53.8,::1".into(),
         ],
     );
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dns-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("fleet.csv");
     let rows: String = (1000..1000 + ROWS)
         .map(|user| format!("sip:{user}@fleet.test\n"))
         .collect();
-    std::fs::write(&input, format!("target\n{rows}")).unwrap();
-    let out = send(&[
-        "batch",
-        input.to_str().unwrap(),
-        "--dns-server",
-        &dns.server(),
-        "--output",
-        "json",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = batch_through(&dns, "fleet", &rows, &[]);
     let destinations: Vec<Value> = stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["destination"].clone())
@@ -426,44 +421,14 @@ fn a_campaign_on_one_domain_asks_the_dns_once() {
 }
 
 fn answers_are_kept_for_their_ttl_and_no_longer() {
-    let binary = dnsmasq().path();
-    let phone = PhoneProcess::builder()
-        .listen("127.0.53.10:0")
-        .transport("udp")
-        .users("1000-1029")
-        .start();
+    let phone = udp_phone("127.0.53.10").users("1000-1029").start();
     let port = phone.addr("udp").port();
-    let dns = Dnsmasq::start(
-        &binary,
-        "ttl",
-        1,
-        &["host-record=short.test,127.0.53.10,::1".into()],
-    );
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("dns-ttl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let input = dir.join("short.csv");
+    let dns = Dnsmasq::start("ttl", 1, &["host-record=short.test,127.0.53.10,::1".into()]);
     let rows: String = (1000..1030)
         .map(|user| format!("sip:{user}@short.test:{port}\n"))
         .collect();
-    std::fs::write(&input, format!("target\n{rows}")).unwrap();
     // 30 rows at 10 a second: 3 s, so the 1 s answer is asked for again, but not per row.
-    let out = send(&[
-        "batch",
-        input.to_str().unwrap(),
-        "--dns-server",
-        &dns.server(),
-        "--rate",
-        "10",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    batch_through(&dns, "short", &rows, &["--rate", "10"]);
     let asked = dns
         .settled_queries()
         .iter()

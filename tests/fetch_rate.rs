@@ -4,39 +4,26 @@
 mod common;
 mod prov;
 
-use prov::{batch, counts, fleet, free_port, log_lines, mac, profiles, temp_dir, KEY};
+use prov::{counts, fleet, log_lines, Served, KEY};
 
 #[test]
 fn max_fetch_rate_holds_the_fetch_rate() {
-    let dir = temp_dir("rate");
-    let root = profiles(&dir);
-    let port = free_port();
+    let served = Served::new("rate");
     let lines = 600;
-    let phone = fleet(1000, 1000 + lines - 1, KEY, port, false);
-    let mut csv = String::from("target,mac,password\n");
-    for user in 1000..1000 + lines {
-        csv += &format!("{user}@{},{},pw-{user}\n", phone.addr("udp"), mac(user));
-    }
-    let input = dir.join("lines.csv");
-    std::fs::write(&input, csv).unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let serve_log = dir.join("fetch.log");
+    let phone = fleet(1000, 1000 + lines - 1, KEY, served.port, false);
+    let input = served.lines(1000..1000 + lines, |_| phone.addr("udp"));
+    let serve_log = served.dir.join("fetch.log");
     let rate = 150.0;
-    let (out, records) = batch(
+    let (out, records) = served.batch(
         &input,
         &[
             "--confirm-fetch",
             "3",
             "--max-fetch-rate",
             "150",
-            "--serve",
-            root.to_str().unwrap(),
-            "--serve-listen",
-            &listen,
             "--serve-log",
             serve_log.to_str().unwrap(),
         ],
-        &[("SIPNOTIFY_PROFILE_KEY", KEY)],
     );
     assert_eq!(
         counts(&records).get("confirmed"),

@@ -4,20 +4,13 @@
 
 mod common;
 
-use common::pki::Pki;
+use common::pki::phones_ca;
 use common::{bin, json_line, png_pixel, solid_png, temp_dir, FileServer, PhoneProcess, PASSWORD};
+use common::{web_builder, web_phone, web_stopped};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-/// A simulated phone with a web server (`--http-auth MODE`, and more `args`).
-fn web_phone(auth: &str, args: &[&str]) -> PhoneProcess {
-    PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-auth", auth])
-        .args(args.iter().copied())
-        .start()
-}
 
 fn web_addr(phone: &PhoneProcess) -> SocketAddr {
     phone.addr("http")
@@ -33,6 +26,37 @@ fn run(args: &[&str], password: Option<&str>) -> Output {
     command.output().expect("run sipnotify")
 }
 
+/// [`run`] as user `admin`, with `password`.
+fn run_as_admin(args: &[&str], password: &str) -> Output {
+    run(&[args, &["--user", "admin"]].concat(), Some(password))
+}
+
+/// [`run`] of `batch ROWS --channel http --action ACTION EXTRA...`, with no password.
+fn http_batch(rows: &Path, action: &str, extra: &[&str]) -> Output {
+    let rows = rows.to_str().unwrap();
+    let args = ["batch", rows, "--channel", "http", "--action", action];
+    run(&[&args[..], extra].concat(), None)
+}
+
+/// A new folder for the test `name`, and its `rows.csv` holding `text`.
+fn rows_csv(name: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let rows = dir.join("rows.csv");
+    std::fs::write(&rows, text).unwrap();
+    (dir, rows)
+}
+
+/// The run exited with `code`, and `said` (its stdout, its stderr or both) contains `part`.
+#[track_caller]
+fn assert_exit_saying(out: &Output, code: i32, said: &[u8], part: &str) {
+    assert_eq!(out.status.code(), Some(code), "for {part:?}: {}", text(out));
+    assert!(
+        String::from_utf8_lossy(said).contains(part),
+        "no {part:?} in:\n{}",
+        text(out)
+    );
+}
+
 fn text(output: &Output) -> String {
     format!(
         "stdout:\n{}\nstderr:\n{}",
@@ -44,11 +68,7 @@ fn text(output: &Output) -> String {
 /// The web server's counters, printed when it stops: `(requests, executed, backgrounds,
 /// failed downloads, refused)`.
 fn web_counters(phone: PhoneProcess) -> (u64, u64, u64, u64, u64) {
-    let out = String::from_utf8(phone.terminate()).unwrap();
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("web stopped:"))
-        .unwrap_or_else(|| panic!("no web counters in {out}"));
+    let line = web_stopped(phone);
     let n: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
@@ -147,17 +167,9 @@ fn wrong_passwords_exit_3_in_both_styles() {
     // CUCM style: HTTP 200 and CiscoIPPhoneError 4.
     let phone = web_phone("basic", &[]);
     let addr = web_addr(&phone).to_string();
-    let out = run(
-        &[
-            "execute",
-            &addr,
-            "Key:Services",
-            "--user",
-            "admin",
-            "--output",
-            "json",
-        ],
-        Some("wrong"),
+    let out = run_as_admin(
+        &["execute", &addr, "Key:Services", "--output", "json"],
+        "wrong",
     );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let record = json_line(&out.stdout);
@@ -171,26 +183,14 @@ fn wrong_passwords_exit_3_in_both_styles() {
     );
     // Without credentials, the Basic phone challenges: no_credentials, exit 2.
     let out = run(&["execute", &addr, "Key:Services"], None);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("no_credentials"));
+    assert_exit_saying(&out, 2, &out.stdout, "no_credentials");
     drop(phone);
     // Newer firmware: 401.
     for (auth, extra) in [("basic", &["--http-reject-401"][..]), ("digest", &[][..])] {
         let phone = web_phone(auth, extra);
         let addr = web_addr(&phone).to_string();
-        let out = run(
-            &[
-                "screenshot",
-                &addr,
-                "-o",
-                "/nonexistent/x.png",
-                "--user",
-                "admin",
-                "--output",
-                "json",
-            ],
-            Some("wrong"),
-        );
+        let shot = ["screenshot", &addr, "-o", "/nonexistent/x.png"];
+        let out = run_as_admin(&[&shot[..], &["--output", "json"]].concat(), "wrong");
         assert_eq!(out.status.code(), Some(3), "{auth}: {}", text(&out));
         let record = json_line(&out.stdout);
         assert_eq!(
@@ -218,12 +218,7 @@ fn objects_too_large_or_malformed_and_a_fourth_item_are_refused_unsent() {
     let big = dir.join("big.xml");
     std::fs::write(&big, wrap(513)).unwrap();
     let out = run(&["push", &addr, "--xml", big.to_str().unwrap()], None);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("513 bytes"),
-        "{}",
-        text(&out)
-    );
+    assert_exit_saying(&out, 2, &out.stderr, "513 bytes");
     let malformed = dir.join("bad.xml");
     std::fs::write(
         &malformed,
@@ -231,25 +226,12 @@ fn objects_too_large_or_malformed_and_a_fourth_item_are_refused_unsent() {
     )
     .unwrap();
     let out = run(&["push", &addr, "--xml", malformed.to_str().unwrap()], None);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("well-formed"),
-        "{}",
-        text(&out)
-    );
-    let out = run(
-        &["execute", &addr, "Key:A", "Key:B", "Key:C", "Key:D"],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("1 to 3 items; 4 given"));
+    assert_exit_saying(&out, 2, &out.stderr, "well-formed");
+    let four = ["execute", &addr, "Key:A", "Key:B", "Key:C", "Key:D"];
+    let out = run(&four, None);
+    assert_exit_saying(&out, 2, &out.stderr, "1 to 3 items; 4 given");
     let out = run(&["execute", &addr, "ftp://h/x"], None);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("Dial:"),
-        "{}",
-        text(&out)
-    );
+    assert_exit_saying(&out, 2, &out.stderr, "Dial:");
     assert_eq!(web_counters(phone).0, 0, "nothing was sent");
     // The limits themselves: 512 bytes and 3 items are sent.
     let phone = web_phone("none", &[]);
@@ -267,24 +249,10 @@ fn objects_too_large_or_malformed_and_a_fourth_item_are_refused_unsent() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(json_line(&out.stdout)["items"].as_array().unwrap().len(), 3);
     // A larger object where the phone takes it: --max-object on both sides.
-    let out = run(
-        &[
-            "push",
-            &addr,
-            "--xml",
-            big.to_str().unwrap(),
-            "--max-object",
-            "1024",
-        ],
-        None,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "the simulator's 512-byte limit: {}",
-        text(&out)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("CiscoIPPhoneError 2"));
+    let big = ["push", &addr, "--xml", big.to_str().unwrap()];
+    let out = run(&[&big[..], &["--max-object", "1024"]].concat(), None);
+    // The simulator's 512-byte limit.
+    assert_exit_saying(&out, 4, &out.stdout, "CiscoIPPhoneError 2");
 }
 
 #[test]
@@ -297,51 +265,23 @@ fn a_background_is_downloaded_by_the_phone_and_a_missing_image_is_reported() {
     let addr = web_addr(&phone).to_string();
     let dir = temp_dir("background");
     let shot = dir.join("shot.png");
-    let good = run(
-        &[
-            "background",
-            &addr,
-            "--image",
-            &files.url("/bg.png"),
-            "--icon",
-            &files.url("/tn.png"),
-            "--user",
-            "admin",
-        ],
-        Some(PASSWORD),
-    );
+    let background = |image: &str, extra: &[&str]| {
+        let icon = files.url("/tn.png");
+        let args = ["background", &addr, "--image", image, "--icon", &icon];
+        run_as_admin(&[&args[..], extra].concat(), PASSWORD)
+    };
+    let good = background(&files.url("/bg.png"), &[]);
     assert_eq!(good.status.code(), Some(0), "{}", text(&good));
     let screenshot = |expect: [u8; 3]| {
-        let out = run(
-            &[
-                "screenshot",
-                &addr,
-                "-o",
-                shot.to_str().unwrap(),
-                "--user",
-                "admin",
-            ],
-            Some(PASSWORD),
+        let out = run_as_admin(
+            &["screenshot", &addr, "-o", shot.to_str().unwrap()],
+            PASSWORD,
         );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert_eq!(png_pixel(&std::fs::read(&shot).unwrap(), 8, 40).1, expect);
     };
     screenshot([0, 200, 0]);
-    let missing = run(
-        &[
-            "background",
-            &addr,
-            "--image",
-            &files.url("/missing.png"),
-            "--icon",
-            &files.url("/tn.png"),
-            "--user",
-            "admin",
-            "--output",
-            "json",
-        ],
-        Some(PASSWORD),
-    );
+    let missing = background(&files.url("/missing.png"), &["--output", "json"]);
     assert_eq!(missing.status.code(), Some(4), "{}", text(&missing));
     let record = json_line(&missing.stdout);
     assert_eq!(record["outcome"], "rejected");
@@ -406,16 +346,9 @@ fn record_one_request() -> (SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
 #[test]
 fn the_form_body_is_the_documented_one() {
     let (addr, request) = record_one_request();
-    let out = run(
-        &[
-            "execute",
-            &addr.to_string(),
-            "Key:Services",
-            "--user",
-            "admin",
-            "-v",
-        ],
-        Some(PASSWORD),
+    let out = run_as_admin(
+        &["execute", &addr.to_string(), "Key:Services", "-v"],
+        PASSWORD,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let request = String::from_utf8(request.join().unwrap()).unwrap();
@@ -465,17 +398,7 @@ fn the_form_body_is_the_documented_one() {
 fn dry_run_shows_the_request_masked_and_sends_nothing() {
     let phone = web_phone("basic", &[]);
     let addr = web_addr(&phone).to_string();
-    let out = run(
-        &[
-            "execute",
-            &addr,
-            "Dial:1001",
-            "--user",
-            "admin",
-            "--dry-run",
-        ],
-        Some(PASSWORD),
-    );
+    let out = run_as_admin(&["execute", &addr, "Dial:1001", "--dry-run"], PASSWORD);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let shown = text(&out);
     assert!(
@@ -517,12 +440,8 @@ fn phone_addresses_and_unreachable_phones() {
         &["info", &web_addr(&phone).to_string(), "--timeout", "0.5"],
         None,
     );
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("timeout"),
-        "{}",
-        text(&out)
-    );
+    // What it printed starts with `timeout`.
+    assert_exit_saying(&out, 5, out.stdout.get(..7).unwrap_or_default(), "timeout");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     // A 404 names the settings that usually cause it.
     let (addr, _request) = {
@@ -541,12 +460,7 @@ fn phone_addresses_and_unreachable_phones() {
         )
     };
     let out = run(&["execute", &addr.to_string(), "Key:Services"], None);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("CISCO XML EXE Enable"),
-        "{}",
-        text(&out)
-    );
+    assert_exit_saying(&out, 4, &out.stdout, "CISCO XML EXE Enable");
 }
 
 /// Whether curl is installed; where it is not, outside CI, the test says it skipped.
@@ -592,28 +506,16 @@ fn curl_against_the_simulator() {
         let phone = web_phone(auth, &[]);
         let url = format!("http://{}", web_addr(&phone));
         let execute = format!("{url}/CGI/Execute");
-        let (code, body) = curl(&[
-            &format!("--{auth}"),
-            "-u",
-            &login,
-            "--data-urlencode",
-            object,
-            &execute,
-        ]);
+        let scheme = format!("--{auth}");
+        let as_admin = |args: &[&str]| curl(&[&[scheme.as_str(), "-u", &login][..], args].concat());
+        let (code, body) = as_admin(&["--data-urlencode", object, &execute]);
         assert_eq!(code, "200", "{auth}: {body}");
         assert!(
             body.contains("<ResponseItem Status=\"0\" Data=\"Success\" URL=\"Key:Services\"/>"),
             "{auth}: {body}"
         );
         // Unencoded, as old scripts post it, is read too.
-        let (code, body) = curl(&[
-            &format!("--{auth}"),
-            "-u",
-            &login,
-            "--data-binary",
-            object,
-            &execute,
-        ]);
+        let (code, body) = as_admin(&["--data-binary", object, &execute]);
         assert_eq!(
             (code.as_str(), body.contains("Status=\"0\"")),
             ("200", true),
@@ -621,36 +523,19 @@ fn curl_against_the_simulator() {
         );
         // The field name is case-sensitive: `xml` is not read.
         let lower = object.replacen("XML=", "xml=", 1);
-        let (_, body) = curl(&[
-            &format!("--{auth}"),
-            "-u",
-            &login,
-            "--data-urlencode",
-            &lower,
-            &execute,
-        ]);
+        let (_, body) = as_admin(&["--data-urlencode", &lower, &execute]);
         assert!(
             body.contains("<CiscoIPPhoneError Number=\"1\"/>"),
             "{auth}: {body}"
         );
         // So is the path.
-        let (code, _) = curl(&[
-            &format!("--{auth}"),
-            "-u",
-            &login,
-            "--data-urlencode",
-            object,
-            &format!("{url}/cgi/execute"),
-        ]);
+        let (code, _) = as_admin(&["--data-urlencode", object, &format!("{url}/cgi/execute")]);
         assert_eq!(code, "404");
         // Credentials: none is a 401 with the phone's challenge.
         let (code, _) = curl(&["--data-urlencode", object, &execute]);
         assert_eq!(code, "401", "{auth}");
         let shot = temp_dir("curl").join(format!("{auth}.png"));
-        let (code, _) = curl(&[
-            &format!("--{auth}"),
-            "-u",
-            &login,
+        let (code, _) = as_admin(&[
             "-o",
             shot.to_str().unwrap(),
             &format!("{url}/CGI/Screenshot"),
@@ -689,14 +574,8 @@ fn curl_with_cacert_against_the_https_simulator() {
     if !curl_installed() {
         return;
     }
-    let dir = temp_dir("curl-https");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["127.0.0.1"]);
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    let phone = web_phone(
-        "basic",
-        &["--http-tls", "--tls-cert", cert, "--tls-key", key],
-    );
+    let (_, pki, leaf) = phones_ca("curl-https", &["127.0.0.1"]);
+    let phone = web_phone("basic", &[&["--http-tls"][..], &leaf.options()].concat());
     let url = format!("https://{}", phone.addr("https"));
     let ca = pki.ca().to_str().unwrap();
     let (code, body) = curl(&["--cacert", ca, &format!("{url}/DeviceInformationX")]);
@@ -741,9 +620,8 @@ fn passwords_appear_nowhere() {
     use base64::Engine;
     let dir = temp_dir("secrets");
     let stderr = dir.join("phone.stderr");
-    let phone = PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-auth", "digest", "-vv"])
+    let phone = web_builder("digest")
+        .args(["-vv"])
         .stderr_to(&stderr)
         .start();
     let addr = web_addr(&phone).to_string();
@@ -784,26 +662,10 @@ fn passwords_appear_nowhere() {
     )
     .unwrap();
     let (journal, report) = (dir.join("journal"), dir.join("report.jsonl"));
-    let out = run(
-        &[
-            "batch",
-            rows.to_str().unwrap(),
-            "--channel",
-            "http",
-            "--action",
-            "execute",
-            "--uri",
-            "Key:Services",
-            "-vv",
-            "--journal",
-            journal.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-        None,
-    );
+    let (journal_path, report_path) = (journal.to_str().unwrap(), report.to_str().unwrap());
+    let files = ["--journal", journal_path, "--report", report_path];
+    let action = ["--uri", "Key:Services", "-vv", "--output", "json"];
+    let out = http_batch(&rows, "execute", &[&action[..], &files].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     seen += &text(&out);
     seen += &std::fs::read_to_string(&journal).unwrap();
@@ -823,27 +685,10 @@ fn passwords_appear_nowhere() {
 #[test]
 fn a_busy_phone_is_retried_after_it_asks() {
     let phone = web_phone("none", &["--fail-percent", "100"]);
-    let dir = temp_dir("busy");
-    let rows = dir.join("rows.csv");
-    std::fs::write(&rows, format!("target\n{}\n", web_addr(&phone))).unwrap();
+    let (_, rows) = rows_csv("busy", &format!("target\n{}\n", web_addr(&phone)));
     let started = std::time::Instant::now();
-    let out = run(
-        &[
-            "batch",
-            rows.to_str().unwrap(),
-            "--channel",
-            "http",
-            "--action",
-            "info",
-            "--retries",
-            "1",
-            "--backoff",
-            "10ms",
-            "--output",
-            "json",
-        ],
-        None,
-    );
+    let retries = ["--retries", "1", "--backoff", "10ms", "--output", "json"];
+    let out = http_batch(&rows, "info", &retries);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let record = json_line(&out.stdout);
     assert_eq!(
@@ -866,27 +711,12 @@ fn an_inventory_of_a_fleet() {
         .args(["--http", "0.0.0.0:0"])
         .start();
     let port = web_addr(&phone).port();
-    let dir = temp_dir("inventory");
-    let rows = dir.join("rows.csv");
-    std::fs::write(
-        &rows,
-        format!("id,target\na,127.0.9.1:{port}\nb,127.0.9.2:{port}\nc,127.0.9.3:1\n"),
-    )
-    .unwrap();
-    let inventory = dir.join("inventory.csv");
-    let out = run(
-        &[
-            "batch",
-            rows.to_str().unwrap(),
-            "--channel",
-            "http",
-            "--action",
-            "info",
-            "--inventory",
-            inventory.to_str().unwrap(),
-        ],
-        None,
+    let (dir, rows) = rows_csv(
+        "inventory",
+        &format!("id,target\na,127.0.9.1:{port}\nb,127.0.9.2:{port}\nc,127.0.9.3:1\n"),
     );
+    let inventory = dir.join("inventory.csv");
+    let out = http_batch(&rows, "info", &["--inventory", inventory.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -925,25 +755,12 @@ fn an_inventory_of_a_fleet() {
 fn one_request_at_a_time_per_phone() {
     let phone = web_phone("none", &["--delay", "30"]);
     let addr = web_addr(&phone).to_string();
-    let dir = temp_dir("one-at-a-time");
-    let rows = dir.join("rows.csv");
     let mut csv = String::from("target,action,uri\n");
     for i in 0..8 {
         csv += &format!("{addr},execute,Dial:10{i}\n{addr},info,\n");
     }
-    std::fs::write(&rows, csv).unwrap();
-    let out = run(
-        &[
-            "batch",
-            rows.to_str().unwrap(),
-            "--channel",
-            "http",
-            "--action",
-            "execute",
-            "--allow-duplicates",
-        ],
-        None,
-    );
+    let (_, rows) = rows_csv("one-at-a-time", &csv);
+    let out = http_batch(&rows, "execute", &["--allow-duplicates"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stopped = String::from_utf8(phone.terminate()).unwrap();
     assert!(
@@ -974,33 +791,15 @@ fn one_request_at_a_time_per_phone() {
 #[test]
 fn sip_options_with_the_http_channel_are_refused() {
     let phone = web_phone("none", &[]);
-    let dir = temp_dir("sip-options");
-    let rows = dir.join("rows.csv");
-    std::fs::write(&rows, format!("target\n{}\n", web_addr(&phone))).unwrap();
+    let (_, rows) = rows_csv("sip-options", &format!("target\n{}\n", web_addr(&phone)));
     for (option, value) in [
         ("--profile", "http://10.0.0.1/cfg.xml"),
         ("--proxy", "127.0.0.1:5060"),
         ("--event", "reboot"),
     ] {
-        let out = run(
-            &[
-                "batch",
-                rows.to_str().unwrap(),
-                "--channel",
-                "http",
-                "--action",
-                "info",
-                option,
-                value,
-            ],
-            None,
-        );
-        assert_eq!(out.status.code(), Some(2), "{option}: {}", text(&out));
-        assert!(
-            text(&out).contains(&format!("{option} is for SIP NOTIFY, not --channel http")),
-            "{}",
-            text(&out)
-        );
+        let out = http_batch(&rows, "info", &[option, value]);
+        let said = format!("{option} is for SIP NOTIFY, not --channel http");
+        assert_exit_saying(&out, 2, text(&out).as_bytes(), &said);
     }
     assert_eq!(web_counters(phone).0, 0, "nothing was sent");
 }
@@ -1047,29 +846,11 @@ fn http_options_with_the_sip_channel_are_refused() {
 #[test]
 fn an_inventory_over_the_input_is_refused() {
     let phone = web_phone("none", &[]);
-    let dir = temp_dir("inventory-clash");
-    let rows = dir.join("rows.csv");
     let text_before = format!("target\n{}\n", web_addr(&phone));
-    std::fs::write(&rows, &text_before).unwrap();
-    let out = run(
-        &[
-            "batch",
-            rows.to_str().unwrap(),
-            "--channel",
-            "http",
-            "--action",
-            "info",
-            "--inventory",
-            rows.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        text(&out).contains("--inventory and the input name the same file"),
-        "{}",
-        text(&out)
-    );
+    let (_, rows) = rows_csv("inventory-clash", &text_before);
+    let out = http_batch(&rows, "info", &["--inventory", rows.to_str().unwrap()]);
+    let said = "--inventory and the input name the same file";
+    assert_exit_saying(&out, 2, text(&out).as_bytes(), said);
     assert_eq!(std::fs::read_to_string(&rows).unwrap(), text_before);
     assert_eq!(web_counters(phone).0, 0, "nothing was sent");
 }

@@ -89,12 +89,7 @@ fn every_phone_sets_its_background_once_and_the_contact_sheet_shows_each() {
     .output()
     .unwrap();
     let took = started.elapsed();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_exit(&out, 0);
     assert_eq!(
         outcomes(&out.stdout),
         HashMap::from([("delivered".to_string(), PHONES)])
@@ -178,20 +173,15 @@ fn check_in_chromium(sheet: &Path, dir: &Path) {
         "--hide-scrollbars",
     ];
     // Counts the images the browser decoded (naturalWidth > 0) into the page's title.
-    let dom = Command::new(chromium)
-        .args(common)
-        .args([
-            "--virtual-time-budget=10000",
-            "--run-all-compositor-stages-before-draw",
-            "--dump-dom",
-        ])
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        dom.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dom.stderr)
+    let dom = common::run_ok(
+        Command::new(chromium)
+            .args(common)
+            .args([
+                "--virtual-time-budget=10000",
+                "--run-all-compositor-stages-before-draw",
+                "--dump-dom",
+            ])
+            .arg(&url),
     );
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert_eq!(
@@ -201,17 +191,12 @@ fn check_in_chromium(sheet: &Path, dir: &Path) {
     );
     assert!(dom.contains("</footer>"));
     let picture = dir.join("sheet.png");
-    let shot = Command::new(chromium)
-        .args(common)
-        .arg(format!("--screenshot={}", picture.display()))
-        .args(["--window-size=1400,1000"])
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        shot.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shot.stderr)
+    common::run_ok(
+        Command::new(chromium)
+            .args(common)
+            .arg(format!("--screenshot={}", picture.display()))
+            .args(["--window-size=1400,1000"])
+            .arg(&url),
     );
     let png = std::fs::read(&picture).expect("chromium's screenshot");
     let ((w, h), rgb) = common::png_rgb(&png);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::pki::{self, Pki};
+use common::pki::{self, phones_ca, Pki};
 use common::{
     assert_contains_all, assert_exit, bin, json_line, png_pixel, temp_dir, PhoneProcess, PASSWORD,
 };
@@ -33,8 +33,7 @@ fn https_phone(auth: &str, args: &[&str]) -> (PhoneProcess, String) {
 
 /// A simulated phone serving HTTPS with `leaf`'s certificate.
 fn https_phone_presenting(leaf: &pki::Leaf, auth: &str) -> PhoneProcess {
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    https_phone(auth, &["--tls-cert", cert, "--tls-key", key]).0
+    https_phone(auth, &leaf.options()).0
 }
 
 /// `sipnotify ARGS --output json` with the web password in the environment.
@@ -49,14 +48,15 @@ fn run(args: &[&str]) -> Output {
 
 #[test]
 fn a_trusted_ca_delivers_execute_info_and_screenshot_over_https() {
-    let dir = temp_dir("trusted");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["127.0.0.1"]);
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
-    let (phone, certificate) = https_phone("digest", &["--tls-cert", cert, "--tls-key", key]);
+    let (dir, pki, leaf) = phones_ca("trusted", &["127.0.0.1"]);
+    let (phone, certificate) = https_phone("digest", &leaf.options());
     assert_eq!(
         certificate.trim_end(),
-        format!("tls certificate {cert} (SHA-256 {})", leaf.fingerprint)
+        format!(
+            "tls certificate {} (SHA-256 {})",
+            leaf.cert.display(),
+            leaf.fingerprint
+        )
     );
     let url = format!("https://{}", phone.addr("https"));
     let ca = pki.ca().to_str().unwrap();
@@ -90,12 +90,7 @@ fn a_trusted_ca_delivers_execute_info_and_screenshot_over_https() {
 #[test]
 fn an_untrusted_certificate_is_refused_with_its_reason_until_pinned_or_insecure() {
     let (phone, certificate) = https_phone("none", &[]);
-    let fingerprint = certificate
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no fingerprint: {certificate}"))
-        .to_string();
+    let fingerprint = common::certificate_fingerprint(&certificate);
     let addr = phone.addr("https");
     let url = format!("https://{addr}");
 
@@ -186,9 +181,7 @@ fn https_to_a_plain_port_asks_whether_it_is_a_tls_port() {
 /// checked against it (and pinned).
 #[test]
 fn https_on_ipv6_loopback() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
-        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+    if !common::ipv6_loopback() {
         return;
     }
     let phone = PhoneProcess::builder()
@@ -200,11 +193,7 @@ fn https_on_ipv6_loopback() {
         certificate.contains("self-signed for localhost, ::1,"),
         "{certificate}"
     );
-    let pin = certificate
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap();
+    let pin = &common::certificate_fingerprint(&certificate);
     let addr = phone.addr("https");
     assert!(addr.is_ipv6(), "{addr}");
     let out = run(&["info", &format!("https://{addr}"), "--tls-pin", pin]);
@@ -219,9 +208,7 @@ fn https_on_ipv6_loopback() {
 /// `--tls-name`.
 #[test]
 fn a_certificate_naming_another_host_needs_tls_name() {
-    let dir = temp_dir("named");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["phone-7.example"]);
+    let (_, pki, leaf) = phones_ca("named", &["phone-7.example"]);
     let phone = https_phone_presenting(&leaf, "none");
     let url = format!("https://{}", phone.addr("https"));
     let ca = pki.ca().to_str().unwrap();
@@ -240,9 +227,7 @@ fn a_certificate_naming_another_host_needs_tls_name() {
 
 #[test]
 fn a_campaign_over_https() {
-    let dir = temp_dir("campaign");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["127.0.0.1"]);
+    let (dir, pki, leaf) = phones_ca("campaign", &["127.0.0.1"]);
     let phone = https_phone_presenting(&leaf, "basic");
     let addr = phone.addr("https");
     let rows = dir.join("rows.csv");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bin, json_line, response};
+use common::{bin, response};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
@@ -30,9 +30,7 @@ fn a_closed_port_ends_unreachable_in_well_under_a_second() {
         .output()
         .unwrap();
     let took = started.elapsed();
-    let record = json_line(&out.stdout);
-    assert_eq!(out.status.code(), Some(5), "{record}");
-    assert_eq!(record["outcome"], "unreachable");
+    let record = common::assert_outcome(&out, 5, "unreachable");
     let reason = record["reason"].as_str().unwrap();
     assert_eq!(
         reason,
@@ -81,9 +79,7 @@ fn one_icmp_error_then_an_answer_delivers() {
         .unwrap();
     std::thread::spawn(move || log.for_each(drop));
     let out = agent.wait_with_output().unwrap();
-    let record = json_line(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{record}");
-    assert_eq!(record["outcome"], "delivered");
+    let record = common::assert_outcome(&out, 0, "delivered");
     assert_eq!(record["retransmissions"], 1);
     // Answered at the early retransmission, not at Timer E (500 ms).
     assert!(record["elapsed_ms"].as_f64().unwrap() < 450.0, "{record}");

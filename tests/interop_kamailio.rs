@@ -561,34 +561,34 @@ fn kamailio_tls_mutual_tls_takes_cert_and_key() {
 /// A peer that speaks only TLS 1.1 (OpenSSL at security level 0): rustls cannot, and the
 /// reason says so instead of naming an alert.
 fn kamailio_tls_peer_with_only_tls_1_1_is_told_apart() {
-    let dir = Kamailio::dir("kamailio_tls_1_1");
-    let leaf = Pki::new(&dir, "proxy").issue("kamailio", &["127.0.0.1"]);
     let old = "method = TLSv1.1\ncipher_list = DEFAULT:@SECLEVEL=0";
-    let (phone, kamailio) = phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, old));
-    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--tls-insecure"]);
     let why = "the peer speaks only TLS 1.0 or 1.1, which rustls (sipnotify's TLS) does not and will not support";
-    assert_refused(&v, code, why, &kamailio.log());
+    assert_tls_peer_told_apart("kamailio_tls_1_1", old, why);
 }
 
 /// A peer whose TLS 1.2 has only CBC suites: refused by the peer, and the reason names
 /// what rustls offers and lacks.
 fn kamailio_tls_peer_with_only_cbc_suites_is_told_apart() {
-    let dir = Kamailio::dir("kamailio_tls_cbc");
-    let leaf = Pki::new(&dir, "proxy").issue("kamailio", &["127.0.0.1"]);
     let cbc = "method = TLSv1.2\ncipher_list = ECDHE-ECDSA-AES128-SHA";
-    let (phone, kamailio) = phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, cbc));
-    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--tls-insecure"]);
     let why = "the peer refused the handshake (alert HandshakeFailure): it accepts none of the \
                suites rustls offers (TLS 1.2 and 1.3 with ECDHE and AES-GCM or ChaCha20; rustls \
                has no CBC, RSA key-exchange or TLS 1.0/1.1 suites)";
+    assert_tls_peer_told_apart("kamailio_tls_cbc", cbc, why);
+}
+
+/// Kamailio's TLS listener on 127.0.0.1 with `profile` (its TLS settings), in the folder
+/// `name`: sipnotify (with --tls-insecure) cannot speak with it, and the reason is `why`.
+fn assert_tls_peer_told_apart(name: &str, profile: &str, why: &str) {
+    let dir = Kamailio::dir(name);
+    let leaf = Pki::new(&dir, "proxy").issue("kamailio", &["127.0.0.1"]);
+    let (phone, kamailio) = phone_behind_tls(&dir, tls_listener("127.0.0.1", &leaf, profile));
+    let (v, code, _) = resync_over_tls(&phone, &kamailio, &["--tls-insecure"]);
     assert_refused(&v, code, why, &kamailio.log());
 }
 
 /// Kamailio's TLS listener on [::1], its certificate naming ::1.
 fn kamailio_tls_on_ipv6_loopback_is_delivered() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
-        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+    if !common::ipv6_loopback() {
         return;
     }
     let dir = Kamailio::dir("kamailio_tls_ipv6");

@@ -17,28 +17,16 @@ fn an_ipv6_target_is_written_with_brackets_and_delivered_over_udp_and_tcp() {
         assert!(addr.is_ipv6(), "{addr}");
         let target = format!("sip:159@[::1]:{};transport={transport}", addr.port());
         let request = dry_run(&["resync", &target]);
-        assert!(
-            request.starts_with(&format!("NOTIFY {target} SIP/2.0\r\n")),
-            "{request}"
-        );
         let upper = transport.to_ascii_uppercase();
-        assert!(
-            request.contains(&format!("Via: SIP/2.0/{upper} [::1]:")),
-            "{request}"
-        );
-        assert!(
-            request.contains("From: <sip:sipnotify@[::1]>;tag="),
-            "{request}"
-        );
-        assert!(
-            request.contains("Contact: <sip:sipnotify@[::1]:"),
-            "{request}"
-        );
+        let bracketed: [&str; 3] = [
+            &format!("Via: SIP/2.0/{upper} [::1]:"),
+            "From: <sip:sipnotify@[::1]>;tag=",
+            "Contact: <sip:sipnotify@[::1]:",
+        ];
+        common::assert_notify(&request, &target, &bracketed);
 
         let out = send(&["resync", &target, "--output", "json"]);
-        let record = common::json_line(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{record}");
-        assert_eq!(record["outcome"], "delivered");
+        let record = common::assert_outcome(&out, 0, "delivered");
         assert_eq!(record["attempts"], 2);
     }
 }

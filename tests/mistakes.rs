@@ -225,20 +225,16 @@ fn a_second_run_on_a_busy_journal_sends_nothing() {
 /// each.
 #[test]
 fn duplicate_rows_act_once_unless_allowed() {
-    let campaign = Campaign::start("dup", "", 0..0);
-    let port = campaign.phone.process.addr("udp").port();
-    std::fs::write(
-        &campaign.input,
+    let campaign = Campaign::with_rows("dup", "", |addr| {
         format!(
             "target,password\n\
-             sip:1000@127.0.0.1:{port},pw-1000\n\
-             1000@127.0.0.1:{port},pw-1000\n\
-             sip:1001@127.0.0.1:{port},pw-1001\n\
-             sip:1000@127.0.0.1:{port},pw-1000\n\
-             1000@127.0.0.1:{port},pw-1000\n"
-        ),
-    )
-    .unwrap();
+             sip:1000@{addr},pw-1000\n\
+             1000@{addr},pw-1000\n\
+             sip:1001@{addr},pw-1001\n\
+             sip:1000@{addr},pw-1000\n\
+             1000@{addr},pw-1000\n"
+        )
+    });
     let out = campaign.batch(&["--event", "reboot", "--output", "json"]);
     assert_exit(&out, 0);
     let records = json_lines(&out.stdout);
@@ -263,13 +259,9 @@ fn duplicate_rows_act_once_unless_allowed() {
 /// which columns it does not read before the first row is sent.
 #[test]
 fn columns_that_are_not_read_are_named_before_sending() {
-    let campaign = Campaign::start("columns", "", 0..0);
-    let port = campaign.phone.process.addr("udp").port();
-    std::fs::write(
-        &campaign.input,
-        format!("target,pasword\nsip:1000@127.0.0.1:{port},pw-1000\n"),
-    )
-    .unwrap();
+    let campaign = Campaign::with_rows("columns", "", |addr| {
+        format!("target,pasword\nsip:1000@{addr},pw-1000\n")
+    });
     let out = campaign.batch(&["--event", "reboot", "--output", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -375,7 +367,6 @@ fn unbounded_inputs_are_refused_in_bounded_memory() {
 /// to its end and its usual exit code; a campaign journals every target.
 #[test]
 fn a_closed_pipe_is_not_a_panic() {
-    use std::io::{BufRead, BufReader};
     // More output than a pipe holds, so writes go on after the reader left.
     let campaign = Campaign::start("pipe-closed", "", 1000..3000);
     let journal = &campaign.journal;
@@ -384,10 +375,7 @@ fn a_closed_pipe_is_not_a_panic() {
     let mut run = campaign.command(&[]);
     for command in [&mut demo, &mut run] {
         let mut child = spawn_piped(command.stdin(Stdio::null()));
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let first = common::first_line(&mut child);
         assert!(!first.is_empty());
         // The reader is gone (its end of the pipe dropped above).
         let out = child.wait_with_output().unwrap();

@@ -4,26 +4,23 @@
 
 mod common;
 
-use common::{bin, openssl, temp_dir};
+use common::{bin, openssl, run_ok, temp_dir};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const KEY: &str = "SecretPhrase1234";
 const PROFILE: &str = "<flat-profile>\n<Resync_On_Reset> Yes </Resync_On_Reset>\n<Resync_Periodic> 7200 </Resync_Periodic>\n<Profile_Rule>[--key $SC] http://prov.telco.com/cfg/$MA.xml</Profile_Rule>\n</flat-profile>\n";
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+/// [`PROFILE`] as `DIR/profile.xml`.
+fn plain_profile(dir: &Path) -> PathBuf {
+    let plain = dir.join("profile.xml");
+    std::fs::write(&plain, PROFILE).unwrap();
+    plain
 }
 
 fn gzip_file(path: &Path) -> PathBuf {
     let gz = path.with_extension("xml.gz");
-    let out = run(Command::new("gzip").arg("-c").arg(path));
+    let out = run_ok(Command::new("gzip").arg("-c").arg(path));
     std::fs::write(&gz, out.stdout).unwrap();
     gz
 }
@@ -32,24 +29,27 @@ fn gzip_file(path: &Path) -> PathBuf {
 fn files_encrypted_by_openssl_decrypt_with_sipnotify() {
     let Some(_) = openssl() else { return };
     let dir = temp_dir("from-openssl");
-    let plain = dir.join("profile.xml");
-    std::fs::write(&plain, PROFILE).unwrap();
+    let plain = plain_profile(&dir);
     let gz = gzip_file(&plain);
     for md in ["sha256", "md5"] {
         for (input, gzipped) in [(&plain, false), (&gz, true)] {
             let sealed = dir.join(format!("{md}-{gzipped}.cfg"));
-            run(openssl()
-                .unwrap()
-                .args(["enc", "-e", "-aes-256-cbc", "-md", md, "-k", KEY])
-                .arg("-in")
-                .arg(input)
-                .arg("-out")
-                .arg(&sealed));
-            let out = run(bin()
-                .args(["profile", "decrypt", "--md", md])
-                .arg(&sealed)
-                .arg("-")
-                .env("SIPNOTIFY_PROFILE_KEY", KEY));
+            run_ok(
+                openssl()
+                    .unwrap()
+                    .args(["enc", "-e", "-aes-256-cbc", "-md", md, "-k", KEY])
+                    .arg("-in")
+                    .arg(input)
+                    .arg("-out")
+                    .arg(&sealed),
+            );
+            let out = run_ok(
+                bin()
+                    .args(["profile", "decrypt", "--md", md])
+                    .arg(&sealed)
+                    .arg("-")
+                    .env("SIPNOTIFY_PROFILE_KEY", KEY),
+            );
             assert_eq!(
                 out.stdout,
                 std::fs::read(input).unwrap(),
@@ -75,8 +75,7 @@ fn files_encrypted_by_openssl_decrypt_with_sipnotify() {
 fn files_encrypted_by_sipnotify_decrypt_with_openssl() {
     let Some(_) = openssl() else { return };
     let dir = temp_dir("to-openssl");
-    let plain = dir.join("profile.xml");
-    std::fs::write(&plain, PROFILE).unwrap();
+    let plain = plain_profile(&dir);
     for md in ["sha256", "md5"] {
         for gzip in [false, true] {
             let sealed = dir.join(format!("{md}-{gzip}.cfg"));
@@ -85,19 +84,22 @@ fn files_encrypted_by_sipnotify_decrypt_with_openssl() {
             if gzip {
                 cmd.arg("--gzip");
             }
-            run(cmd
-                .arg(&plain)
-                .arg(&sealed)
-                .env("SIPNOTIFY_PROFILE_KEY", KEY));
-            let out = run(openssl()
-                .unwrap()
-                .args(["enc", "-d", "-aes-256-cbc", "-md", md, "-k", KEY])
-                .arg("-in")
-                .arg(&sealed));
+            run_ok(
+                cmd.arg(&plain)
+                    .arg(&sealed)
+                    .env("SIPNOTIFY_PROFILE_KEY", KEY),
+            );
+            let out = run_ok(
+                openssl()
+                    .unwrap()
+                    .args(["enc", "-d", "-aes-256-cbc", "-md", md, "-k", KEY])
+                    .arg("-in")
+                    .arg(&sealed),
+            );
             let text = if gzip {
                 let gz = dir.join("out.gz");
                 std::fs::write(&gz, &out.stdout).unwrap();
-                run(Command::new("gzip").arg("-dc").arg(&gz)).stdout
+                run_ok(Command::new("gzip").arg("-dc").arg(&gz)).stdout
             } else {
                 out.stdout
             };
@@ -109,16 +111,17 @@ fn files_encrypted_by_sipnotify_decrypt_with_openssl() {
 #[test]
 fn a_wrong_key_or_a_corrupt_file_exits_2_saying_what_is_wrong() {
     let dir = temp_dir("wrong");
-    let plain = dir.join("profile.xml");
+    let plain = plain_profile(&dir);
     let sealed = dir.join("profile.cfg");
-    std::fs::write(&plain, PROFILE).unwrap();
     let key_file = dir.join("key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    run(bin()
-        .args(["profile", "encrypt", "--key-file"])
-        .arg(&key_file)
-        .arg(&plain)
-        .arg(&sealed));
+    run_ok(
+        bin()
+            .args(["profile", "encrypt", "--key-file"])
+            .arg(&key_file)
+            .arg(&plain)
+            .arg(&sealed),
+    );
     let decrypt = |key: &str, file: &Path| {
         bin()
             .args(["profile", "decrypt", "--key", key])
@@ -165,7 +168,7 @@ fn rfc8188_examples_decode_byte_for_byte_and_round_trip() {
     ] {
         let file = dir.join(name);
         std::fs::write(&file, b64(body)).unwrap();
-        let out = run(bin()
+        let out = run_ok(bin()
             .args(["profile", "decode"])
             .arg(&file)
             .arg("-")
@@ -182,25 +185,28 @@ fn rfc8188_examples_decode_byte_for_byte_and_round_trip() {
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("wrong IKM"));
     }
-    let plain = dir.join("profile.xml");
-    std::fs::write(&plain, PROFILE).unwrap();
+    let plain = plain_profile(&dir);
     let encoded = dir.join("profile.gcm");
-    run(bin()
-        .args(["profile", "encode", "--record-size", "40", "--key-id", "k1"])
-        .arg(&plain)
-        .arg(&encoded)
-        .env("SIPNOTIFY_PROFILE_IKM", "BO3ZVPxUlnLORbVGMpbT1Q"));
+    run_ok(
+        bin()
+            .args(["profile", "encode", "--record-size", "40", "--key-id", "k1"])
+            .arg(&plain)
+            .arg(&encoded)
+            .env("SIPNOTIFY_PROFILE_IKM", "BO3ZVPxUlnLORbVGMpbT1Q"),
+    );
     let bytes = std::fs::read(&encoded).unwrap();
     assert_eq!(&bytes[16..23], b"\0\0\0\x28\x02k1");
-    let out = run(bin()
-        .args(["profile", "decode", "-", "-"])
-        .stdin(std::fs::File::open(&encoded).unwrap())
-        .env("SIPNOTIFY_PROFILE_IKM", "BO3ZVPxUlnLORbVGMpbT1Q"));
+    let out = run_ok(
+        bin()
+            .args(["profile", "decode", "-", "-"])
+            .stdin(std::fs::File::open(&encoded).unwrap())
+            .env("SIPNOTIFY_PROFILE_IKM", "BO3ZVPxUlnLORbVGMpbT1Q"),
+    );
     assert_eq!(out.stdout, PROFILE.as_bytes());
 }
 
 fn expand(args: &[&str]) -> String {
-    let out = run(bin().args(["profile", "expand"]).args(args));
+    let out = run_ok(bin().args(["profile", "expand"]).args(args));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -283,14 +289,14 @@ fn check_reports_lines_and_exits_2_on_errors() {
     let dir = temp_dir("check");
     let good = dir.join("good.xml");
     std::fs::write(&good, PROFILE).unwrap();
-    let out = run(bin().args(["profile", "check"]).arg(&good));
+    let out = run_ok(bin().args(["profile", "check"]).arg(&good));
     assert!(
         out.stdout.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
     let gz = gzip_file(&good);
-    run(bin().args(["profile", "check"]).arg(&gz));
+    run_ok(bin().args(["profile", "check"]).arg(&gz));
     let bad = dir.join("bad.xml");
     std::fs::write(
         &bad,
@@ -300,14 +306,11 @@ fn check_reports_lines_and_exits_2_on_errors() {
     let out = bin().args(["profile", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("bad.xml:3: error: <Line_Enable_1_ ua=\"yes\">"),
-        "{text}"
-    );
-    assert!(
-        text.contains("bad.xml:4: warning: <Resync_Periodic> is also at line 2"),
-        "{text}"
-    );
+    let said = [
+        "bad.xml:3: error: <Line_Enable_1_ ua=\"yes\">",
+        "bad.xml:4: warning: <Resync_Periodic> is also at line 2",
+    ];
+    common::assert_contains_all("profile check", &text, &said);
     std::fs::write(&bad, "<flat-profile>\n<A>\n").unwrap();
     let out = bin().args(["profile", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -6,7 +6,7 @@
 mod common;
 mod prov;
 
-use common::{bin, openssl, PhoneProcess, PASSWORD};
+use common::{bin, openssl, run_ok, PhoneProcess, PASSWORD};
 use prov::{temp_dir, wait_log, ServeProcess};
 use std::path::{Path, PathBuf};
 
@@ -44,12 +44,22 @@ fn notify(phone: &PhoneProcess, command: &str, user: &str, extra: &[&str]) {
     );
 }
 
-/// Serves `root` with the profile key, logging each request to `fetches`.
-fn serve_logged(root: &Path, fetches: &Path) -> ServeProcess {
-    ServeProcess::start(
-        root,
-        &["--log", fetches.to_str().unwrap()],
-        &[("SIPNOTIFY_PROFILE_KEY", "Prov-Key-1")],
+/// The profile key in the environment of `serve`.
+const PROFILE_KEY: (&str, &str) = ("SIPNOTIFY_PROFILE_KEY", "Prov-Key-1");
+
+/// Serves `root` with `args` and `env`, logging each request to `DIR/fetch.log`: the
+/// server and its log.
+fn serve_logged(
+    dir: &Path,
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ServeProcess, PathBuf) {
+    let fetches = dir.join("fetch.log");
+    let log = ["--log", fetches.to_str().unwrap()];
+    (
+        ServeProcess::start(root, &[&log[..], args].concat(), env),
+        fetches,
     )
 }
 
@@ -76,8 +86,7 @@ fn start_phone(rules: &[String], log: &Path, extra: &[&str]) -> PhoneProcess {
 #[test]
 fn a_resync_fetches_decrypts_and_applies_the_profile() {
     let (dir, root) = profiles("apply");
-    let fetches = dir.join("fetch.log");
-    let server = serve_logged(&root, &fetches);
+    let (server, fetches) = serve_logged(&dir, &root, &[], &[PROFILE_KEY]);
     let url = |path: &str| format!("http://{}/{path}", server.addr);
     let log = dir.join("resync.log");
     let rules = [
@@ -106,8 +115,7 @@ fn a_resync_fetches_decrypts_and_applies_the_profile() {
 #[test]
 fn a_wrong_key_a_404_or_a_corrupt_file_is_a_failed_resync_that_stops_the_sequence() {
     let (dir, root) = profiles("fail");
-    let fetches = dir.join("fetch.log");
-    let server = serve_logged(&root, &fetches);
+    let (server, fetches) = serve_logged(&dir, &root, &[], &[PROFILE_KEY]);
     let url = |path: &str| format!("http://{}/{path}", server.addr);
     let cases = [
         (
@@ -196,25 +204,9 @@ fn aes128gcm_and_an_explicit_profile_url() {
 /// (CA certificate, server certificate, server key).
 fn certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
     use std::process::Command;
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "openssl is missing (CI installs it)"
-        );
-        eprintln!("skipped: openssl is not installed");
-        return None;
-    }
+    openssl()?;
     let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(Command::new("openssl").args(args).current_dir(dir));
     };
     let ec = [
         "-newkey",
@@ -282,19 +274,9 @@ fn https_with_the_phones_ca() {
     let Some((ca, cert, key)) = certificates(&dir) else {
         return;
     };
-    let fetches = dir.join("fetch.log");
-    let server = ServeProcess::start(
-        &root,
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-            "--log",
-            fetches.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (cert_path, key_path) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let tls = ["--tls-cert", cert_path, "--tls-key", key_path];
+    let (server, fetches) = serve_logged(&dir, &root, &tls, &[]);
     let rule = format!("https://{}/cfg/$MA.xml", server.addr);
     let log = dir.join("resync.log");
     let phone = start_phone(
@@ -334,17 +316,8 @@ fn a_report_notify_uploads_the_configuration_report() {
     let root = dir.join("root");
     std::fs::create_dir_all(&root).unwrap();
     let reports = dir.join("reports");
-    let fetches = dir.join("fetch.log");
-    let server = ServeProcess::start(
-        &root,
-        &[
-            "--log",
-            fetches.to_str().unwrap(),
-            "--reports",
-            reports.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (server, fetches) =
+        serve_logged(&dir, &root, &["--reports", reports.to_str().unwrap()], &[]);
     let log = dir.join("resync.log");
     let rule = format!(
         "[--key Report-Key-9] http://{}/rep/$MA.xml.enc",
@@ -359,24 +332,19 @@ fn a_report_notify_uploads_the_configuration_report() {
         "{lines:?}"
     );
     let stored = reports.join("rep/000e080003e8.xml.enc");
-    let out = openssl
-        .args([
-            "enc",
-            "-d",
-            "-aes-256-cbc",
-            "-md",
-            "sha256",
-            "-k",
-            "Report-Key-9",
-            "-in",
-        ])
-        .arg(&stored)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        openssl
+            .args([
+                "enc",
+                "-d",
+                "-aes-256-cbc",
+                "-md",
+                "sha256",
+                "-k",
+                "Report-Key-9",
+                "-in",
+            ])
+            .arg(&stored),
     );
     let xml = String::from_utf8(out.stdout).unwrap();
     for part in [

@@ -7,7 +7,7 @@ mod prov;
 use prov::{get, raw, temp_dir, wait_log, ServeProcess};
 use sipnotify::provision::profile::{self, Md};
 use sipnotify::provision::{rfc8188, Ikm, Key};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const MAC_PROFILE: &str = "<flat-profile><Station_Name>mac</Station_Name></flat-profile>";
 const DEFAULT_PROFILE: &str = "<flat-profile><Station_Name>default</Station_Name></flat-profile>";
@@ -24,6 +24,24 @@ fn tree(name: &str) -> (PathBuf, PathBuf) {
     std::os::unix::fs::symlink(dir.join("secret.xml"), root.join("cfg/link.xml")).unwrap();
     std::os::unix::fs::symlink(&dir, root.join("up")).unwrap();
     (dir, root)
+}
+
+/// The password of the user `prov` that `serve` asks for (Basic).
+const PROV_PASSWORD: &str = "Serve-Pass-99";
+
+/// `serve ROOT` as user `prov` with [`PROV_PASSWORD`] (in the file `DIR/pw`), and `args`.
+fn serve_as_prov(dir: &Path, root: &Path, args: &[&str]) -> ServeProcess {
+    let pw = dir.join("pw");
+    std::fs::write(&pw, format!("{PROV_PASSWORD}\n")).unwrap();
+    let credentials = ["--user", "prov", "--password-file", pw.to_str().unwrap()];
+    ServeProcess::start(root, &[&credentials[..], args].concat(), &[])
+}
+
+/// The Authorization header of Basic `credentials` (`user:password`).
+fn basic(credentials: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+    format!("Authorization: Basic {encoded}")
 }
 
 #[test]
@@ -158,27 +176,10 @@ fn heads_and_bodies_are_bounded() {
 /// bounded, and behind the same Basic credentials as the fetches.
 #[test]
 fn reports_are_stored_inside_their_directory_and_bounded() {
-    use base64::Engine as _;
     let (dir, root) = tree("reports");
     let reports = dir.join("reports");
-    let pw = dir.join("pw");
-    std::fs::write(&pw, "s3cret\n").unwrap();
-    let server = ServeProcess::start(
-        &root,
-        &[
-            "--reports",
-            reports.to_str().unwrap(),
-            "--user",
-            "prov",
-            "--password-file",
-            pw.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let auth = format!(
-        "Authorization: Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("prov:s3cret")
-    );
+    let server = serve_as_prov(&dir, &root, &["--reports", reports.to_str().unwrap()]);
+    let auth = basic(&format!("prov:{PROV_PASSWORD}"));
     let post = |method: &str, path: &str, body: &[u8], auth: &str| {
         let mut request = format!(
             "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{auth}\r\nConnection: close\r\n\r\n",
@@ -217,67 +218,34 @@ fn reports_are_stored_inside_their_directory_and_bounded() {
     std::os::unix::fs::symlink(&dir, reports.join("out")).unwrap();
     assert_eq!(post("POST", "/out/x.xml", b"x", &auth), 500);
     assert!(!dir.join("x.xml").exists());
+    // `serve ROOT --reports REPORTS`, to be refused at start.
+    let serve_reports = |reports: &Path| {
+        let mut command = common::bin();
+        let root = root.to_str().unwrap();
+        command
+            .args(["serve", root, "--listen", "127.0.0.1:0", "--reports"])
+            .arg(reports);
+        command
+    };
     // A log inside the reports, which an upload could replace, is refused at start.
-    let out = common::bin()
-        .args([
-            "serve",
-            root.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--reports",
-        ])
-        .arg(&reports)
+    let out = serve_reports(&reports)
         .arg("--log")
         .arg(reports.join("r/fetch.log"))
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{said}");
-    assert!(said.contains("is inside --reports"), "{said}");
+    common::assert_refused(&out, "is inside --reports");
     // Reports inside the served directory, or around it, are refused at start.
     for overlapping in [root.join("reports"), dir.clone()] {
-        let out = common::bin()
-            .args([
-                "serve",
-                root.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--reports",
-            ])
-            .arg(&overlapping)
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{said}");
-        assert!(said.contains("overlaps the served directory"), "{said}");
+        let out = serve_reports(&overlapping).output().unwrap();
+        common::assert_refused(&out, "overlaps the served directory");
     }
 }
 
 #[test]
 fn basic_auth() {
-    use base64::Engine as _;
     let (dir, root) = tree("auth");
-    let pw = dir.join("pw");
-    std::fs::write(&pw, "Serve-Pass-99\n").unwrap();
     let log = dir.join("fetch.log");
-    let server = ServeProcess::start(
-        &root,
-        &[
-            "--user",
-            "prov",
-            "--password-file",
-            pw.to_str().unwrap(),
-            "--log",
-            log.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let basic = |s: &str| {
-        format!(
-            "Authorization: Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(s)
-        )
-    };
+    let server = serve_as_prov(&dir, &root, &["--log", log.to_str().unwrap()]);
     let r = get(server.addr, "/cfg/default.xml", &[]);
     assert_eq!(r.status, 401);
     assert_eq!(

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::pki::Pki;
+use common::pki::{phones_ca, Pki};
 use common::{bin, json_line, send_json, temp_dir, PhoneProcess, PASSWORD};
 use serde_json::Value;
 use std::process::Output;
@@ -22,12 +22,7 @@ fn tls_phone(listen: &str, args: &[&str]) -> (PhoneProcess, String) {
     let line = phone
         .line(Duration::from_secs(10))
         .expect("the phone's certificate line");
-    let fingerprint = line
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split([' ', ')']).next())
-        .unwrap_or_else(|| panic!("no fingerprint: {line}"))
-        .to_string();
+    let fingerprint = common::certificate_fingerprint(&line);
     assert!(
         line.starts_with("tls certificate self-signed for localhost, "),
         "{line}"
@@ -93,18 +88,11 @@ fn a_sips_target_goes_over_tls_with_a_sips_contact() {
         .unwrap();
     let request = String::from_utf8_lossy(&dry.stdout);
     assert_eq!(dry.status.code(), Some(0), "{request}");
-    assert!(
-        request.starts_with(&format!("NOTIFY {target} SIP/2.0\r\n")),
-        "{request}"
-    );
-    assert!(
-        request.contains("\r\nVia: SIP/2.0/TLS 127.0.0.1:"),
-        "{request}"
-    );
-    assert!(
-        request.contains("\r\nContact: <sips:sipnotify@127.0.0.1:"),
-        "{request}"
-    );
+    let via_and_contact = [
+        "\r\nVia: SIP/2.0/TLS 127.0.0.1:",
+        "\r\nContact: <sips:sipnotify@127.0.0.1:",
+    ];
+    common::assert_notify(&request, &target, &via_and_contact);
     let (v, code, _) = resync(&target, &["--tls-pin", &fingerprint]);
     assert_delivered(&v, code);
 
@@ -134,9 +122,7 @@ fn a_sips_target_goes_over_tls_with_a_sips_contact() {
 
 #[test]
 fn ipv6_loopback_over_tls() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
-        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+    if !common::ipv6_loopback() {
         return;
     }
     let (phone, fingerprint) = tls_phone("[::1]:0", &[]);
@@ -157,19 +143,20 @@ fn ipv6_loopback_over_tls() {
 /// by --ca and --tls-name for every row, whether its `transport` cell or its URI says tls.
 #[test]
 fn a_campaign_over_tls_checks_the_given_certificate_for_every_row() {
-    let dir = temp_dir("campaign");
-    let pki = Pki::new(&dir, "phones");
-    let leaf = pki.issue("phone", &["phone.test"]);
-    let (cert, key) = (leaf.cert.to_str().unwrap(), leaf.key.to_str().unwrap());
+    let (dir, pki, leaf) = phones_ca("campaign", &["phone.test"]);
     let phone = PhoneProcess::builder()
         .transport("tls")
         .users("1000-1009")
-        .args(["--tls-cert", cert, "--tls-key", key])
+        .args(leaf.options())
         .start();
     let line = phone.line(Duration::from_secs(10)).unwrap();
     assert_eq!(
         line.trim_end(),
-        format!("tls certificate {cert} (SHA-256 {})", leaf.fingerprint)
+        format!(
+            "tls certificate {} (SHA-256 {})",
+            leaf.cert.display(),
+            leaf.fingerprint
+        )
     );
     let addr = phone.addr("tls");
     let mut csv = String::from("id,target,transport\n");
@@ -314,17 +301,20 @@ fn tls_option_mistakes_are_refused_and_keys_never_shown() {
         .filter(|l| !l.starts_with("-----"))
         .collect();
     let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let cert_and_key = |cert: &std::path::Path, key: &std::path::Path| {
+        vec![
+            "--tls-cert".into(),
+            path(cert),
+            "--tls-key".into(),
+            path(key),
+        ]
+    };
     let target = "sip:159@127.0.0.1:9;transport=tls";
     let not_pem = dir.join("not.pem");
     std::fs::write(&not_pem, "hello\n").unwrap();
     let cases: Vec<(Vec<String>, String)> = vec![
         (
-            vec![
-                "--tls-cert".into(),
-                path(&two.cert),
-                "--tls-key".into(),
-                path(&one.key),
-            ],
+            cert_and_key(&two.cert, &one.key),
             format!(
                 "--tls-key {} is not the private key of --tls-cert {}",
                 one.key.display(),
@@ -340,12 +330,7 @@ fn tls_option_mistakes_are_refused_and_keys_never_shown() {
             "cannot read --ca ".into(),
         ),
         (
-            vec![
-                "--tls-cert".into(),
-                path(&one.cert),
-                "--tls-key".into(),
-                path(&one.cert),
-            ],
+            cert_and_key(&one.cert, &one.cert),
             format!(
                 "cannot read --tls-key {}: it holds no PEM private key",
                 one.cert.display()

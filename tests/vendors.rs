@@ -97,18 +97,14 @@ fn a_vendor_without_the_event_is_refused_and_a_vendors_phone_refuses_others() {
 /// A campaign's rows may name their vendor; the others get `--vendor`.
 #[test]
 fn a_campaign_sends_each_row_its_vendors_event() {
-    let campaign = Campaign::start("rows", "--accept-event check-sync", 0..0);
-    let addr = campaign.phone.process.addr("udp");
-    std::fs::write(
-        &campaign.input,
+    let campaign = Campaign::with_rows("rows", "--accept-event check-sync", |addr| {
         format!(
             "target,password,vendor\n\
              sip:1000@{addr},pw-1000,yealink\n\
              sip:1001@{addr},pw-1001,\n\
              sip:1002@{addr},pw-1002,cisco\n"
-        ),
-    )
-    .unwrap();
+        )
+    });
     let out = campaign.batch(&["--event", "reboot", "--vendor", "snom", "--output", "json"]);
     assert_exit(&out, 0);
     let events = campaign.phone.events(3);

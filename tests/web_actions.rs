@@ -9,19 +9,11 @@ mod prov;
 
 use common::PASSWORD;
 use common::{assert_contains_all, assert_exit, assert_refused, bin, json_line, PhoneProcess};
+use common::{web_builder, web_phone, web_stopped};
 use prov::{profiles, temp_dir, wait_log, ServeProcess};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-
-/// A simulated phone with a web server (`--http-auth auth`) and more `args`.
-fn web_phone(auth: &str, args: &[&str]) -> PhoneProcess {
-    PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-auth", auth])
-        .args(args.iter().copied())
-        .start()
-}
 
 /// `sipnotify ARGS --output json` with `password` in the environment.
 fn run(args: &[&str], password: &str) -> Output {
@@ -31,15 +23,6 @@ fn run(args: &[&str], password: &str) -> Output {
         .env("SIPNOTIFY_PASSWORD", password)
         .output()
         .expect("run sipnotify")
-}
-
-/// What the phone printed when it stopped: its `web stopped:` line.
-fn web_stopped(phone: PhoneProcess) -> String {
-    let out = String::from_utf8(phone.terminate()).unwrap();
-    out.lines()
-        .find(|l| l.starts_with("web stopped:"))
-        .unwrap_or_else(|| panic!("no web counters in {out}"))
-        .to_string()
 }
 
 const FIRMWARE: &str = "http://10.0.0.1:8080/fw/sip88xx.12-0-1MPP-1.loads";
@@ -149,12 +132,16 @@ fn a_web_resync_fetches_the_profile_from_serve() {
         .unwrap()
         .to_ascii_lowercase();
 
+    // `resync ADDR --via http EXTRA...`, which the phone takes.
+    let resync = |extra: &[&str]| {
+        let out = run(
+            &[&["resync", &addr, "--via", "http"][..], extra].concat(),
+            PASSWORD,
+        );
+        assert_exit(&out, 0);
+    };
     let profile = format!("http://{}/cfg/$MA.xml", server.addr);
-    let out = run(
-        &["resync", &addr, "--via", "http", "--profile", &profile],
-        PASSWORD,
-    );
-    assert_exit(&out, 0);
+    resync(&["--profile", &profile]);
     let fetched = wait_log(&fetches, 1);
     assert_eq!(fetched.len(), 1, "{fetched:?}");
     assert_eq!(
@@ -182,8 +169,7 @@ fn a_web_resync_fetches_the_profile_from_serve() {
     );
 
     // No URL: the phone's own Profile_Rule.
-    let out = run(&["resync", &addr, "--via", "http"], PASSWORD);
-    assert_exit(&out, 0);
+    resync(&[]);
     let fetched = wait_log(&fetches, 2);
     assert_eq!(
         fetched.get(1).and_then(|f| f["path"].as_str()),
@@ -195,11 +181,7 @@ fn a_web_resync_fetches_the_profile_from_serve() {
     // A profile that is not there: the phone took the request (delivered), and its resync
     // failed, as a real phone's does later.
     let missing = format!("http://{}/nowhere/x.xml", server.addr);
-    let out = run(
-        &["resync", &addr, "--via", "http", "--profile", &missing],
-        PASSWORD,
-    );
-    assert_exit(&out, 0);
+    resync(&["--profile", &missing]);
     let failed = wait_log(&resyncs, 3);
     assert_eq!(
         (failed[2]["result"].as_str(), failed[2]["status"].as_u64()),
@@ -215,11 +197,7 @@ fn a_web_resync_fetches_the_profile_from_serve() {
 fn the_upgrade_url_is_recorded_and_the_reboot_seen() {
     let dir = temp_dir("web-upgrade");
     let stderr = dir.join("phone.stderr");
-    let phone = PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-auth", "basic", "-v"])
-        .stderr_to(&stderr)
-        .start();
+    let phone = web_builder("basic").args(["-v"]).stderr_to(&stderr).start();
     let addr = phone.addr("http").to_string();
     let basic = ["--auth", "basic"];
     assert_exit(
@@ -237,14 +215,11 @@ fn the_upgrade_url_is_recorded_and_the_reboot_seen() {
         0,
     );
     let logged = wait_for(&stderr, "reboot requested");
-    assert!(
-        logged.contains(&format!("upgrade requested phone={addr} url={FIRMWARE}")),
-        "{logged}"
-    );
-    assert!(
-        logged.contains(&format!("reboot requested phone={addr}")),
-        "{logged}"
-    );
+    let requested: [&str; 2] = [
+        &format!("upgrade requested phone={addr} url={FIRMWARE}"),
+        &format!("reboot requested phone={addr}"),
+    ];
+    assert_contains_all("the phone's log", &logged, &requested);
     assert!(!logged.contains(PASSWORD), "{logged}");
     assert!(web_stopped(phone).ends_with("0 resyncs, 1 upgrades, 1 reboots"));
 }
@@ -310,38 +285,21 @@ fn dry_run_prints_each_request_masked_and_sends_nothing() {
 fn options_of_the_other_channel_and_bad_urls_are_refused_unsent() {
     let phone = web_phone("none", &[]);
     let addr = phone.addr("http").to_string();
-    for (extra, message) in [
-        (
-            &["--proxy", "127.0.0.1:5060"][..],
-            "--proxy is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--transport", "tcp"][..],
-            "--transport is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--vendor", "yealink"][..],
-            "--vendor is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--header", "X-A: b"][..],
-            "--header is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--t1", "100"][..],
-            "--t1 is for SIP NOTIFY, not --via http",
-        ),
-        (
-            &["--auth-user", "159"][..],
-            "--auth-user is for SIP NOTIFY, not --via http",
-        ),
+    for extra in [
+        ["--proxy", "127.0.0.1:5060"],
+        ["--transport", "tcp"],
+        ["--vendor", "yealink"],
+        ["--header", "X-A: b"],
+        ["--t1", "100"],
+        ["--auth-user", "159"],
     ] {
+        let message = format!("{} is for SIP NOTIFY, not --via http", extra[0]);
         for command in ["resync", "reboot"] {
             let out = run(
-                &[&[command, &addr, "--via", "http"], extra].concat(),
+                &[&[command, &addr, "--via", "http"][..], &extra].concat(),
                 PASSWORD,
             );
-            assert_refused(&out, message);
+            assert_refused(&out, &message);
         }
     }
     // The web interface's options with SIP.
@@ -397,12 +355,7 @@ fn options_of_the_other_channel_and_bad_urls_are_refused_unsent() {
 fn web_actions_over_https() {
     let phone = web_phone("digest", &["--http-tls"]);
     let certificate = phone.line(Duration::from_secs(10)).unwrap();
-    let pin = certificate
-        .split("SHA-256 ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap()
-        .to_string();
+    let pin = common::certificate_fingerprint(&certificate);
     let url = format!("https://{}", phone.addr("https"));
     let out = run(&["reboot", &url, "--via", "http"], PASSWORD);
     assert_exit(&out, 5);

@@ -124,6 +124,19 @@ impl Campaign {
         }
     }
 
+    /// [`Campaign::start`] whose input is what `rows` writes (header and rows) for the
+    /// phone's UDP address: rows a test words itself.
+    pub fn with_rows(
+        name: &str,
+        phone_args: &str,
+        rows: impl FnOnce(std::net::SocketAddr) -> String,
+    ) -> Campaign {
+        let campaign = Campaign::start(name, phone_args, 0..0);
+        let addr = campaign.phone.process.addr("udp");
+        std::fs::write(&campaign.input, rows(addr)).unwrap();
+        campaign
+    }
+
     /// `sipnotify batch INPUT EXTRA... --journal JOURNAL`, stdin closed.
     pub fn command(&self, extra: &[&str]) -> Command {
         let mut command = bin();

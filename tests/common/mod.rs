@@ -41,6 +41,17 @@ pub fn openssl() -> Option<Command> {
     None
 }
 
+/// Whether this machine has IPv6 loopback (`[::1]`): without it a test says it skipped,
+/// and fails in CI.
+pub fn ipv6_loopback() -> bool {
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "no IPv6 loopback in CI");
+    eprintln!("SKIPPED: no IPv6 loopback on this machine");
+    false
+}
+
 /// `sipnotify batch ARGS...` with nothing on its stdin, run to its end.
 pub fn batch(args: &[&str]) -> Output {
     bin()
@@ -76,6 +87,20 @@ pub fn dry_run(args: &[&str]) -> String {
     request
 }
 
+/// Runs `command` to its end, which must succeed (if not, says its stderr): its output.
+#[track_caller]
+pub fn run_ok(command: &mut Command) -> Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Starts `command` with its stdout and stderr piped.
 pub fn spawn_piped(command: &mut Command) -> Child {
     command
@@ -106,6 +131,16 @@ pub fn read_pipes(child: &mut Child) -> (Vec<u8>, Vec<u8>) {
     (read_all(child.stdout.take()), read_all(child.stderr.take()))
 }
 
+/// The first line `child` printed on its piped stdout, with its newline (empty if it
+/// printed none); its stdout is closed after it.
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("a piped stdout"))
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 /// The run exited with `code`; if not, says what it printed (stdout cut at 2000 bytes).
 #[track_caller]
 pub fn assert_exit(out: &Output, code: i32) {
@@ -124,6 +159,14 @@ pub fn assert_contains_all(what: &str, text: &str, parts: &[&str]) {
     for part in parts {
         assert!(text.contains(part), "{what}: no {part:?} in:\n{text}");
     }
+}
+
+/// `request` is a NOTIFY to `target` (its request line) holding each of `parts`.
+#[track_caller]
+pub fn assert_notify(request: &str, target: &str, parts: &[&str]) {
+    let request_line = format!("NOTIFY {target} SIP/2.0\r\n");
+    assert!(request.starts_with(&request_line), "{request}");
+    assert_contains_all("the request", request, parts);
 }
 
 /// The run was refused (exit 2), saying `message` on stderr.
@@ -438,6 +481,38 @@ impl Drop for PhoneProcess {
     }
 }
 
+/// The builder of a simulated phone over UDP with a web server on a free loopback port
+/// (`--http-auth auth`), for more options.
+pub fn web_builder(auth: &str) -> PhoneBuilder {
+    PhoneProcess::builder()
+        .transport("udp")
+        .args(["--http", "127.0.0.1:0", "--http-auth", auth])
+}
+
+/// A simulated phone with a web server (`--http-auth auth`) and more `args`.
+pub fn web_phone(auth: &str, args: &[&str]) -> PhoneProcess {
+    web_builder(auth).args(args.iter().copied()).start()
+}
+
+/// What the phone printed when it stopped: its `web stopped:` line.
+pub fn web_stopped(phone: PhoneProcess) -> String {
+    let out = String::from_utf8(phone.terminate()).unwrap();
+    out.lines()
+        .find(|l| l.starts_with("web stopped:"))
+        .unwrap_or_else(|| panic!("no web counters in {out}"))
+        .to_string()
+}
+
+/// The SHA-256 fingerprint that a phone's `tls certificate ...` line names.
+#[track_caller]
+pub fn certificate_fingerprint(line: &str) -> String {
+    line.split("SHA-256 ")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ')']).next())
+        .unwrap_or_else(|| panic!("no fingerprint: {line}"))
+        .to_string()
+}
+
 /// A SIP response to `request`: `SIP/2.0 {status} {reason}`, the request's Via, From, To,
 /// Call-ID and CSeq lines copied in their order, then `headers` (whole `Name: value` lines,
 /// without line ends), a `Content-Length` that is the length of `body`, and `body`.
@@ -477,6 +552,15 @@ pub fn json_line(stdout: &[u8]) -> serde_json::Value {
         .last()
         .unwrap_or_else(|| panic!("no output: {text}"));
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+}
+
+/// The single-target run exited with `code`, and its record (returned) says `outcome`.
+#[track_caller]
+pub fn assert_outcome(out: &Output, code: i32, outcome: &str) -> serde_json::Value {
+    let record = json_line(&out.stdout);
+    assert_eq!(out.status.code(), Some(code), "{record}");
+    assert_eq!(record["outcome"], outcome, "{record}");
+    record
 }
 
 /// Reads one whole SIP message (framed by its Content-Length) from `stream`; what was read

@@ -1,6 +1,7 @@
 //! Throwaway certificates for the TLS tests (rcgen): a CA, certificates it signs and
 //! self-signed ones, written as PEM files into a directory of the test's own.
 
+use super::temp_dir;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData};
 use sipnotify::net::tls::Fingerprint;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,23 @@ pub struct Leaf {
     pub fingerprint: String,
     /// Its public key's (SubjectPublicKeyInfo) SHA-256.
     pub spki: String,
+}
+
+impl Leaf {
+    /// `--tls-cert CERT --tls-key KEY`: the options of a server that presents it.
+    pub fn options(&self) -> [&str; 4] {
+        let (cert, key) = (self.cert.to_str().unwrap(), self.key.to_str().unwrap());
+        ["--tls-cert", cert, "--tls-key", key]
+    }
+}
+
+/// A test's own folder ([`temp_dir`]), the CA `phones` in it and the certificate `phone`
+/// that CA issued for `names`.
+pub fn phones_ca(test: &str, names: &[&str]) -> (PathBuf, Pki, Leaf) {
+    let dir = temp_dir(test);
+    let pki = Pki::new(&dir, "phones");
+    let leaf = pki.issue("phone", names);
+    (dir, pki, leaf)
 }
 
 /// A CA whose certificate is `<dir>/<name>-ca.pem`.

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -36,10 +36,7 @@ impl ServeProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start sipnotify serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let line = crate::common::first_line(&mut child);
         let addr = line
             .trim()
             .rsplit_once("://")
@@ -214,6 +211,54 @@ pub fn batch(
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     (out, records)
+}
+
+/// A campaign that confirms fetches from `batch --serve`: its folder, the profiles it
+/// serves ([`profiles`]) and the free port it serves them on.
+pub struct Served {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub port: u16,
+}
+
+impl Served {
+    pub fn new(name: &str) -> Served {
+        let dir = temp_dir(name);
+        let root = profiles(&dir);
+        Served {
+            dir,
+            root,
+            port: free_port(),
+        }
+    }
+
+    /// `lines.csv` in the folder: each of `users` at `addr(user)`, with its MAC and its
+    /// password `pw-USER`.
+    pub fn lines(&self, users: std::ops::Range<u32>, addr: impl Fn(u32) -> SocketAddr) -> PathBuf {
+        let mut csv = String::from("target,mac,password\n");
+        for user in users {
+            csv += &format!("{user}@{},{},pw-{user}\n", addr(user), mac(user));
+        }
+        let input = self.dir.join("lines.csv");
+        std::fs::write(&input, csv).unwrap();
+        input
+    }
+
+    /// [`batch`] of `input` with `args`, serving the profiles with [`KEY`].
+    pub fn batch(&self, input: &Path, args: &[&str]) -> (Output, Vec<serde_json::Value>) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let serve = [
+            "--serve",
+            self.root.to_str().unwrap(),
+            "--serve-listen",
+            &listen,
+        ];
+        batch(
+            input,
+            &[args, &serve].concat(),
+            &[("SIPNOTIFY_PROFILE_KEY", KEY)],
+        )
+    }
 }
 
 pub fn counts(records: &[serde_json::Value]) -> BTreeMap<String, usize> {
