@@ -427,8 +427,8 @@ pub async fn spawn_web_with_hook(
         tasks: Vec::new(),
     };
     for addr in addrs {
-        let listener = TcpListener::bind(addr).await?;
-        running.addrs.push(listener.local_addr()?);
+        let (listener, local) = crate::net::listen(*addr).await?;
+        running.addrs.push(local);
         let service = app.clone().into_make_service_with_connect_info::<Reached>();
         let served = match &running.shared.config.tls {
             None => tokio::spawn(async move {
