@@ -143,11 +143,8 @@ pub async fn spawn(listen: SocketAddr, config: ApiConfig) -> Result<RunningApi, 
     let notifier = Notifier::bind(config.notifier)
         .await
         .map_err(ApiError::Notifier)?;
-    let listener = tokio::net::TcpListener::bind(listen)
+    let (listener, addr) = crate::net::listen(listen)
         .await
-        .map_err(|e| ApiError::Bind(listen, e))?;
-    let addr = listener
-        .local_addr()
         .map_err(|e| ApiError::Bind(listen, e))?;
     let service = Arc::new(Service {
         token: config.token,

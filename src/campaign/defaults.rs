@@ -133,11 +133,7 @@ impl Defaults {
 
     /// The NOTIFY for a row, or why the row is bad. Never quotes the password.
     pub fn notify(&self, row: &Row) -> Result<Notify, BadRow> {
-        let text = row
-            .target
-            .as_deref()
-            .ok_or_else(|| BadRow("the row has no target".into()))?;
-        let target = Target::parse(text).map_err(|e| e.to_string())?;
+        let target = Target::parse(row.required_target()?).map_err(|e| e.to_string())?;
         let event = self.event_for(row)?;
         let mut notify = Notify::new(target, Event::Report);
         notify.event = event;

@@ -6,6 +6,7 @@
 //! next: every line ends as exactly one record, a row or a bad row, except the lines the
 //! format skips (blank lines; for JSON Lines, `#` comments) and the CSV header row.
 
+use super::defaults::BadRow;
 use crate::sip::digest::Password;
 use serde::Deserialize;
 use std::io::{BufRead, Read};
@@ -95,6 +96,14 @@ impl Row {
             target: Some(target.into()),
             ..Row::default()
         }
+    }
+
+    /// The target cell, which every channel needs: a row without one is bad (the reader
+    /// reports those, but a library caller may build rows of its own).
+    pub(crate) fn required_target(&self) -> Result<&str, BadRow> {
+        self.target
+            .as_deref()
+            .ok_or_else(|| BadRow("the row has no target".into()))
     }
 }
 

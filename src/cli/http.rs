@@ -141,17 +141,23 @@ pub struct WebAuthArgs {
 impl WebAuthArgs {
     /// The web user (`user` when --user is not given) and its password, if one is given.
     fn credentials(&self, user: &str) -> Result<Option<WebCredentials>, Failure> {
-        if self.max_object > MAX_OBJECT_LIMIT {
-            return Err(Failure::input(format!(
-                "--max-object: at most {MAX_OBJECT_LIMIT}"
-            )));
-        }
+        check_max_object(self.max_object)?;
         let password = password_from(self.password_file.as_deref(), self.password.as_deref())?;
         Ok(password.map(|password| WebCredentials {
             user: self.user.clone().unwrap_or_else(|| user.to_string()),
             password,
         }))
     }
+}
+
+/// `--max-object` (the commands' and `batch`'s), checked against [`MAX_OBJECT_LIMIT`].
+fn check_max_object(bytes: usize) -> Result<(), Failure> {
+    if bytes > MAX_OBJECT_LIMIT {
+        return Err(Failure::input(format!(
+            "--max-object: at most {MAX_OBJECT_LIMIT}"
+        )));
+    }
+    Ok(())
 }
 
 /// A profile or firmware URL for an MPP web action, checked.
@@ -475,11 +481,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
             Action::names()
         ))
     })?;
-    if web.max_object > MAX_OBJECT_LIMIT {
-        return Err(Failure::input(format!(
-            "--max-object: at most {MAX_OBJECT_LIMIT}"
-        )));
-    }
+    check_max_object(web.max_object)?;
     let mut defaults = PushDefaults::new(action);
     defaults.image = web.image.clone();
     defaults.icon = web.icon.clone();

@@ -36,7 +36,7 @@ mod profile;
 mod send;
 mod serve;
 
-use clap::{FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use sipnotify::campaign::{Files, Stop};
 use sipnotify::event::{self, Action, EventError};
 use sipnotify::http::Action as HttpAction;
@@ -95,10 +95,8 @@ enum Command {
         /// with --via http, /admin/resync?URL, where tftp:// is taken too).
         #[arg(long, value_name = "URL")]
         profile: Option<String>,
-        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
-        /// default cisco (SPA/MPP).
-        #[arg(long, value_name = "VENDOR")]
-        vendor: Option<String>,
+        #[command(flatten)]
+        vendor: VendorArgs,
         #[command(flatten)]
         via: http::ViaArgs,
     },
@@ -106,10 +104,8 @@ enum Command {
     Reboot {
         #[command(flatten)]
         send: send::SendArgs,
-        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
-        /// default cisco (SPA/MPP).
-        #[arg(long, value_name = "VENDOR")]
-        vendor: Option<String>,
+        #[command(flatten)]
+        vendor: VendorArgs,
         #[command(flatten)]
         via: http::ViaArgs,
     },
@@ -117,19 +113,15 @@ enum Command {
     Restart {
         #[command(flatten)]
         send: send::SendArgs,
-        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
-        /// default cisco (SPA/MPP).
-        #[arg(long, value_name = "VENDOR")]
-        vendor: Option<String>,
+        #[command(flatten)]
+        vendor: VendorArgs,
     },
     /// Upload a configuration report per Report_Rule (Event: report).
     Report {
         #[command(flatten)]
         send: send::SendArgs,
-        /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
-        /// default cisco (SPA/MPP).
-        #[arg(long, value_name = "VENDOR")]
-        vendor: Option<String>,
+        #[command(flatten)]
+        vendor: VendorArgs,
     },
     /// Open an XML service: the phone fetches URL (Event: XML-Service, the URL as the body,
     /// with no trailing newline).
@@ -261,11 +253,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             via,
         } => {
             if via.via == http::Via::Http {
-                let (action, vendor) = (HttpAction::Resync, vendor.as_deref());
+                let (action, vendor) = (HttpAction::Resync, vendor.vendor.as_deref());
                 return http::admin(action, send, profile, vendor, via, &out, cli.output).await;
             }
             via.refuse_http_options()?;
-            let event = action_event(vendor.as_deref(), Action::Resync, profile.as_deref())
+            let event = vendor
+                .event(Action::Resync, profile.as_deref())
                 .map_err(|e| match e {
                     EventError::NotHttpUrl(_) | EventError::UrlWhitespace => {
                         Failure::input(format!("--profile: {e}"))
@@ -276,21 +269,24 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Reboot { send, vendor, via } => {
             if via.via == http::Via::Http {
-                let (action, vendor) = (HttpAction::Reboot, vendor.as_deref());
+                let (action, vendor) = (HttpAction::Reboot, vendor.vendor.as_deref());
                 return http::admin(action, send, None, vendor, via, &out, cli.output).await;
             }
             via.refuse_http_options()?;
-            let event = action_event(vendor.as_deref(), Action::Reboot, None)
+            let event = vendor
+                .event(Action::Reboot, None)
                 .map_err(|e| Failure::input(e.to_string()))?;
             send::run(send, event, &out).await
         }
         Command::Restart { send, vendor } => {
-            let event = action_event(vendor.as_deref(), Action::Restart, None)
+            let event = vendor
+                .event(Action::Restart, None)
                 .map_err(|e| Failure::input(e.to_string()))?;
             send::run(send, event, &out).await
         }
         Command::Report { send, vendor } => {
-            let event = action_event(vendor.as_deref(), Action::Report, None)
+            let event = vendor
+                .event(Action::Report, None)
                 .map_err(|e| Failure::input(e.to_string()))?;
             send::run(send, event, &out).await
         }
@@ -340,16 +336,23 @@ fn refuse_output(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
-/// The event for an action, as `vendor`'s phones (default cisco) expect it.
-fn action_event(
-    vendor: Option<&str>,
-    action: Action,
-    url: Option<&str>,
-) -> Result<Event, EventError> {
-    let name = vendor.unwrap_or("cisco");
-    event::vendor(name)
-        .ok_or_else(|| EventError::UnknownVendor(name.to_string()))?
-        .event(action, url)
+/// `--vendor` of the single-target actions: whose event the action sends.
+#[derive(Debug, Args)]
+struct VendorArgs {
+    /// The phone's vendor: its own event for this action (see `sipnotify vendors`);
+    /// default cisco (SPA/MPP).
+    #[arg(long, value_name = "VENDOR")]
+    vendor: Option<String>,
+}
+
+impl VendorArgs {
+    /// The event for an action, as the vendor's phones (default cisco) expect it.
+    fn event(&self, action: Action, url: Option<&str>) -> Result<Event, EventError> {
+        let name = self.vendor.as_deref().unwrap_or("cisco");
+        event::vendor(name)
+            .ok_or_else(|| EventError::UnknownVendor(name.to_string()))?
+            .event(action, url)
+    }
 }
 
 /// `sipnotify vendors`: the preset table, for people, as JSON Lines or as CSV.

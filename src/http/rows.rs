@@ -127,11 +127,7 @@ impl PushDefaults {
 
     /// The request for a row, or why the row is bad. Never quotes the password.
     pub fn push(&self, row: &Row) -> Result<Push, BadRow> {
-        let text = row
-            .target
-            .as_deref()
-            .ok_or_else(|| BadRow("the row has no target".into()))?;
-        let phone = PhoneAddr::parse(text).map_err(|e| BadRow(e.to_string()))?;
+        let phone = PhoneAddr::parse(row.required_target()?).map_err(|e| BadRow(e.to_string()))?;
         let action = match &row.action {
             Some(name) => Action::named(name).ok_or_else(|| {
                 BadRow(format!(

@@ -17,3 +17,13 @@ pub(crate) mod udp;
 pub use descriptors::{descriptor_budget, raise_descriptor_limit};
 pub use notifier::{Notifier, NotifierConfig, SendError, Sending};
 pub use resolve::ResolveError;
+
+/// A TCP listener on `addr`, and the address it got (port 0 picks a free one): what the
+/// servers print and hand back.
+pub(crate) async fn listen(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}

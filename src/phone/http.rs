@@ -419,6 +419,10 @@ pub async fn spawn_web_with_hook(
             crate::http::admin::REBOOT,
             get(admin_route(AdminAction::Reboot)),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            serve_with_faults,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared.clone());
     let mut running = RunningWeb {
@@ -427,8 +431,8 @@ pub async fn spawn_web_with_hook(
         tasks: Vec::new(),
     };
     for addr in addrs {
-        let listener = TcpListener::bind(addr).await?;
-        running.addrs.push(listener.local_addr()?);
+        let (listener, local) = crate::net::listen(*addr).await?;
+        running.addrs.push(local);
         let service = app.clone().into_make_service_with_connect_info::<Reached>();
         let served = match &running.shared.config.tls {
             None => tokio::spawn(async move {
@@ -452,6 +456,21 @@ pub async fn spawn_web_with_hook(
 
 type Phone = ConnectInfo<Reached>;
 
+/// Every request routed: counted as served by its phone while it runs, and given the
+/// faults (`--delay`, `--drop`, `--fail-percent`) before its handler, whatever its path.
+async fn serve_with_faults(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(Reached(phone)): Phone,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let _serving = shared.serving(phone);
+    if let Some(early) = shared.faults().await {
+        return early;
+    }
+    next.run(request).await
+}
+
 /// `POST /CGI/Execute`: the form field `XML` (case-sensitive) holds the object.
 async fn execute(
     State(shared): State<Arc<Shared>>,
@@ -459,10 +478,6 @@ async fn execute(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let _serving = shared.serving(phone);
-    if let Some(early) = shared.faults().await {
-        return early;
-    }
     if let Some(refusal) = shared.refusal(phone, &headers, "POST", "/CGI/Execute", &body, true) {
         return refusal;
     }
@@ -535,10 +550,6 @@ async fn screenshot(
     ConnectInfo(Reached(phone)): Phone,
     headers: HeaderMap,
 ) -> Response {
-    let _serving = shared.serving(phone);
-    if let Some(early) = shared.faults().await {
-        return early;
-    }
     if let Some(refusal) = shared.refusal(phone, &headers, "GET", "/CGI/Screenshot", b"", true) {
         return refusal;
     }
@@ -554,14 +565,7 @@ async fn screenshot(
 }
 
 /// `GET /DeviceInformationX`: the phone's identity, made from its address.
-async fn device_information(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(Reached(phone)): Phone,
-) -> Response {
-    let _serving = shared.serving(phone);
-    if let Some(early) = shared.faults().await {
-        return early;
-    }
+async fn device_information(ConnectInfo(Reached(phone)): Phone) -> Response {
     let id = identity(phone);
     let mac: String = id.iter().map(|b| format!("{b:02X}")).collect();
     let dn = 1000 + u32::from_be_bytes([0, id[3], id[4], id[5]]) % 9000;
@@ -600,10 +604,6 @@ async fn admin(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let _serving = shared.serving(phone);
-    if let Some(early) = shared.faults().await {
-        return early;
-    }
     let target = uri.path_and_query().map_or(uri.path(), |t| t.as_str());
     if let Some(refusal) = shared.refusal(phone, &headers, "GET", target, b"", false) {
         return refusal;

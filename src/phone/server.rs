@@ -276,8 +276,8 @@ pub async fn spawn_with_hook(
                     Transport::Tls => Some(acceptor(phone.config())?),
                     _ => None,
                 };
-                let listener = TcpListener::bind(addr).await?;
-                addrs.push((listener.local_addr()?, transport));
+                let (listener, local) = crate::net::listen(addr).await?;
+                addrs.push((local, transport));
                 let seeds = StdRng::seed_from_u64(seeds.gen());
                 tasks.push(tokio::spawn(until_stopped(
                     stop.subscribe(),

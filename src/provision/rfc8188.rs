@@ -216,37 +216,27 @@ mod tests {
     const EX2: &str = "uNCkWiNYzKTnBN9ji3-qWAAAABkCYTHOG8chz_gnvgOqdGYovxyjuqRyJFjEDyoF1Fvkj6hQPdPHI51OEUKEpgz3SsLWIqS_uA";
 
     #[test]
-    fn rfc8188_section_3_1_decodes_and_encodes() {
-        let ikm = Ikm::from_base64url(EX1_IKM).unwrap();
-        let body = b64(EX1);
-        let decoded = decode(&body, &ikm).unwrap();
-        assert_eq!(decoded.plain, b"I am the walrus");
-        assert_eq!((decoded.record_size, decoded.key_id.len()), (4096, 0));
-        let salt: [u8; 16] = body[..16].try_into().unwrap();
-        assert_eq!(
-            encode(b"I am the walrus", &ikm, salt, 4096, b"").unwrap(),
-            body
-        );
-    }
-
-    #[test]
-    fn rfc8188_section_3_2_decodes_and_encodes() {
-        let ikm = Ikm::from_base64url(EX2_IKM).unwrap();
-        let body = b64(EX2);
-        let decoded = decode(&body, &ikm).unwrap();
-        assert_eq!(decoded.plain, b"I am the walrus");
-        assert_eq!((decoded.record_size, &decoded.key_id[..]), (25, &b"a1"[..]));
-        let salt: [u8; 16] = body[..16].try_into().unwrap();
-        let encoded = encode_records(
-            b"I am the walrus",
-            &ikm,
-            salt,
-            25,
-            b"a1",
-            [7, 8].into_iter(),
-        )
-        .unwrap();
-        assert_eq!(encoded, body);
+    fn rfc8188_examples_decode_and_encode() {
+        // (IKM, body, record size, key id, the plaintext's length in each record; none: as
+        // much as fits)
+        for (ikm, body, record_size, key_id, lengths) in [
+            (EX1_IKM, EX1, 4096, &b""[..], &[][..]),
+            (EX2_IKM, EX2, 25, &b"a1"[..], &[7, 8][..]),
+        ] {
+            let ikm = Ikm::from_base64url(ikm).unwrap();
+            let body = b64(body);
+            let decoded = decode(&body, &ikm).unwrap();
+            assert_eq!(decoded.plain, b"I am the walrus");
+            assert_eq!(
+                (decoded.record_size, &decoded.key_id[..]),
+                (record_size, key_id)
+            );
+            let salt: [u8; 16] = body[..16].try_into().unwrap();
+            let lengths = lengths.iter().copied();
+            let encoded =
+                encode_records(b"I am the walrus", &ikm, salt, record_size, key_id, lengths);
+            assert_eq!(encoded.unwrap(), body);
+        }
     }
 
     #[test]

@@ -204,11 +204,8 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         )),
         None => None,
     };
-    let listener = TcpListener::bind(listen)
+    let (listener, addr) = crate::net::listen(listen)
         .await
-        .map_err(|e| ServeError::Bind(listen, e))?;
-    let addr = listener
-        .local_addr()
         .map_err(|e| ServeError::Bind(listen, e))?;
     let shared = Arc::new(Shared {
         root,
