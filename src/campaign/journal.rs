@@ -14,7 +14,8 @@
 //! in whole lines. With [`SyncMode::Batch`] the intents of the targets about to start are
 //! written and synced to the disk together (a group commit) before any of them is sent,
 //! so a resumed campaign never acts on a phone twice, even after a power cut; results
-//! are synced lazily, and at the end. Passwords are never written.
+//! are written with the next intents (or alone after a short wait) and synced lazily, and
+//! at the end. Passwords are never written.
 //!
 //! Reading a journal keeps one key per journaled target, in two sets (delivered, and
 //! started with no result), not the records.
