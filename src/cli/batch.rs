@@ -3,9 +3,7 @@
 
 use super::drive::{drive, warn_if_descriptors_short, Shown};
 use super::output::received_not_used;
-use super::send::{
-    bind, notifier_config, parse_headers, password, timeout_within_timer_f, LineArgs,
-};
+use super::send::{bind, notifier_config, parse_headers, timeout_within_timer_f, LineArgs};
 use super::{parse_duration, Failure, Format};
 use clap::{Args, ValueEnum};
 use sipnotify::campaign::{
@@ -165,7 +163,7 @@ fn defaults(args: &BatchArgs) -> Result<Defaults, Failure> {
     defaults.body = args.body.clone().unwrap_or_default().into_bytes();
     defaults.content_type = args.content_type.clone();
     defaults.auth_user = args.line.auth_user.clone();
-    defaults.password = password(&args.line)?;
+    defaults.password = args.line.password.given().password()?;
     defaults.transport = args.line.transport;
     defaults.proxy = args.line.proxy.clone();
     defaults.from = args.line.from.clone();

@@ -1,7 +1,7 @@
 //! `sipnotify batch --confirm-fetch`: the options, and the confirming channel around the
 //! SIP notifier (the provisioning server in this process, or an external server's log).
 
-use super::profile::{IkmArgs, KeyArgs};
+use super::secret::{IkmArgs, KeyArgs};
 use super::{parse_duration, Failure};
 use clap::Args;
 use sipnotify::campaign::{BadRow, Row};

@@ -5,7 +5,8 @@
 use super::batch::{self, BatchArgs};
 use super::drive::{drive, warn_if_descriptors_short, Shown};
 use super::output::{CampaignOutput, Printer};
-use super::send::{parse_timeout, password_from, read_limited, SendArgs, TlsArgs};
+use super::secret::WebPasswordArgs;
+use super::send::{parse_timeout, read_limited, SendArgs, TlsArgs};
 use super::{Failure, Format};
 use clap::{Args, Subcommand, ValueEnum};
 use sipnotify::campaign::{same_file, Campaign, Input, Observer, Options, Record, Verdict};
@@ -121,13 +122,8 @@ pub struct WebAuthArgs {
     /// The web user (CUCM: an end user associated with the phone).
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// Read the web password from this file (a final newline is ignored). Also: the
-    /// SIPNOTIFY_PASSWORD environment variable.
-    #[arg(long, value_name = "FILE")]
-    pub password_file: Option<PathBuf>,
-    /// The web password on the command line: visible to other users of the machine.
-    #[arg(long, value_name = "VALUE")]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub password: WebPasswordArgs,
     /// auto: Basic pre-emptively on the CGI pages (classic phones), nothing before the
     /// challenge on the MPP /admin/ pages (and no Basic there over plain http); then
     /// whatever the phone's 401 asks. Or basic, digest (SPA/MPP), none.
@@ -142,7 +138,7 @@ impl WebAuthArgs {
     /// The web user (`user` when --user is not given) and its password, if one is given.
     fn credentials(&self, user: &str) -> Result<Option<WebCredentials>, Failure> {
         check_max_object(self.max_object)?;
-        let password = password_from(self.password_file.as_deref(), self.password.as_deref())?;
+        let password = self.password.given().password()?;
         Ok(password.map(|password| WebCredentials {
             user: self.user.clone().unwrap_or_else(|| user.to_string()),
             password,
@@ -232,7 +228,7 @@ pub async fn admin(
         )));
     }
     let url = url.map(admin_url).transpose()?;
-    let password = super::send::password(line)?;
+    let password = line.password.given().password()?;
     let push = Push {
         phone: phone(&send.target)?,
         action,
@@ -489,7 +485,7 @@ pub async fn batch(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, F
     defaults.priority = web.priority;
     defaults.xml = web.xml.as_deref().map(read_object).transpose()?;
     defaults.user = web.user.clone();
-    defaults.password = super::send::password(&args.line)?;
+    defaults.password = args.line.password.given().password()?;
     defaults.auth = web.auth;
     defaults.max_object = web.max_object;
     defaults.url = args.url.clone();

@@ -33,6 +33,7 @@ mod journal;
 mod output;
 mod phone;
 mod profile;
+mod secret;
 mod send;
 mod serve;
 

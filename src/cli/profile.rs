@@ -1,6 +1,7 @@
 //! `sipnotify profile ...`: prepare and inspect MPP profiles (encrypt and decrypt as
 //! `openssl enc -aes-256-cbc -k`, RFC 8188 encode and decode, check, expand a rule).
 
+use super::secret::{IkmArgs, KeyArgs};
 use super::{Failure, Format};
 use clap::{Args, Subcommand, ValueEnum};
 use sipnotify::phone::NotifyHook;
@@ -10,15 +11,8 @@ use sipnotify::provision::rfc8188;
 use sipnotify::provision::rule::{Mac, Macros, Rule, Url};
 use sipnotify::provision::{check, Ikm, Key, MAX_PROFILE};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-
-/// The environment variable a profile key may come from.
-pub const KEY_ENV: &str = "SIPNOTIFY_PROFILE_KEY";
-/// The environment variable an IKM may come from.
-pub const IKM_ENV: &str = "SIPNOTIFY_PROFILE_IKM";
-/// Key and IKM files are one line.
-const MAX_SECRET_FILE: usize = 4 * 1024;
 
 /// `sipnotify profile ...`.
 #[derive(Debug, Subcommand)]
@@ -127,65 +121,10 @@ impl From<MdArg> for Md {
     }
 }
 
-/// Where the AES-256-CBC key comes from.
-#[derive(Debug, Args)]
-pub struct KeyArgs {
-    /// The key from a file (its final newline ignored).
-    #[arg(long, value_name = "FILE")]
-    pub key_file: Option<PathBuf>,
-    /// The key itself (warns: other users see it in the process list; prefer --key-file
-    /// or SIPNOTIFY_PROFILE_KEY).
-    #[arg(long, value_name = "KEY")]
-    pub key: Option<String>,
-}
-
-/// Where the RFC 8188 IKM comes from.
-#[derive(Debug, Args)]
-pub struct IkmArgs {
-    /// The IKM (base64url) from a file.
-    #[arg(long, value_name = "FILE")]
-    pub ikm_file: Option<PathBuf>,
-    /// The IKM in base64url (warns, like --key; prefer --ikm-file or SIPNOTIFY_PROFILE_IKM).
-    #[arg(long, value_name = "B64URL")]
-    pub ikm: Option<String>,
-}
-
-/// A secret from its file, its environment variable, or the command line, in that order;
-/// the command line warns.
-pub(super) fn secret(
-    file: Option<&Path>,
-    env: &str,
-    value: Option<&str>,
-    flag: &str,
-) -> Result<Option<String>, Failure> {
-    if value.is_some() {
-        errln!(
-            "warning: --{flag} is visible to other users of this machine (ps, /proc); prefer --{flag}-file or {env}"
-        );
-    }
-    if let Some(path) = file {
-        let bytes = read_input(&path.display().to_string(), MAX_SECRET_FILE, flag)?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Failure::input(format!("the {flag} file {} is not UTF-8", path.display()))
-        })?;
-        return Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()));
-    }
-    if let Ok(from_env) = std::env::var(env) {
-        return Ok(Some(from_env));
-    }
-    Ok(value.map(str::to_string))
-}
-
 impl KeyArgs {
     /// The key, if one was given.
     pub fn key(&self) -> Result<Option<Key>, Failure> {
-        let key = secret(
-            self.key_file.as_deref(),
-            KEY_ENV,
-            self.key.as_deref(),
-            "key",
-        )?;
-        match key {
+        match self.given().text()? {
             Some(k) if k.is_empty() => Err(Failure::input("the key is empty")),
             other => Ok(other.map(Key::new)),
         }
@@ -193,7 +132,10 @@ impl KeyArgs {
 
     fn required(&self) -> Result<Key, Failure> {
         self.key()?.ok_or_else(|| {
-            Failure::input(format!("no key: give --key-file FILE, {KEY_ENV}, or --key"))
+            Failure::input(format!(
+                "no key: give --key-file FILE, {}, or --key",
+                Self::ENV
+            ))
         })
     }
 }
@@ -201,19 +143,18 @@ impl KeyArgs {
 impl IkmArgs {
     /// The IKM, if one was given.
     pub fn ikm(&self) -> Result<Option<Ikm>, Failure> {
-        secret(
-            self.ikm_file.as_deref(),
-            IKM_ENV,
-            self.ikm.as_deref(),
-            "ikm",
-        )?
-        .map(|text| Ikm::from_base64url(&text).map_err(|e| Failure::input(e.to_string())))
-        .transpose()
+        self.given()
+            .text()?
+            .map(|text| Ikm::from_base64url(&text).map_err(|e| Failure::input(e.to_string())))
+            .transpose()
     }
 
     fn required(&self) -> Result<Ikm, Failure> {
         self.ikm()?.ok_or_else(|| {
-            Failure::input(format!("no IKM: give --ikm-file FILE, {IKM_ENV}, or --ikm"))
+            Failure::input(format!(
+                "no IKM: give --ikm-file FILE, {}, or --ikm",
+                Self::ENV
+            ))
         })
     }
 }

@@ -2,13 +2,14 @@
 //! the one send.
 
 use super::output::Printer;
+use super::secret::LinePasswordArgs;
 use super::Failure;
 use clap::Args;
 use sipnotify::net::tls::{Fingerprint, TlsClient, TlsOptions, Verification};
 use sipnotify::proto::transaction::Timers;
 use sipnotify::secret;
 use sipnotify::{
-    Event, ExtraHeader, HostPort, Notifier, NotifierConfig, Notify, Password, Target, Transport,
+    Event, ExtraHeader, HostPort, Notifier, NotifierConfig, Notify, Target, Transport,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,14 +35,8 @@ pub struct LineArgs {
     /// Digest user name (the line's Auth ID); default: the target's user part.
     #[arg(long, value_name = "NAME")]
     pub auth_user: Option<String>,
-    /// Read the line password from this file (a final newline is ignored). Also: the
-    /// SIPNOTIFY_PASSWORD environment variable.
-    #[arg(long, value_name = "FILE")]
-    pub password_file: Option<PathBuf>,
-    /// The line password on the command line: visible to other users of the machine in the
-    /// process list; prefer --password-file or SIPNOTIFY_PASSWORD.
-    #[arg(long, value_name = "VALUE")]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub password: LinePasswordArgs,
     /// Transport; default: the target's transport parameter (tls for sips:), else udp.
     #[arg(long, value_name = "udp|tcp|tls")]
     pub transport: Option<Transport>,
@@ -198,9 +193,6 @@ impl CustomArgs {
 /// The largest `--body-file`: a NOTIFY body is a short document.
 const MAX_BODY_FILE: usize = 64 * 1024;
 
-/// The largest `--password-file`: a line password is a few dozen bytes.
-const MAX_PASSWORD_FILE: usize = 4 * 1024;
-
 /// [`secret::read_file`], its error a bad-input failure.
 pub fn read_limited(path: &Path, limit: usize, what: &'static str) -> Result<Vec<u8>, Failure> {
     secret::read_file(path, limit, what).map_err(|e| Failure::input(e.to_string()))
@@ -210,58 +202,6 @@ pub fn read_limited(path: &Path, limit: usize, what: &'static str) -> Result<Vec
 pub fn read_secret(path: &Path, limit: usize, what: &'static str) -> Result<String, Failure> {
     secret::read_secret(path, limit, what).map_err(|e| Failure::input(e.to_string()))
 }
-
-/// The password from the file, the environment, or the command line, in that order.
-pub fn password(line: &LineArgs) -> Result<Option<Password>, Failure> {
-    password_from(line.password_file.as_deref(), line.password.as_deref())
-}
-
-/// The password from `--password-file`, SIPNOTIFY_PASSWORD, or `--password`, in that order
-/// (shared by the single-target commands and `batch`).
-pub fn password_from(
-    file: Option<&Path>,
-    value: Option<&str>,
-) -> Result<Option<Password>, Failure> {
-    if value.is_some() {
-        errln!(
-            "warning: --password is visible to other users of this machine (ps, /proc); \
-             prefer --password-file or SIPNOTIFY_PASSWORD"
-        );
-    }
-    let ignored = |by: &str| {
-        if value.is_some() {
-            errln!("warning: --password is ignored: {by} comes first");
-        }
-    };
-    if let Some(path) = file {
-        ignored("--password-file");
-        warn_if_shared(path);
-        let text = read_secret(path, MAX_PASSWORD_FILE, "password file")?;
-        return Ok(Some(Password::new(text)));
-    }
-    if let Ok(from_env) = std::env::var("SIPNOTIFY_PASSWORD") {
-        ignored("SIPNOTIFY_PASSWORD");
-        return Ok(Some(Password::new(from_env)));
-    }
-    Ok(value.map(Password::new))
-}
-
-#[cfg(unix)]
-fn warn_if_shared(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            errln!(
-                "warning: the password file {} is readable by other users: chmod 600 {}",
-                path.display(),
-                path.display()
-            );
-        }
-    }
-}
-
-#[cfg(not(unix))]
-fn warn_if_shared(_path: &Path) {}
 
 /// Checks `--from` when the command line is parsed, so a bad one sends nothing.
 pub fn parse_from(text: &str) -> Result<String, String> {
@@ -382,7 +322,7 @@ pub fn prepare(
         )));
     }
     let extra = parse_headers(&args.line.headers)?;
-    let password = password(&args.line)?;
+    let password = args.line.password.given().password()?;
     let (config, timeout) = notifier_config(&args.line)?;
     let mut notify = Notify::new(target, event);
     notify.extra = Arc::from(extra);

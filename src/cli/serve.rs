@@ -1,6 +1,7 @@
 //! `sipnotify serve`: the provisioning server on the command line.
 
-use super::profile::{read_input, secret, IkmArgs, KeyArgs};
+use super::profile::read_input;
+use super::secret::{Given, IkmArgs, KeyArgs};
 use super::{Failure, StopSignals};
 use clap::Args;
 use sipnotify::provision::serve::{self, BasicAuth, Encryption, ServeConfig};
@@ -103,14 +104,16 @@ impl ServeArgs {
         };
         let auth = match &self.user {
             Some(user) => {
-                let password = secret(
-                    self.password_file.as_deref(),
-                    PASSWORD_ENV,
-                    None,
-                    "password",
-                )?
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| Failure::input("--user needs a password: --password-file"))?;
+                let given = Given {
+                    file: self.password_file.as_deref(),
+                    env: PASSWORD_ENV,
+                    value: None,
+                    flag: "password",
+                };
+                let password = given
+                    .text()?
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| Failure::input("--user needs a password: --password-file"))?;
                 Some(BasicAuth {
                     user: user.clone(),
                     password: Password::new(password),

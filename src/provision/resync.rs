@@ -268,7 +268,8 @@ impl Resyncer {
         local: IpAddr,
         profile: Option<&str>,
     ) -> ResyncReport {
-        let report = self.run(user, mac, local, profile).await;
+        let mut report = ResyncReport::new(user, &mac);
+        self.apply_rules(&mut report, mac, local, profile).await;
         self.logged("resync", report)
     }
 
@@ -346,15 +347,16 @@ impl Resyncer {
         report
     }
 
-    async fn run(
+    /// Fetches and applies the profiles of `profile`, else of the rules, in order, counting
+    /// them in `report`; the first failure ends the resync, recorded in `report`.
+    async fn apply_rules(
         &self,
-        user: &str,
+        report: &mut ResyncReport,
         mac: Mac,
         local: IpAddr,
         profile: Option<&str>,
-    ) -> ResyncReport {
-        let mut report = ResyncReport::new(user, &mac);
-        let macros = line_macros(user, mac);
+    ) {
+        let macros = line_macros(&report.user, mac);
         let explicit;
         let rules: &[Rule] = match profile {
             Some(url) => match Rule::parse(url) {
@@ -403,7 +405,6 @@ impl Resyncer {
             report.params += checked.params.len();
             report.result = "applied";
         }
-        report
     }
 
     /// GETs `url` from `local`, or POSTs `upload` to it, answering a 401 with Basic
@@ -537,18 +538,17 @@ fn report_failed(
 }
 
 fn failed(
-    mut report: ResyncReport,
+    report: &mut ResyncReport,
     rule: usize,
     url: Option<String>,
     status: Option<u16>,
     error: String,
-) -> ResyncReport {
+) {
     report.result = "failed";
     report.rule = Some(rule);
     report.url = url;
     report.status = status;
     report.error = Some(error);
-    report
 }
 
 /// One GET (or POST of `upload`) over a new connection from `local`, over TLS when `tls`
