@@ -677,12 +677,10 @@ impl Routes {
         if let Some(ip) = state.cache.get(&dest) {
             return Ok(*ip);
         }
-        let ip = state
-            .route(dest)
-            .map_err(|source| ResolveError::NoRoute {
-                destination: dest,
-                source,
-            })?;
+        let ip = state.route(dest).map_err(|source| ResolveError::NoRoute {
+            destination: dest,
+            source,
+        })?;
         // A fleet has many phones but few routes: bound the cache, not the fleet.
         if state.cache.len() >= MAX_ROUTES {
             state.cache.clear();
