@@ -436,17 +436,17 @@ fn line(kind: &str, record: &impl Serialize) -> io::Result<Vec<u8>> {
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| (d.as_secs_f64() * 1000.0).round() / 1000.0);
     let mut line = Vec::with_capacity(256);
-    write!(line, "{{\"type\":\"{kind}\",").expect("writing to a Vec");
+    write!(line, "{{\"type\":\"{kind}\"").expect("writing to a Vec");
+    let fields = line.len();
     serde_json::to_writer(&mut line, record).map_err(io::Error::other)?;
-    // The record is an object: its fields go inside the line's object, after `type`.
-    match line.pop() {
-        Some(b'}') => {}
-        _ => return Err(io::Error::other("a journal record must be an object")),
+    // The record is an object whose fields go inside the line's, after `type`: its opening
+    // brace becomes their comma (gone with no fields), its closing one ends the line.
+    if line.get(fields) != Some(&b'{') || line.pop() != Some(b'}') {
+        return Err(io::Error::other("a journal record must be an object"));
     }
-    let opening = kind.len() + 11;
-    line.remove(opening);
-    if line.len() == opening {
-        line.pop();
+    match line.len() - fields {
+        1 => line.truncate(fields),
+        _ => line[fields] = b',',
     }
     writeln!(line, ",\"at\":{at}}}").expect("writing to a Vec");
     Ok(line)
@@ -939,6 +939,25 @@ mod tests {
         let (_, state) = open(&path);
         assert_eq!(state.unknown.len(), 500);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_line_is_its_type_then_the_records_fields_then_the_time() {
+        #[derive(Serialize)]
+        struct Empty {}
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+        let run = text(line("run", &Run { pid: 7 }).unwrap());
+        assert!(
+            run.starts_with("{\"type\":\"run\",\"pid\":7,\"at\":"),
+            "{run}"
+        );
+        assert!(run.ends_with("}\n"), "{run}");
+        let empty = text(line("x", &Empty {}).unwrap());
+        assert!(empty.starts_with("{\"type\":\"x\",\"at\":"), "{empty}");
+        for l in [run, empty] {
+            serde_json::from_str::<serde_json::Value>(&l).unwrap();
+        }
+        assert!(line("x", &7).is_err());
     }
 
     #[test]
