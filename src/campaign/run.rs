@@ -11,10 +11,12 @@ use crate::proto::Outcome;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// One input item: a target ready to send, or a bad row to report.
@@ -274,13 +276,16 @@ impl<C: Channel> Runner<C> {
 
 /// Runs every target started, all in this one task rather than a task each (a target in
 /// flight then costs its future and little else), and reports each record as it ends,
-/// before its concurrency slot is given back. Ends when the runner has started its last
-/// target and every target has ended.
+/// before its concurrency slot is given back. A record that finds the output's queue full
+/// waits here with its slot, while the other targets go on being polled: a slow reader of
+/// the records holds back new targets, never the ones in flight. Ends when the runner has
+/// started its last target and every target has ended and been reported.
 async fn in_flight<F>(mut started: mpsc::Receiver<F>, records: mpsc::Sender<Record>)
 where
     F: Future<Output = (Record, OwnedSemaphorePermit)>,
 {
     let mut targets = FuturesUnordered::new();
+    let mut ended: VecDeque<(Record, OwnedSemaphorePermit)> = VecDeque::new();
     let mut starting = true;
     loop {
         tokio::select! {
@@ -289,8 +294,19 @@ where
                 None => starting = false,
             },
             Some((record, slot)) = targets.next(), if !targets.is_empty() => {
-                let _ = records.send(record).await;
-                drop(slot);
+                // In the order they ended: behind those already waiting.
+                if !ended.is_empty() {
+                    ended.push_back((record, slot));
+                } else if let Err(TrySendError::Full(record)) = records.try_send(record) {
+                    ended.push_back((record, slot));
+                }
+            }
+            room = records.reserve(), if !ended.is_empty() => {
+                let (record, _slot) = ended.pop_front().expect("a record waits");
+                // Nobody reading the records any more: the record goes, its slot too.
+                if let Ok(room) = room {
+                    room.send(record);
+                }
             }
             else => return,
         }
@@ -543,6 +559,51 @@ mod tests {
         assert_eq!(records.len(), 20);
         // Four waves of five.
         assert_eq!(took, Duration::from_millis(400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_record_queue_holds_back_slots_not_the_targets_in_flight() {
+        type Target =
+            std::pin::Pin<Box<dyn Future<Output = (Record, OwnedSemaphorePermit)> + Send>>;
+        let slots = Arc::new(Semaphore::new(3));
+        let (started_tx, started_rx) = mpsc::channel::<Target>(4);
+        let (records_tx, mut records_rx) = mpsc::channel(1);
+        let last_ended = Arc::new(AtomicBool::new(false));
+        for i in 0..3u64 {
+            let slot = slots.clone().acquire_owned().await.unwrap();
+            let ended = last_ended.clone();
+            started_tx
+                .send(Box::pin(async move {
+                    if i == 2 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        ended.store(true, Ordering::SeqCst);
+                    }
+                    let record = Record {
+                        line: i,
+                        id: None,
+                        target: format!("t{i}"),
+                        event: "resync".into(),
+                        verdict: Verdict::AlreadyDelivered,
+                    };
+                    (record, slot)
+                }))
+                .await
+                .unwrap();
+        }
+        drop(started_tx);
+        let running = tokio::spawn(in_flight(started_rx, records_tx));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Nobody has read a record: the first fills the queue and gives its slot back, the
+        // second waits with its slot, and the third was still polled to its end.
+        assert!(last_ended.load(Ordering::SeqCst));
+        assert_eq!(slots.available_permits(), 1);
+        let mut lines = Vec::new();
+        while let Some(record) = records_rx.recv().await {
+            lines.push(record.line);
+        }
+        assert_eq!(lines, [0, 1, 2]);
+        running.await.unwrap();
+        assert_eq!(slots.available_permits(), 3);
     }
 
     #[tokio::test(start_paused = true)]
