@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,18 +163,31 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl<C: Channel> Channel for Metered<C> {
-    type Request = C::Request;
-
-    async fn deliver(&self, request: &Self::Request) -> Outcome {
+impl<C: Channel> Metered<C> {
+    /// One delivery, counted in flight while it lasts, then its duration and
+    /// retransmissions.
+    async fn metered(&self, delivery: impl Future<Output = Outcome>) -> Outcome {
         self.metrics.in_flight.inc();
         let _in_flight = InFlight(&self.metrics.in_flight);
-        let outcome = self.inner.deliver(request).await;
+        let outcome = delivery.await;
         self.metrics.duration.observe(outcome.elapsed.as_secs_f64());
         self.metrics
             .retransmissions
             .inc_by(u64::from(outcome.retransmissions));
         outcome
+    }
+}
+
+impl<C: Channel> Channel for Metered<C> {
+    type Request = C::Request;
+
+    async fn deliver(&self, request: &Self::Request) -> Outcome {
+        self.metered(self.inner.deliver(request)).await
+    }
+
+    // The campaign's shared request goes on to the inner channel shared, not copied.
+    async fn deliver_shared(&self, request: &Arc<Self::Request>) -> Outcome {
+        self.metered(self.inner.deliver_shared(request)).await
     }
 
     fn target(request: &Self::Request) -> &str {
