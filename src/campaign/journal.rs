@@ -468,7 +468,9 @@ fn write_pending(shared: &Shared) {
     loop {
         let sync = {
             let mut pending = shared.pending();
-            while pending.waiting.is_empty() && !pending.closed {
+            // Results alone wait for company (or the timeout) until they fill FLUSH_BYTES.
+            while pending.waiting.is_empty() && !pending.closed && pending.bytes.len() < FLUSH_BYTES
+            {
                 pending.idle = true;
                 if pending.bytes.is_empty() {
                     pending = shared
@@ -938,6 +940,31 @@ mod tests {
         drop(journal);
         let (_, state) = open(&path);
         assert_eq!(state.unknown.len(), 500);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn results_that_keep_coming_are_written_once_they_fill_the_flush_size() {
+        let path = temp("flush");
+        let (journal, _) = open(&path);
+        let key = "k".repeat(1024);
+        let written = || std::fs::metadata(&path).unwrap().len() as usize;
+        let before = written();
+        for _ in 0..(FLUSH_BYTES / 1024 + 1) {
+            journal.result(&result(&key, "delivered")).unwrap();
+        }
+        // Results closer together than RESULTS_WAIT, with no intent to write them with.
+        for _ in 0..20 {
+            std::thread::sleep(RESULTS_WAIT / 4);
+            journal.result(&result("k", "delivered")).unwrap();
+        }
+        assert!(
+            written() - before >= FLUSH_BYTES,
+            "{} bytes",
+            written() - before
+        );
+        journal.finish().unwrap();
+        drop(journal);
         std::fs::remove_file(&path).unwrap();
     }
 
