@@ -345,7 +345,9 @@ impl Campaigns {
                     resumed += 1;
                 }
                 Err(message) => {
-                    tracing::warn!(campaign = %id, "cannot resume: {message}");
+                    // The message may quote the campaign's query and the paths it names.
+                    let shown = crate::text::printable(&message, false);
+                    tracing::warn!(campaign = %id, "cannot resume: {shown}");
                     entry.set(
                         CampaignState::Stopped,
                         Some(format!(

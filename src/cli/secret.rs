@@ -5,6 +5,7 @@
 use super::profile::read_input;
 use super::send::read_secret;
 use super::Failure;
+use sipnotify::text::printable;
 use sipnotify::Password;
 use std::path::Path;
 
@@ -148,10 +149,10 @@ fn warn_if_shared(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.permissions().mode() & 0o077 != 0 {
+            // The path may come from the service's query (`sipnotify api`).
+            let path = printable(&path.to_string_lossy(), false).into_owned();
             errln!(
-                "warning: the password file {} is readable by other users: chmod 600 {}",
-                path.display(),
-                path.display()
+                "warning: the password file {path} is readable by other users: chmod 600 {path}"
             );
         }
     }
