@@ -234,6 +234,14 @@ fn reports_are_stored_inside_their_directory_and_bounded() {
         .output()
         .unwrap();
     common::assert_refused(&out, "is inside --reports");
+    // So is a log inside the served directory, which anyone could fetch.
+    let out = serve_reports(&reports)
+        .arg("--log")
+        .arg(root.join("cfg/fetch.log"))
+        .output()
+        .unwrap();
+    common::assert_refused(&out, "is inside the served directory");
+    assert!(!root.join("cfg/fetch.log").exists());
     // Reports inside the served directory, or around it, are refused at start.
     for overlapping in [root.join("reports"), dir.clone()] {
         let out = serve_reports(&overlapping).output().unwrap();

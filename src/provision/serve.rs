@@ -130,6 +130,9 @@ pub enum ServeError {
          fetched; give a directory outside it"
     )]
     ReportsOverlap(PathBuf),
+    /// The log is inside the served directory: anyone could fetch it.
+    #[error("--log {0} is inside the served directory: anyone could fetch it (addresses, MACs); keep the log elsewhere")]
+    LogServed(PathBuf),
     /// The log is inside the reports directory: an upload could replace it.
     #[error("--log {0} is inside --reports: an upload could replace it; keep the log elsewhere")]
     LogInReports(PathBuf),
@@ -187,11 +190,15 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         .as_deref()
         .map(|dir| reports_dir(dir, &root))
         .transpose()?;
-    if let (Some(dir), Some(log)) = (&reports, &config.log) {
+    if let Some(log) = &config.log {
         let parent = log.parent().filter(|p| !p.as_os_str().is_empty());
-        let real = std::fs::canonicalize(parent.unwrap_or(Path::new(".")));
-        if real.is_ok_and(|p| p.starts_with(dir)) {
-            return Err(ServeError::LogInReports(log.clone()));
+        if let Ok(real) = std::fs::canonicalize(parent.unwrap_or(Path::new("."))) {
+            if real.starts_with(&root) {
+                return Err(ServeError::LogServed(log.clone()));
+            }
+            if reports.as_ref().is_some_and(|dir| real.starts_with(dir)) {
+                return Err(ServeError::LogInReports(log.clone()));
+            }
         }
     }
     let log = match &config.log {
