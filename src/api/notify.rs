@@ -88,6 +88,13 @@ fn timeout(seconds: f64) -> Result<Duration, String> {
 
 /// The password in `path` (a final newline is not part of it); errors never quote it.
 fn read_password(path: &std::path::Path) -> Result<Password, String> {
+    // A FIFO or a device would hold the service's one thread while it is opened or read.
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return Err(format!(
+            "password_file {} is not a regular file the service can read",
+            crate::text::printable(&path.to_string_lossy(), false)
+        ));
+    }
     crate::secret::read_secret(path, MAX_PASSWORD_FILE, "password_file")
         .map(Password::new)
         .map_err(|e| e.to_string())
@@ -157,6 +164,14 @@ mod tests {
         assert_eq!(notify.timeout, Some(Duration::from_secs(2)));
         assert!(notify.credentials.is_some());
         assert_eq!(id.as_deref(), Some("desk"));
+    }
+
+    #[test]
+    fn a_password_file_that_is_not_a_regular_file_is_refused_unread() {
+        let message = parse(br#"{"target":"159@h","password_file":"/dev/null"}"#)
+            .err()
+            .unwrap();
+        assert!(message.contains("not a regular file"), "{message}");
     }
 
     #[test]

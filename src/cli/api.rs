@@ -198,6 +198,15 @@ fn batch_args(query: &[(String, String)]) -> Result<BatchArgs, String> {
                 printable(&long.chars().take(64).collect::<String>(), false)
             ));
         };
+        // The files a campaign reads (its password, CA, certificate): a FIFO or a device
+        // would hold the service's one thread while it is opened or read.
+        let names_a_file = arg.get_value_names().is_some_and(|v| v == ["FILE"]);
+        if names_a_file && !std::fs::metadata(value).is_ok_and(|m| m.is_file()) {
+            return Err(format!(
+                "{long}: {} is not a regular file the service can read",
+                printable(value, false)
+            ));
+        }
         if arg.get_action().takes_values() {
             argv.push(format!("--{long}={value}"));
         } else {
@@ -246,6 +255,16 @@ mod tests {
         assert!(args.allow_duplicates);
         assert_eq!(args.line.headers, ["X-A: 1", "X-B: 2"]);
         assert_eq!(args.retries, 2);
+    }
+
+    #[test]
+    fn a_file_parameter_must_name_a_regular_file() {
+        for value in ["/dev/null", "/nonexistent/pw"] {
+            let message = batch_args(&query(&[("password-file", value)]))
+                .err()
+                .unwrap();
+            assert!(message.contains("not a regular file"), "{value}: {message}");
+        }
     }
 
     #[test]
