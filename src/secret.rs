@@ -68,6 +68,10 @@ pub enum FileError {
     },
 }
 
+/// The largest file that holds one secret (a password, a token, a key, an IKM): one short
+/// line.
+pub const MAX_SECRET_FILE: usize = 4 * 1024;
+
 /// Reads a file of at most `limit` bytes, reading no more than one byte past it (so
 /// `/dev/zero` or a wrong path costs nothing).
 pub fn read_file(path: &Path, limit: usize, what: &'static str) -> Result<Vec<u8>, FileError> {

@@ -114,7 +114,9 @@ impl Metrics {
             OTHER
         } else {
             let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-            if events.contains(event) || events.len() < MAX_EVENTS {
+            if events.contains(event) {
+                event
+            } else if events.len() < MAX_EVENTS {
                 events.insert(event.to_string());
                 event
             } else {

@@ -42,9 +42,6 @@ struct NotifyRequest {
     timeout: Option<f64>,
 }
 
-/// The largest password file: a line password is a few dozen bytes.
-const MAX_PASSWORD_FILE: usize = 4 * 1024;
-
 /// A NOTIFY from the request's body, and the row's `id`; or what is wrong with it.
 pub fn parse(body: &[u8]) -> Result<(Notify, Option<String>), String> {
     let request: NotifyRequest = serde_json::from_slice(body).map_err(|e| json_message(&e))?;
@@ -95,7 +92,7 @@ fn read_password(path: &std::path::Path) -> Result<Password, String> {
             crate::text::printable(&path.to_string_lossy(), false)
         ));
     }
-    crate::secret::read_secret(path, MAX_PASSWORD_FILE, "password_file")
+    crate::secret::read_secret(path, crate::secret::MAX_SECRET_FILE, "password_file")
         .map(Password::new)
         .map_err(|e| e.to_string())
 }

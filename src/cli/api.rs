@@ -11,6 +11,7 @@ use super::serve::TlsServerArgs;
 use super::{Failure, StopSignals};
 use clap::{Args, FromArgMatches};
 use sipnotify::api::{self, ApiConfig, ApiError, CampaignSettings, Settings};
+use sipnotify::secret::MAX_SECRET_FILE;
 use sipnotify::text::printable;
 use sipnotify::{NotifierConfig, Password};
 use std::net::SocketAddr;
@@ -59,12 +60,9 @@ pub struct ApiArgs {
     pub tls: TlsServerArgs,
 }
 
-/// The largest token file.
-const MAX_TOKEN_FILE: usize = 4 * 1024;
-
 /// The token in `path`: visible ASCII (it travels in a header), a final newline ignored.
 fn read_token(path: &Path) -> Result<Password, Failure> {
-    let token = Some(read_secret(path, MAX_TOKEN_FILE, "token file")?)
+    let token = Some(read_secret(path, MAX_SECRET_FILE, "token file")?)
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             Failure::input(format!(

@@ -5,12 +5,10 @@
 use super::profile::read_input;
 use super::send::read_secret;
 use super::Failure;
+use sipnotify::secret::MAX_SECRET_FILE;
 use sipnotify::text::printable;
 use sipnotify::Password;
 use std::path::Path;
-
-/// The largest password, key or IKM file: each is one short line.
-const MAX_SECRET_FILE: usize = 4 * 1024;
 
 /// Declares the options of secrets: for `NAME { FILE_FIELD, VALUE_FIELD "VALUE_NAME", "what
 /// it is", env "ENV" }`, `--VALUE_FIELD-file FILE` and `--VALUE_FIELD VALUE_NAME` (the file
