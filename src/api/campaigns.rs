@@ -24,7 +24,7 @@ use super::metrics::{Metered, Metrics};
 use super::{error, read_pieces, ApiError, Service, MAX_CAMPAIGN_BODY};
 use crate::campaign::html::unix_now;
 use crate::campaign::{Campaign, Defaults, Input, Observer, Options, Record, Report, Stop};
-use crate::provision::serve::replace_file;
+use crate::provision::serve::{replace_file, Sink};
 use crate::text::printable;
 use crate::{Notifier, NotifierConfig};
 use axum::body::{Body, Bytes};
@@ -559,9 +559,10 @@ fn extension(headers: &HeaderMap) -> Option<&'static str> {
 /// Writes a body to `path` as it arrives, at most [`MAX_CAMPAIGN_BODY`] bytes, each part
 /// within [`super::BODY_IDLE`] of the last, synced.
 async fn save_body(body: Body, path: &std::path::Path) -> Result<(), Response> {
-    let mut file = tokio::fs::File::create(path).await.map_err(write_failed)?;
-    read_pieces(body, MAX_CAMPAIGN_BODY, |_| too_large(), &mut file).await?;
-    file.sync_all().await.map_err(write_failed)
+    let file = tokio::fs::File::create(path).await.map_err(write_failed)?;
+    let mut rows = Rows(file);
+    read_pieces(body, MAX_CAMPAIGN_BODY, |_| too_large(), &mut rows).await?;
+    rows.0.sync_all().await.map_err(write_failed)
 }
 
 fn write_failed(e: std::io::Error) -> Response {
@@ -571,10 +572,15 @@ fn write_failed(e: std::io::Error) -> Response {
     )
 }
 
-impl super::AsyncSink for &mut tokio::fs::File {
+/// The rows of a campaign, written as they arrive.
+struct Rows(tokio::fs::File);
+
+impl Sink for Rows {
+    type Error = Response;
+
     async fn take(&mut self, data: Bytes) -> Result<(), Response> {
         use tokio::io::AsyncWriteExt;
-        self.write_all(&data).await.map_err(write_failed)
+        self.0.write_all(&data).await.map_err(write_failed)
     }
 }
 

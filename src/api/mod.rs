@@ -34,7 +34,7 @@ pub mod notify;
 
 pub use campaigns::{CampaignSettings, Settings};
 
-use crate::provision::serve::{same_secret, RunningServer, TlsConfig};
+use crate::provision::serve::{self, same_secret, BodyError, RunningServer, Sink, TlsConfig};
 use crate::{Notifier, NotifierConfig, Password};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -275,50 +275,36 @@ fn body_timeout() -> Response {
     )
 }
 
-/// Reads a body piece by piece, each within [`BODY_IDLE`] of the last (408 otherwise: a
-/// pause, not a total), at most `limit` bytes (`too_large(limit)` past it), 400 if it breaks
-/// off; each piece goes to `sink` (which may refuse it).
-async fn read_pieces(
+/// Reads a body piece by piece into `sink` ([`serve::read_pieces`]), each piece within
+/// [`BODY_IDLE`] of the last (408 otherwise: a pause, not a total), at most `limit` bytes
+/// (`too_large(limit)` past it), 400 if it breaks off.
+async fn read_pieces<S: Sink<Error = Response>>(
     body: Body,
     limit: u64,
     too_large: fn(u64) -> Response,
-    mut sink: impl AsyncSink,
+    sink: &mut S,
 ) -> Result<(), Response> {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    let mut len = 0u64;
-    loop {
-        let frame = tokio::time::timeout(BODY_IDLE, body.frame())
-            .await
-            .map_err(|_| body_timeout())?;
-        let Some(frame) = frame else {
-            return Ok(());
-        };
-        let frame = frame.map_err(|e| {
-            error(
+    serve::read_pieces(body, limit, BODY_IDLE, sink)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => too_large(limit),
+            BodyError::Idle => body_timeout(),
+            BodyError::Broken(e) => error(
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {e}"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            len += data.len() as u64;
-            if len > limit {
-                return Err(too_large(limit));
-            }
-            sink.take(data).await?;
-        }
-    }
+            ),
+            BodyError::Sink(refused) => refused,
+        })
 }
 
-/// Where [`read_pieces`] puts a body's pieces.
-trait AsyncSink {
-    /// Takes one piece, or refuses the body.
-    async fn take(&mut self, data: bytes::Bytes) -> Result<(), Response>;
-}
+/// The pieces of a body kept whole.
+struct Whole(bytes::BytesMut);
 
-impl AsyncSink for &mut bytes::BytesMut {
+impl Sink for Whole {
+    type Error = Response;
+
     async fn take(&mut self, data: bytes::Bytes) -> Result<(), Response> {
-        self.extend_from_slice(&data);
+        self.0.extend_from_slice(&data);
         Ok(())
     }
 }
@@ -326,7 +312,7 @@ impl AsyncSink for &mut bytes::BytesMut {
 /// Reads a whole body of at most `limit` bytes: 413 past it, 400 if it breaks off, 408 if
 /// it pauses for over [`BODY_IDLE`].
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
-    let mut whole = bytes::BytesMut::new();
+    let mut whole = Whole(bytes::BytesMut::new());
     read_pieces(
         body,
         limit as u64,
@@ -339,5 +325,5 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Response> {
         &mut whole,
     )
     .await?;
-    Ok(whole.freeze())
+    Ok(whole.0.freeze())
 }

@@ -565,39 +565,71 @@ async fn store_report(
 
 /// Why a request body was not read.
 #[derive(Debug)]
-pub(crate) enum BodyError {
+pub(crate) enum BodyError<E = std::convert::Infallible> {
     /// Over the limit.
     TooLarge,
     /// No data for the idle time: a client trickling its body must not hold a connection.
     Idle,
     /// The connection failed.
     Broken(String),
+    /// Where the pieces go refused one.
+    Sink(E),
 }
 
-/// Reads a body of at most `limit` bytes, each frame within `idle`.
-pub(crate) async fn read_body(
-    body: Body,
-    limit: usize,
+/// Where [`read_pieces`] puts a body's pieces as they arrive.
+pub(crate) trait Sink {
+    /// Why a piece is refused.
+    type Error;
+    /// Takes one piece, or refuses the body.
+    async fn take(&mut self, data: bytes::Bytes) -> Result<(), Self::Error>;
+}
+
+impl Sink for Vec<u8> {
+    type Error = std::convert::Infallible;
+
+    async fn take(&mut self, data: bytes::Bytes) -> Result<(), Self::Error> {
+        self.extend_from_slice(&data);
+        Ok(())
+    }
+}
+
+/// Reads a body piece by piece into `sink`, each piece within `idle` of the last (a pause,
+/// not a total), at most `limit` bytes in all.
+pub(crate) async fn read_pieces<S: Sink>(
+    mut body: Body,
+    limit: u64,
     idle: Duration,
-) -> Result<Vec<u8>, BodyError> {
+    sink: &mut S,
+) -> Result<(), BodyError<S::Error>> {
     use http_body_util::BodyExt;
-    let mut body = body;
-    let mut bytes = Vec::new();
+    let mut len = 0u64;
     loop {
         let frame = tokio::time::timeout(idle, body.frame())
             .await
             .map_err(|_| BodyError::Idle)?;
         let Some(frame) = frame else {
-            return Ok(bytes);
+            return Ok(());
         };
         let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
-            if bytes.len() + data.len() > limit {
+            len += data.len() as u64;
+            if len > limit {
                 return Err(BodyError::TooLarge);
             }
-            bytes.extend_from_slice(&data);
+            sink.take(data).await.map_err(BodyError::Sink)?;
         }
     }
+}
+
+/// Reads a body of at most `limit` bytes, each piece within `idle`.
+pub(crate) async fn read_body(
+    body: Body,
+    limit: usize,
+    idle: Duration,
+) -> Result<Vec<u8>, BodyError> {
+    let mut bytes = Vec::new();
+    read_pieces(body, limit as u64, idle, &mut bytes).await?;
+    Ok(bytes)
 }
 
 /// Stores a report at `segments` under `dir` ([`replace_file`]), its directories made
