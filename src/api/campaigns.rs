@@ -49,8 +49,13 @@ use tokio::task::JoinHandle;
 pub trait Settings: Send + Sync + 'static {
     /// The settings of `query` (name, value pairs, `input` taken out), or what is wrong,
     /// naming the parameter.
-    fn campaign(&self, query: &[(String, String)]) -> Result<CampaignSettings, String>;
+    fn campaign(&self, query: &[(String, String)]) -> Result<CampaignSettings, BadQuery>;
 }
+
+/// What is wrong with a campaign's query, naming the parameter: the service's 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadQuery(pub String);
 
 /// What a campaign is made of, before the service gives it its input and journal.
 pub struct CampaignSettings {
@@ -373,7 +378,7 @@ impl Campaigns {
                 defaults,
                 mut options,
                 notifier,
-            } = settings.campaign(&query)?;
+            } = settings.campaign(&query).map_err(|e| e.0)?;
             options.input = Input::Path(input);
             options.journal = Some(journal);
             options.count = true;

@@ -32,7 +32,7 @@ pub mod campaigns;
 pub mod metrics;
 pub mod notify;
 
-pub use campaigns::{CampaignSettings, Settings};
+pub use campaigns::{BadQuery, CampaignSettings, Settings};
 
 use crate::provision::serve::{self, same_secret, BodyError, RunningServer, Sink, TlsConfig};
 use crate::{Notifier, NotifierConfig, Password};

@@ -43,7 +43,7 @@ struct NotifyRequest {
 }
 
 /// A NOTIFY from the request's body, and the row's `id`; or what is wrong with it.
-pub fn parse(body: &[u8]) -> Result<(Notify, Option<String>), String> {
+pub(crate) fn parse(body: &[u8]) -> Result<(Notify, Option<String>), String> {
     let request: NotifyRequest = serde_json::from_slice(body).map_err(|e| json_message(&e))?;
     let password = match (request.password, &request.password_file) {
         (Some(_), Some(_)) => return Err("give password or password_file, not both".into()),

@@ -347,8 +347,8 @@ impl Journal {
         }
     }
 
-    /// Hands a result record to the writer, which writes it with the next intents or within
-    /// [`RESULTS_WAIT`], and syncs it lazily. Fails if an earlier write failed.
+    /// Hands a result record to the writer, which writes it with the next intents or after
+    /// a short wait (20 ms), and syncs it lazily. Fails if an earlier write failed.
     pub fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
         let mut pending = self.push(&line("result", outcome)?)?;
         if pending.bytes.len() >= FLUSH_BYTES && std::mem::take(&mut pending.idle) {

@@ -10,7 +10,7 @@ use super::send::read_secret;
 use super::serve::TlsServerArgs;
 use super::{Failure, StopSignals};
 use clap::{Args, FromArgMatches};
-use sipnotify::api::{self, ApiConfig, ApiError, CampaignSettings, Settings};
+use sipnotify::api::{self, ApiConfig, ApiError, BadQuery, CampaignSettings, Settings};
 use sipnotify::secret::MAX_SECRET_FILE;
 use sipnotify::text::printable;
 use sipnotify::{NotifierConfig, Password};
@@ -166,9 +166,9 @@ fn refused(long: &str) -> Option<&'static str> {
 struct BatchQuery;
 
 impl Settings for BatchQuery {
-    fn campaign(&self, query: &[(String, String)]) -> Result<CampaignSettings, String> {
-        let args = batch_args(query)?;
-        let (defaults, options, notifier) = sip_settings(&args).map_err(|f| f.message)?;
+    fn campaign(&self, query: &[(String, String)]) -> Result<CampaignSettings, BadQuery> {
+        let args = batch_args(query).map_err(BadQuery)?;
+        let (defaults, options, notifier) = sip_settings(&args).map_err(|f| BadQuery(f.message))?;
         Ok(CampaignSettings {
             defaults,
             options,

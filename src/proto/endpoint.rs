@@ -206,7 +206,7 @@ impl Endpoint {
 
     /// An ICMP error came back for `request`, one of the datagrams this endpoint sent (the
     /// kernel returns its bytes with the error): its flow takes it, by the request's Via
-    /// branch ([`Flow::handle_unreachable`]). Anything else is ignored.
+    /// branch. Anything else is ignored.
     pub fn handle_unreachable(&mut self, now: Instant, request: &[u8], reason: &str) {
         let Some(id) = codec::route_key(request).and_then(|(b, _)| self.branch(b)) else {
             return;
