@@ -14,8 +14,7 @@
 //! in whole lines. With [`SyncMode::Batch`] the intents of the targets about to start are
 //! written and synced to the disk together (a group commit) before any of them is sent,
 //! so a resumed campaign never acts on a phone twice, even after a power cut; results
-//! are written with the next intents (or alone after a short wait) and synced lazily, and
-//! at the end. Passwords are never written.
+//! are synced lazily, and at the end. Passwords are never written.
 //!
 //! Reading a journal keeps one key per journaled target, in two sets (delivered, and
 //! started with no result), not the records.
@@ -205,13 +204,12 @@ type Written = oneshot::Sender<Result<(), io::ErrorKind>>;
 #[derive(Default)]
 struct Pending {
     bytes: Vec<u8>,
-    /// The intents waiting for the write (and sync) of their lines.
+    /// The records waiting for the write (and sync) of their lines.
     waiting: Vec<Written>,
     /// Whether any line pending must be synced before its waiter is told.
     sync: bool,
-    /// The writer is waiting for work: the next intent wakes it. Results do not (they are
-    /// written with the next intents, or after [`RESULTS_WAIT`]), so a record costs no
-    /// thread wake-up of its own.
+    /// The writer is waiting for work: the next record wakes it. Records handed in while
+    /// it writes wake nobody, and go in its next write.
     idle: bool,
     /// [`Journal::finish`] was called: the writer writes what is pending and ends.
     closed: bool,
@@ -332,11 +330,23 @@ impl Journal {
     /// Writes an intent record; returns once it is written, and synced to the disk unless
     /// the sync mode is off. Intents handed in together share one write and one sync.
     pub async fn intent(&self, intent: &Intent<'_>) -> io::Result<()> {
+        self.append(&line("intent", intent)?, self.sync == SyncMode::Batch)
+            .await
+    }
+
+    /// Writes a result record; returns once it is written (synced lazily), so that a
+    /// target's record is reported only once its result is in the journal.
+    pub async fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
+        self.append(&line("result", outcome)?, false).await
+    }
+
+    /// Hands `line` to the writer and waits until it is written, and synced if `sync`.
+    async fn append(&self, line: &[u8], sync: bool) -> io::Result<()> {
         let (done, written) = oneshot::channel();
         {
-            let mut pending = self.push(&line("intent", intent)?)?;
+            let mut pending = self.push(line)?;
             pending.waiting.push(done);
-            pending.sync |= self.sync == SyncMode::Batch;
+            pending.sync |= sync;
             if std::mem::take(&mut pending.idle) {
                 self.shared.wake.notify_one();
             }
@@ -345,16 +355,6 @@ impl Journal {
             Ok(result) => result.map_err(io::Error::from),
             Err(_) => Err(io::Error::other("the journal writer has stopped")),
         }
-    }
-
-    /// Hands a result record to the writer, which writes it with the next intents or after
-    /// a short wait (20 ms), and syncs it lazily. Fails if an earlier write failed.
-    pub fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
-        let mut pending = self.push(&line("result", outcome)?)?;
-        if pending.bytes.len() >= FLUSH_BYTES && std::mem::take(&mut pending.idle) {
-            self.shared.wake.notify_one();
-        }
-        Ok(())
     }
 
     /// Adds a record's line to what the writer has pending; fails if an earlier write failed
@@ -452,41 +452,20 @@ fn line(kind: &str, record: &impl Serialize) -> io::Result<Vec<u8>> {
     Ok(line)
 }
 
-/// Result bytes pending that wake the writer: the memory results may hold.
-const FLUSH_BYTES: usize = 1 << 20;
-
-/// The longest a result waits for the next intents before the writer writes it alone, so
-/// that a crash (`kill -9`) loses only the results of this last moment (their targets
-/// are then reported unknown, never sent again unless asked).
-const RESULTS_WAIT: Duration = Duration::from_millis(20);
-
 /// The writer thread: everything pending in one write, synced when an intent asks, then
-/// each waiting intent told; results alone are written within [`RESULTS_WAIT`].
+/// each waiting record told.
 fn write_pending(shared: &Shared) {
     let mut bytes = Vec::new();
     let mut waiting = Vec::new();
     loop {
         let sync = {
             let mut pending = shared.pending();
-            // Results alone wait for company (or the timeout) until they fill FLUSH_BYTES.
-            while pending.waiting.is_empty() && !pending.closed && pending.bytes.len() < FLUSH_BYTES
-            {
+            while pending.waiting.is_empty() && !pending.closed {
                 pending.idle = true;
-                if pending.bytes.is_empty() {
-                    pending = shared
-                        .wake
-                        .wait(pending)
-                        .unwrap_or_else(PoisonError::into_inner);
-                } else {
-                    let (guard, wait) = shared
-                        .wake
-                        .wait_timeout(pending, RESULTS_WAIT)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    pending = guard;
-                    if wait.timed_out() {
-                        break;
-                    }
-                }
+                pending = shared
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
             pending.idle = false;
             if pending.closed && pending.bytes.is_empty() && pending.waiting.is_empty() {
@@ -846,8 +825,8 @@ mod tests {
             for k in ["a", "b", "c", "d"] {
                 j.intent(&intent(k)).await.unwrap();
             }
-            j.result(&result("a", "delivered")).unwrap();
-            j.result(&result("b", "timeout")).unwrap();
+            j.result(&result("a", "delivered")).await.unwrap();
+            j.result(&result("b", "timeout")).await.unwrap();
         }
         // A torn record, as after kill -9 in the middle of a write.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -861,7 +840,7 @@ mod tests {
             HashSet::from(["c".to_string(), "d".to_string()])
         );
         assert_eq!(state.unreadable, 1);
-        j.result(&result("d", "delivered")).unwrap();
+        j.result(&result("d", "delivered")).await.unwrap();
         drop(j);
         let (_, state) = open(&path);
         assert_eq!(state.unknown, HashSet::from(["c".to_string()]));
@@ -940,31 +919,6 @@ mod tests {
         drop(journal);
         let (_, state) = open(&path);
         assert_eq!(state.unknown.len(), 500);
-        std::fs::remove_file(&path).unwrap();
-    }
-
-    #[test]
-    fn results_that_keep_coming_are_written_once_they_fill_the_flush_size() {
-        let path = temp("flush");
-        let (journal, _) = open(&path);
-        let key = "k".repeat(1024);
-        let written = || std::fs::metadata(&path).unwrap().len() as usize;
-        let before = written();
-        for _ in 0..(FLUSH_BYTES / 1024 + 1) {
-            journal.result(&result(&key, "delivered")).unwrap();
-        }
-        // Results closer together than RESULTS_WAIT, with no intent to write them with.
-        for _ in 0..20 {
-            std::thread::sleep(RESULTS_WAIT / 4);
-            journal.result(&result("k", "delivered")).unwrap();
-        }
-        assert!(
-            written() - before >= FLUSH_BYTES,
-            "{} bytes",
-            written() - before
-        );
-        journal.finish().unwrap();
-        drop(journal);
         std::fs::remove_file(&path).unwrap();
     }
 

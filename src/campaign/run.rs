@@ -335,9 +335,8 @@ impl<C: Channel> Shared<C> {
     /// One target: intent, tries with backoff, result. Every wait but the channel's own is
     /// boxed, and what it needs moves into it, so that a target waiting for its phone (what
     /// nearly all targets in flight do) holds little more than the channel's future. An
-    /// outcome is bound only where no wait follows in its scope: a local keeps its room in
-    /// the future until its scope ends, even once moved. The result is handed to the
-    /// journal without a wait.
+    /// outcome is bound only in blocks that end before the next wait: a local keeps its room
+    /// in the future until its scope ends, even once moved.
     async fn target(&self, job: Box<Job<C::Request>>) -> Record {
         if let Some(journal) = &self.journal {
             let intent = Box::pin(async {
@@ -355,19 +354,26 @@ impl<C: Channel> Shared<C> {
             }
         }
         let first = tokio::time::Instant::now();
-        let (outcome, tries) = self.tries(&job.request).await;
-        let total = first.elapsed();
-        if let Some(journal) = &self.journal {
-            self.journal_result(journal, &job.key, &outcome, tries);
-        }
-        record::<C>(
-            &job,
-            Verdict::Sent {
-                outcome,
-                tries,
-                total,
-            },
-        )
+        let journaling = {
+            let (outcome, tries) = self.tries(&job.request).await;
+            let total = first.elapsed();
+            match &self.journal {
+                Some(journal) => {
+                    Box::pin(self.journal_result(journal, &job.key, outcome, tries, total))
+                }
+                None => {
+                    return record::<C>(
+                        &job,
+                        Verdict::Sent {
+                            outcome,
+                            tries,
+                            total,
+                        },
+                    )
+                }
+            }
+        };
+        record::<C>(&job, journaling.await)
     }
 
     /// Delivers until an outcome is not retried; that outcome and the tries made.
@@ -411,8 +417,15 @@ impl<C: Channel> Shared<C> {
         }
     }
 
-    /// Journals the result of a target that was sent.
-    fn journal_result(&self, journal: &Journal, key: &str, outcome: &Outcome, tries: u32) {
+    /// Journals the result of a target that was sent; its verdict.
+    async fn journal_result(
+        &self,
+        journal: &Journal,
+        key: &str,
+        outcome: Outcome,
+        tries: u32,
+        total: Duration,
+    ) -> Verdict {
         let finished = Finished {
             key,
             outcome: outcome.kind.as_str(),
@@ -422,8 +435,13 @@ impl<C: Channel> Shared<C> {
             tries,
             elapsed_ms: outcome.elapsed.as_secs_f64() * 1000.0,
         };
-        if let Err(e) = journal.result(&finished) {
+        if let Err(e) = journal.result(&finished).await {
             self.journal_failed(e);
+        }
+        Verdict::Sent {
+            outcome,
+            tries,
+            total,
         }
     }
 
