@@ -197,7 +197,7 @@ pub struct Finished<'a> {
     pub elapsed_ms: f64,
 }
 
-/// A waiting intent's answer: written (and synced), or the error that stopped the writer.
+/// A waiting record's answer: written (and synced), or the error that stopped the writer.
 type Written = oneshot::Sender<Result<(), io::ErrorKind>>;
 
 /// What the campaign's tasks have handed to the writer thread and it has not written yet.
@@ -344,7 +344,14 @@ impl Journal {
     async fn append(&self, line: &[u8], sync: bool) -> io::Result<()> {
         let (done, written) = oneshot::channel();
         {
-            let mut pending = self.push(line)?;
+            let mut pending = self.shared.pending();
+            if let Some(kind) = pending.failed {
+                return Err(kind.into());
+            }
+            if pending.closed {
+                return Err(io::Error::other("the journal is closed"));
+            }
+            pending.bytes.extend_from_slice(line);
             pending.waiting.push(done);
             pending.sync |= sync;
             if std::mem::take(&mut pending.idle) {
@@ -355,20 +362,6 @@ impl Journal {
             Ok(result) => result.map_err(io::Error::from),
             Err(_) => Err(io::Error::other("the journal writer has stopped")),
         }
-    }
-
-    /// Adds a record's line to what the writer has pending; fails if an earlier write failed
-    /// or the journal is finished.
-    fn push(&self, line: &[u8]) -> io::Result<MutexGuard<'_, Pending>> {
-        let mut pending = self.shared.pending();
-        if let Some(kind) = pending.failed {
-            return Err(kind.into());
-        }
-        if pending.closed {
-            return Err(io::Error::other("the journal is closed"));
-        }
-        pending.bytes.extend_from_slice(line);
-        Ok(pending)
     }
 
     /// How many times the writer synced a group of records to the disk.
