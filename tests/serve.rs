@@ -227,21 +227,20 @@ fn reports_are_stored_inside_their_directory_and_bounded() {
             .arg(reports);
         command
     };
-    // A log inside the reports, which an upload could replace, is refused at start.
-    let out = serve_reports(&reports)
-        .arg("--log")
-        .arg(reports.join("r/fetch.log"))
-        .output()
-        .unwrap();
-    common::assert_refused(&out, "is inside --reports");
-    // So is a log inside the served directory, which anyone could fetch.
-    let out = serve_reports(&reports)
-        .arg("--log")
-        .arg(root.join("cfg/fetch.log"))
-        .output()
-        .unwrap();
-    common::assert_refused(&out, "is inside the served directory");
-    assert!(!root.join("cfg/fetch.log").exists());
+    // A log inside the reports (an upload could replace it) or inside the served directory
+    // (anyone could fetch it) is refused at start, and not made.
+    for (log, why) in [
+        (reports.join("r/fetch.log"), "is inside --reports"),
+        (root.join("cfg/fetch.log"), "is inside the served directory"),
+    ] {
+        let out = serve_reports(&reports)
+            .arg("--log")
+            .arg(&log)
+            .output()
+            .unwrap();
+        common::assert_refused(&out, why);
+        assert!(!log.exists(), "{}", log.display());
+    }
     // Reports inside the served directory, or around it, are refused at start.
     for overlapping in [root.join("reports"), dir.clone()] {
         let out = serve_reports(&overlapping).output().unwrap();
