@@ -14,7 +14,8 @@
 //! in whole lines. With [`SyncMode::Batch`] the intents of the targets about to start are
 //! written and synced to the disk together (a group commit) before any of them is sent,
 //! so a resumed campaign never acts on a phone twice, even after a power cut; results
-//! are synced lazily, and at the end. Passwords are never written.
+//! are written in batches gathered over up to a millisecond, and synced lazily and at the
+//! end. Passwords are never written.
 //!
 //! Reading a journal keeps one key per journaled target, in two sets (delivered, and
 //! started with no result), not the records.
@@ -30,8 +31,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
 /// The version of the journal's records.
@@ -208,21 +208,48 @@ struct Pending {
     waiting: Vec<Written>,
     /// Whether any line pending must be synced before its waiter is told.
     sync: bool,
-    /// The writer is waiting for work: the next record wakes it. Records handed in while
-    /// it writes wake nobody, and go in its next write.
-    idle: bool,
+    /// Whether an intent is pending: its target waits for it to start, so it is written at
+    /// once. Results alone are gathered for up to [`GATHER`].
+    urgent: bool,
+    /// What the writer waits for, and so which records wake it. Records handed in while it
+    /// writes wake nobody, and go in its next write.
+    idle: Idle,
     /// [`Journal::finish`] was called: the writer writes what is pending and ends.
     closed: bool,
     /// The first write error: every later record fails with it.
     failed: Option<io::ErrorKind>,
 }
 
+/// What the writer thread is waiting for.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Nothing: it is writing, and takes what is pending next.
+    #[default]
+    Busy,
+    /// Any record: nothing is pending.
+    Empty,
+    /// More results, until [`GATHER`] has passed since the first: only an intent, a full
+    /// batch or the end wakes it earlier.
+    Gathering,
+}
+
+/// How long results wait for company before they are written: one wake of the writer and
+/// one write for all the results of that time, rather than for each. A target's slot and
+/// record wait for its result, so this is also the most it adds to a target.
+const GATHER: Duration = Duration::from_millis(1);
+
+/// Pending bytes that are written without waiting for the rest of [`GATHER`].
+const GATHER_BYTES: usize = 256 * 1024;
+
 /// The state the campaign's tasks share with the writer thread.
 struct Shared {
     file: Mutex<File>,
     pending: Mutex<Pending>,
     wake: Condvar,
+    /// How long results wait for company: [`GATHER`], but for tests.
+    gather: Duration,
     syncs: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl Shared {
@@ -261,6 +288,15 @@ impl Journal {
         description: &Description,
         sync: SyncMode,
     ) -> Result<(Journal, ResumeState), JournalError> {
+        Journal::open_gathering(path, description, sync, GATHER)
+    }
+
+    fn open_gathering(
+        path: &Path,
+        description: &Description,
+        sync: SyncMode,
+        gather: Duration,
+    ) -> Result<(Journal, ResumeState), JournalError> {
         if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
             return Err(JournalError::NotAFile);
         }
@@ -295,7 +331,9 @@ impl Journal {
             file: Mutex::new(file),
             pending: Mutex::default(),
             wake: Condvar::new(),
+            gather,
             syncs: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         });
         let writer = {
             let shared = shared.clone();
@@ -330,18 +368,19 @@ impl Journal {
     /// Writes an intent record; returns once it is written, and synced to the disk unless
     /// the sync mode is off. Intents handed in together share one write and one sync.
     pub async fn intent(&self, intent: &Intent<'_>) -> io::Result<()> {
-        self.append(&line("intent", intent)?, self.sync == SyncMode::Batch)
+        self.append(&line("intent", intent)?, true, self.sync == SyncMode::Batch)
             .await
     }
 
     /// Writes a result record; returns once it is written (synced lazily), so that a
     /// target's record is reported only once its result is in the journal.
     pub async fn result(&self, outcome: &Finished<'_>) -> io::Result<()> {
-        self.append(&line("result", outcome)?, false).await
+        self.append(&line("result", outcome)?, false, false).await
     }
 
-    /// Hands `line` to the writer and waits until it is written, and synced if `sync`.
-    async fn append(&self, line: &[u8], sync: bool) -> io::Result<()> {
+    /// Hands `line` to the writer and waits until it is written, and synced if `sync`;
+    /// `urgent` if it must not wait for others to share its write.
+    async fn append(&self, line: &[u8], urgent: bool, sync: bool) -> io::Result<()> {
         let (done, written) = oneshot::channel();
         {
             let mut pending = self.shared.pending();
@@ -354,7 +393,14 @@ impl Journal {
             pending.bytes.extend_from_slice(line);
             pending.waiting.push(done);
             pending.sync |= sync;
-            if std::mem::take(&mut pending.idle) {
+            pending.urgent |= urgent;
+            let wake = match pending.idle {
+                Idle::Busy => false,
+                Idle::Empty => true,
+                Idle::Gathering => urgent || pending.bytes.len() >= GATHER_BYTES,
+            };
+            if wake {
+                pending.idle = Idle::Busy;
                 self.shared.wake.notify_one();
             }
         }
@@ -367,6 +413,12 @@ impl Journal {
     /// How many times the writer synced a group of records to the disk.
     pub fn syncs(&self) -> u64 {
         self.shared.syncs.load(Ordering::Relaxed)
+    }
+
+    /// How many writes the writer made, each of every record pending then.
+    #[cfg(test)]
+    fn writes(&self) -> u64 {
+        self.shared.writes.load(Ordering::Relaxed)
     }
 
     /// Writes what is pending, syncs the journal to the disk and stops its writer: the
@@ -446,30 +498,52 @@ fn line(kind: &str, record: &impl Serialize) -> io::Result<Vec<u8>> {
 }
 
 /// The writer thread: everything pending in one write, synced when an intent asks, then
-/// each waiting record told.
+/// each waiting record told. An intent is written at once; results alone wait up to
+/// [`GATHER`] for more.
 fn write_pending(shared: &Shared) {
     let mut bytes = Vec::new();
     let mut waiting = Vec::new();
     loop {
         let sync = {
             let mut pending = shared.pending();
-            while pending.waiting.is_empty() && !pending.closed {
-                pending.idle = true;
+            let mut gathering = None;
+            loop {
+                if pending.closed || pending.urgent || pending.bytes.len() >= GATHER_BYTES {
+                    break;
+                }
+                if pending.waiting.is_empty() {
+                    gathering = None;
+                    pending.idle = Idle::Empty;
+                    pending = shared
+                        .wake
+                        .wait(pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+                let since = *gathering.get_or_insert_with(Instant::now);
+                let left = shared.gather.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                pending.idle = Idle::Gathering;
                 pending = shared
                     .wake
-                    .wait(pending)
-                    .unwrap_or_else(PoisonError::into_inner);
+                    .wait_timeout(pending, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
-            pending.idle = false;
+            pending.idle = Idle::Busy;
             if pending.closed && pending.bytes.is_empty() && pending.waiting.is_empty() {
                 return;
             }
             std::mem::swap(&mut bytes, &mut pending.bytes);
             std::mem::swap(&mut waiting, &mut pending.waiting);
+            pending.urgent = false;
             std::mem::take(&mut pending.sync)
         };
         let result = {
             let mut file = shared.file();
+            shared.writes.fetch_add(1, Ordering::Relaxed);
             file.write_all(&bytes).and_then(|()| match sync {
                 true => {
                     shared.syncs.fetch_add(1, Ordering::Relaxed);
@@ -807,6 +881,46 @@ mod tests {
 
     fn open(path: &Path) -> (Journal, ResumeState) {
         Journal::open(path, &campaign("reboot_now"), SyncMode::Batch).unwrap()
+    }
+
+    /// Results wait up to the gathering time to share a write; an intent does not wait,
+    /// and takes the results gathered so far with it.
+    #[tokio::test]
+    async fn results_are_gathered_into_one_write_which_an_intent_hastens() {
+        let path = temp("gather");
+        let description = campaign("reboot_now");
+        let gather = Duration::from_secs(30);
+        let (j, _) = Journal::open_gathering(&path, &description, SyncMode::Batch, gather).unwrap();
+        let j = Arc::new(j);
+        let results: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|key| {
+                let j = j.clone();
+                tokio::spawn(async move { j.result(&result(key, "delivered")).await })
+            })
+            .collect();
+        // Long enough for a writer that wrote each result at once to have done so.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            j.writes(),
+            0,
+            "results were written before the gathering time"
+        );
+        let started = std::time::Instant::now();
+        j.intent(&intent("d")).await.unwrap();
+        assert!(
+            started.elapsed() < gather,
+            "the intent waited for the gathering"
+        );
+        for written in results {
+            written.await.unwrap().unwrap();
+        }
+        assert_eq!((j.writes(), j.syncs()), (1, 1));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("\"type\":\"result\"").count(), 3, "{text}");
+        assert!(text.trim_end().ends_with("}") && text.contains("\"key\":\"d\""));
+        drop(j);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[tokio::test]
