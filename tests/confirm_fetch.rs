@@ -9,6 +9,7 @@ use common::{bin, PhoneProcess};
 use prov::PROFILE;
 use prov::{batch, counts, fleet, log_lines, mac, profiles, temp_dir, ServeProcess, Served, KEY};
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 #[test]
 fn a_thousand_lines_end_confirmed() {
@@ -176,4 +177,42 @@ fn a_failed_fetch_and_an_external_servers_log_matched_by_address() {
         fetches.iter().any(|f| f["addr"] == "127.0.0.13"),
         "{fetches:?}"
     );
+}
+
+/// `--serve DIR` refuses a journal, report or log inside DIR, where any client could fetch
+/// it: exit 2 naming the option, before anything is sent or written.
+#[test]
+fn the_campaigns_files_inside_the_served_directory_are_refused() {
+    let served = Served::new("inside");
+    let phone = fleet(1000, 1001, KEY, served.port, false);
+    let input = served.lines(1000..1002, |_| phone.addr("udp"));
+    let options = ["--journal", "--report", "--report-html", "--serve-log"];
+    let file = served.root.join("campaign.out");
+    for option in options {
+        let args = ["--confirm-fetch", "5", option, file.to_str().unwrap()];
+        let (out, records) = served.batch(&input, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{option} {} is inside --serve", file.display())),
+            "{option}: {stderr}"
+        );
+        assert!(records.is_empty() && !file.exists(), "{option}");
+    }
+    // Beside the directory, all of them at once are fine.
+    let beside: Vec<String> = options
+        .iter()
+        .map(|option| format!("{}/{}", served.dir.display(), &option[2..]))
+        .collect();
+    let mut args = vec!["--confirm-fetch", "5"];
+    for (option, file) in options.iter().zip(&beside) {
+        args.extend([*option, file.as_str()]);
+    }
+    let (out, records) = served.batch(&input, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(counts(&records).get("confirmed"), Some(&2), "{stderr}");
+    assert!(beside.iter().all(|file| Path::new(file).exists()));
+    let stats = String::from_utf8(phone.terminate()).unwrap();
+    assert!(stats.contains("2 delivered"), "{stats}");
 }

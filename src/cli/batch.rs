@@ -245,7 +245,11 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
     let (defaults, options, config) = sip_settings(&args)?;
     let concurrency = options.concurrency;
     let input = options.input.clone();
-    let confirm_within = args.confirm.check()?;
+    let confirm_within = args.confirm.check(&[
+        ("--journal", args.journal.as_deref()),
+        ("--report", args.report.as_deref()),
+        ("--report-html", args.report_html.as_deref()),
+    ])?;
     let shown = Shown {
         output,
         verbose,

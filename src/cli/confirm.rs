@@ -11,7 +11,7 @@ use sipnotify::provision::rule::Mac;
 use sipnotify::provision::serve::{self, Encryption, RunningServer, ServeConfig};
 use sipnotify::Notify;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Options of `batch` for fetch confirmation.
@@ -70,7 +70,9 @@ pub struct Confirm {
 
 impl ConfirmArgs {
     /// Checks the options (nothing is started yet): `None` without --confirm-fetch.
-    pub fn check(&self) -> Result<Option<Duration>, Failure> {
+    /// `written` are the campaign's other files, by option (journal, reports): none may be
+    /// inside the directory served, where any client could fetch it.
+    pub fn check(&self, written: &[(&str, Option<&Path>)]) -> Result<Option<Duration>, Failure> {
         let Some(text) = &self.confirm_fetch else {
             let serving = [
                 self.serve.is_some(),
@@ -90,6 +92,18 @@ impl ConfirmArgs {
             return Err(Failure::input(
                 "--confirm-fetch needs --serve DIR or --fetch-log FILE to see the fetches",
             ));
+        }
+        if let Some(dir) = &self.serve {
+            let log = ("--serve-log", self.serve_log.as_deref());
+            for (option, file) in written.iter().chain([&log]) {
+                if let Some(file) = file.filter(|file| serve::inside(file, dir)) {
+                    return Err(Failure::input(format!(
+                        "{option} {} is inside --serve {}: anyone could fetch it; keep it elsewhere",
+                        file.display(),
+                        dir.display()
+                    )));
+                }
+            }
         }
         if let Some(rate) = self.max_fetch_rate {
             if !(0.001..=1_000_000.0).contains(&rate) {

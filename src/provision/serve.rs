@@ -191,14 +191,11 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         .map(|dir| reports_dir(dir, &root))
         .transpose()?;
     if let Some(log) = &config.log {
-        let parent = log.parent().filter(|p| !p.as_os_str().is_empty());
-        if let Ok(real) = std::fs::canonicalize(parent.unwrap_or(Path::new("."))) {
-            if real.starts_with(&root) {
-                return Err(ServeError::LogServed(log.clone()));
-            }
-            if reports.as_ref().is_some_and(|dir| real.starts_with(dir)) {
-                return Err(ServeError::LogInReports(log.clone()));
-            }
+        if inside(log, &root) {
+            return Err(ServeError::LogServed(log.clone()));
+        }
+        if reports.as_ref().is_some_and(|dir| inside(log, dir)) {
+            return Err(ServeError::LogInReports(log.clone()));
         }
     }
     let log = match &config.log {
@@ -427,6 +424,20 @@ pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> subtle::Choice {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
     Sha256::digest(given).ct_eq(&Sha256::digest(expected))
+}
+
+/// Whether the file `path` (which need not exist yet) is inside the directory `dir`,
+/// symbolic links followed: in a served directory, anyone could fetch it. A file whose
+/// folder does not exist is inside nothing (it cannot be written either).
+pub fn inside(path: &Path, dir: &Path) -> bool {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match (
+        std::fs::canonicalize(folder.unwrap_or(Path::new("."))),
+        std::fs::canonicalize(dir),
+    ) {
+        (Ok(folder), Ok(dir)) => folder.starts_with(dir),
+        _ => false,
+    }
 }
 
 /// The reports directory, made private (0700) and canonical, and refused when it overlaps
