@@ -7,6 +7,7 @@ mod prov;
 use prov::{get, raw, temp_dir, wait_log, ServeProcess};
 use sipnotify::provision::profile::{self, Md};
 use sipnotify::provision::{rfc8188, Ikm, Key};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 const MAC_PROFILE: &str = "<flat-profile><Station_Name>mac</Station_Name></flat-profile>";
@@ -174,6 +175,46 @@ fn heads_and_bodies_are_bounded() {
 
 /// With `--reports DIR`, a POST or PUT stores a report at its path (201), inside DIR only,
 /// bounded, and behind the same Basic credentials as the fetches.
+/// The status of a `method` (POST or PUT) of `body` to `path`, with the header `auth`.
+fn upload(addr: SocketAddr, method: &str, path: &str, body: &[u8], auth: &str) -> u16 {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{auth}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    raw(addr, &request).status
+}
+
+/// `--reports-quota MIB` bounds what uploads add while the server runs: past it an upload
+/// is answered 507 and not stored, and the log says why; a replaced report gives its room
+/// back.
+#[test]
+fn reports_past_their_quota_are_refused_with_507() {
+    let (dir, root) = tree("quota");
+    let (reports, log) = (dir.join("reports"), dir.join("fetch.log"));
+    let args = [
+        "--reports",
+        reports.to_str().unwrap(),
+        "--reports-quota",
+        "1",
+    ];
+    let log_args = ["--log", log.to_str().unwrap()];
+    let server = serve_as_prov(&dir, &root, &[&args[..], &log_args].concat());
+    let auth = basic(&format!("prov:{PROV_PASSWORD}"));
+    let report = vec![b'r'; 600 * 1024];
+    assert_eq!(upload(server.addr, "POST", "/a.xml", &report, &auth), 201);
+    assert_eq!(upload(server.addr, "PUT", "/b.xml", &report, &auth), 507);
+    assert!(!reports.join("b.xml").exists());
+    assert_eq!(upload(server.addr, "PUT", "/a.xml", &report, &auth), 201);
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let refused = lines
+        .lines()
+        .find(|l| l.contains("\"status\":507"))
+        .unwrap();
+    assert!(refused.contains("--reports-quota"), "{refused}");
+}
+
 #[test]
 fn reports_are_stored_inside_their_directory_and_bounded() {
     let (dir, root) = tree("reports");
@@ -181,13 +222,7 @@ fn reports_are_stored_inside_their_directory_and_bounded() {
     let server = serve_as_prov(&dir, &root, &["--reports", reports.to_str().unwrap()]);
     let auth = basic(&format!("prov:{PROV_PASSWORD}"));
     let post = |method: &str, path: &str, body: &[u8], auth: &str| {
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{auth}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(body);
-        raw(server.addr, &request).status
+        upload(server.addr, method, path, body, auth)
     };
     assert_eq!(post("POST", "/r/a.xml", b"<flat-profile/>", &auth), 201);
     assert_eq!(post("PUT", "/r/b.xml", b"<b/>", &auth), 201);

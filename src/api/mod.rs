@@ -264,31 +264,37 @@ async fn method_not_allowed() -> Response {
 /// How long a body may pause: a client that stops sending holds no connection for long.
 pub const BODY_IDLE: Duration = Duration::from_secs(30);
 
-/// 408, for a body that paused longer than [`BODY_IDLE`].
-fn body_timeout() -> Response {
+/// How long a whole body may take: nor does a client that trickles it.
+pub const BODY_WITHIN: Duration = Duration::from_secs(600);
+
+/// 408, for a body that paused longer than [`BODY_IDLE`], or with `late` took longer than
+/// [`BODY_WITHIN`].
+fn body_timeout(late: bool) -> Response {
+    let how = match late {
+        false => format!("stopped arriving for {} s", BODY_IDLE.as_secs()),
+        true => format!("took over {} s", BODY_WITHIN.as_secs()),
+    };
     error(
         StatusCode::REQUEST_TIMEOUT,
-        format!(
-            "the body stopped arriving for {} s; nothing was sent",
-            BODY_IDLE.as_secs()
-        ),
+        format!("the body {how}; nothing was sent"),
     )
 }
 
 /// Reads a body piece by piece into `sink` ([`serve::read_pieces`]), each piece within
-/// [`BODY_IDLE`] of the last (408 otherwise: a pause, not a total), at most `limit` bytes
-/// (`too_large(limit)` past it), 400 if it breaks off.
+/// [`BODY_IDLE`] of the last and the whole within [`BODY_WITHIN`] (408 otherwise), at most
+/// `limit` bytes (`too_large(limit)` past it), 400 if it breaks off.
 async fn read_pieces<S: Sink<Error = Response>>(
     body: Body,
     limit: u64,
     too_large: fn(u64) -> Response,
     sink: &mut S,
 ) -> Result<(), Response> {
-    serve::read_pieces(body, limit, BODY_IDLE, sink)
+    serve::read_pieces(body, limit, (BODY_IDLE, BODY_WITHIN), sink)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge => too_large(limit),
-            BodyError::Idle => body_timeout(),
+            BodyError::Idle => body_timeout(false),
+            BodyError::Late => body_timeout(true),
             BodyError::Broken(e) => error(
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {e}"),

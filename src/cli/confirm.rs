@@ -141,6 +141,7 @@ impl ConfirmArgs {
                 board: Some(board),
                 tls: None,
                 reports: None,
+                reports_quota: 0,
             };
             let server = serve::spawn(self.serve_listen, config)
                 .await

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// status 201), never counted as fetches.
     #[arg(long, value_name = "DIR")]
     pub reports: Option<PathBuf>,
+    /// At most this many MiB more of reports while the server runs (each new file or
+    /// directory counts 4 KiB more): past it an upload is answered 507 and not stored.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "reports")]
+    pub reports_quota: u64,
     #[command(flatten)]
     pub tls: TlsServerArgs,
 }
@@ -129,6 +133,7 @@ impl ServeArgs {
             board: None,
             tls: self.tls.config()?,
             reports: self.reports.clone(),
+            reports_quota: self.reports_quota.saturating_mul(1 << 20),
         })
     }
 }

@@ -81,7 +81,19 @@ pub struct ServeConfig {
     /// Store the configuration reports phones POST or PUT (their Report_Rule) here, at
     /// their path; without it such requests are refused with 405.
     pub reports: Option<PathBuf>,
+    /// How many bytes the stored reports may grow by while this server runs, each new file
+    /// or directory counted as [`ENTRY_COST`] more: past it an upload is refused (507) and
+    /// not stored, so that uploads cannot fill the disk.
+    pub reports_quota: u64,
 }
+
+/// What a new report file or directory costs of [`ServeConfig::reports_quota`] beyond its
+/// bytes: a block, so that empty files cannot be made without end either.
+pub const ENTRY_COST: u64 = 4096;
+
+/// The longest a report's body may take in all, however steadily it trickles: a client
+/// cannot hold one of the [`MAX_CONNECTIONS`] for longer.
+pub const REPORT_WITHIN: Duration = Duration::from_secs(60);
 
 /// A server's TLS settings.
 pub type TlsConfig = rustls::ServerConfig;
@@ -151,6 +163,8 @@ struct Shared {
     log: Option<Mutex<std::fs::File>>,
     board: Option<Arc<FetchBoard>>,
     reports: Option<PathBuf>,
+    /// What is left of the reports' quota.
+    reports_room: Arc<Mutex<u64>>,
 }
 
 /// A server that is running.
@@ -218,6 +232,7 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         log,
         board: config.board,
         reports,
+        reports_room: Arc::new(Mutex::new(config.reports_quota)),
     });
     let app = Router::new().fallback(handle).with_state(shared);
     Ok(RunningServer::start(listener, addr, app, config.tls))
@@ -521,7 +536,7 @@ async fn store_report(
         Ok(_) => return fail(StatusCode::NOT_FOUND, "a report needs a file name".into()),
         Err(refusal) => return fail(StatusCode::NOT_FOUND, refusal.note().into()),
     };
-    let bytes = match read_body(body, MAX_PROFILE, HEAD_TIMEOUT).await {
+    let bytes = match read_body(body, MAX_PROFILE, HEAD_TIMEOUT, REPORT_WITHIN).await {
         Ok(bytes) => bytes,
         Err(BodyError::TooLarge) => {
             return fail(
@@ -533,6 +548,12 @@ async fn store_report(
             return fail(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("the body paused over {} s", HEAD_TIMEOUT.as_secs()),
+            )
+        }
+        Err(BodyError::Late) => {
+            return fail(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body took over {} s", REPORT_WITHIN.as_secs()),
             )
         }
         Err(BodyError::Broken(e)) => {
@@ -555,7 +576,8 @@ async fn store_report(
     };
     let rel = segments.join("/");
     let dir = dir.to_path_buf();
-    let written = tokio::task::spawn_blocking(move || store(&dir, &segments, &bytes))
+    let room = Arc::clone(&shared.reports_room);
+    let written = tokio::task::spawn_blocking(move || store(&dir, &segments, &bytes, &room))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r);
@@ -566,6 +588,9 @@ async fn store_report(
             fetch.status = StatusCode::CREATED.as_u16();
             fetch.note = Some("report stored".into());
             StatusCode::CREATED.into_response()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+            fail(StatusCode::INSUFFICIENT_STORAGE, format!("not stored: {e}"))
         }
         Err(e) => fail(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -579,8 +604,10 @@ async fn store_report(
 pub(crate) enum BodyError<E = std::convert::Infallible> {
     /// Over the limit.
     TooLarge,
-    /// No data for the idle time: a client trickling its body must not hold a connection.
+    /// No data for the idle time: a client that stops sending must not hold a connection.
     Idle,
+    /// Not whole within the total time: nor may one that trickles.
+    Late,
     /// The connection failed.
     Broken(String),
     /// Where the pieces go refused one.
@@ -604,20 +631,22 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// Reads a body piece by piece into `sink`, each piece within `idle` of the last (a pause,
-/// not a total), at most `limit` bytes in all.
+/// Reads a body piece by piece into `sink`, each piece within `idle` of the last, the
+/// whole within `within`, at most `limit` bytes in all.
 pub(crate) async fn read_pieces<S: Sink>(
     mut body: Body,
     limit: u64,
-    idle: Duration,
+    (idle, within): (Duration, Duration),
     sink: &mut S,
 ) -> Result<(), BodyError<S::Error>> {
     use http_body_util::BodyExt;
+    let end = tokio::time::Instant::now() + within;
     let mut len = 0u64;
     loop {
-        let frame = tokio::time::timeout(idle, body.frame())
-            .await
-            .map_err(|_| BodyError::Idle)?;
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(idle, body.frame()) => frame.map_err(|_| BodyError::Idle)?,
+            () = tokio::time::sleep_until(end) => return Err(BodyError::Late),
+        };
         let Some(frame) = frame else {
             return Ok(());
         };
@@ -632,37 +661,65 @@ pub(crate) async fn read_pieces<S: Sink>(
     }
 }
 
-/// Reads a body of at most `limit` bytes, each piece within `idle`.
+/// Reads a body of at most `limit` bytes, each piece within `idle`, the whole within
+/// `within`.
 pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     idle: Duration,
+    within: Duration,
 ) -> Result<Vec<u8>, BodyError> {
     let mut bytes = Vec::new();
-    read_pieces(body, limit as u64, idle, &mut bytes).await?;
+    read_pieces(body, limit as u64, (idle, within), &mut bytes).await?;
     Ok(bytes)
 }
 
 /// Stores a report at `segments` under `dir` ([`replace_file`]), its directories made
-/// private (0700), none of them a symbolic link (which could lead out of `dir`). The bytes
-/// written.
-fn store(dir: &Path, segments: &[String], bytes: &[u8]) -> std::io::Result<u64> {
+/// private (0700), none of them a symbolic link (which could lead out of `dir`), once what
+/// it adds fits in `room` (else `StorageFull`, and nothing is made). The bytes written.
+fn store(dir: &Path, segments: &[String], bytes: &[u8], room: &Mutex<u64>) -> std::io::Result<u64> {
     use std::os::unix::fs::DirBuilderExt;
     let Some((name, dirs)) = segments.split_last() else {
         return Err(std::io::Error::other("no file name"));
     };
+    let mut parents = Vec::with_capacity(dirs.len());
+    let mut made = 0;
     let mut parent = dir.to_path_buf();
     for segment in dirs {
         parent.push(segment);
         match std::fs::symlink_metadata(&parent) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => return Err(std::io::Error::other("a path segment is not a directory")),
-            Err(_) => std::fs::DirBuilder::new().mode(0o700).create(&parent)?,
+            Err(_) => made += 1,
         }
+        parents.push(parent.clone());
     }
     let path = parent.join(name);
-    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
-        return Err(std::io::Error::other("the path is not a regular file"));
+    let earlier = match std::fs::symlink_metadata(&path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(std::io::Error::other("the path is not a regular file"))
+        }
+        Ok(meta) => Some(meta.len()),
+        Err(_) => None,
+    };
+    // A replaced report gives its bytes back; a new file or directory costs a block more.
+    let cost = bytes.len() as u64 + ENTRY_COST * (made + u64::from(earlier.is_none()));
+    {
+        let mut room = room.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = (*room + earlier.unwrap_or(0))
+            .checked_sub(cost)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "the reports' quota (--reports-quota) is used up",
+                )
+            })?;
+        *room = left;
+    }
+    for parent in parents {
+        if !parent.is_dir() {
+            std::fs::DirBuilder::new().mode(0o700).create(&parent)?;
+        }
     }
     replace_file(&path, bytes, false)?;
     Ok(bytes.len() as u64)
@@ -860,6 +917,68 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A body of `pieces` one-byte pieces, one every `every`.
+    fn trickle(pieces: usize, every: Duration) -> Body {
+        let pieces = futures_util::stream::unfold(pieces, move |left| async move {
+            if left == 0 {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"x")),
+                left - 1,
+            ))
+        });
+        Body::from_stream(pieces)
+    }
+
+    /// Each piece may pause up to the idle time, and the whole must end within its total:
+    /// a client that trickles a byte just inside the idle time is cut off all the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_body_ends_at_its_total_time() {
+        let (idle, within) = (Duration::from_secs(10), Duration::from_secs(60));
+        let read = |pieces, every| {
+            read_body(
+                trickle(pieces, Duration::from_secs(every)),
+                4096,
+                idle,
+                within,
+            )
+        };
+        let started = tokio::time::Instant::now();
+        assert!(matches!(read(1000, 9).await, Err(BodyError::Late)));
+        assert_eq!(started.elapsed(), within);
+        assert_eq!(read(6, 9).await.unwrap(), b"xxxxxx");
+        assert!(matches!(read(2, 11).await, Err(BodyError::Idle)));
+    }
+
+    /// What a report adds to the reports is charged to the quota before anything is made:
+    /// its bytes, and a block for each new file and directory; a replaced report gives its
+    /// bytes back.
+    #[test]
+    fn reports_are_stored_within_their_quota() {
+        let dir = std::env::temp_dir().join(format!("sipnotify-quota-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
+        let room = Mutex::new(3 * ENTRY_COST + 100);
+        let left = || *room.lock().unwrap();
+        // A new directory and file: 100 bytes and two blocks.
+        assert_eq!(store(&dir, &path("r/a"), &[b'a'; 100], &room).unwrap(), 100);
+        assert_eq!(left(), ENTRY_COST);
+        // Replaced by a smaller one: the difference comes back.
+        store(&dir, &path("r/a"), &[b'a'; 40], &room).unwrap();
+        assert_eq!(left(), ENTRY_COST + 60);
+        // A new file needs a block more than is left: refused, and nothing made.
+        let refused = store(&dir, &path("s/b"), b"", &room).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::StorageFull);
+        assert!(!dir.join("s").exists());
+        assert_eq!(left(), ENTRY_COST + 60);
+        store(&dir, &path("r/b"), &[b'b'; 60], &room).unwrap();
+        assert_eq!(left(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn path_segments_refuse_escapes() {
