@@ -237,9 +237,8 @@ impl<'a> JsonRecord<'a> {
             reason: Cow::Borrowed(&o.reason),
             hint: o.hint,
             attempts: Some(o.attempts),
-            retransmissions: Some(o.retransmissions),
+            retransmissions: retransmissions(o),
             elapsed_ms: Some(millis(o.elapsed)),
-            // A channel without Call-IDs (HTTP), or a request never built, leaves it out.
             call_id: (!o.call_id.is_empty()).then_some(o.call_id.as_str()),
             destination: o.destination,
             answered_from: o.answered_from,
@@ -258,6 +257,12 @@ impl<'a> JsonRecord<'a> {
         serde_json::to_writer(&mut *w, self)?;
         w.write_all(b"\n")
     }
+}
+
+/// Timer E retransmissions, for a target that had a SIP transaction: a channel without
+/// one (HTTP), or a request never built, has a Call-ID no more than retransmissions.
+fn retransmissions(o: &Outcome) -> Option<u32> {
+    (!o.call_id.is_empty()).then_some(o.retransmissions)
 }
 
 /// Milliseconds to the microsecond: `0.245`, not the float noise of `0.24529700000000002`.
@@ -329,7 +334,9 @@ pub fn csv_row(
         o.hint.unwrap_or_default().to_string(),
         o.attempts.to_string(),
         tries.to_string(),
-        o.retransmissions.to_string(),
+        retransmissions(o)
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
         format!("{:.1}", o.elapsed.as_secs_f64() * 1000.0),
         o.call_id.clone(),
         // The channel's own fields (HTTP: http_status, phone_error, items, device,
