@@ -153,6 +153,53 @@ fn a_wrong_key_or_a_corrupt_file_exits_2_saying_what_is_wrong() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Salted__"));
 }
 
+/// A key comes from its file, else SIPNOTIFY_PROFILE_KEY, else --key, as a password does:
+/// a --key behind either is said to be ignored, and the file loses one final newline
+/// (LF or CRLF), no more.
+#[test]
+fn a_key_behind_its_file_or_variable_is_said_to_be_ignored() {
+    let dir = temp_dir("ignored");
+    let plain = plain_profile(&dir);
+    let sealed = dir.join("profile.cfg");
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, format!("{KEY}\r\n")).unwrap();
+    run_ok(
+        bin()
+            .args(["profile", "encrypt", "--key", KEY])
+            .arg(&plain)
+            .arg(&sealed),
+    );
+    let decrypt = |key_args: &[&str], env: Option<&str>| {
+        let mut command = bin();
+        command.args(["profile", "decrypt"]).args(key_args);
+        command.env_remove("SIPNOTIFY_PROFILE_KEY");
+        if let Some(env) = env {
+            command.env("SIPNOTIFY_PROFILE_KEY", env);
+        }
+        command.arg(&sealed).arg("-").output().unwrap()
+    };
+    let key_file = key_file.to_str().unwrap();
+    for (args, env, by) in [
+        (
+            &["--key", "Wrong", "--key-file", key_file][..],
+            None,
+            "--key-file",
+        ),
+        (&["--key", "Wrong"][..], Some(KEY), "SIPNOTIFY_PROFILE_KEY"),
+    ] {
+        let out = decrypt(args, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.stdout, PROFILE.as_bytes(), "{by}: {stderr}");
+        let said = format!("warning: --key is ignored: {by} comes first");
+        assert!(stderr.contains(&said), "{stderr}");
+    }
+    // Two newlines: the key is the line and one newline, not the key.
+    std::fs::write(key_file, format!("{KEY}\n\n")).unwrap();
+    let out = decrypt(&["--key-file", key_file], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrong key"));
+}
+
 #[test]
 fn rfc8188_examples_decode_byte_for_byte_and_round_trip() {
     use base64::Engine as _;

@@ -5,7 +5,7 @@
 use super::profile::read_input;
 use super::send::read_secret;
 use super::Failure;
-use sipnotify::secret::MAX_SECRET_FILE;
+use sipnotify::secret::{strip_final_newline, MAX_SECRET_FILE};
 use sipnotify::text::printable;
 use sipnotify::Password;
 use std::path::Path;
@@ -81,7 +81,8 @@ enum Source<'a> {
 
 impl<'a> Given<'a> {
     /// The file, else the environment variable, else the value: the value warns, as other
-    /// users of the machine see it in the process list.
+    /// users of the machine see it in the process list, and a value behind the file or the
+    /// environment variable is said to be ignored (the user may think it applies).
     fn source(self) -> Option<Source<'a>> {
         let (flag, env) = (self.flag, self.env);
         if self.value.is_some() {
@@ -89,51 +90,48 @@ impl<'a> Given<'a> {
                 "warning: --{flag} is visible to other users of this machine (ps, /proc); prefer --{flag}-file or {env}"
             );
         }
+        let ignored = |by: &str| {
+            if self.value.is_some() {
+                errln!("warning: --{flag} is ignored: {by} comes first");
+            }
+        };
         if let Some(path) = self.file {
+            ignored(&format!("--{flag}-file"));
             return Some(Source::File(path));
         }
         if let Ok(from_env) = std::env::var(env) {
+            ignored(env);
             return Some(Source::Env(from_env));
         }
         self.value.map(Source::Value)
     }
 
-    /// A password: a value behind the file or the environment variable is said to be
-    /// ignored (the user may think it applies), and a file others can read warns.
+    /// A password: a file others can read warns.
     pub fn password(self) -> Result<Option<Password>, Failure> {
-        let source = self.source();
-        let ignored = |by: &str| {
-            if self.value.is_some() {
-                errln!("warning: --{} is ignored: {by} comes first", self.flag);
-            }
-        };
-        Ok(match source {
+        Ok(match self.source() {
             Some(Source::File(path)) => {
-                ignored(&format!("--{}-file", self.flag));
                 warn_if_shared(path);
                 let text = read_secret(path, MAX_SECRET_FILE, "password file")?;
                 Some(Password::new(text))
             }
-            Some(Source::Env(from_env)) => {
-                ignored(self.env);
-                Some(Password::new(from_env))
-            }
+            Some(Source::Env(from_env)) => Some(Password::new(from_env)),
             Some(Source::Value(value)) => Some(Password::new(value)),
             None => None,
         })
     }
 
     /// A key, an IKM or `serve`'s password: a file may be `-`, standard input, and loses
-    /// its final newlines.
+    /// its final newline, as a password file does.
     pub fn text(self) -> Result<Option<String>, Failure> {
         let flag = self.flag;
         Ok(match self.source() {
             Some(Source::File(path)) => {
-                let bytes = read_input(&path.display().to_string(), MAX_SECRET_FILE, flag)?;
+                let mut bytes = read_input(&path.display().to_string(), MAX_SECRET_FILE, flag)?;
+                strip_final_newline(&mut bytes);
                 let text = String::from_utf8(bytes).map_err(|_| {
                     Failure::input(format!("the {flag} file {} is not UTF-8", path.display()))
                 })?;
-                Some(text.trim_end_matches(['\r', '\n']).to_string())
+                Some(text)
             }
             Some(Source::Env(from_env)) => Some(from_env),
             Some(Source::Value(value)) => Some(value.to_string()),
