@@ -108,13 +108,13 @@ fn files_encrypted_by_sipnotify_decrypt_with_openssl() {
     }
 }
 
-#[test]
-fn a_wrong_key_or_a_corrupt_file_exits_2_saying_what_is_wrong() {
-    let dir = temp_dir("wrong");
-    let plain = plain_profile(&dir);
+/// In `dir`: the plain profile, the profile encrypted with [`KEY`] by `profile encrypt
+/// --key-file`, and that file, which holds the key and `newline`.
+fn sealed_profile(dir: &Path, newline: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let plain = plain_profile(dir);
     let sealed = dir.join("profile.cfg");
     let key_file = dir.join("key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    std::fs::write(&key_file, format!("{KEY}{newline}")).unwrap();
     run_ok(
         bin()
             .args(["profile", "encrypt", "--key-file"])
@@ -122,6 +122,13 @@ fn a_wrong_key_or_a_corrupt_file_exits_2_saying_what_is_wrong() {
             .arg(&plain)
             .arg(&sealed),
     );
+    (plain, sealed, key_file)
+}
+
+#[test]
+fn a_wrong_key_or_a_corrupt_file_exits_2_saying_what_is_wrong() {
+    let dir = temp_dir("wrong");
+    let (plain, sealed, _) = sealed_profile(&dir, "\n");
     let decrypt = |key: &str, file: &Path| {
         bin()
             .args(["profile", "decrypt", "--key", key])
@@ -158,17 +165,7 @@ fn a_wrong_key_or_a_corrupt_file_exits_2_saying_what_is_wrong() {
 /// (LF or CRLF), no more.
 #[test]
 fn a_key_behind_its_file_or_variable_is_said_to_be_ignored() {
-    let dir = temp_dir("ignored");
-    let plain = plain_profile(&dir);
-    let sealed = dir.join("profile.cfg");
-    let key_file = dir.join("key");
-    std::fs::write(&key_file, format!("{KEY}\r\n")).unwrap();
-    run_ok(
-        bin()
-            .args(["profile", "encrypt", "--key", KEY])
-            .arg(&plain)
-            .arg(&sealed),
-    );
+    let (_, sealed, key_file) = sealed_profile(&temp_dir("ignored"), "\r\n");
     let decrypt = |key_args: &[&str], env: Option<&str>| {
         let mut command = bin();
         command.args(["profile", "decrypt"]).args(key_args);
