@@ -442,15 +442,15 @@ pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> subtle::Choice {
 }
 
 /// Whether the file `path` (which need not exist yet) is inside the directory `dir`,
-/// symbolic links followed: in a served directory, anyone could fetch it. A file whose
-/// folder does not exist is inside nothing (it cannot be written either).
+/// symbolic links followed (the file's own too, when it exists): in a served directory,
+/// anyone could fetch it. A file whose folder does not exist is inside nothing (it cannot
+/// be written either).
 pub fn inside(path: &Path, dir: &Path) -> bool {
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-    match (
-        std::fs::canonicalize(folder.unwrap_or(Path::new("."))),
-        std::fs::canonicalize(dir),
-    ) {
-        (Ok(folder), Ok(dir)) => folder.starts_with(dir),
+    let real = std::fs::canonicalize(path)
+        .or_else(|_| std::fs::canonicalize(folder.unwrap_or(Path::new("."))));
+    match (real, std::fs::canonicalize(dir)) {
+        (Ok(real), Ok(dir)) => real.starts_with(dir),
         _ => false,
     }
 }
@@ -716,12 +716,17 @@ fn store(dir: &Path, segments: &[String], bytes: &[u8], room: &Mutex<u64>) -> st
             })?;
         *room = left;
     }
-    for parent in parents {
-        if !parent.is_dir() {
-            std::fs::DirBuilder::new().mode(0o700).create(&parent)?;
-        }
+    let made = parents
+        .iter()
+        .filter(|parent| !parent.is_dir())
+        .try_for_each(|parent| std::fs::DirBuilder::new().mode(0o700).create(parent))
+        .and_then(|()| replace_file(&path, bytes, false));
+    if let Err(e) = made {
+        // Not stored: its charge comes back.
+        let mut room = room.lock().unwrap_or_else(PoisonError::into_inner);
+        *room = (*room + cost).saturating_sub(earlier.unwrap_or(0));
+        return Err(e);
     }
-    replace_file(&path, bytes, false)?;
     Ok(bytes.len() as u64)
 }
 
@@ -951,6 +956,25 @@ mod tests {
         assert_eq!(started.elapsed(), within);
         assert_eq!(read(6, 9).await.unwrap(), b"xxxxxx");
         assert!(matches!(read(2, 11).await, Err(BodyError::Idle)));
+    }
+
+    /// A file is inside a directory by where it really is: its folder's links, and its own
+    /// when it exists, are followed.
+    #[test]
+    fn a_file_is_inside_by_its_real_place() {
+        let base = std::env::temp_dir().join(format!("sipnotify-inside-{}", std::process::id()));
+        let (root, elsewhere) = (base.join("root"), base.join("elsewhere"));
+        std::fs::create_dir_all(root.join("cfg")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(root.join("cfg"), elsewhere.join("to-cfg")).unwrap();
+        std::fs::write(root.join("cfg/journal"), "").unwrap();
+        std::os::unix::fs::symlink(root.join("cfg/journal"), elsewhere.join("journal")).unwrap();
+        assert!(inside(&root.join("cfg/new.log"), &root));
+        assert!(inside(&elsewhere.join("to-cfg/new.log"), &root));
+        assert!(inside(&elsewhere.join("journal"), &root));
+        assert!(!inside(&elsewhere.join("new.log"), &root));
+        assert!(!inside(&elsewhere.join("missing/new.log"), &root));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     /// What a report adds to the reports is charged to the quota before anything is made:
