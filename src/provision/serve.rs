@@ -442,12 +442,21 @@ pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> subtle::Choice {
 }
 
 /// Whether the file `path` (which need not exist yet) is inside the directory `dir`,
-/// symbolic links followed (the file's own too, when it exists): in a served directory,
-/// anyone could fetch it. A file whose folder does not exist is inside nothing (it cannot
-/// be written either).
+/// symbolic links followed as opening it would follow them (the file's own too, even one
+/// that leads to no file yet): in a served directory, anyone could fetch it. A file whose
+/// folder does not exist is inside nothing (it cannot be written either).
 pub fn inside(path: &Path, dir: &Path) -> bool {
+    let mut path = path.to_path_buf();
+    // As many links as the kernel follows (SYMLOOP_MAX), so that a loop ends.
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&path) else {
+            break;
+        };
+        // A relative target is relative to the link's folder; an absolute one replaces it.
+        path = path.parent().unwrap_or(Path::new("")).join(target);
+    }
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let real = std::fs::canonicalize(path)
+    let real = std::fs::canonicalize(&path)
         .or_else(|_| std::fs::canonicalize(folder.unwrap_or(Path::new("."))));
     match (real, std::fs::canonicalize(dir)) {
         (Ok(real), Ok(dir)) => real.starts_with(dir),
@@ -677,22 +686,25 @@ pub(crate) async fn read_body(
 /// Stores a report at `segments` under `dir` ([`replace_file`]), its directories made
 /// private (0700), none of them a symbolic link (which could lead out of `dir`), once what
 /// it adds fits in `room` (else `StorageFull`, and nothing is made). The bytes written.
+///
+/// One report at a time, `room` held throughout: what a report replaces and the
+/// directories it makes are then counted as they really are, however many uploads come at
+/// once. Reports are few and small; fetches never wait for this.
 fn store(dir: &Path, segments: &[String], bytes: &[u8], room: &Mutex<u64>) -> std::io::Result<u64> {
     use std::os::unix::fs::DirBuilderExt;
     let Some((name, dirs)) = segments.split_last() else {
         return Err(std::io::Error::other("no file name"));
     };
-    let mut parents = Vec::with_capacity(dirs.len());
-    let mut made = 0;
+    let mut room = room.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut missing = Vec::with_capacity(dirs.len());
     let mut parent = dir.to_path_buf();
     for segment in dirs {
         parent.push(segment);
         match std::fs::symlink_metadata(&parent) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => return Err(std::io::Error::other("a path segment is not a directory")),
-            Err(_) => made += 1,
+            Err(_) => missing.push(parent.clone()),
         }
-        parents.push(parent.clone());
     }
     let path = parent.join(name);
     let earlier = match std::fs::symlink_metadata(&path) {
@@ -703,31 +715,32 @@ fn store(dir: &Path, segments: &[String], bytes: &[u8], room: &Mutex<u64>) -> st
         Err(_) => None,
     };
     // A replaced report gives its bytes back; a new file or directory costs a block more.
-    let cost = bytes.len() as u64 + ENTRY_COST * (made + u64::from(earlier.is_none()));
-    {
-        let mut room = room.lock().unwrap_or_else(PoisonError::into_inner);
-        let left = (*room + earlier.unwrap_or(0))
-            .checked_sub(cost)
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    "the reports' quota (--reports-quota) is used up",
-                )
-            })?;
-        *room = left;
-    }
-    let made = parents
+    let entries = missing.len() as u64 + u64::from(earlier.is_none());
+    let cost = (bytes.len() as u64).saturating_add(ENTRY_COST * entries);
+    let left = room
+        .saturating_add(earlier.unwrap_or(0))
+        .checked_sub(cost)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "the reports' quota (--reports-quota) is used up",
+            )
+        })?;
+    let mut made = 0;
+    let stored = missing
         .iter()
-        .filter(|parent| !parent.is_dir())
-        .try_for_each(|parent| std::fs::DirBuilder::new().mode(0o700).create(parent))
+        .try_for_each(|parent| {
+            std::fs::DirBuilder::new().mode(0o700).create(parent)?;
+            made += 1;
+            Ok(())
+        })
         .and_then(|()| replace_file(&path, bytes, false));
-    if let Err(e) = made {
-        // Not stored: its charge comes back.
-        let mut room = room.lock().unwrap_or_else(PoisonError::into_inner);
-        *room = (*room + cost).saturating_sub(earlier.unwrap_or(0));
-        return Err(e);
-    }
-    Ok(bytes.len() as u64)
+    *room = match stored {
+        Ok(()) => left,
+        // Not stored: only the directories made stay charged.
+        Err(_) => room.saturating_sub(ENTRY_COST * made),
+    };
+    stored.map(|()| bytes.len() as u64)
 }
 
 /// Replaces the file at `path` with `bytes`, readable by this user only (0600): written
@@ -958,11 +971,12 @@ mod tests {
         assert!(matches!(read(2, 11).await, Err(BodyError::Idle)));
     }
 
-    /// A file is inside a directory by where it really is: its folder's links, and its own
-    /// when it exists, are followed.
+    /// A file is inside a directory by where it really is: its folder's links and its own
+    /// are followed, its own even when it leads to no file yet.
     #[test]
     fn a_file_is_inside_by_its_real_place() {
         let base = std::env::temp_dir().join(format!("sipnotify-inside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
         let (root, elsewhere) = (base.join("root"), base.join("elsewhere"));
         std::fs::create_dir_all(root.join("cfg")).unwrap();
         std::fs::create_dir_all(&elsewhere).unwrap();
@@ -972,6 +986,9 @@ mod tests {
         assert!(inside(&root.join("cfg/new.log"), &root));
         assert!(inside(&elsewhere.join("to-cfg/new.log"), &root));
         assert!(inside(&elsewhere.join("journal"), &root));
+        // A link to a file not made yet: opening it would make the file inside.
+        std::os::unix::fs::symlink("../root/cfg/later", elsewhere.join("later")).unwrap();
+        assert!(inside(&elsewhere.join("later"), &root));
         assert!(!inside(&elsewhere.join("new.log"), &root));
         assert!(!inside(&elsewhere.join("missing/new.log"), &root));
         std::fs::remove_dir_all(&base).unwrap();
@@ -986,8 +1003,15 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = |p: &str| p.split('/').map(str::to_string).collect::<Vec<_>>();
-        let room = Mutex::new(3 * ENTRY_COST + 100);
+        let room = Mutex::new(4 * ENTRY_COST + 100);
         let left = || *room.lock().unwrap();
+        // A report that cannot be written (its temporary name is too long) after its
+        // directory was made: the directory stays, and stays charged; the file is not.
+        let long = format!("t/{}", "n".repeat(250));
+        let failed = store(&dir, &path(&long), b"", &room).unwrap_err();
+        assert_ne!(failed.kind(), std::io::ErrorKind::StorageFull);
+        assert!(dir.join("t").is_dir());
+        assert_eq!(left(), 3 * ENTRY_COST + 100);
         // A new directory and file: 100 bytes and two blocks.
         assert_eq!(store(&dir, &path("r/a"), &[b'a'; 100], &room).unwrap(), 100);
         assert_eq!(left(), ENTRY_COST);
@@ -1001,6 +1025,13 @@ mod tests {
         assert_eq!(left(), ENTRY_COST + 60);
         store(&dir, &path("r/b"), &[b'b'; 60], &room).unwrap();
         assert_eq!(left(), 0);
+        // Replaced by many uploads at once: its bytes come back once, not once each.
+        std::thread::scope(|threads| {
+            for _ in 0..8 {
+                threads.spawn(|| store(&dir, &path("r/b"), b"", &room).unwrap());
+            }
+        });
+        assert_eq!(left(), 60);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
