@@ -173,8 +173,6 @@ fn heads_and_bodies_are_bounded() {
     assert_eq!(get(server.addr, "/cfg/default.xml", &[]).status, 200);
 }
 
-/// With `--reports DIR`, a POST or PUT stores a report at its path (201), inside DIR only,
-/// bounded, and behind the same Basic credentials as the fetches.
 /// The status of a `method` (POST or PUT) of `body` to `path`, with the header `auth`.
 fn upload(addr: SocketAddr, method: &str, path: &str, body: &[u8], auth: &str) -> u16 {
     let mut request = format!(
@@ -215,6 +213,8 @@ fn reports_past_their_quota_are_refused_with_507() {
     assert!(refused.contains("--reports-quota"), "{refused}");
 }
 
+/// With `--reports DIR`, a POST or PUT stores a report at its path (201), inside DIR only,
+/// bounded, and behind the same Basic credentials as the fetches.
 #[test]
 fn reports_are_stored_inside_their_directory_and_bounded() {
     let (dir, root) = tree("reports");

@@ -562,7 +562,8 @@ fn extension(headers: &HeaderMap) -> Option<&'static str> {
 }
 
 /// Writes a body to `path` as it arrives, at most [`MAX_CAMPAIGN_BODY`] bytes, each part
-/// within [`super::BODY_IDLE`] of the last, synced.
+/// within [`super::BODY_IDLE`] of the last and the whole within [`super::BODY_WITHIN`],
+/// synced.
 async fn save_body(body: Body, path: &std::path::Path) -> Result<(), Response> {
     let file = tokio::fs::File::create(path).await.map_err(write_failed)?;
     let mut rows = Rows(file);

@@ -500,7 +500,7 @@ fn write_line(bytes: &mut Vec<u8>, kind: &str, record: &impl Serialize) -> io::R
 }
 
 fn format_line(line: &mut Vec<u8>, kind: &str, record: &impl Serialize) -> io::Result<()> {
-    // Milliseconds as integers: the same number as a rounded float, written faster.
+    // The time to the millisecond (truncated), written as integers: no float formatting.
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
