@@ -188,7 +188,8 @@ fn the_campaigns_files_inside_the_served_directory_are_refused() {
     let input = served.lines(1000..1002, |_| phone.addr("udp"));
     let options = ["--journal", "--report", "--report-html", "--serve-log"];
     let file = served.root.join("campaign.out");
-    for option in options {
+    // Secrets too: the profile key, the lines' password.
+    for option in options.iter().chain(&["--key-file", "--password-file"]) {
         let args = ["--confirm-fetch", "5", option, file.to_str().unwrap()];
         let (out, records) = served.batch(&input, &args);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -199,6 +200,22 @@ fn the_campaigns_files_inside_the_served_directory_are_refused() {
         );
         assert!(records.is_empty() && !file.exists(), "{option}");
     }
+    // Nor may the log of the fetches be one of the campaign's files.
+    let journal = served.dir.join("both");
+    let both = journal.to_str().unwrap();
+    let args = [
+        "--confirm-fetch",
+        "5",
+        "--journal",
+        both,
+        "--serve-log",
+        both,
+    ];
+    let (out, records) = served.batch(&input, &args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--serve-log") && stderr.contains("is the same file as --journal"));
+    assert!(records.is_empty() && !journal.exists(), "{stderr}");
     // Beside the directory, all of them at once are fine.
     let beside: Vec<String> = options
         .iter()

@@ -283,6 +283,39 @@ fn reports_are_stored_inside_their_directory_and_bounded() {
     }
 }
 
+/// A secret inside the served directory is refused at start (exit 2), before the server
+/// reads it or listens: any client could fetch it.
+#[test]
+fn secrets_inside_the_served_directory_are_refused() {
+    let (dir, root) = tree("secrets");
+    let secret = root.join("cfg/secret");
+    std::fs::write(&secret, "Secret-Phrase-1234\n").unwrap();
+    let secret = secret.to_str().unwrap();
+    for args in [
+        &["--key-file", secret][..],
+        &["--ikm-file", secret],
+        &["--user", "prov", "--password-file", secret],
+        &["--tls-cert", secret, "--tls-key", secret],
+    ] {
+        let option = args[args.len() - 2];
+        let out = common::bin()
+            .args(["serve", root.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option}: {stderr}");
+        let said = format!("{option} {secret} is inside the served directory");
+        assert!(stderr.contains(&said), "{stderr}");
+        assert!(!stderr.contains("Secret-Phrase"), "{stderr}");
+    }
+    // Beside it, the same key is used.
+    std::fs::copy(root.join("cfg/secret"), dir.join("key")).unwrap();
+    let key = dir.join("key");
+    let server = ServeProcess::start(&root, &["--key-file", key.to_str().unwrap()], &[]);
+    assert_eq!(get(server.addr, "/cfg/default.xml", &[]).status, 200);
+}
+
 #[test]
 fn basic_auth() {
     let (dir, root) = tree("auth");

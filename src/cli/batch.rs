@@ -11,7 +11,7 @@ use sipnotify::campaign::{
 };
 use sipnotify::NotifierConfig;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The input format, when the file name does not tell.
@@ -242,14 +242,19 @@ pub async fn run(args: BatchArgs, output: Format, verbose: u8) -> Result<u8, Fai
         return super::http::batch(args, output, verbose).await;
     }
     args.http.refuse_for_sip()?;
-    let (defaults, options, config) = sip_settings(&args)?;
-    let concurrency = options.concurrency;
-    let input = options.input.clone();
     let confirm_within = args.confirm.check(&[
+        ("the input", Some(Path::new(&args.input))),
+        (
+            "--password-file",
+            args.line.password.password_file.as_deref(),
+        ),
         ("--journal", args.journal.as_deref()),
         ("--report", args.report.as_deref()),
         ("--report-html", args.report_html.as_deref()),
     ])?;
+    let (defaults, options, config) = sip_settings(&args)?;
+    let concurrency = options.concurrency;
+    let input = options.input.clone();
     let shown = Shown {
         output,
         verbose,

@@ -4,7 +4,7 @@
 use super::secret::{IkmArgs, KeyArgs};
 use super::{parse_duration, Failure};
 use clap::Args;
-use sipnotify::campaign::{BadRow, Row};
+use sipnotify::campaign::{same_file, BadRow, Row};
 use sipnotify::provision::confirm::{follow_log, Confirming, FetchPace, Watched};
 use sipnotify::provision::fetch::FetchBoard;
 use sipnotify::provision::rule::Mac;
@@ -70,9 +70,10 @@ pub struct Confirm {
 
 impl ConfirmArgs {
     /// Checks the options (nothing is started yet): `None` without --confirm-fetch.
-    /// `written` are the campaign's other files, by option (journal, reports): none may be
-    /// inside the directory served, where any client could fetch it.
-    pub fn check(&self, written: &[(&str, Option<&Path>)]) -> Result<Option<Duration>, Failure> {
+    /// `files` are the campaign's other files, by option (its input, secrets, journal,
+    /// reports): none may be inside the directory served, where any client could fetch it,
+    /// nor be the log of the fetches.
+    pub fn check(&self, files: &[(&str, Option<&Path>)]) -> Result<Option<Duration>, Failure> {
         let Some(text) = &self.confirm_fetch else {
             let serving = [
                 self.serve.is_some(),
@@ -94,15 +95,28 @@ impl ConfirmArgs {
             ));
         }
         if let Some(dir) = &self.serve {
-            let log = ("--serve-log", self.serve_log.as_deref());
-            for (option, file) in written.iter().chain([&log]) {
-                if let Some(file) = file.filter(|file| serve::inside(file, dir)) {
-                    return Err(Failure::input(format!(
-                        "{option} {} is inside --serve {}: anyone could fetch it; keep it elsewhere",
-                        file.display(),
-                        dir.display()
-                    )));
-                }
+            let own = [
+                ("--serve-log", self.serve_log.as_deref()),
+                ("--key-file", self.key.key_file.as_deref()),
+                ("--ikm-file", self.ikm.ikm_file.as_deref()),
+            ];
+            let served = format!("--serve {}", dir.display());
+            super::serve::refuse_served(dir, &served, &[files, &own].concat())?;
+        }
+        let logs = [
+            ("--serve-log", self.serve_log.as_deref()),
+            ("--fetch-log", self.fetch_log.as_deref()),
+        ];
+        for (option, log) in logs {
+            let Some(log) = log else { continue };
+            let same = files
+                .iter()
+                .find(|(_, f)| f.is_some_and(|f| same_file(log, f)));
+            if let Some((other, _)) = same {
+                return Err(Failure::input(format!(
+                    "{option} {} is the same file as {other}: the log and the campaign's files must be different files",
+                    log.display()
+                )));
             }
         }
         if let Some(rate) = self.max_fetch_rate {

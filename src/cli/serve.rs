@@ -7,7 +7,7 @@ use clap::Args;
 use sipnotify::provision::serve::{self, BasicAuth, Encryption, ServeConfig};
 use sipnotify::Password;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The environment variable the Basic password may come from.
 const PASSWORD_ENV: &str = "SIPNOTIFY_SERVE_PASSWORD";
@@ -93,9 +93,40 @@ impl TlsServerArgs {
     }
 }
 
+/// Refuses any of `files` (by option; `-`, standard input, is none) that is inside `dir`,
+/// the directory `served` names: any client of the server could fetch it.
+pub fn refuse_served(
+    dir: &Path,
+    served: &str,
+    files: &[(&str, Option<&Path>)],
+) -> Result<(), Failure> {
+    for &(option, file) in files {
+        let Some(file) = file.filter(|file| *file != Path::new("-")) else {
+            continue;
+        };
+        if serve::inside(file, dir) {
+            return Err(Failure::input(format!(
+                "{option} {} is inside {served}: anyone could fetch it; keep it elsewhere",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ServeArgs {
     /// The server's configuration, checked.
     pub fn config(&self) -> Result<ServeConfig, Failure> {
+        refuse_served(
+            &self.dir,
+            "the served directory",
+            &[
+                ("--key-file", self.key.key_file.as_deref()),
+                ("--ikm-file", self.ikm.ikm_file.as_deref()),
+                ("--password-file", self.password_file.as_deref()),
+                ("--tls-key", self.tls.tls_key.as_deref()),
+            ],
+        )?;
         let encryption = match (self.key.key()?, self.ikm.ikm()?) {
             (Some(_), Some(_)) => {
                 return Err(Failure::input(
