@@ -164,7 +164,7 @@ struct Shared {
     board: Option<Arc<FetchBoard>>,
     reports: Option<PathBuf>,
     /// What is left of the reports' quota.
-    reports_room: Arc<Mutex<u64>>,
+    reports_room: Mutex<u64>,
 }
 
 /// A server that is running.
@@ -232,7 +232,7 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         log,
         board: config.board,
         reports,
-        reports_room: Arc::new(Mutex::new(config.reports_quota)),
+        reports_room: Mutex::new(config.reports_quota),
     });
     let app = Router::new().fallback(handle).with_state(shared);
     Ok(RunningServer::start(listener, addr, app, config.tls))
@@ -521,7 +521,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 /// Stores a configuration report (the body of a POST or PUT, bounded by [`MAX_PROFILE`])
 /// at its path under `dir`, as sent (encrypted or not): 201, or why not.
 async fn store_report(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     dir: &Path,
     request: &axum::http::request::Parts,
     body: Body,
@@ -585,11 +585,12 @@ async fn store_report(
     };
     let rel = segments.join("/");
     let dir = dir.to_path_buf();
-    let room = Arc::clone(&shared.reports_room);
-    let written = tokio::task::spawn_blocking(move || store(&dir, &segments, &bytes, &room))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
+    let shared = Arc::clone(shared);
+    let written =
+        tokio::task::spawn_blocking(move || store(&dir, &segments, &bytes, &shared.reports_room))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
     match written {
         Ok(len) => {
             fetch.file = Some(rel);
@@ -649,12 +650,14 @@ pub(crate) async fn read_pieces<S: Sink>(
     sink: &mut S,
 ) -> Result<(), BodyError<S::Error>> {
     use http_body_util::BodyExt;
-    let end = tokio::time::Instant::now() + within;
+    // One timer for the whole body; the idle one is per piece.
+    let late = tokio::time::sleep(within);
+    tokio::pin!(late);
     let mut len = 0u64;
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(idle, body.frame()) => frame.map_err(|_| BodyError::Idle)?,
-            () = tokio::time::sleep_until(end) => return Err(BodyError::Late),
+            () = &mut late => return Err(BodyError::Late),
         };
         let Some(frame) = frame else {
             return Ok(());
