@@ -7,7 +7,8 @@ mod common;
 
 use common::pki::{self, phones_ca, Pki};
 use common::{
-    assert_contains_all, assert_exit, bin, json_line, png_pixel, temp_dir, PhoneProcess, PASSWORD,
+    assert_contains_all, assert_exit, bin, json_line, png_pixel, send, temp_dir, web_phone,
+    PhoneProcess, PASSWORD,
 };
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -15,11 +16,7 @@ use std::time::Duration;
 /// A simulated phone serving HTTPS with `--http-auth auth` and more `args`; the
 /// certificate line it printed.
 fn https_phone(auth: &str, args: &[&str]) -> (PhoneProcess, String) {
-    let phone = PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-tls", "--http-auth", auth])
-        .args(args.iter().copied())
-        .start();
+    let phone = web_phone(auth, &[&["--http-tls"], args].concat());
     assert!(
         phone.first_line().contains(", https 127.0.0.1:"),
         "{}",
@@ -38,12 +35,7 @@ fn https_phone_presenting(leaf: &pki::Leaf, auth: &str) -> PhoneProcess {
 
 /// `sipnotify ARGS --output json` with the web password in the environment.
 fn run(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .args(["--output", "json"])
-        .env("SIPNOTIFY_PASSWORD", PASSWORD)
-        .output()
-        .expect("run sipnotify")
+    send(&[args, &["--output", "json"]].concat())
 }
 
 #[test]
@@ -163,10 +155,7 @@ fn an_untrusted_certificate_is_refused_with_its_reason_until_pinned_or_insecure(
 /// TLS port.
 #[test]
 fn https_to_a_plain_port_asks_whether_it_is_a_tls_port() {
-    let phone = PhoneProcess::builder()
-        .transport("udp")
-        .args(["--http", "127.0.0.1:0", "--http-auth", "none"])
-        .start();
+    let phone = web_phone("none", &[]);
     let out = run(&[
         "info",
         &format!("https://{}", phone.addr("http")),
