@@ -340,8 +340,13 @@ const RECV_BATCH: usize = 64;
 
 /// Sends at once when the socket buffer has room, and waits for room otherwise.
 async fn send_udp(udp: &UdpSocket, payload: &[u8], to: SocketAddr) -> Result<(), String> {
-    let sent = match udp.try_send_to(payload, to) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => udp.send_to(payload, to).await,
+    let sent = match super::udp::send_to(udp, payload, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            udp.async_io(tokio::io::Interest::WRITABLE, || {
+                super::udp::send_to(udp, payload, to)
+            })
+            .await
+        }
         other => other,
     };
     sent.map(drop)

@@ -7,7 +7,8 @@ use tokio::net::UdpSocket;
 
 /// Binds a UDP socket with large buffers: a burst of thousands of messages would overflow
 /// the default ones before the task gets to read them, and every drop costs a Timer E
-/// retransmission (500 ms).
+/// retransmission (500 ms). An IPv4 socket sends with Don't Fragment set (see
+/// [`UNFRAGMENTED_MAX`] and [`send_to`]).
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     bind_with(addr, false)
 }
@@ -26,8 +27,85 @@ fn bind_with(addr: SocketAddr, v6_only: bool) -> io::Result<UdpSocket> {
     let _ = socket.set_recv_buffer_size(8 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.set_nonblocking(true)?;
+    if addr.is_ipv4() {
+        // Best effort too: without it the kernel chooses, as for any socket.
+        let _ = set_fragmenting(&socket, false);
+    }
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
+}
+
+/// The largest datagram sent over IPv4 with Don't Fragment (DF) set; larger ones may be
+/// fragmented on the way, as without DF. 1200 bytes fit every path of an IPv6-capable
+/// network (1280) with room for tunnels, as QUIC assumes. An unfragmentable datagram needs
+/// no IP identification, which the kernel otherwise draws per datagram from a table keyed
+/// by the destination: a cache miss per datagram when every phone has its own address.
+pub const UNFRAGMENTED_MAX: usize = 1200;
+
+/// Sends one datagram from `socket` (bound by [`bind`]) without waiting: one larger than
+/// [`UNFRAGMENTED_MAX`] may be fragmented on its way.
+pub fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+    fragmentable(socket, bytes.len(), || {
+        socket2::SockRef::from(socket).send_to(bytes, &to.into())
+    })
+}
+
+/// Runs `send`, of a datagram of `len` bytes, with fragmenting allowed when the datagram
+/// is larger than [`UNFRAGMENTED_MAX`] on an IPv4 socket, and Don't Fragment set again
+/// after it. One lock for the process: a worker sending a small datagram meanwhile only
+/// sends it fragmentable, while two large ones could leave DF set for the second.
+pub fn fragmentable<T>(
+    socket: &UdpSocket,
+    len: usize,
+    send: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    static FRAGMENTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if len <= UNFRAGMENTED_MAX || !socket.local_addr().is_ok_and(|a| a.is_ipv4()) {
+        return send();
+    }
+    let _one = FRAGMENTING.lock().unwrap_or_else(|e| e.into_inner());
+    let socket = socket2::SockRef::from(socket);
+    set_fragmenting(&socket, true)?;
+    let sent = send();
+    set_fragmenting(&socket, false)?;
+    sent
+}
+
+/// Sets an IPv4 socket's path MTU discovery (IP_MTU_DISCOVER): the kernel's default
+/// (`IP_PMTUDISC_WANT`: DF only on datagrams that fit the path MTU it knows, fragmenting
+/// the others) when `allowed`, else `IP_PMTUDISC_PROBE` (always DF, never fragmented: a
+/// datagram too large for the path is lost and reported by ICMP, as QUIC sends).
+#[cfg(target_os = "linux")]
+fn set_fragmenting(socket: &Socket, allowed: bool) -> io::Result<()> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let mode: libc::c_int = if allowed {
+        libc::IP_PMTUDISC_WANT
+    } else {
+        libc::IP_PMTUDISC_PROBE
+    };
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the option's value is a c_int that lives across the call, `len` is its size,
+    // and the descriptor is the borrowed socket's own. (Neither nix nor socket2 has this
+    // option.)
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            std::ptr::from_ref(&mode).cast(),
+            len,
+        )
+    };
+    match set {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_fragmenting(_: &Socket, _: bool) -> io::Result<()> {
+    Ok(())
 }
 
 /// Asks the kernel to queue the ICMP errors that come back for this socket's datagrams
@@ -100,4 +178,47 @@ fn icmp_reason(e: &nix::libc::sock_extended_err, to: &str) -> String {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn next_unreachable(_: &UdpSocket, _: &mut [u8]) -> Option<Unreachable> {
     None
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// The socket's IP_MTU_DISCOVER mode, as the kernel reports it.
+    fn mode(socket: &UdpSocket) -> libc::c_int {
+        let mut mode: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `mode` and `len` outlive the call and `len` is `mode`'s size.
+        let got = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                std::ptr::from_mut(&mut mode).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(got, 0, "{}", io::Error::last_os_error());
+        mode
+    }
+
+    #[tokio::test]
+    async fn small_datagrams_leave_unfragmentable_and_large_ones_fragmentable() {
+        let socket = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let peer = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let to = peer.local_addr().unwrap();
+        assert_eq!(mode(&socket), libc::IP_PMTUDISC_PROBE);
+        let during = |len| fragmentable(&socket, len, || Ok(mode(&socket))).unwrap();
+        assert_eq!(during(UNFRAGMENTED_MAX), libc::IP_PMTUDISC_PROBE);
+        assert_eq!(during(UNFRAGMENTED_MAX + 1), libc::IP_PMTUDISC_WANT);
+        assert_eq!(mode(&socket), libc::IP_PMTUDISC_PROBE, "set again after");
+        // Both arrive whole.
+        let mut buf = vec![0u8; 65536];
+        for len in [UNFRAGMENTED_MAX, 20_000] {
+            assert_eq!(send_to(&socket, &vec![b'x'; len], to).unwrap(), len);
+            let (got, _) = peer.recv_from(&mut buf).await.unwrap();
+            assert_eq!(got, len);
+        }
+    }
 }

@@ -16,7 +16,7 @@
 //! §17.2.2), the line remembers its final answers for Timer J: a retransmitted request gets
 //! the same answer again and is never acted on twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -329,7 +329,8 @@ struct Shared {
     opaque: String,
     start: Instant,
     /// Shared by the forks: a retransmission may reach another worker of the socket.
-    answered: Mutex<Answered>,
+    /// Spread over locks by key, so that the workers seldom wait for each other.
+    answered: [Mutex<Answered>; ANSWERED_SHARDS],
     /// Keys the transactions' hashes (SipHash with random keys: a peer cannot make two
     /// requests collide).
     transactions: std::collections::hash_map::RandomState,
@@ -343,11 +344,16 @@ const TIMER_J: Duration = Duration::from_secs(32);
 /// full rate stays bounded (a retransmission comes within seconds).
 const MAX_ANSWERED: usize = 1 << 20;
 
+/// The locks the remembered answers are spread over, each holding at most its share of
+/// [`MAX_ANSWERED`].
+const ANSWERED_SHARDS: usize = 16;
+const MAX_ANSWERED_PER_SHARD: usize = MAX_ANSWERED / ANSWERED_SHARDS;
+
 /// The final answers of the last [`TIMER_J`], by transaction (a keyed hash of the top Via,
-/// Call-ID, CSeq and method).
+/// Call-ID, CSeq and method: Fx, not SipHash again, since a peer cannot choose the keys).
 #[derive(Debug, Default)]
 struct Answered {
-    replies: HashMap<u64, Reply>,
+    replies: rustc_hash::FxHashMap<u64, Reply>,
     order: VecDeque<(Instant, u64)>,
 }
 
@@ -359,7 +365,7 @@ impl Answered {
 
     fn insert(&mut self, now: Instant, key: u64, reply: Reply) {
         self.expire(now);
-        if self.order.len() >= MAX_ANSWERED {
+        if self.order.len() >= MAX_ANSWERED_PER_SHARD {
             if let Some((_, oldest)) = self.order.pop_front() {
                 self.replies.remove(&oldest);
             }
@@ -427,7 +433,7 @@ impl Phone {
                 secret,
                 opaque,
                 start: now,
-                answered: Mutex::default(),
+                answered: Default::default(),
                 transactions: Default::default(),
             }),
             rng,
@@ -489,7 +495,7 @@ impl Phone {
                 .hash_one((via, call_id, cseq, method))
         });
         if let Some(key) = transaction {
-            let earlier = self.answered().get(now, key);
+            let earlier = self.answered(key).get(now, key);
             if let Some(reply) = earlier {
                 self.write_response(now, &msg, &reply, out);
                 return Handled::Retransmission;
@@ -521,15 +527,16 @@ impl Phone {
         exchange.status = reply.code;
         self.write_response(now, &msg, &reply, out);
         if let Some(key) = transaction {
-            self.answered().insert(now, key, reply);
+            self.answered(key).insert(now, key, reply);
         }
         Handled::Answered(exchange)
     }
 
-    /// The answers remembered; a poisoned lock still holds a usable map.
-    fn answered(&self) -> std::sync::MutexGuard<'_, Answered> {
-        self.shared
-            .answered
+    /// The answers remembered with `key`'s; a poisoned lock still holds a usable map.
+    fn answered(&self, key: u64) -> std::sync::MutexGuard<'_, Answered> {
+        // The high bits: the map's buckets come from the low ones.
+        let shard = (key >> 60) as usize % ANSWERED_SHARDS;
+        self.shared.answered[shard]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -1289,10 +1296,10 @@ mod tests {
     fn remembered_answers_are_bounded() {
         let t0 = Instant::now();
         let mut answered = Answered::default();
-        for key in 0..(MAX_ANSWERED as u64 + 10) {
+        for key in 0..(MAX_ANSWERED_PER_SHARD as u64 + 10) {
             answered.insert(t0, key, Reply::new(200));
         }
-        assert_eq!(answered.replies.len(), MAX_ANSWERED);
+        assert_eq!(answered.replies.len(), MAX_ANSWERED_PER_SHARD);
         assert!(answered.get(t0, 0).is_none() && answered.get(t0, 10).is_some());
         assert!(answered.get(t0 + TIMER_J, 10).is_none());
         assert!(answered.replies.is_empty() && answered.order.is_empty());

@@ -418,11 +418,18 @@ async fn receive(
 /// Sends a response to `peer`, from the address it reached the phone at when known.
 async fn answer(socket: &UdpSocket, bytes: &[u8], peer: Peer) {
     let sent = match peer.reached_at {
-        None => socket.send_to(bytes, peer.addr).await.map(drop),
+        None => socket
+            .async_io(Interest::WRITABLE, || {
+                crate::net::udp::send_to(socket, bytes, peer.addr)
+            })
+            .await
+            .map(drop),
         Some(source) => {
             socket
                 .async_io(Interest::WRITABLE, || {
-                    send_from(socket, bytes, peer.addr, source)
+                    crate::net::udp::fragmentable(socket, bytes.len(), || {
+                        send_from(socket, bytes, peer.addr, source)
+                    })
                 })
                 .await
         }
