@@ -12,10 +12,10 @@
 //! A run holds an exclusive lock on the journal (an OS file lock, which the kernel drops
 //! when the process dies), so two runs never share one. Records are written by one thread
 //! in whole lines. With [`SyncMode::Batch`] the intents of the targets about to start are
-//! written and synced to the disk together (a group commit) before any of them is sent,
-//! so a resumed campaign never acts on a phone twice, even after a power cut; results
-//! are written in batches gathered over up to a millisecond, and synced lazily and at the
-//! end. Passwords are never written.
+//! written and synced to the disk together (a group commit of the intents of up to 300 µs)
+//! before any of them is sent, so a resumed campaign never acts on a phone twice, even
+//! after a power cut; results are written in batches gathered over up to a millisecond,
+//! and synced lazily and at the end. Passwords are never written.
 //!
 //! Reading a journal keeps one key per journaled target, in two sets (delivered, and
 //! started with no result), not the records.
@@ -208,9 +208,10 @@ struct Pending {
     waiting: Vec<Written>,
     /// Whether any line pending must be synced before its waiter is told.
     sync: bool,
-    /// Whether an intent is pending: its target waits for it to start, so it is written at
-    /// once. Results alone are gathered for up to [`GATHER`].
-    urgent: bool,
+    /// When the first intent pending was handed in: its target waits for it to start, so
+    /// it waits only [`Gather::intents`] for company. Results alone wait up to
+    /// [`Gather::results`].
+    urgent: Option<Instant>,
     /// What the writer waits for, and so which records wake it. Records handed in while it
     /// writes wake nobody, and go in its next write.
     idle: Idle,
@@ -228,17 +229,30 @@ enum Idle {
     Busy,
     /// Any record: nothing is pending.
     Empty,
-    /// More results, until [`GATHER`] has passed since the first: only an intent, a full
+    /// More records, until its gathering time has passed: only a first intent, a full
     /// batch or the end wakes it earlier.
     Gathering,
 }
 
-/// How long results wait for company before they are written: one wake of the writer and
-/// one write for all the results of that time, rather than for each. A target's slot and
-/// record wait for its result, so this is also the most it adds to a target.
-const GATHER: Duration = Duration::from_millis(1);
+/// How long records wait for company before they are written: one wake of the writer and
+/// one write (and sync) for all the records of that time, rather than for each.
+#[derive(Debug, Clone, Copy)]
+struct Gather {
+    /// For results. A target's slot and record wait for its result, so this is also the
+    /// most it adds to a target.
+    results: Duration,
+    /// For the first intent pending, which takes the results pending with it. Its target
+    /// waits for the sync, which it then shares with the intents of this time: a group
+    /// commit.
+    intents: Duration,
+}
 
-/// Pending bytes that are written without waiting for the rest of [`GATHER`].
+const GATHER: Gather = Gather {
+    results: Duration::from_millis(1),
+    intents: Duration::from_micros(300),
+};
+
+/// Pending bytes that are written without waiting for the rest of the gathering time.
 const GATHER_BYTES: usize = 256 * 1024;
 
 /// The state the campaign's tasks share with the writer thread.
@@ -246,8 +260,8 @@ struct Shared {
     file: Mutex<File>,
     pending: Mutex<Pending>,
     wake: Condvar,
-    /// How long results wait for company: [`GATHER`], but for tests.
-    gather: Duration,
+    /// How long records wait for company: [`GATHER`], but for tests.
+    gather: Gather,
     syncs: AtomicU64,
     #[cfg(test)]
     writes: AtomicU64,
@@ -296,7 +310,7 @@ impl Journal {
         path: &Path,
         description: &Description,
         sync: SyncMode,
-        gather: Duration,
+        gather: Gather,
     ) -> Result<(Journal, ResumeState), JournalError> {
         if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
             return Err(JournalError::NotAFile);
@@ -368,7 +382,8 @@ impl Journal {
     }
 
     /// Writes an intent record; returns once it is written, and synced to the disk unless
-    /// the sync mode is off. Intents handed in together share one write and one sync.
+    /// the sync mode is off. Intents handed in within [`Gather::intents`] of each other
+    /// share one write and one sync.
     pub async fn intent(&self, intent: &Intent<'_>) -> io::Result<()> {
         self.append("intent", intent, true, self.sync == SyncMode::Batch)
             .await
@@ -381,8 +396,8 @@ impl Journal {
     }
 
     /// Hands the line of `record` to the writer (written straight into its pending bytes)
-    /// and waits until it is written, and synced if `sync`; `urgent` if it must not wait
-    /// for others to share its write.
+    /// and waits until it is written, and synced if `sync`; `urgent` if it must wait no more
+    /// than [`Gather::intents`] for others to share its write.
     async fn append(
         &self,
         kind: &str,
@@ -402,11 +417,14 @@ impl Journal {
             write_line(&mut pending.bytes, kind, record)?;
             pending.waiting.push(done);
             pending.sync |= sync;
-            pending.urgent |= urgent;
+            let first_urgent = urgent && pending.urgent.is_none();
+            if first_urgent {
+                pending.urgent = Some(Instant::now());
+            }
             let wake = match pending.idle {
                 Idle::Busy => false,
                 Idle::Empty => true,
-                Idle::Gathering => urgent || pending.bytes.len() >= GATHER_BYTES,
+                Idle::Gathering => first_urgent || pending.bytes.len() >= GATHER_BYTES,
             };
             if wake {
                 pending.idle = Idle::Busy;
@@ -523,8 +541,7 @@ fn format_line(line: &mut Vec<u8>, kind: &str, record: &impl Serialize) -> io::R
 }
 
 /// The writer thread: everything pending in one write, synced when an intent asks, then
-/// each waiting record told. An intent is written at once; results alone wait up to
-/// [`GATHER`] for more.
+/// each waiting record told. Records wait for more (see [`Gather`]) unless a batch is full.
 fn write_pending(shared: &Shared) {
     let mut bytes = Vec::new();
     let mut waiting = Vec::new();
@@ -533,8 +550,21 @@ fn write_pending(shared: &Shared) {
             let mut pending = shared.pending();
             let mut gathering = None;
             loop {
-                if pending.closed || pending.urgent || pending.bytes.len() >= GATHER_BYTES {
+                if pending.closed || pending.bytes.len() >= GATHER_BYTES {
                     break;
+                }
+                if let Some(first) = pending.urgent {
+                    let left = shared.gather.intents.saturating_sub(first.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    pending.idle = Idle::Gathering;
+                    pending = shared
+                        .wake
+                        .wait_timeout(pending, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    continue;
                 }
                 if pending.waiting.is_empty() {
                     gathering = None;
@@ -546,7 +576,7 @@ fn write_pending(shared: &Shared) {
                     continue;
                 }
                 let since = *gathering.get_or_insert_with(Instant::now);
-                let left = shared.gather.saturating_sub(since.elapsed());
+                let left = shared.gather.results.saturating_sub(since.elapsed());
                 if left.is_zero() {
                     break;
                 }
@@ -563,7 +593,7 @@ fn write_pending(shared: &Shared) {
             }
             std::mem::swap(&mut bytes, &mut pending.bytes);
             std::mem::swap(&mut waiting, &mut pending.waiting);
-            pending.urgent = false;
+            pending.urgent = None;
             std::mem::take(&mut pending.sync)
         };
         let result = {
@@ -909,13 +939,16 @@ mod tests {
         Journal::open(path, &campaign("reboot_now"), SyncMode::Batch).unwrap()
     }
 
-    /// Results wait up to the gathering time to share a write; an intent does not wait,
-    /// and takes the results gathered so far with it.
+    /// Results wait up to the gathering time to share a write; an intent waits less, and
+    /// takes the results gathered so far with it.
     #[tokio::test]
     async fn results_are_gathered_into_one_write_which_an_intent_hastens() {
         let path = temp("gather");
         let description = campaign("reboot_now");
-        let gather = Duration::from_secs(30);
+        let gather = Gather {
+            results: Duration::from_secs(30),
+            intents: GATHER.intents,
+        };
         let (j, _) = Journal::open_gathering(&path, &description, SyncMode::Batch, gather).unwrap();
         let j = Arc::new(j);
         let results: Vec<_> = ["a", "b", "c"]
@@ -935,8 +968,8 @@ mod tests {
         let started = std::time::Instant::now();
         j.intent(&intent("d")).await.unwrap();
         assert!(
-            started.elapsed() < gather,
-            "the intent waited for the gathering"
+            started.elapsed() < gather.results,
+            "the intent waited for the results' gathering"
         );
         for written in results {
             written.await.unwrap().unwrap();
@@ -1057,6 +1090,43 @@ mod tests {
         drop(journal);
         let (_, state) = open(&path);
         assert_eq!(state.unknown.len(), 500);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// Intents handed in over the intents' gathering time share one sync: a second intent
+    /// does not wake the writer again, nor a result.
+    #[tokio::test]
+    async fn intents_wait_a_little_for_company() {
+        let path = temp("intents");
+        let description = campaign("reboot_now");
+        let gather = Gather {
+            results: Duration::from_secs(30),
+            intents: Duration::from_millis(300),
+        };
+        let (j, _) = Journal::open_gathering(&path, &description, SyncMode::Batch, gather).unwrap();
+        let j = Arc::new(j);
+        let started = std::time::Instant::now();
+        let first = tokio::spawn({
+            let j = j.clone();
+            async move { j.intent(&intent("a")).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let second = tokio::spawn({
+            let j = j.clone();
+            async move { j.intent(&intent("b")).await }
+        });
+        let result = tokio::spawn({
+            let j = j.clone();
+            async move { j.result(&result("a", "delivered")).await }
+        });
+        for written in [first, second, result] {
+            written.await.unwrap().unwrap();
+        }
+        let waited = started.elapsed();
+        assert!(waited >= gather.intents, "written after {waited:?}");
+        assert!(waited < gather.results, "written after {waited:?}");
+        assert_eq!((j.writes(), j.syncs()), (1, 1));
+        drop(j);
         std::fs::remove_file(&path).unwrap();
     }
 
