@@ -11,7 +11,7 @@ use common::needs::Program;
 use common::{json_line, send, PhoneBuilder, PhoneProcess};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -38,17 +38,6 @@ fn main() -> std::process::ExitCode {
     )
 }
 
-/// A port free on `ip` for both UDP and TCP (dnsmasq listens on both).
-fn free_port(ip: &str) -> u16 {
-    loop {
-        let tcp = TcpListener::bind((ip, 0)).unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-}
-
 /// dnsmasq in the foreground, answering only from `records` (its own configuration lines)
 /// with a TTL of `ttl` seconds, and logging every query; killed on drop.
 struct Dnsmasq {
@@ -63,7 +52,7 @@ impl Dnsmasq {
             .join(format!("dnsmasq-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port(DNS_IP);
+        let port = common::free_port(&[DNS_IP]);
         let mut config = vec![
             "no-resolv".to_string(),
             "no-hosts".into(),

@@ -16,7 +16,7 @@ mod common;
 use common::pki::{self, Leaf, Pki};
 use common::{bin, json_line, send_json, PhoneBuilder, PhoneProcess, PASSWORD};
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,30 +40,6 @@ fn kamailio_tls_module() -> common::needs::Program {
             "/usr/local/lib/kamailio/modules",
         ],
     )
-}
-
-/// A TCP port free on `host` (`127.0.0.1` or `[::1]`).
-fn free_tcp_port(host: &str) -> u16 {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    TcpListener::bind((host, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A port free on 127.0.0.1 for both UDP and TCP.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        let free = |addr: &str| {
-            UdpSocket::bind((addr, port)).is_ok() && TcpListener::bind((addr, port)).is_ok()
-        };
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && free("::1") {
-            return port;
-        }
-    }
 }
 
 /// Kamailio in the foreground, in its own process group (it forks workers); the whole
@@ -100,7 +76,7 @@ impl Kamailio {
         tls: Option<TlsListener<'_>>,
     ) -> Kamailio {
         let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/kamailio/kamailio.cfg");
-        let port = free_port();
+        let port = common::free_port(&["127.0.0.1", "::1"]);
         let log = dir.join("kamailio.log");
         let mut command = Command::new(binary);
         command
@@ -120,7 +96,7 @@ impl Kamailio {
             let tls_cfg = dir.join("tls.cfg");
             std::fs::write(&tls_cfg, &listener.tls_cfg).unwrap();
             let host = listener.host;
-            let port = free_tcp_port(host);
+            let port = common::free_port(&[host.trim_start_matches('[').trim_end_matches(']')]);
             command
                 .args(["-l", &format!("tls:{host}:{port}")])
                 .args(["-A", "WITH_TLS"])

@@ -20,7 +20,7 @@ mod common;
 use common::needs::test;
 use common::PhoneProcess;
 use std::fs::{self, File};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,19 +63,6 @@ impl Transport {
             Transport::Tcp => "tcp",
         }
     }
-}
-
-/// A loopback port that was free on both UDP and TCP a moment ago. Binding
-/// port 0 lets the kernel pick, so parallel tests get distinct ports.
-fn free_port() -> u16 {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-        let port = udp.local_addr().expect("local addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no loopback port free on both UDP and TCP after 100 tries");
 }
 
 /// Where a child's stdout/stderr go: a file per child, shown on failure.
@@ -363,7 +350,7 @@ fn agent_vs_sipp_uas(
     want_outcome: &str,
     want_status: u64,
 ) {
-    let port = free_port();
+    let port = common::free_port(&["127.0.0.1"]);
     let mut sipp = spawn_sipp_uas(scenario_file, transport, port);
 
     let (code, report, context) = run_agent(transport, port, password);
@@ -415,9 +402,9 @@ fn sipp_uac_vs_phone(
     challenge: &str,
     password: &str,
 ) -> (ExitStatus, String) {
-    let phone_port = free_port();
+    let phone_port = common::free_port(&["127.0.0.1"]);
     let mut phone = spawn_phone(transport, phone_port, challenge);
-    let local_port = free_port();
+    let local_port = common::free_port(&["127.0.0.1"]);
     let args: Vec<String> = [
         &format!("127.0.0.1:{phone_port}"),
         "-sf",

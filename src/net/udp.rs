@@ -52,8 +52,8 @@ pub fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<u
 
 /// Runs `send`, of a datagram of `len` bytes, with fragmenting allowed when the datagram
 /// is larger than [`UNFRAGMENTED_MAX`] on an IPv4 socket, and Don't Fragment set again
-/// after it. One lock for the process: a worker sending a small datagram meanwhile only
-/// sends it fragmentable, while two large ones could leave DF set for the second.
+/// after it. One lock for the process, so that the settings of two large datagrams never
+/// interleave; a small one sent meanwhile by another thread merely goes fragmentable.
 pub fn fragmentable<T>(
     socket: &UdpSocket,
     len: usize,
@@ -67,7 +67,8 @@ pub fn fragmentable<T>(
     let socket = socket2::SockRef::from(socket);
     set_fragmenting(&socket, true)?;
     let sent = send();
-    set_fragmenting(&socket, false)?;
+    // The datagram went (or not) whatever this says: at worst later ones go fragmentable.
+    let _ = set_fragmenting(&socket, false);
     sent
 }
 

@@ -52,6 +52,24 @@ pub fn ipv6_loopback() -> bool {
     false
 }
 
+/// A port that was free a moment ago on each of `ips`, for both UDP and TCP (a peer may
+/// listen on both). The kernel chooses it, so tests running in parallel get distinct ones.
+pub fn free_port(ips: &[&str]) -> u16 {
+    use std::net::{TcpListener, UdpSocket};
+    for _ in 0..100 {
+        let held = TcpListener::bind((ips[0], 0)).expect("bind an ephemeral TCP port");
+        let port = held.local_addr().expect("its address").port();
+        let free = |ip: &str| {
+            UdpSocket::bind((ip, port)).is_ok()
+                && (ip == ips[0] || TcpListener::bind((ip, port)).is_ok())
+        };
+        if ips.iter().all(|ip| free(ip)) {
+            return port;
+        }
+    }
+    panic!("no port free on {ips:?} for both UDP and TCP after 100 tries");
+}
+
 /// `sipnotify batch ARGS...` with nothing on its stdin, run to its end.
 pub fn batch(args: &[&str]) -> Output {
     bin()

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -147,14 +147,6 @@ pub const KEY: &str = "Fleet-Key-2024";
 pub const PROFILE: &str =
     "<flat-profile>\n<Resync_Periodic> 7200 </Resync_Periodic>\n</flat-profile>\n";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// DIR/cfg/default.xml (every phone's profile) and DIR/ok/default (the last rule's file).
 pub fn profiles(dir: &Path) -> PathBuf {
     let root = dir.join("root");
@@ -228,7 +220,7 @@ impl Served {
         Served {
             dir,
             root,
-            port: free_port(),
+            port: crate::common::free_port(&["127.0.0.1"]),
         }
     }
 
