@@ -74,6 +74,7 @@ pub mod campaign;
 pub mod event;
 pub mod http;
 pub mod net;
+pub mod paths;
 pub mod phone;
 pub mod proto;
 pub mod provision;

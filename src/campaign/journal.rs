@@ -701,43 +701,6 @@ fn shown(value: &str) -> String {
     }
 }
 
-/// Whether two paths name the same file: by device and inode where both exist, else by
-/// their absolute paths, cleaned (the file may not exist yet).
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        if let (Ok(x), Ok(y)) = (std::fs::metadata(a), std::fs::metadata(b)) {
-            return x.dev() == y.dev() && x.ino() == y.ino();
-        }
-    }
-    absolute(a) == absolute(b)
-}
-
-/// A path made absolute and cleaned of `.` and `..` without touching the file system
-/// beyond the current directory (the file may not exist yet).
-fn absolute(path: &Path) -> PathBuf {
-    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut clean = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                clean.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => clean.push(other),
-        }
-    }
-    // A file that does not exist yet in a directory that does: resolve the directory's
-    // links, so `dir/link/x` and `dir/real/x` compare equal.
-    match (clean.parent(), clean.file_name()) {
-        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
-            .map(|d| d.join(name))
-            .unwrap_or(clean),
-        _ => clean,
-    }
-}
-
 /// What a set of journals (the shards of one campaign, or the runs of one) says of each
 /// target: one record per target, as a single run would report it.
 #[derive(Debug)]
@@ -1156,22 +1119,5 @@ mod tests {
         let mut pending = b"{}\n".to_vec();
         assert!(write_line(&mut pending, "x", &7).is_err());
         assert_eq!(pending, b"{}\n");
-    }
-
-    #[test]
-    fn the_same_file_by_another_name_is_the_same_file() {
-        let dir = std::env::temp_dir();
-        let a = temp("same");
-        std::fs::write(&a, "x").unwrap();
-        let name = a.file_name().unwrap();
-        let dotted = dir.join(".").join(name);
-        assert!(same_file(&a, &dotted));
-        let fresh = dir.join(format!("sipnotify-journal-{}-fresh", std::process::id()));
-        assert!(same_file(
-            &fresh,
-            &dir.join("x").join("..").join(fresh.file_name().unwrap())
-        ));
-        assert!(!same_file(&a, &fresh));
-        std::fs::remove_file(&a).unwrap();
     }
 }

@@ -66,7 +66,7 @@ pub use channel::Channel;
 pub use defaults::{BadRow, Defaults};
 pub use input::{InputFormat, Row, RowError, RowReader};
 pub use journal::{
-    merge, same_file, Description, Journal, JournalError, MergeError, Merged, ResumeState, SyncMode,
+    merge, Description, Journal, JournalError, MergeError, Merged, ResumeState, SyncMode,
 };
 pub use record::{Record, Verdict};
 pub use report::Report;
@@ -669,7 +669,7 @@ fn check_distinct_files(options: &Options) -> Result<(), CampaignError> {
     for (i, (first, a)) in named.iter().enumerate() {
         for (second, b) in &named[i + 1..] {
             let (Some(a), Some(b)) = (a, b) else { continue };
-            if journal::same_file(a, b) {
+            if crate::paths::same_file(a, b) {
                 return Err(CampaignError::SameFile {
                     first,
                     second,

@@ -4,7 +4,8 @@
 use super::secret::{IkmArgs, KeyArgs};
 use super::{parse_duration, Failure};
 use clap::Args;
-use sipnotify::campaign::{same_file, BadRow, Row};
+use sipnotify::campaign::{BadRow, Row};
+use sipnotify::paths::same_file;
 use sipnotify::provision::confirm::{follow_log, Confirming, FetchPace, Watched};
 use sipnotify::provision::fetch::FetchBoard;
 use sipnotify::provision::rule::Mac;

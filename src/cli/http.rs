@@ -9,7 +9,7 @@ use super::secret::WebPasswordArgs;
 use super::send::{parse_timeout, read_limited, SendArgs, TlsArgs};
 use super::{Failure, Format};
 use clap::{Args, Subcommand, ValueEnum};
-use sipnotify::campaign::{same_file, Campaign, Input, Observer, Options, Record, Verdict};
+use sipnotify::campaign::{Campaign, Input, Observer, Options, Record, Verdict};
 use sipnotify::http::admin;
 use sipnotify::http::object::{self, MAX_OBJECT_LIMIT};
 use sipnotify::http::{
@@ -17,6 +17,7 @@ use sipnotify::http::{
     Screenshots, WebCredentials,
 };
 use sipnotify::net::tls::Identity;
+use sipnotify::paths::same_file;
 use sipnotify::phone::{spawn_web_with_hook, ResyncHook, RunningWeb, WebAuth, WebConfig};
 use sipnotify::text::printable;
 use sipnotify::Password;

@@ -5,8 +5,8 @@ use super::output::CampaignOutput;
 use super::{Failure, Format};
 use clap::{Args, Subcommand};
 use sipnotify::campaign::html::HtmlReport;
-use sipnotify::campaign::journal::same_file;
 use sipnotify::campaign::{merge, Input, Observer, Report, RunEnd, Summary};
+use sipnotify::paths::same_file;
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -104,7 +104,7 @@ pub fn refuse_served(
         let Some(file) = file.filter(|file| *file != Path::new("-")) else {
             continue;
         };
-        if serve::inside(file, dir) {
+        if sipnotify::paths::inside(file, dir) {
             return Err(Failure::input(format!(
                 "{option} {} is inside {served}: anyone could fetch it; keep it elsewhere",
                 file.display()

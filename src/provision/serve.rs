@@ -205,10 +205,13 @@ pub async fn spawn(listen: SocketAddr, config: ServeConfig) -> Result<RunningSer
         .map(|dir| reports_dir(dir, &root))
         .transpose()?;
     if let Some(log) = &config.log {
-        if inside(log, &root) {
+        if crate::paths::inside(log, &root) {
             return Err(ServeError::LogServed(log.clone()));
         }
-        if reports.as_ref().is_some_and(|dir| inside(log, dir)) {
+        if reports
+            .as_ref()
+            .is_some_and(|dir| crate::paths::inside(log, dir))
+        {
             return Err(ServeError::LogInReports(log.clone()));
         }
     }
@@ -439,29 +442,6 @@ pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> subtle::Choice {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
     Sha256::digest(given).ct_eq(&Sha256::digest(expected))
-}
-
-/// Whether the file `path` (which need not exist yet) is inside the directory `dir`,
-/// symbolic links followed as opening it would follow them (the file's own too, even one
-/// that leads to no file yet): in a served directory, anyone could fetch it. A file whose
-/// folder does not exist is inside nothing (it cannot be written either).
-pub fn inside(path: &Path, dir: &Path) -> bool {
-    let mut path = path.to_path_buf();
-    // As many links as the kernel follows (SYMLOOP_MAX), so that a loop ends.
-    for _ in 0..40 {
-        let Ok(target) = std::fs::read_link(&path) else {
-            break;
-        };
-        // A relative target is relative to the link's folder; an absolute one replaces it.
-        path = path.parent().unwrap_or(Path::new("")).join(target);
-    }
-    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let real = std::fs::canonicalize(&path)
-        .or_else(|_| std::fs::canonicalize(folder.unwrap_or(Path::new("."))));
-    match (real, std::fs::canonicalize(dir)) {
-        (Ok(real), Ok(dir)) => real.starts_with(dir),
-        _ => false,
-    }
 }
 
 /// The reports directory, made private (0700) and canonical, and refused when it overlaps
@@ -972,29 +952,6 @@ mod tests {
         assert_eq!(started.elapsed(), within);
         assert_eq!(read(6, 9).await.unwrap(), b"xxxxxx");
         assert!(matches!(read(2, 11).await, Err(BodyError::Idle)));
-    }
-
-    /// A file is inside a directory by where it really is: its folder's links and its own
-    /// are followed, its own even when it leads to no file yet.
-    #[test]
-    fn a_file_is_inside_by_its_real_place() {
-        let base = std::env::temp_dir().join(format!("sipnotify-inside-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let (root, elsewhere) = (base.join("root"), base.join("elsewhere"));
-        std::fs::create_dir_all(root.join("cfg")).unwrap();
-        std::fs::create_dir_all(&elsewhere).unwrap();
-        std::os::unix::fs::symlink(root.join("cfg"), elsewhere.join("to-cfg")).unwrap();
-        std::fs::write(root.join("cfg/journal"), "").unwrap();
-        std::os::unix::fs::symlink(root.join("cfg/journal"), elsewhere.join("journal")).unwrap();
-        assert!(inside(&root.join("cfg/new.log"), &root));
-        assert!(inside(&elsewhere.join("to-cfg/new.log"), &root));
-        assert!(inside(&elsewhere.join("journal"), &root));
-        // A link to a file not made yet: opening it would make the file inside.
-        std::os::unix::fs::symlink("../root/cfg/later", elsewhere.join("later")).unwrap();
-        assert!(inside(&elsewhere.join("later"), &root));
-        assert!(!inside(&elsewhere.join("new.log"), &root));
-        assert!(!inside(&elsewhere.join("missing/new.log"), &root));
-        std::fs::remove_dir_all(&base).unwrap();
     }
 
     /// What a report adds to the reports is charged to the quota before anything is made:
