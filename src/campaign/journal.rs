@@ -553,20 +553,10 @@ fn write_pending(shared: &Shared) {
                 if pending.closed || pending.bytes.len() >= GATHER_BYTES {
                     break;
                 }
-                if let Some(first) = pending.urgent {
-                    let left = shared.gather.intents.saturating_sub(first.elapsed());
-                    if left.is_zero() {
-                        break;
-                    }
-                    pending.idle = Idle::Gathering;
-                    pending = shared
-                        .wake
-                        .wait_timeout(pending, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                    continue;
-                }
-                if pending.waiting.is_empty() {
+                let intents = pending
+                    .urgent
+                    .map(|first| shared.gather.intents.saturating_sub(first.elapsed()));
+                if intents.is_none() && pending.waiting.is_empty() {
                     gathering = None;
                     pending.idle = Idle::Empty;
                     pending = shared
@@ -576,7 +566,8 @@ fn write_pending(shared: &Shared) {
                     continue;
                 }
                 let since = *gathering.get_or_insert_with(Instant::now);
-                let left = shared.gather.results.saturating_sub(since.elapsed());
+                let results = shared.gather.results.saturating_sub(since.elapsed());
+                let left = intents.map_or(results, |intents| intents.min(results));
                 if left.is_zero() {
                     break;
                 }
@@ -902,18 +893,23 @@ mod tests {
         Journal::open(path, &campaign("reboot_now"), SyncMode::Batch).unwrap()
     }
 
+    /// A journal whose results wait 30 s for company, and its intents `intents`.
+    fn gathering(name: &str, intents: Duration) -> (PathBuf, Arc<Journal>, Gather) {
+        let path = temp(name);
+        let gather = Gather {
+            results: Duration::from_secs(30),
+            intents,
+        };
+        let description = campaign("reboot_now");
+        let (j, _) = Journal::open_gathering(&path, &description, SyncMode::Batch, gather).unwrap();
+        (path, Arc::new(j), gather)
+    }
+
     /// Results wait up to the gathering time to share a write; an intent waits less, and
     /// takes the results gathered so far with it.
     #[tokio::test]
     async fn results_are_gathered_into_one_write_which_an_intent_hastens() {
-        let path = temp("gather");
-        let description = campaign("reboot_now");
-        let gather = Gather {
-            results: Duration::from_secs(30),
-            intents: GATHER.intents,
-        };
-        let (j, _) = Journal::open_gathering(&path, &description, SyncMode::Batch, gather).unwrap();
-        let j = Arc::new(j);
+        let (path, j, gather) = gathering("gather", GATHER.intents);
         let results: Vec<_> = ["a", "b", "c"]
             .into_iter()
             .map(|key| {
@@ -1060,14 +1056,7 @@ mod tests {
     /// does not wake the writer again, nor a result.
     #[tokio::test]
     async fn intents_wait_a_little_for_company() {
-        let path = temp("intents");
-        let description = campaign("reboot_now");
-        let gather = Gather {
-            results: Duration::from_secs(30),
-            intents: Duration::from_millis(300),
-        };
-        let (j, _) = Journal::open_gathering(&path, &description, SyncMode::Batch, gather).unwrap();
-        let j = Arc::new(j);
+        let (path, j, gather) = gathering("intents", Duration::from_millis(300));
         let started = std::time::Instant::now();
         let first = tokio::spawn({
             let j = j.clone();
