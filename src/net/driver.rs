@@ -340,15 +340,8 @@ const RECV_BATCH: usize = 64;
 
 /// Sends at once when the socket buffer has room, and waits for room otherwise.
 async fn send_udp(udp: &UdpSocket, payload: &[u8], to: SocketAddr) -> Result<(), String> {
-    let sent = match super::udp::send_to(udp, payload, to) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-            udp.async_io(tokio::io::Interest::WRITABLE, || {
-                super::udp::send_to(udp, payload, to)
-            })
-            .await
-        }
-        other => other,
-    };
-    sent.map(drop)
+    super::udp::send_to(udp, payload, to)
+        .await
+        .map(drop)
         .map_err(|e| format!("cannot send to {to} over udp: {e}"))
 }

@@ -42,12 +42,20 @@ fn bind_with(addr: SocketAddr, v6_only: bool) -> io::Result<UdpSocket> {
 /// by the destination: a cache miss per datagram when every phone has its own address.
 pub const UNFRAGMENTED_MAX: usize = 1200;
 
-/// Sends one datagram from `socket` (bound by [`bind`]) without waiting: one larger than
-/// [`UNFRAGMENTED_MAX`] may be fragmented on its way.
-pub fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
-    fragmentable(socket, bytes.len(), || {
-        socket2::SockRef::from(socket).send_to(bytes, &to.into())
-    })
+/// Sends one datagram from `socket` (bound by [`bind`]): at once when its buffer has room,
+/// else once it has. One larger than [`UNFRAGMENTED_MAX`] may be fragmented on its way.
+pub async fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+    let now = || {
+        fragmentable(socket, bytes.len(), || {
+            socket2::SockRef::from(socket).send_to(bytes, &to.into())
+        })
+    };
+    match now() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            socket.async_io(tokio::io::Interest::WRITABLE, now).await
+        }
+        other => other,
+    }
 }
 
 /// Runs `send`, of a datagram of `len` bytes, with fragmenting allowed when the datagram
@@ -217,7 +225,7 @@ mod tests {
         // Both arrive whole.
         let mut buf = vec![0u8; 65536];
         for len in [UNFRAGMENTED_MAX, 20_000] {
-            assert_eq!(send_to(&socket, &vec![b'x'; len], to).unwrap(), len);
+            assert_eq!(send_to(&socket, &vec![b'x'; len], to).await.unwrap(), len);
             let (got, _) = peer.recv_from(&mut buf).await.unwrap();
             assert_eq!(got, len);
         }

@@ -418,10 +418,7 @@ async fn receive(
 /// Sends a response to `peer`, from the address it reached the phone at when known.
 async fn answer(socket: &UdpSocket, bytes: &[u8], peer: Peer) {
     let sent = match peer.reached_at {
-        None => socket
-            .async_io(Interest::WRITABLE, || {
-                crate::net::udp::send_to(socket, bytes, peer.addr)
-            })
+        None => crate::net::udp::send_to(socket, bytes, peer.addr)
             .await
             .map(drop),
         Some(source) => {
