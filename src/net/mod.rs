@@ -2,7 +2,8 @@
 //!
 //! [`Notifier`] owns one UDP socket and a pool of TCP and TLS connections, and runs one
 //! driver task that feeds an [`Endpoint`](crate::proto::Endpoint) and carries out what it
-//! asks. [`resolve`] finds where a next hop is and the local address that routes there.
+//! asks. [`resolve`] finds where a next hop is, and `route` the local address that routes
+//! there.
 //! [`tls`] makes a connected TCP stream a TLS one and checks the peer's certificate.
 //! [`descriptor_budget`] says how many TCP targets can be in flight at once.
 
@@ -10,6 +11,7 @@ mod descriptors;
 mod driver;
 mod notifier;
 pub mod resolve;
+mod route;
 mod tcp;
 pub mod tls;
 pub(crate) mod udp;

@@ -1,7 +1,8 @@
 //! The async API: bind once, then `send` any number of NOTIFYs concurrently.
 
 use super::driver::{self, Start, UdpSockets, START_QUEUE};
-use super::resolve::{self, ResolveError, Resolver, Routes};
+use super::resolve::{self, ResolveError, Resolver};
+use super::route::Routes;
 use super::tcp::{Destination, Lease, TcpPool, EVENT_QUEUE};
 use super::tls::{TlsClient, TlsError};
 use crate::proto::endpoint::{Endpoint, Stats};

@@ -1,4 +1,4 @@
-//! Where a next hop is (RFC 3263), and the local address that routes to it.
+//! Where a next hop is (RFC 3263).
 //!
 //! - An address is used as it is.
 //! - A name with a port: its A and AAAA records (§4.2), on that port.
@@ -27,11 +27,9 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use rand::Rng;
-use socket2::{Domain, Socket, Type};
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// Why a next hop could not be reached before anything was sent.
 #[derive(Debug, thiserror::Error)]
@@ -652,119 +650,12 @@ pub(crate) fn srv_order(mut records: Vec<Srv>, rng: &mut impl Rng) -> Vec<Srv> {
     ordered
 }
 
-/// Destinations whose local address is remembered.
-const MAX_ROUTES: usize = 4096;
-
-/// The local address that routes to each destination, remembered.
-#[derive(Debug, Default)]
-pub(crate) struct Routes {
-    state: Mutex<RouteState>,
-}
-
-#[derive(Debug, Default)]
-struct RouteState {
-    cache: HashMap<IpAddr, IpAddr>,
-    /// One UDP socket per family (v4, v6) that asks the kernel for routes: a fleet of
-    /// distinct phones asks once per target, and a socket made and closed per question
-    /// costs more than the question.
-    probes: [Option<Socket>; 2],
-}
-
-impl Routes {
-    /// The local IP that routes to `dest`: what the phone must see in Via, never 0.0.0.0.
-    pub(crate) fn local_ip(&self, dest: IpAddr) -> Result<IpAddr, ResolveError> {
-        let mut state = self.state.lock().expect("route cache lock");
-        if let Some(ip) = state.cache.get(&dest) {
-            return Ok(*ip);
-        }
-        let ip = state.route(dest).map_err(|source| ResolveError::NoRoute {
-            destination: dest,
-            source,
-        })?;
-        // A fleet has many phones but few routes: bound the cache, not the fleet.
-        if state.cache.len() >= MAX_ROUTES {
-            state.cache.clear();
-        }
-        state.cache.insert(dest, ip);
-        Ok(ip)
-    }
-}
-
-impl RouteState {
-    /// Asks the kernel: connecting a UDP socket sends nothing, it only chooses the route and
-    /// the local address. The probe is disconnected again, which also forgets that address,
-    /// so that the next connect chooses afresh; a probe that failed is not used again.
-    fn route(&mut self, dest: IpAddr) -> io::Result<IpAddr> {
-        let to = SocketAddr::new(dest, 9);
-        let slot = &mut self.probes[usize::from(dest.is_ipv6())];
-        let probe = match slot.take() {
-            Some(probe) => probe,
-            None => Socket::new(Domain::for_address(to), Type::DGRAM, None)?,
-        };
-        probe.connect(&to.into())?;
-        let local = probe.local_addr()?;
-        disconnect(&probe)?;
-        *slot = Some(probe);
-        local
-            .as_socket()
-            .map(|a| a.ip())
-            .ok_or_else(|| io::Error::other("not an IP address"))
-    }
-}
-
-/// Dissolves a UDP socket's association: a connect to an `AF_UNSPEC` address (the socket
-/// crates have no call for it). Unless the socket was bound explicitly, this also resets
-/// the local address and port its connect chose.
-fn disconnect(socket: &Socket) -> io::Result<()> {
-    use nix::libc;
-    use std::os::fd::AsRawFd;
-    let unspecified = libc::sockaddr {
-        sa_family: libc::AF_UNSPEC as libc::sa_family_t,
-        sa_data: [0; 14],
-    };
-    let len = std::mem::size_of::<libc::sockaddr>() as libc::socklen_t;
-    // SAFETY: `unspecified` is a valid sockaddr that lives across the call, `len` is its
-    // size, and the descriptor is the borrowed socket's own.
-    match unsafe { libc::connect(socket.as_raw_fd(), &unspecified, len) } {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
-
-    /// The answer a socket of its own gives: what the shared probe must give too.
-    fn fresh_route(dest: IpAddr) -> IpAddr {
-        let to = SocketAddr::new(dest, 9);
-        let socket = Socket::new(Domain::for_address(to), Type::DGRAM, None).unwrap();
-        socket.connect(&to.into()).unwrap();
-        socket.local_addr().unwrap().as_socket().unwrap().ip()
-    }
-
-    #[test]
-    fn the_route_probe_chooses_afresh_for_each_destination() {
-        let mut state = RouteState::default();
-        // The machine's own addresses route from themselves, loopback from 127.0.0.1: a
-        // probe that kept its first local address would answer 127.0.0.1 for all.
-        let mut destinations = vec![IpAddr::from([127, 0, 0, 1])];
-        destinations.extend(
-            nix::ifaddrs::getifaddrs()
-                .unwrap()
-                .filter_map(|i| i.address?.as_sockaddr_in().map(|a| IpAddr::V4(a.ip()))),
-        );
-        if Socket::new(Domain::IPV6, Type::DGRAM, None).is_ok() {
-            destinations.push(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
-        }
-        for dest in destinations.iter().chain(destinations.iter().rev()) {
-            assert_eq!(state.route(*dest).unwrap(), fresh_route(*dest), "{dest}");
-        }
-        let v4 = state.probes[0].as_ref().unwrap().local_addr().unwrap();
-        assert!(v4.as_socket().unwrap().ip().is_unspecified(), "{v4:?}");
-    }
+    use std::collections::HashMap;
 
     fn srv(priority: u16, weight: u16, target: &str) -> Srv {
         Srv {
@@ -1094,8 +985,5 @@ mod tests {
         assert_eq!(literal(&hop), None);
         let r = resolver.resolve(&hop, None, false).await.unwrap();
         assert_eq!(r.destinations[0], "127.0.0.1:5071".parse().unwrap());
-        let routes = Routes::default();
-        let local = routes.local_ip("127.0.0.2".parse().unwrap()).unwrap();
-        assert!(local.is_loopback());
     }
 }
