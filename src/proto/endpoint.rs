@@ -162,24 +162,17 @@ impl Endpoint {
     /// what became of them. A response is matched by its Via branch, Call-ID and CSeq,
     /// whatever address it comes from; all but [`Received::Used`] are counted in [`Stats`].
     pub fn handle(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) -> Received {
-        let id = match codec::route_key(bytes) {
-            Some((branch, _)) => self.branch(branch),
-            None => match codec::parse(bytes) {
-                Ok(msg) => msg.top_via_branch().and_then(|b| self.branch(b)),
-                Err(_) => {
-                    self.stats.malformed += 1;
-                    return Received::Malformed;
-                }
-            },
+        // One parse both routes the message and feeds its flow: nearly every response
+        // received is for a flow in progress.
+        let Ok(msg) = codec::parse(bytes) else {
+            self.stats.malformed += 1;
+            return Received::Malformed;
         };
+        let id = msg.top_via_branch().and_then(|b| self.branch(b));
         let Some((id, Entry { flow, .. })) = id.and_then(|id| Some((id, self.flows.get_mut(&id)?)))
         else {
             self.stats.unmatched += 1;
             return Received::Unmatched;
-        };
-        let Ok(msg) = codec::parse(bytes) else {
-            self.stats.malformed += 1;
-            return Received::Malformed;
         };
         let elsewhere = flow.destination() != from;
         if let Err(mismatch) = flow.handle_response(now, from, &msg, bytes, &mut self.rng) {

@@ -292,7 +292,7 @@ impl Flow {
             Direction::Sent
         };
         let request = self.request();
-        self.trace(now, direction, None, request.clone());
+        self.trace(now, direction, None, || request.clone());
         Some(request)
     }
 
@@ -396,12 +396,9 @@ impl Flow {
         }
         self.answered_from = (from != self.route.destination).then_some(from);
         self.unreachable_once = false;
-        self.trace(
-            now,
-            Direction::Received,
-            self.answered_from,
-            Bytes::copy_from_slice(raw),
-        );
+        self.trace(now, Direction::Received, self.answered_from, || {
+            Bytes::copy_from_slice(raw)
+        });
         match self.tx.handle_response(status) {
             Some(TxEvent::Provisional(_)) => {
                 self.provisional = true;
@@ -608,22 +605,24 @@ impl Flow {
 
     /// A routing step in the ladder.
     fn note(&mut self, now: Instant, text: String) {
-        self.trace(now, Direction::Routing, None, Bytes::from(text));
+        self.trace(now, Direction::Routing, None, || Bytes::from(text));
     }
 
+    /// Keeps a message in the ladder when the target is traced; `bytes` is called only
+    /// then, so that an untraced target copies nothing.
     fn trace(
         &mut self,
         now: Instant,
         direction: Direction,
         from: Option<SocketAddr>,
-        bytes: Bytes,
+        bytes: impl FnOnce() -> Bytes,
     ) {
         if self.notify.trace {
             self.ladder.push(TraceEntry {
                 at: now - self.started,
                 direction,
                 from,
-                bytes,
+                bytes: bytes(),
             });
         }
     }
@@ -1016,6 +1015,15 @@ mod tests {
                 Direction::Received
             ]
         );
+
+        // Untraced, the same exchange keeps nothing.
+        let (mut flow, mut rng, now, first) = start(job(None, Transport::Udp));
+        flow.handle_timeout(now + Duration::from_millis(500), &mut rng);
+        assert!(flow
+            .poll_transmit(now + Duration::from_millis(500))
+            .is_some());
+        feed(&mut flow, &mut rng, now, &respond(&first, 200, ""));
+        assert!(flow.outcome().unwrap().ladder.is_empty());
     }
 
     /// A route to `PHONE` first, then to each of `next`.
