@@ -70,7 +70,7 @@ pub struct PhoneArgs {
     /// Ignore this percentage of requests (0-100).
     #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
     drop: f64,
-    /// Answer each request after this many milliseconds.
+    /// Answer each request after this many milliseconds (UDP: within 0.25 ms after it).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     delay: u64,
     /// Answer this percentage of authenticated NOTIFYs with --fail-status (0-100).

@@ -13,7 +13,7 @@
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, IoSlice, IoSliceMut, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc as std_mpsc, Arc};
@@ -24,8 +24,11 @@ use nix::libc;
 use nix::sys::socket::{
     self as nix_socket, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage,
 };
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -342,16 +345,91 @@ async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx
         }
     };
     let send_delayed = async {
+        let timer = match (!delay.is_zero()).then(PreciseTimer::new).transpose() {
+            Ok(timer) => timer,
+            Err(err) => {
+                tracing::warn!(%err, "no timer for delayed answers: answering at once");
+                None
+            }
+        };
         while let Some((at, peer, bytes)) = rx.recv().await {
             // A burst of answers falls due together: only the first waits for the timer,
-            // the others go at once instead of each registering a timer of its own.
-            if at > Instant::now() {
-                tokio::time::sleep_until(at.into()).await;
+            // the others go at once.
+            if let Some(timer) = &timer {
+                if let Err(err) = timer.until(at).await {
+                    tracing::debug!(%err, "phone timer failed: answering at once");
+                }
             }
             answer(&socket, &bytes, peer).await;
         }
     };
     tokio::join!(receive, send_delayed);
+}
+
+/// Waits until a deadline rounded up to the next [`TIMER_GRID`] step, where tokio's timer
+/// rounds up to a millisecond tick and then to the reactor's millisecond timeout:
+/// `--delay 100` answers after 100.0-100.3 ms, not 101-102, and a fleet rehearsal's targets
+/// are not two milliseconds slower for it. The grid keeps the answers due within one step
+/// together, for one wake-up. One timer per UDP worker; TCP answers keep tokio's timer,
+/// since a timer per connection would cost a descriptor per phone.
+struct PreciseTimer {
+    timer: AsyncFd<Timer>,
+    origin: Instant,
+}
+
+/// The step of [`PreciseTimer`]'s deadlines.
+const TIMER_GRID: Duration = Duration::from_micros(250);
+
+/// What tokio's `AsyncFd` needs of nix's timer, which has only `AsFd`.
+struct Timer(TimerFd);
+
+impl AsRawFd for Timer {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl PreciseTimer {
+    fn new() -> io::Result<PreciseTimer> {
+        let flags = TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC;
+        let timer = Timer(TimerFd::new(ClockId::CLOCK_MONOTONIC, flags)?);
+        // SAFETY: the timer owns its descriptor, which stays open and the same until the
+        // `AsyncFd` drops the timer with it; `as_raw_fd` always returns that descriptor.
+        let timer = unsafe { AsyncFd::register_with_interest(timer, Interest::READABLE) }?;
+        Ok(PreciseTimer {
+            timer,
+            origin: Instant::now(),
+        })
+    }
+
+    /// The first step of the grid at or after `at` (which is after the origin).
+    fn wake(&self, at: Instant) -> Instant {
+        let steps = (at - self.origin)
+            .as_nanos()
+            .div_ceil(TIMER_GRID.as_nanos());
+        self.origin + TIMER_GRID * u32::try_from(steps).unwrap_or(u32::MAX)
+    }
+
+    /// Returns at `at` or up to a [`TIMER_GRID`] step after it, or at once if it has passed.
+    /// `Instant` is `CLOCK_MONOTONIC` too.
+    async fn until(&self, at: Instant) -> io::Result<()> {
+        let now = Instant::now();
+        if at <= now {
+            return Ok(());
+        }
+        let once = Expiration::OneShot(TimeSpec::from_duration(self.wake(at) - now));
+        self.timer
+            .get_ref()
+            .0
+            .set(once, TimerSetTimeFlags::empty())?;
+        loop {
+            let mut ready = self.timer.readable().await?;
+            // Nonblocking: a read before the expiry fails with EAGAIN, read as not ready.
+            if let Ok(expired) = ready.try_io(|t| t.get_ref().0.wait().map_err(io::Error::from)) {
+                return expired;
+            }
+        }
+    }
 }
 
 /// Who sent a datagram, and the local address it was sent to when the socket is on a
@@ -796,6 +874,25 @@ mod tests {
             }
         );
         phone.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_precise_timer_never_returns_early_and_steps_on_its_grid() {
+        let timer = PreciseTimer::new().unwrap();
+        let past = Instant::now();
+        timer.until(past).await.unwrap();
+        for offset in [1, 137, 250, 251, 999, 1_500, 4_321] {
+            let at = Instant::now() + Duration::from_micros(offset);
+            timer.until(at).await.unwrap();
+            let woke = Instant::now();
+            assert!(woke >= at, "{offset} µs: woke {:?} early", at - woke);
+        }
+        // A deadline on the grid is its own wake-up; one just past it waits a step more.
+        let on_grid = timer.origin + TIMER_GRID * 400_000;
+        assert_eq!(timer.wake(on_grid), on_grid);
+        let after = on_grid + Duration::from_nanos(1);
+        assert_eq!(timer.wake(after), on_grid + TIMER_GRID);
+        assert_eq!(timer.wake(on_grid - Duration::from_nanos(1)), on_grid);
     }
 
     #[tokio::test]
