@@ -33,8 +33,9 @@ use super::resolve::ResolveError;
 /// Destinations whose local address is remembered one by one.
 const MAX_DESTINATIONS: usize = 4096;
 
-/// Routes the copy may hold: a larger table is a router's, which changes too often to copy.
-const MAX_FIB_ROUTES: usize = 1024;
+/// Routes the copy may hold: a larger table is a router's, which changes too often to copy
+/// and would take longer to search than the kernel.
+const MAX_FIB_ROUTES: usize = 256;
 
 /// How often the kernel's change announcements are looked at, at most.
 const WATCH_EVERY: Duration = Duration::from_millis(1);
@@ -219,8 +220,9 @@ impl FibState {
     }
 }
 
-/// The kernel's IPv4 routes, in the order of the default rules' tables (local, main,
-/// default), as far as the choice of a local address goes.
+/// The kernel's IPv4 routes of the default rules' tables, in lookup order (local, main,
+/// default; in each, the longest prefixes first), as far as the choice of a local address
+/// goes.
 #[derive(Debug, PartialEq)]
 struct Fib {
     routes: Vec<FibRoute>,
@@ -256,11 +258,16 @@ impl Fib {
         if tables != defaults {
             return None;
         }
-        let routes = routes
+        let mut routes: Vec<FibRoute> = routes
             .iter()
             .filter(|r| r.header.address_family == AddressFamily::Inet)
             .filter_map(fib_route)
             .collect();
+        // In lookup order: the first route that matches is the kernel's choice.
+        routes.sort_by_key(|r| {
+            let table = DEFAULT_TABLES.iter().position(|t| *t == r.table);
+            (table, std::cmp::Reverse(r.len))
+        });
         Some(Fib { routes })
     }
 
@@ -271,25 +278,15 @@ impl Fib {
             return None;
         }
         let dest = u32::from(dest);
-        for table in DEFAULT_TABLES {
-            let matching = || {
-                self.routes
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, r)| r.table == table && contains(r.prefix, r.len, dest))
-            };
-            let Some(longest) = matching().map(|(_, r)| r.len).max() else {
-                continue;
-            };
-            let mut at_longest = matching().filter(|(_, r)| r.len == longest);
-            let (index, route) = at_longest.next()?;
-            // Two routes for one prefix (metrics, TOS, types): the kernel chooses among them.
-            if at_longest.next().is_some() || !route.one_source {
-                return None;
-            }
-            return Some(index);
-        }
-        None
+        let taken = |r: &FibRoute| contains(r.prefix, r.len, dest);
+        let index = self.routes.iter().position(taken)?;
+        let route = &self.routes[index];
+        // Two routes for one prefix (metrics, TOS, types): the kernel chooses among them.
+        let twice = self.routes[index + 1..]
+            .iter()
+            .take_while(|r| r.table == route.table && r.len == route.len)
+            .any(taken);
+        (route.one_source && !twice).then_some(index)
     }
 }
 
