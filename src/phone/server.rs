@@ -348,17 +348,19 @@ async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx
         let timer = match (!delay.is_zero()).then(PreciseTimer::new).transpose() {
             Ok(timer) => timer,
             Err(err) => {
-                tracing::warn!(%err, "no timer for delayed answers: answering at once");
+                tracing::warn!(%err, "no timerfd for delayed answers: tokio's timer instead");
                 None
             }
         };
         while let Some((at, peer, bytes)) = rx.recv().await {
             // A burst of answers falls due together: only the first waits for the timer,
             // the others go at once.
-            if let Some(timer) = &timer {
-                if let Err(err) = timer.until(at).await {
-                    tracing::debug!(%err, "phone timer failed: answering at once");
-                }
+            let waited = match &timer {
+                Some(timer) => timer.until(at).await,
+                None => Err(io::ErrorKind::Unsupported.into()),
+            };
+            if waited.is_err() && at > Instant::now() {
+                tokio::time::sleep_until(at.into()).await;
             }
             answer(&socket, &bytes, peer).await;
         }
@@ -404,20 +406,21 @@ impl PreciseTimer {
 
     /// The first step of the grid at or after `at` (which is after the origin).
     fn wake(&self, at: Instant) -> Instant {
-        let steps = (at - self.origin)
-            .as_nanos()
-            .div_ceil(TIMER_GRID.as_nanos());
-        self.origin + TIMER_GRID * u32::try_from(steps).unwrap_or(u32::MAX)
+        let grid = TIMER_GRID.as_nanos();
+        let since = (at - self.origin).as_nanos().div_ceil(grid) * grid;
+        self.origin + Duration::from_nanos(u64::try_from(since).unwrap_or(u64::MAX))
     }
 
     /// Returns at `at` or up to a [`TIMER_GRID`] step after it, or at once if it has passed.
     /// `Instant` is `CLOCK_MONOTONIC` too.
     async fn until(&self, at: Instant) -> io::Result<()> {
         let now = Instant::now();
-        if at <= now {
+        let wait = self.wake(at).saturating_duration_since(now);
+        // A zero time would disarm the timer rather than fire it.
+        if at <= now || wait.is_zero() {
             return Ok(());
         }
-        let once = Expiration::OneShot(TimeSpec::from_duration(self.wake(at) - now));
+        let once = Expiration::OneShot(TimeSpec::from_duration(wait));
         self.timer
             .get_ref()
             .0
@@ -888,6 +891,9 @@ mod tests {
             assert!(woke >= at, "{offset} µs: woke {:?} early", at - woke);
         }
         // A deadline on the grid is its own wake-up; one just past it waits a step more.
+        // Far out too: 2^32 steps are 12.4 days.
+        let far = timer.origin + TIMER_GRID * u32::MAX + TIMER_GRID * 3;
+        assert_eq!(timer.wake(far - Duration::from_nanos(1)), far);
         let on_grid = timer.origin + TIMER_GRID * 400_000;
         assert_eq!(timer.wake(on_grid), on_grid);
         let after = on_grid + Duration::from_nanos(1);
