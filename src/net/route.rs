@@ -8,11 +8,12 @@
 //! The copy is used only where the kernel's choice of local address cannot depend on the
 //! destination within a route: the three default rules, and a destination whose longest
 //! matching prefix is one unicast route (or a local route with a preferred source) with
-//! one live next hop and no TOS. Anything else (policy rules, multipath, nexthop objects,
+//! one live next hop and no TOS, the same whether the local and main tables are looked up
+//! as one or one after the other. Anything else (policy rules, multipath, nexthop objects,
 //! IPv6, whose source selection is per destination) is probed per destination. A change
 //! to links, addresses, routes or rules, announced by the kernel over netlink, drops what
-//! was learnt; so does a failure to read the tables, after which every destination is
-//! probed as before.
+//! was learnt, and the tables are read again; while they cannot be (and for good past 256
+//! routes), every destination is probed.
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP};
 use netlink_packet_core::{NLM_F_DUMP_INTR, NLM_F_REQUEST};
