@@ -69,11 +69,7 @@ fn inside_the_namespace() {
         .unwrap();
     runtime.block_on(async {
         let config = PhoneConfig {
-            users: vec![UserRange::Range {
-                first: 1001,
-                last: 1002,
-                width: 0,
-            }],
+            users: vec!["1001-1002".parse::<UserRange>().unwrap()],
             password_template: "pw-{user}".into(),
             ..PhoneConfig::default()
         };

@@ -210,24 +210,7 @@ impl FibState {
     }
 
     fn read(&mut self) {
-        let tables = dump(
-            RouteNetlinkMessage::GetRule(RuleMessage::default()),
-            |m| match m {
-                RouteNetlinkMessage::NewRule(rule) => Some(rule),
-                _ => None,
-            },
-        )
-        .and_then(|rules| {
-            let routes = dump(
-                RouteNetlinkMessage::GetRoute(RouteMessage::default()),
-                |m| match m {
-                    RouteNetlinkMessage::NewRoute(route) => Some(route),
-                    _ => None,
-                },
-            )?;
-            Ok((rules, routes))
-        });
-        match tables {
+        match tables() {
             Ok((rules, routes)) => {
                 self.fib = Fib::new(&rules, &routes);
                 self.learnt = vec![None; self.fib.as_ref().map_or(0, |f| f.routes.len())];
@@ -448,8 +431,24 @@ fn drained(watch: &Netlink) -> io::Result<bool> {
     Ok(true)
 }
 
-/// What `pick` keeps of the answers to one IPv4 dump request (rules or routes), up to
-/// [`MAX_FIB_ROUTES`].
+/// The IPv4 rules and routes.
+fn tables() -> Result<(Vec<RuleMessage>, Vec<RouteMessage>), Unread> {
+    let mut rule = RuleMessage::default();
+    rule.header.family = AddressFamily::Inet;
+    let rules = dump(RouteNetlinkMessage::GetRule(rule), |m| match m {
+        RouteNetlinkMessage::NewRule(rule) => Some(rule),
+        _ => None,
+    })?;
+    let mut route = RouteMessage::default();
+    route.header.address_family = AddressFamily::Inet;
+    let routes = dump(RouteNetlinkMessage::GetRoute(route), |m| match m {
+        RouteNetlinkMessage::NewRoute(route) => Some(route),
+        _ => None,
+    })?;
+    Ok((rules, routes))
+}
+
+/// What `pick` keeps of the answers to one dump `request`, up to [`MAX_FIB_ROUTES`].
 fn dump<T>(
     request: RouteNetlinkMessage,
     pick: impl Fn(RouteNetlinkMessage) -> Option<T>,
@@ -459,17 +458,6 @@ fn dump<T>(
     let mut socket = Netlink::new(NETLINK_ROUTE).map_err(failed)?;
     socket.bind_auto().map_err(failed)?;
     socket.connect(&NetlinkAddr::new(0, 0)).map_err(failed)?;
-    let request = match request {
-        RouteNetlinkMessage::GetRule(mut m) => {
-            m.header.family = AddressFamily::Inet;
-            RouteNetlinkMessage::GetRule(m)
-        }
-        RouteNetlinkMessage::GetRoute(mut m) => {
-            m.header.address_family = AddressFamily::Inet;
-            RouteNetlinkMessage::GetRoute(m)
-        }
-        other => other,
-    };
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(request));

@@ -356,10 +356,10 @@ async fn serve_udp(socket: Arc<UdpSocket>, wildcard: bool, mut phone: Phone, ctx
             // A burst of answers falls due together: only the first waits for the timer,
             // the others go at once.
             let waited = match &timer {
-                Some(timer) => timer.until(at).await,
-                None => Err(io::ErrorKind::Unsupported.into()),
+                Some(timer) => timer.until(at).await.is_ok(),
+                None => false,
             };
-            if waited.is_err() && at > Instant::now() {
+            if !waited && at > Instant::now() {
                 tokio::time::sleep_until(at.into()).await;
             }
             answer(&socket, &bytes, peer).await;
