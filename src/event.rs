@@ -5,6 +5,7 @@
 
 use crate::sip::request::check_header_value;
 use crate::text::outside_xml;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Whether an event takes a URL.
@@ -438,12 +439,13 @@ impl Event {
         }
     }
 
-    /// The Event header value.
-    pub fn header_value(&self) -> String {
+    /// The Event header value: borrowed unless a profile URL is added (every request of
+    /// every target writes it).
+    pub fn header_value(&self) -> Cow<'_, str> {
         match self {
-            Event::Resync { profile: Some(url) } => format!("resync;profile=\"{url}\""),
-            Event::Custom { event, .. } => event.clone(),
-            other => other.name().to_string(),
+            Event::Resync { profile: Some(url) } => format!("resync;profile=\"{url}\"").into(),
+            Event::Custom { event, .. } => Cow::Borrowed(event),
+            other => Cow::Borrowed(other.name()),
         }
     }
 
@@ -523,7 +525,7 @@ mod tests {
         );
         let cucm = event("cucm", Action::Restart).unwrap();
         assert_eq!(
-            (cucm.header_value().as_str(), cucm.body()),
+            (cucm.header_value().as_ref(), cucm.body()),
             ("service-control", &b"action=restart"[..])
         );
         assert_eq!(cucm.content_type(), Some("text/plain"));

@@ -142,7 +142,16 @@ pub(super) async fn handle(State(service): State<Arc<Service>>, request: Request
         &outcome,
         false,
     );
-    axum::Json(record).into_response()
+    let mut body = Vec::with_capacity(512);
+    if let Err(e) = record.write_line(&mut body) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    body.pop(); // the line's end
+    let json = [(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    )];
+    (json, body).into_response()
 }
 
 #[cfg(test)]

@@ -148,16 +148,17 @@ impl Record {
     }
 }
 
-/// One target as a JSON object. Serialized straight from borrowed fields: campaigns print
-/// one per target.
-#[derive(Debug, Serialize)]
+/// One target as a JSON object, written by [`write_line`](Self::write_line): `id`,
+/// `attempts`, `retransmissions`, `elapsed_ms`, `call_id`, `destination`, `answered_from`,
+/// `tries`, `line` and `ladder` only when set, and the channel's own fields
+/// ([`Outcome::details`]) after the others, in the same object.
+#[derive(Debug)]
 pub struct JsonRecord<'a> {
     /// The Request-URI.
     pub target: &'a str,
     /// The event type.
     pub event: &'a str,
     /// The batch row's label.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<&'a str>,
     /// How it ended.
     pub outcome: &'a str,
@@ -168,35 +169,25 @@ pub struct JsonRecord<'a> {
     /// Advice for the user.
     pub hint: Option<&'static str>,
     /// Requests sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     /// Timer E retransmissions.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retransmissions: Option<u32>,
     /// From the first send to the end.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<f64>,
     /// The Call-ID.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub call_id: Option<&'a str>,
     /// `address:port` the last request went to (the destination a name resolved to, the
     /// last one tried).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<SocketAddr>,
     /// `address:port` the responses came from, when not where the requests went.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_from: Option<SocketAddr>,
     /// Batch: tries, retries included.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tries: Option<u32>,
     /// Batch: the input line.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
     /// With -v: every message.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ladder: Vec<LadderJson<'a>>,
     /// The channel's own fields ([`Outcome::details`]).
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub details: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
@@ -253,10 +244,88 @@ impl<'a> JsonRecord<'a> {
     }
 
     /// Writes the record as one line of JSON Lines.
+    ///
+    /// Laid out here rather than by serde's derive, since a campaign writes one per target
+    /// and the derive escapes every key again: the keys are written as they are, the
+    /// values by serde_json (strings escaped, numbers as it writes them).
     pub fn write_line(&self, w: &mut impl Write) -> std::io::Result<()> {
-        serde_json::to_writer(&mut *w, self)?;
-        w.write_all(b"\n")
+        let mut digits = itoa::Buffer::new();
+        w.write_all(b"{\"target\":")?;
+        json(w, self.target)?;
+        w.write_all(b",\"event\":")?;
+        json(w, self.event)?;
+        if let Some(id) = self.id {
+            w.write_all(b",\"id\":")?;
+            json(w, id)?;
+        }
+        w.write_all(b",\"outcome\":")?;
+        json(w, self.outcome)?;
+        w.write_all(b",\"status\":")?;
+        match self.status {
+            Some(status) => w.write_all(digits.format(status).as_bytes())?,
+            None => w.write_all(b"null")?,
+        }
+        w.write_all(b",\"reason\":")?;
+        json(w, &*self.reason)?;
+        w.write_all(b",\"hint\":")?;
+        json(w, &self.hint)?;
+        let counts = [
+            (&b",\"attempts\":"[..], self.attempts),
+            (b",\"retransmissions\":", self.retransmissions),
+        ];
+        for (key, count) in counts {
+            if let Some(count) = count {
+                w.write_all(key)?;
+                w.write_all(digits.format(count).as_bytes())?;
+            }
+        }
+        if let Some(ms) = self.elapsed_ms {
+            w.write_all(b",\"elapsed_ms\":")?;
+            json(w, &ms)?;
+        }
+        if let Some(call_id) = self.call_id {
+            w.write_all(b",\"call_id\":")?;
+            json(w, call_id)?;
+        }
+        let addresses = [
+            (&b",\"destination\":\""[..], self.destination),
+            (b",\"answered_from\":\"", self.answered_from),
+        ];
+        for (key, addr) in addresses {
+            if let Some(addr) = addr {
+                // Digits, dots, colons, brackets and hex: nothing to escape.
+                let mut text = Vec::with_capacity(48);
+                crate::sip::push_socket_addr(&mut text, addr);
+                w.write_all(key)?;
+                w.write_all(&text)?;
+                w.write_all(b"\"")?;
+            }
+        }
+        if let Some(tries) = self.tries {
+            w.write_all(b",\"tries\":")?;
+            w.write_all(digits.format(tries).as_bytes())?;
+        }
+        if let Some(line) = self.line {
+            w.write_all(b",\"line\":")?;
+            w.write_all(digits.format(line).as_bytes())?;
+        }
+        if !self.ladder.is_empty() {
+            w.write_all(b",\"ladder\":")?;
+            json(w, &self.ladder)?;
+        }
+        for (key, value) in self.details.into_iter().flatten() {
+            w.write_all(b",")?;
+            json(w, key)?;
+            w.write_all(b":")?;
+            json(w, value)?;
+        }
+        w.write_all(b"}\n")
     }
+}
+
+/// `value` as serde_json writes it.
+fn json(w: &mut impl Write, value: &(impl Serialize + ?Sized)) -> std::io::Result<()> {
+    serde_json::to_writer(w, value).map_err(std::io::Error::from)
 }
 
 /// Timer E retransmissions, for a target that had a SIP transaction: a channel without
@@ -398,6 +467,88 @@ mod tests {
         assert_eq!(bad.csv()[4], "bad_row");
         assert_eq!(bad.csv()[6], "no target");
         assert!(!bad.verdict.is_delivered());
+    }
+
+    #[test]
+    fn a_record_is_one_line_of_json_with_its_keys_in_order() {
+        let mut details = serde_json::Map::new();
+        details.insert("http_status".into(), 200.into());
+        details.insert("phone_error".into(), "\u{1b}[2J \"x\"".into());
+        let outcome = Outcome {
+            status: Some(200),
+            attempts: 2,
+            retransmissions: 1,
+            elapsed: Duration::from_micros(1_500),
+            call_id: "c\"1".into(),
+            destination: Some("[fe80::1]:5061".parse().unwrap()),
+            answered_from: Some("127.0.0.2:5062".parse().unwrap()),
+            ladder: vec![TraceEntry {
+                at: Duration::from_micros(250),
+                direction: Direction::Received,
+                from: None,
+                bytes: bytes::Bytes::from_static(b"SIP/2.0 200 OK\r\n\r\n"),
+            }],
+            details: Some(Box::new(details)),
+            ..Outcome::unsent(OutcomeKind::Delivered, "O\"K\\\u{7}\u{e9}")
+        };
+        let mut record = JsonRecord::sent("sip:1@h", "resync", Some("row\n1"), &outcome, true);
+        (record.tries, record.line) = (Some(3), Some(9));
+        let mut line = Vec::new();
+        record.write_line(&mut line).unwrap();
+        let text = String::from_utf8(line).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(text.ends_with("}\n"), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "target": "sip:1@h", "event": "resync", "id": "row\n1",
+                "outcome": "delivered", "status": 200, "reason": "O\"K\\\u{7}\u{e9}",
+                "hint": null, "attempts": 2, "retransmissions": 1, "elapsed_ms": 1.5,
+                "call_id": "c\"1", "destination": "[fe80::1]:5061",
+                "answered_from": "127.0.0.2:5062", "tries": 3, "line": 9,
+                "ladder": [{"at_ms": 0.25, "direction": "received",
+                            "message": "SIP/2.0 200 OK\r\n\r\n"}],
+                "http_status": 200, "phone_error": "\u{1b}[2J \"x\"",
+            })
+        );
+        let keys = [
+            "target",
+            "event",
+            "id",
+            "outcome",
+            "status",
+            "reason",
+            "hint",
+            "attempts",
+            "retransmissions",
+            "elapsed_ms",
+            "call_id",
+            "destination",
+            "answered_from",
+            "tries",
+            "line",
+            "ladder",
+            "http_status",
+            "phone_error",
+        ];
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+
+        let unsent = Outcome::unsent(OutcomeKind::Unreachable, "no route");
+        let mut line = Vec::new();
+        JsonRecord::sent("sip:2@h", "reboot", None, &unsent, true)
+            .write_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(line).unwrap(),
+            "{\"target\":\"sip:2@h\",\"event\":\"reboot\",\"outcome\":\"unreachable\",\
+             \"status\":null,\"reason\":\"no route\",\"hint\":null,\"attempts\":0,\
+             \"elapsed_ms\":0.0}\n"
+        );
     }
 
     #[test]

@@ -354,22 +354,26 @@ pub(crate) fn canonical_name(name: &[u8]) -> Option<&'static str> {
             .find(|(compact, _)| *compact == letter)
             .map(|(_, long)| *long);
     }
-    // Every header of every message is looked up: compare only the names of its length.
-    by_length()
-        .get(name.len())?
+    // Every header of every message is looked up: compare only the names of its length
+    // and first letter (most have one), and exactly before ignoring case (most are sent
+    // in their canonical spelling).
+    let first = *name.first()?;
+    by_length_and_letter()
+        .get(name.len() * 32 + usize::from(first & 31))?
         .iter()
-        .find(|long| long.as_bytes().eq_ignore_ascii_case(name))
+        .find(|long| long.as_bytes() == name || long.as_bytes().eq_ignore_ascii_case(name))
         .copied()
 }
 
-/// [`LONG_NAMES`] grouped by length, built on first use.
-fn by_length() -> &'static [Vec<&'static str>] {
+/// [`LONG_NAMES`] grouped by length and first letter (case folded by its low five bits),
+/// built on first use.
+fn by_length_and_letter() -> &'static [Vec<&'static str>] {
     static TABLE: OnceLock<Vec<Vec<&'static str>>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let longest = LONG_NAMES.iter().map(|n| n.len()).max().unwrap_or(0);
-        let mut table = vec![Vec::new(); longest + 1];
+        let mut table = vec![Vec::new(); (longest + 1) * 32];
         for name in LONG_NAMES {
-            table[name.len()].push(*name);
+            table[name.len() * 32 + usize::from(name.as_bytes()[0] & 31)].push(*name);
         }
         table
     })
@@ -377,6 +381,20 @@ fn by_length() -> &'static [Vec<&'static str>] {
 
 fn is_ws(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+/// `s` without [`is_ws`] at either end. By bytes, not characters: every header value of
+/// every message is trimmed, and the white space is ASCII, so the cuts are on character
+/// boundaries.
+fn trim_ws(s: &str) -> &str {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let bytes = s.as_bytes();
+    let start = bytes.iter().position(|b| !ws(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !ws(b))
+        .map_or(start, |last| last + 1);
+    &s[start..end]
 }
 
 /// RFC 3261 `token` characters (header names, methods).
@@ -504,10 +522,10 @@ impl<'a> Iterator for RawHeaders<'a> {
 /// Joins folded lines with a single space and trims the value; borrows when not folded.
 fn unfold(raw: &str, folded: bool) -> Cow<'_, str> {
     if !folded {
-        return Cow::Borrowed(raw.trim_matches(is_ws));
+        return Cow::Borrowed(trim_ws(raw));
     }
     let mut value = String::with_capacity(raw.len());
-    for piece in raw.split('\n').map(|p| p.trim_matches(is_ws)) {
+    for piece in raw.split('\n').map(trim_ws) {
         if piece.is_empty() {
             continue;
         }
@@ -542,7 +560,7 @@ fn merge_length(earlier: Option<usize>, raw: &[u8]) -> Result<Option<usize>, Cod
 }
 
 fn parse_start(line: &str) -> Result<StartLine<'_>, CodecError> {
-    let line = line.trim_matches(is_ws);
+    let line = trim_ws(line);
     let mut words = line.split([' ', '\t']).filter(|w| !w.is_empty());
     let first = words.next().ok_or(CodecError::BadStartLine)?;
     if first.eq_ignore_ascii_case("SIP/2.0") {
@@ -557,7 +575,7 @@ fn parse_start(line: &str) -> Result<StartLine<'_>, CodecError> {
         }
         return Ok(StartLine::Response {
             code,
-            reason: reason.trim_matches(is_ws),
+            reason: trim_ws(reason),
         });
     }
     match (words.next(), words.next(), words.next()) {
@@ -615,12 +633,11 @@ fn closing_quote(bytes: &[u8], from: usize) -> usize {
 /// The `branch` parameter of the first via in a Via value.
 fn via_branch(value: &str) -> Option<&str> {
     let first_via = split_unquoted(value, b',').next()?;
-    let branch = split_unquoted(first_via, b';')
+    let (_, branch) = split_unquoted(first_via, b';')
         .skip(1)
         .filter_map(|param| param.split_once('='))
-        .find(|(name, _)| name.trim_matches(is_ws).eq_ignore_ascii_case("branch"))?
-        .1
-        .trim_matches(is_ws);
+        .find(|(name, _)| trim_ws(name).eq_ignore_ascii_case("branch"))?;
+    let branch = trim_ws(branch);
     let branch = branch
         .strip_prefix('"')
         .and_then(|b| b.strip_suffix('"'))

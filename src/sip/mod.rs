@@ -47,13 +47,26 @@ pub(crate) fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 pub(crate) fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
+            // Into one array, copied once: at most 15 bytes, and three digits an octet.
+            let mut text = [0u8; 15];
+            let mut len = 0;
+            let mut push = |b: u8| {
+                text[len] = b;
+                len += 1;
+            };
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    push(b'.');
                 }
-                out.extend_from_slice(digits.format(octet).as_bytes());
+                if octet >= 100 {
+                    push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    push(b'0' + octet / 10 % 10);
+                }
+                push(b'0' + octet % 10);
             }
+            out.extend_from_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             out.push(b'[');
@@ -136,6 +149,7 @@ mod tests {
             "0.0.0.0:0",
             "1.2.3.4:5",
             "10.0.100.255:5060",
+            "9.99.199.100:10",
             "255.255.255.255:65535",
             "[::1]:5060",
             "[fe80::1:2]:40000",

@@ -226,7 +226,7 @@ impl Target {
             }
         };
         Some(Target {
-            text: format!("sip:{rest}"),
+            text: with_scheme(false, rest),
             user: user.to_string(),
             host: Host::V4(ip),
             port,
@@ -375,7 +375,11 @@ impl Target {
 /// The target's text with its scheme.
 fn with_scheme(sips: bool, without_scheme: &str) -> String {
     let scheme = if sips { "sips:" } else { "sip:" };
-    format!("{scheme}{without_scheme}")
+    // Built by hand rather than by format!: every row of a campaign has a target.
+    let mut text = String::with_capacity(scheme.len() + without_scheme.len());
+    text.push_str(scheme);
+    text.push_str(without_scheme);
+    text
 }
 
 /// The transport a target asks for: its `transport` parameter, and TLS for any `sips:`

@@ -348,9 +348,6 @@ fn strip_scheme(value: &str) -> Result<&str, DigestError> {
     }
 }
 
-/// Walks `name=value` pairs separated by commas (empty list elements allowed), calling
-/// `each` with the name and the unescaped value. Only slices at ASCII bytes, so any UTF-8
-/// input is safe.
 /// The values of `names` in a Digest header (case-insensitive names; the first of a
 /// duplicated parameter wins; unknown parameters ignored), in the order of `names`.
 fn named_params<'a, const N: usize>(
@@ -366,6 +363,9 @@ fn named_params<'a, const N: usize>(
     Ok(values)
 }
 
+/// Walks `name=value` pairs separated by commas (empty list elements allowed), calling
+/// `each` with the name and the unescaped value. Only slices at ASCII bytes, so any UTF-8
+/// input is safe.
 fn parse_params<'a>(
     list: &'a str,
     mut each: impl FnMut(&'a str, Cow<'a, str>),
