@@ -551,7 +551,9 @@ impl Flow {
         let from = match &self.notify.from {
             Some(from) => from.as_str(),
             None => {
-                let mut from = b"sip:sipnotify@".to_vec();
+                // Room for the longest address, in brackets: one allocation.
+                let mut from = Vec::with_capacity(64);
+                from.extend_from_slice(b"sip:sipnotify@");
                 push_ip(&mut from, self.route.local.ip());
                 default_from = String::from_utf8(from).expect("an address is ASCII");
                 default_from.as_str()

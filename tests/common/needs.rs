@@ -15,6 +15,8 @@ pub struct Program {
     pub name: &'static str,
     pub package: &'static str,
     pub path: Option<PathBuf>,
+    /// Why an installed program cannot be used here (see [`Program::works`]).
+    pub refused: Option<String>,
 }
 
 impl Program {
@@ -30,7 +32,31 @@ impl Program {
             name,
             package,
             path,
+            refused: None,
         }
+    }
+
+    /// This program, counted as missing if running it with `args` fails: what it does may
+    /// be refused by the machine (user namespaces in a container, for `unshare`), which
+    /// `why` names.
+    pub fn works(mut self, args: &[&str], why: &str) -> Program {
+        let Some(path) = &self.path else {
+            return self;
+        };
+        let ran = std::process::Command::new(path)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !ran.is_ok_and(|status| status.success()) {
+            self.path = None;
+            self.refused = Some(format!(
+                "`{} {}` fails here: {why}",
+                self.name,
+                args.join(" ")
+            ));
+        }
+        self
     }
 
     /// Where it is; for a test that runs only when it was found.
@@ -41,10 +67,13 @@ impl Program {
     }
 
     fn missing(&self) -> String {
-        format!(
-            "`{}` is not installed (Debian package `{}`, installed by .ci/run)",
-            self.name, self.package
-        )
+        match &self.refused {
+            Some(why) => why.clone(),
+            None => format!(
+                "`{}` is not installed (Debian package `{}`, installed by .ci/run)",
+                self.name, self.package
+            ),
+        }
     }
 }
 
