@@ -146,7 +146,9 @@ impl NotifyRequest<'_> {
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = self.event.body();
         let target = self.target.as_str();
-        let mut out = Vec::with_capacity(512 + body.len());
+        // Room for every header but the credentials, then theirs: one allocation.
+        let credentials: usize = self.authorization.iter().map(|(_, v)| v.len() + 24).sum();
+        let mut out = Vec::with_capacity(512 + credentials + body.len());
         out.extend_from_slice(b"NOTIFY ");
         out.extend_from_slice(target.as_bytes());
         out.extend_from_slice(b" SIP/2.0\r\n");
