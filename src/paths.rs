@@ -1,8 +1,29 @@
 //! Where a path leads, as opening it would: the one place that follows links, for the
 //! checks that two options name the same file and that a file is not inside a served
-//! directory.
+//! directory; and opening a path only if it is a regular file.
 
+use std::fs::File;
+use std::io;
 use std::path::{Component, Path, PathBuf};
+
+/// Opens `path` for reading if it is a regular file, as the opened file says: a look at
+/// the path first could be undone by a swap before the open. The open does not wait (a
+/// FIFO would hold the caller until a writer came); reads of a regular file never do.
+/// For paths named by others, such as the service's requests.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(file)
+}
 
 /// The path opening `path` would reach: every link followed (the last one too, even one
 /// that leads to no file yet), canonical where the file exists, else its folder's canonical
@@ -76,6 +97,34 @@ mod tests {
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).unwrap();
         base
+    }
+
+    /// Only a regular file opens, and a FIFO with no writer is refused at once rather than
+    /// waited on (the open would otherwise block this test, which then never ends).
+    #[test]
+    fn only_a_regular_file_opens_and_a_fifo_does_not_wait() {
+        let base = base("regular");
+        let (file, fifo) = (base.join("rows.csv"), base.join("fifo"));
+        std::fs::write(&file, "target\n").unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(open_regular(&file).is_ok());
+        let (done, finished) = std::sync::mpsc::channel();
+        let opened = fifo.clone();
+        std::thread::spawn(move || done.send(open_regular(&opened).map(drop)));
+        let refused = finished
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a FIFO must not wait for a writer");
+        for refused in [refused, open_regular(Path::new("/dev/null")).map(drop)] {
+            let e = refused.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
+            assert_eq!(e.to_string(), "not a regular file");
+        }
+        assert!(open_regular(&base).is_err(), "a directory");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     /// A file is inside a directory by where it really is: its folder's links and its own

@@ -75,11 +75,19 @@ pub const MAX_SECRET_FILE: usize = 4 * 1024;
 /// Reads a file of at most `limit` bytes, reading no more than one byte past it (so
 /// `/dev/zero` or a wrong path costs nothing).
 pub fn read_file(path: &Path, limit: usize, what: &'static str) -> Result<Vec<u8>, FileError> {
+    read_opened(std::fs::File::open(path), path, limit, what)
+}
+
+fn read_opened(
+    file: std::io::Result<std::fs::File>,
+    path: &Path,
+    limit: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, FileError> {
     use std::io::Read;
     let shown = || path.display().to_string();
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+    file.and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
         .map_err(|source| FileError::Read {
             what,
             path: shown(),
@@ -98,7 +106,21 @@ pub fn read_file(path: &Path, limit: usize, what: &'static str) -> Result<Vec<u8
 /// A secret kept in a file (a password, a token, a key): [`read_file`], UTF-8, without
 /// the final LF or CRLF editors add.
 pub fn read_secret(path: &Path, limit: usize, what: &'static str) -> Result<String, FileError> {
-    let mut bytes = read_file(path, limit, what)?;
+    secret_text(read_file(path, limit, what)?, path, what)
+}
+
+/// [`read_secret`] of a regular file only ([`open_regular`](crate::paths::open_regular)):
+/// for paths named by others, such as the service's requests.
+pub fn read_regular_secret(
+    path: &Path,
+    limit: usize,
+    what: &'static str,
+) -> Result<String, FileError> {
+    let file = crate::paths::open_regular(path);
+    secret_text(read_opened(file, path, limit, what)?, path, what)
+}
+
+fn secret_text(mut bytes: Vec<u8>, path: &Path, what: &'static str) -> Result<String, FileError> {
     strip_final_newline(&mut bytes);
     String::from_utf8(bytes).map_err(|_| FileError::NotText {
         what,

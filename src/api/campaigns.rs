@@ -382,6 +382,7 @@ impl Campaigns {
             options.input = Input::Path(input);
             options.journal = Some(journal);
             options.count = true;
+            options.regular_input_only = true;
             options.report = None;
             options.report_html = None;
             let campaign =

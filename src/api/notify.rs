@@ -85,16 +85,11 @@ fn timeout(seconds: f64) -> Result<Duration, String> {
 
 /// The password in `path` (a final newline is not part of it); errors never quote it.
 fn read_password(path: &std::path::Path) -> Result<Password, String> {
-    // A FIFO or a device would hold the service's one thread while it is opened or read.
-    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
-        return Err(format!(
-            "password_file {} is not a regular file the service can read",
-            crate::text::printable(&path.to_string_lossy(), false)
-        ));
-    }
-    crate::secret::read_secret(path, crate::secret::MAX_SECRET_FILE, "password_file")
+    // A FIFO or a device would hold the service's one thread while it is opened or read:
+    // only a regular file, as the opened file says.
+    crate::secret::read_regular_secret(path, crate::secret::MAX_SECRET_FILE, "password_file")
         .map(Password::new)
-        .map_err(|e| e.to_string())
+        .map_err(|e| crate::text::printable(&e.to_string(), false).into_owned())
 }
 
 /// What is wrong with the JSON, without quoting a value (serde quotes a value of the wrong

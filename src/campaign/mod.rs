@@ -157,6 +157,11 @@ pub struct Options {
     pub report_html: Option<PathBuf>,
     /// Count the rows of a regular file first, for progress ([`Campaign::total`]).
     pub count: bool,
+    /// Read the input only if it is a regular file, as the opened file says
+    /// ([`paths::open_regular`](crate::paths::open_regular)): for inputs named by others,
+    /// such as the service's requests, where a FIFO or a device swapped in after a check of
+    /// the path would hold a thread forever.
+    pub regular_input_only: bool,
 }
 
 impl Options {
@@ -181,6 +186,7 @@ impl Options {
             report: None,
             report_html: None,
             count: false,
+            regular_input_only: false,
         }
     }
 }
@@ -358,7 +364,7 @@ impl<C: Channel> Campaign<C> {
         // pass over a regular file, or over a pipe read whole into memory for --spread.
         let counted = match &options.input {
             Input::Path(path) if regular && (options.spread.is_some() || options.count) => {
-                let file = File::open(path).map_err(|source| CampaignError::Read {
+                let file = open_path(&options, path).map_err(|source| CampaignError::Read {
                     input: options.input.clone(),
                     source,
                 })?;
@@ -507,6 +513,14 @@ impl<C: Channel> Campaign<C> {
     }
 }
 
+/// Opens the input file, as [`Options::regular_input_only`] says.
+fn open_path(options: &Options, path: &Path) -> std::io::Result<File> {
+    match options.regular_input_only {
+        true => crate::paths::open_regular(path),
+        false => File::open(path),
+    }
+}
+
 /// Opens the input, guessing the format from the first character when neither the options
 /// nor the file name say.
 fn open_input(options: &Options) -> Result<(Box<dyn BufRead + Send>, InputFormat), CampaignError> {
@@ -522,7 +536,7 @@ fn open_input(options: &Options) -> Result<(Box<dyn BufRead + Send>, InputFormat
         Input::Path(path) => (
             Box::new(BufReader::with_capacity(
                 64 * 1024,
-                File::open(path).map_err(cannot)?,
+                open_path(options, path).map_err(cannot)?,
             )),
             InputFormat::from_path(path),
         ),
