@@ -291,6 +291,8 @@ fn options_of_the_other_channel_and_bad_urls_are_refused_unsent() {
         ["--vendor", "yealink"],
         ["--header", "X-A: b"],
         ["--t1", "100"],
+        // At its default value too: given is given.
+        ["--t2", "4000"],
         ["--auth-user", "159"],
     ] {
         let message = format!("{} is for SIP NOTIFY, not --via http", extra[0]);

@@ -56,12 +56,12 @@ pub struct LineArgs {
     /// Give up a target sooner than Timer F (64*T1 = 32 s), in seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
-    /// RFC 3261 T1 in milliseconds (first retransmission interval over udp).
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_T1)]
-    pub t1: u64,
-    /// RFC 3261 T2 in milliseconds (longest retransmission interval).
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_T2)]
-    pub t2: u64,
+    /// RFC 3261 T1 in milliseconds (first retransmission interval over udp) [default: 500].
+    #[arg(long, value_name = "MS")]
+    pub t1: Option<u64>,
+    /// RFC 3261 T2 in milliseconds (longest retransmission interval) [default: 4000].
+    #[arg(long, value_name = "MS")]
+    pub t2: Option<u64>,
     /// An extra header, 'Name: value' (repeatable).
     #[arg(long = "header", value_name = "'NAME: VALUE'")]
     pub headers: Vec<String>,
@@ -76,7 +76,7 @@ pub const DEFAULT_T2: u64 = 4000;
 
 impl LineArgs {
     /// The first option given that only SIP uses (the HTTP channel must refuse it rather
-    /// than ignore it). A timer given at its default value cannot be told apart.
+    /// than ignore it).
     pub fn sip_only_given(&self) -> Option<&'static str> {
         [
             ("--auth-user", self.auth_user.is_some()),
@@ -86,8 +86,8 @@ impl LineArgs {
             ("--dns-server", self.dns_server.is_some()),
             ("--from", self.from.is_some()),
             ("--header", !self.headers.is_empty()),
-            ("--t1", self.t1 != DEFAULT_T1),
-            ("--t2", self.t2 != DEFAULT_T2),
+            ("--t1", self.t1.is_some()),
+            ("--t2", self.t2.is_some()),
         ]
         .into_iter()
         .find_map(|(name, given)| given.then_some(name))
@@ -279,7 +279,7 @@ pub fn timers(t1: u64, t2: u64) -> Result<Timers, Failure> {
 pub fn notifier_config(line: &LineArgs) -> Result<(NotifierConfig, Option<Duration>), Failure> {
     let config = NotifierConfig {
         bind: line.bind.as_deref().map(parse_bind).transpose()?,
-        timers: timers(line.t1, line.t2)?,
+        timers: timers(line.t1.unwrap_or(DEFAULT_T1), line.t2.unwrap_or(DEFAULT_T2))?,
         dns_server: line.dns_server,
         tls: line.tls.client()?,
     };
