@@ -67,7 +67,8 @@ impl Channel for Notifier {
     /// The target and the Event header, and a digest of the body when there is one (an
     /// XML-Service URL, a custom body): the same event with another body is another act.
     fn identity(notify: &Notify) -> String {
-        // Built by hand rather than by format!: every row of a campaign has one.
+        // Built by hand rather than by format!: every row of a campaign has one. Room for
+        // a body's digest too (a space and 16 hex digits).
         let (target, event) = (notify.target.as_str(), notify.event.header_value());
         let mut identity = String::with_capacity(target.len() + 1 + event.len() + 17);
         identity.push_str(target);

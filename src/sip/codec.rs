@@ -387,7 +387,7 @@ fn is_ws(c: char) -> bool {
 /// every message is trimmed, and the white space is ASCII, so the cuts are on character
 /// boundaries.
 fn trim_ws(s: &str) -> &str {
-    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let ws = |b: &u8| is_ws(char::from(*b));
     let bytes = s.as_bytes();
     let start = bytes.iter().position(|b| !ws(b)).unwrap_or(bytes.len());
     let end = bytes
